@@ -1,0 +1,54 @@
+//! The errors of the SCIM core: every way a SCIM request can be wrong, before any I/O.
+
+/// A client mistake found by the SCIM core. The HTTP status and `scimType` of each
+/// variant are chosen in one place, `crate::error`, not here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScimError {
+    /// A filter expression that does not parse, or that names something unusable.
+    #[error("invalid filter at position {position}: {detail}")]
+    InvalidFilter { position: usize, detail: String },
+    /// An attribute path (in a PATCH, `sortBy`, `attributes`) that does not parse or resolve.
+    #[error("invalid path {path:?}: {detail}")]
+    InvalidPath { path: String, detail: String },
+    /// A request body that is not the JSON or the SCIM message it should be.
+    #[error("invalid syntax: {detail}")]
+    InvalidSyntax { detail: String },
+    /// A value of the wrong type, a missing required attribute, a value outside canonical values.
+    #[error("invalid value for {attribute}: {detail}")]
+    InvalidValue { attribute: String, detail: String },
+    /// An attempt to change a readOnly attribute or an immutable one once set.
+    #[error("attribute {attribute} cannot be changed: {detail}")]
+    Mutability { attribute: String, detail: String },
+    /// A PATCH path whose filter matched nothing where a match is required.
+    #[error("no target for path {path:?}")]
+    NoTarget { path: String },
+    /// More results than the service provider will process.
+    #[error("too many results: {detail}")]
+    TooMany { detail: String },
+    /// The request would create a duplicate of a unique attribute.
+    #[error("uniqueness violated: {detail}")]
+    Uniqueness { detail: String },
+    /// A query parameter with an unusable value (`count=abc`, `sortOrder=sideways`).
+    #[error("invalid parameter {name}: {detail}")]
+    InvalidParameter { name: String, detail: String },
+    /// A SCIM feature this proxy does not implement (answered 501, never faked).
+    #[error("not implemented: {feature}")]
+    NotImplemented { feature: String },
+}
+
+impl ScimError {
+    /// Shorthand for an `invalidValue` error about one attribute.
+    pub fn invalid_value(attribute: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidValue { attribute: attribute.into(), detail: detail.into() }
+    }
+
+    /// Shorthand for an `invalidPath` error.
+    pub fn invalid_path(path: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidPath { path: path.into(), detail: detail.into() }
+    }
+
+    /// Shorthand for an `invalidSyntax` error.
+    pub fn invalid_syntax(detail: impl Into<String>) -> Self {
+        Self::InvalidSyntax { detail: detail.into() }
+    }
+}

@@ -1,0 +1,403 @@
+//! What a response shows: `attributes`, `excludedAttributes` and `returned` (RFC 7644 §3.4.2.5, §3.9).
+//!
+//! Decisions where the RFC leaves room:
+//! - A well-formed name the schemas do not define is ignored (nothing to return or leave
+//!   out); a malformed one, such as a filter, is an `invalidPath` error.
+//! - `attributes` and `excludedAttributes` are mutually exclusive (RFC 7644 §3.9) without a
+//!   prescribed error; when both are given, `attributes` wins, as it replaces the default
+//!   set that `excludedAttributes` would subtract from.
+//! - Naming a complex attribute or a whole extension URN names everything in it, including
+//!   `returned: request` sub-attributes; `never` is never returned.
+//! - Attributes a resource carries that its schemas do not define are dropped, so the IdP
+//!   only sees what `/Schemas` publishes.
+
+use serde_json::{Map, Value};
+
+use super::error::ScimError;
+use super::path::AttrPath;
+use super::schema::{Attribute, ResourceSchema, Returned};
+
+/// What a client asked to see of each resource, resolved against a resource type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Projection {
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Mode {
+    /// Neither parameter: the attributes returned by default.
+    #[default]
+    Default,
+    /// `attributes`: the always-returned ones plus these.
+    Only(Vec<Selector>),
+    /// `excludedAttributes`: the default set minus these (always-returned ones stay).
+    Except(Vec<Selector>),
+}
+
+/// One resolved entry of `attributes` or `excludedAttributes`, in the schema's spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Selector {
+    /// A whole schema, written as its bare URN.
+    Schema(String),
+    /// An attribute of a schema, or one of its sub-attributes.
+    Attribute { schema: String, name: String, sub: Option<String> },
+}
+
+/// How much of one attribute is selected.
+enum Named<'s> {
+    Not,
+    Whole,
+    Subs(Vec<&'s str>),
+}
+
+/// Which sub-attributes of a kept attribute stay.
+enum Keep<'s> {
+    /// All but `never`: the attribute was named as a whole.
+    All,
+    /// `always` and `default` ones.
+    Default,
+    /// `always` ones and those named.
+    Named(Vec<&'s str>),
+    /// `always` and `default` ones, less those excluded.
+    DefaultExcept(Vec<&'s str>),
+}
+
+impl Projection {
+    /// Reads the `attributes` and `excludedAttributes` parameters (comma-separated paths,
+    /// URN-qualified or not, or a bare extension URN). Runs once per request, before the
+    /// script is called, so [`Projection::wants`] can tell it what to fetch.
+    pub fn parse(
+        rs: &ResourceSchema,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Result<Projection, ScimError> {
+        let attributes = attributes.filter(|t| !t.trim().is_empty());
+        let excluded = excluded.filter(|t| !t.trim().is_empty());
+        let mode = match (attributes, excluded) {
+            (Some(list), _) => Mode::Only(selectors(rs, list)?),
+            (None, Some(list)) => Mode::Except(selectors(rs, list)?),
+            (None, None) => Mode::Default,
+        };
+        Ok(Projection { mode })
+    }
+
+    /// The resource as the client asked to see it. Runs on every resource in a response.
+    ///
+    /// `schemas` and `returned: always` attributes (`id`) are always kept, `never` ones
+    /// (`password`) never; `default` ones unless left out; `request` ones only when named.
+    /// Extension objects left empty are dropped.
+    pub fn apply(&self, rs: &ResourceSchema, resource: &Value) -> Value {
+        let Some(object) = resource.as_object() else { return resource.clone() };
+        let mut out = Map::new();
+        for (key, value) in object {
+            if key.eq_ignore_ascii_case("schemas") {
+                out.insert(key.clone(), value.clone());
+            } else if let Some(ext) = rs.extension(key) {
+                let data: Map<String, Value> = value
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(name, value)| {
+                        let attribute = ext.attribute(name)?;
+                        let kept = project(attribute, value, &self.keep(&ext.id, attribute)?)?;
+                        Some((attribute.name.clone(), kept))
+                    })
+                    .collect();
+                if !data.is_empty() {
+                    out.insert(ext.id.clone(), Value::Object(data));
+                }
+            } else if let Some(attribute) = rs.core_attribute(key) {
+                let kept = self.keep(&rs.core.id, attribute).and_then(|keep| project(attribute, value, &keep));
+                if let Some(kept) = kept {
+                    out.insert(attribute.name.clone(), kept);
+                }
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// Whether the attribute at `path` (and its sub-attribute, when the path names one)
+    /// would appear in a response. Lets the script skip fetching what nobody will see,
+    /// such as group members.
+    pub fn wants(&self, rs: &ResourceSchema, path: &AttrPath) -> bool {
+        if path.urn.is_none() && path.sub.is_none() && path.name.eq_ignore_ascii_case("schemas") {
+            return true;
+        }
+        let Some(resolved) = rs.resolve(path) else { return false };
+        let Some(keep) = self.keep(&resolved.schema.id, resolved.attribute) else { return false };
+        resolved.sub.is_none_or(|sub| keeps_sub(&keep, sub))
+    }
+
+    /// Whether a top-level attribute of `schema` is kept and which of its sub-attributes.
+    fn keep<'s>(&'s self, schema: &str, attribute: &Attribute) -> Option<Keep<'s>> {
+        let returned = attribute.returned;
+        match (&self.mode, returned) {
+            (_, Returned::Never) => None,
+            (Mode::Default, Returned::Always | Returned::Default) => Some(Keep::Default),
+            (Mode::Default, Returned::Request) => None,
+            (Mode::Only(selectors), _) => match named(selectors, schema, &attribute.name) {
+                Named::Whole => Some(Keep::All),
+                Named::Subs(subs) => Some(Keep::Named(subs)),
+                Named::Not => (returned == Returned::Always).then_some(Keep::Default),
+            },
+            (Mode::Except(selectors), _) => match (named(selectors, schema, &attribute.name), returned) {
+                (_, Returned::Always) => Some(Keep::Default),
+                (_, Returned::Request) | (Named::Whole, _) => None,
+                (Named::Subs(subs), _) => Some(Keep::DefaultExcept(subs)),
+                (Named::Not, _) => Some(Keep::Default),
+            },
+        }
+    }
+}
+
+/// Parses and resolves a comma-separated list of attribute names, skipping unknown ones.
+fn selectors(rs: &ResourceSchema, list: &str) -> Result<Vec<Selector>, ScimError> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if let Some(schema) = rs.schemas().find(|s| s.id.eq_ignore_ascii_case(item)) {
+            out.push(Selector::Schema(schema.id.clone()));
+            continue;
+        }
+        let path = AttrPath::parse(item)?;
+        if let Some(resolved) = rs.resolve(&path) {
+            out.push(Selector::Attribute {
+                schema: resolved.schema.id.clone(),
+                name: resolved.attribute.name.clone(),
+                sub: resolved.sub.map(|s| s.name.clone()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How much of `schema`'s attribute `name` the selectors name.
+fn named<'s>(selectors: &'s [Selector], schema: &str, name: &str) -> Named<'s> {
+    let mut subs = Vec::new();
+    for selector in selectors {
+        match selector {
+            Selector::Schema(id) if id == schema => return Named::Whole,
+            Selector::Attribute { schema: s, name: n, sub } if s == schema && n == name => match sub {
+                None => return Named::Whole,
+                Some(sub) => subs.push(sub.as_str()),
+            },
+            _ => {}
+        }
+    }
+    if subs.is_empty() { Named::Not } else { Named::Subs(subs) }
+}
+
+/// Whether a sub-attribute of a kept attribute stays.
+fn keeps_sub(keep: &Keep<'_>, sub: &Attribute) -> bool {
+    let listed = |names: &[&str]| names.iter().any(|n| n.eq_ignore_ascii_case(&sub.name));
+    match (sub.returned, keep) {
+        (Returned::Never, _) => false,
+        (Returned::Always, _) | (_, Keep::All) => true,
+        (returned, Keep::Default) => returned == Returned::Default,
+        (_, Keep::Named(names)) => listed(names),
+        (returned, Keep::DefaultExcept(names)) => returned == Returned::Default && !listed(names),
+    }
+}
+
+/// The kept part of one attribute's value; `None` when nothing of it is left.
+fn project(attribute: &Attribute, value: &Value, keep: &Keep<'_>) -> Option<Value> {
+    if attribute.sub_attributes.is_empty() {
+        return (!value.is_null()).then(|| value.clone());
+    }
+    let one = |item: &Value| -> Option<Value> {
+        let object: Map<String, Value> = item
+            .as_object()?
+            .iter()
+            .filter_map(|(name, value)| {
+                let sub = attribute.sub_attribute(name)?;
+                (keeps_sub(keep, sub) && !value.is_null()).then(|| (sub.name.clone(), value.clone()))
+            })
+            .collect();
+        (!object.is_empty()).then_some(Value::Object(object))
+    };
+    match value {
+        Value::Array(items) => {
+            let items: Vec<Value> = items.iter().filter_map(one).collect();
+            (!items.is_empty()).then_some(Value::Array(items))
+        }
+        item => one(item),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scim::definitions::{
+        custom_schema_from_json, enterprise_user_schema, group_resource, rfc_examples, user_resource,
+    };
+
+    const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    const ACME: &str = "urn:example:scim:acme:1.0:User";
+    const ID: &str = "2819c223-7f76-453a-919d-413861904646";
+
+    fn users() -> ResourceSchema {
+        let acme = custom_schema_from_json(&json!({
+            "id": ACME,
+            "attributes": [
+                { "name": "badge" },
+                { "name": "clearance", "returned": "request" },
+                { "name": "site", "type": "complex", "subAttributes": [
+                    { "name": "code" }, { "name": "floorPlan", "returned": "request" }, { "name": "key", "returned": "always" }
+                ] }
+            ]
+        }))
+        .unwrap();
+        user_resource(vec![(enterprise_user_schema(), false), (acme, false)])
+    }
+
+    fn resource() -> Value {
+        let mut user = rfc_examples::enterprise_user();
+        user["schemas"].as_array_mut().unwrap().push(json!(ACME));
+        user[ACME] = json!({ "badge": "B-7", "clearance": "secret", "site": { "code": "HQ", "floorPlan": "f.pdf", "key": "k1" } });
+        user
+    }
+
+    fn project(attributes: Option<&str>, excluded: Option<&str>) -> Value {
+        let rs = users();
+        Projection::parse(&rs, attributes, excluded).unwrap().apply(&rs, &resource())
+    }
+
+    fn keys(value: &Value) -> Vec<&str> {
+        let mut keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn default_projection_returns_default_and_always_attributes() {
+        let shown = project(None, None);
+        let mut expected = resource();
+        let object = expected.as_object_mut().unwrap();
+        object.remove("password");
+        object[ACME] = json!({ "badge": "B-7", "site": { "code": "HQ", "key": "k1" } });
+        assert_eq!(shown, expected, "password is never returned, request-returned values only on request");
+        assert_eq!(project(Some(" "), Some("")), expected, "empty parameters are absent ones");
+    }
+
+    #[test]
+    fn attributes_parameter_selects() {
+        let cases: [(&str, Value); 11] = [
+            ("userName", json!({ "userName": "bjensen@example.com" })),
+            ("USERNAME, displayName", json!({ "userName": "bjensen@example.com", "displayName": "Babs Jensen" })),
+            ("name.givenName", json!({ "name": { "givenName": "Barbara" } })),
+            ("emails.value", json!({ "emails": [{ "value": "bjensen@example.com" }, { "value": "babs@jensen.org" }] })),
+            ("password", json!({})),
+            ("id", json!({})),
+            ("favouriteColour", json!({})),
+            (&format!("{ENTERPRISE}:department"), json!({ ENTERPRISE: { "department": "Tour Operations" } })),
+            (
+                "department,manager.value",
+                json!({ ENTERPRISE: {
+                "department": "Tour Operations", "manager": { "value": "26118915-6090-4610-87e4-49d8ca9f808d" }
+            } }),
+            ),
+            (
+                &format!("{ACME}:clearance,{ACME}:site.floorPlan"),
+                json!({ ACME: { "clearance": "secret", "site": { "floorPlan": "f.pdf", "key": "k1" } } }),
+            ),
+            (
+                &format!("meta.version,{CORE}:externalId"),
+                json!({ "meta": { "version": "W/\"a330bc54f0671c9\"" }, "externalId": "701984" }),
+            ),
+        ];
+        for (attributes, extra) in cases {
+            let mut expected = json!({ "schemas": resource()["schemas"], "id": ID });
+            expected.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            assert_eq!(project(Some(attributes), None), expected, "attributes={attributes}");
+        }
+        let whole = project(Some(ENTERPRISE), None);
+        assert_eq!(keys(&whole), ["id", "schemas", ENTERPRISE]);
+        assert_eq!(whole[ENTERPRISE], resource()[ENTERPRISE]);
+        let acme = project(Some(&ACME.to_lowercase()), None);
+        assert_eq!(acme[ACME], resource()[ACME], "naming an extension names its request-returned attributes too");
+    }
+
+    #[test]
+    fn excluded_attributes_parameter_removes() {
+        let cases: [(&str, &[&str]); 4] = [
+            ("emails", &["emails", "password"]),
+            ("id,emails,Name", &["emails", "name", "password"]),
+            ("schemas,password,nope", &["password"]),
+            (ENTERPRISE, &[ENTERPRISE, "password"]),
+        ];
+        for (excluded, gone) in cases {
+            let shown = project(None, Some(excluded));
+            assert_eq!(shown["id"], ID, "id is always returned: {excluded}");
+            assert!(shown.get("schemas").is_some());
+            for key in keys(&resource()) {
+                assert_eq!(shown.get(key).is_none(), gone.contains(&key), "{key} with excludedAttributes={excluded}");
+            }
+        }
+        let shown =
+            project(None, Some(&format!("name.givenName,{ENTERPRISE}:manager.$ref,{ACME}:site.key,{ACME}:site.code")));
+        assert_eq!(
+            keys(&shown["name"]),
+            ["familyName", "formatted", "honorificPrefix", "honorificSuffix", "middleName"]
+        );
+        assert_eq!(keys(&shown[ENTERPRISE]["manager"]), ["displayName", "value"]);
+        assert_eq!(shown[ACME]["site"], json!({ "key": "k1" }), "always-returned sub-attributes stay");
+        assert_eq!(project(Some("userName"), Some("userName")), project(Some("userName"), None), "attributes wins");
+    }
+
+    #[test]
+    fn bad_paths_and_unknown_attributes() {
+        let rs = users();
+        for bad in ["emails[type eq \"work\"]", "name.given.name", "1st"] {
+            let err = Projection::parse(&rs, Some(bad), None).unwrap_err();
+            assert!(matches!(err, ScimError::InvalidPath { .. }), "{bad}");
+            assert!(Projection::parse(&rs, None, Some(bad)).is_err(), "{bad}");
+        }
+        let mut resource = resource();
+        resource["favouriteColour"] = json!("blue");
+        resource[ENTERPRISE]["building"] = json!("B");
+        resource["urn:example:unknown:1.0:User"] = json!({ "x": 1 });
+        let shown = Projection::default().apply(&rs, &resource);
+        assert!(shown.get("favouriteColour").is_none() && shown.get("urn:example:unknown:1.0:User").is_none());
+        assert!(shown[ENTERPRISE].get("building").is_none());
+        let only_unknown =
+            Projection::parse(&rs, Some("favouriteColour,urn:example:unknown:1.0:User:x"), None).unwrap();
+        assert_eq!(keys(&only_unknown.apply(&rs, &resource)), ["id", "schemas"]);
+    }
+
+    #[test]
+    fn wants_tells_the_script_what_to_fetch() {
+        let groups = group_resource(vec![]);
+        let rs = users();
+        // (resource type, attributes, excludedAttributes, path, wanted)
+        let cases = [
+            (&groups, None, None, "members", true),
+            (&groups, Some("displayName"), None, "members", false),
+            (&groups, None, Some("members"), "members", false),
+            (&groups, None, Some("members.display"), "members.value", true),
+            (&groups, None, Some("members.display"), "members.display", false),
+            (&groups, Some("members.value"), None, "members", true),
+            (&groups, Some("displayName"), None, "id", true),
+            (&groups, None, Some("id"), "id", true),
+            (&groups, Some("displayName"), None, "schemas", true),
+            (&groups, Some("displayName"), None, "meta", false),
+            (&groups, None, None, "nope", false),
+            (&rs, None, None, "password", false),
+            (&rs, Some("password"), None, "password", false),
+            (&rs, None, None, "groups", true),
+            (&rs, Some("userName"), None, "groups", false),
+            (&rs, None, None, &format!("{ACME}:clearance"), false),
+            (&rs, Some(&format!("{ACME}:clearance")), None, "clearance", true),
+            (&rs, Some(ACME), None, &format!("{ACME}:site.floorPlan"), true),
+            (&rs, Some(ENTERPRISE), None, "manager", true),
+            (&rs, None, Some(ENTERPRISE), &format!("{ENTERPRISE}:manager"), false),
+            (&rs, None, Some(ENTERPRISE), "emails", true),
+        ];
+        for (resource_type, attributes, excluded, path, wanted) in cases {
+            let projection = Projection::parse(resource_type, attributes, excluded).unwrap();
+            let path = AttrPath::parse(path).unwrap();
+            assert_eq!(projection.wants(resource_type, &path), wanted, "{path} with {attributes:?} / {excluded:?}");
+        }
+    }
+}
