@@ -1,0 +1,623 @@
+//! `proxy.yaml` to typed, validated configuration: read, expand references, deserialize, validate.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Anything wrong with the configuration, naming the file, the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: not valid YAML: {detail}")]
+    Yaml { file: String, detail: String },
+    #[error("{file}: {key}: {detail}")]
+    Key { file: String, key: String, detail: String },
+}
+
+/// Where `${env.NAME}` references take their values from.
+///
+/// The process environment, with overrides that win over it (the `demo` command uses them
+/// to point the configuration at the bundled API it has just started).
+#[derive(Debug, Default, Clone)]
+pub struct Variables {
+    overrides: BTreeMap<String, String>,
+}
+
+impl Variables {
+    /// Sets a value that wins over the environment variable of the same name.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.overrides.insert(name.into(), value.into());
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.overrides.get(name).cloned().or_else(|| std::env::var(name).ok())
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the SCIM listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Address of the admin listener (`/healthz`, `/readyz`).
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Logging format and level.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Limits and timeouts of the SCIM listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The applications served, each under its own base path.
+    pub apps: Vec<AppConfig>,
+    /// The file this configuration was read from; scripts are relative to its folder.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` for a terminal, `json` for production log collection.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter directive, e.g. `info` or `scim_proxy=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::default(), level: default_log_level() }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// Limits of the SCIM listener, common to all apps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Largest request body accepted; larger bodies are answered 413 before parsing.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers.
+    #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before closing them.
+    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` when building `meta.location`.
+    #[serde(default = "default_true")]
+    pub trust_forwarded_headers: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            header_read_timeout: default_header_read_timeout(),
+            shutdown_grace: default_shutdown_grace(),
+            trust_forwarded_headers: true,
+        }
+    }
+}
+
+/// One application: a SCIM endpoint under `base_path`, mapped by `script` onto `legacy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Short name, used in logs and metrics.
+    pub name: String,
+    /// Path prefix of the SCIM endpoint, e.g. `/scim/v2`.
+    pub base_path: String,
+    /// The Rhai mapping script, relative to the configuration file.
+    pub script: PathBuf,
+    /// How identity providers authenticate to this app.
+    pub auth: InboundAuth,
+    /// The in-house API behind this app.
+    pub legacy: LegacyConfig,
+    /// Deadline for one whole SCIM request, script and legacy calls included.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Mapping scripts of this app running at the same time; further requests wait.
+    #[serde(default = "default_max_concurrent_scripts")]
+    pub max_concurrent_scripts: usize,
+    /// The ID-mapping cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Listing and filtering limits.
+    #[serde(default)]
+    pub list: ListConfig,
+    /// What happens on `DELETE /Users/{id}`.
+    #[serde(default)]
+    pub user_delete: UserDelete,
+    /// Which attributes the legacy app can hold, published in `/Schemas`.
+    #[serde(default)]
+    pub schema: SchemaConfig,
+}
+
+/// The attributes an app supports; requests are validated and `/Schemas` published from this.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// Core User attributes the app supports (`name` keeps all sub-attributes, `name.givenName`
+    /// just that one); absent means all of RFC 7643 §4.1.
+    #[serde(default)]
+    pub user_attributes: Option<Vec<String>>,
+    /// Enterprise User extension attributes the app supports; absent means the extension is
+    /// not published.
+    #[serde(default)]
+    pub enterprise_user: Option<Vec<String>>,
+}
+
+/// Inbound authentication of an app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundAuth {
+    /// Accepted bearer tokens; several allow rotation without downtime.
+    pub bearer_tokens: Vec<Secret>,
+}
+
+/// Where and how the proxy calls the in-house API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyConfig {
+    /// Base URL; scripts call paths relative to it and can reach nothing else.
+    pub base_url: url::Url,
+    /// Headers sent with every legacy call, e.g. an API key.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Timeout of one legacy call.
+    #[serde(default = "default_legacy_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Timeout to establish a connection to the legacy app.
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Largest legacy response body accepted.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+/// Sizes and lifetime of the ID-mapping cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Entries kept per resource type and per index.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u64,
+    /// Time after which an entry is dropped.
+    #[serde(default = "default_cache_ttl", deserialize_with = "duration")]
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { max_entries: default_cache_entries(), ttl: default_cache_ttl() }
+    }
+}
+
+/// Limits of listing and filtering.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    /// Page size when the IdP gives no `count`.
+    #[serde(default = "default_page_size")]
+    pub default_count: usize,
+    /// Largest page returned (`filter.maxResults` in `/ServiceProviderConfig`).
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+    /// Most resources the proxy filters and sorts in memory; past it a list is `400 tooMany`.
+    #[serde(default = "default_max_scan")]
+    pub max_scan: usize,
+}
+
+impl Default for ListConfig {
+    fn default() -> Self {
+        Self { default_count: default_page_size(), max_results: default_max_results(), max_scan: default_max_scan() }
+    }
+}
+
+/// Behaviour of `DELETE /Users/{id}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserDelete {
+    /// Call the script's `delete_user`.
+    #[default]
+    Delete,
+    /// Set `active: false` through `replace_user`; the user stays readable.
+    Deactivate,
+}
+
+/// A secret value, already expanded from `${env.NAME}` or `${file.PATH}`; never printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value, for the places that must send or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Config {
+    /// Reads, expands, deserializes and validates a configuration file.
+    pub fn load(path: &Path, vars: &Variables) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let mut config = Self::parse(&text, &file, vars)?;
+        config.file = path.to_path_buf();
+        Ok(config)
+    }
+
+    /// Parses configuration text; `file` only names it in errors.
+    pub fn parse(text: &str, file: &str, vars: &Variables) -> Result<Self, ConfigError> {
+        let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::Yaml { file: file.to_owned(), detail: e.to_string() })?;
+        expand(&mut value, "", vars).map_err(|(key, detail)| ConfigError::Key {
+            file: file.to_owned(),
+            key,
+            detail,
+        })?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Key {
+                file: file.to_owned(),
+                key: if key == "." { "(top level)".into() } else { key },
+                detail: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate().map_err(|(key, detail)| ConfigError::Key { file: file.to_owned(), key, detail })?;
+        Ok(config)
+    }
+
+    /// Checks the relations between fields that deserialization alone cannot.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.apps.is_empty() {
+            return Err(("apps".into(), "no app is configured: add at least one entry under apps".into()));
+        }
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return Err((
+                "admin_listen".into(),
+                "must differ from listen: give the admin listener its own port".into(),
+            ));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(("server.max_body_bytes".into(), "must be at least 1024 bytes".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut paths: Vec<(usize, &str)> = Vec::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |field: &str| format!("apps[{i}].{field}");
+            if app.name.is_empty() || !app.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err((key("name"), "use letters, digits, '-' and '_' only".into()));
+            }
+            if !names.insert(app.name.as_str()) {
+                return Err((key("name"), format!("{:?} is used by another app: app names must be unique", app.name)));
+            }
+            let bp = app.base_path.as_str();
+            if !bp.starts_with('/')
+                || (bp.len() > 1 && bp.ends_with('/'))
+                || bp.contains("//")
+                || bp.contains(['?', '#', ' '])
+            {
+                return Err((key("base_path"), format!("{bp:?} must start with '/', not end with '/', e.g. /scim/v2")));
+            }
+            if let Some((j, _)) = paths.iter().find(|(_, p)| *p == bp) {
+                return Err((
+                    key("base_path"),
+                    format!("{bp:?} is also the base path of apps[{j}]: each app needs its own"),
+                ));
+            }
+            paths.push((i, bp));
+            if app.auth.bearer_tokens.is_empty() {
+                return Err((
+                    key("auth.bearer_tokens"),
+                    "no token: add at least one, e.g. \"${env.SCIM_TOKEN}\"".into(),
+                ));
+            }
+            if let Some(t) = app.auth.bearer_tokens.iter().find(|t| t.expose().len() < 16) {
+                let _ = t;
+                return Err((
+                    key("auth.bearer_tokens"),
+                    "a token is shorter than 16 characters: use a long random secret".into(),
+                ));
+            }
+            if !matches!(app.legacy.base_url.scheme(), "http" | "https") {
+                return Err((key("legacy.base_url"), "must be an http:// or https:// URL".into()));
+            }
+            if app.legacy.base_url.query().is_some() || app.legacy.base_url.fragment().is_some() {
+                return Err((key("legacy.base_url"), "must not have a query or fragment".into()));
+            }
+            for name in app.legacy.headers.keys() {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err((key(&format!("legacy.headers.{name}")), "is not a valid HTTP header name".into()));
+                }
+            }
+            for (name, value) in &app.legacy.headers {
+                if http::HeaderValue::from_str(value.expose()).is_err() {
+                    return Err((
+                        key(&format!("legacy.headers.{name}")),
+                        "the value has characters not allowed in a header".into(),
+                    ));
+                }
+            }
+            if app.max_concurrent_scripts == 0 {
+                return Err((key("max_concurrent_scripts"), "must be at least 1".into()));
+            }
+            if app.list.max_results == 0 || app.list.default_count > app.list.max_results {
+                return Err((
+                    key("list.default_count"),
+                    "must be at most list.max_results, which must be at least 1".into(),
+                ));
+            }
+            if app.list.max_scan < app.list.max_results {
+                return Err((key("list.max_scan"), "must be at least list.max_results".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The path of an app's script, resolved against the configuration file's folder.
+    pub fn script_path(&self, app: &AppConfig) -> PathBuf {
+        if app.script.is_absolute() {
+            return app.script.clone();
+        }
+        self.file.parent().map_or_else(|| app.script.clone(), |dir| dir.join(&app.script))
+    }
+}
+
+/// Replaces `${env.NAME}`, `${env.NAME:-default}` and `${file.PATH}` in every string of the tree.
+fn expand(value: &mut serde_yaml_ng::Value, key: &str, vars: &Variables) -> Result<(), (String, String)> {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::String(s) => {
+            if s.contains("${") {
+                *s = expand_str(s, vars).map_err(|detail| (key.to_owned(), detail))?;
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand(item, &format!("{key}[{i}]"), vars)?;
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let name = k.as_str().unwrap_or("?");
+                let child = if key.is_empty() { name.to_owned() } else { format!("{key}.{name}") };
+                expand(v, &child, vars)?;
+            }
+        }
+        Value::Tagged(tagged) => expand(&mut tagged.value, key, vars)?,
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(())
+}
+
+fn expand_str(text: &str, vars: &Variables) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| "unclosed ${…}: close it with '}'".to_owned())?;
+        let reference = &after[..end];
+        out.push_str(&resolve_reference(reference, vars)?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn resolve_reference(reference: &str, vars: &Variables) -> Result<String, String> {
+    if let Some(spec) = reference.strip_prefix("env.") {
+        let (name, default) = match spec.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (spec, None),
+        };
+        return match (vars.get(name), default) {
+            (Some(value), _) => Ok(value),
+            (None, Some(default)) => Ok(default.to_owned()),
+            (None, None) => {
+                Err(format!("environment variable {name} is not set: set it, or write ${{env.{name}:-default}}"))
+            }
+        };
+    }
+    if let Some(path) = reference.strip_prefix("file.") {
+        return std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+            .map_err(|e| format!("cannot read secret file {path}: {e}"));
+    }
+    Err(format!("unknown reference ${{{reference}}}: use ${{env.NAME}} or ${{file.PATH}}"))
+}
+
+/// Deserializes `250ms`, `10s`, `5m`, `1h` (or a bare number of seconds).
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(de)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses a duration written as a number and a unit: `ms`, `s`, `m` or `h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration: write e.g. 500ms, 10s, 5m or 1h"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{text:?} has an unknown unit: use ms, s, m or h")),
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_concurrent_scripts() -> usize {
+    16
+}
+fn default_legacy_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_max_response_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_cache_entries() -> u64 {
+    100_000
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_page_size() -> usize {
+    100
+}
+fn default_max_results() -> usize {
+    1000
+}
+fn default_max_scan() -> usize {
+    50_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+apps:
+  - name: acme
+    base_path: /scim/v2
+    script: scripts/demo.rhai
+    auth:
+      bearer_tokens: ["${env.TEST_TOKEN}"]
+    legacy:
+      base_url: "${env.TEST_BASE:-http://127.0.0.1:7070/api/v1}"
+      headers:
+        X-Api-Key: "${env.TEST_KEY}"
+"#;
+
+    fn vars() -> Variables {
+        let mut v = Variables::default();
+        v.set("TEST_TOKEN", "a-token-of-sufficient-length");
+        v.set("TEST_KEY", "key");
+        v
+    }
+
+    #[test]
+    fn loads_with_defaults_and_expands_references() {
+        let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        assert_eq!(config.listen, default_listen());
+        let app = &config.apps[0];
+        assert_eq!(app.auth.bearer_tokens[0].expose(), "a-token-of-sufficient-length");
+        assert_eq!(app.legacy.base_url.as_str(), "http://127.0.0.1:7070/api/v1");
+        assert_eq!(app.legacy.headers["X-Api-Key"].expose(), "key");
+        assert_eq!(app.request_timeout, Duration::from_secs(30));
+        assert_eq!(app.user_delete, UserDelete::Delete);
+    }
+
+    #[test]
+    fn reads_secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "token-from-a-mounted-secret\n").unwrap();
+        let text = MINIMAL.replace("${env.TEST_TOKEN}", &format!("${{file.{}}}", path.display()));
+        let config = Config::parse(&text, "proxy.yaml", &vars()).unwrap();
+        assert_eq!(config.apps[0].auth.bearer_tokens[0].expose(), "token-from-a-mounted-secret");
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_fix() {
+        let cases: &[(&str, &str, &str)] = &[
+            (&MINIMAL.replace("    script:", "    scirpt: x\n    script:"), "apps[0]", "unknown field `scirpt`"),
+            (
+                &MINIMAL.replace("${env.TEST_KEY}", "${env.MISSING_VAR_X}"),
+                "apps[0].legacy.headers.X-Api-Key",
+                "MISSING_VAR_X is not set",
+            ),
+            (&MINIMAL.replace("/scim/v2", "scim/v2"), "apps[0].base_path", "must start with '/'"),
+            (
+                &MINIMAL.replace("base_path: /scim/v2", "base_path: /scim/v2\n    request_timeout: 10 parsecs"),
+                "apps[0].request_timeout",
+                "unknown unit",
+            ),
+            (&format!("{MINIMAL}\nlisten: nowhere"), "listen", "invalid socket address"),
+        ];
+        for (text, key, detail) in cases {
+            let err = Config::parse(text, "proxy.yaml", &vars()).unwrap_err().to_string();
+            assert!(err.starts_with("proxy.yaml: "), "{err}");
+            assert!(err.contains(key), "{err} should name {key}");
+            assert!(err.contains(detail), "{err} should say {detail}");
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_names_and_base_paths() {
+        let two = format!("{MINIMAL}{}", MINIMAL.replace("apps:\n", ""));
+        let err = Config::parse(&two, "p.yaml", &vars()).unwrap_err().to_string();
+        assert!(err.contains("apps[1].name"), "{err}");
+        let two = two.replacen("name: acme", "name: other", 1);
+        let err = Config::parse(&two, "p.yaml", &vars()).unwrap_err().to_string();
+        assert!(err.contains("apps[1].base_path"), "{err}");
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("ten").is_err());
+    }
+}

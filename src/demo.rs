@@ -1,0 +1,106 @@
+//! The `demo` command: the bundled Acme Directory API and the proxy in front of it, on one machine.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::acme::{self, AcmeConfig, store::NewUser};
+use crate::config::{Config, Variables};
+use crate::{proxy, telemetry};
+
+/// A few people so that the first `GET /Users` shows something.
+const PEOPLE: &[(&str, &str, &str, &str, &str)] = &[
+    ("bjensen", "Barbara", "Jensen", "Engineering", "Software Engineer"),
+    ("jsmith", "John", "Smith", "Sales", "Account Executive"),
+    ("mchen", "Mei", "Chen", "Finance", "Controller"),
+];
+
+/// Starts the bundled API and the proxy, prints how to reach them, and serves until a signal.
+///
+/// The configuration's `${env.ACME_BASE_URL}` and `${env.ACME_API_KEY}` are pointed at the API
+/// just started; `${env.SCIM_TOKEN}` is taken from the environment or made up and printed.
+#[allow(clippy::print_stdout)] // the demo's whole point is to tell its user what to type
+pub async fn run(
+    config_path: &Path,
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    legacy_listen: SocketAddr,
+) -> anyhow::Result<()> {
+    let api_key = std::env::var("ACME_API_KEY").unwrap_or_else(|_| random_secret("acme"));
+    let token = std::env::var("SCIM_TOKEN").unwrap_or_else(|_| random_secret("demo"));
+    let listener =
+        TcpListener::bind(legacy_listen).await.with_context(|| format!("cannot listen on {legacy_listen}"))?;
+    let legacy = acme::start(listener, AcmeConfig::new(api_key.clone())).await?;
+    seed(&legacy.store());
+
+    let mut vars = Variables::default();
+    vars.set("ACME_BASE_URL", legacy.base_url());
+    vars.set("ACME_API_KEY", api_key);
+    vars.set("SCIM_TOKEN", token.clone());
+    let config = Config::load(config_path, &vars)?;
+    telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
+    let running = proxy::start(&config, listen, admin_listen).await?;
+
+    let app = &config.apps[0];
+    let endpoint = format!("http://{}{}", running.scim_addr, app.base_path);
+    println!("Acme Directory API: {}", legacy.base_url());
+    println!("SCIM endpoint: {endpoint}");
+    println!("Bearer token: {token}");
+    println!("Admin: http://{}/readyz", running.admin_addr);
+    println!("Try: curl -s -H 'Authorization: Bearer {token}' '{endpoint}/Users?filter=userName%20eq%20%22bjensen%22'");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    legacy.shutdown().await;
+    Ok(())
+}
+
+fn seed(store: &acme::Store) {
+    for (login, first, last, department, title) in PEOPLE {
+        let user = NewUser {
+            login: (*login).into(),
+            first_name: Some((*first).into()),
+            last_name: Some((*last).into()),
+            display_name: Some(format!("{first} {last}")),
+            mail: Some(format!("{login}@acme.example")),
+            department: Some((*department).into()),
+            title: Some((*title).into()),
+            ..NewUser::default()
+        };
+        if let Err(error) = store.create_user(user) {
+            tracing::warn!(%error, login, "cannot seed a demo user");
+        }
+    }
+}
+
+fn random_secret(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

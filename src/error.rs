@@ -1,0 +1,263 @@
+//! The one table from every error to its SCIM answer: HTTP status, `scimType`, and whose fault it is.
+
+use http::StatusCode;
+
+use crate::legacy::LegacyError;
+use crate::scim::ScimError;
+use crate::script::ScriptError;
+
+/// A failure of a SCIM request, whatever its origin.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Scim(#[from] ScimError),
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+/// Problems with the HTTP request itself, found before the SCIM core sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("no SCIM endpoint at {path}")]
+    NoRoute { path: String },
+    #[error("{method} is not allowed here; allowed: {allowed}")]
+    MethodNotAllowed { method: String, allowed: &'static str },
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("content type {content_type} is not accepted: send application/scim+json or application/json")]
+    UnsupportedMediaType { content_type: String },
+    #[error("cannot read the request body: {detail}")]
+    Body { detail: String },
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    #[error("the resource changed: its version is no longer {expected}")]
+    PreconditionFailed { expected: String },
+    #[error("the request took longer than its deadline of {millis} ms")]
+    Deadline { millis: u128 },
+    #[error("{feature} is not implemented by this proxy")]
+    NotImplemented { feature: String },
+    #[error("the mapping script returned an invalid resource: {detail}")]
+    InvalidScriptResult { detail: String },
+}
+
+/// Whose fault an error is: decides the log level and how much detail the client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The identity provider sent something wrong: 4xx, full detail.
+    Client,
+    /// The legacy app failed or is unreachable: 502/503/504, detail without internals.
+    Legacy,
+    /// The mapping script failed: 500, generic detail, specifics in the log.
+    Script,
+    /// The proxy itself failed.
+    Internal,
+}
+
+/// The SCIM answer chosen for an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub scim_type: Option<&'static str>,
+    pub detail: String,
+    pub source: Source,
+    /// Seconds for a `Retry-After` header, where a retry may succeed.
+    pub retry_after: Option<u32>,
+}
+
+impl Answer {
+    fn client(status: StatusCode, scim_type: Option<&'static str>, detail: String) -> Self {
+        Self { status, scim_type, detail, source: Source::Client, retry_after: None }
+    }
+}
+
+/// Detail shown for script and internal faults; the specifics go to the log under the request id.
+const GENERIC: &str = "the request could not be completed because of an error in the application mapping; the proxy log has the details under this request's id";
+
+/// Chooses the answer to an error. This is the only place a status code is chosen for an error.
+pub fn answer(error: &Error) -> Answer {
+    use StatusCode as S;
+    match error {
+        Error::Scim(e) => {
+            let (status, scim_type) = match e {
+                ScimError::InvalidFilter { .. } => (S::BAD_REQUEST, Some("invalidFilter")),
+                ScimError::InvalidPath { .. } => (S::BAD_REQUEST, Some("invalidPath")),
+                ScimError::InvalidSyntax { .. } => (S::BAD_REQUEST, Some("invalidSyntax")),
+                ScimError::InvalidValue { .. } | ScimError::InvalidParameter { .. } => {
+                    (S::BAD_REQUEST, Some("invalidValue"))
+                }
+                ScimError::Mutability { .. } => (S::BAD_REQUEST, Some("mutability")),
+                ScimError::NoTarget { .. } => (S::BAD_REQUEST, Some("noTarget")),
+                ScimError::TooMany { .. } => (S::BAD_REQUEST, Some("tooMany")),
+                ScimError::Uniqueness { .. } => (S::CONFLICT, Some("uniqueness")),
+                ScimError::NotImplemented { .. } => (S::NOT_IMPLEMENTED, None),
+            };
+            Answer::client(status, scim_type, e.to_string())
+        }
+        Error::Request(e) => {
+            let (status, scim_type) = match e {
+                RequestError::Unauthorized => (S::UNAUTHORIZED, None),
+                RequestError::NoRoute { .. } | RequestError::NotFound { .. } => (S::NOT_FOUND, None),
+                RequestError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, None),
+                RequestError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, None),
+                RequestError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, None),
+                RequestError::Body { .. } => (S::BAD_REQUEST, Some("invalidSyntax")),
+                RequestError::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, None),
+                RequestError::NotImplemented { .. } => (S::NOT_IMPLEMENTED, None),
+                RequestError::Deadline { .. } => {
+                    return Answer {
+                        status: S::GATEWAY_TIMEOUT,
+                        scim_type: None,
+                        detail: e.to_string(),
+                        source: Source::Legacy,
+                        retry_after: Some(5),
+                    };
+                }
+                RequestError::InvalidScriptResult { .. } => {
+                    return Answer {
+                        status: S::INTERNAL_SERVER_ERROR,
+                        scim_type: None,
+                        detail: GENERIC.into(),
+                        source: Source::Script,
+                        retry_after: None,
+                    };
+                }
+            };
+            Answer::client(status, scim_type, e.to_string())
+        }
+        Error::Script(e) => match e {
+            ScriptError::Thrown { status, scim_type, detail } => {
+                let status = S::from_u16(*status).unwrap_or(S::INTERNAL_SERVER_ERROR);
+                Answer {
+                    status,
+                    scim_type: scim_type.as_deref().and_then(known_scim_type),
+                    detail: detail.clone(),
+                    source: if status.is_client_error() { Source::Client } else { Source::Script },
+                    retry_after: (status == S::SERVICE_UNAVAILABLE || status == S::TOO_MANY_REQUESTS).then_some(5),
+                }
+            }
+            ScriptError::Legacy(legacy) => answer(&Error::Legacy(legacy.clone())),
+            ScriptError::Overloaded { .. } => Answer {
+                status: S::SERVICE_UNAVAILABLE,
+                scim_type: None,
+                detail: "the proxy is at its limit of concurrent requests for this application; retry later".into(),
+                source: Source::Internal,
+                retry_after: Some(2),
+            },
+            ScriptError::Missing { function } => Answer::client(
+                S::NOT_IMPLEMENTED,
+                None,
+                format!(
+                    "this application's mapping does not support the operation (it defines no {function} function)"
+                ),
+            ),
+            ScriptError::Compile { .. }
+            | ScriptError::Runtime { .. }
+            | ScriptError::BadReturn { .. }
+            | ScriptError::Stopped { .. } => Answer {
+                status: S::INTERNAL_SERVER_ERROR,
+                scim_type: None,
+                detail: GENERIC.into(),
+                source: Source::Script,
+                retry_after: None,
+            },
+        },
+        Error::Legacy(e) => {
+            let (status, detail, retry_after) = match e {
+                LegacyError::BadPath { .. } | LegacyError::BadHeader { .. } | LegacyError::BadBody { .. } => {
+                    return Answer {
+                        status: S::INTERNAL_SERVER_ERROR,
+                        scim_type: None,
+                        detail: GENERIC.into(),
+                        source: Source::Script,
+                        retry_after: None,
+                    };
+                }
+                LegacyError::Connect { .. } => (
+                    S::SERVICE_UNAVAILABLE,
+                    "the application behind this SCIM endpoint is unreachable; retry later",
+                    Some(10),
+                ),
+                LegacyError::Timeout { .. } => {
+                    (S::GATEWAY_TIMEOUT, "the application behind this SCIM endpoint did not answer in time", Some(10))
+                }
+                LegacyError::Transport { .. } => {
+                    (S::BAD_GATEWAY, "the application behind this SCIM endpoint gave no valid answer", Some(10))
+                }
+                LegacyError::TooLarge { .. } => (
+                    S::BAD_GATEWAY,
+                    "the application behind this SCIM endpoint answered with a body too large to process",
+                    None,
+                ),
+            };
+            Answer { status, scim_type: None, detail: detail.into(), source: Source::Legacy, retry_after }
+        }
+    }
+}
+
+/// The `scimType` values of RFC 7644 §3.12; anything else a script throws is dropped.
+fn known_scim_type(text: &str) -> Option<&'static str> {
+    const KNOWN: &[&str] = &[
+        "invalidFilter",
+        "tooMany",
+        "uniqueness",
+        "mutability",
+        "invalidSyntax",
+        "invalidPath",
+        "noTarget",
+        "invalidValue",
+        "invalidVers",
+        "sensitive",
+    ];
+    KNOWN.iter().copied().find(|k| k.eq_ignore_ascii_case(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thrown_script_errors_keep_status_and_known_scim_type() {
+        let e = Error::Script(ScriptError::Thrown {
+            status: 409,
+            scim_type: Some("uniqueness".into()),
+            detail: "taken".into(),
+        });
+        let a = answer(&e);
+        assert_eq!((a.status, a.scim_type, a.source), (StatusCode::CONFLICT, Some("uniqueness"), Source::Client));
+        let e =
+            Error::Script(ScriptError::Thrown { status: 400, scim_type: Some("madeUp".into()), detail: String::new() });
+        assert_eq!(answer(&e).scim_type, None);
+    }
+
+    #[test]
+    fn script_faults_hide_their_details() {
+        let e = Error::Script(ScriptError::Runtime {
+            file: "s.rhai".into(),
+            function: "get_user".into(),
+            line: 3,
+            message: "secret internals".into(),
+        });
+        let a = answer(&e);
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!a.detail.contains("secret"));
+    }
+
+    #[test]
+    fn legacy_outages_are_retryable() {
+        let e = Error::Legacy(LegacyError::Connect {
+            app: "a".into(),
+            method: "GET".into(),
+            path: "/".into(),
+            detail: "refused".into(),
+        });
+        let a = answer(&e);
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(a.retry_after.is_some());
+    }
+}

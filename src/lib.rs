@@ -1,0 +1,24 @@
+//! scim-proxy: a SCIM 2.0 server in front of an in-house user API, mapped by a Rhai script.
+//!
+//! The modules follow a request: configuration and start-up, the listener, routing to an app,
+//! authentication, reading the request, the SCIM core, the operation, the mapping script, the
+//! legacy client and the ID cache, then the response and the error table.
+
+pub mod acme;
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod legacy;
+pub mod operations;
+pub mod proxy;
+pub mod request;
+pub mod response;
+pub mod routing;
+pub mod scim;
+pub mod script;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,119 @@
+//! The `scim-proxy` command: run the proxy, check a configuration, or start the demo.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use scim_proxy::config::{Config, Variables};
+use scim_proxy::script::ScriptEngine;
+use scim_proxy::{demo, proxy, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scim-proxy",
+    version,
+    about = "A SCIM 2.0 endpoint in front of an in-house user API, mapped by a Rhai script"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the apps of a configuration (the default command).
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
+        config: PathBuf,
+        /// Address of the SCIM listener, overriding `listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Address of the admin listener, overriding `admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Validate a configuration and compile every script; exit non-zero on any problem.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Start the bundled Acme Directory API and the proxy in front of it.
+    Demo {
+        /// The configuration file.
+        #[arg(long, short, default_value = "proxy.yaml")]
+        config: PathBuf,
+        /// Address of the SCIM listener, overriding `listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Address of the admin listener, overriding `admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+        /// Address of the bundled Acme Directory API.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        legacy_listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command =
+        cli.command.unwrap_or(Command::Run { config: PathBuf::from("proxy.yaml"), listen: None, admin_listen: None });
+    let result = match command {
+        Command::Check { config } => check(&config),
+        Command::Run { config, listen, admin_listen } => {
+            runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen)))
+        }
+        Command::Demo { config, listen, admin_listen, legacy_listen } => {
+            runtime().and_then(|rt| rt.block_on(demo::run(&config, listen, admin_listen, legacy_listen)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let config = Config::load(&path, &Variables::default())?;
+    telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
+    let running = proxy::start(&config, listen, admin_listen).await?;
+    demo::wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)] // `check` reports to its user on stdout
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path, &Variables::default())?;
+    let engine = ScriptEngine::new();
+    let mut failed = false;
+    for app in &config.apps {
+        let script = config.script_path(app);
+        match engine.compile_file(&script) {
+            Ok(compiled) => {
+                let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();
+                println!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
+            }
+            Err(error) => {
+                println!("app {}: {error}", app.name);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!("{}: some scripts do not compile", path.display());
+    }
+    println!("{}: ok", path.display());
+    Ok(())
+}

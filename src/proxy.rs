@@ -1,0 +1,221 @@
+//! The proxy: start-up of apps and listeners, and the path of one SCIM request through them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::{App, AppError};
+use crate::config::{Config, ServerConfig};
+use crate::error::{Error, RequestError, Source, answer};
+use crate::operations::{self, Call};
+use crate::routing::{self, Operation};
+use crate::script::{CallScope, CallStats, ScriptEngine};
+use crate::server::{self, ConnLimits};
+use crate::{admin, auth, request, response};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub apps: Vec<App>,
+    pub server: ServerConfig,
+    /// The address the SCIM listener is bound to, the host of last resort for `meta.location`.
+    pub scim_addr: SocketAddr,
+    /// False until start-up is complete and again once shutdown begins.
+    pub ready: AtomicBool,
+}
+
+/// A running proxy: its bound addresses and a way to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub scim_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests within the grace time, and returns.
+    pub async fn shutdown(self) {
+        self.shared.ready.store(false, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Builds every app (compiling its script), binds both listeners and starts serving.
+///
+/// `listen` and `admin_listen` override the configuration (port 0 picks a free port).
+pub async fn start(
+    config: &Config,
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+) -> Result<Running, StartError> {
+    let engine = Arc::new(ScriptEngine::new());
+    let apps = config.apps.iter().map(|app| App::build(config, app, engine.clone())).collect::<Result<Vec<_>, _>>()?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    };
+    let scim_listener = bind(listen.unwrap_or(config.listen)).await?;
+    let admin_listener = bind(admin_listen.unwrap_or(config.admin_listen)).await?;
+    let scim_addr = scim_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let admin_addr =
+        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+    let shared = Arc::new(Shared { apps, server: config.server.clone(), scim_addr, ready: AtomicBool::new(false) });
+    let (stop, stopped) = watch::channel(false);
+    let limits = ConnLimits {
+        header_read_timeout: config.server.header_read_timeout,
+        shutdown_grace: config.server.shutdown_grace,
+    };
+    let scim_shared = shared.clone();
+    let scim = tokio::spawn(server::serve(
+        scim_listener,
+        "scim",
+        move |request, peer| handle(scim_shared.clone(), request, peer),
+        limits,
+        stopped.clone(),
+    ));
+    let admin_shared = shared.clone();
+    let admin_limits = ConnLimits { shutdown_grace: Duration::from_secs(1), ..limits };
+    let admin = tokio::spawn(server::serve(
+        admin_listener,
+        "admin",
+        move |request, _| admin::handle(admin_shared.clone(), request),
+        admin_limits,
+        stopped,
+    ));
+    shared.ready.store(true, Ordering::SeqCst);
+    for app in &shared.apps {
+        tracing::info!(app = app.name(), base_path = %app.config.base_path, script = %app.script.compiled().path().display(), legacy = %app.config.legacy.base_url, "app ready");
+    }
+    tracing::info!(%scim_addr, %admin_addr, "listening");
+    Ok(Running { scim_addr, admin_addr, shared, stop, tasks: vec![scim, admin] })
+}
+
+/// One SCIM request: route, authenticate, read, perform, answer, and log one line.
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let request_id = request_id(request.headers());
+    let stats = Arc::new(CallStats::default());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let found = routing::find_app(shared.apps.iter().map(|a| a.config.base_path.as_str()), &path);
+    let (app, operation, outcome) = match found {
+        None => (None, None, Err(Error::from(RequestError::NoRoute { path: path.clone() }))),
+        Some((index, rest)) => {
+            let app = &shared.apps[index];
+            // Authenticate before routing, so strangers learn nothing of the endpoints.
+            let routed = auth::check_bearer(request.headers(), &app.config.auth.bearer_tokens)
+                .and_then(|()| routing::route(&method, rest, &path));
+            match routed {
+                Err(e) => (Some(app), None, Err(e.into())),
+                Ok(operation) => {
+                    let outcome = perform(&shared, app, &operation, request, &request_id, &stats, started).await;
+                    (Some(app), Some(operation), outcome)
+                }
+            }
+        }
+    };
+    let app_name = app.map_or("-", |a| a.name());
+    let op = operation.as_ref().map_or("-", Operation::name);
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let legacy_calls = stats.calls.load(Ordering::Relaxed);
+    let legacy_ms = stats.micros.load(Ordering::Relaxed) as f64 / 1000.0;
+    match outcome {
+        Ok(reply) => {
+            let status = reply.status.as_u16();
+            tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, "request done");
+            response::reply(reply, &request_id)
+        }
+        Err(error) => {
+            let answer = answer(&error);
+            let status = answer.status.as_u16();
+            match answer.source {
+                Source::Client => {
+                    tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, reason = %error, "request refused")
+                }
+                Source::Legacy | Source::Script | Source::Internal => {
+                    tracing::warn!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, error = %error, "request failed")
+                }
+            }
+            let mut response = response::error(&answer, &request_id);
+            if let Error::Request(RequestError::MethodNotAllowed { allowed, .. }) = &error {
+                response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allowed));
+            }
+            response
+        }
+    }
+}
+
+/// The steps after routing, each of which may end the request with an error.
+async fn perform(
+    shared: &Shared,
+    app: &App,
+    operation: &Operation,
+    request: Request<Incoming>,
+    request_id: &Arc<str>,
+    stats: &Arc<CallStats>,
+    started: Instant,
+) -> Result<operations::Reply, Error> {
+    let (parts, body) = request.into_parts();
+    let query = request::query_pairs(parts.uri.query());
+    let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    let body = if has_body {
+        request::check_content_type(&parts.headers)?;
+        let bytes = request::read_body(&parts.headers, body, shared.server.max_body_bytes).await?;
+        Some(request::parse_json(&bytes)?)
+    } else {
+        None
+    };
+    let base_url = request::base_url(
+        &parts.headers,
+        shared.server.trust_forwarded_headers,
+        false,
+        &shared.scim_addr.to_string(),
+        &app.config.base_path,
+    );
+    let deadline = started + app.config.request_timeout;
+    let call = Call {
+        app,
+        base_url,
+        headers: &parts.headers,
+        query,
+        body,
+        scope: CallScope { request_id: request_id.clone(), deadline, stats: stats.clone() },
+    };
+    match tokio::time::timeout_at(deadline.into(), operations::perform(operation, &call)).await {
+        Ok(result) => result,
+        Err(_) => Err(RequestError::Deadline { millis: app.config.request_timeout.as_millis() }.into()),
+    }
+}
+
+/// The request id from `X-Request-Id` when it is sane, else a new one.
+fn request_id(headers: &http::HeaderMap) -> Arc<str> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
+}

@@ -1,0 +1,311 @@
+//! What the proxy gives scripts: the `legacy` and `ids` objects, logging, JSON, base64, URLs, time.
+//!
+//! Each script call runs on one blocking-pool thread; the call's context (its app, its legacy
+//! client, its deadline) sits in a thread-local for the call's duration, which is how the
+//! functions registered once on the shared engine reach the right app.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use http::Method;
+use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
+
+use crate::cache::IdCache;
+use crate::legacy::{LegacyClient, LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
+
+/// Legacy calls made by one request, and the time they took.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub calls: AtomicU32,
+    pub micros: AtomicU64,
+}
+
+/// Everything a script call needs from its app and request.
+pub(super) struct CallContext {
+    pub app: Arc<str>,
+    pub file: Arc<str>,
+    pub request_id: Arc<str>,
+    pub legacy: Arc<LegacyClient>,
+    pub ids: Arc<IdCache>,
+    pub runtime: tokio::runtime::Handle,
+    pub deadline: Instant,
+    pub stats: Arc<CallStats>,
+    /// The last legacy fault raised into the script, so an uncaught one keeps its kind.
+    pub fault: Mutex<Option<LegacyError>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<CallContext>>> = const { RefCell::new(None) };
+}
+
+/// Installs a call's context on this thread until dropped.
+pub(super) struct Installed;
+
+impl Installed {
+    pub fn new(context: Arc<CallContext>) -> Self {
+        CURRENT.with(|c| *c.borrow_mut() = Some(context));
+        Installed
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+fn current() -> Result<Arc<CallContext>, Box<EvalAltResult>> {
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .ok_or_else(|| runtime_error("this function is only available while the proxy runs a mapping"))
+}
+
+fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(message.into()), Position::NONE))
+}
+
+/// The `legacy` object of scripts.
+#[derive(Debug, Clone, Copy)]
+pub struct LegacyApi;
+
+/// The `ids` object of scripts.
+#[derive(Debug, Clone, Copy)]
+pub struct IdsApi;
+
+/// The names scripts may use without defining them, for strict-variables compilation.
+pub(super) fn compile_scope() -> rhai::Scope<'static> {
+    let mut scope = rhai::Scope::new();
+    scope.push_constant("legacy", LegacyApi);
+    scope.push_constant("ids", IdsApi);
+    scope
+}
+
+/// Key marking a value thrown into the script for a failed legacy call.
+const FAULT_KEY: &str = "legacy_error";
+
+/// True when a thrown value is the one raised for a legacy fault.
+pub(super) fn is_legacy_fault(value: &Dynamic) -> bool {
+    value.read_lock::<Map>().is_some_and(|m| m.contains_key(FAULT_KEY))
+}
+
+/// Registers the host API on the engine; runs once at start.
+#[allow(deprecated)] // `on_var` is marked volatile, not deprecated
+pub(super) fn register(engine: &mut rhai::Engine) {
+    engine.register_type_with_name::<LegacyApi>("Legacy");
+    engine.register_type_with_name::<IdsApi>("Ids");
+    // Script functions see no outer variables; `legacy` and `ids` resolve everywhere.
+    engine.on_var(|name, _, _| match name {
+        "legacy" => Ok(Some(Dynamic::from(LegacyApi))),
+        "ids" => Ok(Some(Dynamic::from(IdsApi))),
+        _ => Ok(None),
+    });
+    engine.on_progress(|operations| {
+        // Reading the clock on every operation would cost more than the script itself.
+        if operations % 4096 != 0 {
+            return None;
+        }
+        let late = CURRENT.with(|c| c.borrow().as_ref().is_some_and(|ctx| Instant::now() >= ctx.deadline));
+        late.then(|| Dynamic::from("the request's deadline passed"))
+    });
+    engine.on_print(|text| log_line(tracing::Level::INFO, text));
+    engine.on_debug(|text, _, position| {
+        let line = position.line().unwrap_or(0);
+        with_names(|app, file| tracing::debug!(app, script = file, line, message = text, "script debug"));
+    });
+
+    for (name, method) in [
+        ("get", Method::GET),
+        ("delete", Method::DELETE),
+        ("post", Method::POST),
+        ("put", Method::PUT),
+        ("patch", Method::PATCH),
+    ] {
+        let m = method.clone();
+        engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic| call(m.clone(), path, Map::new(), None));
+        let m = method.clone();
+        if matches!(method, Method::GET | Method::DELETE) {
+            engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic, query: Map| {
+                call(m.clone(), path, query, None)
+            });
+        } else {
+            engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic, body: Dynamic| {
+                call(m.clone(), path, Map::new(), Some(body))
+            });
+            let m = method.clone();
+            engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic, body: Dynamic, query: Map| {
+                call(m.clone(), path, query, Some(body))
+            });
+        }
+    }
+    engine.register_fn("request", |_: &mut LegacyApi, spec: Map| request(spec));
+
+    engine.register_fn("get", |_: &mut IdsApi, namespace: &str, key: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+        Ok(current()?.ids.custom_get(namespace, key).map_or(Dynamic::UNIT, Dynamic::from))
+    });
+    engine.register_fn(
+        "set",
+        |_: &mut IdsApi, namespace: &str, key: &str, value: &str| -> Result<(), Box<EvalAltResult>> {
+            current()?.ids.custom_set(namespace, key, value);
+            Ok(())
+        },
+    );
+    engine.register_fn("remove", |_: &mut IdsApi, namespace: &str, key: &str| -> Result<(), Box<EvalAltResult>> {
+        current()?.ids.custom_remove(namespace, key);
+        Ok(())
+    });
+
+    engine.register_fn("log_debug", |text: &str| log_line(tracing::Level::DEBUG, text));
+    engine.register_fn("log_info", |text: &str| log_line(tracing::Level::INFO, text));
+    engine.register_fn("log_warn", |text: &str| log_line(tracing::Level::WARN, text));
+    engine.register_fn("log_error", |text: &str| log_line(tracing::Level::ERROR, text));
+
+    engine.register_fn("json_encode", |value: Dynamic| -> Result<String, Box<EvalAltResult>> {
+        let json = super::ScriptEngine::to_json(&value).map_err(runtime_error)?;
+        Ok(json.to_string())
+    });
+    engine.register_fn("json_decode", |text: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| runtime_error(format!("invalid JSON: {e}")))?;
+        Ok(super::ScriptEngine::to_dynamic(&json))
+    });
+    engine.register_fn("base64_encode", |text: &str| base64::engine::general_purpose::STANDARD.encode(text));
+    engine.register_fn("base64_decode", |text: &str| -> Result<String, Box<EvalAltResult>> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| runtime_error(format!("invalid base64: {e}")))?;
+        String::from_utf8(bytes).map_err(|_| runtime_error("decoded base64 is not UTF-8 text"))
+    });
+    engine.register_fn("url_encode", |text: &str| {
+        percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    });
+    engine.register_fn("path_segment", |text: &str| crate::legacy::encode_segment(text));
+    engine.register_fn("now", || format_time(time::OffsetDateTime::now_utc()));
+    engine.register_fn("unix_time", || time::OffsetDateTime::now_utc().unix_timestamp());
+}
+
+/// Formats a time as SCIM writes it: RFC 3339 in UTC, whole seconds.
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn with_names(f: impl FnOnce(&str, &str)) {
+    CURRENT.with(|c| match c.borrow().as_ref() {
+        Some(ctx) => f(&ctx.app, &ctx.file),
+        None => f("-", "-"),
+    });
+}
+
+fn log_line(level: tracing::Level, text: &str) {
+    with_names(|app, file| match level {
+        tracing::Level::ERROR => tracing::error!(app, script = file, message = text, "script log"),
+        tracing::Level::WARN => tracing::warn!(app, script = file, message = text, "script log"),
+        tracing::Level::INFO => tracing::info!(app, script = file, message = text, "script log"),
+        _ => tracing::debug!(app, script = file, message = text, "script log"),
+    });
+}
+
+/// `legacy.request(#{ method, path, query, headers, body })`.
+fn request(spec: Map) -> Result<Map, Box<EvalAltResult>> {
+    let method = spec
+        .get("method")
+        .map(|m| m.to_string().to_ascii_uppercase())
+        .ok_or_else(|| runtime_error("legacy.request needs a method"))?;
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| runtime_error(format!("invalid method {method}")))?;
+    let path = spec.get("path").cloned().ok_or_else(|| runtime_error("legacy.request needs a path"))?;
+    let query = spec.get("query").and_then(|q| q.read_lock::<Map>().map(|m| m.clone())).unwrap_or_default();
+    let mut headers = Vec::new();
+    if let Some(map) = spec.get("headers").and_then(|h| h.read_lock::<Map>().map(|m| m.clone())) {
+        for (name, value) in map {
+            headers.push((name.to_string(), value.to_string()));
+        }
+    }
+    let body = spec.get("body").filter(|b| !b.is_unit()).cloned();
+    send(method, path, query, headers, body)
+}
+
+fn call(method: Method, path: Dynamic, query: Map, body: Option<Dynamic>) -> Result<Map, Box<EvalAltResult>> {
+    send(method, path, query, Vec::new(), body)
+}
+
+fn send(
+    method: Method,
+    path: Dynamic,
+    query: Map,
+    headers: Vec<(String, String)>,
+    body: Option<Dynamic>,
+) -> Result<Map, Box<EvalAltResult>> {
+    let ctx = current()?;
+    let path = if let Some(segments) = path.read_lock::<Array>() {
+        LegacyPath::Segments(segments.iter().map(|s| s.to_string()).collect())
+    } else if path.is_string() {
+        LegacyPath::Text(path.to_string())
+    } else {
+        return Err(runtime_error("a legacy path is a string like \"/users\" or an array of segments"));
+    };
+    let query = query.into_iter().filter(|(_, v)| !v.is_unit()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let body = match body {
+        Some(b) => Some(super::ScriptEngine::to_json(&b).map_err(runtime_error)?),
+        None => None,
+    };
+    let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from("the request's deadline passed"),
+            Position::NONE,
+        )));
+    }
+    let request = LegacyRequest { method, path, query, headers, body };
+    let started = Instant::now();
+    let result = ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, remaining));
+    ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
+    ctx.stats.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    match result {
+        Ok(response) => Ok(response_map(response)),
+        Err(fault) => {
+            let mut thrown = Map::new();
+            thrown.insert(FAULT_KEY.into(), Dynamic::from(fault_kind(&fault)));
+            thrown.insert("message".into(), Dynamic::from(fault.to_string()));
+            if let Ok(mut slot) = ctx.fault.lock() {
+                *slot = Some(fault);
+            }
+            Err(Box::new(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE)))
+        }
+    }
+}
+
+/// A short name for each kind of legacy fault, which scripts can test in a `catch`.
+fn fault_kind(fault: &LegacyError) -> &'static str {
+    match fault {
+        LegacyError::BadPath { .. } => "bad_path",
+        LegacyError::BadHeader { .. } => "bad_header",
+        LegacyError::BadBody { .. } => "bad_body",
+        LegacyError::Connect { .. } => "connect",
+        LegacyError::Timeout { .. } => "timeout",
+        LegacyError::Transport { .. } => "transport",
+        LegacyError::TooLarge { .. } => "too_large",
+    }
+}
+
+/// `#{ status, headers, body, json }`: `json` is the parsed body, or `()` when it is not JSON.
+fn response_map(response: LegacyResponse) -> Map {
+    let mut map = Map::new();
+    map.insert("status".into(), Dynamic::from(i64::from(response.status)));
+    let mut headers = Map::new();
+    for (name, value) in &response.headers {
+        if let Ok(value) = value.to_str() {
+            headers.insert(name.as_str().into(), Dynamic::from(value.to_owned()));
+        }
+    }
+    map.insert("headers".into(), headers.into());
+    let json = serde_json::from_slice::<serde_json::Value>(&response.body)
+        .map(|v| super::ScriptEngine::to_dynamic(&v))
+        .unwrap_or(Dynamic::UNIT);
+    map.insert("json".into(), json);
+    map.insert("body".into(), Dynamic::from(String::from_utf8_lossy(&response.body).into_owned()));
+    map
+}

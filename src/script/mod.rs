@@ -1,0 +1,239 @@
+//! Mapping scripts: the one Rhai engine, compiled scripts, and the errors of running them.
+
+mod host;
+mod runner;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Dynamic, EvalAltResult, Position};
+
+pub use host::CallStats;
+pub use runner::{AppScript, CallScope};
+
+use crate::legacy::LegacyError;
+
+/// The functions of the script contract, with the arities the proxy can call them with.
+pub const CONTRACT: &[(&str, &[usize])] = &[
+    ("create_user", &[1]),
+    ("get_user", &[1]),
+    ("list_users", &[1]),
+    ("replace_user", &[2, 3]),
+    ("delete_user", &[1]),
+];
+
+/// A failure of a script, or of something a script asked for.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScriptError {
+    /// The script does not compile.
+    #[error("{file}:{line}:{column}: {message}")]
+    Compile { file: String, line: usize, column: usize, message: String },
+    /// The script threw a SCIM error on purpose (`throw #{ status, scimType, detail }`).
+    #[error("script error {status}: {detail}")]
+    Thrown { status: u16, scim_type: Option<String>, detail: String },
+    /// The script failed in a way it did not mean to.
+    #[error("script {file}: {function}: line {line}: {message}")]
+    Runtime { file: String, function: String, line: usize, message: String },
+    /// The script returned something that is not what its contract says.
+    #[error("script {file}: {function} returned {detail}")]
+    BadReturn { file: String, function: String, detail: String },
+    /// The script ran past its deadline or operation limit and was stopped.
+    #[error("script {file}: {function}: stopped: {reason}")]
+    Stopped { file: String, function: String, reason: String },
+    /// A legacy call the script made failed without an HTTP answer, and the script let it through.
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+    /// No script slot became free before the request's deadline.
+    #[error("app {app}: all {limit} script slots are busy")]
+    Overloaded { app: String, limit: usize },
+    /// The script does not define the function a request needs.
+    #[error("the mapping does not define {function}")]
+    Missing { function: String },
+}
+
+/// The process-wide Rhai engine, with every limit set and the host API registered.
+pub struct ScriptEngine {
+    engine: rhai::Engine,
+}
+
+impl std::fmt::Debug for ScriptEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScriptEngine")
+    }
+}
+
+/// Limits every script call runs under.
+pub mod limits {
+    /// Rhai operations one call may perform.
+    pub const MAX_OPERATIONS: u64 = 50_000_000;
+    /// Nested function calls.
+    pub const MAX_CALL_LEVELS: usize = 32;
+    /// Expression nesting, at the top level and inside functions.
+    pub const MAX_EXPR_DEPTH: usize = 64;
+    /// Expression nesting inside functions.
+    pub const MAX_FN_EXPR_DEPTH: usize = 32;
+    // Rhai counts the three sizes below over a whole value, nested arrays and maps included:
+    // a listing of 50,000 users (the default scan bound) must fit.
+    /// Bytes of the strings in one value.
+    pub const MAX_STRING_BYTES: usize = 64 * 1024 * 1024;
+    /// Elements of the arrays in one value.
+    pub const MAX_ARRAY_LEN: usize = 1_000_000;
+    /// Entries of the object maps in one value.
+    pub const MAX_MAP_LEN: usize = 4_000_000;
+}
+
+impl ScriptEngine {
+    /// Builds the engine; runs once at start.
+    pub fn new() -> Self {
+        let mut engine = rhai::Engine::new();
+        engine
+            .set_max_operations(limits::MAX_OPERATIONS)
+            .set_max_call_levels(limits::MAX_CALL_LEVELS)
+            .set_max_expr_depths(limits::MAX_EXPR_DEPTH, limits::MAX_FN_EXPR_DEPTH)
+            .set_max_string_size(limits::MAX_STRING_BYTES)
+            .set_max_array_size(limits::MAX_ARRAY_LEN)
+            .set_max_map_size(limits::MAX_MAP_LEN)
+            .set_max_modules(0)
+            .set_strict_variables(true)
+            .set_fail_on_invalid_map_property(false);
+        // Scripts load no modules and evaluate no strings: nothing outside the script runs.
+        engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+        engine.disable_symbol("eval");
+        host::register(&mut engine);
+        Self { engine }
+    }
+
+    /// Compiles a script file, naming file, line and column in a syntax error.
+    pub fn compile_file(&self, path: &Path) -> Result<Compiled, ScriptError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScriptError::Compile {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        self.compile(&text, path)
+    }
+
+    /// Compiles script text; `path` names it in errors and logs.
+    pub fn compile(&self, text: &str, path: &Path) -> Result<Compiled, ScriptError> {
+        let file = path.display().to_string();
+        let mut ast = self.engine.compile_with_scope(&host::compile_scope(), text).map_err(|e| {
+            let position = e.position();
+            ScriptError::Compile {
+                file: file.clone(),
+                line: position.line().unwrap_or(0),
+                column: position.position().unwrap_or(0),
+                message: e.err_type().to_string(),
+            }
+        })?;
+        ast.set_source(file.as_str());
+        let functions = ast.iter_functions().map(|f| (f.name.to_owned(), f.params.len())).collect();
+        Ok(Compiled { ast: Arc::new(ast), functions, path: path.to_path_buf(), file: Arc::from(file) })
+    }
+
+    /// Converts JSON into a script value.
+    pub fn to_dynamic(value: &serde_json::Value) -> Dynamic {
+        rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
+    }
+
+    /// Converts a script value into JSON; `()` becomes `null`.
+    pub fn to_json(value: &Dynamic) -> Result<serde_json::Value, String> {
+        rhai::serde::from_dynamic(value).map_err(|e| e.to_string())
+    }
+}
+
+impl Default for ScriptEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A compiled script and the functions it defines.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    ast: Arc<rhai::AST>,
+    functions: BTreeSet<(String, usize)>,
+    path: PathBuf,
+    file: Arc<str>,
+}
+
+impl Compiled {
+    /// The arity the script defines `name` with, if it defines it at all.
+    pub fn arity(&self, name: &str) -> Option<usize> {
+        self.functions.iter().rev().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// Every function the script defines, as `(name, arity)`.
+    pub fn functions(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.functions.iter().map(|(n, a)| (n.as_str(), *a))
+    }
+
+    /// The script's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Turns a failed call into a `ScriptError`, telling a deliberate `throw` from a fault.
+fn classify(error: EvalAltResult, file: &str, function: &str, legacy_fault: Option<LegacyError>) -> ScriptError {
+    let mut error = error;
+    let mut function = function.to_owned();
+    // The innermost error names the function and line where it really happened.
+    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, _) = error {
+        function = name;
+        error = *inner;
+    }
+    let line = error.position().line().unwrap_or(0);
+    match error {
+        EvalAltResult::ErrorRuntime(value, position) => {
+            if let Some(fault) = legacy_fault.filter(|_| host::is_legacy_fault(&value)) {
+                return ScriptError::Legacy(fault);
+            }
+            thrown(&value).unwrap_or_else(|message| ScriptError::Runtime {
+                file: file.to_owned(),
+                function,
+                line: position.line().unwrap_or(line),
+                message,
+            })
+        }
+        EvalAltResult::ErrorTerminated(reason, _) => ScriptError::Stopped {
+            file: file.to_owned(),
+            function,
+            reason: reason.into_immutable_string().map(|s| s.to_string()).unwrap_or_else(|_| "terminated".into()),
+        },
+        EvalAltResult::ErrorTooManyOperations(_) => ScriptError::Stopped {
+            file: file.to_owned(),
+            function,
+            reason: format!("more than {} operations", limits::MAX_OPERATIONS),
+        },
+        EvalAltResult::ErrorStackOverflow(_) => {
+            ScriptError::Stopped { file: file.to_owned(), function, reason: "calls nested too deeply".into() }
+        }
+        other => ScriptError::Runtime { file: file.to_owned(), function, line, message: strip_position(other) },
+    }
+}
+
+/// Reads a thrown `#{ status, scimType, detail }`; anything else thrown is a runtime fault.
+fn thrown(value: &Dynamic) -> Result<ScriptError, String> {
+    let Some(map) = value.read_lock::<rhai::Map>() else {
+        return Err(format!("threw {value}"));
+    };
+    let status = map.get("status").and_then(|s| s.as_int().ok());
+    let status = match status {
+        Some(s) if (400..=599).contains(&s) => s as u16,
+        _ => return Err(format!("threw a map without a status between 400 and 599: {value}")),
+    };
+    let text = |key: &str| map.get(key).filter(|v| !v.is_unit()).map(|v| v.to_string());
+    Ok(ScriptError::Thrown {
+        status,
+        scim_type: text("scimType").or_else(|| text("scim_type")),
+        detail: text("detail").unwrap_or_default(),
+    })
+}
+
+fn strip_position(mut error: EvalAltResult) -> String {
+    error.set_position(Position::NONE);
+    error.to_string()
+}

@@ -1,0 +1,122 @@
+//! Running one app's script: a bounded number of calls at once, each on the blocking pool, before a deadline.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use rhai::{CallFnOptions, Dynamic};
+use tokio::sync::Semaphore;
+
+use super::host::{CallContext, CallStats, Installed};
+use super::{Compiled, ScriptEngine, ScriptError, classify};
+use crate::cache::IdCache;
+use crate::legacy::LegacyClient;
+
+/// What a script call needs from the request that makes it.
+#[derive(Debug, Clone)]
+pub struct CallScope {
+    pub request_id: Arc<str>,
+    pub deadline: Instant,
+    pub stats: Arc<CallStats>,
+}
+
+/// One app's compiled script and what its calls run with.
+pub struct AppScript {
+    app: Arc<str>,
+    engine: Arc<ScriptEngine>,
+    compiled: RwLock<Arc<Compiled>>,
+    slots: Arc<Semaphore>,
+    limit: usize,
+    legacy: Arc<LegacyClient>,
+    ids: Arc<IdCache>,
+}
+
+impl std::fmt::Debug for AppScript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppScript").field("app", &self.app).field("limit", &self.limit).finish()
+    }
+}
+
+impl AppScript {
+    /// Wraps a compiled script for an app.
+    pub fn new(
+        app: &str,
+        engine: Arc<ScriptEngine>,
+        compiled: Compiled,
+        max_concurrent: usize,
+        legacy: Arc<LegacyClient>,
+        ids: Arc<IdCache>,
+    ) -> Self {
+        Self {
+            app: Arc::from(app),
+            engine,
+            compiled: RwLock::new(Arc::new(compiled)),
+            slots: Arc::new(Semaphore::new(max_concurrent)),
+            limit: max_concurrent,
+            legacy,
+            ids,
+        }
+    }
+
+    /// The compiled script now serving.
+    pub fn compiled(&self) -> Arc<Compiled> {
+        match self.compiled.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The arity the serving script defines `function` with, if it defines it.
+    pub fn arity(&self, function: &str) -> Option<usize> {
+        self.compiled().arity(function)
+    }
+
+    /// Calls a script function with JSON-shaped arguments.
+    ///
+    /// Waits for a free slot until the request's deadline, then runs on the blocking pool.
+    /// The call keeps running if the request is abandoned, so a legacy write is never cut in half.
+    pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
+        let compiled = self.compiled();
+        if compiled.arity(function).is_none() {
+            return Err(ScriptError::Missing { function: function.to_owned() });
+        }
+        let wait = scope.deadline.saturating_duration_since(Instant::now());
+        let permit = match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: self.limit }),
+        };
+        let context = Arc::new(CallContext {
+            app: self.app.clone(),
+            file: compiled.file.clone(),
+            request_id: scope.request_id.clone(),
+            legacy: self.legacy.clone(),
+            ids: self.ids.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            deadline: scope.deadline,
+            stats: scope.stats.clone(),
+            fault: Mutex::new(None),
+        });
+        let engine = self.engine.clone();
+        let function = function.to_owned();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _installed = Installed::new(context.clone());
+            let mut rhai_scope = rhai::Scope::new();
+            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+            let result =
+                engine.engine.call_fn_with_options::<Dynamic>(options, &mut rhai_scope, &compiled.ast, &function, args);
+            result.map_err(|error| {
+                let fault = context.fault.lock().ok().and_then(|mut f| f.take());
+                classify(*error, &compiled.file, &function, fault)
+            })
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(join) => Err(ScriptError::Runtime {
+                file: self.compiled().file.to_string(),
+                function: "?".into(),
+                line: 0,
+                message: format!("the script call panicked: {join}"),
+            }),
+        }
+    }
+}

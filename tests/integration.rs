@@ -1,0 +1,16 @@
+//! Integration tests: the real proxy and the bundled in-house API on 127.0.0.1:0, spoken to over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures fail loudly
+
+#[path = "integration/support.rs"]
+mod support;
+
+#[path = "integration/cache.rs"]
+mod cache;
+#[path = "integration/discovery.rs"]
+mod discovery;
+#[path = "integration/errors.rs"]
+mod errors;
+#[path = "integration/operations.rs"]
+mod operations;
+#[path = "integration/users.rs"]
+mod users;

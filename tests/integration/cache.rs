@@ -1,0 +1,68 @@
+//! The ID-mapping cache is a hint: it saves legacy calls, and a cold or stale cache changes nothing else.
+
+use serde_json::json;
+
+use crate::support::{TestEnv, user};
+
+/// A mapping over an API that cannot search: every listing reads all users.
+const LIST_ALL: &str = r#"
+    fn to_scim(u) { #{ id: u.id.to_string(), userName: u.login, active: u.enabled } }
+    fn create_user(user) {
+        let r = legacy.post("/users", #{ login: user.userName });
+        if r.status != 201 { throw #{ status: 409, scimType: "uniqueness", detail: "taken" }; }
+        to_scim(r.json)
+    }
+    fn get_user(id) {
+        let r = legacy.get(["users", id]);
+        if r.status == 200 { to_scim(r.json) } else { () }
+    }
+    fn list_users(query) {
+        let r = legacy.get("/users", #{ per_page: 100 });
+        r.json.data.map(|u| to_scim(u))
+    }
+"#;
+
+#[tokio::test]
+async fn a_cold_replica_answers_like_a_warm_one() {
+    let mut env = TestEnv::start().await;
+    let mut body = user("coldstart");
+    body["externalId"] = json!("ext-cold");
+    let id = env.post("/Users", body).await.body["id"].as_str().unwrap().to_owned();
+    let warm = env.get("/Users?filter=userName%20eq%20%22coldstart%22").await.body;
+    let warm_ext = env.get("/Users?filter=externalId%20eq%20%22ext-cold%22").await.body;
+    env.restart_proxy().await;
+    let cold = env.get("/Users?filter=userName%20eq%20%22coldstart%22").await.body;
+    let cold_ext = env.get("/Users?filter=externalId%20eq%20%22ext-cold%22").await.body;
+    assert_eq!(cold["Resources"][0]["id"], id.as_str());
+    assert_eq!(warm["totalResults"], cold["totalResults"]);
+    assert_eq!(warm["Resources"][0]["id"], cold["Resources"][0]["id"]);
+    assert_eq!(warm_ext["Resources"][0]["id"], cold_ext["Resources"][0]["id"]);
+    assert_eq!(env.get(&format!("/Users/{id}")).await.body["userName"], "coldstart");
+}
+
+#[tokio::test]
+async fn the_cache_saves_the_listing_when_the_api_cannot_search() {
+    let env = TestEnv::start_script(Some(LIST_ALL), |t| t).await;
+    env.legacy.store().seed_users(150);
+    let id = env.create_user("findme").await;
+    let before = env.legacy.requests_served();
+    let found = env.get("/Users?filter=userName%20eq%20%22FindMe%22").await;
+    assert_eq!(found.body["Resources"][0]["id"], id.as_str(), "{}", found.text);
+    assert_eq!(env.legacy.requests_served() - before, 1, "one get_user, no listing");
+}
+
+#[tokio::test]
+async fn a_stale_entry_leads_to_a_fresh_lookup_not_a_wrong_answer() {
+    let env = TestEnv::start_script(Some(LIST_ALL), |t| t).await;
+    let id = env.create_user("oldname").await;
+    // Renamed behind the proxy's back: the cache still maps "oldname" to this id.
+    let patch = scim_proxy::acme::store::UserPatch { login: Some("newname".into()), ..Default::default() };
+    env.legacy.store().patch_user(id.parse().unwrap(), patch).unwrap();
+    let old = env.get("/Users?filter=userName%20eq%20%22oldname%22").await;
+    assert_eq!(old.body["totalResults"], 0, "{}", old.text);
+    let new = env.get("/Users?filter=userName%20eq%20%22newname%22").await;
+    assert_eq!(new.body["Resources"][0]["id"], id.as_str(), "{}", new.text);
+    // Deleted behind the proxy's back: the entry is dropped, the answer is empty.
+    env.legacy.store().delete_user(id.parse().unwrap()).unwrap();
+    assert_eq!(env.get("/Users?filter=userName%20eq%20%22newname%22").await.body["totalResults"], 0);
+}

@@ -1,0 +1,215 @@
+//! Test fixtures: an Acme Directory and a proxy in front of it, and a small SCIM client.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use scim_proxy::acme::{self, AcmeConfig, AcmeHandle};
+use scim_proxy::config::{Config, Variables};
+use scim_proxy::proxy::{self, Running};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+pub const OTHER_TOKEN: &str = "other-app-token-0123456789";
+pub const API_KEY: &str = "acme-test-key";
+
+/// The path of a file in the repository.
+pub fn repo_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The test configuration: the demo app and a second app with its own token and base path.
+pub fn config_text(script: &std::path::Path) -> String {
+    let script = script.display();
+    format!(
+        r#"
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+server:
+  max_body_bytes: 65536
+apps:
+  - name: acme
+    base_path: /scim/v2
+    script: "{script}"
+    auth:
+      bearer_tokens: ["${{env.TOKEN}}"]
+    legacy:
+      base_url: "${{env.ACME_BASE_URL}}"
+      headers:
+        X-Api-Key: "${{env.ACME_API_KEY}}"
+      timeout: 5s
+    request_timeout: 10s
+    list:
+      max_scan: 2000
+      max_results: 500
+    schema:
+      user_attributes: [userName, name, displayName, title, active, emails, phoneNumbers, password]
+      enterprise_user: [employeeNumber, department, manager]
+  - name: other
+    base_path: /other/scim
+    script: "{script}"
+    auth:
+      bearer_tokens: ["${{env.OTHER_TOKEN}}"]
+    legacy:
+      base_url: "${{env.ACME_BASE_URL}}"
+      headers:
+        X-Api-Key: "${{env.ACME_API_KEY}}"
+"#
+    )
+}
+
+/// An Acme Directory with a proxy in front of it.
+pub struct TestEnv {
+    pub legacy: AcmeHandle,
+    pub proxy: Option<Running>,
+    pub config: Config,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// The demo script and the test configuration.
+    pub async fn start() -> Self {
+        Self::start_with(|text| text).await
+    }
+
+    /// The test configuration after `edit`.
+    pub async fn start_with(edit: impl FnOnce(String) -> String) -> Self {
+        Self::start_script(None, edit).await
+    }
+
+    /// A script of the test's own (`Some`) or the demo script, and the configuration after `edit`.
+    pub async fn start_script(script: Option<&str>, edit: impl FnOnce(String) -> String) -> Self {
+        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let script_path = match script {
+            Some(text) => {
+                let path = dir.path().join("app.rhai");
+                std::fs::write(&path, text).unwrap();
+                path
+            }
+            None => repo_file("scripts/demo.rhai"),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let legacy = acme::start(listener, AcmeConfig::new(API_KEY)).await.unwrap();
+        let text = edit(config_text(&script_path));
+        let config = Config::parse(&text, "test.yaml", &Self::variables(&legacy.base_url())).unwrap();
+        let proxy = proxy::start(&config, None, None).await.unwrap();
+        Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
+    }
+
+    fn variables(base_url: &str) -> Variables {
+        let mut vars = Variables::default();
+        vars.set("TOKEN", TOKEN);
+        vars.set("OTHER_TOKEN", OTHER_TOKEN);
+        vars.set("ACME_BASE_URL", base_url);
+        vars.set("ACME_API_KEY", API_KEY);
+        vars
+    }
+
+    fn running(&self) -> &Running {
+        self.proxy.as_ref().unwrap()
+    }
+
+    /// The SCIM base URL of the first app.
+    pub fn base(&self) -> String {
+        format!("http://{}/scim/v2", self.running().scim_addr)
+    }
+
+    /// The admin base URL.
+    pub fn admin(&self) -> String {
+        format!("http://{}", self.running().admin_addr)
+    }
+
+    /// Stops the proxy and starts a fresh one (cold caches) in front of the same legacy API.
+    pub async fn restart_proxy(&mut self) {
+        if let Some(running) = self.proxy.take() {
+            running.shutdown().await;
+        }
+        self.proxy = Some(proxy::start(&self.config, None, None).await.unwrap());
+    }
+
+    /// Sends a request with the first app's token.
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.send_as(TOKEN, method, &format!("{}{path}", self.base()), body).await
+    }
+
+    /// Sends a request to a full URL with a given token.
+    pub async fn send_as(&self, token: &str, method: Method, url: &str, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, url).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/scim+json").body(body.to_string());
+        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Creates a user through SCIM and returns its id.
+    pub async fn create_user(&self, user_name: &str) -> String {
+        let reply = self.post("/Users", user(user_name)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A SCIM User body.
+pub fn user(user_name: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": {"givenName": "Given", "familyName": "Family"},
+        "displayName": format!("{user_name} display"),
+        "emails": [{"value": format!("{user_name}@example.com"), "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self { status, headers, body, text }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a SCIM error with this status and scimType (`None`: no scimType).
+    pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(self.header("content-type"), Some("application/scim+json"), "{}", self.text);
+        assert_eq!(self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{}", self.text);
+        assert_eq!(self.body["status"], status.to_string(), "{}", self.text);
+        assert_eq!(self.body["scimType"].as_str(), scim_type, "{}", self.text);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", self.text);
+    }
+}

@@ -1,0 +1,175 @@
+//! The User lifecycle through the demo mapping: create, read, list, filter, replace, delete.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{TestEnv, user};
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+#[tokio::test]
+async fn create_get_list_replace_delete() {
+    let env = TestEnv::start().await;
+    let mut body = user("bjensen");
+    body["externalId"] = json!("ext-bjensen");
+    body["password"] = json!("t1meMa$heen");
+    body["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE]);
+    body[ENTERPRISE] = json!({"department": "Tour Operations", "employeeNumber": "701984"});
+
+    let created = env.post("/Users", body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.header("content-type"), Some("application/scim+json"));
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let location = format!("{}/Users/{id}", env.base());
+    assert_eq!(created.header("location"), Some(location.as_str()));
+    assert_eq!(created.body["meta"]["location"], location);
+    assert_eq!(created.body["meta"]["resourceType"], "User");
+    assert!(created.body["meta"]["created"].is_string());
+    assert!(created.body["meta"]["lastModified"].is_string());
+    assert_eq!(created.header("etag"), created.body["meta"]["version"].as_str());
+    assert_eq!(created.body["userName"], "bjensen");
+    assert_eq!(created.body["externalId"], "ext-bjensen");
+    assert_eq!(created.body[ENTERPRISE]["department"], "Tour Operations");
+    assert!(created.body.get("password").is_none(), "password must never be returned");
+    assert!(created.body["schemas"].as_array().unwrap().iter().any(|s| s == ENTERPRISE));
+
+    // The legacy app really holds it, in its own shape.
+    let stored = env.legacy.store().get_user(id.parse().unwrap()).unwrap();
+    assert_eq!(stored.login, "bjensen");
+    assert_eq!(stored.department.as_deref(), Some("Tour Operations"));
+
+    let got = env.get(&format!("/Users/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["name"]["givenName"], "Given");
+    assert_eq!(got.body["emails"][0]["value"], "bjensen@example.com");
+    assert!(got.body.get("password").is_none());
+
+    env.create_user("jsmith").await;
+    let listed = env.get("/Users").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:ListResponse");
+    assert_eq!(listed.body["totalResults"], 2);
+    assert_eq!(listed.body["Resources"].as_array().unwrap().len(), 2);
+
+    let filtered = env.get("/Users?filter=userName%20eq%20%22BJENSEN%22").await;
+    assert_eq!(filtered.body["totalResults"], 1, "{}", filtered.text);
+    assert_eq!(filtered.body["Resources"][0]["id"], id.as_str());
+
+    let mut replacement = user("bjensen");
+    replacement["displayName"] = json!("Babs Jensen");
+    replacement["active"] = json!(false);
+    let replaced = env.put(&format!("/Users/{id}"), replacement).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    assert_eq!(replaced.body["displayName"], "Babs Jensen");
+    assert_eq!(replaced.body["active"], false);
+    assert_ne!(replaced.body["meta"]["version"], created.body["meta"]["version"]);
+    let stored = env.legacy.store().get_user(id.parse().unwrap()).unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(stored.department, None, "PUT replaces: attributes left out are cleared");
+
+    let deleted = env.delete(&format!("/Users/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(env.legacy.store().get_user(id.parse().unwrap()).is_none());
+    env.get(&format!("/Users/{id}")).await.assert_error(404, None);
+    env.delete(&format!("/Users/{id}")).await.assert_error(404, None);
+}
+
+#[tokio::test]
+async fn filters_combine_and_are_evaluated_over_the_listing() {
+    let env = TestEnv::start().await;
+    for name in ["alice", "alfred", "bob", "carol"] {
+        env.create_user(name).await;
+    }
+    let cases = [
+        ("userName sw \"al\"", 2),
+        ("userName co \"o\"", 2),
+        ("userName ew \"ce\"", 1),
+        ("userName eq \"bob\" or userName eq \"carol\"", 2),
+        ("userName sw \"a\" and not (userName eq \"alice\")", 1),
+        ("(userName eq \"bob\" or userName eq \"alice\") and active eq true", 2),
+        ("title pr", 0),
+        ("displayName pr", 4),
+        ("userName ne \"bob\"", 3),
+        ("emails.value co \"carol@\"", 1),
+    ];
+    for (filter, expected) in cases {
+        let url = format!("/Users?filter={}", urlencode(filter));
+        let reply = env.get(&url).await;
+        assert_eq!(reply.status, StatusCode::OK, "{filter}: {}", reply.text);
+        assert_eq!(reply.body["totalResults"], expected, "{filter}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn pages_are_one_based_and_counts_are_bounded() {
+    let env = TestEnv::start().await;
+    env.legacy.store().seed_users(250);
+    let page = env.get("/Users?startIndex=101&count=50").await;
+    assert_eq!(page.body["totalResults"], 250);
+    assert_eq!(page.body["startIndex"], 101);
+    assert_eq!(page.body["itemsPerPage"], 50);
+    assert_eq!(page.body["Resources"][0]["id"], "101");
+    let empty = env.get("/Users?count=0").await;
+    assert_eq!(empty.body["totalResults"], 250);
+    assert_eq!(empty.body["itemsPerPage"], 0);
+    let beyond = env.get("/Users?startIndex=1000").await;
+    assert_eq!(beyond.body["totalResults"], 250);
+    assert_eq!(beyond.body["itemsPerPage"], 0);
+    let sorted = env.get("/Users?sortBy=userName&sortOrder=descending&count=3").await;
+    assert_eq!(sorted.status, StatusCode::OK, "{}", sorted.text);
+    assert_eq!(sorted.body["totalResults"], 250);
+    let first = sorted.body["Resources"][0]["userName"].as_str().unwrap();
+    let second = sorted.body["Resources"][1]["userName"].as_str().unwrap();
+    assert!(first > second, "{first} should sort after {second}");
+}
+
+#[tokio::test]
+async fn a_listing_over_the_scan_bound_is_too_many_not_a_short_list() {
+    let env = TestEnv::start().await;
+    env.legacy.store().seed_users(2100); // the test config's max_scan is 2000
+    let reply = env.get("/Users?filter=displayName%20co%20%22x%22").await;
+    reply.assert_error(400, Some("tooMany"));
+    // The same filter pushed down to the legacy search is still answered.
+    let reply = env.get("/Users?filter=userName%20eq%20%22user00042%22").await;
+    assert_eq!(reply.body["totalResults"], 1, "{}", reply.text);
+}
+
+#[tokio::test]
+async fn attributes_and_excluded_attributes_project_the_response() {
+    let env = TestEnv::start().await;
+    let id = env.create_user("projected").await;
+    let reply = env.get(&format!("/Users/{id}?attributes=userName")).await;
+    assert_eq!(reply.body["userName"], "projected");
+    assert_eq!(reply.body["id"], id.as_str());
+    assert!(reply.body.get("emails").is_none(), "{}", reply.text);
+    let reply = env.get(&format!("/Users/{id}?excludedAttributes=emails,name")).await;
+    assert!(reply.body.get("emails").is_none() && reply.body.get("name").is_none(), "{}", reply.text);
+    assert_eq!(reply.body["userName"], "projected");
+}
+
+#[tokio::test]
+async fn etags_make_conditional_requests_work() {
+    let env = TestEnv::start().await;
+    let id = env.create_user("etag").await;
+    let got = env.get(&format!("/Users/{id}")).await;
+    let etag = got.header("etag").unwrap().to_owned();
+    let url = format!("{}/Users/{id}", env.base());
+    let not_modified =
+        env.client.get(&url).bearer_auth(crate::support::TOKEN).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+    let stale = env
+        .client
+        .put(&url)
+        .bearer_auth(crate::support::TOKEN)
+        .header("if-match", "W/\"stale\"")
+        .header("content-type", "application/scim+json")
+        .body(user("etag").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+}
+
+pub fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
