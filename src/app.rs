@@ -36,6 +36,9 @@ impl App {
         let compiled = engine
             .compile_file(&config.script_path(app))
             .map_err(|source| AppError::Script { app: app.name.clone(), source: Box::new(source) })?;
+        if let Some(problem) = compiled.contract_problems().into_iter().next() {
+            return Err(setup("script", problem));
+        }
         let users = user_schema(app).map_err(|(key, detail)| setup(key, detail))?;
         let legacy = LegacyClient::new(&app.name, &app.legacy).map_err(|detail| setup("legacy", detail))?;
         let ids = Arc::new(IdCache::new(&app.cache));

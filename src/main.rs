@@ -104,6 +104,10 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
             Ok(compiled) => {
                 let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();
                 println!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
+                for problem in compiled.contract_problems() {
+                    println!("app {}: {problem}", app.name);
+                    failed = true;
+                }
             }
             Err(error) => {
                 println!("app {}: {error}", app.name);
@@ -112,7 +116,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     if failed {
-        anyhow::bail!("{}: some scripts do not compile", path.display());
+        anyhow::bail!("{}: some scripts have errors", path.display());
     }
     println!("{}: ok", path.display());
     Ok(())

@@ -14,3 +14,5 @@ mod errors;
 mod operations;
 #[path = "integration/users.rs"]
 mod users;
+#[path = "integration/cli.rs"]
+mod cli;

@@ -1,0 +1,62 @@
+//! The `scim-proxy` command line: `check` reports configuration and script errors precisely.
+
+use std::process::Command;
+
+use crate::support::repo_file;
+
+fn check(config: &std::path::Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["check", "--config"])
+        .arg(config)
+        .env("SCIM_TOKEN", "check-token-0123456789abcdef")
+        .env("ACME_API_KEY", "key")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// A copy of `proxy.yaml` in a temporary folder, with the demo script or a given one beside it.
+fn project(script: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    let text = script.map_or_else(|| std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap(), str::to_owned);
+    std::fs::write(dir.path().join("scripts/demo.rhai"), text).unwrap();
+    std::fs::copy(repo_file("proxy.yaml"), dir.path().join("proxy.yaml")).unwrap();
+    dir
+}
+
+#[test]
+fn check_accepts_the_shipped_configuration() {
+    let dir = project(None);
+    let (ok, text) = check(&dir.path().join("proxy.yaml"));
+    assert!(ok, "{text}");
+    assert!(text.contains("create_user/1") && text.contains("list_users/1"), "{text}");
+}
+
+#[test]
+fn check_names_file_line_and_column_of_a_syntax_error() {
+    let dir = project(Some("fn get_user(id) {\n    let x = ;\n}\n"));
+    let (ok, text) = check(&dir.path().join("proxy.yaml"));
+    assert!(!ok, "{text}");
+    assert!(text.contains("scripts/demo.rhai:2:13"), "{text}");
+}
+
+#[test]
+fn check_reports_contract_functions_with_the_wrong_arity() {
+    let dir = project(Some("fn get_user(id, extra) { () }\n"));
+    let (ok, text) = check(&dir.path().join("proxy.yaml"));
+    assert!(!ok, "{text}");
+    assert!(text.contains("get_user takes 2 parameters"), "{text}");
+}
+
+#[test]
+fn check_names_the_key_of_a_configuration_error() {
+    let dir = project(None);
+    let path = dir.path().join("proxy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("max_concurrent_scripts: 16", "max_concurent_scripts: 16");
+    std::fs::write(&path, text).unwrap();
+    let (ok, text) = check(&path);
+    assert!(!ok, "{text}");
+    assert!(text.contains("proxy.yaml: apps[0]") && text.contains("unknown field `max_concurent_scripts`"), "{text}");
+}
