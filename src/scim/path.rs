@@ -61,7 +61,7 @@ impl AttrPath {
 
 /// Splits a leading schema URN (`urn:…:Name:`) from the attribute part of a path.
 pub fn split_urn(text: &str) -> (Option<&str>, &str) {
-    if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+    if text.len() > 4 && text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
         match text.rfind(':') {
             Some(i) if i > 3 => (Some(&text[..i]), &text[i + 1..]),
             _ => (None, text),
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_paths() {
-        for text in ["", "1abc", "name.", "name.given.name", "na me", "urn:x:"] {
+        for text in ["", "1abc", "name.", "name.given.name", "na me", "urn:x:", "prÉ\\", "urnÉ:a"] {
             assert!(matches!(AttrPath::parse(text), Err(ScimError::InvalidPath { .. })), "{text}");
         }
     }

@@ -1,0 +1,2816 @@
+//! The SCIM PATCH engine (RFC 7644 §3.5.2): a PatchOp message to checked operations, and operations to a new resource.
+//!
+//! [`parse_patch`] reads and checks the message against the resource type and returns the
+//! operations in a normal form; [`apply_patch`] applies operations to a copy of a resource,
+//! all or none. Everything static (paths, value types, readOnly, required) fails in
+//! [`parse_patch`]; what depends on the stored resource (immutable values already set, a
+//! filter that matches nothing) fails in [`apply_patch`].
+//!
+//! Decisions where the RFC leaves room, or where real IdPs need leniency:
+//! - Message errors (no PatchOp URN in `schemas`, no or empty `Operations`, an operation that
+//!   is not an object, an unknown `op`) are `invalidSyntax` ("the request body message
+//!   structure was invalid", §3.12). `Operations`, `op`, `path` and `value` are found in any
+//!   case, and `op` is read in any case (Entra sends `Add`, `Replace`, `Remove`).
+//! - More than [`MAX_OPERATIONS`] operations is `invalidValue` on `Operations`: `tooMany` is
+//!   defined for filters that yield too many results, not for request size.
+//! - A path that does not parse, or names nothing in the resource type, is `invalidPath`; a
+//!   `[ ]` filter that does not parse or names something its attribute does not have is
+//!   `invalidFilter` (§3.12 lists "PATCH (Path Filter)" for it). In a pathless value, a key
+//!   naming nothing is `invalidValue`, as in a POST body.
+//! - A missing `value` for add or replace is `invalidValue` ("a required value was missing").
+//!   `replace` with `null` (or `[]` for a multi-valued attribute) unassigns the target, as
+//!   RFC 7643 §2.5 makes them equivalent; `add` with `null` is `invalidValue`.
+//! - `remove` without a path is `noTarget` (§3.5.2.2). A `remove` whose filter matches nothing
+//!   succeeds without change: §3.5.2.2 says of its example "If the user was not a member of
+//!   this group, no changes should be made to the resource, and a success response should be
+//!   returned". A `replace` whose filter matches nothing is `noTarget` (§3.5.2.3).
+//! - `add` with a filter that matches nothing (§3.5.2.1 is silent; Entra sends
+//!   `emails[type eq "work"].value` for a user without a work email) adds a new value built
+//!   from the filter's `eq` terms when the filter is an `and` of them; otherwise `noTarget`.
+//! - Removing or unassigning a required or readOnly attribute, writing a readOnly one, or
+//!   changing an immutable value that is already set is `mutability` (§3.5.2, §3.5.2.2).
+//!   `id`, `meta` and `schemas` inside a pathless value are ignored, as IdPs echo them
+//!   (Okta sends the group `id`); `schemas` is recomputed from the extensions present.
+//!   readOnly sub-attributes inside a value object are ignored, as in a POST body (§3.3).
+//! - `add` to a multi-valued attribute does not add a value that is already there (§3.5.2.1):
+//!   two values are the same when their `value` sub-attributes are equal (as the schema
+//!   compares them) and their `type`s are equal or one is absent; attributes without `value`
+//!   compare whole. A repeated value is merged into the existing one, keeping immutable
+//!   sub-attributes already set (so re-adding a member never fails over its `display`).
+//! - A value marked `primary` by an operation makes the others lose `primary` (§3.5.2); one
+//!   operation marking two values primary is `invalidValue`.
+//! - `attr.sub` on a multi-valued attribute without a filter is accepted for `remove` (from
+//!   every value) and refused for add and replace (`invalidPath`): which values are meant is
+//!   unclear, and a filter says it.
+//! - `remove` of a multi-valued attribute with a `value` removes only the values given (the
+//!   form Entra sends to remove group members), matched as for duplicates above.
+//! - Pathless add and replace are expanded into one operation per attribute, so every
+//!   operation [`parse_patch`] returns has a path. Keys may be dotted (`name.givenName`),
+//!   URN-qualified (`urn:…:User:department`) or a bare extension URN holding an object.
+//! - Values are read leniently: `"True"`/`"False"` for booleans, any case for attribute
+//!   names, a single value where an array is expected, a bare string for a singular complex
+//!   attribute with a `value` sub-attribute (Entra's `manager`), and `""` or a `value` of
+//!   `""`/null for such an attribute meaning "remove it".
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::error::ScimError;
+use super::evaluate::Matcher;
+use super::filter::{CompareOp, Filter, MAX_FILTER_CHARS, parse_filter};
+use super::path::{AttrPath, is_attr_name};
+use super::schema::{AttrType, Attribute, GROUP_SCHEMA, Mutability, ResourceSchema, Schema};
+use super::validate::{WriteMode, validate_resource};
+use super::value::{TypedValue, compare_values, get_key};
+
+/// The URN a PATCH body must list in `schemas` (RFC 7644 §3.5.2).
+pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// The most operations one PATCH body may carry; more is an `invalidValue` error on `Operations`.
+pub const MAX_OPERATIONS: usize = 1000;
+
+/// The longest path accepted, in bytes: a filter of [`MAX_FILTER_CHARS`] plus room for the attribute.
+const MAX_PATH_CHARS: usize = MAX_FILTER_CHARS + 512;
+
+/// How deep pruning looks into a resource: extension object, attribute, value, sub-attribute.
+const PRUNE_DEPTH: usize = 4;
+
+/// The three PATCH operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatchKind {
+    Add,
+    Remove,
+    Replace,
+}
+
+impl PatchKind {
+    /// The operation's name in lowercase, as printed and handed to mapping scripts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Remove => "remove",
+            Self::Replace => "replace",
+        }
+    }
+
+    /// The operation an `op` names, in any case (`add`, `Add`); `None` for any other word.
+    pub fn from_keyword(word: &str) -> Option<Self> {
+        [Self::Add, Self::Remove, Self::Replace].into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(word))
+    }
+}
+
+impl fmt::Display for PatchKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The target of an operation: `attr`, `attr.sub`, `attr[filter]`, `attr[filter].sub`, any
+/// of them URN-qualified, or a bare extension URN.
+///
+/// As [`parse_patch_path`] returns it, names are in the schema's spelling, `attr.urn` is the
+/// extension URN for extension attributes and `None` for core ones, and a bare extension URN
+/// is `attr.name` (the JSON key its object sits under) with no URN, filter or sub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchPath {
+    /// The attribute, with its sub-attribute when there is no filter (`name.givenName`).
+    pub attr: AttrPath,
+    /// The value selection filter of `attr[filter]`; its paths are sub-attribute names.
+    pub filter: Option<Filter>,
+    /// The sub-attribute after a filter: `value` in `emails[type eq "work"].value`.
+    pub sub: Option<String>,
+}
+
+/// Prints the path so that [`parse_patch_path`] reads it back to the same path:
+/// `emails[type eq "work"].value`, `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value`.
+impl fmt::Display for PatchPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.attr)?;
+        if let Some(filter) = &self.filter {
+            write!(f, "[{filter}]")?;
+        }
+        if let Some(sub) = &self.sub {
+            write!(f, ".{sub}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One PATCH operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchOp {
+    pub kind: PatchKind,
+    /// The target; `None` means the resource itself (add and replace only).
+    pub path: Option<PatchPath>,
+    /// The value as sent (an explicit JSON `null` is `Some(Value::Null)`); normalised to the
+    /// attribute's type and shape in operations [`parse_patch`] returns.
+    pub value: Option<Value>,
+}
+
+impl PatchOp {
+    /// The operation as mapping scripts see it:
+    /// `{"op":"add","path":"emails[type eq \"work\"].value","value":"bjensen@example.com"}`.
+    ///
+    /// `op` is lowercase, `path` is the canonical text of [`PatchPath`]'s `Display` (or null),
+    /// and `value` is null for a removal unless it names the values to remove.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "op": self.kind.as_str(),
+            "path": self.path.as_ref().map(ToString::to_string),
+            "value": self.value.clone().unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// The membership changes of a PATCH that only touches a group's `members` (and perhaps its
+/// `displayName`), for the optional `add_members`/`remove_members` script hooks.
+///
+/// Ids are the members' `value`s, each listed once, in the order first sent. When
+/// `replace_all` is false the new member list is the old one minus `remove` plus `add`; when
+/// it is true (a `replace` of `members`, or a `remove` of all of them) it is exactly `add`,
+/// and `remove` is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberChanges {
+    /// Member ids to add.
+    pub add: Vec<String>,
+    /// Member ids to remove.
+    pub remove: Vec<String>,
+    /// True when the operations set the whole member list rather than edit it.
+    pub replace_all: bool,
+    /// The new `displayName`, when an operation sets it.
+    pub display_name: Option<String>,
+}
+
+impl MemberChanges {
+    fn add_member(&mut self, id: String) {
+        self.remove.retain(|other| *other != id);
+        if !self.add.contains(&id) {
+            self.add.push(id);
+        }
+    }
+
+    fn remove_member(&mut self, id: String) {
+        self.add.retain(|other| *other != id);
+        if !self.replace_all && !self.remove.contains(&id) {
+            self.remove.push(id);
+        }
+    }
+
+    fn reset(&mut self) {
+        self.replace_all = true;
+        self.add.clear();
+        self.remove.clear();
+    }
+}
+
+/// Reads a PATCH request body (RFC 7644 §3.5.2) and checks every operation against the
+/// resource type, before the stored resource is read.
+///
+/// The operations come back in normal form: each has a path (pathless add and replace are
+/// expanded into one operation per attribute, ignoring `id`, `meta` and `schemas`), values
+/// have the schema's names and types, single values for multi-valued attributes are arrays,
+/// and a `replace` with `null` is a `remove`. Errors name the operation as `Operations[i]`.
+pub fn parse_patch(body: &Value, rs: &ResourceSchema) -> Result<Vec<PatchOp>, ScimError> {
+    let Some(body) = body.as_object() else {
+        return Err(ScimError::invalid_syntax("a PATCH body must be a JSON object with schemas and Operations"));
+    };
+    let listed = member(body, "schemas")?.and_then(Value::as_array).is_some_and(|schemas| {
+        schemas.iter().filter_map(Value::as_str).any(|urn| urn.trim().eq_ignore_ascii_case(PATCH_OP_SCHEMA))
+    });
+    if !listed {
+        return Err(ScimError::invalid_syntax(format!("schemas must be an array listing {PATCH_OP_SCHEMA}")));
+    }
+    let Some(operations) = member(body, "Operations")? else {
+        return Err(ScimError::invalid_syntax("Operations is missing"));
+    };
+    let Some(operations) = operations.as_array() else {
+        return Err(ScimError::invalid_syntax("Operations must be an array of operations"));
+    };
+    if operations.is_empty() {
+        return Err(ScimError::invalid_syntax("Operations must hold at least one operation"));
+    }
+    if operations.len() > MAX_OPERATIONS {
+        return Err(ScimError::invalid_value(
+            "Operations",
+            format!("{} operations; at most {MAX_OPERATIONS} are accepted in one request", operations.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(operations.len());
+    for (index, raw) in operations.iter().enumerate() {
+        read_operation(raw, rs)
+            .and_then(|op| prepare(rs, op.kind, op.path.as_ref(), op.value.as_ref(), &mut out))
+            .map_err(|error| in_operation(error, index))?;
+    }
+    Ok(out)
+}
+
+/// Parses an operation's `path` and resolves it against the resource type (RFC 7644 §3.5.2,
+/// Figure 1: `attrPath / valuePath [subAttr]`), returning it in the schema's spelling.
+///
+/// A path that does not parse or names no attribute is `invalidPath`; a `[ ]` filter that
+/// does not parse, or compares something its attribute does not have, is `invalidFilter`
+/// with the position counted from the start of the path; `schemas` is `mutability`, as the
+/// service provider maintains it.
+pub fn parse_patch_path(text: &str, rs: &ResourceSchema) -> Result<PatchPath, ScimError> {
+    let text = text.trim();
+    let bad = |detail: String| ScimError::invalid_path(text, detail);
+    if text.len() > MAX_PATH_CHARS {
+        return Err(bad(format!("longer than {MAX_PATH_CHARS} characters")));
+    }
+    let PathParts { head, filter: filter_text, sub: after } = split_value_path(text)?;
+    if let Some((ext, _)) = rs.extensions.iter().find(|(ext, _)| ext.id.eq_ignore_ascii_case(head)) {
+        if filter_text.is_some() || after.is_some() {
+            return Err(bad("a bare extension URN takes no filter or sub-attribute".to_owned()));
+        }
+        return Ok(PatchPath { attr: AttrPath::simple(ext.id.clone()), filter: None, sub: None });
+    }
+    // attribute names and schema URNs are ASCII (RFC 7643 §2.1, RFC 8141)
+    if !head.is_ascii() {
+        return Err(bad(format!("{head:?} is not an attribute name")));
+    }
+    let attr = AttrPath::parse(head).map_err(|error| match error {
+        ScimError::InvalidPath { detail, .. } => bad(detail),
+        other => other,
+    })?;
+    if attr.name.eq_ignore_ascii_case("schemas") && attr.sub.is_none() && resolves_in_core(rs, &attr) {
+        return Err(ScimError::Mutability {
+            attribute: "schemas".to_owned(),
+            detail: "maintained by the service provider from the extensions present".to_owned(),
+        });
+    }
+    if filter_text.is_some() && attr.sub.is_some() {
+        return Err(bad("a [ ] filter follows the attribute, not a sub-attribute".to_owned()));
+    }
+    let top = AttrPath { sub: None, ..attr.clone() };
+    let Some(resolved) = rs.resolve(&top) else {
+        return Err(bad(format!("no attribute {top} in {}", rs.name)));
+    };
+    let attribute = resolved.attribute;
+    let sub = match attr.sub.as_deref().or(after) {
+        Some(name) => match attribute.sub_attribute(name) {
+            Some(sub) => Some(sub.name.clone()),
+            None => return Err(bad(format!("{} has no sub-attribute {name:?}", attribute.name))),
+        },
+        None => None,
+    };
+    let filter = match filter_text {
+        None => None,
+        Some((offset, inner)) => {
+            if !attribute.multi_valued {
+                return Err(bad(format!(
+                    "{} is single-valued; a [ ] filter selects values of a multi-valued attribute",
+                    attribute.name
+                )));
+            }
+            let mut filter = parse_filter(inner).map_err(|error| shift_position(error, text, offset))?;
+            canonical_value_filter(&mut filter, attribute)?;
+            Some(filter)
+        }
+    };
+    let urn = resolved.in_extension.then(|| resolved.schema.id.clone());
+    let (attr_sub, sub) = if filter.is_some() { (None, sub) } else { (sub, None) };
+    Ok(PatchPath { attr: AttrPath { urn, name: attribute.name.clone(), sub: attr_sub }, filter, sub })
+}
+
+/// Applies operations in order to a copy of `resource` and returns the new resource, or the
+/// first error; `resource` is never changed, so a failed PATCH leaves nothing half-done
+/// (RFC 7644 §3.5.2: "SHALL be treated as atomic").
+///
+/// Accepts the output of [`parse_patch`] or hand-built operations (which are checked the same
+/// way). The result has unassigned values (null, `[]`, `{}`) removed, `schemas` listing the
+/// core schema and the extensions that hold data, and passes `validate_resource`; readOnly
+/// attributes (`id`, `meta`, `groups`, `manager.displayName`) are kept as they were.
+pub fn apply_patch(rs: &ResourceSchema, resource: &Value, ops: &[PatchOp]) -> Result<Value, ScimError> {
+    let Some(original) = resource.as_object() else {
+        return Err(ScimError::invalid_syntax(format!("a {} must be a JSON object", rs.name)));
+    };
+    let mut prepared = Vec::with_capacity(ops.len());
+    for op in ops {
+        prepare(rs, op.kind, op.path.as_ref(), op.value.as_ref(), &mut prepared)?;
+    }
+    let mut doc = original.clone();
+    let mut rest = prepared.as_slice();
+    while let Some(op) = rest.first() {
+        // consecutive removals by id (how Okta removes members) are done in one pass over the
+        // values: one pass per operation would be quadratic for a large group
+        let (count, selector) = removal_run(rs, rest);
+        execute(rs, &mut doc, op, selector)?;
+        rest = rest.get(count.max(1)..).unwrap_or_default();
+    }
+    finish(rs, doc)
+}
+
+/// The membership changes of a group PATCH, when its operations (as [`parse_patch`] returns
+/// them) only add, remove or replace `members` by id and perhaps set `displayName`; `None`
+/// when any operation does something else, such as selecting members by another filter than
+/// `value eq "…"` (or an `or` of them) or changing a member's sub-attribute.
+///
+/// The caller still runs [`apply_patch`] first, so a PATCH that fails there fails the same
+/// way whether or not the hooks are used.
+pub fn member_changes(ops: &[PatchOp]) -> Option<MemberChanges> {
+    let mut changes = MemberChanges::default();
+    for op in ops {
+        let path = op.path.as_ref()?;
+        let core = path.attr.urn.as_ref().is_none_or(|urn| urn.eq_ignore_ascii_case(GROUP_SCHEMA));
+        if !core || path.attr.sub.is_some() || path.sub.is_some() {
+            return None;
+        }
+        if path.attr.name.eq_ignore_ascii_case("displayName") && path.filter.is_none() {
+            match (op.kind, op.value.as_ref().and_then(Value::as_str)) {
+                (PatchKind::Add | PatchKind::Replace, Some(name)) => changes.display_name = Some(name.to_owned()),
+                _ => return None,
+            }
+            continue;
+        }
+        if !path.attr.name.eq_ignore_ascii_case("members") {
+            return None;
+        }
+        match (op.kind, &path.filter, &op.value) {
+            (PatchKind::Add, None, Some(value)) => member_ids(value)?.into_iter().for_each(|id| changes.add_member(id)),
+            (PatchKind::Replace, None, Some(value)) => {
+                let ids = member_ids(value)?;
+                changes.reset();
+                ids.into_iter().for_each(|id| changes.add_member(id));
+            }
+            (PatchKind::Remove, None, None) => changes.reset(),
+            (PatchKind::Remove, None, Some(value)) => {
+                member_ids(value)?.into_iter().for_each(|id| changes.remove_member(id));
+            }
+            (PatchKind::Remove, Some(filter), _) => {
+                filter_ids(filter)?.into_iter().for_each(|id| changes.remove_member(id));
+            }
+            _ => return None,
+        }
+    }
+    Some(changes)
+}
+
+/// The `value` of each member object in a `members` value; `None` if one has no string `value`.
+fn member_ids(value: &Value) -> Option<Vec<String>> {
+    as_items(value).iter().map(|member| get_key(member, "value").and_then(Value::as_str).map(str::to_owned)).collect()
+}
+
+/// The ids of `value eq "…"` (or an `or` of them); `None` for any other filter.
+fn filter_ids(filter: &Filter) -> Option<Vec<String>> {
+    filter
+        .disjuncts()
+        .into_iter()
+        .map(|term| match term {
+            Filter::Compare { path, op: CompareOp::Eq, value: Value::String(id) }
+                if path.name.eq_ignore_ascii_case("value") && path.urn.is_none() && path.sub.is_none() =>
+            {
+                Some(id.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- reading the message
+
+/// The member of `object` called `name` in any case; two spellings of it are an error.
+fn member<'v>(object: &'v Map<String, Value>, name: &str) -> Result<Option<&'v Value>, ScimError> {
+    let mut found = object.iter().filter(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(ScimError::invalid_syntax(format!("{name} is given more than once (names are case-insensitive)")));
+    }
+    Ok(first)
+}
+
+/// One element of `Operations` as sent: `op` checked, `path` parsed, `value` untouched.
+fn read_operation(raw: &Value, rs: &ResourceSchema) -> Result<PatchOp, ScimError> {
+    let Some(raw) = raw.as_object() else {
+        return Err(ScimError::invalid_syntax("an operation must be an object with op, path and value"));
+    };
+    let kind = match member(raw, "op")? {
+        Some(Value::String(word)) => PatchKind::from_keyword(word.trim())
+            .ok_or_else(|| ScimError::invalid_syntax(format!("op {word:?} is not add, remove or replace")))?,
+        Some(_) => return Err(ScimError::invalid_syntax("op must be a string: add, remove or replace")),
+        None => return Err(ScimError::invalid_syntax("op is missing: add, remove or replace")),
+    };
+    let path = match member(raw, "path")? {
+        None | Some(Value::Null) => None,
+        // IdPs send "" for "no path"
+        Some(Value::String(text)) if text.trim().is_empty() => None,
+        Some(Value::String(text)) => Some(parse_patch_path(text, rs)?),
+        Some(other) => {
+            return Err(ScimError::invalid_path("", format!("path must be a string, got {}", kind_of(other))));
+        }
+    };
+    Ok(PatchOp { kind, path, value: member(raw, "value")?.cloned() })
+}
+
+/// Prefixes an error's detail with the operation it came from.
+fn in_operation(mut error: ScimError, index: usize) -> ScimError {
+    let prefix = format!("Operations[{index}]: ");
+    match &mut error {
+        ScimError::InvalidFilter { detail, .. }
+        | ScimError::InvalidPath { detail, .. }
+        | ScimError::InvalidSyntax { detail }
+        | ScimError::InvalidValue { detail, .. }
+        | ScimError::Mutability { detail, .. } => detail.insert_str(0, &prefix),
+        _ => {}
+    }
+    error
+}
+
+/// The parts of `attr[filter].sub` as written.
+struct PathParts<'t> {
+    /// The attribute text before any `[`.
+    head: &'t str,
+    /// The text between `[` and `]`, with the byte offset where it starts.
+    filter: Option<(usize, &'t str)>,
+    /// The sub-attribute after `].`.
+    sub: Option<&'t str>,
+}
+
+/// Splits `attr[filter].sub` into its parts; brackets inside quoted filter strings do not count.
+fn split_value_path(text: &str) -> Result<PathParts<'_>, ScimError> {
+    let bad = |detail: &str| ScimError::invalid_path(text, detail);
+    let Some(open) = text.find('[') else {
+        if text.contains(']') {
+            return Err(bad("\"]\" without a matching \"[\""));
+        }
+        return Ok(PathParts { head: text, filter: None, sub: None });
+    };
+    let start = open + 1;
+    let (mut in_string, mut escaped, mut close) = (false, false, None);
+    for (i, c) in text.get(start..).unwrap_or_default().char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == ']' {
+            close = Some(start + i);
+            break;
+        }
+    }
+    let Some(close) = close else {
+        return Err(bad("\"[\" without a matching \"]\""));
+    };
+    let inner = text.get(start..close).unwrap_or_default();
+    let sub = match text.get(close + 1..).unwrap_or_default() {
+        "" => None,
+        rest => match rest.strip_prefix('.') {
+            Some(sub) if is_attr_name(sub) => Some(sub),
+            _ => return Err(bad("only \".subAttribute\" may follow \"]\"")),
+        },
+    };
+    Ok(PathParts { head: text.get(..open).unwrap_or_default().trim_end(), filter: Some((start, inner)), sub })
+}
+
+/// Counts a filter error's position from the start of the whole path.
+fn shift_position(error: ScimError, text: &str, offset: usize) -> ScimError {
+    match error {
+        ScimError::InvalidFilter { position, detail } => ScimError::InvalidFilter {
+            position: position + text.get(..offset).unwrap_or_default().chars().count(),
+            detail,
+        },
+        other => other,
+    }
+}
+
+/// True when an unqualified or core-qualified path would name a core attribute.
+fn resolves_in_core(rs: &ResourceSchema, attr: &AttrPath) -> bool {
+    attr.urn.as_ref().is_none_or(|urn| urn.eq_ignore_ascii_case(&rs.core.id))
+}
+
+/// Checks a `[ ]` filter against the values of `attribute` and rewrites its paths in the
+/// schema's spelling. Its paths must be bare sub-attribute names (`value` for a multi-valued
+/// attribute of simple values), and operators must suit their types.
+fn canonical_value_filter(filter: &mut Filter, attribute: &Attribute) -> Result<(), ScimError> {
+    let invalid = |detail: String| ScimError::InvalidFilter { position: 0, detail };
+    // a work list, not recursion: `and` chains can be hundreds of terms long
+    let mut pending: Vec<&mut Filter> = vec![filter];
+    while let Some(node) = pending.pop() {
+        match node {
+            Filter::Compare { path, .. } | Filter::Present { path } => {
+                let name = element_field(attribute, path).ok_or_else(|| {
+                    invalid(format!("{path:?} inside the filter is not a sub-attribute of {}", attribute.name))
+                })?;
+                path.name = name.to_owned();
+            }
+            Filter::And(left, right) | Filter::Or(left, right) => {
+                pending.push(right);
+                pending.push(left);
+            }
+            Filter::Not(inner) => pending.push(inner),
+            Filter::ValuePath { path, .. } => {
+                return Err(invalid(format!(
+                    "\"{path}[…]\" inside the filter of {}: filters do not nest",
+                    attribute.name
+                )));
+            }
+        }
+    }
+    Matcher::new(filter, &element_schema(attribute)).map(drop)
+}
+
+/// The schema spelling of a sub-attribute named inside a `[ ]` filter on `attribute`.
+fn element_field<'a>(attribute: &'a Attribute, path: &AttrPath) -> Option<&'a str> {
+    if path.urn.is_some() || path.sub.is_some() {
+        return None;
+    }
+    if attribute.kind == AttrType::Complex {
+        return attribute.sub_attribute(&path.name).map(|sub| sub.name.as_str());
+    }
+    path.name.eq_ignore_ascii_case("value").then_some("value")
+}
+
+/// A resource type whose attributes are the sub-attributes of `attribute`, so that a `[ ]`
+/// filter can be evaluated against one of its values by the filter evaluator. A value of a
+/// multi-valued attribute of simple values is seen as `{"value": v}`.
+fn element_schema(attribute: &Attribute) -> ResourceSchema {
+    let attributes = if attribute.kind == AttrType::Complex {
+        attribute.sub_attributes.clone()
+    } else {
+        vec![Attribute {
+            name: "value".to_owned(),
+            multi_valued: false,
+            sub_attributes: Vec::new(),
+            ..attribute.clone()
+        }]
+    };
+    ResourceSchema {
+        name: attribute.name.clone(),
+        endpoint: String::new(),
+        description: String::new(),
+        core: Schema {
+            id: format!("urn:scim-proxy:values:{}", attribute.name),
+            name: attribute.name.clone(),
+            description: String::new(),
+            attributes,
+        },
+        extensions: Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------- checking operations
+
+/// What a path resolves to in a resource type.
+enum Target<'s> {
+    /// A bare extension URN: the whole object under it; the flag says the extension is required.
+    Extension(&'s Schema, bool),
+    Attribute(Slot<'s>),
+}
+
+/// An attribute and where it sits in the resource JSON.
+#[derive(Clone, Copy)]
+struct Slot<'s> {
+    /// The extension URN key holding the attribute; `None` for core and common attributes.
+    ext: Option<&'s str>,
+    attribute: &'s Attribute,
+    /// The sub-attribute named by the path, before or after a filter.
+    sub: Option<&'s Attribute>,
+}
+
+/// Resolves a canonical path (as [`parse_patch_path`] returns it) to its definitions.
+fn resolve_target<'s>(rs: &'s ResourceSchema, path: &PatchPath) -> Result<Target<'s>, ScimError> {
+    let bad = || ScimError::invalid_path(path.to_string(), format!("no such attribute in {}", rs.name));
+    let bare = path.attr.urn.is_none() && path.attr.sub.is_none() && path.filter.is_none() && path.sub.is_none();
+    if bare {
+        if let Some((ext, required)) =
+            rs.extensions.iter().find(|(ext, _)| ext.id.eq_ignore_ascii_case(&path.attr.name))
+        {
+            return Ok(Target::Extension(ext, *required));
+        }
+    }
+    let resolved = rs.resolve(&AttrPath { sub: None, ..path.attr.clone() }).ok_or_else(bad)?;
+    let sub = match path.attr.sub.as_deref().or(path.sub.as_deref()) {
+        Some(name) => Some(resolved.attribute.sub_attribute(name).ok_or_else(bad)?),
+        None => None,
+    };
+    let ext = resolved.in_extension.then_some(resolved.schema.id.as_str());
+    Ok(Target::Attribute(Slot { ext, attribute: resolved.attribute, sub }))
+}
+
+/// Checks one operation against the resource type and pushes its normal form (zero or more
+/// operations, each with a canonical path and a normalised value) onto `out`.
+fn prepare(
+    rs: &ResourceSchema,
+    kind: PatchKind,
+    path: Option<&PatchPath>,
+    value: Option<&Value>,
+    out: &mut Vec<PatchOp>,
+) -> Result<(), ScimError> {
+    let Some(path) = path else {
+        return prepare_pathless(rs, kind, value, out);
+    };
+    // reading the printed path back checks hand-built paths exactly like parsed ones
+    let path = parse_patch_path(&path.to_string(), rs)?;
+    match resolve_target(rs, &path)? {
+        Target::Extension(ext, required) => prepare_extension(rs, kind, ext, required, path, value, out),
+        Target::Attribute(slot) => prepare_attribute(kind, slot, path, value, out),
+    }
+}
+
+/// A pathless add or replace: one operation per key of the value object (RFC 7644
+/// §3.5.2.1, §3.5.2.3), keys read as paths.
+fn prepare_pathless(
+    rs: &ResourceSchema,
+    kind: PatchKind,
+    value: Option<&Value>,
+    out: &mut Vec<PatchOp>,
+) -> Result<(), ScimError> {
+    if kind == PatchKind::Remove {
+        return Err(ScimError::NoTarget { path: String::new() });
+    }
+    let Some(value) = value else {
+        return Err(ScimError::invalid_value("value", format!("{kind} without a path needs a value")));
+    };
+    let Some(object) = value.as_object() else {
+        return Err(ScimError::invalid_value(
+            "value",
+            format!("{kind} without a path takes an object of attributes, got {}", kind_of(value)),
+        ));
+    };
+    reject_duplicate_keys(object, "")?;
+    for (key, value) in object {
+        // IdPs echo what they read (Okta sends the group's id); the service provider keeps these
+        if ["schemas", "id", "meta"].iter().any(|ignored| key.eq_ignore_ascii_case(ignored)) {
+            continue;
+        }
+        if value.is_null() && kind == PatchKind::Add {
+            continue;
+        }
+        let path = parse_key(key, rs)?;
+        prepare(rs, kind, Some(&path), Some(value), out)?;
+    }
+    Ok(())
+}
+
+/// A key of a pathless value read as a path; a key naming nothing is `invalidValue`, as in a POST body.
+fn parse_key(key: &str, rs: &ResourceSchema) -> Result<PatchPath, ScimError> {
+    if key.contains(['[', ']']) {
+        return Err(ScimError::invalid_value(key, "a [ ] filter goes in an operation's path, not in a value"));
+    }
+    parse_patch_path(key, rs).map_err(|error| match error {
+        ScimError::InvalidPath { detail, .. } => ScimError::invalid_value(key, detail),
+        other => other,
+    })
+}
+
+/// An operation on a whole extension object: add and replace become one operation per
+/// attribute; a removal stays whole.
+fn prepare_extension(
+    rs: &ResourceSchema,
+    kind: PatchKind,
+    ext: &Schema,
+    required: bool,
+    path: PatchPath,
+    value: Option<&Value>,
+    out: &mut Vec<PatchOp>,
+) -> Result<(), ScimError> {
+    let value = match (kind, value) {
+        (PatchKind::Remove, _) | (PatchKind::Replace, Some(Value::Null)) => {
+            if required || ext.attributes.iter().any(|a| a.required) {
+                return Err(ScimError::Mutability {
+                    attribute: ext.id.clone(),
+                    detail: "removing it would leave a required attribute unassigned".to_owned(),
+                });
+            }
+            out.push(PatchOp { kind: PatchKind::Remove, path: Some(path), value: None });
+            return Ok(());
+        }
+        (_, None | Some(Value::Null)) => {
+            return Err(ScimError::invalid_value(&ext.id, format!("{kind} needs a value: an object of attributes")));
+        }
+        (_, Some(value)) => value,
+    };
+    let Some(object) = value.as_object() else {
+        return Err(ScimError::invalid_value(
+            &ext.id,
+            format!("extension data must be an object, got {}", kind_of(value)),
+        ));
+    };
+    reject_duplicate_keys(object, &format!("{}:", ext.id))?;
+    for (key, value) in object {
+        if value.is_null() && kind == PatchKind::Add {
+            continue;
+        }
+        // Clients serialising an extension model include its `schemas`; it is not data.
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        let path = parse_key(&format!("{}:{key}", ext.id), rs)?;
+        prepare(rs, kind, Some(&path), Some(value), out)?;
+    }
+    Ok(())
+}
+
+/// An operation on an attribute: mutability and required checks, then the value normalised
+/// to the shape the target takes.
+fn prepare_attribute(
+    kind: PatchKind,
+    slot: Slot<'_>,
+    path: PatchPath,
+    value: Option<&Value>,
+    out: &mut Vec<PatchOp>,
+) -> Result<(), ScimError> {
+    let label = path.to_string();
+    let target = slot.sub.unwrap_or(slot.attribute);
+    if slot.attribute.mutability == Mutability::ReadOnly || target.mutability == Mutability::ReadOnly {
+        return Err(ScimError::Mutability {
+            attribute: label,
+            detail: "read-only: the service provider maintains it".to_owned(),
+        });
+    }
+    let (multi, complex) = (slot.attribute.multi_valued, slot.attribute.kind == AttrType::Complex);
+    let unassign = |out: &mut Vec<PatchOp>| prepare_attribute(PatchKind::Remove, slot, path.clone(), None, out);
+    if kind == PatchKind::Remove {
+        let required = match (&path.filter, slot.sub) {
+            (None, None) => slot.attribute.required,
+            (_, Some(sub)) => sub.required,
+            (Some(_), None) => false,
+        };
+        if required {
+            return Err(ScimError::Mutability {
+                attribute: label,
+                detail: "required: it cannot be removed".to_owned(),
+            });
+        }
+        let given = match value {
+            Some(value) if multi && path.filter.is_none() && slot.sub.is_none() && !value.is_null() => {
+                let items = normalise_values(slot.attribute, value, &label)?;
+                if as_items(&items).is_empty() {
+                    return Ok(());
+                }
+                Some(items)
+            }
+            _ => None,
+        };
+        out.push(PatchOp { kind, path: Some(path), value: given });
+        return Ok(());
+    }
+    let value = match value {
+        None => return Err(ScimError::invalid_value(label, format!("{kind} needs a value"))),
+        Some(Value::Null) if kind == PatchKind::Replace => return unassign(out),
+        Some(Value::Null) => return Err(ScimError::invalid_value(label, "add needs a value, not null")),
+        Some(value) => value,
+    };
+    let normalised = match (&path.filter, slot.sub) {
+        (None, None) if multi => {
+            let items = normalise_values(slot.attribute, value, &label)?;
+            check_one_primary(as_items(&items), &label)?;
+            match (kind, as_items(&items).is_empty()) {
+                (PatchKind::Replace, true) => return unassign(out),
+                (_, true) => return Ok(()),
+                _ => items,
+            }
+        }
+        (None, Some(_)) if multi => {
+            return Err(ScimError::invalid_path(
+                label,
+                format!("select the values to change with a filter, e.g. {}[type eq \"work\"]", slot.attribute.name),
+            ));
+        }
+        (None, None) if complex && clears(slot.attribute, value) => return unassign(out),
+        (None, None) => {
+            // Entra sends the manager as a bare id
+            let value = match (value, slot.attribute.sub_attribute("value")) {
+                (Value::String(_) | Value::Number(_) | Value::Bool(_), Some(sub)) if complex => {
+                    json!({ sub.name.as_str(): value })
+                }
+                _ => value.clone(),
+            };
+            let value = normalise_single(slot.attribute, &value, &label)?;
+            if value.as_object().is_some_and(Map::is_empty) {
+                return Ok(());
+            }
+            value
+        }
+        (_, Some(sub)) => normalise_single(sub, value, &label)?,
+        (Some(_), None) if !complex && kind == PatchKind::Add => {
+            return Err(ScimError::invalid_path(
+                label,
+                "add values of this attribute with its plain path, without a filter",
+            ));
+        }
+        (Some(_), None) => {
+            // one object where the selected values get replaced or merged; [object] is accepted too
+            let single = match value {
+                Value::Array(items) if items.len() == 1 => items.first().unwrap_or(value),
+                other => other,
+            };
+            if complex && !single.is_object() {
+                return Err(ScimError::invalid_value(label, format!("expected an object, got {}", kind_of(single))));
+            }
+            let value = normalise_single(slot.attribute, single, &label)?;
+            if value.as_object().is_some_and(Map::is_empty) {
+                return Err(ScimError::invalid_value(label, "the value has no sub-attribute that can be written"));
+            }
+            value
+        }
+    };
+    out.push(PatchOp { kind, path: Some(path), value: Some(normalised) });
+    Ok(())
+}
+
+/// True when a value for a singular complex attribute with a `value` sub-attribute asks to
+/// clear it: `""`, or an object whose `value` is `""` or null (how Entra removes a manager).
+fn clears(attribute: &Attribute, value: &Value) -> bool {
+    if attribute.sub_attribute("value").is_none() {
+        return false;
+    }
+    match value {
+        Value::String(s) => s.is_empty(),
+        Value::Object(_) => get_key(value, "value").is_some_and(|v| v.is_null() || v.as_str() == Some("")),
+        _ => false,
+    }
+}
+
+/// Normalises a value for a multi-valued attribute into an array: a single value is wrapped,
+/// null and empty elements are dropped. Values of a complex attribute must be objects.
+fn normalise_values(attribute: &Attribute, value: &Value, label: &str) -> Result<Value, ScimError> {
+    let mut out = Vec::new();
+    for (index, item) in as_items(value).iter().enumerate() {
+        let label = format!("{label}[{index}]");
+        if item.is_null() {
+            continue;
+        }
+        if attribute.kind == AttrType::Complex && !item.is_object() {
+            return Err(ScimError::invalid_value(label, format!("expected an object, got {}", kind_of(item))));
+        }
+        let item = normalise_single(attribute, item, &label)?;
+        if is_assigned(&item) {
+            out.push(item);
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+/// Checks one value (of a singular attribute, or one element of a multi-valued one) against
+/// its definition and returns it in canonical form: names in the schema's spelling,
+/// `"True"`/`"False"` as booleans, null and readOnly sub-attributes dropped.
+fn normalise_single(def: &Attribute, value: &Value, label: &str) -> Result<Value, ScimError> {
+    let wrong =
+        |expected: &str| Err(ScimError::invalid_value(label, format!("expected {expected}, got {}", kind_of(value))));
+    match (def.kind, value) {
+        (AttrType::String | AttrType::Reference | AttrType::Binary, Value::String(_)) => Ok(value.clone()),
+        (AttrType::String, _) => wrong("a string"),
+        (AttrType::Reference, _) => wrong("a reference (URI string)"),
+        (AttrType::Binary, _) => wrong("base64-encoded binary as a string"),
+        (AttrType::Boolean, Value::Bool(_)) => Ok(value.clone()),
+        (AttrType::Boolean, Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
+        (AttrType::Boolean, Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
+        (AttrType::Boolean, _) => wrong("a boolean"),
+        (AttrType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(value.clone()),
+        (AttrType::Integer, _) => wrong("an integer"),
+        (AttrType::Decimal, Value::Number(_)) => Ok(value.clone()),
+        (AttrType::Decimal, _) => wrong("a decimal number"),
+        (AttrType::DateTime, Value::String(s)) if OffsetDateTime::parse(s, &Rfc3339).is_ok() => Ok(value.clone()),
+        (AttrType::DateTime, _) => wrong("a date and time such as 2015-09-30T12:00:00Z"),
+        (AttrType::Complex, Value::Object(object)) => {
+            reject_duplicate_keys(object, &format!("{label}."))?;
+            let mut out = Map::new();
+            for (key, member) in object {
+                let Some(sub) = def.sub_attribute(key) else {
+                    return Err(ScimError::invalid_value(
+                        format!("{label}.{key}"),
+                        format!("no such sub-attribute of {}", def.name),
+                    ));
+                };
+                if member.is_null() || sub.mutability == Mutability::ReadOnly {
+                    continue;
+                }
+                let member = normalise_single(sub, member, &format!("{label}.{}", sub.name))?;
+                out.insert(sub.name.clone(), member);
+            }
+            Ok(Value::Object(out))
+        }
+        (AttrType::Complex, _) => wrong("an object"),
+    }
+}
+
+/// At most one value of a multi-valued attribute may be primary (RFC 7643 §2.4).
+fn check_one_primary(items: &[Value], label: &str) -> Result<(), ScimError> {
+    let primaries = items.iter().filter(|item| is_primary(item)).count();
+    if primaries > 1 {
+        return Err(ScimError::invalid_value(
+            label,
+            format!("{primaries} values are marked primary; at most one may be"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails when two keys of one object differ only in case: names are case-insensitive.
+fn reject_duplicate_keys(object: &Map<String, Value>, prefix: &str) -> Result<(), ScimError> {
+    let mut seen = HashSet::with_capacity(object.len());
+    for key in object.keys() {
+        if !seen.insert(key.to_ascii_lowercase()) {
+            return Err(ScimError::invalid_value(
+                format!("{prefix}{key}"),
+                "given more than once (names are case-insensitive)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- applying operations
+
+/// Applies one operation in normal form to the resource being built; `selector`, when given,
+/// replaces the operation's own filter (see [`removal_run`]).
+fn execute(
+    rs: &ResourceSchema,
+    doc: &mut Map<String, Value>,
+    op: &PatchOp,
+    selector: Option<Selector<'_>>,
+) -> Result<(), ScimError> {
+    let Some(path) = &op.path else {
+        return Err(ScimError::NoTarget { path: String::new() });
+    };
+    let label = path.to_string();
+    let slot = match resolve_target(rs, path)? {
+        Target::Extension(ext, _) if op.kind == PatchKind::Remove => {
+            take_key(doc, &ext.id);
+            return Ok(());
+        }
+        Target::Extension(..) => {
+            return Err(ScimError::invalid_path(label, "an extension URN path is only removed whole"));
+        }
+        Target::Attribute(slot) => slot,
+    };
+    let old = take_attr(doc, slot.ext, &slot.attribute.name);
+    let had = old.as_ref().is_some_and(is_assigned);
+    let before = (slot.attribute.mutability == Mutability::Immutable).then(|| old.clone()).flatten();
+    let mut new = match (&path.filter, slot.attribute.multi_valued) {
+        (Some(filter), _) => {
+            let selector = selector.unwrap_or(Selector::Filter(filter));
+            edit_selected(op, slot, &selector, filter, old, &label)?
+        }
+        (None, true) => edit_all(op, slot, old, &label)?,
+        (None, false) => edit_single(op, slot, old, &label)?,
+    };
+    if let Some(value) = &mut new {
+        prune(value, PRUNE_DEPTH);
+    }
+    let new = new.filter(is_assigned);
+    check_change(slot.attribute, &label, before.as_ref(), new.as_ref())?;
+    if slot.attribute.required && had && new.is_none() {
+        return Err(ScimError::Mutability { attribute: label, detail: "required: it cannot be removed".to_owned() });
+    }
+    put_attr(doc, slot.ext, &slot.attribute.name, new);
+    Ok(())
+}
+
+/// The normalised value of an add or replace.
+fn op_value<'o>(op: &'o PatchOp, label: &str) -> Result<&'o Value, ScimError> {
+    op.value.as_ref().ok_or_else(|| ScimError::invalid_value(label, format!("{} needs a value", op.kind)))
+}
+
+/// A singular attribute, or a sub-attribute of a singular complex one.
+fn edit_single(op: &PatchOp, slot: Slot<'_>, old: Option<Value>, label: &str) -> Result<Option<Value>, ScimError> {
+    match (op.kind, slot.sub) {
+        (PatchKind::Remove, None) => Ok(None),
+        (PatchKind::Remove, Some(sub)) => {
+            let Some(Value::Object(mut object)) = old else { return Ok(old) };
+            let removed = take_key(&mut object, &sub.name);
+            check_change(sub, label, removed.as_ref(), None)?;
+            Ok(Some(Value::Object(object)))
+        }
+        (_, None) if slot.attribute.kind == AttrType::Complex => {
+            let mut object = into_object(old);
+            merge(slot.attribute, &mut object, op_value(op, label)?, label)?;
+            Ok(Some(Value::Object(object)))
+        }
+        (_, None) => Ok(Some(op_value(op, label)?.clone())),
+        (_, Some(sub)) => {
+            let mut object = into_object(old);
+            set_sub(sub, &mut object, op_value(op, label)?, label)?;
+            Ok(Some(Value::Object(object)))
+        }
+    }
+}
+
+/// A multi-valued attribute without a filter: all its values.
+fn edit_all(op: &PatchOp, slot: Slot<'_>, old: Option<Value>, label: &str) -> Result<Option<Value>, ScimError> {
+    let mut items = into_items(old);
+    match (op.kind, slot.sub) {
+        (PatchKind::Remove, None) => match &op.value {
+            None => return Ok(None),
+            Some(given) => remove_given(slot.attribute, &mut items, as_items(given)),
+        },
+        (PatchKind::Remove, Some(sub)) => {
+            for object in items.iter_mut().filter_map(Value::as_object_mut) {
+                let removed = take_key(object, &sub.name);
+                check_change(sub, label, removed.as_ref(), None)?;
+            }
+        }
+        (PatchKind::Add, None) => {
+            let touched = add_values(slot.attribute, &mut items, as_items(op_value(op, label)?));
+            settle_primary(&mut items, touched, label)?;
+        }
+        (PatchKind::Replace, None) => {
+            items.clear();
+            let touched = add_values(slot.attribute, &mut items, as_items(op_value(op, label)?));
+            settle_primary(&mut items, touched, label)?;
+        }
+        (_, Some(_)) => return Err(ScimError::invalid_path(label, "select the values to change with a filter")),
+    }
+    Ok(Some(Value::Array(items)))
+}
+
+/// A multi-valued attribute with a `[ ]` filter: the values it selects (RFC 7644 §3.5.2.1–3).
+fn edit_selected(
+    op: &PatchOp,
+    slot: Slot<'_>,
+    selector: &Selector<'_>,
+    filter: &Filter,
+    old: Option<Value>,
+    label: &str,
+) -> Result<Option<Value>, ScimError> {
+    let mut items = into_items(old);
+    let selected = selector.select(slot.attribute, &items)?;
+    let matched: Vec<usize> = selected.iter().enumerate().filter(|(_, hit)| **hit).map(|(i, _)| i).collect();
+    if op.kind == PatchKind::Remove {
+        match slot.sub {
+            None => {
+                let mut hits = selected.iter();
+                items.retain(|_| !hits.next().copied().unwrap_or(false));
+            }
+            Some(sub) => {
+                for index in &matched {
+                    if let Some(object) = items.get_mut(*index).and_then(Value::as_object_mut) {
+                        let removed = take_key(object, &sub.name);
+                        check_change(sub, label, removed.as_ref(), None)?;
+                    }
+                }
+            }
+        }
+        return Ok(Some(Value::Array(items)));
+    }
+    let value = op_value(op, label)?;
+    let touched = if matched.is_empty() {
+        if op.kind == PatchKind::Replace {
+            return Err(ScimError::NoTarget { path: label.to_owned() });
+        }
+        let Some(mut seed) = seed_from_filter(filter, slot.attribute) else {
+            return Err(ScimError::NoTarget { path: label.to_owned() });
+        };
+        match slot.sub {
+            Some(sub) => {
+                seed.insert(sub.name.clone(), value.clone());
+            }
+            None => merge(slot.attribute, &mut seed, value, label)?,
+        }
+        add_values(slot.attribute, &mut items, &[Value::Object(seed)])
+    } else {
+        for index in &matched {
+            let Some(item) = items.get_mut(*index) else { continue };
+            match (op.kind, slot.sub) {
+                (_, Some(sub)) => {
+                    let mut object = into_object(Some(item.take()));
+                    let result = set_sub(sub, &mut object, value, label);
+                    *item = Value::Object(object);
+                    result?;
+                }
+                (PatchKind::Add, None) => {
+                    let mut object = into_object(Some(item.take()));
+                    let result = merge(slot.attribute, &mut object, value, label);
+                    *item = Value::Object(object);
+                    result?;
+                }
+                (_, None) => *item = value.clone(),
+            }
+        }
+        matched
+    };
+    settle_primary(&mut items, touched, label)?;
+    Ok(Some(Value::Array(items)))
+}
+
+/// How the values a filtered operation works on are chosen.
+enum Selector<'f> {
+    /// Through the filter evaluator, for any filter.
+    Filter(&'f Filter),
+    /// `field eq "text"` terms, perhaps of several operations: values whose `field` reads as
+    /// one of `texts` (as the evaluator reads it: case-folded unless caseExact) are selected.
+    Texts { field: &'f str, texts: HashSet<String> },
+}
+
+impl Selector<'_> {
+    /// For each value of a multi-valued attribute, whether it is selected.
+    fn select(&self, attribute: &Attribute, items: &[Value]) -> Result<Vec<bool>, ScimError> {
+        let simple = attribute.kind != AttrType::Complex;
+        match self {
+            Self::Filter(filter) => {
+                let schema = element_schema(attribute);
+                let matcher = Matcher::new(filter, &schema)?;
+                Ok(items
+                    .iter()
+                    .map(|item| if simple { matcher.matches(&json!({ "value": item })) } else { matcher.matches(item) })
+                    .collect())
+            }
+            Self::Texts { field, texts } => {
+                let def = field_definition(attribute, field);
+                let read = |value: &Value| match def.and_then(|def| TypedValue::read(value, def)) {
+                    Some(TypedValue::Text(text)) => texts.contains(&text),
+                    _ => false,
+                };
+                Ok(items
+                    .iter()
+                    .map(|item| {
+                        let values = if simple { Some(item) } else { get_key(item, field) };
+                        values.is_some_and(|values| as_items(values).iter().any(read))
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The definition a `[ ]` filter on `attribute` reads `field` with.
+fn field_definition<'a>(attribute: &'a Attribute, field: &str) -> Option<&'a Attribute> {
+    if attribute.kind == AttrType::Complex {
+        attribute.sub_attribute(field)
+    } else {
+        field.eq_ignore_ascii_case("value").then_some(attribute)
+    }
+}
+
+/// The field and the texts of a filter that is `field eq "text"` or an `or` of such terms on
+/// one field, read as the evaluator reads them; `None` for any other filter.
+fn eq_texts<'f>(filter: &'f Filter, attribute: &Attribute) -> Option<(&'f str, HashSet<String>)> {
+    let mut field: Option<&str> = None;
+    let mut texts = HashSet::new();
+    for term in filter.disjuncts() {
+        let Filter::Compare { path, op: CompareOp::Eq, value } = term else { return None };
+        if field.is_some_and(|field| field != path.name) {
+            return None;
+        }
+        field = Some(&path.name);
+        let Some(TypedValue::Text(text)) = TypedValue::read(value, field_definition(attribute, &path.name)?) else {
+            return None;
+        };
+        texts.insert(text);
+    }
+    Some((field?, texts))
+}
+
+/// How many operations from the start of `ops` are removals of values selected by
+/// `field eq "text"` filters on the same attribute and field, with the selector that does
+/// them in one pass; `(1, None)` when the first operation is not such a removal. Removing
+/// the union at once equals removing each set in turn, as a removal that selects nothing
+/// changes nothing.
+fn removal_run<'p>(rs: &ResourceSchema, ops: &'p [PatchOp]) -> (usize, Option<Selector<'p>>) {
+    let eligible = |op: &'p PatchOp| match &op.path {
+        Some(path @ PatchPath { filter: Some(filter), sub: None, .. }) if op.kind == PatchKind::Remove => {
+            Some((path, filter))
+        }
+        _ => None,
+    };
+    let Some((first, filter)) = ops.first().and_then(eligible) else { return (1, None) };
+    let Ok(Target::Attribute(slot)) = resolve_target(rs, first) else { return (1, None) };
+    let Some((field, mut texts)) = eq_texts(filter, slot.attribute) else { return (1, None) };
+    let mut count = 1;
+    for op in ops.iter().skip(1) {
+        let Some((path, filter)) = eligible(op) else { break };
+        match eq_texts(filter, slot.attribute) {
+            Some((other, more)) if path.attr == first.attr && other == field => texts.extend(more),
+            _ => break,
+        }
+        count += 1;
+    }
+    (count, Some(Selector::Texts { field, texts }))
+}
+
+/// The value an `add` creates when its filter selects nothing: the filter's `eq` terms as
+/// sub-attributes (`type eq "work"` gives `{"type": "work"}`, leaving out readOnly ones the
+/// app assigns); `None` unless the filter is an `and` of distinct `eq` terms with non-null
+/// literals of the right type.
+fn seed_from_filter(filter: &Filter, attribute: &Attribute) -> Option<Map<String, Value>> {
+    if attribute.kind != AttrType::Complex {
+        return None;
+    }
+    let mut seed = Map::new();
+    for term in filter.conjuncts() {
+        let Filter::Compare { path, op: CompareOp::Eq, value } = term else { return None };
+        let sub = attribute.sub_attribute(&path.name)?;
+        if value.is_null() {
+            return None;
+        }
+        // A readOnly term (an app that assigns `type` itself) selects; it is not the client's to set.
+        if sub.mutability == Mutability::ReadOnly {
+            continue;
+        }
+        let value = normalise_single(sub, value, &sub.name).ok()?;
+        if seed.insert(sub.name.clone(), value).is_some() {
+            return None;
+        }
+    }
+    Some(seed)
+}
+
+/// Writes the sub-attributes of `value` into a complex value, checking immutable ones.
+fn merge(def: &Attribute, object: &mut Map<String, Value>, value: &Value, label: &str) -> Result<(), ScimError> {
+    let Some(members) = value.as_object() else {
+        return Err(ScimError::invalid_value(label, format!("expected an object, got {}", kind_of(value))));
+    };
+    for (key, member) in members {
+        let Some(sub) = def.sub_attribute(key) else {
+            return Err(ScimError::invalid_value(
+                format!("{label}.{key}"),
+                format!("no such sub-attribute of {}", def.name),
+            ));
+        };
+        set_sub(sub, object, member, label)?;
+    }
+    Ok(())
+}
+
+/// Sets one sub-attribute of a complex value, checking it if it is immutable.
+fn set_sub(sub: &Attribute, object: &mut Map<String, Value>, value: &Value, label: &str) -> Result<(), ScimError> {
+    let previous = take_key(object, &sub.name);
+    let checked = check_change(sub, &format!("{label}.{}", sub.name), previous.as_ref(), Some(value));
+    object.insert(sub.name.clone(), value.clone());
+    checked
+}
+
+/// Fails when an immutable attribute that already has a value would get another or none
+/// (RFC 7644 §3.5.2: "a client MAY 'add' a value to an 'immutable' attribute if the
+/// attribute had no previous value").
+fn check_change(def: &Attribute, label: &str, old: Option<&Value>, new: Option<&Value>) -> Result<(), ScimError> {
+    if def.mutability != Mutability::Immutable {
+        return Ok(());
+    }
+    match old.filter(|old| is_assigned(old)) {
+        None => Ok(()),
+        Some(old) if new.is_some_and(|new| same_value(def, old, new)) => Ok(()),
+        Some(_) => Err(ScimError::Mutability {
+            attribute: label.to_owned(),
+            detail: "immutable: it can be set once and already has a value".to_owned(),
+        }),
+    }
+}
+
+/// Adds values to a multi-valued attribute, merging each into an existing value with the
+/// same identity instead of repeating it (RFC 7644 §3.5.2.1). Returns the indices written.
+fn add_values(attribute: &Attribute, items: &mut Vec<Value>, new: &[Value]) -> Vec<usize> {
+    // bucketed by identity key so that adding to a large group is not quadratic
+    let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        index.entry(identity_key(attribute, item)).or_default().push(i);
+    }
+    let mut touched = Vec::with_capacity(new.len());
+    for value in new {
+        let key = identity_key(attribute, value);
+        let existing = index.get(&key).and_then(|candidates| {
+            candidates.iter().copied().find(|&i| items.get(i).is_some_and(|item| same_identity(attribute, item, value)))
+        });
+        match existing.and_then(|i| items.get_mut(i).map(|item| (i, item))) {
+            Some((i, item)) => {
+                merge_repeated(attribute, item, value);
+                touched.push(i);
+            }
+            None => {
+                index.entry(key).or_default().push(items.len());
+                touched.push(items.len());
+                items.push(value.clone());
+            }
+        }
+    }
+    touched
+}
+
+/// Merges a repeated value into the existing one; immutable sub-attributes already set stay.
+fn merge_repeated(attribute: &Attribute, existing: &mut Value, value: &Value) {
+    let (Some(object), Some(members)) = (existing.as_object_mut(), value.as_object()) else { return };
+    for (key, member) in members {
+        let Some(sub) = attribute.sub_attribute(key) else { continue };
+        let keep = sub.mutability == Mutability::Immutable && get_key_in(object, &sub.name).is_some_and(is_assigned);
+        if !keep {
+            take_key(object, &sub.name);
+            object.insert(sub.name.clone(), member.clone());
+        }
+    }
+}
+
+/// Removes the values with the same identity as one of `given` (Entra's member removal).
+fn remove_given(attribute: &Attribute, items: &mut Vec<Value>, given: &[Value]) {
+    let mut index: HashMap<String, Vec<&Value>> = HashMap::new();
+    for value in given {
+        index.entry(identity_key(attribute, value)).or_default().push(value);
+    }
+    items.retain(|item| {
+        let candidates = index.get(&identity_key(attribute, item));
+        !candidates.is_some_and(|candidates| candidates.iter().any(|value| same_identity(attribute, item, value)))
+    });
+}
+
+/// Makes the one value an operation marked primary the only primary one (RFC 7644 §3.5.2);
+/// more than one is `invalidValue`.
+fn settle_primary(items: &mut [Value], mut touched: Vec<usize>, label: &str) -> Result<(), ScimError> {
+    touched.sort_unstable();
+    touched.dedup();
+    let primaries: Vec<usize> = touched.into_iter().filter(|&i| items.get(i).is_some_and(is_primary)).collect();
+    match primaries.as_slice() {
+        [] => Ok(()),
+        [keep] => {
+            for (i, item) in items.iter_mut().enumerate() {
+                if i != *keep && is_primary(item) {
+                    if let Some(object) = item.as_object_mut() {
+                        take_key(object, "primary");
+                        object.insert("primary".to_owned(), Value::Bool(false));
+                    }
+                }
+            }
+            Ok(())
+        }
+        many => Err(ScimError::invalid_value(
+            label,
+            format!("{} values are marked primary; at most one may be", many.len()),
+        )),
+    }
+}
+
+fn is_primary(item: &Value) -> bool {
+    get_key(item, "primary") == Some(&Value::Bool(true))
+}
+
+/// Whether two values of a multi-valued attribute are the same value (see the module notes).
+fn same_identity(attribute: &Attribute, a: &Value, b: &Value) -> bool {
+    if attribute.kind != AttrType::Complex {
+        return same_value(attribute, a, b);
+    }
+    let Some(value_def) = attribute.sub_attribute("value") else { return a == b };
+    match (get_key(a, "value"), get_key(b, "value")) {
+        (Some(x), Some(y)) => {
+            let types_agree = match (attribute.sub_attribute("type"), get_key(a, "type"), get_key(b, "type")) {
+                (Some(def), Some(x), Some(y)) => same_value(def, x, y),
+                _ => true,
+            };
+            same_value(value_def, x, y) && types_agree
+        }
+        _ => a == b,
+    }
+}
+
+/// A key that values with the same identity share (values that share it may still differ).
+fn identity_key(attribute: &Attribute, item: &Value) -> String {
+    let (def, value) = if attribute.kind == AttrType::Complex {
+        match attribute.sub_attribute("value") {
+            Some(def) => (def, get_key(item, "value")),
+            None => return String::new(),
+        }
+    } else {
+        (attribute, Some(item))
+    };
+    match value.and_then(|value| TypedValue::read(value, def)) {
+        Some(TypedValue::Text(text)) => text,
+        Some(TypedValue::Number(n)) => n.as_f64().map(|f| f.to_string()).unwrap_or_default(),
+        Some(TypedValue::Boolean(b)) => b.to_string(),
+        Some(TypedValue::DateTime(t)) => t.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Equal as the attribute's type compares them (case-insensitive strings unless caseExact).
+fn same_value(def: &Attribute, a: &Value, b: &Value) -> bool {
+    a == b || (!def.multi_valued && compare_values(a, b, def) == Some(Ordering::Equal))
+}
+
+// ---------------------------------------------------------------- the resource JSON
+
+/// Removes an attribute from the resource (in any case of its name) and returns its value.
+fn take_attr(doc: &mut Map<String, Value>, ext: Option<&str>, name: &str) -> Option<Value> {
+    let Some(urn) = ext else { return take_key(doc, name) };
+    let mut data = take_key(doc, urn)?;
+    let value = data.as_object_mut().and_then(|object| take_key(object, name));
+    doc.insert(urn.to_owned(), data);
+    value
+}
+
+/// Puts an attribute back under its schema name; nothing for an unassigned value.
+fn put_attr(doc: &mut Map<String, Value>, ext: Option<&str>, name: &str, value: Option<Value>) {
+    let Some(value) = value else { return };
+    let object = match ext {
+        None => doc,
+        Some(urn) => {
+            let data = doc.entry(urn.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            if !data.is_object() {
+                *data = Value::Object(Map::new());
+            }
+            match data.as_object_mut() {
+                Some(object) => object,
+                None => return,
+            }
+        }
+    };
+    object.insert(name.to_owned(), value);
+}
+
+/// Removes every member whose key is `name` in any case; returns the one spelled exactly so,
+/// else the first found.
+fn take_key(object: &mut Map<String, Value>, name: &str) -> Option<Value> {
+    let keys: Vec<String> = object.keys().filter(|key| key.eq_ignore_ascii_case(name)).cloned().collect();
+    let (mut exact, mut other) = (None, None);
+    for key in keys {
+        let value = object.remove(&key);
+        if key == name {
+            exact = value;
+        } else if other.is_none() {
+            other = value;
+        }
+    }
+    exact.or(other)
+}
+
+/// The member `name` of an object, in any case.
+fn get_key_in<'v>(object: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
+    object.get(name).or_else(|| object.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+/// A stored complex value as an object to write into; anything else starts empty.
+fn into_object(value: Option<Value>) -> Map<String, Value> {
+    match value {
+        Some(Value::Object(object)) => object,
+        _ => Map::new(),
+    }
+}
+
+/// A stored multi-valued attribute as its values; a lone value counts as one.
+fn into_items(value: Option<Value>) -> Vec<Value> {
+    match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(single) => vec![single],
+    }
+}
+
+/// The elements of an array, or the value itself as the only one.
+fn as_items(value: &Value) -> &[Value] {
+    match value {
+        Value::Array(items) => items,
+        single => std::slice::from_ref(single),
+    }
+}
+
+/// Not null, and not an empty array or object (RFC 7643 §2.5: all three are unassigned).
+fn is_assigned(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(members) => !members.is_empty(),
+        _ => true,
+    }
+}
+
+/// Removes unassigned values, `depth` levels deep.
+fn prune(value: &mut Value, depth: usize) {
+    if depth == 0 {
+        return;
+    }
+    match value {
+        Value::Object(members) => {
+            members.values_mut().for_each(|member| prune(member, depth - 1));
+            members.retain(|_, member| is_assigned(member));
+        }
+        Value::Array(items) => {
+            items.iter_mut().for_each(|item| prune(item, depth - 1));
+            items.retain(is_assigned);
+        }
+        _ => {}
+    }
+}
+
+/// The patched resource in final form: pruned, extension keys and `schemas` in the schema's
+/// spelling, and checked against the schema as a PUT body would be.
+fn finish(rs: &ResourceSchema, mut doc: Map<String, Value>) -> Result<Value, ScimError> {
+    doc.values_mut().for_each(|value| prune(value, PRUNE_DEPTH));
+    doc.retain(|_, value| is_assigned(value));
+    let mut schemas = vec![Value::from(rs.core.id.as_str())];
+    for (ext, _) in &rs.extensions {
+        if let Some(data) = take_key(&mut doc, &ext.id) {
+            schemas.push(Value::from(ext.id.as_str()));
+            doc.insert(ext.id.clone(), data);
+        }
+    }
+    take_key(&mut doc, "schemas");
+    doc.insert("schemas".to_owned(), Value::Array(schemas));
+    let doc = Value::Object(doc);
+    validate_resource(rs, &doc, WriteMode::Replace)?;
+    Ok(doc)
+}
+
+/// The JSON type of a value, for error messages.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scim::definitions::{
+        custom_schema_from_json, enterprise_user_schema, group_resource, rfc_examples, user_resource,
+    };
+
+    const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    const ACME: &str = "urn:example:scim:acme:1.0:User";
+    const BABS: &str = "2819c223-7f76-453a-919d-413861904646";
+    const MANDY: &str = "902c246b-6245-4190-8e05-00816be7344a";
+    const JAMES: &str = "08e1d05d-121c-4561-8b96-473d93df9210";
+
+    fn acme() -> Schema {
+        custom_schema_from_json(&json!({
+            "id": ACME,
+            "attributes": [
+                { "name": "badge", "mutability": "immutable" },
+                { "name": "level", "type": "integer" },
+                { "name": "tags", "multiValued": true },
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn users() -> ResourceSchema {
+        user_resource(vec![(enterprise_user_schema(), false), (acme(), false)])
+    }
+
+    fn groups() -> ResourceSchema {
+        group_resource(vec![])
+    }
+
+    fn body(ops: Value) -> Value {
+        json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": ops })
+    }
+
+    fn patch(rs: &ResourceSchema, resource: &Value, ops: Value) -> Result<Value, ScimError> {
+        let ops = parse_patch(&body(ops), rs)?;
+        apply_patch(rs, resource, &ops)
+    }
+
+    fn member(id: &str, display: &str) -> Value {
+        json!({ "display": display, "$ref": format!("https://example.com/v2/Users/{id}"), "value": id })
+    }
+
+    /// The §8.2 user with the §8.3 enterprise data.
+    fn bjensen() -> Value {
+        rfc_examples::enterprise_user()
+    }
+
+    fn minimal_user() -> Value {
+        json!({ "schemas": [CORE], "id": "42", "userName": "bjensen", "meta": { "resourceType": "User" } })
+    }
+
+    fn with(mut resource: Value, edit: impl FnOnce(&mut Value)) -> Value {
+        edit(&mut resource);
+        resource
+    }
+
+    fn scim_type(error: &ScimError) -> &'static str {
+        match error {
+            ScimError::InvalidFilter { .. } => "invalidFilter",
+            ScimError::InvalidPath { .. } => "invalidPath",
+            ScimError::InvalidSyntax { .. } => "invalidSyntax",
+            ScimError::InvalidValue { .. } => "invalidValue",
+            ScimError::Mutability { .. } => "mutability",
+            ScimError::NoTarget { .. } => "noTarget",
+            _ => "other",
+        }
+    }
+
+    #[test]
+    fn the_rfc_examples_resources_are_already_in_final_form() {
+        assert_eq!(apply_patch(&users(), &bjensen(), &[]).unwrap(), bjensen());
+        assert_eq!(apply_patch(&groups(), &rfc_examples::group(), &[]).unwrap(), rfc_examples::group());
+    }
+
+    #[test]
+    fn the_rfc_7644_patch_examples_apply_as_the_rfc_describes() {
+        let group = rfc_examples::group();
+        let user = rfc_examples::full_user();
+        let work_address = json!({
+            "type": "work",
+            "streetAddress": "911 Universal City Plaza",
+            "locality": "Hollywood",
+            "region": "CA",
+            "postalCode": "91608",
+            "country": "US",
+            "formatted": "911 Universal City Plaza\nHollywood, CA 91608 US",
+            "primary": true
+        });
+        let cases: Vec<(&str, bool, Value, Value, Value)> = vec![
+            (
+                "§3.5.2.1 add a member who already is one: no change",
+                false,
+                group.clone(),
+                json!([{ "op": "add", "path": "members", "value": [member(BABS, "Babs Jensen")] }]),
+                group.clone(),
+            ),
+            (
+                "§3.5.2.1 add a member",
+                false,
+                group.clone(),
+                json!([{ "op": "add", "path": "members", "value": [member(JAMES, "James Smith")] }]),
+                with(group.clone(), |g| g["members"].as_array_mut().unwrap().push(member(JAMES, "James Smith"))),
+            ),
+            (
+                "§3.5.2.1 add without a path, to a user who has both values: no change",
+                true,
+                user.clone(),
+                json!([{ "op": "add", "value": {
+                    "emails": [{ "value": "babs@jensen.org", "type": "home" }],
+                    "nickname": "Babs"
+                } }]),
+                user.clone(),
+            ),
+            (
+                "§3.5.2.1 add without a path, to a user who has neither",
+                true,
+                minimal_user(),
+                json!([{ "op": "add", "value": {
+                    "emails": [{ "value": "babs@jensen.org", "type": "home" }],
+                    "nickname": "Babs"
+                } }]),
+                with(minimal_user(), |u| {
+                    u["emails"] = json!([{ "value": "babs@jensen.org", "type": "home" }]);
+                    u["nickName"] = json!("Babs");
+                }),
+            ),
+            (
+                "§3.5.2.2 remove a single member",
+                false,
+                group.clone(),
+                json!([{ "op": "remove", "path": format!("members[value eq \"{BABS}\"]") }]),
+                with(group.clone(), |g| g["members"].as_array_mut().unwrap().remove(0).as_null().unwrap_or(())),
+            ),
+            (
+                "§3.5.2.2 remove all members",
+                false,
+                group.clone(),
+                json!([{ "op": "remove", "path": "members" }]),
+                with(group.clone(), |g| drop(g.as_object_mut().unwrap().remove("members"))),
+            ),
+            (
+                "§3.5.2.2 remove a value from a complex multi-valued attribute",
+                true,
+                user.clone(),
+                json!([{ "op": "remove", "path": "emails[type eq \"work\" and value ew \"example.com\"]" }]),
+                with(user.clone(), |u| u["emails"] = json!([{ "value": "babs@jensen.org", "type": "home" }])),
+            ),
+            (
+                "§3.5.2.2 remove several members with an or filter",
+                false,
+                group.clone(),
+                json!([{ "op": "remove", "path": format!("members[value eq \"{BABS}\" or value eq \"{MANDY}\"]") }]),
+                with(group.clone(), |g| drop(g.as_object_mut().unwrap().remove("members"))),
+            ),
+            (
+                "§3.5.2.2 remove one member and add another",
+                false,
+                group.clone(),
+                json!([
+                    { "op": "remove", "path": format!("members[value eq \"{BABS}\"]") },
+                    { "op": "add", "path": "members", "value": [member(JAMES, "James Smith")] }
+                ]),
+                with(group.clone(), |g| {
+                    g["members"] = json!([group["members"][1].clone(), member(JAMES, "James Smith")]);
+                }),
+            ),
+            (
+                "§3.5.2.2 replace all members with a remove and an add",
+                false,
+                group.clone(),
+                json!([
+                    { "op": "remove", "path": "members" },
+                    { "op": "add", "path": "members", "value": [member(BABS, "Babs Jensen"), member(JAMES, "James Smith")] }
+                ]),
+                with(group.clone(), |g| {
+                    g["members"] = json!([member(BABS, "Babs Jensen"), member(JAMES, "James Smith")])
+                }),
+            ),
+            (
+                "§3.5.2.3 replace all members in one operation",
+                false,
+                group.clone(),
+                json!([{ "op": "replace", "path": "members", "value": [member(BABS, "Babs Jensen"), member(JAMES, "James Smith")] }]),
+                with(group.clone(), |g| {
+                    g["members"] = json!([member(BABS, "Babs Jensen"), member(JAMES, "James Smith")])
+                }),
+            ),
+            (
+                "§3.5.2.3 replace the work address",
+                true,
+                user.clone(),
+                json!([{ "op": "replace", "path": "addresses[type eq \"work\"]", "value": work_address.clone() }]),
+                with(user.clone(), |u| u["addresses"][0] = work_address.clone()),
+            ),
+            (
+                "§3.5.2.3 replace the street of the work address",
+                true,
+                user.clone(),
+                json!([{ "op": "replace", "path": "addresses[type eq \"work\"].streetAddress", "value": "1010 Broadway Ave" }]),
+                with(user.clone(), |u| u["addresses"][0]["streetAddress"] = json!("1010 Broadway Ave")),
+            ),
+            (
+                "§3.5.2.3 replace several attributes without a path",
+                true,
+                with(user.clone(), |u| {
+                    u["nickName"] = json!("Barb");
+                    u["emails"] = json!([{ "value": "old@example.com", "type": "other" }]);
+                }),
+                json!([{ "op": "replace", "value": {
+                    "emails": [
+                        { "value": "bjensen@example.com", "type": "work", "primary": true },
+                        { "value": "babs@jensen.org", "type": "home" }
+                    ],
+                    "nickname": "Babs"
+                } }]),
+                user.clone(),
+            ),
+        ];
+        for (name, is_user, resource, ops, expected) in cases {
+            let rs = if is_user { users() } else { groups() };
+            let result = patch(&rs, &resource, ops).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(result, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn what_idps_send_is_understood() {
+        let manager = "26118915-6090-4610-87e4-49d8ca9f808d";
+        let cases: Vec<(&str, Value, Value, Value)> = vec![
+            (
+                "Entra: capitalised op and a \"False\" string",
+                bjensen(),
+                json!([{ "op": "Replace", "path": "active", "value": "False" }]),
+                with(bjensen(), |u| u["active"] = json!(false)),
+            ),
+            (
+                "Entra: update a multi-valued property by filter",
+                bjensen(),
+                json!([
+                    { "op": "Replace", "path": "emails[type eq \"work\"].value", "value": "updatedEmail@microsoft.com" },
+                    { "op": "Replace", "path": "name.familyName", "value": "updatedFamilyName" }
+                ]),
+                with(bjensen(), |u| {
+                    u["emails"][0]["value"] = json!("updatedEmail@microsoft.com");
+                    u["name"]["familyName"] = json!("updatedFamilyName");
+                }),
+            ),
+            (
+                "Entra: add through a filter that matches nothing creates the value",
+                minimal_user(),
+                json!([{ "op": "Add", "path": "emails[type eq \"work\"].value", "value": "b@example.com" }]),
+                with(minimal_user(), |u| u["emails"] = json!([{ "type": "work", "value": "b@example.com" }])),
+            ),
+            (
+                "Entra: pathless replace with dotted and URN keys, manager as a bare id",
+                minimal_user(),
+                json!([{ "op": "Replace", "value": {
+                    "name.givenName": "Barbara",
+                    "name.familyName": "Jensen",
+                    "active": "True",
+                    format!("{ENTERPRISE}:department"): "Sales",
+                    format!("{ENTERPRISE}:manager"): manager
+                } }]),
+                with(minimal_user(), |u| {
+                    u["schemas"] = json!([CORE, ENTERPRISE]);
+                    u["name"] = json!({ "givenName": "Barbara", "familyName": "Jensen" });
+                    u["active"] = json!(true);
+                    u[ENTERPRISE] = json!({ "department": "Sales", "manager": { "value": manager } });
+                }),
+            ),
+            (
+                "Entra: manager replaced by a bare id keeps its read-only displayName",
+                bjensen(),
+                json!([{ "op": "Replace", "path": format!("{ENTERPRISE}:manager"), "value": "new-boss" }]),
+                with(bjensen(), |u| u[ENTERPRISE]["manager"]["value"] = json!("new-boss")),
+            ),
+            (
+                "Entra: manager with an empty value is removed",
+                bjensen(),
+                json!([{ "op": "Replace", "path": format!("{ENTERPRISE}:manager"), "value": { "value": "" } }]),
+                with(bjensen(), |u| drop(u[ENTERPRISE].as_object_mut().unwrap().remove("manager"))),
+            ),
+            (
+                "manager replaced by null is removed",
+                bjensen(),
+                json!([{ "op": "replace", "path": "manager", "value": null }]),
+                with(bjensen(), |u| drop(u[ENTERPRISE].as_object_mut().unwrap().remove("manager"))),
+            ),
+            (
+                "Okta: deactivate with a pathless replace",
+                bjensen(),
+                json!([{ "op": "replace", "value": { "active": false } }]),
+                with(bjensen(), |u| u["active"] = json!(false)),
+            ),
+            (
+                "read-only id, meta and schemas in a pathless value are ignored",
+                bjensen(),
+                json!([{ "op": "replace", "value": {
+                    "id": "something-else", "meta": { "version": "W/\"x\"" }, "schemas": [CORE], "title": "Boss"
+                } }]),
+                with(bjensen(), |u| u["title"] = json!("Boss")),
+            ),
+            (
+                "names in any case",
+                bjensen(),
+                json!([
+                    { "op": "replace", "path": "NAME.GIVENNAME", "value": "Babs" },
+                    { "op": "replace", "path": "EMAILS[TYPE EQ \"home\"].DISPLAY", "value": "Home" },
+                    { "op": "add", "path": ENTERPRISE.to_uppercase() , "value": { "COSTCENTER": "42" } }
+                ]),
+                with(bjensen(), |u| {
+                    u["name"]["givenName"] = json!("Babs");
+                    u["emails"][1]["display"] = json!("Home");
+                    u[ENTERPRISE]["costCenter"] = json!("42");
+                }),
+            ),
+            (
+                "a single object where an array is expected",
+                minimal_user(),
+                json!([{ "op": "add", "path": "emails", "value": { "value": "b@example.com", "type": "other" } }]),
+                with(minimal_user(), |u| u["emails"] = json!([{ "value": "b@example.com", "type": "other" }])),
+            ),
+            (
+                "an extension object in a pathless add",
+                minimal_user(),
+                json!([{ "op": "add", "value": { ENTERPRISE: { "department": "Sales" } } }]),
+                with(minimal_user(), |u| {
+                    u["schemas"] = json!([CORE, ENTERPRISE]);
+                    u[ENTERPRISE] = json!({ "department": "Sales" });
+                }),
+            ),
+            (
+                "removing the whole extension",
+                bjensen(),
+                json!([{ "op": "remove", "path": ENTERPRISE }]),
+                rfc_examples::full_user(),
+            ),
+            (
+                "a new primary value takes primary from the old one",
+                bjensen(),
+                json!([{ "op": "add", "path": "emails", "value": [{ "value": "b@new.org", "type": "other", "primary": true }] }]),
+                with(bjensen(), |u| {
+                    u["emails"][0]["primary"] = json!(false);
+                    u["emails"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({ "value": "b@new.org", "type": "other", "primary": true }));
+                }),
+            ),
+            (
+                "re-adding a value with primary marks the existing one",
+                bjensen(),
+                json!([{ "op": "add", "path": "emails", "value": [{ "value": "BABS@jensen.org", "primary": "true" }] }]),
+                with(bjensen(), |u| {
+                    u["emails"][0]["primary"] = json!(false);
+                    u["emails"][1]["value"] = json!("BABS@jensen.org");
+                    u["emails"][1]["primary"] = json!(true);
+                }),
+            ),
+            (
+                "a removal whose filter matches nothing changes nothing",
+                bjensen(),
+                json!([{ "op": "remove", "path": "emails[type eq \"other\"]" }]),
+                bjensen(),
+            ),
+            (
+                "remove a sub-attribute of the selected values, then the last sub-attribute of a complex one",
+                bjensen(),
+                json!([
+                    { "op": "remove", "path": "addresses[type eq \"work\"].formatted" },
+                    { "op": "remove", "path": "name.givenName" },
+                ]),
+                with(bjensen(), |u| {
+                    u["addresses"][0].as_object_mut().unwrap().remove("formatted");
+                    u["name"].as_object_mut().unwrap().remove("givenName");
+                }),
+            ),
+            (
+                "an immutable attribute may be set once",
+                minimal_user(),
+                json!([{ "op": "add", "path": format!("{ACME}:badge"), "value": "B-7" }]),
+                with(minimal_user(), |u| {
+                    u["schemas"] = json!([CORE, ACME]);
+                    u[ACME] = json!({ "badge": "B-7" });
+                }),
+            ),
+            (
+                "values of a multi-valued string attribute",
+                minimal_user(),
+                json!([
+                    { "op": "add", "path": "tags", "value": ["a", "b", "c", "a"] },
+                    { "op": "remove", "path": "tags[value eq \"b\"]" },
+                    { "op": "replace", "path": "tags[value eq \"c\"]", "value": "d" }
+                ]),
+                with(minimal_user(), |u| {
+                    u["schemas"] = json!([CORE, ACME]);
+                    u[ACME] = json!({ "tags": ["a", "d"] });
+                }),
+            ),
+        ];
+        for (name, resource, ops, expected) in cases {
+            let result = patch(&users(), &resource, ops).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(result, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn what_idps_send_to_groups_is_understood() {
+        let group = rfc_examples::group();
+        let cases: Vec<(&str, Value, Value)> = vec![
+            (
+                "Entra: remove members given as a value array removes exactly those",
+                json!([{ "op": "Remove", "path": "members", "value": [{ "value": BABS }] }]),
+                with(group.clone(), |g| drop(g["members"].as_array_mut().unwrap().remove(0))),
+            ),
+            (
+                "Entra: removing someone who is not a member changes nothing",
+                json!([{ "op": "Remove", "path": "members", "value": [{ "value": "not-a-member" }] }]),
+                group.clone(),
+            ),
+            (
+                "Entra: add members with a capitalised op",
+                json!([{ "op": "Add", "path": "members", "value": [{ "value": JAMES }] }]),
+                with(group.clone(), |g| g["members"].as_array_mut().unwrap().push(json!({ "value": JAMES }))),
+            ),
+            (
+                "Okta: rename with the group id echoed in a pathless replace",
+                json!([{ "op": "replace", "value": { "id": "e9e30dba-f08f-4109-8486-d5c6a331660a", "displayName": "Guides" } }]),
+                with(group.clone(), |g| g["displayName"] = json!("Guides")),
+            ),
+            (
+                "an immutable member display may be set when it has none",
+                json!([
+                    { "op": "add", "path": "members", "value": [{ "value": JAMES }] },
+                    { "op": "add", "path": format!("members[value eq \"{JAMES}\"].display"), "value": "James Smith" }
+                ]),
+                with(group.clone(), |g| {
+                    g["members"].as_array_mut().unwrap().push(json!({ "value": JAMES, "display": "James Smith" }));
+                }),
+            ),
+            (
+                "re-adding a member with another display keeps the member as it is",
+                json!([{ "op": "add", "path": "members", "value": [{ "value": BABS, "display": "Barbara" }] }]),
+                group.clone(),
+            ),
+        ];
+        for (name, ops, expected) in cases {
+            let result = patch(&groups(), &group, ops).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(result, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn each_mistake_gets_its_scim_type() {
+        let user = with(bjensen(), |u| u[ACME] = json!({ "badge": "B-7" }));
+        let group = rfc_examples::group();
+        let too_many: Vec<Value> =
+            (0..=MAX_OPERATIONS).map(|_| json!({ "op": "add", "path": "title", "value": "x" })).collect();
+        let op = |op: Value| body(json!([op]));
+        let cases: Vec<(&str, bool, Value, &str)> = vec![
+            ("body not an object", true, json!([]), "invalidSyntax"),
+            ("no schemas", true, json!({ "Operations": [{ "op": "remove", "path": "title" }] }), "invalidSyntax"),
+            ("wrong schema", true, json!({ "schemas": [CORE], "Operations": [] }), "invalidSyntax"),
+            ("no Operations", true, json!({ "schemas": [PATCH_OP_SCHEMA] }), "invalidSyntax"),
+            (
+                "Operations not an array",
+                true,
+                json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": {} }),
+                "invalidSyntax",
+            ),
+            ("empty Operations", true, body(json!([])), "invalidSyntax"),
+            (
+                "Operations twice",
+                true,
+                json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": [], "operations": [] }),
+                "invalidSyntax",
+            ),
+            ("unknown op", true, op(json!({ "op": "copy", "path": "title" })), "invalidSyntax"),
+            ("no op", true, op(json!({ "path": "title", "value": "x" })), "invalidSyntax"),
+            ("op not a string", true, op(json!({ "op": 1, "path": "title" })), "invalidSyntax"),
+            ("operation not an object", true, body(json!(["add"])), "invalidSyntax"),
+            ("too many operations", true, body(Value::Array(too_many)), "invalidValue"),
+            ("boolean as yes", true, op(json!({ "op": "replace", "path": "active", "value": "yes" })), "invalidValue"),
+            ("string as number", true, op(json!({ "op": "replace", "path": "userName", "value": 5 })), "invalidValue"),
+            (
+                "integer as string",
+                true,
+                op(json!({ "op": "add", "path": format!("{ACME}:level"), "value": "3" })),
+                "invalidValue",
+            ),
+            ("add without value", true, op(json!({ "op": "add", "path": "emails" })), "invalidValue"),
+            ("add with null", true, op(json!({ "op": "add", "path": "title", "value": null })), "invalidValue"),
+            ("pathless add of a string", true, op(json!({ "op": "add", "value": "Babs" })), "invalidValue"),
+            (
+                "pathless unknown key",
+                true,
+                op(json!({ "op": "replace", "value": { "favouriteColour": "blue" } })),
+                "invalidValue",
+            ),
+            (
+                "pathless filter key",
+                true,
+                op(json!({ "op": "replace", "value": { "emails[type eq \"work\"].value": "x" } })),
+                "invalidValue",
+            ),
+            (
+                "pathless key twice",
+                true,
+                op(json!({ "op": "replace", "value": { "title": "a", "TITLE": "b" } })),
+                "invalidValue",
+            ),
+            (
+                "two primaries",
+                true,
+                op(
+                    json!({ "op": "add", "path": "emails", "value": [{ "value": "a@x", "primary": true }, { "value": "b@x", "primary": true }] }),
+                ),
+                "invalidValue",
+            ),
+            (
+                "a complex value as a string",
+                true,
+                op(json!({ "op": "add", "path": "emails", "value": ["a@x"] })),
+                "invalidValue",
+            ),
+            (
+                "unknown sub-attribute in a value",
+                true,
+                op(json!({ "op": "add", "path": "name", "value": { "nick": "B" } })),
+                "invalidValue",
+            ),
+            (
+                "a selected value replaced by a string",
+                true,
+                op(json!({ "op": "replace", "path": "addresses[type eq \"work\"]", "value": "x" })),
+                "invalidValue",
+            ),
+            (
+                "primary on every matched value",
+                true,
+                op(json!({ "op": "replace", "path": "emails[value pr].primary", "value": true })),
+                "invalidValue",
+            ),
+            (
+                "unknown attribute",
+                true,
+                op(json!({ "op": "replace", "path": "favouriteColour", "value": "blue" })),
+                "invalidPath",
+            ),
+            (
+                "unknown extension attribute",
+                true,
+                op(json!({ "op": "remove", "path": format!("{ENTERPRISE}:nope") })),
+                "invalidPath",
+            ),
+            (
+                "unbalanced bracket",
+                true,
+                op(json!({ "op": "remove", "path": "emails[type eq \"work\"" })),
+                "invalidPath",
+            ),
+            ("stray bracket", true, op(json!({ "op": "remove", "path": "emails]" })), "invalidPath"),
+            (
+                "junk after the filter",
+                true,
+                op(json!({ "op": "remove", "path": "emails[type eq \"work\"]x" })),
+                "invalidPath",
+            ),
+            ("sub-sub-attribute", true, op(json!({ "op": "remove", "path": "name.givenName.x" })), "invalidPath"),
+            (
+                "sub-attribute of a simple attribute",
+                true,
+                op(json!({ "op": "remove", "path": "userName.x" })),
+                "invalidPath",
+            ),
+            (
+                "filter on a singular attribute",
+                true,
+                op(json!({ "op": "remove", "path": "name[givenName eq \"x\"]" })),
+                "invalidPath",
+            ),
+            (
+                "sub-attribute of all values on add",
+                true,
+                op(json!({ "op": "add", "path": "emails.type", "value": "work" })),
+                "invalidPath",
+            ),
+            ("path not a string", true, op(json!({ "op": "remove", "path": 5 })), "invalidPath"),
+            (
+                "unknown sub-attribute in a filter",
+                true,
+                op(json!({ "op": "remove", "path": "emails[typo eq \"work\"]" })),
+                "invalidFilter",
+            ),
+            (
+                "filter missing its value",
+                true,
+                op(json!({ "op": "remove", "path": "emails[type eq]" })),
+                "invalidFilter",
+            ),
+            (
+                "operator unfit for the type",
+                true,
+                op(json!({ "op": "remove", "path": "emails[primary co \"x\"]" })),
+                "invalidFilter",
+            ),
+            ("remove without path", true, op(json!({ "op": "remove" })), "noTarget"),
+            (
+                "replace through a filter matching nothing",
+                true,
+                op(json!({ "op": "replace", "path": "emails[type eq \"other\"].value", "value": "x" })),
+                "noTarget",
+            ),
+            (
+                "add through a filter that cannot build a value",
+                true,
+                op(json!({ "op": "add", "path": "emails[value co \"zzz\"].type", "value": "work" })),
+                "noTarget",
+            ),
+            ("replace id", true, op(json!({ "op": "replace", "path": "id", "value": "1" })), "mutability"),
+            (
+                "replace meta",
+                true,
+                op(json!({ "op": "replace", "path": "meta.lastModified", "value": "2020-01-01T00:00:00Z" })),
+                "mutability",
+            ),
+            (
+                "add groups",
+                true,
+                op(json!({ "op": "add", "path": "groups", "value": [{ "value": "g" }] })),
+                "mutability",
+            ),
+            (
+                "groups in a pathless value",
+                true,
+                op(json!({ "op": "add", "value": { "groups": [{ "value": "g" }] } })),
+                "mutability",
+            ),
+            (
+                "manager displayName",
+                true,
+                op(json!({ "op": "replace", "path": "manager.displayName", "value": "Boss" })),
+                "mutability",
+            ),
+            ("remove a required attribute", true, op(json!({ "op": "remove", "path": "userName" })), "mutability"),
+            (
+                "unassign a required attribute",
+                true,
+                op(json!({ "op": "replace", "path": "userName", "value": null })),
+                "mutability",
+            ),
+            (
+                "change schemas",
+                true,
+                op(json!({ "op": "add", "path": "schemas", "value": [ENTERPRISE] })),
+                "mutability",
+            ),
+            (
+                "change an immutable value",
+                true,
+                op(json!({ "op": "replace", "path": format!("{ACME}:badge"), "value": "B-9" })),
+                "mutability",
+            ),
+            (
+                "remove an immutable value",
+                true,
+                op(json!({ "op": "remove", "path": format!("{ACME}:badge") })),
+                "mutability",
+            ),
+            (
+                "remove a group's required displayName",
+                false,
+                op(json!({ "op": "remove", "path": "displayName" })),
+                "mutability",
+            ),
+            (
+                "change a member's immutable display",
+                false,
+                op(
+                    json!({ "op": "replace", "path": format!("members[value eq \"{BABS}\"].display"), "value": "Barbara" }),
+                ),
+                "mutability",
+            ),
+        ];
+        for (name, is_user, body, want) in cases {
+            let (rs, resource) = if is_user { (users(), &user) } else { (groups(), &group) };
+            let result = parse_patch(&body, &rs).and_then(|ops| apply_patch(&rs, resource, &ops));
+            match result {
+                Err(error) => assert_eq!(scim_type(&error), want, "{name}: {error}"),
+                Ok(value) => panic!("{name}: expected {want}, got {value}"),
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_operation_and_the_attribute() {
+        let ops = json!([
+            { "op": "replace", "path": "title", "value": "Boss" },
+            { "op": "Replace", "path": "active", "value": "maybe" }
+        ]);
+        let error = parse_patch(&body(ops), &users()).unwrap_err();
+        assert!(
+            matches!(&error, ScimError::InvalidValue { attribute, detail } if attribute == "active" && detail.starts_with("Operations[1]: ")),
+            "{error}"
+        );
+        let error = parse_patch_path("emails[type eq \"work\" and ]", &users()).unwrap_err();
+        assert!(matches!(error, ScimError::InvalidFilter { position, .. } if position >= 7), "{error:?}");
+    }
+
+    #[test]
+    fn a_failing_operation_leaves_nothing_half_done() {
+        let user = bjensen();
+        let before = user.clone();
+        let ops = parse_patch(
+            &body(json!([
+                { "op": "replace", "path": "displayName", "value": "Barbara" },
+                { "op": "add", "path": "emails", "value": [{ "value": "new@example.com" }] },
+                { "op": "replace", "path": "phoneNumbers[type eq \"pager\"].value", "value": "555" },
+            ])),
+            &users(),
+        )
+        .unwrap();
+        let error = apply_patch(&users(), &user, &ops).unwrap_err();
+        assert!(matches!(&error, ScimError::NoTarget { path } if path == "phoneNumbers[type eq \"pager\"].value"));
+        assert_eq!(user, before);
+        // the first two alone succeed, so the failure is what stopped them
+        let done = apply_patch(&users(), &user, &ops[..2]).unwrap();
+        assert_eq!(done["displayName"], "Barbara");
+    }
+
+    #[test]
+    fn operations_come_back_in_normal_form() {
+        let ops = parse_patch(
+            &body(json!([
+                { "Op": "Replace", "PATH": "EMAILS[TYPE EQ \"work\"].VALUE", "Value": "b@example.com" },
+                { "op": "replace", "value": {
+                    "id": "ignored",
+                    "active": "False",
+                    format!("{ENTERPRISE}:manager"): "26118915",
+                    "urn:ietf:params:scim:schemas:core:2.0:User:name.givenName": "Barbara"
+                } },
+                { "op": "Replace", "path": "manager", "value": { "value": "" } },
+                { "op": "remove", "path": "members", "value": [{ "value": "1" }] },
+                { "op": "add", "path": "emails", "value": { "value": "c@example.com", "Primary": "TRUE" } },
+                { "op": "add", "path": "", "value": { ENTERPRISE: { "costcenter": "42" } } },
+            ])),
+            &users(),
+        );
+        // members is no User attribute
+        assert!(matches!(ops, Err(ScimError::InvalidPath { .. })));
+        let ops = parse_patch(
+            &body(json!([
+                { "Op": "Replace", "PATH": "EMAILS[TYPE EQ \"work\"].VALUE", "Value": "b@example.com" },
+                // keys whose sorted order is their written order, whichever order serde_json keeps
+                { "op": "replace", "value": {
+                    "active": "False",
+                    "id": "ignored",
+                    "name.GIVENNAME": "Barbara",
+                    format!("{ENTERPRISE}:manager"): "26118915"
+                } },
+                { "op": "Replace", "path": "manager", "value": { "value": "" } },
+                { "op": "add", "path": "emails", "value": { "value": "c@example.com", "Primary": "TRUE" } },
+                { "op": "add", "path": "", "value": { ENTERPRISE: { "costcenter": "42" } } },
+            ])),
+            &users(),
+        )
+        .unwrap();
+        let printed: Vec<Value> = ops.iter().map(PatchOp::to_json).collect();
+        let manager = format!("{ENTERPRISE}:manager");
+        assert_eq!(
+            printed,
+            vec![
+                json!({ "op": "replace", "path": "emails[type eq \"work\"].value", "value": "b@example.com" }),
+                json!({ "op": "replace", "path": "active", "value": false }),
+                json!({ "op": "replace", "path": "name.givenName", "value": "Barbara" }),
+                json!({ "op": "replace", "path": manager, "value": { "value": "26118915" } }),
+                json!({ "op": "remove", "path": manager, "value": null }),
+                json!({ "op": "add", "path": "emails", "value": [{ "value": "c@example.com", "primary": true }] }),
+                json!({ "op": "add", "path": format!("{ENTERPRISE}:costCenter"), "value": "42" }),
+            ]
+        );
+        let ops =
+            parse_patch(&body(json!([{ "op": "remove", "path": "members", "value": { "value": "1" } }])), &groups())
+                .unwrap();
+        assert_eq!(ops[0].to_json(), json!({ "op": "remove", "path": "members", "value": [{ "value": "1" }] }));
+    }
+
+    #[test]
+    fn hand_built_operations_are_checked_like_parsed_ones() {
+        let op = |path: AttrPath, value: Value| PatchOp {
+            kind: PatchKind::Replace,
+            path: Some(PatchPath { attr: path, filter: None, sub: None }),
+            value: Some(value),
+        };
+        let result = apply_patch(&users(), &bjensen(), &[op(AttrPath::simple("NICKNAME"), json!("Bee"))]).unwrap();
+        assert_eq!(result["nickName"], "Bee");
+        let error = apply_patch(&users(), &bjensen(), &[op(AttrPath::simple("active"), json!("yes"))]).unwrap_err();
+        assert_eq!(scim_type(&error), "invalidValue");
+        let error = apply_patch(&users(), &bjensen(), &[op(AttrPath::simple("id"), json!("1"))]).unwrap_err();
+        assert_eq!(scim_type(&error), "mutability");
+        let weird = AttrPath { urn: None, name: "emails[".into(), sub: None };
+        let error = apply_patch(&users(), &bjensen(), &[op(weird, json!("x"))]).unwrap_err();
+        assert_eq!(scim_type(&error), "invalidPath");
+        let error = apply_patch(&users(), &json!("not a user"), &[]).unwrap_err();
+        assert_eq!(scim_type(&error), "invalidSyntax");
+    }
+
+    #[test]
+    fn paths_print_canonically_and_parse_back() {
+        let cases = [
+            ("emails", "emails"),
+            ("name.familyName", "name.familyName"),
+            ("addresses[type eq \"work\"]", "addresses[type eq \"work\"]"),
+            ("roles[value eq \"2819c223\"]", "roles[value eq \"2819c223\"]"),
+            (
+                "Emails[Type EQ \"work\" and not (VALUE ew \"x\")].Display",
+                "emails[type eq \"work\" and not (value ew \"x\")].display",
+            ),
+            (
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+            ),
+            ("department", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+            ("urn:ietf:params:scim:schemas:core:2.0:User:userName", "userName"),
+            ("URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER", ENTERPRISE),
+            (" externalId ", "externalId"),
+            ("emails[value eq \"a]b\"].type", "emails[value eq \"a]b\"].type"),
+        ];
+        for (text, printed) in cases {
+            let path = parse_patch_path(text, &users()).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(path.to_string(), printed, "{text}");
+            assert_eq!(parse_patch_path(&path.to_string(), &users()).unwrap(), path, "{text}");
+        }
+        let path = parse_patch_path("emails[type eq \"work\"].value", &users()).unwrap();
+        assert_eq!(path.attr, AttrPath::simple("emails"));
+        assert_eq!(path.sub.as_deref(), Some("value"));
+        assert_eq!(path.filter.unwrap().to_string(), "type eq \"work\"");
+    }
+
+    #[test]
+    fn member_changes_are_found_only_for_member_edits() {
+        let ids = |ids: &[&str]| ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
+        let cases: Vec<(Value, Option<MemberChanges>)> = vec![
+            (
+                json!([{ "op": "Add", "path": "members", "value": [{ "value": "a" }, { "value": "b" }] }]),
+                Some(MemberChanges { add: ids(&["a", "b"]), ..MemberChanges::default() }),
+            ),
+            (
+                json!([
+                    { "op": "remove", "path": "members[value eq \"a\" or value eq \"b\"]" },
+                    { "op": "Remove", "path": "members", "value": [{ "value": "c" }] },
+                    { "op": "add", "path": "members", "value": { "value": "b" } },
+                ]),
+                Some(MemberChanges { add: ids(&["b"]), remove: ids(&["a", "c"]), ..MemberChanges::default() }),
+            ),
+            (
+                json!([
+                    { "op": "replace", "path": "members", "value": [{ "value": "a" }] },
+                    { "op": "replace", "path": "displayName", "value": "Guides" },
+                ]),
+                Some(MemberChanges {
+                    add: ids(&["a"]),
+                    replace_all: true,
+                    display_name: Some("Guides".into()),
+                    ..MemberChanges::default()
+                }),
+            ),
+            (
+                json!([
+                    { "op": "remove", "path": "members" },
+                    { "op": "add", "path": "members", "value": [{ "value": "a" }, { "value": "b" }] },
+                    { "op": "remove", "path": "members[value eq \"b\"]" },
+                ]),
+                Some(MemberChanges { add: ids(&["a"]), replace_all: true, ..MemberChanges::default() }),
+            ),
+            (
+                json!([{ "op": "replace", "value": { "id": "g", "displayName": "Guides" } }]),
+                Some(MemberChanges { display_name: Some("Guides".into()), ..MemberChanges::default() }),
+            ),
+            (json!([{ "op": "remove", "path": "members[display eq \"Babs\"]" }]), None),
+            (json!([{ "op": "remove", "path": "members[value eq \"a\" and type eq \"User\"]" }]), None),
+            (json!([{ "op": "add", "path": "members[value eq \"a\"].display", "value": "A" }]), None),
+            (json!([{ "op": "replace", "path": "externalId", "value": "x" }]), None),
+        ];
+        for (ops, expected) in cases {
+            let parsed = parse_patch(&body(ops.clone()), &groups()).unwrap_or_else(|e| panic!("{ops}: {e}"));
+            assert_eq!(member_changes(&parsed), expected, "{ops}");
+        }
+    }
+
+    /// xorshift64: a seeded generator, so a failing case can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+
+        fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())].clone()
+        }
+
+        fn word(&mut self) -> String {
+            let len = 1 + self.below(8);
+            (0..len).map(|_| (b'a' + self.below(26) as u8) as char).collect()
+        }
+    }
+
+    const PLURALS: [&str; 5] = ["emails", "phoneNumbers", "ims", "roles", "entitlements"];
+
+    fn random_user(rng: &mut Rng, n: usize) -> Value {
+        let mut user = json!({
+            "schemas": [CORE],
+            "id": format!("id-{n}"),
+            "userName": rng.word(),
+            "meta": { "resourceType": "User", "version": format!("W/\"{n}\"") },
+        });
+        if rng.chance(50) {
+            user["name"] = json!({ "givenName": rng.word(), "familyName": rng.word() });
+        }
+        if rng.chance(50) {
+            user["active"] = json!(rng.chance(50));
+        }
+        if rng.chance(30) {
+            user["title"] = json!(rng.word());
+        }
+        for plural in PLURALS {
+            let count = rng.below(4);
+            if count == 0 {
+                continue;
+            }
+            let primary = rng.below(count + 1);
+            let values: Vec<Value> = (0..count)
+                .map(|i| {
+                    let mut value = json!({ "value": format!("{plural}-{i}-{}", rng.word()) });
+                    if rng.chance(50) {
+                        value["type"] = json!(rng.pick(&["work", "home", "other"]));
+                    }
+                    if i == primary {
+                        value["primary"] = json!(true);
+                    }
+                    value
+                })
+                .collect();
+            user[plural] = Value::Array(values);
+        }
+        if rng.chance(40) {
+            user["schemas"] = json!([CORE, ENTERPRISE]);
+            user[ENTERPRISE] =
+                json!({ "department": rng.word(), "manager": { "value": rng.word(), "displayName": "Boss" } });
+        }
+        user
+    }
+
+    #[test]
+    fn adding_then_removing_a_value_gives_back_the_resource() {
+        let rs = users();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for n in 0..1500 {
+            let user = apply_patch(&rs, &random_user(&mut rng, n), &[]).unwrap();
+            let plural = rng.pick(&PLURALS);
+            let mut value = json!({ "value": format!("new-{}", rng.word()) });
+            if rng.chance(50) {
+                value["type"] = json!(rng.pick(&["work", "home", "other"]));
+            }
+            let literal = serde_json::to_string(&value["value"]).unwrap();
+            let add = if rng.chance(50) { value.clone() } else { json!([value.clone()]) };
+            let remove = if rng.chance(70) {
+                json!({ "op": "remove", "path": format!("{plural}[value eq {literal}]") })
+            } else {
+                json!({ "op": "Remove", "path": plural, "value": [{ "value": value["value"] }] })
+            };
+            let added = patch(&rs, &user, json!([{ "op": "add", "path": plural, "value": add }])).unwrap();
+            assert_ne!(added, user, "{plural} {value}");
+            let back = patch(&rs, &added, json!([remove.clone()])).unwrap();
+            assert_eq!(back, user, "seed case {n}: {plural} {value}");
+            let both = patch(&rs, &user, json!([{ "op": "add", "path": plural, "value": add }, remove])).unwrap();
+            assert_eq!(both, user, "seed case {n}, one request: {plural} {value}");
+        }
+    }
+
+    /// Paths and values that are valid, nearly valid and wrong, for random operations.
+    fn path_pool() -> Vec<Value> {
+        let mut paths: Vec<Value> = [
+            "title",
+            "active",
+            "userName",
+            "name",
+            "name.givenName",
+            "emails",
+            "emails[type eq \"work\"]",
+            "emails[type eq \"work\"].value",
+            "emails[value pr].primary",
+            "emails.type",
+            "phoneNumbers[type eq \"mobile\"]",
+            "roles[value sw \"r\"]",
+            "addresses[type eq \"home\"].locality",
+            "manager",
+            "manager.value",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+            "id",
+            "meta",
+            "groups",
+            "schemas",
+            "x509Certificates",
+            "urn:example:scim:acme:1.0:User:badge",
+            "urn:example:scim:acme:1.0:User:tags",
+            "tags[value eq \"a\"]",
+            "nope",
+            "emails[",
+            "emails[type eq]",
+            "",
+            "emails[type eq \"work\"].nope",
+        ]
+        .iter()
+        .map(|p| json!(p))
+        .collect();
+        paths.push(Value::Null);
+        paths.push(json!(3));
+        paths
+    }
+
+    fn value_pool() -> Vec<Value> {
+        vec![
+            json!("x"),
+            json!("True"),
+            json!(""),
+            json!(7),
+            json!(1.5),
+            json!(true),
+            json!(null),
+            json!([]),
+            json!({}),
+            json!(["a", "b"]),
+            json!({ "value": "v", "type": "work", "primary": true }),
+            json!([{ "value": "v1" }, { "value": "v2", "primary": "true" }]),
+            json!({ "givenName": "B", "familyName": null }),
+            json!({ "title": "t", "name.givenName": "g", "emails": { "value": "e" } }),
+            json!({ "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": { "department": "d" } }),
+            json!({ "value": "" }),
+            json!({ "id": "other", "active": "False" }),
+        ]
+    }
+
+    #[test]
+    fn random_operations_never_panic_and_never_touch_read_only_data() {
+        let rs = users();
+        let (paths, values) = (path_pool(), value_pool());
+        let kinds = ["add", "remove", "replace", "Add", "REPLACE", "copy"];
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let mut applied = 0;
+        for n in 0..3000 {
+            let user = apply_patch(&rs, &random_user(&mut rng, n), &[]).unwrap();
+            let ops: Vec<Value> = (0..1 + rng.below(4))
+                .map(|_| {
+                    let mut op = json!({ "op": rng.pick(&kinds) });
+                    if rng.chance(85) {
+                        op["path"] = rng.pick(&paths);
+                    }
+                    if rng.chance(85) {
+                        op["value"] = rng.pick(&values);
+                    }
+                    op
+                })
+                .collect();
+            let Ok(ops) = parse_patch(&body(Value::Array(ops)), &rs) else { continue };
+            if let Ok(result) = apply_patch(&rs, &user, &ops) {
+                applied += 1;
+                for read_only in ["id", "meta", "groups"] {
+                    assert_eq!(result.get(read_only), user.get(read_only), "{read_only} after {ops:?}");
+                }
+                assert_eq!(apply_patch(&rs, &result, &[]).unwrap(), result, "the result is in final form");
+            }
+        }
+        assert!(applied > 100, "only {applied} random patches applied");
+    }
+
+    #[test]
+    fn mutated_bodies_and_paths_never_panic() {
+        let seeds: Vec<(bool, String)> = vec![
+            (
+                true,
+                body(json!([{ "op": "Replace", "path": "emails[type eq \"work\"].value", "value": "a@b" }]))
+                    .to_string(),
+            ),
+            (true, body(json!([{ "op": "add", "value": { "name.givenName": "B", "active": "False" } }])).to_string()),
+            (
+                true,
+                body(json!([{ "op": "remove", "path": "emails[type eq \"work\" and value ew \"example.com\"]" }]))
+                    .to_string(),
+            ),
+            (false, body(json!([{ "op": "Remove", "path": "members", "value": [{ "value": BABS }] }])).to_string()),
+            (
+                false,
+                body(json!([{ "op": "replace", "path": "members", "value": [member(JAMES, "James")] }])).to_string(),
+            ),
+        ];
+        let alphabet: Vec<char> = "[]{}\":,. \\abetqwork0129eqprandor$urn:Uv".chars().collect();
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let (user, group) = (bjensen(), rfc_examples::group());
+        for _ in 0..4000 {
+            let (is_user, seed) = rng.pick(&seeds);
+            let mut chars: Vec<char> = seed.chars().collect();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(chars.len());
+                match rng.below(3) {
+                    0 => chars[at] = rng.pick(&alphabet),
+                    1 => chars.insert(at, rng.pick(&alphabet)),
+                    _ => drop(chars.remove(at)),
+                }
+            }
+            let text: String = chars.into_iter().collect();
+            let Ok(mutated) = serde_json::from_str::<Value>(&text) else { continue };
+            let (rs, resource) = if is_user { (users(), &user) } else { (groups(), &group) };
+            if let Ok(ops) = parse_patch(&mutated, &rs) {
+                let _ = apply_patch(&rs, resource, &ops);
+                let _ = member_changes(&ops);
+            }
+        }
+        let tokens = [
+            "emails",
+            "[",
+            "]",
+            "type",
+            " eq ",
+            "\"work\"",
+            ".",
+            "value",
+            ENTERPRISE,
+            ":",
+            "manager",
+            "name",
+            "givenName",
+            " and ",
+            " or ",
+            "not",
+            "(",
+            ")",
+            "members",
+            "\\",
+            "\"",
+            " pr",
+            "1",
+            "$ref",
+            "urn:",
+            "É",
+            " ",
+            "abc",
+        ];
+        for _ in 0..6000 {
+            let text: String = (0..1 + rng.below(8)).map(|_| rng.pick(&tokens)).collect();
+            if let Ok(path) = parse_patch_path(&text, &users()) {
+                assert_eq!(parse_patch_path(&path.to_string(), &users()).as_ref(), Ok(&path), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_set_lookup_selects_what_the_filter_evaluator_selects() {
+        let rs = users();
+        let mut rng = Rng(0x5851_F42D_4C95_7F2D);
+        let texts =
+            [json!("a"), json!("A"), json!("ÉLODIE"), json!("élodie"), json!("b"), json!(5), json!("5"), json!(true)];
+        for attribute in ["emails", "roles", "urn:example:scim:acme:1.0:User:tags"] {
+            let Target::Attribute(slot) = resolve_target(&rs, &parse_patch_path(attribute, &rs).unwrap()).unwrap()
+            else {
+                panic!("{attribute}")
+            };
+            let simple = slot.attribute.kind != AttrType::Complex;
+            for _ in 0..500 {
+                let items: Vec<Value> = (0..rng.below(6))
+                    .map(|_| {
+                        let value = match rng.below(5) {
+                            0 => json!([rng.pick(&texts), rng.pick(&texts)]),
+                            1 => Value::Null,
+                            _ => rng.pick(&texts),
+                        };
+                        match (simple, rng.below(6)) {
+                            (true, _) => value,
+                            (false, 0) => json!({ "type": "work" }),
+                            (false, 1) => json!("not an object"),
+                            (false, _) => json!({ "value": value, "type": "home" }),
+                        }
+                    })
+                    .collect();
+                let terms: Vec<String> = (0..1 + rng.below(3))
+                    .map(|_| format!("value eq {}", serde_json::to_string(&rng.pick(&texts)).unwrap()))
+                    .collect();
+                let path = parse_patch_path(&format!("{attribute}[{}]", terms.join(" or ")), &rs).unwrap();
+                let filter = path.filter.as_ref().unwrap();
+                let Some((field, texts)) = eq_texts(filter, slot.attribute) else { continue };
+                let fast = Selector::Texts { field, texts }.select(slot.attribute, &items).unwrap();
+                let slow = Selector::Filter(filter).select(slot.attribute, &items).unwrap();
+                assert_eq!(fast, slow, "{path} on {items:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_of_removals_equals_removing_one_at_a_time() {
+        let rs = groups();
+        let mut rng = Rng(0x1405_7B7E_F767_814F);
+        for _ in 0..300 {
+            let ids: Vec<String> = (0..rng.below(12)).map(|i| format!("m{i}-{}", rng.word())).collect();
+            let members: Vec<Value> = ids.iter().map(|id| json!({ "value": id })).collect();
+            let group = json!({ "schemas": [GROUP_SCHEMA], "id": "g", "displayName": "G", "members": members });
+            let ops: Vec<Value> = (0..1 + rng.below(6))
+                .map(|_| {
+                    let id = if ids.is_empty() || rng.chance(20) { "stranger".to_owned() } else { rng.pick(&ids) };
+                    let id = if rng.chance(30) { id.to_uppercase() } else { id };
+                    match rng.below(4) {
+                        0 => json!({ "op": "remove", "path": format!("members[value eq \"{id}\" or value eq \"x\"]") }),
+                        1 => json!({ "op": "remove", "path": format!("members[display eq \"{id}\"]") }),
+                        2 => json!({ "op": "remove", "path": format!("members[value sw \"{id}\"]") }),
+                        _ => json!({ "op": "remove", "path": format!("members[value eq \"{id}\"]") }),
+                    }
+                })
+                .collect();
+            let at_once = patch(&rs, &group, Value::Array(ops.clone())).unwrap();
+            let mut one_by_one = group.clone();
+            for op in ops {
+                one_by_one = patch(&rs, &one_by_one, json!([op])).unwrap();
+            }
+            assert_eq!(at_once, one_by_one);
+        }
+    }
+
+    #[test]
+    fn patch_kinds_read_in_any_case() {
+        for (word, kind) in [("add", PatchKind::Add), ("Remove", PatchKind::Remove), ("REPLACE", PatchKind::Replace)] {
+            assert_eq!(PatchKind::from_keyword(word), Some(kind));
+            assert_eq!(kind.to_string(), word.to_lowercase());
+        }
+        assert_eq!(PatchKind::from_keyword("copy"), None);
+    }
+}
