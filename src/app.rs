@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use crate::cache::IdCache;
-use crate::config::{AppConfig, Config};
+use crate::config::{AppConfig, AttributeOverride, Config};
 use crate::legacy::LegacyClient;
+use crate::scim::ScimError;
 use crate::scim::definitions;
 use crate::scim::discovery::Capabilities;
-use crate::scim::schema::ResourceSchema;
+use crate::scim::path::AttrPath;
+use crate::scim::schema::{Attribute, ResourceKind, ResourceSchema, Schema};
 use crate::script::{AppScript, ScriptEngine, ScriptError};
 
 /// Why an app could not be set up at start.
@@ -24,6 +26,8 @@ pub enum AppError {
 pub struct App {
     pub config: AppConfig,
     pub users: ResourceSchema,
+    /// The Group resource type, when the app serves groups.
+    pub groups: Option<ResourceSchema>,
     pub script: AppScript,
     pub ids: Arc<IdCache>,
     pub capabilities: Capabilities,
@@ -45,15 +49,39 @@ impl App {
         let script =
             AppScript::new(&app.name, engine, compiled, app.max_concurrent_scripts, Arc::new(legacy), ids.clone());
         let capabilities = Capabilities {
-            patch: false,
-            bulk: None,
+            patch: true,
+            bulk: app
+                .bulk
+                .enabled
+                .then(|| (app.bulk.max_operations, app.bulk.max_payload_bytes.min(config.server.max_body_bytes))),
             filter_max_results: app.list.max_results,
             change_password: false,
             sort: true,
             etag: true,
             documentation_uri: None,
         };
-        Ok(Self { config: app.clone(), users, script, ids, capabilities })
+        Ok(Self { config: app.clone(), users, groups: None, script, ids, capabilities })
+    }
+
+    /// The schema of a resource type, or 501 when this app does not serve it.
+    pub fn resource(&self, kind: ResourceKind) -> Result<&ResourceSchema, ScimError> {
+        match kind {
+            ResourceKind::User => Ok(&self.users),
+            ResourceKind::Group => self.groups.as_ref().ok_or_else(|| ScimError::NotImplemented {
+                feature: "the /Groups endpoint for this application".into(),
+            }),
+        }
+    }
+
+    /// The resource types this app serves.
+    pub fn resource_types(&self) -> impl Iterator<Item = &ResourceSchema> {
+        std::iter::once(&self.users).chain(self.groups.as_ref())
+    }
+
+    /// Every schema this app publishes, each once.
+    pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.resource_types().flat_map(ResourceSchema::schemas).filter(move |s| seen.insert(s.id.clone()))
     }
 
     /// The app's name, for logs.
@@ -75,7 +103,53 @@ fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)
             .map_err(|e| ("schema.enterprise_user", e.to_string()))?;
         extensions.push((enterprise, false));
     }
+    for (i, extension) in app.schema.user_extensions.iter().enumerate() {
+        let schema = definitions::custom_schema_from_json(&extension.schema)
+            .map_err(|e| ("schema.user_extensions", format!("[{i}]: {e}")))?;
+        if extensions.iter().any(|(s, _)| s.id.eq_ignore_ascii_case(&schema.id)) || schema.id == core.id {
+            return Err(("schema.user_extensions", format!("[{i}]: {} is published twice", schema.id)));
+        }
+        extensions.push((schema, extension.required));
+    }
     let mut users = definitions::user_resource(extensions);
     users.core = core;
+    for (path, changes) in &app.schema.overrides {
+        let parsed = AttrPath::parse(path).map_err(|e| ("schema.overrides", e.to_string()))?;
+        let attribute = attribute_mut(&mut users, &parsed)
+            .ok_or_else(|| ("schema.overrides", format!("{path}: no such attribute is published for User")))?;
+        apply_override(attribute, changes);
+    }
     Ok(users)
+}
+
+/// The definition of the attribute a path names, to change its characteristics.
+fn attribute_mut<'a>(rs: &'a mut ResourceSchema, path: &AttrPath) -> Option<&'a mut Attribute> {
+    let schema = match &path.urn {
+        None => &mut rs.core,
+        Some(urn) if urn.eq_ignore_ascii_case(&rs.core.id) => &mut rs.core,
+        Some(urn) => rs.extensions.iter_mut().map(|(s, _)| s).find(|s| s.id.eq_ignore_ascii_case(urn))?,
+    };
+    let attribute = schema.attributes.iter_mut().find(|a| a.name.eq_ignore_ascii_case(&path.name))?;
+    match &path.sub {
+        None => Some(attribute),
+        Some(sub) => attribute.sub_attributes.iter_mut().find(|a| a.name.eq_ignore_ascii_case(sub)),
+    }
+}
+
+fn apply_override(attribute: &mut Attribute, changes: &AttributeOverride) {
+    if let Some(required) = changes.required {
+        attribute.required = required;
+    }
+    if let Some(mutability) = changes.mutability {
+        attribute.mutability = mutability;
+    }
+    if let Some(returned) = changes.returned {
+        attribute.returned = returned;
+    }
+    if let Some(case_exact) = changes.case_exact {
+        attribute.case_exact = case_exact;
+    }
+    if let Some(values) = &changes.canonical_values {
+        attribute.canonical_values = values.clone();
+    }
 }

@@ -9,12 +9,7 @@ use moka::sync::Cache;
 
 use crate::config::CacheConfig;
 
-/// The resource types the cache keeps apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    User,
-    Group,
-}
+pub use crate::scim::schema::ResourceKind as Kind;
 
 /// What the cache remembers of one resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -149,6 +149,30 @@ pub struct AppConfig {
     /// Which attributes the legacy app can hold, published in `/Schemas`.
     #[serde(default)]
     pub schema: SchemaConfig,
+    /// Limits of `POST /Bulk`.
+    #[serde(default)]
+    pub bulk: BulkConfig,
+}
+
+/// Limits of `POST /Bulk` (RFC 7644 §3.7), published in `/ServiceProviderConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkConfig {
+    /// Whether `/Bulk` is offered at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Most operations in one request; more is `413`.
+    #[serde(default = "default_bulk_operations")]
+    pub max_operations: usize,
+    /// Largest bulk request body in bytes (at most `server.max_body_bytes`); larger is `413`.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_payload_bytes: usize,
+}
+
+impl Default for BulkConfig {
+    fn default() -> Self {
+        Self { enabled: true, max_operations: default_bulk_operations(), max_payload_bytes: default_max_body_bytes() }
+    }
 }
 
 /// The attributes an app supports; requests are validated and `/Schemas` published from this.
@@ -163,6 +187,40 @@ pub struct SchemaConfig {
     /// not published.
     #[serde(default)]
     pub enterprise_user: Option<Vec<String>>,
+    /// Custom extension schemas of the User resource type.
+    #[serde(default)]
+    pub user_extensions: Vec<ExtensionConfig>,
+    /// Characteristics this app changes for some attributes, by path (`emails.type`,
+    /// `urn:…:enterprise:2.0:User:department`): what the app's data really allows.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, AttributeOverride>,
+}
+
+/// Characteristics of one attribute that an app sets differently from RFC 7643.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeOverride {
+    /// `true` when the app cannot hold the resource without it.
+    pub required: Option<bool>,
+    /// `readOnly` for values the app assigns itself, `immutable` for values set once.
+    pub mutability: Option<crate::scim::schema::Mutability>,
+    /// When the attribute is returned.
+    pub returned: Option<crate::scim::schema::Returned>,
+    /// Whether values compare case-sensitively.
+    pub case_exact: Option<bool>,
+    /// The values the app knows, published as `canonicalValues`.
+    pub canonical_values: Option<Vec<String>>,
+}
+
+/// A custom schema extension, written as `/Schemas` publishes one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionConfig {
+    /// Whether every resource must carry the extension.
+    #[serde(default)]
+    pub required: bool,
+    /// The schema: `id` (a URN), `name`, `description`, `attributes` with their characteristics.
+    pub schema: serde_json::Value,
 }
 
 /// Inbound authentication of an app.
@@ -372,6 +430,9 @@ impl Config {
                     "must be at most list.max_results, which must be at least 1".into(),
                 ));
             }
+            if app.bulk.max_operations == 0 {
+                return Err((key("bulk.max_operations"), "must be at least 1 (or set bulk.enabled: false)".into()));
+            }
             if app.list.max_scan < app.list.max_results {
                 return Err((key("list.max_scan"), "must be at least list.max_results".into()));
             }
@@ -516,6 +577,9 @@ fn default_connect_timeout() -> Duration {
 }
 fn default_max_response_bytes() -> usize {
     16 * 1024 * 1024
+}
+fn default_bulk_operations() -> usize {
+    100
 }
 fn default_cache_entries() -> u64 {
     100_000

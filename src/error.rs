@@ -30,6 +30,8 @@ pub enum RequestError {
     MethodNotAllowed { method: String, allowed: &'static str },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the bulk request has {given} operations; at most {limit} are accepted")]
+    TooManyOperations { limit: usize, given: usize },
     #[error("content type {content_type} is not accepted: send application/scim+json or application/json")]
     UnsupportedMediaType { content_type: String },
     #[error("cannot read the request body: {detail}")]
@@ -104,7 +106,7 @@ pub fn answer(error: &Error) -> Answer {
                 RequestError::Unauthorized => (S::UNAUTHORIZED, None),
                 RequestError::NoRoute { .. } | RequestError::NotFound { .. } => (S::NOT_FOUND, None),
                 RequestError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, None),
-                RequestError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, None),
+                RequestError::TooLarge { .. } | RequestError::TooManyOperations { .. } => (S::PAYLOAD_TOO_LARGE, None),
                 RequestError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, None),
                 RequestError::Body { .. } => (S::BAD_REQUEST, Some("invalidSyntax")),
                 RequestError::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, None),

@@ -4,21 +4,22 @@
 //! authentication, reading the request, the SCIM core, the operation, the mapping script, the
 //! legacy client and the ID cache, then the response and the error table.
 
-pub mod acme;
+pub mod config;
+pub mod telemetry;
+pub mod proxy;
+pub mod server;
 pub mod admin;
 pub mod app;
-pub mod auth;
-pub mod cache;
-pub mod config;
-pub mod demo;
-pub mod error;
-pub mod legacy;
-pub mod operations;
-pub mod proxy;
-pub mod request;
-pub mod response;
 pub mod routing;
+pub mod auth;
+pub mod request;
 pub mod scim;
+pub mod operations;
+pub mod bulk;
 pub mod script;
-pub mod server;
-pub mod telemetry;
+pub mod legacy;
+pub mod cache;
+pub mod response;
+pub mod error;
+pub mod acme;
+pub mod demo;

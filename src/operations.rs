@@ -5,19 +5,19 @@ use rhai::Dynamic;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::cache::Kind;
 use crate::error::{Error, RequestError};
 use crate::request::{self, ListParams};
-use crate::routing::Operation;
+use crate::routing::{ListSource, Operation};
 use crate::scim::ScimError;
 use crate::scim::discovery;
 use crate::scim::evaluate::Matcher;
 use crate::scim::filter::{Filter, parse_filter};
+use crate::scim::patch::{apply_patch, parse_patch};
 use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
-use crate::scim::schema::ResourceSchema;
+use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
 use crate::scim::sort;
-use crate::scim::validate::{WriteMode, validate_resource, without_never_returned};
+use crate::scim::validate::{WriteMode, check_immutable, validate_resource, without_never_returned};
 use crate::script::{CallScope, ScriptEngine, ScriptError};
 
 /// What an operation answers; turned into an HTTP response by the server.
@@ -33,6 +33,16 @@ impl Reply {
     fn ok(body: Value) -> Self {
         Self { status: StatusCode::OK, body: Some(body), etag: None, location: None }
     }
+
+    fn no_content() -> Self {
+        Self { status: StatusCode::NO_CONTENT, body: None, etag: None, location: None }
+    }
+
+    /// A resource, with its version as the `ETag` header.
+    fn resource(status: StatusCode, resource: &Value, projected: Value) -> Self {
+        let location = (status == StatusCode::CREATED).then(|| text_at(resource, "/meta/location")).flatten();
+        Self { status, body: Some(projected), etag: text_at(resource, "/meta/version"), location }
+    }
 }
 
 /// The parts of a request an operation reads.
@@ -44,7 +54,40 @@ pub struct Call<'a> {
     pub headers: &'a HeaderMap,
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// Size of the request body as received, for limits on the whole payload.
+    pub body_bytes: usize,
     pub scope: CallScope,
+}
+
+/// The script functions of one resource type.
+struct Functions {
+    create: &'static str,
+    get: &'static str,
+    list: &'static str,
+    replace: &'static str,
+    patch: &'static str,
+    delete: &'static str,
+}
+
+fn functions(kind: ResourceKind) -> Functions {
+    match kind {
+        ResourceKind::User => Functions {
+            create: "create_user",
+            get: "get_user",
+            list: "list_users",
+            replace: "replace_user",
+            patch: "patch_user",
+            delete: "delete_user",
+        },
+        ResourceKind::Group => Functions {
+            create: "create_group",
+            get: "get_group",
+            list: "list_groups",
+            replace: "replace_group",
+            patch: "patch_group",
+            delete: "delete_group",
+        },
+    }
 }
 
 /// Performs one SCIM operation.
@@ -55,64 +98,69 @@ pub async fn perform(operation: &Operation, call: &Call<'_>) -> Result<Reply, Er
             Ok(Reply::ok(discovery::service_provider_config(&app.capabilities, &call.base_url)))
         }
         Operation::ListSchemas => {
-            let docs: Vec<Value> = app.users.schemas().map(|s| discovery::schema_document(s, &call.base_url)).collect();
+            let docs: Vec<Value> = app.schemas().map(|s| discovery::schema_document(s, &call.base_url)).collect();
             let total = docs.len();
             Ok(Reply::ok(discovery::list_response(docs, total, 1)))
         }
         Operation::GetSchema(id) => app
-            .users
             .schemas()
             .find(|s| s.id == *id)
             .map(|s| Reply::ok(discovery::schema_document(s, &call.base_url)))
-            .ok_or_else(|| RequestError::NotFound { resource: "schema", id: id.clone() }.into()),
+            .ok_or_else(|| RequestError::NotFound { resource: "Schema", id: id.clone() }.into()),
         Operation::ListResourceTypes => {
-            let docs = vec![discovery::resource_type_document(&app.users, &call.base_url)];
-            Ok(Reply::ok(discovery::list_response(docs, 1, 1)))
+            let docs: Vec<Value> =
+                app.resource_types().map(|rt| discovery::resource_type_document(rt, &call.base_url)).collect();
+            let total = docs.len();
+            Ok(Reply::ok(discovery::list_response(docs, total, 1)))
         }
-        Operation::GetResourceType(id) if id == &app.users.name => {
-            Ok(Reply::ok(discovery::resource_type_document(&app.users, &call.base_url)))
+        Operation::GetResourceType(name) => app
+            .resource_types()
+            .find(|rt| rt.name == *name)
+            .map(|rt| Reply::ok(discovery::resource_type_document(rt, &call.base_url)))
+            .ok_or_else(|| RequestError::NotFound { resource: "ResourceType", id: name.clone() }.into()),
+        Operation::Create(kind) => create(call, *kind).await,
+        Operation::Get(kind, id) => get(call, *kind, id).await,
+        Operation::List(kind, source) => {
+            let params = list_params(call, *source)?;
+            list(call, *kind, params).await
         }
-        Operation::GetResourceType(id) => {
-            Err(RequestError::NotFound { resource: "resource type", id: id.clone() }.into())
-        }
-        Operation::CreateUser => create_user(call).await,
-        Operation::GetUser(id) => get_user(call, id).await,
-        Operation::ListUsers => {
-            let params = request::list_params(&call.query)?;
-            list_users(call, params).await
-        }
-        Operation::SearchUsers => {
-            let body =
-                call.body.as_ref().ok_or_else(|| ScimError::invalid_syntax("a SearchRequest body is required"))?;
-            let params = request::list_params(&request::search_request_pairs(body)?)?;
-            list_users(call, params).await
-        }
-        Operation::ReplaceUser(id) => replace_user(call, id).await,
-        Operation::DeleteUser(id) => delete_user(call, id).await,
-        Operation::PatchUser(_) => {
-            Err(ScimError::NotImplemented { feature: "PATCH (use PUT to change a user)".into() }.into())
-        }
+        Operation::Replace(kind, id) => replace(call, *kind, id).await,
+        Operation::Patch(kind, id) => patch(call, *kind, id).await,
+        Operation::Delete(kind, id) => delete(call, *kind, id).await,
+        Operation::SearchAll => search_all(call).await,
+        Operation::Bulk => crate::bulk::perform(call).await,
         Operation::Unsupported(what) => Err(ScimError::NotImplemented { feature: (*what).into() }.into()),
     }
 }
 
-async fn create_user(call: &Call<'_>) -> Result<Reply, Error> {
-    let app = call.app;
-    let projection = projection(call)?;
-    let body = call.body.as_ref().ok_or_else(|| ScimError::invalid_syntax("a User body is required"))?;
-    let user = validate_resource(&app.users, body, WriteMode::Create)?;
-    let created = app.script.call("create_user", vec![ScriptEngine::to_dynamic(&user)], &call.scope).await?;
-    let created = finish(call, "create_user", created)?
-        .ok_or_else(|| bad_return("create_user", "() instead of the created user"))?;
-    let location = location(call, &created);
-    let etag = version(&created);
-    Ok(Reply { status: StatusCode::CREATED, body: Some(projection.apply(&app.users, &created)), etag, location })
+fn list_params(call: &Call<'_>, source: ListSource) -> Result<ListParams, ScimError> {
+    match source {
+        ListSource::Query => request::list_params(&call.query),
+        ListSource::SearchBody => {
+            let body =
+                call.body.as_ref().ok_or_else(|| ScimError::invalid_syntax("a SearchRequest body is required"))?;
+            request::list_params(&request::search_request_pairs(body)?)
+        }
+    }
 }
 
-async fn get_user(call: &Call<'_>, id: &str) -> Result<Reply, Error> {
-    let projection = projection(call)?;
-    let user = fetch_user(call, id).await?;
-    let etag = version(&user);
+async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
+    let rs = call.app.resource(kind)?;
+    let projection = projection(call, rs)?;
+    let body = body(call, kind)?;
+    let resource = validate_resource(rs, body, WriteMode::Create)?;
+    let function = functions(kind).create;
+    let created = call.app.script.call(function, vec![ScriptEngine::to_dynamic(&resource)], &call.scope).await?;
+    let created = finish(call, kind, function, created)?
+        .ok_or_else(|| bad_return(function, "() instead of the created resource"))?;
+    Ok(Reply::resource(StatusCode::CREATED, &created, projection.apply(rs, &created)))
+}
+
+async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
+    let rs = call.app.resource(kind)?;
+    let projection = projection(call, rs)?;
+    let resource = fetch(call, kind, id).await?;
+    let etag = text_at(&resource, "/meta/version");
     if let (Some(etag), Some(wanted)) = (&etag, call.headers.get(http::header::IF_NONE_MATCH)) {
         if etag_matches(wanted, etag) {
             return Ok(Reply {
@@ -123,186 +171,297 @@ async fn get_user(call: &Call<'_>, id: &str) -> Result<Reply, Error> {
             });
         }
     }
-    Ok(Reply { status: StatusCode::OK, body: Some(projection.apply(&call.app.users, &user)), etag, location: None })
+    Ok(Reply::resource(StatusCode::OK, &resource, projection.apply(rs, &resource)))
 }
 
-/// Reads one user through the script; a user the script does not find is a 404.
-async fn fetch_user(call: &Call<'_>, id: &str) -> Result<Value, Error> {
-    let found = call.app.script.call("get_user", vec![Dynamic::from(id.to_owned())], &call.scope).await?;
-    match finish(call, "get_user", found)? {
-        Some(user) if user.get("id").and_then(Value::as_str) == Some(id) => Ok(user),
-        Some(_) => Err(bad_return("get_user", "a user with another id than the one asked for").into()),
+/// Reads one resource through the script; one the script does not find is a 404.
+async fn fetch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Value, Error> {
+    let function = functions(kind).get;
+    let found = call.app.script.call(function, vec![Dynamic::from(id.to_owned())], &call.scope).await?;
+    match finish(call, kind, function, found)? {
+        Some(resource) if resource.get("id").and_then(Value::as_str) == Some(id) => Ok(resource),
+        Some(_) => Err(bad_return(function, "a resource with another id than the one asked for").into()),
         None => {
-            call.app.ids.forget(Kind::User, id);
-            Err(RequestError::NotFound { resource: "User", id: id.to_owned() }.into())
+            call.app.ids.forget(kind, id);
+            Err(RequestError::NotFound { resource: kind.name(), id: id.to_owned() }.into())
         }
     }
 }
 
-async fn replace_user(call: &Call<'_>, id: &str) -> Result<Reply, Error> {
-    let app = call.app;
-    let projection = projection(call)?;
-    let body = call.body.as_ref().ok_or_else(|| ScimError::invalid_syntax("a User body is required"))?;
-    let mut user = validate_resource(&app.users, body, WriteMode::Replace)?;
-    let before = fetch_user(call, id).await?;
+async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
+    let rs = call.app.resource(kind)?;
+    let projection = projection(call, rs)?;
+    let mut resource = validate_resource(rs, body(call, kind)?, WriteMode::Replace)?;
+    let before = fetch(call, kind, id).await?;
     check_if_match(call.headers, &before)?;
-    if let Some(object) = user.as_object_mut() {
+    check_immutable(rs, &before, &resource)?;
+    if let Some(object) = resource.as_object_mut() {
         object.insert("id".into(), Value::String(id.to_owned()));
     }
-    let args = vec![Dynamic::from(id.to_owned()), ScriptEngine::to_dynamic(&user), ScriptEngine::to_dynamic(&before)];
-    let args = trim_args(app, "replace_user", args);
-    let replaced = app.script.call("replace_user", args, &call.scope).await?;
-    let replaced = finish(call, "replace_user", replaced)?
-        .ok_or_else(|| bad_return("replace_user", "() instead of the replaced user"))?;
-    let etag = version(&replaced);
-    Ok(Reply { status: StatusCode::OK, body: Some(projection.apply(&app.users, &replaced)), etag, location: None })
+    let replaced = write(call, kind, id, &before, &resource).await?;
+    Ok(Reply::resource(StatusCode::OK, &replaced, projection.apply(rs, &replaced)))
 }
 
-async fn delete_user(call: &Call<'_>, id: &str) -> Result<Reply, Error> {
+async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
+    let rs = call.app.resource(kind)?;
+    let projection = projection(call, rs)?;
+    let operations = parse_patch(body(call, kind)?, rs)?;
+    let before = fetch(call, kind, id).await?;
+    check_if_match(call.headers, &before)?;
+    // What the script returned beyond the app's schema is not the client's to patch.
+    let shown = Projection::everything().apply(rs, &before);
+    let mut after = apply_patch(rs, &shown, &operations)?;
+    if let Some(object) = after.as_object_mut() {
+        object.remove("meta");
+    }
+    let function = functions(kind).patch;
+    let patched = if call.app.script.arity(function).is_some() {
+        let ops: Vec<Value> = operations.iter().map(|op| op.to_json()).collect();
+        let args = vec![
+            Dynamic::from(id.to_owned()),
+            ScriptEngine::to_dynamic(&Value::Array(ops)),
+            ScriptEngine::to_dynamic(&before),
+            ScriptEngine::to_dynamic(&after),
+        ];
+        let patched = call.app.script.call(function, args, &call.scope).await?;
+        finish(call, kind, function, patched)?
+            .ok_or_else(|| bad_return(function, "() instead of the patched resource"))?
+    } else if unchanged(&shown, &after) {
+        // Nothing to write: the legacy app is not called for a PATCH that changes nothing.
+        before
+    } else {
+        write(call, kind, id, &before, &after).await?
+    };
+    Ok(Reply::resource(StatusCode::OK, &patched, projection.apply(rs, &patched)))
+}
+
+/// Calls `replace_*(id, resource, before, changed)` with as many arguments as the script takes.
+async fn write(call: &Call<'_>, kind: ResourceKind, id: &str, before: &Value, after: &Value) -> Result<Value, Error> {
+    let function = functions(kind).replace;
+    let changed: Vec<Value> = changed_attributes(before, after).into_iter().map(Value::String).collect();
+    let args = vec![
+        Dynamic::from(id.to_owned()),
+        ScriptEngine::to_dynamic(after),
+        ScriptEngine::to_dynamic(before),
+        ScriptEngine::to_dynamic(&Value::Array(changed)),
+    ];
+    let args = trim_args(call.app, function, args);
+    let replaced = call.app.script.call(function, args, &call.scope).await?;
+    finish(call, kind, function, replaced)?.ok_or_else(|| bad_return(function, "() instead of the resource").into())
+}
+
+async fn delete(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let app = call.app;
-    let no_content = Reply { status: StatusCode::NO_CONTENT, body: None, etag: None, location: None };
-    if app.config.user_delete == crate::config::UserDelete::Deactivate {
-        let before = fetch_user(call, id).await?;
+    app.resource(kind)?;
+    if kind == ResourceKind::User && app.config.user_delete == crate::config::UserDelete::Deactivate {
+        let before = fetch(call, kind, id).await?;
         check_if_match(call.headers, &before)?;
         let mut after = before.clone();
         if let Some(object) = after.as_object_mut() {
             object.insert("active".into(), Value::Bool(false));
+            object.remove("meta");
         }
-        let args =
-            vec![Dynamic::from(id.to_owned()), ScriptEngine::to_dynamic(&after), ScriptEngine::to_dynamic(&before)];
-        let args = trim_args(app, "replace_user", args);
-        let replaced = app.script.call("replace_user", args, &call.scope).await?;
-        finish(call, "replace_user", replaced)?;
-        return Ok(no_content);
+        write(call, kind, id, &before, &after).await?;
+        return Ok(Reply::no_content());
     }
     if call.headers.contains_key(http::header::IF_MATCH) {
-        let before = fetch_user(call, id).await?;
+        let before = fetch(call, kind, id).await?;
         check_if_match(call.headers, &before)?;
     }
-    let result = app.script.call("delete_user", vec![Dynamic::from(id.to_owned())], &call.scope).await?;
-    match result.as_bool() {
-        Ok(true) => {
-            app.ids.forget(Kind::User, id);
-            Ok(no_content)
-        }
-        Ok(false) => {
-            app.ids.forget(Kind::User, id);
-            Err(RequestError::NotFound { resource: "User", id: id.to_owned() }.into())
-        }
-        Err(_) => Err(bad_return("delete_user", "neither true (deleted) nor false (no such user)").into()),
+    let function = functions(kind).delete;
+    let result = app.script.call(function, vec![Dynamic::from(id.to_owned())], &call.scope).await?;
+    let deleted =
+        result.as_bool().map_err(|_| bad_return(function, "neither true (deleted) nor false (no such resource)"))?;
+    app.ids.forget(kind, id);
+    if deleted {
+        Ok(Reply::no_content())
+    } else {
+        Err(RequestError::NotFound { resource: kind.name(), id: id.to_owned() }.into())
     }
 }
 
-async fn list_users(call: &Call<'_>, params: ListParams) -> Result<Reply, Error> {
-    let app = call.app;
-    let schema = &app.users;
-    let projection = Projection::parse(schema, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
-    let filter = params.filter.as_deref().map(parse_filter).transpose()?;
-    // Built once: checks the filter against the schema before any legacy call.
-    let matcher = filter.as_ref().map(|f| Matcher::new(f, schema)).transpose()?;
-    let sort_by = params.sort_by.as_deref().map(AttrPath::parse).transpose()?;
-    if let Some(path) = &sort_by {
-        if schema.resolve(path).is_none() {
-            return Err(
-                ScimError::invalid_path(path.to_string(), "sortBy names no attribute of this resource type").into()
-            );
+/// A list request, parsed and checked against the schema before any legacy call.
+struct Query<'a> {
+    filter: Option<Filter>,
+    matcher: Option<Matcher<'a>>,
+    sort_by: Option<AttrPath>,
+    descending: bool,
+}
+
+impl<'a> Query<'a> {
+    fn parse(rs: &'a ResourceSchema, params: &ListParams) -> Result<Self, ScimError> {
+        let filter = params.filter.as_deref().map(parse_filter).transpose()?;
+        let matcher = filter.as_ref().map(|f| Matcher::new(f, rs)).transpose()?;
+        let sort_by = params.sort_by.as_deref().map(AttrPath::parse).transpose()?;
+        if let Some(path) = &sort_by {
+            if rs.resolve(path).is_none() {
+                return Err(ScimError::invalid_path(
+                    path.to_string(),
+                    "sortBy names no attribute of this resource type",
+                ));
+            }
         }
+        Ok(Self { filter, matcher, sort_by, descending: params.descending })
     }
-    let count = params.count.unwrap_or(app.config.list.default_count).min(app.config.list.max_results);
+}
 
-    if let Some(found) = lookup_by_cached_key(call, filter.as_ref(), matcher.as_ref()).await? {
+async fn list(call: &Call<'_>, kind: ResourceKind, params: ListParams) -> Result<Reply, Error> {
+    let rs = call.app.resource(kind)?;
+    let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let query = Query::parse(rs, &params)?;
+    let count = params.count.unwrap_or(call.app.config.list.default_count).min(call.app.config.list.max_results);
+    let (page, total) = select(call, kind, rs, &query, &params, params.start_index, count).await?;
+    let resources = page.iter().map(|r| projection.apply(rs, r)).collect();
+    Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
+}
+
+/// The page `[start_index, start_index + count)` of the resources matching `query`, and the total.
+async fn select(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    rs: &ResourceSchema,
+    query: &Query<'_>,
+    params: &ListParams,
+    start_index: usize,
+    count: usize,
+) -> Result<(Vec<Value>, usize), Error> {
+    if let Some(found) = lookup_by_cached_key(call, kind, query).await? {
         let total = found.len();
-        let page = page_of(found, params.start_index, count);
-        let resources = page.iter().map(|r| projection.apply(schema, r)).collect();
-        return Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)));
+        return Ok((page_of(found, start_index, count), total));
     }
-
-    let query = script_query(call, &params, filter.as_ref(), count);
-    let answer = app.script.call("list_users", vec![query], &call.scope).await?;
-    let listed = read_listing(call, answer)?;
-    let max_scan = app.config.list.max_scan;
-
+    let function = functions(kind).list;
+    let argument = script_query(call, params, query.filter.as_ref(), start_index, count);
+    let answer = call.app.script.call(function, vec![argument], &call.scope).await?;
+    let listed = read_listing(call, kind, function, answer)?;
     if listed.paged {
         let total = listed.total.unwrap_or(listed.resources.len());
-        let resources = listed.resources.iter().take(count).map(|r| projection.apply(schema, r)).collect();
-        return Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)));
-    }
-    if listed.resources.len() > max_scan {
-        return Err(too_many(max_scan).into());
+        let mut resources = listed.resources;
+        resources.truncate(count);
+        return Ok((resources, total));
     }
     let mut matching = listed.resources;
-    if let Some(matcher) = &matcher {
+    if let Some(matcher) = &query.matcher {
         matching.retain(|resource| matcher.matches(resource));
     }
-    if let Some(path) = &sort_by {
-        sort::sort_resources(&mut matching, path, params.descending, schema)?;
+    if let Some(path) = &query.sort_by {
+        sort::sort_resources(&mut matching, path, query.descending, rs)?;
     }
     let total = matching.len();
-    let page = page_of(matching, params.start_index, count);
-    let resources = page.iter().map(|r| projection.apply(schema, r)).collect();
+    Ok((page_of(matching, start_index, count), total))
+}
+
+/// `POST /.search`: the same query over every resource type the app serves (RFC 7644 §3.4.3).
+async fn search_all(call: &Call<'_>) -> Result<Reply, Error> {
+    let params = list_params(call, ListSource::SearchBody)?;
+    let count = params.count.unwrap_or(call.app.config.list.default_count).min(call.app.config.list.max_results);
+    let max_scan = call.app.config.list.max_scan;
+    let several = call.app.resource_types().count() > 1;
+    let mut all = Vec::new();
+    let mut sort_schema = None;
+    for rs in call.app.resource_types() {
+        let query = match Query::parse(rs, &params) {
+            Ok(query) => query,
+            // A filter naming attributes another resource type lacks matches none of its resources.
+            Err(ScimError::InvalidFilter { .. } | ScimError::InvalidPath { .. }) if several => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if query.sort_by.is_some() && sort_schema.is_none() {
+            sort_schema = Some(rs);
+        }
+        let unsorted = Query { sort_by: None, ..query };
+        let (found, total) = select(call, rs.kind(), rs, &unsorted, &params, 1, max_scan).await?;
+        if total > found.len() || all.len() + found.len() > max_scan {
+            return Err(too_many(max_scan).into());
+        }
+        all.extend(found);
+    }
+    if let (Some(sort_by), Some(rs)) = (params.sort_by.as_deref(), sort_schema) {
+        // Resources of a type without the attribute have no value for it and sort last.
+        sort::sort_resources(&mut all, &AttrPath::parse(sort_by)?, params.descending, rs)?;
+    }
+    let total = all.len();
+    let mut resources = Vec::new();
+    for resource in page_of(all, params.start_index, count) {
+        let kind_name = text_at(&resource, "/meta/resourceType").unwrap_or_default();
+        let Some(rs) = call.app.resource_types().find(|rs| rs.name == kind_name) else { continue };
+        let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+        resources.push(projection.apply(rs, &resource));
+    }
     Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
 }
 
 fn too_many(max_scan: usize) -> ScimError {
     ScimError::TooMany {
         detail: format!(
-            "the filter must be answered by scanning more than {max_scan} users in the proxy; narrow it (e.g. userName eq \"…\")"
+            "answering needs more than {max_scan} resources filtered in the proxy; narrow the filter (e.g. userName eq \"…\")"
         ),
     }
 }
 
-/// Answers `userName eq "x"` / `externalId eq "x"` from the ID cache and one `get_user`.
+/// Answers `userName eq "x"` / `displayName eq "x"` / `externalId eq "x"` from the ID cache
+/// and one read.
 ///
-/// The cache is only a hint: the user read back must still match the filter, else the
-/// entry is dropped and the normal listing answers.
+/// The cache is only a hint: the resource read back must still match the filter, else the
+/// normal listing answers.
 async fn lookup_by_cached_key(
     call: &Call<'_>,
-    filter: Option<&Filter>,
-    matcher: Option<&Matcher<'_>>,
+    kind: ResourceKind,
+    query: &Query<'_>,
 ) -> Result<Option<Vec<Value>>, Error> {
-    let (Some((path, value)), Some(matcher)) = (filter.and_then(Filter::as_simple_eq), matcher) else {
+    let (Some((path, value)), Some(matcher)) = (query.filter.as_ref().and_then(Filter::as_simple_eq), &query.matcher)
+    else {
         return Ok(None);
     };
     let (Some(text), None, None) = (value.as_str(), &path.sub, &path.urn) else {
         return Ok(None);
     };
     let ids = &call.app.ids;
-    let cached = if path.name.eq_ignore_ascii_case("userName") {
-        ids.id_for_name(Kind::User, text)
+    let cached = if path.name.eq_ignore_ascii_case(kind.name_attribute()) {
+        ids.id_for_name(kind, text)
     } else if path.name.eq_ignore_ascii_case("externalId") {
-        ids.id_for_external_id(Kind::User, text)
+        ids.id_for_external_id(kind, text)
     } else {
         None
     };
     let Some(id) = cached else {
         return Ok(None);
     };
-    match fetch_user(call, &id).await {
-        Ok(user) if matcher.matches(&user) => Ok(Some(vec![user])),
-        Ok(_) => Ok(None),
-        Err(Error::Request(RequestError::NotFound { .. })) => Ok(None),
+    match fetch(call, kind, &id).await {
+        Ok(resource) if matcher.matches(&resource) => Ok(Some(vec![resource])),
+        Ok(_) | Err(Error::Request(RequestError::NotFound { .. })) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// The `query` map `list_users` receives.
-fn script_query(call: &Call<'_>, params: &ListParams, filter: Option<&Filter>, count: usize) -> Dynamic {
+/// The `query` map `list_*` receives.
+fn script_query(
+    call: &Call<'_>,
+    params: &ListParams,
+    filter: Option<&Filter>,
+    start_index: usize,
+    count: usize,
+) -> Dynamic {
     let attributes: Option<Vec<Value>> =
         params.attributes.as_deref().map(|a| a.split(',').map(|s| Value::String(s.trim().to_owned())).collect());
+    let excluded: Option<Vec<Value>> = params
+        .excluded_attributes
+        .as_deref()
+        .map(|a| a.split(',').map(|s| Value::String(s.trim().to_owned())).collect());
     let query = json!({
         "filter": filter.map(Filter::to_json),
         "filter_text": filter.map(|f| f.to_string()),
-        "start_index": params.start_index,
+        "start_index": start_index,
         "count": count,
         "sort_by": params.sort_by,
         "sort_order": if params.descending { "descending" } else { "ascending" },
         "attributes": attributes,
+        "excluded_attributes": excluded,
         "max_scan": call.app.config.list.max_scan,
     });
     ScriptEngine::to_dynamic(&query)
 }
 
-/// What `list_users` returned, finished.
+/// What a `list_*` function returned, finished.
 struct Listing {
     resources: Vec<Value>,
     total: Option<usize>,
@@ -310,30 +469,31 @@ struct Listing {
     paged: bool,
 }
 
-/// Reads `list_users`' answer: an array of users, or `#{ resources, total_results, paged }`.
-fn read_listing(call: &Call<'_>, answer: Dynamic) -> Result<Listing, Error> {
-    let value = ScriptEngine::to_json(&answer).map_err(|e| bad_return("list_users", &e))?;
+/// Reads a listing: an array of resources, or `#{ resources, total_results, paged }`.
+fn read_listing(call: &Call<'_>, kind: ResourceKind, function: &str, answer: Dynamic) -> Result<Listing, Error> {
+    let value = ScriptEngine::to_json(&answer).map_err(|e| bad_return(function, &e))?;
     let (items, total, paged) = match value {
         Value::Array(items) => (items, None, false),
         Value::Object(mut map) => {
             let items = match map.remove("resources") {
                 Some(Value::Array(items)) => items,
-                _ => return Err(bad_return("list_users", "a map without a resources array").into()),
+                _ => return Err(bad_return(function, "a map without a resources array").into()),
             };
             let total = map.get("total_results").and_then(Value::as_u64).map(|n| n as usize);
             let paged = map.get("paged").and_then(Value::as_bool).unwrap_or(false);
             if paged && total.is_none() {
-                return Err(bad_return("list_users", "paged: true without total_results").into());
+                return Err(bad_return(function, "paged: true without total_results").into());
             }
             (items, total, paged)
         }
-        _ => return Err(bad_return("list_users", "neither an array nor a map").into()),
+        _ => return Err(bad_return(function, "neither an array nor a map").into()),
     };
-    if !paged && items.len() > call.app.config.list.max_scan {
-        return Err(too_many(call.app.config.list.max_scan).into());
+    let max_scan = call.app.config.list.max_scan;
+    if !paged && items.len() > max_scan {
+        return Err(too_many(max_scan).into());
     }
     let resources =
-        items.into_iter().map(|item| finish_value(call, "list_users", item)).collect::<Result<Vec<_>, _>>()?;
+        items.into_iter().map(|item| finish_value(call, kind, function, item)).collect::<Result<Vec<_>, _>>()?;
     Ok(Listing { resources, total, paged })
 }
 
@@ -347,9 +507,13 @@ fn page_of(mut items: Vec<Value>, start_index: usize, count: usize) -> Vec<Value
     items
 }
 
-fn projection(call: &Call<'_>) -> Result<Projection, ScimError> {
+fn projection(call: &Call<'_>, rs: &ResourceSchema) -> Result<Projection, ScimError> {
     let p = request::projection_params(&call.query);
-    Projection::parse(&call.app.users, p.attributes.as_deref(), p.excluded_attributes.as_deref())
+    Projection::parse(rs, p.attributes.as_deref(), p.excluded_attributes.as_deref())
+}
+
+fn body<'c>(call: &'c Call<'_>, kind: ResourceKind) -> Result<&'c Value, ScimError> {
+    call.body.as_ref().ok_or_else(|| ScimError::invalid_syntax(format!("a {} body is required", kind.name())))
 }
 
 /// Passes only as many arguments as the script's function takes (e.g. `replace_user(id, user)`).
@@ -364,45 +528,72 @@ fn bad_return(function: &str, detail: &str) -> ScriptError {
     ScriptError::BadReturn { file: String::new(), function: function.to_owned(), detail: detail.to_owned() }
 }
 
+/// Top-level attributes (and extension attributes, as `urn:…:name`) whose values differ.
+fn changed_attributes(before: &Value, after: &Value) -> Vec<String> {
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return Vec::new();
+    };
+    let ignored = |key: &str| matches!(key, "meta" | "schemas" | "id");
+    let mut changed = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for key in keys {
+        if ignored(key) {
+            continue;
+        }
+        match (before.get(key), after.get(key)) {
+            (Some(Value::Object(old)), Some(Value::Object(new))) if key.starts_with("urn:") => {
+                let sub: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+                changed.extend(sub.into_iter().filter(|k| old.get(*k) != new.get(*k)).map(|k| format!("{key}:{k}")));
+            }
+            (old, new) if old != new => changed.push(key.clone()),
+            _ => {}
+        }
+    }
+    changed
+}
+
+/// True when a PATCH result equals what was stored, ignoring what the proxy owns.
+fn unchanged(before: &Value, after: &Value) -> bool {
+    changed_attributes(before, after).is_empty()
+}
+
 /// Turns a script's answer into a finished SCIM resource; `()` means "no such resource".
-fn finish(call: &Call<'_>, function: &str, value: Dynamic) -> Result<Option<Value>, Error> {
+fn finish(call: &Call<'_>, kind: ResourceKind, function: &str, value: Dynamic) -> Result<Option<Value>, Error> {
     if value.is_unit() {
         return Ok(None);
     }
     let json = ScriptEngine::to_json(&value).map_err(|e| bad_return(function, &e))?;
-    finish_value(call, function, json).map(Some)
+    finish_value(call, kind, function, json).map(Some)
 }
 
-/// Adds what the proxy owns to a user the script returned: `schemas`, `meta`, the version;
-/// drops what is never returned; remembers it in the ID cache.
-fn finish_value(call: &Call<'_>, function: &str, value: Value) -> Result<Value, Error> {
-    let schema = &call.app.users;
+/// Adds what the proxy owns to a resource the script returned: `schemas`, `meta`, the
+/// version; drops what is never returned; remembers it in the ID cache.
+fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Value) -> Result<Value, Error> {
+    let rs = call.app.resource(kind)?;
     let Value::Object(mut object) = value else {
         return Err(bad_return(function, "a value that is not a map").into());
     };
     let id = match object.get("id") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad_return(function, "a user without an id").into()),
+        _ => return Err(bad_return(function, "a resource without an id").into()),
     };
     object.insert("id".into(), Value::String(id.clone()));
-    let user_name = match object.get("userName") {
+    let name = match object.get(kind.name_attribute()) {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return Err(bad_return(function, "a user without a userName").into()),
+        _ => return Err(bad_return(function, &format!("a resource without a {}", kind.name_attribute())).into()),
     };
     let external_id = object.get("externalId").and_then(Value::as_str).map(str::to_owned);
-    object.insert("schemas".into(), Value::Array(schemas_of(schema, &object)));
+    object.insert("schemas".into(), Value::Array(schemas_of(rs, &object)));
+    fill_references(rs, &mut object, &call.base_url);
     let mut meta = match object.remove("meta") {
         Some(Value::Object(meta)) => meta,
         _ => Map::new(),
     };
-    meta.insert("resourceType".into(), Value::String(schema.name.clone()));
-    meta.insert(
-        "location".into(),
-        Value::String(format!("{}/Users/{}", call.base_url, crate::legacy::encode_segment(&id))),
-    );
-    let script_version = meta.remove("version").and_then(|v| v.as_str().map(str::to_owned));
-    let version = match script_version {
+    meta.insert("resourceType".into(), Value::String(rs.name.clone()));
+    let location = format!("{}/{}/{}", call.base_url, kind.endpoint(), crate::legacy::encode_segment(&id));
+    meta.insert("location".into(), Value::String(location));
+    let version = match meta.remove("version").and_then(|v| v.as_str().map(str::to_owned)) {
         Some(v) if v.starts_with("W/\"") || v.starts_with('"') => v,
         Some(v) => format!("W/\"{v}\""),
         None => {
@@ -414,15 +605,31 @@ fn finish_value(call: &Call<'_>, function: &str, value: Value) -> Result<Value, 
     meta.insert("version".into(), Value::String(version));
     object.insert("meta".into(), Value::Object(meta));
     let mut resource = Value::Object(object);
-    without_never_returned(schema, &mut resource);
-    call.app.ids.observe(Kind::User, &id, Some(&user_name), external_id.as_deref());
+    without_never_returned(rs, &mut resource);
+    call.app.ids.observe(kind, &id, Some(&name), external_id.as_deref());
     Ok(resource)
 }
 
+/// Adds the absolute `$ref` of a reference the script gave by `value` only (the enterprise
+/// `manager`), when the app publishes `$ref`.
+fn fill_references(rs: &ResourceSchema, object: &mut Map<String, Value>, base_url: &str) {
+    let Some(enterprise) = rs.extension(ENTERPRISE_USER_SCHEMA) else { return };
+    if enterprise.attribute("manager").and_then(|m| m.sub_attribute("$ref")).is_none() {
+        return;
+    }
+    let manager = object.get_mut(&enterprise.id).and_then(|e| e.get_mut("manager")).and_then(Value::as_object_mut);
+    if let Some(manager) = manager {
+        if let (Some(Value::String(id)), false) = (manager.get("value"), manager.contains_key("$ref")) {
+            let reference = format!("{base_url}/Users/{}", crate::legacy::encode_segment(id));
+            manager.insert("$ref".into(), Value::String(reference));
+        }
+    }
+}
+
 /// `schemas`: the core URN and each extension the resource carries data for.
-fn schemas_of(schema: &ResourceSchema, object: &Map<String, Value>) -> Vec<Value> {
-    let mut schemas = vec![Value::String(schema.core.id.clone())];
-    for (extension, _) in &schema.extensions {
+fn schemas_of(rs: &ResourceSchema, object: &Map<String, Value>) -> Vec<Value> {
+    let mut schemas = vec![Value::String(rs.core.id.clone())];
+    for (extension, _) in &rs.extensions {
         if object.get(&extension.id).is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
             schemas.push(Value::String(extension.id.clone()));
         }
@@ -430,12 +637,8 @@ fn schemas_of(schema: &ResourceSchema, object: &Map<String, Value>) -> Vec<Value
     schemas
 }
 
-fn location(_call: &Call<'_>, resource: &Value) -> Option<String> {
-    resource.pointer("/meta/location").and_then(Value::as_str).map(str::to_owned)
-}
-
-fn version(resource: &Value) -> Option<String> {
-    resource.pointer("/meta/version").and_then(Value::as_str).map(str::to_owned)
+fn text_at(resource: &Value, pointer: &str) -> Option<String> {
+    resource.pointer(pointer).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Enforces `If-Match` against the current version (RFC 7644 §3.14).
@@ -443,7 +646,7 @@ fn check_if_match(headers: &HeaderMap, current: &Value) -> Result<(), RequestErr
     let Some(wanted) = headers.get(http::header::IF_MATCH) else {
         return Ok(());
     };
-    let current = version(current).unwrap_or_default();
+    let current = text_at(current, "/meta/version").unwrap_or_default();
     if etag_matches(wanted, &current) {
         Ok(())
     } else {
@@ -484,5 +687,22 @@ mod tests {
         assert!(etag_matches(&h("\"x\", W/\"abc\""), "W/\"abc\""));
         assert!(etag_matches(&h("*"), "W/\"abc\""));
         assert!(!etag_matches(&h("W/\"abd\""), "W/\"abc\""));
+    }
+
+    #[test]
+    fn changed_attributes_name_what_differs() {
+        let before = json!({"id": "1", "userName": "a", "title": "x", "meta": {"version": "1"},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "A", "employeeNumber": "1"}});
+        let after = json!({"id": "1", "userName": "a", "displayName": "A",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "B", "employeeNumber": "1"}});
+        assert_eq!(
+            changed_attributes(&before, &after),
+            vec![
+                "displayName".to_owned(),
+                "title".to_owned(),
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department".to_owned()
+            ]
+        );
+        assert!(unchanged(&before, &before));
     }
 }

@@ -181,12 +181,12 @@ async fn perform(
     let (parts, body) = request.into_parts();
     let query = request::query_pairs(parts.uri.query());
     let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    let body = if has_body {
+    let (body, body_bytes) = if has_body {
         request::check_content_type(&parts.headers)?;
         let bytes = request::read_body(&parts.headers, body, shared.server.max_body_bytes).await?;
-        Some(request::parse_json(&bytes)?)
+        (Some(request::parse_json(&bytes)?), bytes.len())
     } else {
-        None
+        (None, 0)
     };
     let base_url = request::base_url(
         &parts.headers,
@@ -202,6 +202,7 @@ async fn perform(
         headers: &parts.headers,
         query,
         body,
+        body_bytes,
         scope: CallScope { request_id: request_id.clone(), deadline, stats: stats.clone() },
     };
     match tokio::time::timeout_at(deadline.into(), operations::perform(operation, &call)).await {

@@ -3,6 +3,7 @@
 use http::Method;
 
 use crate::error::RequestError;
+use crate::scim::schema::ResourceKind;
 
 /// A SCIM operation the proxy performs; also the `op` field of request logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,30 +13,49 @@ pub enum Operation {
     GetSchema(String),
     ListResourceTypes,
     GetResourceType(String),
-    CreateUser,
-    GetUser(String),
-    ListUsers,
-    SearchUsers,
-    ReplaceUser(String),
-    PatchUser(String),
-    DeleteUser(String),
-    /// An endpoint of RFC 7644 this proxy does not implement yet (answered 501).
+    Create(ResourceKind),
+    Get(ResourceKind, String),
+    /// `GET /Users` (query parameters) or `POST /Users/.search` (a SearchRequest body).
+    List(ResourceKind, ListSource),
+    Replace(ResourceKind, String),
+    Patch(ResourceKind, String),
+    Delete(ResourceKind, String),
+    /// `POST /.search`: a search across every resource type.
+    SearchAll,
+    Bulk,
+    /// An endpoint of RFC 7644 this proxy does not implement (answered 501).
     Unsupported(&'static str),
+}
+
+/// Where the parameters of a list come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListSource {
+    Query,
+    SearchBody,
 }
 
 impl Operation {
     /// A short stable name for logs.
     pub fn name(&self) -> &'static str {
+        use ResourceKind::{Group, User};
         match self {
             Self::ServiceProviderConfig => "service_provider_config",
             Self::ListSchemas | Self::GetSchema(_) => "schemas",
             Self::ListResourceTypes | Self::GetResourceType(_) => "resource_types",
-            Self::CreateUser => "create_user",
-            Self::GetUser(_) => "get_user",
-            Self::ListUsers | Self::SearchUsers => "list_users",
-            Self::ReplaceUser(_) => "replace_user",
-            Self::PatchUser(_) => "patch_user",
-            Self::DeleteUser(_) => "delete_user",
+            Self::Create(User) => "create_user",
+            Self::Create(Group) => "create_group",
+            Self::Get(User, _) => "get_user",
+            Self::Get(Group, _) => "get_group",
+            Self::List(User, _) => "list_users",
+            Self::List(Group, _) => "list_groups",
+            Self::Replace(User, _) => "replace_user",
+            Self::Replace(Group, _) => "replace_group",
+            Self::Patch(User, _) => "patch_user",
+            Self::Patch(Group, _) => "patch_group",
+            Self::Delete(User, _) => "delete_user",
+            Self::Delete(Group, _) => "delete_group",
+            Self::SearchAll => "search",
+            Self::Bulk => "bulk",
             Self::Unsupported(_) => "unsupported",
         }
     }
@@ -69,38 +89,47 @@ pub fn route(method: &Method, rest: &str, full_path: &str) -> Result<Operation, 
     };
     let not_allowed = |allowed: &'static str| RequestError::MethodNotAllowed { method: method.to_string(), allowed };
     let endpoint = first.to_ascii_lowercase();
+    let kind = match endpoint.as_str() {
+        "users" => Some(ResourceKind::User),
+        "groups" => Some(ResourceKind::Group),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        return match (second, method) {
+            (None, &Method::GET) => Ok(Operation::List(kind, ListSource::Query)),
+            (None, &Method::POST) => Ok(Operation::Create(kind)),
+            (None, _) => Err(not_allowed("GET, POST")),
+            (Some(".search"), &Method::POST) => Ok(Operation::List(kind, ListSource::SearchBody)),
+            (Some(".search"), _) => Err(not_allowed("POST")),
+            (Some(raw), method) => {
+                let id = id(raw)?;
+                match *method {
+                    Method::GET => Ok(Operation::Get(kind, id)),
+                    Method::PUT => Ok(Operation::Replace(kind, id)),
+                    Method::PATCH => Ok(Operation::Patch(kind, id)),
+                    Method::DELETE => Ok(Operation::Delete(kind, id)),
+                    _ => Err(not_allowed("GET, PUT, PATCH, DELETE")),
+                }
+            }
+        };
+    }
     match (endpoint.as_str(), second) {
-        ("serviceproviderconfig", None) => match *method {
-            Method::GET => Ok(Operation::ServiceProviderConfig),
-            _ => Err(not_allowed("GET")),
-        },
+        ("serviceproviderconfig", None) => only_get(method, Operation::ServiceProviderConfig, not_allowed),
         ("schemas", None) => only_get(method, Operation::ListSchemas, not_allowed),
         ("schemas", Some(raw)) => only_get(method, Operation::GetSchema(id(raw)?), not_allowed),
         ("resourcetypes", None) => only_get(method, Operation::ListResourceTypes, not_allowed),
         ("resourcetypes", Some(raw)) => only_get(method, Operation::GetResourceType(id(raw)?), not_allowed),
-        ("users", None) => match *method {
-            Method::GET => Ok(Operation::ListUsers),
-            Method::POST => Ok(Operation::CreateUser),
-            _ => Err(not_allowed("GET, POST")),
-        },
-        ("users", Some(".search")) => match *method {
-            Method::POST => Ok(Operation::SearchUsers),
+        ("bulk", None) => match *method {
+            Method::POST => Ok(Operation::Bulk),
             _ => Err(not_allowed("POST")),
         },
-        ("users", Some(raw)) => {
-            let id = id(raw)?;
-            match *method {
-                Method::GET => Ok(Operation::GetUser(id)),
-                Method::PUT => Ok(Operation::ReplaceUser(id)),
-                Method::PATCH => Ok(Operation::PatchUser(id)),
-                Method::DELETE => Ok(Operation::DeleteUser(id)),
-                _ => Err(not_allowed("GET, PUT, PATCH, DELETE")),
-            }
+        (".search", None) => match *method {
+            Method::POST => Ok(Operation::SearchAll),
+            _ => Err(not_allowed("POST")),
+        },
+        ("me", _) => {
+            Ok(Operation::Unsupported("the /Me endpoint (the proxy does not know which user a token belongs to)"))
         }
-        ("groups", _) => Ok(Operation::Unsupported("the /Groups endpoint")),
-        ("bulk", None) => Ok(Operation::Unsupported("the /Bulk endpoint")),
-        (".search", None) => Ok(Operation::Unsupported("searching across resource types with /.search")),
-        ("me", _) => Ok(Operation::Unsupported("the /Me endpoint")),
         _ => Err(no_route()),
     }
 }
@@ -129,9 +158,14 @@ mod tests {
     #[test]
     fn routes_methods_and_paths() {
         let get = Method::GET;
-        assert_eq!(route(&get, "/Users/a%20b", "").unwrap(), Operation::GetUser("a b".into()));
-        assert_eq!(route(&Method::POST, "/Users", "").unwrap(), Operation::CreateUser);
-        assert_eq!(route(&Method::POST, "/Users/.search", "").unwrap(), Operation::SearchUsers);
+        let user = ResourceKind::User;
+        assert_eq!(route(&get, "/Users/a%20b", "").unwrap(), Operation::Get(user, "a b".into()));
+        assert_eq!(route(&Method::POST, "/Users", "").unwrap(), Operation::Create(user));
+        assert_eq!(route(&Method::POST, "/Users/.search", "").unwrap(), Operation::List(user, ListSource::SearchBody));
+        assert_eq!(
+            route(&Method::DELETE, "/Groups/7", "").unwrap(),
+            Operation::Delete(ResourceKind::Group, "7".into())
+        );
         assert_eq!(route(&get, "/Schemas/urn:x", "").unwrap(), Operation::GetSchema("urn:x".into()));
         assert!(matches!(route(&Method::POST, "/Schemas", ""), Err(RequestError::MethodNotAllowed { .. })));
         assert!(matches!(route(&Method::PUT, "/Users", ""), Err(RequestError::MethodNotAllowed { .. })));

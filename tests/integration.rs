@@ -16,3 +16,7 @@ mod operations;
 mod users;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/protocol.rs"]
+mod protocol;
+#[path = "integration/patch.rs"]
+mod patch;

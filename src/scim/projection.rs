@@ -32,6 +32,9 @@ enum Mode {
     Only(Vec<Selector>),
     /// `excludedAttributes`: the default set minus these (always-returned ones stay).
     Except(Vec<Selector>),
+    /// Everything the schemas define but `never` attributes: the resource as the proxy
+    /// works on it, not as a client sees it.
+    All,
 }
 
 /// One resolved entry of `attributes` or `excludedAttributes`, in the schema's spelling.
@@ -79,6 +82,12 @@ impl Projection {
             (None, None) => Mode::Default,
         };
         Ok(Projection { mode })
+    }
+
+    /// Every attribute the resource type defines, `request`-returned ones included, and
+    /// nothing else: what PATCH applies to.
+    pub fn everything() -> Projection {
+        Projection { mode: Mode::All }
     }
 
     /// The resource as the client asked to see it. Runs on every resource in a response.
@@ -133,6 +142,7 @@ impl Projection {
         let returned = attribute.returned;
         match (&self.mode, returned) {
             (_, Returned::Never) => None,
+            (Mode::All, _) => Some(Keep::All),
             (Mode::Default, Returned::Always | Returned::Default) => Some(Keep::Default),
             (Mode::Default, Returned::Request) => None,
             (Mode::Only(selectors), _) => match named(selectors, schema, &attribute.name) {

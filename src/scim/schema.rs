@@ -12,6 +12,39 @@ pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension
 /// The core Group schema URN.
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
+/// The resource types the proxy serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    /// The resource type's name, as in `meta.resourceType` and `/ResourceTypes/{name}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::User => "User",
+            Self::Group => "Group",
+        }
+    }
+
+    /// The endpoint's path segment, without its slash.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Self::User => "Users",
+            Self::Group => "Groups",
+        }
+    }
+
+    /// The attribute that names a resource uniquely: `userName` or `displayName`.
+    pub fn name_attribute(self) -> &'static str {
+        match self {
+            Self::User => "userName",
+            Self::Group => "displayName",
+        }
+    }
+}
+
 /// An attribute's data type (RFC 7643 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -134,6 +167,11 @@ impl<'a> Resolved<'a> {
 }
 
 impl ResourceSchema {
+    /// Which resource type this is, from its core schema.
+    pub fn kind(&self) -> ResourceKind {
+        if self.core.id == GROUP_SCHEMA { ResourceKind::Group } else { ResourceKind::User }
+    }
+
     /// Every schema of this resource type, core first.
     pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
         std::iter::once(&self.core).chain(self.extensions.iter().map(|(s, _)| s))

@@ -54,7 +54,8 @@ fn check_reports_contract_functions_with_the_wrong_arity() {
 fn check_names_the_key_of_a_configuration_error() {
     let dir = project(None);
     let path = dir.path().join("proxy.yaml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("max_concurrent_scripts: 16", "max_concurent_scripts: 16");
+    let text =
+        std::fs::read_to_string(&path).unwrap().replace("max_concurrent_scripts: 16", "max_concurent_scripts: 16");
     std::fs::write(&path, text).unwrap();
     let (ok, text) = check(&path);
     assert!(!ok, "{text}");

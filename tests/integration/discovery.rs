@@ -12,8 +12,8 @@ async fn service_provider_config_schemas_and_resource_types() {
     let spc = env.get("/ServiceProviderConfig").await;
     assert_eq!(spc.status, StatusCode::OK);
     assert_eq!(spc.header("content-type"), Some("application/scim+json"));
-    assert_eq!(spc.body["patch"]["supported"], false, "PATCH is not implemented yet");
-    assert_eq!(spc.body["bulk"]["supported"], false);
+    assert_eq!(spc.body["patch"]["supported"], true);
+    assert_eq!(spc.body["bulk"]["supported"], true);
     assert_eq!(spc.body["filter"]["supported"], true);
     assert_eq!(spc.body["filter"]["maxResults"], 500);
     assert_eq!(spc.body["etag"]["supported"], true);

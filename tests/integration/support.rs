@@ -100,6 +100,20 @@ impl TestEnv {
         Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
     }
 
+    /// The shipped `proxy.yaml` and demo script, as `scim-proxy demo` runs them.
+    pub async fn start_shipped_config() -> Self {
+        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let legacy = acme::start(listener, AcmeConfig::new(API_KEY)).await.unwrap();
+        let mut vars = Self::variables(&legacy.base_url());
+        vars.set("SCIM_TOKEN", TOKEN);
+        let config = Config::load(&repo_file("proxy.yaml"), &vars).unwrap();
+        let any = Some("127.0.0.1:0".parse().unwrap());
+        let proxy = proxy::start(&config, any, any).await.unwrap();
+        Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
+    }
+
     fn variables(base_url: &str) -> Variables {
         let mut vars = Variables::default();
         vars.set("TOKEN", TOKEN);
@@ -128,7 +142,8 @@ impl TestEnv {
         if let Some(running) = self.proxy.take() {
             running.shutdown().await;
         }
-        self.proxy = Some(proxy::start(&self.config, None, None).await.unwrap());
+        let any = Some("127.0.0.1:0".parse().unwrap());
+        self.proxy = Some(proxy::start(&self.config, any, any).await.unwrap());
     }
 
     /// Sends a request with the first app's token.
