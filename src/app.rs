@@ -31,6 +31,8 @@ pub struct App {
     pub script: AppScript,
     pub ids: Arc<IdCache>,
     pub capabilities: Capabilities,
+    /// Attributes whose `canonicalValues` the app declared as the only ones it knows.
+    pub canonical: Vec<AttrPath>,
 }
 
 impl App {
@@ -60,7 +62,8 @@ impl App {
             etag: true,
             documentation_uri: None,
         };
-        Ok(Self { config: app.clone(), users, groups: None, script, ids, capabilities })
+        let canonical = canonical_paths(app).map_err(|(key, detail)| setup(key, detail))?;
+        Ok(Self { config: app.clone(), users, groups: None, script, ids, capabilities, canonical })
     }
 
     /// The schema of a resource type, or 501 when this app does not serve it.
@@ -120,6 +123,35 @@ fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)
         apply_override(attribute, changes);
     }
     Ok(users)
+}
+
+/// The attributes whose canonical values are enforced: those an override lists values for,
+/// and those of custom extensions.
+fn canonical_paths(app: &AppConfig) -> Result<Vec<AttrPath>, (&'static str, String)> {
+    let mut paths = Vec::new();
+    for (path, changes) in &app.schema.overrides {
+        if changes.canonical_values.is_some() {
+            paths.push(AttrPath::parse(path).map_err(|e| ("schema.overrides", e.to_string()))?);
+        }
+    }
+    for extension in &app.schema.user_extensions {
+        let schema = definitions::custom_schema_from_json(&extension.schema)
+            .map_err(|e| ("schema.user_extensions", e.to_string()))?;
+        for attribute in &schema.attributes {
+            let at = |sub: Option<&str>| AttrPath {
+                urn: Some(schema.id.clone()),
+                name: attribute.name.clone(),
+                sub: sub.map(str::to_owned),
+            };
+            if !attribute.canonical_values.is_empty() {
+                paths.push(at(None));
+            }
+            for sub in attribute.sub_attributes.iter().filter(|s| !s.canonical_values.is_empty()) {
+                paths.push(at(Some(&sub.name)));
+            }
+        }
+    }
+    Ok(paths)
 }
 
 /// The definition of the attribute a path names, to change its characteristics.

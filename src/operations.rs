@@ -17,7 +17,7 @@ use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
 use crate::scim::sort;
-use crate::scim::validate::{WriteMode, check_immutable, validate_resource, without_never_returned};
+use crate::scim::validate::{WriteMode, check_canonical, check_immutable, validate_resource, without_never_returned};
 use crate::script::{CallScope, ScriptEngine, ScriptError};
 
 /// What an operation answers; turned into an HTTP response by the server.
@@ -149,6 +149,7 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     let projection = projection(call, rs)?;
     let body = body(call, kind)?;
     let resource = validate_resource(rs, body, WriteMode::Create)?;
+    check_canonical(rs, &resource, &call.app.canonical)?;
     let function = functions(kind).create;
     let created = call.app.script.call(function, vec![ScriptEngine::to_dynamic(&resource)], &call.scope).await?;
     let created = finish(call, kind, function, created)?
@@ -192,6 +193,7 @@ async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply,
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
     let mut resource = validate_resource(rs, body(call, kind)?, WriteMode::Replace)?;
+    check_canonical(rs, &resource, &call.app.canonical)?;
     let before = fetch(call, kind, id).await?;
     check_if_match(call.headers, &before)?;
     check_immutable(rs, &before, &resource)?;
@@ -211,6 +213,7 @@ async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, E
     // What the script returned beyond the app's schema is not the client's to patch.
     let shown = Projection::everything().apply(rs, &before);
     let mut after = apply_patch(rs, &shown, &operations)?;
+    check_canonical(rs, &after, &call.app.canonical)?;
     if let Some(object) = after.as_object_mut() {
         object.remove("meta");
     }

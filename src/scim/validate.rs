@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::ScimError;
+use super::path::AttrPath;
 use super::schema::{AttrType, Attribute, Mutability, ResourceSchema, Returned, Schema};
 
 /// Which write the body is for; both are validated alike (see [`validate_resource`]).
@@ -341,6 +342,44 @@ fn kind_of(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Refuses values outside the `canonicalValues` of the attributes at `paths`: the ones an app
+/// declared as the only values it knows (RFC 7643's own canonical values stay suggestions).
+/// Runs on the resource a POST, PUT or PATCH would write.
+pub fn check_canonical(rs: &ResourceSchema, resource: &Value, paths: &[AttrPath]) -> Result<(), ScimError> {
+    for path in paths {
+        let Some(resolved) = rs.resolve(path) else { continue };
+        let target = resolved.target();
+        if target.canonical_values.is_empty() {
+            continue;
+        }
+        let container =
+            if resolved.in_extension { get_ignore_case(resource, &resolved.schema.id) } else { Some(resource) };
+        let Some(value) = container.and_then(|c| get_ignore_case(c, &resolved.attribute.name)) else { continue };
+        let values: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        for item in values {
+            let candidate = match resolved.sub {
+                Some(sub) => get_ignore_case(item, &sub.name),
+                None => Some(item),
+            };
+            let Some(Value::String(text)) = candidate else { continue };
+            let known = target
+                .canonical_values
+                .iter()
+                .any(|c| if target.case_exact { c == text } else { c.to_lowercase() == text.to_lowercase() });
+            if !known {
+                return Err(ScimError::invalid_value(
+                    path.to_string(),
+                    format!("{text:?} is not one of {}", target.canonical_values.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -215,4 +215,10 @@ async fn custom_extensions_are_published_and_validated() {
     let reply = env.post("/Users", body).await;
     reply.assert_error(400, Some("invalidValue"));
     assert!(reply.body["detail"].as_str().unwrap().contains("badge"), "{}", reply.text);
+    // Canonical values an app declares are the only ones it takes.
+    let mut body = user("sited");
+    body["urn:example:params:scim:schemas:extension:acme:2.0:User"] = json!({"site": "west"});
+    let reply = env.post("/Users", body).await;
+    reply.assert_error(400, Some("invalidValue"));
+    assert!(reply.body["detail"].as_str().unwrap().contains("north, south"), "{}", reply.text);
 }
