@@ -63,7 +63,14 @@ impl App {
             documentation_uri: None,
         };
         let canonical = canonical_paths(app).map_err(|(key, detail)| setup(key, detail))?;
-        Ok(Self { config: app.clone(), users, groups: None, script, ids, capabilities, canonical })
+        // Groups are served when the mapping can read them; `/ResourceTypes` says so.
+        let groups = script
+            .arity("get_group")
+            .is_some()
+            .then(|| group_schema(app))
+            .transpose()
+            .map_err(|(key, detail)| setup(key, detail))?;
+        Ok(Self { config: app.clone(), users, groups, script, ids, capabilities, canonical })
     }
 
     /// The schema of a resource type, or 501 when this app does not serve it.
@@ -116,13 +123,21 @@ fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)
     }
     let mut users = definitions::user_resource(extensions);
     users.core = core;
-    for (path, changes) in &app.schema.overrides {
-        let parsed = AttrPath::parse(path).map_err(|e| ("schema.overrides", e.to_string()))?;
-        let attribute = attribute_mut(&mut users, &parsed)
-            .ok_or_else(|| ("schema.overrides", format!("{path}: no such attribute is published for User")))?;
-        apply_override(attribute, changes);
-    }
+    apply_overrides(&mut users, &app.schema.overrides, "schema.overrides")?;
     Ok(users)
+}
+
+/// The Group resource type as this app supports it.
+fn group_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
+    let core = definitions::group_schema();
+    let core = match &app.schema.group_attributes {
+        Some(names) => definitions::restrict(&core, names).map_err(|e| ("schema.group_attributes", e.to_string()))?,
+        None => core,
+    };
+    let mut groups = definitions::group_resource(Vec::new());
+    groups.core = core;
+    apply_overrides(&mut groups, &app.schema.group_overrides, "schema.group_overrides")?;
+    Ok(groups)
 }
 
 /// The attributes whose canonical values are enforced: those an override lists values for,
@@ -166,6 +181,22 @@ fn attribute_mut<'a>(rs: &'a mut ResourceSchema, path: &AttrPath) -> Option<&'a 
         None => Some(attribute),
         Some(sub) => attribute.sub_attributes.iter_mut().find(|a| a.name.eq_ignore_ascii_case(sub)),
     }
+}
+
+/// Sets the characteristics an app declares for some attributes of a resource type.
+fn apply_overrides(
+    rs: &mut ResourceSchema,
+    overrides: &std::collections::BTreeMap<String, AttributeOverride>,
+    key: &'static str,
+) -> Result<(), (&'static str, String)> {
+    for (path, changes) in overrides {
+        let parsed = AttrPath::parse(path).map_err(|e| (key, e.to_string()))?;
+        let name = rs.name.clone();
+        let attribute = attribute_mut(rs, &parsed)
+            .ok_or_else(|| (key, format!("{path}: no such attribute is published for {name}")))?;
+        apply_override(attribute, changes);
+    }
+    Ok(())
 }
 
 fn apply_override(attribute: &mut Attribute, changes: &AttributeOverride) {

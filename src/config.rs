@@ -187,6 +187,10 @@ pub struct SchemaConfig {
     /// not published.
     #[serde(default)]
     pub enterprise_user: Option<Vec<String>>,
+    /// Core Group attributes the app supports; absent means all of RFC 7643 §4.2. Groups are
+    /// served when the script defines `get_group`.
+    #[serde(default)]
+    pub group_attributes: Option<Vec<String>>,
     /// Custom extension schemas of the User resource type.
     #[serde(default)]
     pub user_extensions: Vec<ExtensionConfig>,
@@ -194,6 +198,9 @@ pub struct SchemaConfig {
     /// `urn:…:enterprise:2.0:User:department`): what the app's data really allows.
     #[serde(default)]
     pub overrides: BTreeMap<String, AttributeOverride>,
+    /// The same for Group attributes (`members.display`).
+    #[serde(default)]
+    pub group_overrides: BTreeMap<String, AttributeOverride>,
 }
 
 /// Characteristics of one attribute that an app sets differently from RFC 7643.

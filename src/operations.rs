@@ -12,7 +12,7 @@ use crate::scim::ScimError;
 use crate::scim::discovery;
 use crate::scim::evaluate::Matcher;
 use crate::scim::filter::{Filter, parse_filter};
-use crate::scim::patch::{apply_patch, parse_patch};
+use crate::scim::patch::{MemberChanges, PatchOp, apply_patch, member_changes, parse_patch};
 use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
@@ -160,7 +160,7 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
 async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
-    let resource = fetch(call, kind, id).await?;
+    let resource = fetch(call, kind, id, &Wanted::by(rs, &projection, None)).await?;
     let etag = text_at(&resource, "/meta/version");
     if let (Some(etag), Some(wanted)) = (&etag, call.headers.get(http::header::IF_NONE_MATCH)) {
         if etag_matches(wanted, etag) {
@@ -175,10 +175,67 @@ async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Err
     Ok(Reply::resource(StatusCode::OK, &resource, projection.apply(rs, &resource)))
 }
 
+/// Which top-level attributes a read must produce: the script may skip fetching the others
+/// (a group's members, a user's groups). Passed to `get_*` as a second argument and to
+/// `list_*` as `query.wanted`, a map of attribute name to boolean.
+struct Wanted(Value);
+
+impl Wanted {
+    /// Everything a client can write: the reads before a write. readOnly attributes (a
+    /// user's `groups`) are not written, so they are not read either.
+    fn all(rs: &ResourceSchema) -> Self {
+        let writable = |a: &crate::scim::schema::Attribute| a.mutability != crate::scim::schema::Mutability::ReadOnly;
+        Self(Value::Object(rs.core.attributes.iter().map(|a| (a.name.clone(), Value::Bool(writable(a)))).collect()))
+    }
+
+    /// What a response will show, plus what a filter must see.
+    fn by(rs: &ResourceSchema, projection: &Projection, filter: Option<&Filter>) -> Self {
+        let mut named = std::collections::BTreeSet::new();
+        if let Some(filter) = filter {
+            filter_attributes(filter, &mut named);
+        }
+        Self(Value::Object(
+            rs.core
+                .attributes
+                .iter()
+                .map(|a| {
+                    let wanted = named.contains(&a.name.to_ascii_lowercase())
+                        || projection.wants(rs, &AttrPath::simple(a.name.clone()));
+                    (a.name.clone(), Value::Bool(wanted))
+                })
+                .collect(),
+        ))
+    }
+
+    /// Everything but one attribute.
+    fn all_but(rs: &ResourceSchema, name: &str) -> Self {
+        let mut wanted = Self::all(rs);
+        if let Some(map) = wanted.0.as_object_mut() {
+            map.insert(name.to_owned(), Value::Bool(false));
+        }
+        wanted
+    }
+}
+
+/// The top-level attribute names (lower-case) a filter reads.
+fn filter_attributes(filter: &Filter, out: &mut std::collections::BTreeSet<String>) {
+    match filter {
+        Filter::Compare { path, .. } | Filter::Present { path } | Filter::ValuePath { path, .. } => {
+            out.insert(path.name.to_ascii_lowercase());
+        }
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            filter_attributes(a, out);
+            filter_attributes(b, out);
+        }
+        Filter::Not(inner) => filter_attributes(inner, out),
+    }
+}
+
 /// Reads one resource through the script; one the script does not find is a 404.
-async fn fetch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Value, Error> {
+async fn fetch(call: &Call<'_>, kind: ResourceKind, id: &str, wanted: &Wanted) -> Result<Value, Error> {
     let function = functions(kind).get;
-    let found = call.app.script.call(function, vec![Dynamic::from(id.to_owned())], &call.scope).await?;
+    let args = vec![Dynamic::from(id.to_owned()), ScriptEngine::to_dynamic(&wanted.0)];
+    let found = call.app.script.call(function, trim_args(call.app, function, args), &call.scope).await?;
     match finish(call, kind, function, found)? {
         Some(resource) if resource.get("id").and_then(Value::as_str) == Some(id) => Ok(resource),
         Some(_) => Err(bad_return(function, "a resource with another id than the one asked for").into()),
@@ -194,7 +251,7 @@ async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply,
     let projection = projection(call, rs)?;
     let mut resource = validate_resource(rs, body(call, kind)?, WriteMode::Replace)?;
     check_canonical(rs, &resource, &call.app.canonical)?;
-    let before = fetch(call, kind, id).await?;
+    let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
     check_if_match(call.headers, &before)?;
     check_immutable(rs, &before, &resource)?;
     if let Some(object) = resource.as_object_mut() {
@@ -208,7 +265,14 @@ async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, E
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
     let operations = parse_patch(body(call, kind)?, rs)?;
-    let before = fetch(call, kind, id).await?;
+    if kind == ResourceKind::Group {
+        if let Some(changes) = member_changes(&operations) {
+            if let Some(reply) = patch_members(call, rs, id, &operations, changes).await? {
+                return Ok(reply);
+            }
+        }
+    }
+    let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
     check_if_match(call.headers, &before)?;
     // What the script returned beyond the app's schema is not the client's to patch.
     let shown = Projection::everything().apply(rs, &before);
@@ -238,6 +302,97 @@ async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, E
     Ok(Reply::resource(StatusCode::OK, &patched, projection.apply(rs, &patched)))
 }
 
+/// A PATCH that only changes a group's members (and perhaps its name), done through the
+/// script's `add_members` / `remove_members` hooks without reading the member list.
+///
+/// `None` when the script lacks a hook the operations need: the caller then reads, applies
+/// and replaces. The group is read without members (one legacy call), so an unknown group is
+/// a 404 before anything is written; a failure after a first write says what was done.
+async fn patch_members(
+    call: &Call<'_>,
+    rs: &ResourceSchema,
+    id: &str,
+    operations: &[PatchOp],
+    changes: MemberChanges,
+) -> Result<Option<Reply>, Error> {
+    let script = &call.app.script;
+    let adds = !changes.add.is_empty() && !changes.replace_all;
+    let removes = !changes.remove.is_empty();
+    let rewrites = changes.replace_all || changes.display_name.is_some();
+    if (adds && script.arity("add_members").is_none())
+        || (removes && script.arity("remove_members").is_none())
+        || (rewrites && script.arity("replace_group") != Some(4))
+    {
+        return Ok(None);
+    }
+    let kind = ResourceKind::Group;
+    let before = fetch(call, kind, id, &Wanted::all_but(rs, "members")).await?;
+    check_if_match(call.headers, &before)?;
+    // The operations must apply to the stored group exactly as they would without the hooks.
+    apply_patch(rs, &Projection::everything().apply(rs, &before), operations)?;
+    let ids = |list: &[String]| ScriptEngine::to_dynamic(&json!(list));
+    let mut done: Vec<String> = Vec::new();
+    let steps_failed =
+        |error: Error, done: &[String]| -> Error { if done.is_empty() { error } else { partial(error, done) } };
+    if removes {
+        let args = vec![Dynamic::from(id.to_owned()), ids(&changes.remove)];
+        let _ = script.call("remove_members", args, &call.scope).await.map_err(|e| steps_failed(e.into(), &done))?;
+        done.push(format!("removed {} member(s)", changes.remove.len()));
+    }
+    if adds {
+        let args = vec![Dynamic::from(id.to_owned()), ids(&changes.add)];
+        let _ = script.call("add_members", args, &call.scope).await.map_err(|e| steps_failed(e.into(), &done))?;
+        done.push(format!("added {} member(s)", changes.add.len()));
+    }
+    if rewrites {
+        let mut group = before.clone();
+        let mut changed = Vec::new();
+        if let Some(object) = group.as_object_mut() {
+            object.remove("meta");
+            if let Some(name) = &changes.display_name {
+                object.insert("displayName".into(), Value::String(name.clone()));
+                changed.push(Value::String("displayName".into()));
+            }
+            if changes.replace_all {
+                let members: Vec<Value> = changes.add.iter().map(|m| json!({"value": m})).collect();
+                object.insert("members".into(), Value::Array(members));
+                changed.push(Value::String("members".into()));
+            }
+        }
+        let args = vec![
+            Dynamic::from(id.to_owned()),
+            ScriptEngine::to_dynamic(&group),
+            ScriptEngine::to_dynamic(&before),
+            ScriptEngine::to_dynamic(&Value::Array(changed)),
+        ];
+        let replaced =
+            script.call("replace_group", args, &call.scope).await.map_err(|e| steps_failed(e.into(), &done))?;
+        finish(call, kind, "replace_group", replaced)?;
+    }
+    if call
+        .query
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes"))
+    {
+        let projection = projection(call, rs)?;
+        let after = fetch(call, kind, id, &Wanted::by(rs, &projection, None)).await?;
+        return Ok(Some(Reply::resource(StatusCode::OK, &after, projection.apply(rs, &after))));
+    }
+    // RFC 7644 §3.5.2 allows 204: answering with the whole group would mean reading every member.
+    Ok(Some(Reply::no_content()))
+}
+
+/// An error after some writes were done: same status, and the detail says what was done.
+fn partial(error: Error, done: &[String]) -> Error {
+    let answer = crate::error::answer(&error);
+    let detail = format!("{}; already done before the failure: {}", answer.detail, done.join(", "));
+    Error::Script(ScriptError::Thrown {
+        status: answer.status.as_u16(),
+        scim_type: answer.scim_type.map(str::to_owned),
+        detail,
+    })
+}
+
 /// Calls `replace_*(id, resource, before, changed)` with as many arguments as the script takes.
 async fn write(call: &Call<'_>, kind: ResourceKind, id: &str, before: &Value, after: &Value) -> Result<Value, Error> {
     let function = functions(kind).replace;
@@ -255,9 +410,9 @@ async fn write(call: &Call<'_>, kind: ResourceKind, id: &str, before: &Value, af
 
 async fn delete(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let app = call.app;
-    app.resource(kind)?;
+    let rs = app.resource(kind)?;
     if kind == ResourceKind::User && app.config.user_delete == crate::config::UserDelete::Deactivate {
-        let before = fetch(call, kind, id).await?;
+        let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
         check_if_match(call.headers, &before)?;
         let mut after = before.clone();
         if let Some(object) = after.as_object_mut() {
@@ -268,7 +423,7 @@ async fn delete(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, 
         return Ok(Reply::no_content());
     }
     if call.headers.contains_key(http::header::IF_MATCH) {
-        let before = fetch(call, kind, id).await?;
+        let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
         check_if_match(call.headers, &before)?;
     }
     let function = functions(kind).delete;
@@ -313,7 +468,8 @@ async fn list(call: &Call<'_>, kind: ResourceKind, params: ListParams) -> Result
     let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
     let query = Query::parse(rs, &params)?;
     let count = params.count.unwrap_or(call.app.config.list.default_count).min(call.app.config.list.max_results);
-    let (page, total) = select(call, kind, rs, &query, &params, params.start_index, count).await?;
+    let wanted = Wanted::by(rs, &projection, query.filter.as_ref());
+    let (page, total) = select(call, kind, rs, &query, &params, &wanted, params.start_index, count).await?;
     let resources = page.iter().map(|r| projection.apply(rs, r)).collect();
     Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
 }
@@ -325,15 +481,16 @@ async fn select(
     rs: &ResourceSchema,
     query: &Query<'_>,
     params: &ListParams,
+    wanted: &Wanted,
     start_index: usize,
     count: usize,
 ) -> Result<(Vec<Value>, usize), Error> {
-    if let Some(found) = lookup_by_cached_key(call, kind, query).await? {
+    if let Some(found) = lookup_by_cached_key(call, kind, query, wanted).await? {
         let total = found.len();
         return Ok((page_of(found, start_index, count), total));
     }
     let function = functions(kind).list;
-    let argument = script_query(call, params, query.filter.as_ref(), start_index, count);
+    let argument = script_query(call, params, query.filter.as_ref(), wanted, start_index, count);
     let answer = call.app.script.call(function, vec![argument], &call.scope).await?;
     let listed = read_listing(call, kind, function, answer)?;
     if listed.paged {
@@ -343,7 +500,7 @@ async fn select(
         return Ok((resources, total));
     }
     let mut matching = listed.resources;
-    if let Some(matcher) = &query.matcher {
+    if let (Some(matcher), false) = (&query.matcher, listed.filtered) {
         matching.retain(|resource| matcher.matches(resource));
     }
     if let Some(path) = &query.sort_by {
@@ -372,7 +529,9 @@ async fn search_all(call: &Call<'_>) -> Result<Reply, Error> {
             sort_schema = Some(rs);
         }
         let unsorted = Query { sort_by: None, ..query };
-        let (found, total) = select(call, rs.kind(), rs, &unsorted, &params, 1, max_scan).await?;
+        let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+        let wanted = Wanted::by(rs, &projection, unsorted.filter.as_ref());
+        let (found, total) = select(call, rs.kind(), rs, &unsorted, &params, &wanted, 1, max_scan).await?;
         if total > found.len() || all.len() + found.len() > max_scan {
             return Err(too_many(max_scan).into());
         }
@@ -410,6 +569,7 @@ async fn lookup_by_cached_key(
     call: &Call<'_>,
     kind: ResourceKind,
     query: &Query<'_>,
+    wanted: &Wanted,
 ) -> Result<Option<Vec<Value>>, Error> {
     let (Some((path, value)), Some(matcher)) = (query.filter.as_ref().and_then(Filter::as_simple_eq), &query.matcher)
     else {
@@ -429,7 +589,7 @@ async fn lookup_by_cached_key(
     let Some(id) = cached else {
         return Ok(None);
     };
-    match fetch(call, kind, &id).await {
+    match fetch(call, kind, &id, wanted).await {
         Ok(resource) if matcher.matches(&resource) => Ok(Some(vec![resource])),
         Ok(_) | Err(Error::Request(RequestError::NotFound { .. })) => Ok(None),
         Err(e) => Err(e),
@@ -441,6 +601,7 @@ fn script_query(
     call: &Call<'_>,
     params: &ListParams,
     filter: Option<&Filter>,
+    wanted: &Wanted,
     start_index: usize,
     count: usize,
 ) -> Dynamic {
@@ -460,6 +621,7 @@ fn script_query(
         "attributes": attributes,
         "excluded_attributes": excluded,
         "max_scan": call.app.config.list.max_scan,
+        "wanted": wanted.0,
     });
     ScriptEngine::to_dynamic(&query)
 }
@@ -470,13 +632,15 @@ struct Listing {
     total: Option<usize>,
     /// The script applied the filter, sort and paging itself.
     paged: bool,
+    /// The script applied the whole filter exactly (its legacy search is exact).
+    filtered: bool,
 }
 
 /// Reads a listing: an array of resources, or `#{ resources, total_results, paged }`.
 fn read_listing(call: &Call<'_>, kind: ResourceKind, function: &str, answer: Dynamic) -> Result<Listing, Error> {
     let value = ScriptEngine::to_json(&answer).map_err(|e| bad_return(function, &e))?;
-    let (items, total, paged) = match value {
-        Value::Array(items) => (items, None, false),
+    let (items, total, paged, filtered) = match value {
+        Value::Array(items) => (items, None, false, false),
         Value::Object(mut map) => {
             let items = match map.remove("resources") {
                 Some(Value::Array(items)) => items,
@@ -484,10 +648,11 @@ fn read_listing(call: &Call<'_>, kind: ResourceKind, function: &str, answer: Dyn
             };
             let total = map.get("total_results").and_then(Value::as_u64).map(|n| n as usize);
             let paged = map.get("paged").and_then(Value::as_bool).unwrap_or(false);
+            let filtered = paged || map.get("filtered").and_then(Value::as_bool).unwrap_or(false);
             if paged && total.is_none() {
                 return Err(bad_return(function, "paged: true without total_results").into());
             }
-            (items, total, paged)
+            (items, total, paged, filtered)
         }
         _ => return Err(bad_return(function, "neither an array nor a map").into()),
     };
@@ -497,7 +662,7 @@ fn read_listing(call: &Call<'_>, kind: ResourceKind, function: &str, answer: Dyn
     }
     let resources =
         items.into_iter().map(|item| finish_value(call, kind, function, item)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Listing { resources, total, paged })
+    Ok(Listing { resources, total, paged, filtered })
 }
 
 fn page_of(mut items: Vec<Value>, start_index: usize, count: usize) -> Vec<Value> {
@@ -600,7 +765,11 @@ fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Valu
         Some(v) if v.starts_with("W/\"") || v.starts_with('"') => v,
         Some(v) => format!("W/\"{v}\""),
         None => {
+            // Membership lists are left out: a read that skips them (excludedAttributes=members)
+            // must show the same version. Their changes reach the version through lastModified.
             let mut hashed = object.clone();
+            hashed.remove("members");
+            hashed.remove("groups");
             hashed.insert("meta".into(), Value::Object(meta.clone()));
             format!("W/\"{:016x}\"", fnv1a(&serde_json::to_vec(&hashed).unwrap_or_default()))
         }
@@ -613,18 +782,45 @@ fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Valu
     Ok(resource)
 }
 
-/// Adds the absolute `$ref` of a reference the script gave by `value` only (the enterprise
-/// `manager`), when the app publishes `$ref`.
+/// Adds the absolute `$ref` of references the script gave by `value` only — a group's
+/// `members`, a user's `groups`, the enterprise `manager` — where the app publishes `$ref`.
 fn fill_references(rs: &ResourceSchema, object: &mut Map<String, Value>, base_url: &str) {
+    let reference = |value: &Map<String, Value>, default_endpoint: &str| -> Option<String> {
+        let id = value.get("value")?.as_str()?;
+        let endpoint = match value.get("type").and_then(Value::as_str) {
+            Some(t) if t.eq_ignore_ascii_case("Group") => "Groups",
+            Some(t) if t.eq_ignore_ascii_case("User") => "Users",
+            _ => default_endpoint,
+        };
+        Some(format!("{base_url}/{endpoint}/{}", crate::legacy::encode_segment(id)))
+    };
+    let publishes_ref =
+        |attribute: Option<&crate::scim::schema::Attribute>| attribute.and_then(|a| a.sub_attribute("$ref")).is_some();
+    for (name, endpoint) in [("members", "Users"), ("groups", "Groups")] {
+        if !publishes_ref(rs.core.attribute(name)) {
+            continue;
+        }
+        let key = object.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+        if let Some(Value::Array(items)) = key.and_then(|k| object.get_mut(&k)) {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                if !item.contains_key("$ref") {
+                    if let Some(link) = reference(item, endpoint) {
+                        item.insert("$ref".into(), Value::String(link));
+                    }
+                }
+            }
+        }
+    }
     let Some(enterprise) = rs.extension(ENTERPRISE_USER_SCHEMA) else { return };
-    if enterprise.attribute("manager").and_then(|m| m.sub_attribute("$ref")).is_none() {
+    if !publishes_ref(enterprise.attribute("manager")) {
         return;
     }
     let manager = object.get_mut(&enterprise.id).and_then(|e| e.get_mut("manager")).and_then(Value::as_object_mut);
     if let Some(manager) = manager {
-        if let (Some(Value::String(id)), false) = (manager.get("value"), manager.contains_key("$ref")) {
-            let reference = format!("{base_url}/Users/{}", crate::legacy::encode_segment(id));
-            manager.insert("$ref".into(), Value::String(reference));
+        if !manager.contains_key("$ref") {
+            if let Some(link) = reference(manager, "Users") {
+                manager.insert("$ref".into(), Value::String(link));
+            }
         }
     }
 }

@@ -20,3 +20,5 @@ mod cli;
 mod protocol;
 #[path = "integration/patch.rs"]
 mod patch;
+#[path = "integration/groups.rs"]
+mod groups;

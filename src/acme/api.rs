@@ -460,8 +460,11 @@ fn user_patch_from(object: &Map<String, Value>) -> Result<UserPatch, ApiError> {
 
 fn new_team_from(object: &Map<String, Value>) -> Result<NewTeam, ApiError> {
     let mut f = Fields::new(object, TEAM_READ_ONLY);
-    let new =
-        NewTeam { name: f.text("name").optional().unwrap_or_default(), description: f.text("description").optional() };
+    let new = NewTeam {
+        name: f.text("name").optional().unwrap_or_default(),
+        description: f.text("description").optional(),
+        external_ref: f.text("external_ref").optional(),
+    };
     f.finish()?;
     Ok(new)
 }
@@ -471,6 +474,7 @@ fn team_patch_from(object: &Map<String, Value>) -> Result<TeamPatch, ApiError> {
     let patch = TeamPatch {
         name: f.text("name").patch().map(Option::unwrap_or_default),
         description: f.text("description").patch(),
+        external_ref: f.text("external_ref").patch(),
     };
     f.finish()?;
     Ok(patch)
@@ -623,6 +627,7 @@ fn list_teams(state: &ApiState, raw: Option<&str>) -> ApiResult {
             "page" => query.page = parse_page(&value)?,
             "per_page" => query.per_page = parse_per_page(&value, max)?,
             "name" => query.name = Some(value.into_owned()),
+            "external_ref" => query.external_ref = Some(value.into_owned()),
             "q" => query.q = Some(value.into_owned()),
             "member" => {
                 let member = parse_id(&value).ok_or_else(|| ApiError::BadRequest("member must be a user id".into()))?;
@@ -1072,6 +1077,47 @@ mod tests {
         assert_eq!(api.delete("/teams/1").await.status, 204);
         assert_eq!(api.get("/teams/1").await.status, 404);
         assert_eq!(api.get("/teams").await.body["total"], 1);
+    }
+
+    #[tokio::test]
+    async fn team_external_ref_is_written_and_searchable() {
+        let api = Api::start().await;
+        let created = api.post("/teams", json!({"name": "Ops", "external_ref": "a/b c"})).await;
+        assert_eq!(created.status, 201);
+        assert_eq!(created.body["external_ref"], "a/b c");
+        let plain = api.post("/teams", json!({"name": "Sales"})).await;
+        assert_eq!(plain.body["external_ref"], Value::Null, "serialised as null when absent");
+        let other = api.post("/teams", json!({"name": "Legal", "external_ref": "x-9"})).await;
+        assert_eq!(other.status, 201);
+
+        let by_ref = api.get("/teams?external_ref=a%2Fb%20c").await;
+        assert_eq!(ids(&by_ref, "id"), [1]);
+        let none = api.get("/teams?external_ref=A%2FB%20C").await;
+        assert_eq!((none.status, none.body["total"].as_u64()), (200, Some(0)));
+        let anded = api.get("/teams?external_ref=x-9&name=legal").await;
+        assert_eq!(ids(&anded, "id"), [3]);
+
+        let renamed = api.patch("/teams/1", json!({"name": "Ops2"})).await;
+        assert_eq!(renamed.body["external_ref"], "a/b c", "PATCH without it leaves it");
+        let patched = api.patch("/teams/1", json!({"external_ref": "ext-2"})).await;
+        assert_eq!(patched.body["external_ref"], "ext-2");
+        assert_eq!(ids(&api.get("/teams?external_ref=ext-2").await, "id"), [1]);
+        let cleared = api.patch("/teams/1", json!({"external_ref": null})).await;
+        assert_eq!(cleared.body["external_ref"], Value::Null);
+
+        let put = api.put("/teams/3", json!({"name": "Legal", "external_ref": "x-10"})).await;
+        assert_eq!((put.status, put.body["external_ref"].as_str()), (200, Some("x-10")));
+        let put = api.put("/teams/3", json!({"name": "Legal"})).await;
+        assert_eq!(put.body["external_ref"], Value::Null, "PUT without it clears it");
+        assert_eq!(api.get("/teams?external_ref=x-10").await.body["total"], 0);
+
+        let wrong_type = api.post("/teams", json!({"name": "Eng", "external_ref": 7})).await;
+        assert_eq!(wrong_type.status, 422);
+        assert_eq!(wrong_type.body["error"]["fields"], json!({"external_ref": "must be a string"}));
+        let too_long = api.patch("/teams/2", json!({"external_ref": "r".repeat(257)})).await;
+        assert_eq!(too_long.status, 422);
+        assert_eq!(too_long.body["error"]["fields"], json!({"external_ref": "must be at most 256 characters"}));
+        assert_eq!(api.get("/teams?external_ref=a&external_ref=b").await.status, 400);
     }
 
     #[tokio::test]

@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 
 /// Longest login accepted, in characters.
 pub const MAX_LOGIN_LEN: usize = 64;
-/// Longest value accepted for a team name and for every optional text field of a user.
+/// Longest value accepted for a team name, a team's external reference and every optional
+/// text field of a user.
 pub const MAX_TEXT_LEN: usize = 256;
 /// Longest team description accepted, in characters.
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
@@ -253,6 +254,8 @@ pub struct Team {
     pub name: String,
     /// Free-form description.
     pub description: Option<String>,
+    /// Reference held by an external system (the SCIM mapping keeps `externalId` here).
+    pub external_ref: Option<String>,
     /// When the team was created (RFC 3339, UTC, seconds).
     pub created_at: String,
     /// When the team or its membership last changed (RFC 3339, UTC, seconds).
@@ -262,12 +265,16 @@ pub struct Team {
 }
 
 /// The writable fields of a team, for a create or a full replacement.
+///
+/// Optional fields left `None` are stored as null.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewTeam {
     /// Name; blank fails validation with "is required".
     pub name: String,
     /// Free-form description.
     pub description: Option<String>,
+    /// Reference held by an external system.
+    pub external_ref: Option<String>,
 }
 
 /// A partial update of a team: `None` leaves a field alone, `Some(None)` clears it.
@@ -277,6 +284,8 @@ pub struct TeamPatch {
     pub name: Option<String>,
     /// New description.
     pub description: Option<Option<String>>,
+    /// New external reference.
+    pub external_ref: Option<Option<String>>,
 }
 
 /// One entry of a team's member listing.
@@ -377,6 +386,8 @@ pub struct TeamQuery {
     pub per_page: u32,
     /// Exact name, case-insensitive.
     pub name: Option<String>,
+    /// Exact external reference.
+    pub external_ref: Option<String>,
     /// Case-insensitive substring of the name.
     pub q: Option<String>,
     /// Only teams this user belongs to.
@@ -385,7 +396,7 @@ pub struct TeamQuery {
 
 impl Default for TeamQuery {
     fn default() -> Self {
-        Self { page: 1, per_page: DEFAULT_PER_PAGE, name: None, q: None, member: None }
+        Self { page: 1, per_page: DEFAULT_PER_PAGE, name: None, external_ref: None, q: None, member: None }
     }
 }
 
@@ -557,14 +568,9 @@ impl Store {
         let mut inner = self.write();
         let now = now();
         let id = inner.last_team_id + 1;
-        let team = Team {
-            id,
-            name: new.name,
-            description: new.description,
-            created_at: now.clone(),
-            updated_at: now,
-            member_count: 0,
-        };
+        let NewTeam { name, description, external_ref } = new;
+        let team =
+            Team { id, name, description, external_ref, created_at: now.clone(), updated_at: now, member_count: 0 };
         inner.check_team(&team)?;
         inner.last_team_id = id;
         inner.team_names.insert(team.name.to_lowercase(), id);
@@ -583,8 +589,10 @@ impl Store {
         let inner = self.read();
         let q = query.q.as_deref().map(str::to_lowercase);
         let name = query.name.as_deref().map(str::to_lowercase);
+        let external_ref = query.external_ref.as_ref();
         let matches = |team: &Team| {
             name.as_ref().is_none_or(|name| team.name.to_lowercase() == *name)
+                && external_ref.is_none_or(|wanted| team.external_ref.as_ref() == Some(wanted))
                 && q.as_ref().is_none_or(|q| contains_folded(&team.name, q))
         };
         let to_team = |entry: &TeamEntry| entry.team.clone();
@@ -598,16 +606,18 @@ impl Store {
                 .filter(|entry| matches(&entry.team));
             return paginate(teams, query.page, query.per_page, to_team);
         }
-        if name.is_none() && q.is_none() {
+        if name.is_none() && external_ref.is_none() && q.is_none() {
             return paginate_exact(inner.teams.values(), query.page, query.per_page, to_team);
         }
         let teams = inner.teams.values().filter(|entry| matches(&entry.team));
         paginate(teams, query.page, query.per_page, to_team)
     }
 
-    /// Replaces the name and description of a team; keeps its members and `created_at`.
+    /// Replaces every writable field of a team; keeps its members and `created_at`.
     pub fn replace_team(&self, id: u64, new: NewTeam) -> Result<Team, StoreError> {
-        self.patch_team(id, TeamPatch { name: Some(new.name), description: Some(new.description) })
+        let NewTeam { name, description, external_ref } = new;
+        let patch = TeamPatch { name: Some(name), description: Some(description), external_ref: Some(external_ref) };
+        self.patch_team(id, patch)
     }
 
     /// Changes only the fields set in `patch`; keeps members and `created_at`.
@@ -615,11 +625,14 @@ impl Store {
         let mut inner = self.write();
         let entry = inner.teams.get(&id).ok_or(StoreError::TeamNotFound(id))?;
         let mut team = entry.team.clone();
-        if let Some(name) = patch.name {
+        let TeamPatch { name, description, external_ref } = patch;
+        if let Some(name) = name {
             team.name = name;
         }
-        if let Some(description) = patch.description {
-            team.description = description;
+        for (field, change) in [(&mut team.description, description), (&mut team.external_ref, external_ref)] {
+            if let Some(value) = change {
+                *field = value;
+            }
         }
         team.updated_at = now();
         inner.check_team(&team)?;
@@ -806,6 +819,9 @@ impl Inner {
         if description_len > MAX_DESCRIPTION_LEN {
             let reason = format!("must be at most {MAX_DESCRIPTION_LEN} characters");
             errors.insert("description".into(), reason);
+        }
+        if team.external_ref.as_ref().is_some_and(|r| r.chars().count() > MAX_TEXT_LEN) {
+            errors.insert("external_ref".into(), format!("must be at most {MAX_TEXT_LEN} characters"));
         }
         if !errors.is_empty() {
             return Err(StoreError::Invalid(errors));
@@ -1141,7 +1157,7 @@ mod tests {
     }
 
     fn new_team(name: &str) -> NewTeam {
-        NewTeam { name: name.to_owned(), description: None }
+        NewTeam { name: name.to_owned(), ..NewTeam::default() }
     }
 
     fn invalid_fields(err: StoreError) -> FieldErrors {
@@ -1456,7 +1472,11 @@ mod tests {
         let renamed = store
             .patch_team(
                 1,
-                TeamPatch { name: Some("engineering".into()), description: Some(Some("builds things".into())) },
+                TeamPatch {
+                    name: Some("engineering".into()),
+                    description: Some(Some("builds things".into())),
+                    ..TeamPatch::default()
+                },
             )
             .unwrap();
         assert_eq!(renamed.name, "engineering");
@@ -1466,11 +1486,42 @@ mod tests {
     }
 
     #[test]
+    fn team_external_ref_is_set_replaced_patched_and_validated() {
+        let store = Store::new();
+        let with_ref = |name: &str, external_ref: &str| NewTeam {
+            name: name.to_owned(),
+            external_ref: Some(external_ref.to_owned()),
+            ..NewTeam::default()
+        };
+        let created = store.create_team(with_ref("Ops", "ext-1")).unwrap();
+        assert_eq!(created.external_ref.as_deref(), Some("ext-1"));
+        let renamed = store.patch_team(1, TeamPatch { name: Some("Ops2".into()), ..TeamPatch::default() }).unwrap();
+        assert_eq!(renamed.external_ref.as_deref(), Some("ext-1"), "an absent field is left alone");
+        let patched = store
+            .patch_team(1, TeamPatch { external_ref: Some(Some("ext-2".into())), ..TeamPatch::default() })
+            .unwrap();
+        assert_eq!(patched.external_ref.as_deref(), Some("ext-2"));
+        let cleared = store.patch_team(1, TeamPatch { external_ref: Some(None), ..TeamPatch::default() }).unwrap();
+        assert_eq!(cleared.external_ref, None);
+        store.replace_team(1, with_ref("Ops", "ext-3")).unwrap();
+        let replaced = store.replace_team(1, new_team("Ops")).unwrap();
+        assert_eq!(replaced.external_ref, None, "a replacement without it clears it");
+
+        let too_long = "r".repeat(MAX_TEXT_LEN + 1);
+        let fields = invalid_fields(store.create_team(with_ref("Long", &too_long)).unwrap_err());
+        assert_eq!(fields["external_ref"], "must be at most 256 characters");
+        let patch = TeamPatch { external_ref: Some(Some(too_long)), ..TeamPatch::default() };
+        assert!(matches!(store.patch_team(1, patch), Err(StoreError::Invalid(_))));
+        assert_eq!(store.get_team(1).unwrap().external_ref, None, "a refused patch changes nothing");
+        assert!(store.create_team(with_ref("Long", &"r".repeat(MAX_TEXT_LEN))).is_ok());
+    }
+
+    #[test]
     fn team_listing_filters() {
         let store = Store::new();
         store.seed_users(2);
-        for name in ["Engineering", "Sales Engineering", "Sales"] {
-            store.create_team(new_team(name)).unwrap();
+        for (name, external_ref) in [("Engineering", "ext-a"), ("Sales Engineering", "ext-b"), ("Sales", "ext-a")] {
+            store.create_team(NewTeam { external_ref: Some(external_ref.into()), ..new_team(name) }).unwrap();
         }
         store.add_member(2, 1).unwrap();
         store.add_member(3, 1).unwrap();
@@ -1486,6 +1537,16 @@ mod tests {
         assert_eq!(list(by_member_and_q), [2]);
         let by_other = TeamQuery { member: Some(2), ..TeamQuery::default() };
         assert_eq!(list(by_other), Vec::<u64>::new());
+        let by_ref = TeamQuery { external_ref: Some("ext-a".into()), ..TeamQuery::default() };
+        assert_eq!(list(by_ref), [1, 3]);
+        let by_ref_exact = TeamQuery { external_ref: Some("EXT-A".into()), ..TeamQuery::default() };
+        assert_eq!(list(by_ref_exact), Vec::<u64>::new(), "external_ref is compared exactly");
+        let by_ref_and_member =
+            TeamQuery { external_ref: Some("ext-a".into()), member: Some(1), ..TeamQuery::default() };
+        assert_eq!(list(by_ref_and_member), [3]);
+        let by_ref_and_q =
+            TeamQuery { external_ref: Some("ext-a".into()), q: Some("engin".into()), ..TeamQuery::default() };
+        assert_eq!(list(by_ref_and_q), [1]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! What the proxy gives scripts: the `legacy` and `ids` objects, logging, JSON, base64, URLs, time.
+//! What the proxy gives scripts: the `legacy` and `id_cache` objects, logging, JSON, base64, URLs, time.
 //!
 //! Each script call runs on one blocking-pool thread; the call's context (its app, its legacy
 //! client, its deadline) sits in a thread-local for the call's duration, which is how the
@@ -71,7 +71,7 @@ fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
 #[derive(Debug, Clone, Copy)]
 pub struct LegacyApi;
 
-/// The `ids` object of scripts.
+/// The `id_cache` object of scripts.
 #[derive(Debug, Clone, Copy)]
 pub struct IdsApi;
 
@@ -79,7 +79,7 @@ pub struct IdsApi;
 pub(super) fn compile_scope() -> rhai::Scope<'static> {
     let mut scope = rhai::Scope::new();
     scope.push_constant("legacy", LegacyApi);
-    scope.push_constant("ids", IdsApi);
+    scope.push_constant("id_cache", IdsApi);
     scope
 }
 
@@ -96,10 +96,11 @@ pub(super) fn is_legacy_fault(value: &Dynamic) -> bool {
 pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_type_with_name::<LegacyApi>("Legacy");
     engine.register_type_with_name::<IdsApi>("Ids");
-    // Script functions see no outer variables; `legacy` and `ids` resolve everywhere.
+    // Script functions see no outer variables; `legacy` and `id_cache` resolve everywhere (so
+    // they are reserved: a script variable of the same name is not seen).
     engine.on_var(|name, _, _| match name {
         "legacy" => Ok(Some(Dynamic::from(LegacyApi))),
-        "ids" => Ok(Some(Dynamic::from(IdsApi))),
+        "id_cache" => Ok(Some(Dynamic::from(IdsApi))),
         _ => Ok(None),
     });
     engine.on_progress(|operations| {

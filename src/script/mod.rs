@@ -17,10 +17,19 @@ use crate::legacy::LegacyError;
 /// The functions of the script contract, with the arities the proxy can call them with.
 pub const CONTRACT: &[(&str, &[usize])] = &[
     ("create_user", &[1]),
-    ("get_user", &[1]),
+    ("get_user", &[1, 2]),
     ("list_users", &[1]),
-    ("replace_user", &[2, 3]),
+    ("replace_user", &[2, 3, 4]),
+    ("patch_user", &[4]),
     ("delete_user", &[1]),
+    ("create_group", &[1]),
+    ("get_group", &[1, 2]),
+    ("list_groups", &[1]),
+    ("replace_group", &[2, 3, 4]),
+    ("patch_group", &[4]),
+    ("delete_group", &[1]),
+    ("add_members", &[2]),
+    ("remove_members", &[2]),
 ];
 
 /// A failure of a script, or of something a script asked for.

@@ -44,10 +44,10 @@ fn check_names_file_line_and_column_of_a_syntax_error() {
 
 #[test]
 fn check_reports_contract_functions_with_the_wrong_arity() {
-    let dir = project(Some("fn get_user(id, extra) { () }\n"));
+    let dir = project(Some("fn get_user(id, extra, more) { () }\n"));
     let (ok, text) = check(&dir.path().join("proxy.yaml"));
     assert!(!ok, "{text}");
-    assert!(text.contains("get_user takes 2 parameters"), "{text}");
+    assert!(text.contains("get_user takes 3 parameters"), "{text}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ async fn service_provider_config_schemas_and_resource_types() {
     assert_eq!(spc.body["authenticationSchemes"][0]["type"], "oauthbearertoken");
 
     let schemas = env.get("/Schemas").await;
-    assert_eq!(schemas.body["totalResults"], 2, "{}", schemas.text);
+    assert_eq!(schemas.body["totalResults"], 3, "User, Enterprise User and Group: {}", schemas.text);
     let user = env.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").await;
     assert_eq!(user.status, StatusCode::OK);
     let names: Vec<&str> =
@@ -32,11 +32,12 @@ async fn service_provider_config_schemas_and_resource_types() {
     env.get("/Schemas/urn:nope").await.assert_error(404, None);
 
     let types = env.get("/ResourceTypes").await;
-    assert_eq!(types.body["totalResults"], 1);
+    assert_eq!(types.body["totalResults"], 2);
     let user_type = env.get("/ResourceTypes/User").await;
     assert_eq!(user_type.body["endpoint"], "/Users");
     assert_eq!(user_type.body["schemaExtensions"][0]["schema"], ENTERPRISE);
-    env.get("/ResourceTypes/Group").await.assert_error(404, None);
+    assert_eq!(env.get("/ResourceTypes/Group").await.body["endpoint"], "/Groups");
+    env.get("/ResourceTypes/Device").await.assert_error(404, None);
 }
 
 #[tokio::test]

@@ -79,7 +79,7 @@ async fn shutdown_drains_requests_in_flight() {
         text.replace("base_url: \"${env.ACME_BASE_URL}\"", &format!("base_url: \"{legacy}\""))
     })
     .await;
-    let url = format!("{}/Users/1", env.base());
+    let url = format!("{}/Users/1?attributes=userName", env.base());
     let client = env.client.clone();
     let in_flight = tokio::spawn(async move { client.get(url).bearer_auth(TOKEN).send().await.map(|r| r.status()) });
     // Shut down once the request is inside the proxy, waiting on the legacy app.

@@ -45,7 +45,7 @@ apps:
       max_scan: 2000
       max_results: 500
     schema:
-      user_attributes: [userName, name, displayName, title, active, emails, phoneNumbers, password]
+      user_attributes: [userName, name, displayName, title, active, emails, phoneNumbers, password, groups]
       enterprise_user: [employeeNumber, department, manager]
   - name: other
     base_path: /other/scim
