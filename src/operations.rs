@@ -469,7 +469,7 @@ async fn list(call: &Call<'_>, kind: ResourceKind, params: ListParams) -> Result
     let query = Query::parse(rs, &params)?;
     let count = params.count.unwrap_or(call.app.config.list.default_count).min(call.app.config.list.max_results);
     let wanted = Wanted::by(rs, &projection, query.filter.as_ref());
-    let (page, total) = select(call, kind, rs, &query, &params, &wanted, params.start_index, count).await?;
+    let (page, total) = select(call, kind, rs, &query, &params, &wanted, (params.start_index, count)).await?;
     let resources = page.iter().map(|r| projection.apply(rs, r)).collect();
     Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
 }
@@ -482,8 +482,7 @@ async fn select(
     query: &Query<'_>,
     params: &ListParams,
     wanted: &Wanted,
-    start_index: usize,
-    count: usize,
+    (start_index, count): (usize, usize),
 ) -> Result<(Vec<Value>, usize), Error> {
     if let Some(found) = lookup_by_cached_key(call, kind, query, wanted).await? {
         let total = found.len();
@@ -531,7 +530,7 @@ async fn search_all(call: &Call<'_>) -> Result<Reply, Error> {
         let unsorted = Query { sort_by: None, ..query };
         let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
         let wanted = Wanted::by(rs, &projection, unsorted.filter.as_ref());
-        let (found, total) = select(call, rs.kind(), rs, &unsorted, &params, &wanted, 1, max_scan).await?;
+        let (found, total) = select(call, rs.kind(), rs, &unsorted, &params, &wanted, (1, max_scan)).await?;
         if total > found.len() || all.len() + found.len() > max_scan {
             return Err(too_many(max_scan).into());
         }
