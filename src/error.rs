@@ -44,8 +44,6 @@ pub enum RequestError {
     Deadline { millis: u128 },
     #[error("{feature} is not implemented by this proxy")]
     NotImplemented { feature: String },
-    #[error("the mapping script returned an invalid resource: {detail}")]
-    InvalidScriptResult { detail: String },
 }
 
 /// Whose fault an error is: decides the log level and how much detail the client sees.
@@ -80,6 +78,17 @@ impl Answer {
 
 /// Detail shown for script and internal faults; the specifics go to the log under the request id.
 const GENERIC: &str = "the request could not be completed because of an error in the application mapping; the proxy log has the details under this request's id";
+
+/// A fault of the mapping script: 500, generic detail; the specifics are in the log.
+fn script_fault() -> Answer {
+    Answer {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        scim_type: None,
+        detail: GENERIC.into(),
+        source: Source::Script,
+        retry_after: None,
+    }
+}
 
 /// Chooses the answer to an error. This is the only place a status code is chosen for an error.
 pub fn answer(error: &Error) -> Answer {
@@ -120,15 +129,6 @@ pub fn answer(error: &Error) -> Answer {
                         retry_after: Some(5),
                     };
                 }
-                RequestError::InvalidScriptResult { .. } => {
-                    return Answer {
-                        status: S::INTERNAL_SERVER_ERROR,
-                        scim_type: None,
-                        detail: GENERIC.into(),
-                        source: Source::Script,
-                        retry_after: None,
-                    };
-                }
             };
             Answer::client(status, scim_type, e.to_string())
         }
@@ -161,24 +161,12 @@ pub fn answer(error: &Error) -> Answer {
             ScriptError::Compile { .. }
             | ScriptError::Runtime { .. }
             | ScriptError::BadReturn { .. }
-            | ScriptError::Stopped { .. } => Answer {
-                status: S::INTERNAL_SERVER_ERROR,
-                scim_type: None,
-                detail: GENERIC.into(),
-                source: Source::Script,
-                retry_after: None,
-            },
+            | ScriptError::Stopped { .. } => script_fault(),
         },
         Error::Legacy(e) => {
             let (status, detail, retry_after) = match e {
                 LegacyError::BadPath { .. } | LegacyError::BadHeader { .. } | LegacyError::BadBody { .. } => {
-                    return Answer {
-                        status: S::INTERNAL_SERVER_ERROR,
-                        scim_type: None,
-                        detail: GENERIC.into(),
-                        source: Source::Script,
-                        retry_after: None,
-                    };
+                    return script_fault();
                 }
                 LegacyError::Connect { .. } => (
                     S::SERVICE_UNAVAILABLE,
