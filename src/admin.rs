@@ -31,6 +31,9 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                         "base_path": app.config.base_path,
                         "script": app.script.compiled().path().display().to_string(),
                         "functions": app.script.compiled().functions().map(|(n, a)| format!("{n}/{a}")).collect::<Vec<_>>(),
+                        "script_reloads": app.reload.reloads.load(Ordering::Relaxed),
+                        "script_reload_failures": app.reload.failures.load(Ordering::Relaxed),
+                        "script_error": app.reload.last_error(),
                     })
                 })
                 .collect();

@@ -10,6 +10,7 @@ use crate::scim::definitions;
 use crate::scim::discovery::Capabilities;
 use crate::scim::path::AttrPath;
 use crate::scim::schema::{Attribute, ResourceKind, ResourceSchema, Schema};
+use crate::script::reload::ReloadState;
 use crate::script::{AppScript, ScriptEngine, ScriptError};
 
 /// Why an app could not be set up at start.
@@ -33,6 +34,8 @@ pub struct App {
     pub capabilities: Capabilities,
     /// Attributes whose `canonicalValues` the app declared as the only ones it knows.
     pub canonical: Vec<AttrPath>,
+    /// What hot reload of the script has done.
+    pub reload: ReloadState,
 }
 
 impl App {
@@ -70,7 +73,10 @@ impl App {
             .then(|| group_schema(app))
             .transpose()
             .map_err(|(key, detail)| setup(key, detail))?;
-        Ok(Self { config: app.clone(), users, groups, script, ids, capabilities, canonical })
+        let reload = ReloadState::default();
+        // Record the text the app starts with, so the first change is the first reload.
+        crate::script::reload::check(&script, &reload);
+        Ok(Self { config: app.clone(), users, groups, script, ids, capabilities, canonical, reload })
     }
 
     /// The schema of a resource type, or 501 when this app does not serve it.

@@ -104,6 +104,9 @@ pub struct ServerConfig {
     /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` when building `meta.location`.
     #[serde(default = "default_true")]
     pub trust_forwarded_headers: bool,
+    /// How often scripts are checked for changes and reloaded; `0s` turns reloading off.
+    #[serde(default = "default_script_reload", deserialize_with = "duration")]
+    pub script_reload_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             header_read_timeout: default_header_read_timeout(),
             shutdown_grace: default_shutdown_grace(),
             trust_forwarded_headers: true,
+            script_reload_interval: default_script_reload(),
         }
     }
 }
@@ -566,6 +570,9 @@ fn default_header_read_timeout() -> Duration {
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(20)
+}
+fn default_script_reload() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_true() -> bool {
     true

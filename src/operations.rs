@@ -770,7 +770,7 @@ fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Valu
             hashed.remove("members");
             hashed.remove("groups");
             hashed.insert("meta".into(), Value::Object(meta.clone()));
-            format!("W/\"{:016x}\"", fnv1a(&serde_json::to_vec(&hashed).unwrap_or_default()))
+            format!("W/\"{:016x}\"", crate::scim::fingerprint(&serde_json::to_vec(&hashed).unwrap_or_default()))
         }
     };
     meta.insert("version".into(), Value::String(version));
@@ -857,11 +857,6 @@ fn etag_matches(header: &http::HeaderValue, etag: &str) -> bool {
     let opaque = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_owned();
     let mine = opaque(etag);
     header.to_str().unwrap_or("").split(',').any(|t| t.trim() == "*" || opaque(t) == mine)
-}
-
-/// FNV-1a, 64 bits: a stable, fast hash for versions that every replica computes alike.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

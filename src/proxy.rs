@@ -103,14 +103,39 @@ pub async fn start(
         "admin",
         move |request, _| admin::handle(admin_shared.clone(), request),
         admin_limits,
-        stopped,
+        stopped.clone(),
     ));
+    let stopped_reload = stopped;
+    let mut tasks = vec![scim, admin];
+    if !config.server.script_reload_interval.is_zero() {
+        tasks.push(tokio::spawn(watch_scripts(shared.clone(), config.server.script_reload_interval, stopped_reload)));
+    }
     shared.ready.store(true, Ordering::SeqCst);
     for app in &shared.apps {
         tracing::info!(app = app.name(), base_path = %app.config.base_path, script = %app.script.compiled().path().display(), legacy = %app.config.legacy.base_url, "app ready");
     }
     tracing::info!(%scim_addr, %admin_addr, "listening");
-    Ok(Running { scim_addr, admin_addr, shared, stop, tasks: vec![scim, admin] })
+    Ok(Running { scim_addr, admin_addr, shared, stop, tasks })
+}
+
+/// Checks every app's script for changes until shutdown (hot reload).
+async fn watch_scripts(shared: Arc<Shared>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        // Reading and compiling files is blocking work: keep it off the runtime threads.
+        let shared = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for app in &shared.apps {
+                crate::script::reload::check(&app.script, &app.reload);
+            }
+        })
+        .await;
+    }
 }
 
 /// One SCIM request: route, authenticate, read, perform, answer, and log one line.

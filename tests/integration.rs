@@ -22,3 +22,5 @@ mod protocol;
 mod patch;
 #[path = "integration/groups.rs"]
 mod groups;
+#[path = "integration/reload.rs"]
+mod reload;

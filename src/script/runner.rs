@@ -65,6 +65,25 @@ impl AppScript {
         }
     }
 
+    /// Swaps in a newly compiled script; calls already running finish with the old one.
+    pub fn replace(&self, compiled: Compiled) {
+        let mut guard = match self.compiled.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(compiled);
+    }
+
+    /// The app's name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The engine scripts of this app are compiled with.
+    pub fn engine(&self) -> &ScriptEngine {
+        &self.engine
+    }
+
     /// The arity the serving script defines `function` with, if it defines it.
     pub fn arity(&self, function: &str) -> Option<usize> {
         self.compiled().arity(function)

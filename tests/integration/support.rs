@@ -123,6 +123,11 @@ impl TestEnv {
         vars
     }
 
+    /// The path of the first app's script.
+    pub fn script_path(&self) -> PathBuf {
+        self.running().shared.apps[0].script.compiled().path().to_path_buf()
+    }
+
     fn running(&self) -> &Running {
         self.proxy.as_ref().unwrap()
     }
