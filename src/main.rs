@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::script::ScriptEngine;
+use scim_proxy::script::{ScriptEngine, lint};
 use scim_proxy::{demo, proxy, telemetry};
 
 #[derive(Debug, Parser)]
@@ -100,13 +100,18 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let mut failed = false;
     for app in &config.apps {
         let script = config.script_path(app);
-        match engine.compile_file(&script) {
+        let text = std::fs::read_to_string(&script).unwrap_or_default();
+        match engine.compile(&text, &script) {
             Ok(compiled) => {
                 let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();
                 println!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
-                for problem in compiled.contract_problems() {
-                    println!("app {}: {problem}", app.name);
+                for finding in lint::lint(&compiled, &text) {
+                    println!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
                     failed = true;
+                }
+                let deactivate = app.user_delete == scim_proxy::config::UserDelete::Deactivate;
+                for (operation, how) in lint::operations(&compiled, deactivate) {
+                    println!("app {}:   {operation:<32} {how}", app.name);
                 }
             }
             Err(error) => {

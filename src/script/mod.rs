@@ -1,6 +1,7 @@
 //! Mapping scripts: the one Rhai engine, compiled scripts, and the errors of running them.
 
 mod host;
+pub mod lint;
 pub mod reload;
 mod runner;
 
@@ -139,7 +140,12 @@ impl ScriptEngine {
             }
         })?;
         ast.set_source(file.as_str());
-        let functions = ast.iter_functions().map(|f| (f.name.to_owned(), f.params.len())).collect();
+        // Closures are compiled to `anon$…` functions: not the script's own names.
+        let functions = ast
+            .iter_functions()
+            .filter(|f| !f.name.starts_with("anon$"))
+            .map(|f| (f.name.to_owned(), f.params.len()))
+            .collect();
         Ok(Compiled { ast: Arc::new(ast), functions, path: path.to_path_buf(), file: Arc::from(file) })
     }
 

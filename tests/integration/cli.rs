@@ -47,7 +47,19 @@ fn check_reports_contract_functions_with_the_wrong_arity() {
     let dir = project(Some("fn get_user(id, extra, more) { () }\n"));
     let (ok, text) = check(&dir.path().join("proxy.yaml"));
     assert!(!ok, "{text}");
-    assert!(text.contains("get_user takes 3 parameters"), "{text}");
+    assert!(text.contains("scripts/demo.rhai:1: get_user takes 3 parameters"), "{text}");
+}
+
+#[test]
+fn check_reports_likely_typos_and_what_each_operation_does() {
+    let dir = project(Some("fn get_user(id) { () }\n\nfn replace_usr(id, user) { user }\n"));
+    let (ok, text) = check(&dir.path().join("proxy.yaml"));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("scripts/demo.rhai:3: replace_usr is not a function the proxy calls; did you mean replace_user?"),
+        "{text}"
+    );
+    assert!(text.contains("POST /Users") && text.contains("not supported (501)"), "{text}");
 }
 
 #[test]
