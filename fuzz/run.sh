@@ -19,11 +19,11 @@ shift
 # this lets the stable toolchain accept them too.
 export RUSTC_BOOTSTRAP=1
 
-# Build mode, chosen by measuring a cold build plus 60 s per target on 2 cores:
-# see fuzz/README.md. Release code with debug assertions and overflow checks on (cargo-fuzz's
-# default without -O) so an overflow is a crash; no AddressSanitizer, as the crate forbids
-# unsafe code and ASan halves the executions per second.
-build_flags=(-s none)
+# Build mode, chosen by timing a cold build plus a 60 s run per target on 2 cores (README.md):
+# a dev build (debug assertions and overflow checks on, so an overflow is a crash) whose hot
+# crates Cargo.toml optimises; no AddressSanitizer, as the crate forbids unsafe code and ASan
+# makes both the build and each run several times slower.
+build_flags=(--dev -s none)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "[fuzz] installing cargo-fuzz" >&2
@@ -46,6 +46,7 @@ if ! cargo fuzz build "${build_flags[@]}" >"$build_log" 2>&1; then
 fi
 echo "[fuzz] build: $(($(date +%s) - started)) s" >&2
 
+root=$(cd .. && pwd)
 failed=0
 for target in "${targets[@]}"; do
   if [ ! -d "seeds/$target" ]; then
@@ -74,7 +75,9 @@ for target in "${targets[@]}"; do
     what="out of memory (over 2048 MB)"
   elif grep -q ' panicked at ' "$log"; then
     # The panic line names the location; the message follows on the next line.
-    what="panic $(grep -m1 -A1 ' panicked at ' "$log" | sed 's/^thread .* panicked at //' | tr '\n' ' ')"
+    what="panic $(grep -m1 -A1 ' panicked at ' "$log" | sed -e 's/^thread .* panicked at //' -e "s#$root/##" | tr '\n' ' ' | cut -c1-500)"
+  elif grep -q 'has overflowed its stack' "$log"; then
+    what="stack overflow $(grep -m1 'has overflowed its stack' "$log")"
   elif grep -q 'ERROR: libFuzzer: deadly signal\|ERROR: AddressSanitizer' "$log"; then
     what="crash $(grep -m1 -E 'ERROR: (libFuzzer|AddressSanitizer)' "$log")"
   else
