@@ -22,7 +22,7 @@ const LIST_ALL: &str = r#"
     }
 "#;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_replica_answers_like_a_warm_one() {
     let mut env = TestEnv::start().await;
     let mut body = user("coldstart");
@@ -40,7 +40,7 @@ async fn a_cold_replica_answers_like_a_warm_one() {
     assert_eq!(env.get(&format!("/Users/{id}")).await.body["userName"], "coldstart");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_saves_the_listing_when_the_api_cannot_search() {
     let env = TestEnv::start_script(Some(LIST_ALL), |t| t).await;
     env.legacy.store().seed_users(150);
@@ -51,7 +51,7 @@ async fn the_cache_saves_the_listing_when_the_api_cannot_search() {
     assert_eq!(env.legacy.requests_served() - before, 1, "one get_user, no listing");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_entry_leads_to_a_fresh_lookup_not_a_wrong_answer() {
     let env = TestEnv::start_script(Some(LIST_ALL), |t| t).await;
     let id = env.create_user("oldname").await;

@@ -6,7 +6,7 @@ use crate::support::TestEnv;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_provider_config_schemas_and_resource_types() {
     let env = TestEnv::start().await;
     let spc = env.get("/ServiceProviderConfig").await;
@@ -40,7 +40,7 @@ async fn service_provider_config_schemas_and_resource_types() {
     env.get("/ResourceTypes/Device").await.assert_error(404, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_report_health_and_readiness() {
     let env = TestEnv::start().await;
     let health = env.client.get(format!("{}/healthz", env.admin())).send().await.unwrap();

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::support::{OTHER_TOKEN, TOKEN, TestEnv, user};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_open_only_their_own_app() {
     let env = TestEnv::start().await;
     let users = format!("{}/Users", env.base());
@@ -26,7 +26,7 @@ async fn tokens_open_only_their_own_app() {
         .assert_error(401, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_ids_and_methods() {
     let env = TestEnv::start().await;
     env.get("/Nowhere").await.assert_error(404, None);
@@ -45,7 +45,7 @@ async fn unknown_paths_ids_and_methods() {
     env.send(Method::PUT, "/ResourceTypes/User", Some(json!({}))).await.assert_error(405, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_invalid_bodies() {
     let env = TestEnv::start().await;
     let url = format!("{}/Users", env.base());
@@ -77,7 +77,7 @@ async fn malformed_and_invalid_bodies() {
     assert_eq!(env.legacy.store().user_count(), 0, "nothing was written");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_user_name_is_a_uniqueness_conflict_raised_by_the_script() {
     let env = TestEnv::start().await;
     env.create_user("bjensen").await;
@@ -86,7 +86,7 @@ async fn duplicate_user_name_is_a_uniqueness_conflict_raised_by_the_script() {
     assert_eq!(env.legacy.store().user_count(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_filters_and_parameters() {
     let env = TestEnv::start().await;
     for filter in ["userName%20eq", "userName%20xx%20%22a%22", "(userName%20eq%20%22a%22", "nosuchattr%20eq%20%22a%22"]
@@ -97,13 +97,13 @@ async fn invalid_filters_and_parameters() {
     env.get("/Users?sortOrder=sideways").await.assert_error(400, Some("invalidValue"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unimplemented_features_say_so() {
     let env = TestEnv::start().await;
     env.get("/Me").await.assert_error(501, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_legacy_app_is_a_retryable_503() {
     // A port that was free a moment ago: nothing listens there now.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -118,7 +118,7 @@ async fn an_unreachable_legacy_app_is_a_retryable_503() {
     reply.assert_error(503, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_runtime_error_is_a_generic_500() {
     let script = r#"
         fn get_user(id) { let x = #{}; x.nothing.deeper + 1 }

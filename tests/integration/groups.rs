@@ -26,7 +26,7 @@ fn members_of(env: &TestEnv, team: &str) -> Vec<u64> {
     env.legacy.store().list_members(team.parse().unwrap(), page).unwrap().data.into_iter().map(|m| m.user_id).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_read_rename_and_delete_a_group() {
     let env = TestEnv::start().await;
     let alice = env.create_user("alice").await;
@@ -71,7 +71,7 @@ async fn create_read_rename_and_delete_a_group() {
     assert_eq!(env.legacy.store().team_count(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_change_in_every_patch_shape_without_reading_the_members() {
     let env = TestEnv::start().await;
     let users: Vec<String> = {
@@ -146,7 +146,7 @@ async fn members_change_in_every_patch_shape_without_reading_the_members() {
     assert!(members_of(&env, &id).is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_for_unknown_users_or_groups_change_nothing() {
     let env = TestEnv::start().await;
     let alice = env.create_user("alice").await;
@@ -165,7 +165,7 @@ async fn membership_changes_for_unknown_users_or_groups_change_nothing() {
     assert_eq!(env.legacy.store().team_count(), 1, "a group whose members are refused is not created");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_without_members_does_not_fetch_them() {
     let env = TestEnv::start().await;
     let ids = env.legacy.store().seed_users(250);
@@ -188,7 +188,7 @@ async fn reading_without_members_does_not_fetch_them() {
     assert_eq!(full.body["members"].as_array().unwrap().len(), 250);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_user_removes_its_memberships_and_deactivation_keeps_it_readable() {
     let env = TestEnv::start().await;
     let alice = env.create_user("alice").await;

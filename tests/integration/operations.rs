@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use crate::support::{TOKEN, TestEnv};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_kept_or_made() {
     let env = TestEnv::start().await;
     let url = format!("{}/Users", env.base());
@@ -20,7 +20,7 @@ async fn request_ids_are_kept_or_made() {
     assert!(made.headers()["x-request-id"].len() >= 16);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locations_follow_forwarded_headers() {
     let env = TestEnv::start().await;
     let id = env.create_user("forwarded").await;
@@ -37,7 +37,7 @@ async fn locations_follow_forwarded_headers() {
     assert_eq!(body["meta"]["location"], format!("https://scim.example.com/scim/v2/Users/{id}"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_without_tls_is_served() {
     let env = TestEnv::start().await;
     let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
@@ -71,7 +71,7 @@ async fn slow_legacy(delay: Duration, arrived: Arc<Notify>) -> String {
     format!("http://{addr}/api/v1")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_requests_in_flight() {
     let arrived = Arc::new(Notify::new());
     let legacy = slow_legacy(Duration::from_millis(300), arrived.clone()).await;

@@ -15,7 +15,7 @@ async fn patch(env: &TestEnv, id: &str, operations: Value) -> crate::support::Re
     env.send(Method::PATCH, &format!("/Users/{id}"), Some(patch_body(operations))).await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_entra_id_sends_is_applied_to_the_legacy_app() {
     let env = TestEnv::start().await;
     let manager = env.create_user("boss").await;
@@ -49,7 +49,7 @@ async fn what_entra_id_sends_is_applied_to_the_legacy_app() {
     assert_eq!(reply.header("etag"), reply.body["meta"]["version"].as_str());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_and_replace_with_paths_and_projection() {
     let env = TestEnv::start().await;
     let id = env.create_user("pat").await;
@@ -72,7 +72,7 @@ async fn remove_and_replace_with_paths_and_projection() {
     assert_eq!(stored.title.as_deref(), Some("Tour Guide"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_patches_change_nothing() {
     let env = TestEnv::start().await;
     let id = env.create_user("steady").await;
@@ -101,7 +101,7 @@ async fn bad_patches_change_nothing() {
     patch(&env, "31337", json!([{"op": "replace", "path": "title", "value": "x"}])).await.assert_error(404, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_that_changes_nothing_writes_nothing_and_if_match_is_enforced() {
     let env = TestEnv::start().await;
     let id = env.create_user("same").await;
@@ -137,7 +137,7 @@ async fn a_patch_that_changes_nothing_writes_nothing_and_if_match_is_enforced() 
     assert_eq!(fresh.status(), StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_with_patch_user_receives_the_operations_and_both_states() {
     let script = r#"
         fn get_user(id) { #{ id: id, userName: "fixed", title: "before" } }
@@ -153,7 +153,7 @@ async fn a_script_with_patch_user_receives_the_operations_and_both_states() {
     assert_eq!(reply.body["displayName"], "1 ops: replace title; was before, now after");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_configuration_takes_what_entra_id_sends() {
     let env = TestEnv::start_shipped_config().await;
     let created = env

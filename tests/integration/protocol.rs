@@ -8,7 +8,7 @@ use crate::users::urlencode;
 
 const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_at_the_root_is_a_search_of_every_resource_type() {
     let env = TestEnv::start().await;
     for name in ["root-a", "root-b", "other"] {
@@ -24,7 +24,7 @@ async fn search_at_the_root_is_a_search_of_every_resource_type() {
     env.get("/.search").await.assert_error(405, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_resolves_bulk_ids_and_reports_each_operation() {
     let env = TestEnv::start().await;
     let existing = env.create_user("bulk-existing").await;
@@ -63,7 +63,7 @@ async fn bulk_resolves_bulk_ids_and_reports_each_operation() {
     assert!(env.legacy.store().get_user(existing.parse().unwrap()).is_none());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_stops_after_fail_on_errors_and_refuses_circles_and_oversize() {
     let env = TestEnv::start().await;
     let request = json!({"schemas": [BULK], "failOnErrors": 1, "Operations": [
@@ -113,7 +113,7 @@ fn expected_ids(env: &TestEnv, needle: &str) -> Vec<String> {
     ids.into_iter().map(|i| i.to_string()).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_users_are_filtered_and_paged_in_the_proxy_within_the_scan_bound() {
     let env = TestEnv::start_with(|t| t.replace("max_scan: 2000", "max_scan: 10000")).await;
     env.legacy.store().seed_users(10_000);
@@ -153,7 +153,7 @@ const LIST_ALL: &str = r#"
     }
 "#;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evaluation_in_the_proxy_agrees_with_push_down() {
     let pushed = TestEnv::start().await;
     pushed.legacy.store().seed_users(300);
@@ -180,7 +180,7 @@ async fn evaluation_in_the_proxy_agrees_with_push_down() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_extensions_are_published_and_validated() {
     let extension = r#"
     user_extensions:

@@ -25,7 +25,7 @@ async fn readyz_until(env: &TestEnv, done: impl Fn(&serde_json::Value) -> bool) 
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_is_served_and_a_broken_edit_keeps_the_previous_script() {
     let env = TestEnv::start_script(Some(VERSION_ONE), |t| {
         t.replace("  max_body_bytes: 65536", "  max_body_bytes: 65536\n  script_reload_interval: 50ms")

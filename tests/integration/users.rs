@@ -7,7 +7,7 @@ use crate::support::{TestEnv, user};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_get_list_replace_delete() {
     let env = TestEnv::start().await;
     let mut body = user("bjensen");
@@ -74,7 +74,7 @@ async fn create_get_list_replace_delete() {
     env.delete(&format!("/Users/{id}")).await.assert_error(404, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_combine_and_are_evaluated_over_the_listing() {
     let env = TestEnv::start().await;
     for name in ["alice", "alfred", "bob", "carol"] {
@@ -100,7 +100,7 @@ async fn filters_combine_and_are_evaluated_over_the_listing() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_are_one_based_and_counts_are_bounded() {
     let env = TestEnv::start().await;
     env.legacy.store().seed_users(250);
@@ -123,7 +123,7 @@ async fn pages_are_one_based_and_counts_are_bounded() {
     assert!(first > second, "{first} should sort after {second}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_over_the_scan_bound_is_too_many_not_a_short_list() {
     let env = TestEnv::start().await;
     env.legacy.store().seed_users(2100); // the test config's max_scan is 2000
@@ -134,7 +134,7 @@ async fn a_listing_over_the_scan_bound_is_too_many_not_a_short_list() {
     assert_eq!(reply.body["totalResults"], 1, "{}", reply.text);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attributes_and_excluded_attributes_project_the_response() {
     let env = TestEnv::start().await;
     let id = env.create_user("projected").await;
@@ -147,7 +147,7 @@ async fn attributes_and_excluded_attributes_project_the_response() {
     assert_eq!(reply.body["userName"], "projected");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etags_make_conditional_requests_work() {
     let env = TestEnv::start().await;
     let id = env.create_user("etag").await;
