@@ -186,17 +186,30 @@ pub struct MemberChanges {
     pub display_name: Option<String>,
 }
 
-impl MemberChanges {
+/// Builds [`MemberChanges`] in time linear in the number of ids: sets answer "is it listed"
+/// and the lists keep the order ids were first sent; an id moved from one list to the other
+/// is dropped from the first when the lists are read out.
+#[derive(Default)]
+struct MemberTally {
+    add: Vec<String>,
+    remove: Vec<String>,
+    adding: std::collections::HashSet<String>,
+    removing: std::collections::HashSet<String>,
+    replace_all: bool,
+    display_name: Option<String>,
+}
+
+impl MemberTally {
     fn add_member(&mut self, id: String) {
-        self.remove.retain(|other| *other != id);
-        if !self.add.contains(&id) {
+        self.removing.remove(&id);
+        if self.adding.insert(id.clone()) {
             self.add.push(id);
         }
     }
 
     fn remove_member(&mut self, id: String) {
-        self.add.retain(|other| *other != id);
-        if !self.replace_all && !self.remove.contains(&id) {
+        self.adding.remove(&id);
+        if !self.replace_all && self.removing.insert(id.clone()) {
             self.remove.push(id);
         }
     }
@@ -205,6 +218,20 @@ impl MemberChanges {
         self.replace_all = true;
         self.add.clear();
         self.remove.clear();
+        self.adding.clear();
+        self.removing.clear();
+    }
+
+    fn finish(self) -> MemberChanges {
+        let (adding, removing) = (self.adding, self.removing);
+        let mut add: Vec<String> = self.add.into_iter().filter(|id| adding.contains(id)).collect();
+        let mut remove: Vec<String> = self.remove.into_iter().filter(|id| removing.contains(id)).collect();
+        // An id removed, added back and removed again is listed twice in the raw order.
+        let mut seen = std::collections::HashSet::new();
+        add.retain(|id| seen.insert(id.clone()));
+        seen.clear();
+        remove.retain(|id| seen.insert(id.clone()));
+        MemberChanges { add, remove, replace_all: self.replace_all, display_name: self.display_name }
     }
 }
 
@@ -353,7 +380,7 @@ pub fn apply_patch(rs: &ResourceSchema, resource: &Value, ops: &[PatchOp]) -> Re
 /// The caller still runs [`apply_patch`] first, so a PATCH that fails there fails the same
 /// way whether or not the hooks are used.
 pub fn member_changes(ops: &[PatchOp]) -> Option<MemberChanges> {
-    let mut changes = MemberChanges::default();
+    let mut changes = MemberTally::default();
     for op in ops {
         let path = op.path.as_ref()?;
         let core = path.attr.urn.as_ref().is_none_or(|urn| urn.eq_ignore_ascii_case(GROUP_SCHEMA));
@@ -387,7 +414,7 @@ pub fn member_changes(ops: &[PatchOp]) -> Option<MemberChanges> {
             _ => return None,
         }
     }
-    Some(changes)
+    Some(changes.finish())
 }
 
 /// The `value` of each member object in a `members` value; `None` if one has no string `value`.
@@ -2401,6 +2428,23 @@ mod tests {
         assert_eq!(path.attr, AttrPath::simple("emails"));
         assert_eq!(path.sub.as_deref(), Some("value"));
         assert_eq!(path.filter.unwrap().to_string(), "type eq \"work\"");
+    }
+
+    #[test]
+    fn member_changes_of_fifty_thousand_ids_in_one_operation() {
+        // One add of 50,000 members, half of them removed again: linear bookkeeping, exact result.
+        let members: Vec<Value> = (0..50_000).map(|i| json!({ "value": format!("u{i}") })).collect();
+        let removed: Vec<Value> = (0..25_000).map(|i| json!({ "value": format!("u{}", i * 2) })).collect();
+        let body = json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": [
+            { "op": "add", "path": "members", "value": members },
+            { "op": "remove", "path": "members", "value": removed },
+        ]});
+        let ops = parse_patch(&body, &group_resource(vec![])).unwrap();
+        let changes = member_changes(&ops).unwrap();
+        assert_eq!(changes.add.len(), 25_000);
+        assert_eq!(changes.add[0], "u1");
+        assert_eq!(changes.remove.len(), 25_000);
+        assert_eq!(changes.remove[0], "u0");
     }
 
     #[test]
