@@ -183,7 +183,7 @@ struct Wanted(Value);
 impl Wanted {
     /// Everything a client can write: the reads before a write. readOnly attributes (a
     /// user's `groups`) are not written, so they are not read either.
-    fn all(rs: &ResourceSchema) -> Self {
+    fn writable(rs: &ResourceSchema) -> Self {
         let writable = |a: &crate::scim::schema::Attribute| a.mutability != crate::scim::schema::Mutability::ReadOnly;
         Self(Value::Object(rs.core.attributes.iter().map(|a| (a.name.clone(), Value::Bool(writable(a)))).collect()))
     }
@@ -209,7 +209,7 @@ impl Wanted {
 
     /// Everything but one attribute.
     fn all_but(rs: &ResourceSchema, name: &str) -> Self {
-        let mut wanted = Self::all(rs);
+        let mut wanted = Self::writable(rs);
         if let Some(map) = wanted.0.as_object_mut() {
             map.insert(name.to_owned(), Value::Bool(false));
         }
@@ -251,7 +251,7 @@ async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply,
     let projection = projection(call, rs)?;
     let mut resource = validate_resource(rs, body(call, kind)?, WriteMode::Replace)?;
     check_canonical(rs, &resource, &call.app.canonical)?;
-    let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
+    let before = fetch(call, kind, id, &Wanted::writable(rs)).await?;
     check_if_match(call.headers, &before)?;
     check_immutable(rs, &before, &resource)?;
     if let Some(object) = resource.as_object_mut() {
@@ -272,7 +272,7 @@ async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, E
             }
         }
     }
-    let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
+    let before = fetch(call, kind, id, &Wanted::writable(rs)).await?;
     check_if_match(call.headers, &before)?;
     // What the script returned beyond the app's schema is not the client's to patch.
     let shown = Projection::everything().apply(rs, &before);
@@ -412,7 +412,7 @@ async fn delete(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, 
     let app = call.app;
     let rs = app.resource(kind)?;
     if kind == ResourceKind::User && app.config.user_delete == crate::config::UserDelete::Deactivate {
-        let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
+        let before = fetch(call, kind, id, &Wanted::writable(rs)).await?;
         check_if_match(call.headers, &before)?;
         let mut after = before.clone();
         if let Some(object) = after.as_object_mut() {
@@ -423,7 +423,7 @@ async fn delete(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, 
         return Ok(Reply::no_content());
     }
     if call.headers.contains_key(http::header::IF_MATCH) {
-        let before = fetch(call, kind, id, &Wanted::all(rs)).await?;
+        let before = fetch(call, kind, id, &Wanted::writable(rs)).await?;
         check_if_match(call.headers, &before)?;
     }
     let function = functions(kind).delete;
