@@ -207,8 +207,8 @@ impl Wanted {
         ))
     }
 
-    /// Everything but one attribute.
-    fn all_but(rs: &ResourceSchema, name: &str) -> Self {
+    /// What a write reads, less one attribute (a group's members).
+    fn writable_except(rs: &ResourceSchema, name: &str) -> Self {
         let mut wanted = Self::writable(rs);
         if let Some(map) = wanted.0.as_object_mut() {
             map.insert(name.to_owned(), Value::Bool(false));
@@ -326,7 +326,7 @@ async fn patch_members(
         return Ok(None);
     }
     let kind = ResourceKind::Group;
-    let before = fetch(call, kind, id, &Wanted::all_but(rs, "members")).await?;
+    let before = fetch(call, kind, id, &Wanted::writable_except(rs, "members")).await?;
     check_if_match(call.headers, &before)?;
     // The operations must apply to the stored group exactly as they would without the hooks.
     apply_patch(rs, &Projection::everything().apply(rs, &before), operations)?;
