@@ -15,16 +15,9 @@ pub struct Finding {
 pub fn lint(compiled: &Compiled, text: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (name, arity) in compiled.functions() {
-        if let Some((_, arities)) = CONTRACT.iter().find(|(n, _)| *n == name) {
-            if !arities.contains(&arity) {
-                let expected: Vec<String> = arities.iter().map(usize::to_string).collect();
-                findings.push(Finding {
-                    line: line_of(text, name),
-                    message: format!(
-                        "{name} takes {arity} parameters; the proxy calls it with {}",
-                        expected.join(" or ")
-                    ),
-                });
+        if CONTRACT.iter().any(|(n, _)| *n == name) {
+            if let Some(message) = arity_problem(name, arity) {
+                findings.push(Finding { line: line_of(text, name), message });
             }
             continue;
         }
@@ -39,6 +32,16 @@ pub fn lint(compiled: &Compiled, text: &str) -> Vec<Finding> {
     }
     findings.sort_by_key(|f| f.line);
     findings
+}
+
+/// The problem with a contract function defined with parameters the proxy cannot pass.
+pub fn arity_problem(name: &str, arity: usize) -> Option<String> {
+    let (_, arities) = CONTRACT.iter().find(|(n, _)| *n == name)?;
+    if arities.contains(&arity) {
+        return None;
+    }
+    let expected: Vec<String> = arities.iter().map(usize::to_string).collect();
+    Some(format!("{name} takes {arity} parameters; the proxy calls it with {}", expected.join(" or ")))
 }
 
 /// How each SCIM operation will be served by this script: by the script, emulated by the

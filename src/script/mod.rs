@@ -188,20 +188,10 @@ impl Compiled {
 
     /// Contract functions defined with an arity the proxy cannot call, as messages.
     pub fn contract_problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (name, arities) in CONTRACT {
-            for (defined, arity) in self.functions.iter().filter(|(n, _)| n == name) {
-                if !arities.contains(arity) {
-                    let expected: Vec<String> = arities.iter().map(usize::to_string).collect();
-                    problems.push(format!(
-                        "{}: {defined} takes {arity} parameters; the proxy calls it with {}",
-                        self.file,
-                        expected.join(" or ")
-                    ));
-                }
-            }
-        }
-        problems
+        self.functions()
+            .filter_map(|(name, arity)| lint::arity_problem(name, arity))
+            .map(|problem| format!("{}: {problem}", self.file))
+            .collect()
     }
 
     /// The script's file.
