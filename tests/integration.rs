@@ -24,3 +24,11 @@ mod patch;
 mod groups;
 #[path = "integration/reload.rs"]
 mod reload;
+#[path = "integration/example_login_keyed.rs"]
+mod example_login_keyed;
+#[path = "integration/example_offset_list.rs"]
+mod example_offset_list;
+#[path = "integration/example_roles.rs"]
+mod example_roles;
+#[path = "integration/docs_examples.rs"]
+mod docs_examples;
