@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::cache::IdCache;
 use crate::config::{AppConfig, AttributeOverride, Config};
 use crate::legacy::LegacyClient;
+use crate::record::{Recorder, Redactor};
 use crate::scim::ScimError;
 use crate::scim::definitions;
 use crate::scim::discovery::Capabilities;
@@ -36,6 +37,10 @@ pub struct App {
     pub canonical: Vec<AttrPath>,
     /// What hot reload of the script has done.
     pub reload: ReloadState,
+    /// Which values dry-run reports and recordings never show.
+    pub redactor: Redactor,
+    /// Where exchanges are recorded as test files, when `record` is configured.
+    pub recorder: Option<Recorder>,
 }
 
 impl App {
@@ -73,10 +78,31 @@ impl App {
             .then(|| group_schema(app))
             .transpose()
             .map_err(|(key, detail)| setup(key, detail))?;
+        let extra = app.record.as_ref().map(|r| r.redact.as_slice()).unwrap_or_default();
+        let attributes = users.schemas().chain(groups.iter().flat_map(|g| g.schemas())).flat_map(|s| &s.attributes);
+        let redactor = Redactor::new(extra, attributes);
+        let recorder = match &app.record {
+            Some(record) => Some(
+                Recorder::new(&app.name, config.relative_path(&record.dir), redactor.clone())
+                    .map_err(|detail| setup("record.dir", detail))?,
+            ),
+            None => None,
+        };
         let reload = ReloadState::default();
         // Record the text the app starts with, so the first change is the first reload.
         crate::script::reload::check(&script, &reload);
-        Ok(Self { config: app.clone(), users, groups, script, ids, capabilities, canonical, reload })
+        Ok(Self {
+            config: app.clone(),
+            users,
+            groups,
+            script,
+            ids,
+            capabilities,
+            canonical,
+            reload,
+            redactor,
+            recorder,
+        })
     }
 
     /// The schema of a resource type, or 501 when this app does not serve it.

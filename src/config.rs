@@ -183,6 +183,20 @@ pub struct AppConfig {
     /// Limits of `POST /Bulk`.
     #[serde(default)]
     pub bulk: BulkConfig,
+    /// Write every request of this app, with its legacy calls, as a test file (redacted).
+    #[serde(default)]
+    pub record: Option<RecordConfig>,
+}
+
+/// Recording of exchanges into mapping test files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// The folder the files go to, relative to the configuration file; created if missing.
+    pub dir: PathBuf,
+    /// More names (JSON keys, SCIM attributes) whose values are written as `[redacted]`.
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 /// Limits of `POST /Bulk` (RFC 7644 §3.7), published in `/ServiceProviderConfig`.
@@ -485,10 +499,15 @@ impl Config {
 
     /// The path of an app's script, resolved against the configuration file's folder.
     pub fn script_path(&self, app: &AppConfig) -> PathBuf {
-        if app.script.is_absolute() {
-            return app.script.clone();
+        self.relative_path(&app.script)
+    }
+
+    /// A path of the configuration, resolved against the configuration file's folder.
+    pub fn relative_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_path_buf();
         }
-        self.file.parent().map_or_else(|| app.script.clone(), |dir| dir.join(&app.script))
+        self.file.parent().map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
     }
 }
 

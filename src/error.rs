@@ -44,6 +44,8 @@ pub enum RequestError {
     Deadline { millis: u128 },
     #[error("{feature} is not implemented by this proxy")]
     NotImplemented { feature: String },
+    #[error("header {name}: {detail}")]
+    BadHeader { name: &'static str, detail: String },
 }
 
 /// Whose fault an error is: decides the log level and how much detail the client sees.
@@ -118,6 +120,7 @@ pub fn answer(error: &Error) -> Answer {
                 RequestError::TooLarge { .. } | RequestError::TooManyOperations { .. } => (S::PAYLOAD_TOO_LARGE, None),
                 RequestError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, None),
                 RequestError::Body { .. } => (S::BAD_REQUEST, Some("invalidSyntax")),
+                RequestError::BadHeader { .. } => (S::BAD_REQUEST, Some("invalidValue")),
                 RequestError::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, None),
                 RequestError::NotImplemented { .. } => (S::NOT_IMPLEMENTED, None),
                 RequestError::Deadline { .. } => {

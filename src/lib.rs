@@ -24,4 +24,5 @@ pub mod error;
 pub mod acme;
 pub mod demo;
 pub mod fixture;
+pub mod record;
 pub mod mapping_test;

@@ -49,8 +49,8 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
         config: PathBuf,
-        /// Run this test file (e.g. a recording) instead of the ones beside the scripts; repeatable.
-        #[arg(long = "file", short = 'f')]
+        /// Run these test files (e.g. recordings) instead of the ones beside the scripts.
+        #[arg(long = "file", short = 'f', num_args = 1..)]
         files: Vec<PathBuf>,
         /// Show the proxy's log (script log lines included) on stderr.
         #[arg(long, short)]
@@ -115,7 +115,12 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<Soc
 
 #[allow(clippy::print_stdout)] // `check` reports to its user on stdout
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(path, &Variables::default())?;
+    let vars = Variables::offline();
+    let config = Config::load(path, &vars)?;
+    let unset = vars.unset();
+    if !unset.is_empty() {
+        println!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
+    }
     let engine = ScriptEngine::new();
     let mut failed = false;
     for app in &config.apps {

@@ -577,6 +577,9 @@ async fn lookup_by_cached_key(
     let (Some(text), None, None) = (value.as_str(), &path.sub, &path.urn) else {
         return Ok(None);
     };
+    if call.scope.journal.as_ref().is_some_and(|j| j.is_recording()) {
+        return Ok(None);
+    }
     let ids = &call.app.ids;
     let cached = if path.name.eq_ignore_ascii_case(kind.name_attribute()) {
         ids.id_for_name(kind, text)

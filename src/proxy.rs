@@ -18,7 +18,9 @@ use crate::app::{App, AppError};
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, RequestError, Source, answer};
 use crate::operations::{self, Call};
+use crate::record::Recording;
 use crate::routing::{self, Operation};
+use crate::script::journal::Journal;
 use crate::script::{CallScope, CallStats, ScriptEngine};
 use crate::server::{self, ConnLimits};
 use crate::{admin, auth, request, response};
@@ -146,17 +148,28 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let found = routing::find_app(shared.apps.iter().map(|a| a.config.base_path.as_str()), &path);
+    let mut noted: Option<Noted> = None;
     let (app, operation, outcome) = match found {
         None => (None, None, Err(Error::from(RequestError::NoRoute { path: path.clone() }))),
         Some((index, rest)) => {
             let app = &shared.apps[index];
             // Authenticate before routing, so strangers learn nothing of the endpoints.
             let routed = auth::check_bearer(request.headers(), &app.config.auth.bearer_tokens)
-                .and_then(|()| routing::route(&method, rest, &path));
+                .and_then(|()| routing::route(&method, rest, &path))
+                .and_then(|operation| dry_run_asked(request.headers()).map(|dry| (operation, dry)));
             match routed {
                 Err(e) => (Some(app), None, Err(e.into())),
-                Ok(operation) => {
-                    let outcome = perform(&shared, app, &operation, request, &request_id, &stats, started).await;
+                Ok((operation, dry_run)) => {
+                    let journal = if dry_run {
+                        Some(Arc::new(Journal::dry_run()))
+                    } else {
+                        app.recorder.as_ref().map(|_| Arc::new(Journal::recording()))
+                    };
+                    if let Some(journal) = &journal {
+                        noted = Some(Noted::new(journal.clone(), rest, &request));
+                    }
+                    let outcome =
+                        perform(&shared, app, &operation, request, (&request_id, &stats, started), &mut noted).await;
                     (Some(app), Some(operation), outcome)
                 }
             }
@@ -167,7 +180,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let legacy_calls = stats.calls.load(Ordering::Relaxed);
     let legacy_ms = stats.micros.load(Ordering::Relaxed) as f64 / 1000.0;
-    match outcome {
+    let response = match outcome {
         Ok(reply) => {
             let status = reply.status.as_u16();
             tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, "request done");
@@ -190,6 +203,110 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
             }
             response
         }
+    };
+    match (noted, app) {
+        (Some(noted), Some(app)) => noted.finish(app, response, &request_id).await,
+        _ => response,
+    }
+}
+
+/// The header that asks for a dry run.
+pub const DRY_RUN_HEADER: &str = "scim-proxy-dry-run";
+
+/// The schema of the answer to a dry run that held writes back.
+pub const DRY_RUN_SCHEMA: &str = "urn:scim-proxy:api:messages:DryRun";
+
+/// Whether the request asks for a dry run: `Scim-Proxy-Dry-Run: true` (or `1`); `false`/`0` or
+/// no header for a normal request.
+fn dry_run_asked(headers: &http::HeaderMap) -> Result<bool, RequestError> {
+    let Some(value) = headers.get(DRY_RUN_HEADER) else {
+        return Ok(false);
+    };
+    match value.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Ok("true" | "1") => Ok(true),
+        Ok("false" | "0") => Ok(false),
+        _ => Err(RequestError::BadHeader { name: "Scim-Proxy-Dry-Run", detail: "must be true or false".into() }),
+    }
+}
+
+/// A request whose legacy calls are being written down (dry run, recording), and what of the
+/// request itself the recording needs.
+struct Noted {
+    journal: Arc<Journal>,
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Option<serde_json::Value>,
+    base_url: String,
+}
+
+impl Noted {
+    fn new(journal: Arc<Journal>, rest: &str, request: &Request<Incoming>) -> Self {
+        let rest = if rest.is_empty() { "/" } else { rest };
+        let target = match request.uri().query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_owned(),
+        };
+        let headers = [http::header::IF_MATCH, http::header::IF_NONE_MATCH]
+            .iter()
+            .filter_map(|name| Some((name.to_string(), request.headers().get(name)?.to_str().ok()?.to_owned())))
+            .collect();
+        Self { journal, method: request.method().to_string(), target, headers, body: None, base_url: String::new() }
+    }
+
+    /// Turns the response into a dry-run report, or records the exchange.
+    async fn finish(self, app: &App, response: Response<Full<Bytes>>, request_id: &str) -> Response<Full<Bytes>> {
+        use http_body_util::BodyExt as _;
+        let (mut parts, body) = response.into_parts();
+        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let json = (!bytes.is_empty()).then(|| {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        });
+        if self.journal.is_dry_run() {
+            let mut calls = self.journal.entries();
+            for call in &mut calls {
+                for value in [&mut call.body, &mut call.reply].into_iter().flatten() {
+                    let _ = app.redactor.redact(value);
+                }
+            }
+            let held_back = calls.iter().filter(|c| !c.sent).count();
+            tracing::info!(request_id, app = app.name(), held_back, "dry run: writes held back, not sent");
+            if held_back == 0 {
+                parts.headers.insert(DRY_RUN_HEADER, HeaderValue::from_static("no-writes"));
+                return Response::from_parts(parts, Full::new(bytes));
+            }
+            let report = serde_json::json!({
+                "schemas": [DRY_RUN_SCHEMA],
+                "detail": format!("dry run: nothing was written to the legacy app; {held_back} write(s) held back"),
+                "legacyCalls": calls,
+                "response": { "status": parts.status.as_u16(), "body": json },
+                "note": "legacyCalls lists every call in order; those with sent: false were held back. `response` is what the mapping made of held-back writes answered with their own body echoed, so an error there may only mean the mapping needed data a real answer would have had.",
+            });
+            let mut response = Response::new(Full::new(Bytes::from(report.to_string())));
+            let headers = response.headers_mut();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(response::SCIM_JSON));
+            headers.insert(DRY_RUN_HEADER, HeaderValue::from_static("writes-held-back"));
+            if let Some(id) = parts.headers.get("x-request-id") {
+                headers.insert("x-request-id", id.clone());
+            }
+            return response;
+        }
+        if let Some(recorder) = &app.recorder {
+            recorder.write(Recording {
+                request_id: request_id.to_owned(),
+                method: self.method,
+                target: self.target,
+                headers: self.headers,
+                body: self.body,
+                calls: self.journal.entries(),
+                status: parts.status.as_u16(),
+                response: json,
+                base_url: self.base_url,
+                base_path: app.config.base_path.clone(),
+            });
+        }
+        Response::from_parts(parts, Full::new(bytes))
     }
 }
 
@@ -199,9 +316,8 @@ async fn perform(
     app: &App,
     operation: &Operation,
     request: Request<Incoming>,
-    request_id: &Arc<str>,
-    stats: &Arc<CallStats>,
-    started: Instant,
+    (request_id, stats, started): (&Arc<str>, &Arc<CallStats>, Instant),
+    noted: &mut Option<Noted>,
 ) -> Result<operations::Reply, Error> {
     let (parts, body) = request.into_parts();
     let query = request::query_pairs(parts.uri.query());
@@ -220,6 +336,11 @@ async fn perform(
         &shared.scim_addr.to_string(),
         &app.config.base_path,
     );
+    let journal = noted.as_mut().map(|noted| {
+        noted.body.clone_from(&body);
+        noted.base_url.clone_from(&base_url);
+        noted.journal.clone()
+    });
     let deadline = started + app.config.request_timeout;
     let call = Call {
         app,
@@ -228,7 +349,7 @@ async fn perform(
         query,
         body,
         body_bytes,
-        scope: CallScope { request_id: request_id.clone(), deadline, stats: stats.clone(), journal: None },
+        scope: CallScope { request_id: request_id.clone(), deadline, stats: stats.clone(), journal },
     };
     match tokio::time::timeout_at(deadline.into(), operations::perform(operation, &call)).await {
         Ok(result) => result,

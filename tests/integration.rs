@@ -32,3 +32,5 @@ mod example_offset_list;
 mod example_roles;
 #[path = "integration/docs_examples.rs"]
 mod docs_examples;
+#[path = "integration/mapping_tests.rs"]
+mod mapping_tests;

@@ -151,6 +151,7 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case) -> Result<Vec<S
     }
     app.legacy.base_url = url;
     app.auth.bearer_tokens = vec![Secret::new(TOKEN)];
+    app.record = None;
     let mut config = config.clone();
     config.apps = vec![app.clone()];
     config.server.script_reload_interval = Duration::ZERO;

@@ -147,7 +147,11 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("request", |_: &mut LegacyApi, spec: Map| request(spec));
 
     engine.register_fn("get", |_: &mut IdsApi, namespace: &str, key: &str| -> Result<Dynamic, Box<EvalAltResult>> {
-        Ok(current()?.ids.custom_get(namespace, key).map_or(Dynamic::UNIT, Dynamic::from))
+        let ctx = current()?;
+        if ctx.journal.as_ref().is_some_and(|j| j.is_recording()) {
+            return Ok(Dynamic::UNIT);
+        }
+        Ok(ctx.ids.custom_get(namespace, key).map_or(Dynamic::UNIT, Dynamic::from))
     });
     engine.register_fn(
         "set",

@@ -53,6 +53,12 @@ impl Journal {
         self.dry_run
     }
 
+    /// True when the calls are recorded for a test file: the request then runs as if the ID
+    /// cache were cold, so that the recording replays the same in a fresh proxy.
+    pub fn is_recording(&self) -> bool {
+        !self.dry_run
+    }
+
     pub(crate) fn push(&self, exchange: Exchange) {
         match self.entries.lock() {
             Ok(mut entries) => entries.push(exchange),
