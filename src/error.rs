@@ -161,6 +161,13 @@ pub fn answer(error: &Error) -> Answer {
                     "this application's mapping does not support the operation (it defines no {function} function)"
                 ),
             ),
+            ScriptError::Late { .. } => Answer {
+                status: S::GATEWAY_TIMEOUT,
+                scim_type: None,
+                detail: "the request took longer than its deadline".into(),
+                source: Source::Legacy,
+                retry_after: Some(5),
+            },
             ScriptError::Compile { .. }
             | ScriptError::Runtime { .. }
             | ScriptError::BadReturn { .. }

@@ -125,7 +125,14 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let mut failed = false;
     for app in &config.apps {
         let script = config.script_path(app);
-        let text = std::fs::read_to_string(&script).unwrap_or_default();
+        let text = match std::fs::read_to_string(&script) {
+            Ok(text) => text,
+            Err(error) => {
+                println!("app {}: cannot read the script {}: {error}", app.name, script.display());
+                failed = true;
+                continue;
+            }
+        };
         match engine.compile(&text, &script) {
             Ok(compiled) => {
                 let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();

@@ -48,11 +48,14 @@ pub enum ScriptError {
     #[error("script {file}: {function}: line {line}: {message}")]
     Runtime { file: String, function: String, line: usize, message: String },
     /// The script returned something that is not what its contract says.
-    #[error("script {file}: {function} returned {detail}")]
+    #[error("script {}{function} returned {detail}", if file.is_empty() { String::new() } else { format!("{file}: ") })]
     BadReturn { file: String, function: String, detail: String },
-    /// The script ran past its deadline or operation limit and was stopped.
+    /// The script ran past its operation or nesting limit and was stopped.
     #[error("script {file}: {function}: stopped: {reason}")]
     Stopped { file: String, function: String, reason: String },
+    /// The script was still running when the request's deadline passed, and was stopped.
+    #[error("script {file}: {function}: stopped: the request's deadline passed")]
+    Late { file: String, function: String },
     /// A legacy call the script made failed without an HTTP answer, and the script let it through.
     #[error(transparent)]
     Legacy(#[from] LegacyError),
@@ -223,11 +226,9 @@ fn classify(error: EvalAltResult, file: &str, function: &str, legacy_fault: Opti
                 message,
             })
         }
-        EvalAltResult::ErrorTerminated(reason, _) => ScriptError::Stopped {
-            file: file.to_owned(),
-            function,
-            reason: reason.into_immutable_string().map(|s| s.to_string()).unwrap_or_else(|_| "terminated".into()),
-        },
+        // Only the request's deadline terminates a script (the progress check, or a legacy
+        // call made with no time left).
+        EvalAltResult::ErrorTerminated(..) => ScriptError::Late { file: file.to_owned(), function },
         EvalAltResult::ErrorTooManyOperations(_) => ScriptError::Stopped {
             file: file.to_owned(),
             function,

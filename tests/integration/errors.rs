@@ -141,3 +141,18 @@ async fn a_script_runtime_error_is_a_generic_500() {
     env.get("/Groups").await.assert_error(501, None);
     assert_eq!(env.get("/ResourceTypes").await.body["totalResults"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_still_running_at_the_deadline_is_stopped_with_504() {
+    let script = "fn get_user(id) { let n = 0; loop { n += 1; } }\nfn list_users(query) { [] }\n";
+    let env =
+        TestEnv::start_script(Some(script), |text| text.replacen("request_timeout: 10s", "request_timeout: 1s", 1))
+            .await;
+    let started = std::time::Instant::now();
+    let reply = env.get("/Users/1").await;
+    reply.assert_error(504, None);
+    assert_eq!(reply.header("retry-after"), Some("5"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopped at the deadline: {:?}", started.elapsed());
+    // The proxy keeps serving.
+    assert_eq!(env.get("/Users").await.status, StatusCode::OK);
+}
