@@ -256,16 +256,16 @@ fn list_users(data: &Data, query: &HashMap<String, String>) -> Answer {
     answer(200, &json!({"items": items, "total": matching.len()}))
 }
 
-/// The roles of a body, checked against the catalogue.
-fn checked_roles(data: &Data, value: &Value) -> Result<Vec<String>, Answer> {
+/// The roles of a body, checked against the catalogue; else Roster's error code and message.
+fn checked_roles(data: &Data, value: &Value) -> Result<Vec<String>, (&'static str, String)> {
     let Some(items) = value.as_array() else {
-        return Err(error(422, "INVALID_FIELD", "roles must be an array of role names"));
+        return Err(("INVALID_FIELD", "roles must be an array of role names".to_owned()));
     };
     let mut roles = Vec::new();
     for item in items {
         match item.as_str() {
             Some(name) if data.roles.contains_key(name) => roles.push(name.to_owned()),
-            _ => return Err(error(422, "UNKNOWN_ROLE", &format!("unknown role {item}"))),
+            _ => return Err(("UNKNOWN_ROLE", format!("unknown role {item}"))),
         }
     }
     Ok(roles)
@@ -286,7 +286,7 @@ fn create_user(data: &mut Data, body: &Value) -> Answer {
         None | Some(Value::Null) => Vec::new(),
         Some(value) => match checked_roles(data, value) {
             Ok(roles) => roles,
-            Err(answer) => return answer,
+            Err((code, message)) => return error(422, code, &message),
         },
     };
     data.next_id += 1;
@@ -329,7 +329,7 @@ fn patch_user(data: &mut Data, id: u64, body: &Value, if_match: Option<&str>) ->
             "active" => user.active = value.as_bool().unwrap_or(true),
             "roles" => match checked_roles(data, value) {
                 Ok(roles) => user.roles = roles,
-                Err(answer) => return answer,
+                Err((code, message)) => return error(422, code, &message),
             },
             other => return error(422, "UNKNOWN_FIELD", &format!("unknown field {other}")),
         }
@@ -733,4 +733,18 @@ async fn creating_and_deleting_a_group_creates_and_deletes_the_role() {
     assert_eq!(env.roster.role_names(), vec!["admin", "billing", "viewer"]);
     assert_eq!(env.roster.roles_of(&alice), vec!["viewer"], "the holder lost the role, kept the others");
     env.send(Method::DELETE, "/Groups/auditor", None).await.assert_error(404, None);
+}
+
+/// `scripts/examples/roles.test.yaml`, run as an integrator would.
+#[test]
+fn the_offline_test_file_passes() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["test", "--config"])
+        .arg(repo_file("scripts/examples/roles.yaml"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let summary = text.lines().find(|l| l.ends_with(" passed, 0 failed")).unwrap_or_default();
+    assert!(!summary.is_empty() && !summary.starts_with("0 "), "{text}");
 }
