@@ -571,6 +571,13 @@ async fn display_name_and_member_filters_are_answered_exactly() {
     assert_eq!(neither.body["totalResults"], 0, "{}", neither.text);
     assert_eq!(env.get(&list("members.value eq \"999\"")).await.body["totalResults"], 0);
 
+    // The filter reaches the script as the client spelled it: any case, with or without the URN.
+    env.roster.take_calls();
+    let urn = env.get(&list("urn:ietf:params:scim:schemas:core:2.0:Group:DisplayName eq \"billing\"")).await;
+    assert_eq!(Env::ids(&urn), vec!["billing"], "{}", urn.text);
+    let calls = env.roster.take_calls();
+    assert_eq!(calls[0], "GET /api/roles/billing", "answered by Roster, not by a listing: {calls:?}");
+
     // Anything else is evaluated by the proxy over every role.
     let others = env.get(&list("displayName sw \"b\" or displayName ew \"er\"")).await;
     assert_eq!(Env::ids(&others), vec!["billing", "viewer"], "{}", others.text);
@@ -641,6 +648,15 @@ async fn unknown_members_and_groups_change_nothing() {
     env.patch_group("admin", json!([{"op": "add", "path": "members", "value": [{"value": "billing"}]}]))
         .await
         .assert_error(400, Some("invalidValue"));
+
+    // A member of another type is refused by the proxy (roles.yaml: members.type is User only).
+    let typed = json!([{"op": "add", "path": "members", "value": [{"value": alice, "type": "Group"}]}]);
+    env.patch_group("admin", typed).await.assert_error(400, Some("invalidValue"));
+    assert!(env.roster.roles_of(&alice).is_empty());
+
+    let typed = json!({"schemas": [GROUP], "displayName": "auditor", "members": [{"value": alice, "type": "Group"}]});
+    env.send(Method::POST, "/Groups", Some(typed)).await.assert_error(400, Some("invalidValue"));
+    assert_eq!(env.roster.role_names(), vec!["admin", "billing", "viewer"]);
 
     // Removing a user that does not exist removes nothing, and succeeds.
     let gone = env.patch_group("admin", json!([{"op": "remove", "path": "members[value eq \"424242\"]"}])).await;
