@@ -10,7 +10,7 @@ use crate::scim::ScimError;
 use crate::scim::definitions;
 use crate::scim::discovery::Capabilities;
 use crate::scim::path::AttrPath;
-use crate::scim::schema::{Attribute, ResourceKind, ResourceSchema, Schema};
+use crate::scim::schema::{Attribute, GROUP_SCHEMA, ResourceKind, ResourceSchema, Schema, USER_SCHEMA};
 use crate::script::reload::ReloadState;
 use crate::script::{AppScript, ScriptEngine, ScriptError};
 
@@ -174,11 +174,22 @@ fn group_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String
 
 /// The attributes whose canonical values are enforced: those an override lists values for,
 /// and those of custom extensions.
+///
+/// An override's path is qualified with its resource type's core URN, so that a User override
+/// never applies to a Group attribute of the same name (`displayName`), nor the reverse.
 fn canonical_paths(app: &AppConfig) -> Result<Vec<AttrPath>, (&'static str, String)> {
     let mut paths = Vec::new();
-    for (path, changes) in &app.schema.overrides {
-        if changes.canonical_values.is_some() {
-            paths.push(AttrPath::parse(path).map_err(|e| ("schema.overrides", e.to_string()))?);
+    let overrides = [
+        (&app.schema.overrides, "schema.overrides", USER_SCHEMA),
+        (&app.schema.group_overrides, "schema.group_overrides", GROUP_SCHEMA),
+    ];
+    for (table, key, core) in overrides {
+        for (path, changes) in table {
+            if changes.canonical_values.is_some() {
+                let mut path = AttrPath::parse(path).map_err(|e| (key, e.to_string()))?;
+                path.urn.get_or_insert_with(|| core.to_owned());
+                paths.push(path);
+            }
         }
     }
     for extension in &app.schema.user_extensions {
@@ -246,5 +257,37 @@ fn apply_override(attribute: &mut Attribute, changes: &AttributeOverride) {
     }
     if let Some(values) = &changes.canonical_values {
         attribute.canonical_values = values.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Variables;
+
+    #[test]
+    fn canonical_values_are_enforced_on_their_own_resource_type() {
+        let text = r#"
+apps:
+  - name: a
+    base_path: /scim
+    script: a.rhai
+    auth: {bearer_tokens: ["0123456789abcdef"]}
+    legacy: {base_url: "http://127.0.0.1:1/api"}
+    schema:
+      overrides:
+        displayName: {canonical_values: [A]}
+      group_overrides:
+        members.type: {canonical_values: [User]}
+"#;
+        let config = Config::parse(text, "test.yaml", &Variables::default()).unwrap();
+        let paths = canonical_paths(&config.apps[0]).unwrap();
+        let on = |rs: &ResourceSchema| -> Vec<String> {
+            paths.iter().filter(|p| rs.resolve(p).is_some()).map(ToString::to_string).collect()
+        };
+        let users = definitions::user_resource(vec![]);
+        let groups = definitions::group_resource(vec![]);
+        assert_eq!(on(&users), vec!["urn:ietf:params:scim:schemas:core:2.0:User:displayName"]);
+        assert_eq!(on(&groups), vec!["urn:ietf:params:scim:schemas:core:2.0:Group:members.type"]);
     }
 }

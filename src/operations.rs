@@ -328,8 +328,10 @@ async fn patch_members(
     let kind = ResourceKind::Group;
     let before = fetch(call, kind, id, &Wanted::writable_except(rs, "members")).await?;
     check_if_match(call.headers, &before)?;
-    // The operations must apply to the stored group exactly as they would without the hooks.
-    apply_patch(rs, &Projection::everything().apply(rs, &before), operations)?;
+    // The operations must apply to the stored group exactly as they would without the hooks,
+    // canonical values included.
+    let after = apply_patch(rs, &Projection::everything().apply(rs, &before), operations)?;
+    check_canonical(rs, &after, &call.app.canonical)?;
     let ids = |list: &[String]| ScriptEngine::to_dynamic(&json!(list));
     let mut done: Vec<String> = Vec::new();
     let steps_failed =
