@@ -22,12 +22,39 @@ pub enum ConfigError {
 ///
 /// The process environment, with overrides that win over it (the `demo` command uses them
 /// to point the configuration at the bundled API it has just started).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Variables {
     overrides: BTreeMap<String, String>,
+    /// Offline use (`check`, `test`): what is not set gets a placeholder, named here.
+    placeholders: Option<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Variables {
+    /// For commands that need no real secrets: an unset `${env.NAME}` (without a default) or an
+    /// unreadable `${file.PATH}` becomes a placeholder instead of an error.
+    ///
+    /// The placeholder is a URL, `http://unset.invalid/NAME`, because it must pass for a
+    /// token, a header value and a base URL alike.
+    pub fn offline() -> Self {
+        Self { overrides: BTreeMap::new(), placeholders: Some(std::sync::Mutex::default()) }
+    }
+
+    /// The references that got placeholders, in the order met.
+    pub fn unset(&self) -> Vec<String> {
+        self.placeholders.as_ref().and_then(|p| p.lock().ok().map(|names| names.clone())).unwrap_or_default()
+    }
+
+    fn placeholder(&self, reference: &str) -> Option<String> {
+        let names = self.placeholders.as_ref()?;
+        if let Ok(mut names) = names.lock() {
+            if !names.iter().any(|n| n == reference) {
+                names.push(reference.to_owned());
+            }
+        }
+        let tail: String = reference.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        Some(format!("http://unset.invalid/{tail}"))
+    }
+
     /// Sets a value that wins over the environment variable of the same name.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.overrides.insert(name.into(), value.into());
@@ -318,6 +345,11 @@ pub enum UserDelete {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value that must not be printed.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The secret value, for the places that must send or compare it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -511,15 +543,16 @@ fn resolve_reference(reference: &str, vars: &Variables) -> Result<String, String
         return match (vars.get(name), default) {
             (Some(value), _) => Ok(value),
             (None, Some(default)) => Ok(default.to_owned()),
-            (None, None) => {
-                Err(format!("environment variable {name} is not set: set it, or write ${{env.{name}:-default}}"))
-            }
+            (None, None) => vars.placeholder(&format!("env.{name}")).ok_or_else(|| {
+                format!("environment variable {name} is not set: set it, or write ${{env.{name}:-default}}")
+            }),
         };
     }
     if let Some(path) = reference.strip_prefix("file.") {
-        return std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-            .map_err(|e| format!("cannot read secret file {path}: {e}"));
+        return match std::fs::read_to_string(path) {
+            Ok(text) => Ok(text.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(e) => vars.placeholder(reference).ok_or_else(|| format!("cannot read secret file {path}: {e}")),
+        };
     }
     Err(format!("unknown reference ${{{reference}}}: use ${{env.NAME}} or ${{file.PATH}}"))
 }

@@ -166,6 +166,15 @@ impl LegacyClient {
         Ok(url)
     }
 
+    /// The part of a URL built by [`Self::url_for`] below the base URL: `/users/12?login=x`.
+    pub fn relative(&self, url: &url::Url) -> String {
+        let below = url.path().strip_prefix(self.base.path()).unwrap_or(url.path());
+        match url.query() {
+            Some(query) => format!("/{below}?{query}"),
+            None => format!("/{below}"),
+        }
+    }
+
     fn bad_path(&self, path: &str, detail: &str) -> LegacyError {
         LegacyError::BadPath { app: self.app.clone(), path: path.to_owned(), detail: detail.to_owned() }
     }

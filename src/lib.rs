@@ -23,3 +23,5 @@ pub mod response;
 pub mod error;
 pub mod acme;
 pub mod demo;
+pub mod fixture;
+pub mod mapping_test;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::script::{ScriptEngine, lint};
-use scim_proxy::{demo, proxy, telemetry};
+use scim_proxy::{demo, mapping_test, proxy, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +40,22 @@ enum Command {
         #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
         config: PathBuf,
     },
+    /// Run the mapping test files kept beside the scripts, against a stand-in legacy app.
+    ///
+    /// Exit code 0 when every case passes, 1 when one fails, 2 when the run cannot start.
+    Test {
+        /// Only the app of this name.
+        app: Option<String>,
+        /// The configuration file.
+        #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
+        config: PathBuf,
+        /// Run this test file (e.g. a recording) instead of the ones beside the scripts; repeatable.
+        #[arg(long = "file", short = 'f')]
+        files: Vec<PathBuf>,
+        /// Show the proxy's log (script log lines included) on stderr.
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// Start the bundled Acme Directory API and the proxy in front of it.
     Demo {
         /// The configuration file.
@@ -61,7 +77,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command =
         cli.command.unwrap_or(Command::Run { config: PathBuf::from("proxy.yaml"), listen: None, admin_listen: None });
+    if let Command::Test { app, config, files, verbose } = command {
+        return test(mapping_test::Options { config, app, files }, verbose);
+    }
     let result = match command {
+        Command::Test { .. } => Ok(()),
         Command::Check { config } => check(&config),
         Command::Run { config, listen, admin_listen } => {
             runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen)))
@@ -125,4 +145,24 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     }
     println!("{}: ok", path.display());
     Ok(())
+}
+
+/// `scim-proxy test`: 0 when every case passes, 1 when one fails, 2 when the run cannot start.
+fn test(options: mapping_test::Options, verbose: bool) -> ExitCode {
+    if verbose {
+        let log = scim_proxy::config::LogConfig { level: "scim_proxy=debug,warn".into(), ..Default::default() };
+        let _ = telemetry::init(&log);
+    }
+    let outcome = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+        let mut stdout = std::io::stdout();
+        rt.block_on(mapping_test::run(&options, &mut stdout)).map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
 }

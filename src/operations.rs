@@ -769,7 +769,10 @@ fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Valu
             let mut hashed = object.clone();
             hashed.remove("members");
             hashed.remove("groups");
-            hashed.insert("meta".into(), Value::Object(meta.clone()));
+            // So is the location: the same resource reached under two host names is one version.
+            let mut hashed_meta = meta.clone();
+            hashed_meta.remove("location");
+            hashed.insert("meta".into(), Value::Object(hashed_meta));
             format!("W/\"{:016x}\"", crate::scim::fingerprint(&serde_json::to_vec(&hashed).unwrap_or_default()))
         }
     };
@@ -777,7 +780,10 @@ fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Valu
     object.insert("meta".into(), Value::Object(meta));
     let mut resource = Value::Object(object);
     without_never_returned(rs, &mut resource);
-    call.app.ids.observe(kind, &id, Some(&name), external_id.as_deref());
+    // A dry run's answers are made up: nothing learnt from them is kept.
+    if !call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run()) {
+        call.app.ids.observe(kind, &id, Some(&name), external_id.as_deref());
+    }
     Ok(resource)
 }
 

@@ -228,7 +228,7 @@ async fn perform(
         query,
         body,
         body_bytes,
-        scope: CallScope { request_id: request_id.clone(), deadline, stats: stats.clone() },
+        scope: CallScope { request_id: request_id.clone(), deadline, stats: stats.clone(), journal: None },
     };
     match tokio::time::timeout_at(deadline.into(), operations::perform(operation, &call)).await {
         Ok(result) => result,

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use http::Method;
 use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 
+use super::journal::{self, Exchange, Journal};
 use crate::cache::IdCache;
 use crate::legacy::{LegacyClient, LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
 
@@ -35,6 +36,8 @@ pub(super) struct CallContext {
     pub stats: Arc<CallStats>,
     /// The last legacy fault raised into the script, so an uncaught one keeps its kind.
     pub fault: Mutex<Option<LegacyError>>,
+    /// Where the calls are written down, for a dry run or a recording.
+    pub journal: Option<Arc<Journal>>,
 }
 
 thread_local! {
@@ -149,7 +152,11 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn(
         "set",
         |_: &mut IdsApi, namespace: &str, key: &str, value: &str| -> Result<(), Box<EvalAltResult>> {
-            current()?.ids.custom_set(namespace, key, value);
+            let ctx = current()?;
+            // A dry run's answers are made up: nothing learnt from them is kept.
+            if !ctx.journal.as_ref().is_some_and(|j| j.is_dry_run()) {
+                ctx.ids.custom_set(namespace, key, value);
+            }
             Ok(())
         },
     );
@@ -261,10 +268,41 @@ fn send(
         )));
     }
     let request = LegacyRequest { method, path, query, headers, body };
+    let noted = ctx.journal.as_ref().and_then(|journal| {
+        let url = ctx.legacy.url_for(&request.path, &request.query).ok()?;
+        Some((journal, ctx.legacy.relative(&url)))
+    });
+    if let Some((journal, path)) = &noted {
+        if journal.is_dry_run() && journal::is_write(&request.method) {
+            let status = journal::dry_run_status(&request.method);
+            let body = request.body.clone();
+            journal.push(Exchange {
+                method: request.method.to_string(),
+                path: path.clone(),
+                body: request.body,
+                sent: false,
+                status: None,
+                reply: None,
+                fault: None,
+            });
+            return Ok(held_back_map(status, body));
+        }
+    }
+    let (method, body) = match &noted {
+        Some(_) => (request.method.to_string(), request.body.clone()),
+        None => (String::new(), None),
+    };
     let started = Instant::now();
     let result = ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, remaining));
     ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
     ctx.stats.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    if let Some((journal, path)) = noted {
+        let (status, reply, fault) = match &result {
+            Ok(response) => (Some(response.status), Some(reply_value(&response.body)), None),
+            Err(fault) => (None, None, Some(fault.to_string())),
+        };
+        journal.push(Exchange { method, path, body, sent: true, status, reply, fault });
+    }
     match result {
         Ok(response) => Ok(response_map(response)),
         Err(fault) => {
@@ -290,6 +328,29 @@ fn fault_kind(fault: &LegacyError) -> &'static str {
         LegacyError::Transport { .. } => "transport",
         LegacyError::TooLarge { .. } => "too_large",
     }
+}
+
+/// A legacy answer as a journal keeps it: the JSON it parses to, else its text.
+fn reply_value(body: &[u8]) -> serde_json::Value {
+    if body.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// What a script sees for a write a dry run held back: a success echoing what it sent, and
+/// a `scim-proxy-dry-run` header it can test.
+fn held_back_map(status: u16, body: Option<serde_json::Value>) -> Map {
+    let mut map = Map::new();
+    map.insert("status".into(), Dynamic::from(i64::from(status)));
+    let mut headers = Map::new();
+    headers.insert("scim-proxy-dry-run".into(), Dynamic::from("true"));
+    map.insert("headers".into(), headers.into());
+    let text = body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+    map.insert("json".into(), body.as_ref().map_or(Dynamic::UNIT, super::ScriptEngine::to_dynamic));
+    map.insert("body".into(), Dynamic::from(text));
+    map
 }
 
 /// `#{ status, headers, body, json }`: `json` is the parsed body, or `()` when it is not JSON.

@@ -1,6 +1,7 @@
 //! Mapping scripts: the one Rhai engine, compiled scripts, and the errors of running them.
 
 mod host;
+pub mod journal;
 pub mod lint;
 pub mod reload;
 mod runner;

@@ -7,6 +7,7 @@ use rhai::{CallFnOptions, Dynamic};
 use tokio::sync::Semaphore;
 
 use super::host::{CallContext, CallStats, Installed};
+use super::journal::Journal;
 use super::{Compiled, ScriptEngine, ScriptError, classify};
 use crate::cache::IdCache;
 use crate::legacy::LegacyClient;
@@ -17,6 +18,8 @@ pub struct CallScope {
     pub request_id: Arc<str>,
     pub deadline: Instant,
     pub stats: Arc<CallStats>,
+    /// Where the request's legacy calls are written down (dry run, recording), if anywhere.
+    pub journal: Option<Arc<Journal>>,
 }
 
 /// One app's compiled script and what its calls run with.
@@ -113,6 +116,7 @@ impl AppScript {
             deadline: scope.deadline,
             stats: scope.stats.clone(),
             fault: Mutex::new(None),
+            journal: scope.journal.clone(),
         });
         let engine = self.engine.clone();
         let function = function.to_owned();

@@ -1,0 +1,89 @@
+//! The legacy calls of one request, as they were made: for dry runs and recordings.
+//!
+//! A request gets a journal only when someone asked to see its calls (a dry run, or an app
+//! with `record` configured); without one, the legacy client path stays as it is.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One call a mapping made to its legacy app, and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exchange {
+    pub method: String,
+    /// Path and query relative to the app's `legacy.base_url`, as sent (percent-encoded).
+    pub path: String,
+    /// The JSON body the script sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// False for a write a dry run held back.
+    pub sent: bool,
+    /// The legacy app's status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Its answer: JSON when the body parsed as JSON, else the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Value>,
+    /// Why there was no answer (connection refused, timeout, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+/// The calls of one request, in order.
+#[derive(Debug, Default)]
+pub struct Journal {
+    dry_run: bool,
+    entries: Mutex<Vec<Exchange>>,
+}
+
+impl Journal {
+    /// A journal that records every call (sent as usual).
+    pub fn recording() -> Self {
+        Self { dry_run: false, entries: Mutex::default() }
+    }
+
+    /// A journal under which writes are recorded and not sent.
+    pub fn dry_run() -> Self {
+        Self { dry_run: true, entries: Mutex::default() }
+    }
+
+    /// True when writes are to be held back.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    pub(crate) fn push(&self, exchange: Exchange) {
+        match self.entries.lock() {
+            Ok(mut entries) => entries.push(exchange),
+            Err(poisoned) => poisoned.into_inner().push(exchange),
+        }
+    }
+
+    /// The calls made so far.
+    pub fn entries(&self) -> Vec<Exchange> {
+        match self.entries.lock() {
+            Ok(entries) => entries.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// True when a dry run held back at least one write.
+    pub fn held_back_writes(&self) -> bool {
+        self.entries().iter().any(|e| !e.sent)
+    }
+}
+
+/// True for the methods a dry run holds back: everything but reads.
+pub fn is_write(method: &http::Method) -> bool {
+    !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS)
+}
+
+/// The status a dry run answers a held-back write with, as a typical API would.
+pub fn dry_run_status(method: &http::Method) -> u16 {
+    match *method {
+        http::Method::POST => 201,
+        http::Method::DELETE => 204,
+        _ => 200,
+    }
+}
