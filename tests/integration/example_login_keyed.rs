@@ -644,3 +644,19 @@ async fn a_rename_between_the_read_and_the_write_is_caught_by_the_uid() {
     let other = env.api.account(second).unwrap();
     assert_eq!((other.login.as_str(), other.display_name), ("alice", None), "the new alice is untouched");
 }
+
+#[test]
+fn the_offline_test_file_passes() {
+    // `scim-proxy test` runs scripts/examples/login_keyed.test.yaml against its stand-in legacy app.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["test", "--config"])
+        .arg(repo_file(CONFIG))
+        .env_remove("SCIM_TOKEN")
+        .env_remove("ACCOUNTS_API_TOKEN")
+        .env_remove("ACCOUNTS_BASE_URL")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{report}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.contains("12 passed, 0 failed"), "{report}");
+}

@@ -404,6 +404,14 @@ async fn unknown_ids_are_404_and_a_taken_user_name_is_409() {
     with_title["title"] = json!("Boss");
     env.send(Method::POST, "/Users", Some(with_title)).await.assert_error(400, Some("invalidValue"));
     assert_eq!(env.api.with(|r| r.people.len()), 3);
+
+    // An e-mail is not required: a user without one is a person without one.
+    let mut bare = user("bare");
+    bare.as_object_mut().unwrap().remove("emails");
+    let created = env.send(Method::POST, "/Users", Some(bare)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(created.body.get("emails").is_none(), "{}", created.text);
+    assert_eq!(env.api.person("4").unwrap().email, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,4 +500,20 @@ async fn past_max_scan_a_filter_is_too_many_after_one_call() {
     let (reply, _) = env.list(&filter("emails.value co \"odd\"")).await;
     assert_eq!(reply.body["totalResults"], MAX_SCAN / 2);
     assert_eq!(env.api.take_calls(), full_scan(MAX_SCAN as u64));
+}
+
+#[test]
+fn the_offline_test_file_passes() {
+    // `scim-proxy test` runs scripts/examples/offset_list.test.yaml against its stand-in legacy app.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["test", "--config"])
+        .arg(repo_file(CONFIG))
+        .env_remove("SCIM_TOKEN")
+        .env_remove("ROSTER_API_KEY")
+        .env_remove("ROSTER_BASE_URL")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{report}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.contains("11 passed, 0 failed"), "{report}");
 }
