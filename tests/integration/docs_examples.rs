@@ -116,3 +116,54 @@ async fn docs_examples_the_complete_example_serves_users() {
     env.get(&format!("/Users/{id}")).await.assert_error(404, None);
     env.delete(&format!("/Users/{id}")).await.assert_error(404, None);
 }
+
+/// The fenced blocks of a markdown file with this language tag, in order.
+fn fenced(file: &str, language: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo_file(file)).unwrap();
+    let mut blocks = Vec::new();
+    let mut open: Option<String> = None;
+    for line in text.lines() {
+        match open.as_mut() {
+            Some(block) if line.trim_start().starts_with("```") => blocks.extend(open.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None if line.trim_start() == format!("```{language}") => open = Some(String::new()),
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// The README's "Adding an application" walkthrough, followed as written: its configuration,
+/// its script and its test file, put in a folder, pass `scim-proxy check` and `scim-proxy test`.
+#[test]
+fn readme_walkthrough_passes_check_and_its_own_test_file() {
+    let yaml = fenced("README.md", "yaml");
+    let config = yaml.iter().find(|b| b.contains("name: hr")).expect("the walkthrough's configuration");
+    let tests = yaml.iter().find(|b| b.contains("POST /employees")).expect("the walkthrough's test file");
+    let rhai = fenced("README.md", "rhai");
+    let script = rhai.iter().find(|b| b.contains("fn create_user")).expect("the walkthrough's script");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("proxy.yaml"), config).unwrap();
+    std::fs::write(dir.path().join("scripts/hr.rhai"), script).unwrap();
+    std::fs::write(dir.path().join("scripts/hr.test.yaml"), tests).unwrap();
+    let config_path = dir.path().join("proxy.yaml");
+    for command in ["check", "test"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+            .args([command, "--config"])
+            .arg(&config_path)
+            .env_remove("HR_SCIM_TOKEN")
+            .env_remove("HR_API_TOKEN")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "scim-proxy {command}:\n{text}");
+        if command == "test" {
+            assert!(text.contains("2 passed, 0 failed"), "{text}");
+        }
+    }
+}
