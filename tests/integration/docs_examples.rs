@@ -124,7 +124,7 @@ fn fenced(file: &str, language: &str) -> Vec<String> {
     let mut open: Option<String> = None;
     for line in text.lines() {
         match open.as_mut() {
-            Some(block) if line.trim_start().starts_with("```") => blocks.extend(open.take()),
+            Some(_) if line.trim_start().starts_with("```") => blocks.extend(open.take()),
             Some(block) => {
                 block.push_str(line);
                 block.push('\n');
