@@ -346,12 +346,15 @@ async fn patch_members(
         let _ = script.call("add_members", args, &call.scope).await.map_err(|e| steps_failed(e.into(), &done))?;
         done.push(format!("added {} member(s)", changes.add.len()));
     }
-    if rewrites {
+    // Okta sends the group's name with every member change: the same name is no rename.
+    let rename =
+        changes.display_name.as_ref().filter(|name| before.get("displayName").and_then(Value::as_str) != Some(name));
+    if changes.replace_all || rename.is_some() {
         let mut group = before.clone();
         let mut changed = Vec::new();
         if let Some(object) = group.as_object_mut() {
             object.remove("meta");
-            if let Some(name) = &changes.display_name {
+            if let Some(name) = rename {
                 object.insert("displayName".into(), Value::String(name.clone()));
                 changed.push(Value::String("displayName".into()));
             }
@@ -407,7 +410,11 @@ async fn write(call: &Call<'_>, kind: ResourceKind, id: &str, before: &Value, af
     ];
     let args = trim_args(call.app, function, args);
     let replaced = call.app.script.call(function, args, &call.scope).await?;
-    finish(call, kind, function, replaced)?.ok_or_else(|| bad_return(function, "() instead of the resource").into())
+    match finish(call, kind, function, replaced)? {
+        Some(resource) if resource.get("id").and_then(Value::as_str) == Some(id) => Ok(resource),
+        Some(_) => Err(bad_return(function, "a resource with another id than the one replaced").into()),
+        None => Err(bad_return(function, "() instead of the resource").into()),
+    }
 }
 
 async fn delete(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
@@ -717,7 +724,8 @@ fn changed_attributes(before: &Value, after: &Value) -> Vec<String> {
                 let sub: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
                 changed.extend(sub.into_iter().filter(|k| old.get(*k) != new.get(*k)).map(|k| format!("{key}:{k}")));
             }
-            (old, new) if old != new => changed.push(key.clone()),
+            // A null and an absent value are the same absence.
+            (old, new) if old.filter(|v| !v.is_null()) != new.filter(|v| !v.is_null()) => changed.push(key.clone()),
             _ => {}
         }
     }
@@ -906,6 +914,11 @@ mod tests {
                 "title".to_owned(),
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department".to_owned()
             ]
+        );
+        assert_eq!(
+            changed_attributes(&json!({"userName": "a", "title": null}), &json!({"userName": "a"})),
+            Vec::<String>::new(),
+            "null and absent are the same absence"
         );
         assert!(unchanged(&before, &before));
     }

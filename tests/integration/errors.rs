@@ -156,3 +156,16 @@ async fn a_script_still_running_at_the_deadline_is_stopped_with_504() {
     // The proxy keeps serving.
     assert_eq!(env.get("/Users").await.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_answering_another_resource_is_a_script_fault() {
+    let script = r#"
+fn get_user(id) { #{ id: id, userName: "u" + id, active: true } }
+fn list_users(query) { [] }
+fn replace_user(id, user) { user.id = "999"; user }
+"#;
+    let env = TestEnv::start_script(Some(script), |text| text).await;
+    let mut body = user("u1");
+    body["id"] = json!("1");
+    env.put("/Users/1", body).await.assert_error(500, None);
+}
