@@ -134,6 +134,10 @@ pub struct ServerConfig {
     /// How often scripts are checked for changes and reloaded; `0s` turns reloading off.
     #[serde(default = "default_script_reload", deserialize_with = "duration")]
     pub script_reload_interval: Duration,
+    /// Put the specifics of script and internal faults in the answer's detail instead of the
+    /// generic text. Not a configuration key: only `scim-proxy test` sets it, for its report.
+    #[serde(skip)]
+    pub reveal_faults: bool,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +148,7 @@ impl Default for ServerConfig {
             shutdown_grace: default_shutdown_grace(),
             trust_forwarded_headers: true,
             script_reload_interval: default_script_reload(),
+            reveal_faults: false,
         }
     }
 }

@@ -187,7 +187,10 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
             response::reply(reply, &request_id)
         }
         Err(error) => {
-            let answer = answer(&error);
+            let mut answer = answer(&error);
+            if shared.server.reveal_faults && matches!(answer.source, Source::Script | Source::Internal) {
+                answer.detail = error.to_string();
+            }
             let status = answer.status.as_u16();
             match answer.source {
                 Source::Client => {

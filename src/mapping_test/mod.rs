@@ -155,6 +155,8 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case) -> Result<Vec<S
     let mut config = config.clone();
     config.apps = vec![app.clone()];
     config.server.script_reload_interval = Duration::ZERO;
+    // The report shows a script fault's file, function and line instead of the generic detail.
+    config.server.reveal_faults = true;
     let localhost = "127.0.0.1:0".parse().ok();
     let running = proxy::start(&config, localhost, localhost).await.map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;

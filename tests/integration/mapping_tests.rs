@@ -215,3 +215,27 @@ async fn recordings_are_redacted_test_files_that_replay() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("4 passed, 0 failed"), "{text}");
 }
+
+#[test]
+fn a_script_fault_shows_its_file_and_line_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.rhai"),
+        "fn get_user(id) {\n    let user = #{};\n    user.emails[0].value\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("proxy.yaml"),
+        "apps:\n  - name: app\n    base_path: /scim/v2\n    script: app.rhai\n    auth: {bearer_tokens: [\"${env.T}\"]}\n    legacy: {base_url: \"${env.U}\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("app.test.yaml"),
+        "cases:\n  - name: read\n    request: {call: GET /Users/1}\n    expect: {status: 200}\n",
+    )
+    .unwrap();
+    let (code, text) = scim_proxy_test(&["--config", &path_arg(&dir.path().join("proxy.yaml"))]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("status: expected 200, got 500 (script "), "{text}");
+    assert!(text.contains("app.rhai: get_user: line 3:"), "{text}");
+}
