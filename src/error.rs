@@ -79,7 +79,7 @@ impl Answer {
 }
 
 /// Detail shown for script and internal faults; the specifics go to the log under the request id.
-const GENERIC: &str = "the request could not be completed because of an error in the application mapping; the proxy log has the details under this request's id";
+pub const GENERIC: &str = "the request could not be completed because of an error in the application mapping; the proxy log has the details under this request's id";
 
 /// A fault of the mapping script: 500, generic detail; the specifics are in the log.
 fn script_fault() -> Answer {

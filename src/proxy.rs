@@ -155,7 +155,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
             let app = &shared.apps[index];
             // Authenticate before routing, so strangers learn nothing of the endpoints.
             let routed = auth::check_bearer(request.headers(), &app.config.auth.bearer_tokens)
-                .and_then(|()| routing::route(&method, rest, &path))
+                .and_then(|_principal| routing::route(&method, rest, &path))
                 .and_then(|operation| dry_run_asked(request.headers()).map(|dry| (operation, dry)));
             match routed {
                 Err(e) => (Some(app), None, Err(e.into())),
@@ -188,7 +188,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
         }
         Err(error) => {
             let mut answer = answer(&error);
-            if shared.server.reveal_faults && matches!(answer.source, Source::Script | Source::Internal) {
+            if shared.server.reveal_faults && answer.detail == crate::error::GENERIC {
                 answer.detail = error.to_string();
             }
             let status = answer.status.as_u16();

@@ -11,7 +11,11 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
         _ => EnvFilter::try_new(&config.level),
     }
     .map_err(|e| format!("log.level {:?} is not a valid filter: {e}", config.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
