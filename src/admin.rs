@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz` (the process is alive) and `/readyz` (it can serve).
+//! The admin listener: `/healthz` (the process is alive), `/readyz` (it can serve) and `/metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
 
+use crate::metrics::{AppGauges, Gauges};
 use crate::proxy::Shared;
 use crate::response::plain_json;
 
@@ -23,6 +24,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         "/readyz" => {
             let ready = shared.ready.load(Ordering::SeqCst);
             let apps: Vec<_> = shared
+                .state()
                 .apps
                 .iter()
                 .map(|app| {
@@ -40,6 +42,32 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             plain_json(status, json!({"status": if ready { "ready" } else { "not ready" }, "apps": apps}))
         }
-        _ => plain_json(StatusCode::NOT_FOUND, json!({"error": "not found; try /healthz or /readyz"})),
+        "/metrics" => {
+            let state = shared.state();
+            let gauges = Gauges {
+                apps: state
+                    .apps
+                    .iter()
+                    .map(|app| AppGauges {
+                        app: app.name().to_owned(),
+                        cache_hits: app.ids.stats().hits.load(Ordering::Relaxed),
+                        cache_misses: app.ids.stats().misses.load(Ordering::Relaxed),
+                        script_reloads: app.reload.reloads.load(Ordering::Relaxed),
+                        script_reload_failures: app.reload.failures.load(Ordering::Relaxed),
+                        legacy_healthy: None,
+                    })
+                    .collect(),
+                config_reloads: 0,
+                config_reload_failures: 0,
+                ready: shared.ready.load(Ordering::SeqCst),
+            };
+            let mut response = Response::new(Full::new(Bytes::from(shared.metrics.render(&gauges))));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => plain_json(StatusCode::NOT_FOUND, json!({"error": "not found; try /healthz, /readyz or /metrics"})),
     }
 }

@@ -242,6 +242,7 @@ async fn run(call: &Call<'_>, op: &BulkOp, created: &BTreeMap<String, String>) -
         app: call.app,
         base_url: call.base_url.clone(),
         headers: &headers,
+        principal: call.principal.clone(),
         query: Vec::new(),
         body: data,
         body_bytes: 0,

@@ -52,6 +52,8 @@ pub struct Call<'a> {
     /// The app's absolute base URL as the client sees it.
     pub base_url: String,
     pub headers: &'a HeaderMap,
+    /// Who the request was authenticated as (for audit records).
+    pub principal: std::sync::Arc<str>,
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
     /// Size of the request body as received, for limits on the whole payload.
@@ -92,6 +94,14 @@ fn functions(kind: ResourceKind) -> Functions {
 
 /// Performs one SCIM operation.
 pub async fn perform(operation: &Operation, call: &Call<'_>) -> Result<Reply, Error> {
+    let writes_before = call.scope.stats.writes.load(std::sync::atomic::Ordering::Relaxed);
+    let result = perform_unaudited(operation, call).await;
+    let writes = call.scope.stats.writes.load(std::sync::atomic::Ordering::Relaxed) - writes_before;
+    crate::audit::record(call, operation, &result, writes);
+    result
+}
+
+async fn perform_unaudited(operation: &Operation, call: &Call<'_>) -> Result<Reply, Error> {
     let app = call.app;
     match operation {
         Operation::ServiceProviderConfig => {

@@ -1,8 +1,8 @@
 //! The proxy: start-up of apps and listeners, and the path of one SCIM request through them.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::app::{App, AppError};
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, RequestError, Source, answer};
+use crate::metrics::Metrics;
 use crate::operations::{self, Call};
 use crate::record::Recording;
 use crate::routing::{self, Operation};
@@ -37,12 +38,40 @@ pub enum StartError {
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct Shared {
-    pub apps: Vec<App>,
-    pub server: ServerConfig,
+    /// The apps and server settings now serving; a configuration reload swaps them whole.
+    state: RwLock<Arc<State>>,
     /// The address the SCIM listener is bound to, the host of last resort for `meta.location`.
     pub scim_addr: SocketAddr,
     /// False until start-up is complete and again once shutdown begins.
     pub ready: AtomicBool,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What a configuration reload replaces: the apps (scripts, schemas, clients) and the
+/// request limits. Requests under way finish with the state they started with.
+#[derive(Debug)]
+pub struct State {
+    pub apps: Vec<App>,
+    pub server: ServerConfig,
+}
+
+impl Shared {
+    /// The state now serving.
+    pub fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(state) => state.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new state.
+    pub fn replace_state(&self, state: State) {
+        let mut guard = match self.state.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(state);
+    }
 }
 
 /// A running proxy: its bound addresses and a way to stop it.
@@ -84,7 +113,8 @@ pub async fn start(
     let scim_addr = scim_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
-    let shared = Arc::new(Shared { apps, server: config.server.clone(), scim_addr, ready: AtomicBool::new(false) });
+    let state = RwLock::new(Arc::new(State { apps, server: config.server.clone() }));
+    let shared = Arc::new(Shared { state, scim_addr, ready: AtomicBool::new(false), metrics: Arc::default() });
     let (stop, stopped) = watch::channel(false);
     let limits = ConnLimits {
         header_read_timeout: config.server.header_read_timeout,
@@ -113,7 +143,7 @@ pub async fn start(
         tasks.push(tokio::spawn(watch_scripts(shared.clone(), config.server.script_reload_interval, stopped_reload)));
     }
     shared.ready.store(true, Ordering::SeqCst);
-    for app in &shared.apps {
+    for app in &shared.state().apps {
         tracing::info!(app = app.name(), base_path = %app.config.base_path, script = %app.script.compiled().path().display(), legacy = %app.config.legacy.base_url, "app ready");
     }
     tracing::info!(%scim_addr, %admin_addr, "listening");
@@ -132,7 +162,7 @@ async fn watch_scripts(shared: Arc<Shared>, interval: Duration, mut stop: watch:
         // Reading and compiling files is blocking work: keep it off the runtime threads.
         let shared = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            for app in &shared.apps {
+            for app in &shared.state().apps {
                 crate::script::reload::check(&app.script, &app.reload);
             }
         })
@@ -143,23 +173,26 @@ async fn watch_scripts(shared: Arc<Shared>, interval: Duration, mut stop: watch:
 /// One SCIM request: route, authenticate, read, perform, answer, and log one line.
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
     let started = Instant::now();
+    let state = shared.state();
     let request_id = request_id(request.headers());
     let stats = Arc::new(CallStats::default());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let found = routing::find_app(shared.apps.iter().map(|a| a.config.base_path.as_str()), &path);
+    let found = routing::find_app(state.apps.iter().map(|a| a.config.base_path.as_str()), &path);
+    let _in_flight = found.map(|(index, _)| shared.metrics.in_flight(state.apps[index].name()));
     let mut noted: Option<Noted> = None;
     let (app, operation, outcome) = match found {
         None => (None, None, Err(Error::from(RequestError::NoRoute { path: path.clone() }))),
         Some((index, rest)) => {
-            let app = &shared.apps[index];
+            let app = &state.apps[index];
             // Authenticate before routing, so strangers learn nothing of the endpoints.
-            let routed = auth::check_bearer(request.headers(), &app.config.auth.bearer_tokens)
-                .and_then(|_principal| routing::route(&method, rest, &path))
-                .and_then(|operation| dry_run_asked(request.headers()).map(|dry| (operation, dry)));
+            let routed = auth::check_bearer(request.headers(), &app.config.auth.bearer_tokens).and_then(|principal| {
+                let operation = routing::route(&method, rest, &path)?;
+                Ok((principal, operation, dry_run_asked(request.headers())?))
+            });
             match routed {
                 Err(e) => (Some(app), None, Err(e.into())),
-                Ok((operation, dry_run)) => {
+                Ok((principal, operation, dry_run)) => {
                     let journal = if dry_run {
                         Some(Arc::new(Journal::dry_run()))
                     } else {
@@ -168,8 +201,16 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
                     if let Some(journal) = &journal {
                         noted = Some(Noted::new(journal.clone(), rest, &request));
                     }
-                    let outcome =
-                        perform(&shared, app, &operation, request, (&request_id, &stats, started), &mut noted).await;
+                    let context = Context {
+                        state: &state,
+                        metrics: &shared.metrics,
+                        principal,
+                        request_id: &request_id,
+                        stats: &stats,
+                        started,
+                        scim_addr: shared.scim_addr,
+                    };
+                    let outcome = perform(context, app, &operation, request, &mut noted).await;
                     (Some(app), Some(operation), outcome)
                 }
             }
@@ -188,7 +229,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
         }
         Err(error) => {
             let mut answer = answer(&error);
-            if shared.server.reveal_faults && answer.detail == crate::error::GENERIC {
+            if state.server.reveal_faults && answer.detail == crate::error::GENERIC {
                 answer.detail = error.to_string();
             }
             let status = answer.status.as_u16();
@@ -207,10 +248,23 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
             response
         }
     };
-    match (noted, app) {
+    let response = match (noted, app) {
         (Some(noted), Some(app)) => noted.finish(app, response, &request_id).await,
         _ => response,
-    }
+    };
+    shared.metrics.request(app_name, op, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// What `perform` needs besides the app, the operation and the request.
+struct Context<'a> {
+    state: &'a State,
+    metrics: &'a Arc<Metrics>,
+    principal: auth::Principal,
+    request_id: &'a Arc<str>,
+    stats: &'a Arc<CallStats>,
+    started: Instant,
+    scim_addr: SocketAddr,
 }
 
 /// The header that asks for a dry run.
@@ -315,28 +369,29 @@ impl Noted {
 
 /// The steps after routing, each of which may end the request with an error.
 async fn perform(
-    shared: &Shared,
+    context: Context<'_>,
     app: &App,
     operation: &Operation,
     request: Request<Incoming>,
-    (request_id, stats, started): (&Arc<str>, &Arc<CallStats>, Instant),
     noted: &mut Option<Noted>,
 ) -> Result<operations::Reply, Error> {
+    let Context { state, metrics, principal, request_id, stats, started, scim_addr } = context;
+    let scim_host = scim_addr.to_string();
     let (parts, body) = request.into_parts();
     let query = request::query_pairs(parts.uri.query());
     let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     let (body, body_bytes) = if has_body {
         request::check_content_type(&parts.headers)?;
-        let bytes = request::read_body(&parts.headers, body, shared.server.max_body_bytes).await?;
+        let bytes = request::read_body(&parts.headers, body, state.server.max_body_bytes).await?;
         (Some(request::parse_json(&bytes)?), bytes.len())
     } else {
         (None, 0)
     };
     let base_url = request::base_url(
         &parts.headers,
-        shared.server.trust_forwarded_headers,
+        state.server.trust_forwarded_headers,
         false,
-        &shared.scim_addr.to_string(),
+        &scim_host,
         &app.config.base_path,
     );
     let journal = noted.as_mut().map(|noted| {
@@ -352,7 +407,14 @@ async fn perform(
         query,
         body,
         body_bytes,
-        scope: CallScope { request_id: request_id.clone(), deadline, stats: stats.clone(), journal },
+        principal: Arc::from(principal.0),
+        scope: CallScope {
+            request_id: request_id.clone(),
+            deadline,
+            stats: stats.clone(),
+            journal,
+            metrics: metrics.clone(),
+        },
     };
     match tokio::time::timeout_at(deadline.into(), operations::perform(operation, &call)).await {
         Ok(result) => result,

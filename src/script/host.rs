@@ -21,6 +21,8 @@ use crate::legacy::{LegacyClient, LegacyError, LegacyPath, LegacyRequest, Legacy
 #[derive(Debug, Default)]
 pub struct CallStats {
     pub calls: AtomicU32,
+    /// Calls other than reads (`GET`, `HEAD`, `OPTIONS`) that were sent: changes asked of the legacy app.
+    pub writes: AtomicU32,
     pub micros: AtomicU64,
 }
 
@@ -38,6 +40,8 @@ pub(super) struct CallContext {
     pub fault: Mutex<Option<LegacyError>>,
     /// Where the calls are written down, for a dry run or a recording.
     pub journal: Option<Arc<Journal>>,
+    /// Where legacy call times and faults are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 thread_local! {
@@ -297,9 +301,22 @@ fn send(
         None => (String::new(), None),
     };
     let started = Instant::now();
+    let method_label = request.method.clone();
+    let writes = journal::is_write(&request.method);
     let result = ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, remaining));
+    let elapsed = started.elapsed();
     ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
-    ctx.stats.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    if writes {
+        ctx.stats.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    ctx.stats.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    ctx.metrics.legacy_call(&ctx.app, method_label.as_str(), elapsed);
+    match &result {
+        Ok(response) if response.status == 429 => ctx.metrics.legacy_error(&ctx.app, "http_429"),
+        Ok(response) if response.status >= 500 => ctx.metrics.legacy_error(&ctx.app, "http_5xx"),
+        Ok(_) => {}
+        Err(fault) => ctx.metrics.legacy_error(&ctx.app, fault_kind(fault)),
+    }
     if let Some((journal, path)) = noted {
         let (status, reply, fault) = match &result {
             Ok(response) => (Some(response.status), Some(reply_value(&response.body)), None),

@@ -11,6 +11,7 @@ use super::journal::Journal;
 use super::{Compiled, ScriptEngine, ScriptError, classify};
 use crate::cache::IdCache;
 use crate::legacy::LegacyClient;
+use crate::metrics::Metrics;
 
 /// What a script call needs from the request that makes it.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct CallScope {
     pub stats: Arc<CallStats>,
     /// Where the request's legacy calls are written down (dry run, recording), if anywhere.
     pub journal: Option<Arc<Journal>>,
+    /// Where script and legacy call times are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// One app's compiled script and what its calls run with.
@@ -117,8 +120,10 @@ impl AppScript {
             stats: scope.stats.clone(),
             fault: Mutex::new(None),
             journal: scope.journal.clone(),
+            metrics: scope.metrics.clone(),
         });
         let engine = self.engine.clone();
+        let function_name = function;
         let function = function.to_owned();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -132,7 +137,10 @@ impl AppScript {
                 classify(*error, &compiled.file, &function, fault)
             })
         });
-        match task.await {
+        let started = Instant::now();
+        let outcome = task.await;
+        scope.metrics.script_call(&self.app, function_name, started.elapsed());
+        match outcome {
             Ok(result) => result,
             Err(join) => Err(ScriptError::Runtime {
                 file: self.compiled().file.to_string(),

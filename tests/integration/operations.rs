@@ -84,8 +84,8 @@ async fn shutdown_drains_requests_in_flight() {
     let in_flight = tokio::spawn(async move { client.get(url).bearer_auth(TOKEN).send().await.map(|r| r.status()) });
     // Shut down once the request is inside the proxy, waiting on the legacy app.
     arrived.notified().await;
-    let TestEnv { proxy, .. } = env;
-    proxy.unwrap().shutdown().await;
+    let mut env = env;
+    env.proxy.take().unwrap().shutdown().await;
     let status = in_flight.await.unwrap().unwrap();
     assert_eq!(status, StatusCode::OK, "the request in flight completed during the drain");
 }

@@ -11,6 +11,64 @@ use scim_proxy::proxy::{self, Running};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+/// Secrets the tests send: none may appear in any log line of the whole suite (checked as
+/// each line is written, and asserted when every test environment is dropped).
+pub const NEVER_LOGGED: &[&str] =
+    &[TOKEN, OTHER_TOKEN, API_KEY, "Hunter2-secret", "Correct-Horse-9", "S3cret!pass", "audit-Passw0rd"];
+
+static LOGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static LEAKS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Where the proxy's log lines go in tests: kept for assertions, scanned for secrets, and
+/// shown on stderr when `SCIM_TEST_LOG` is set.
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf).into_owned();
+        if std::env::var_os("SCIM_TEST_LOG").is_some() {
+            eprint!("{line}");
+        }
+        if contains_secret(&line) {
+            LEAKS.lock().unwrap().push(line.clone());
+        }
+        let mut logs = LOGS.lock().unwrap();
+        if logs.len() < 200_000 {
+            logs.push(line);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// True when a line holds one of the secrets that must never be logged.
+pub fn contains_secret(line: &str) -> bool {
+    NEVER_LOGGED.iter().any(|secret| line.contains(secret))
+}
+
+/// Installs the capturing log subscriber (once per test binary), at debug level.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("scim_proxy=debug,info")
+        .with_ansi(false)
+        .with_writer(|| CaptureWriter)
+        .try_init();
+}
+
+/// The log lines written so far that contain every one of `needles`.
+pub fn log_lines_with(needles: &[&str]) -> Vec<String> {
+    LOGS.lock().unwrap().iter().filter(|line| needles.iter().all(|n| line.contains(n))).cloned().collect()
+}
+
+/// Fails when a log line so far contained a secret.
+pub fn assert_no_secret_logged() {
+    let leaks = LEAKS.lock().unwrap();
+    assert!(leaks.is_empty(), "secrets reached the log:\n{}", leaks.join(""));
+}
+
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 pub const OTHER_TOKEN: &str = "other-app-token-0123456789";
 pub const API_KEY: &str = "acme-test-key";
@@ -82,7 +140,7 @@ impl TestEnv {
 
     /// A script of the test's own (`Some`) or the demo script, and the configuration after `edit`.
     pub async fn start_script(script: Option<&str>, edit: impl FnOnce(String) -> String) -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        init_logs();
         let dir = tempfile::tempdir().unwrap();
         let script_path = match script {
             Some(text) => {
@@ -102,7 +160,7 @@ impl TestEnv {
 
     /// The shipped `proxy.yaml` and demo script, as `scim-proxy demo` runs them.
     pub async fn start_shipped_config() -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        init_logs();
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let legacy = acme::start(listener, AcmeConfig::new(API_KEY)).await.unwrap();
@@ -125,7 +183,7 @@ impl TestEnv {
 
     /// The path of the first app's script.
     pub fn script_path(&self) -> PathBuf {
-        self.running().shared.apps[0].script.compiled().path().to_path_buf()
+        self.running().shared.state().apps[0].script.compiled().path().to_path_buf()
     }
 
     fn running(&self) -> &Running {
@@ -186,6 +244,14 @@ impl TestEnv {
         let reply = self.post("/Users", user(user_name)).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_no_secret_logged();
+        }
     }
 }
 

@@ -1,0 +1,170 @@
+//! Metrics on the admin listener, audit records of changes, and logs that never hold a secret.
+
+use std::collections::BTreeMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{self, Reply, TOKEN, TestEnv, user};
+
+/// `/metrics` parsed: each sample (`name{labels}`) to its value. Fails on any malformed line.
+async fn scrape(env: &TestEnv) -> BTreeMap<String, f64> {
+    let response = env.client.get(format!("{}/metrics", env.admin())).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = response.text().await.unwrap();
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("malformed line {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("malformed value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
+        }
+        assert!(samples.insert(series.to_owned(), value).is_none(), "duplicate series {series}");
+    }
+    samples
+}
+
+fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_and_move_with_requests() {
+    let env = TestEnv::start().await;
+    let id = env.create_user("metered").await;
+    let before = scrape(&env).await;
+    for _ in 0..3 {
+        assert_eq!(env.get(&format!("/Users/{id}")).await.status, StatusCode::OK);
+    }
+    env.get("/Users/999999").await.assert_error(404, None);
+    let after = scrape(&env).await;
+
+    let ok = r#"scim_proxy_requests_total{app="acme",operation="get_user",status="200"}"#;
+    let missing = r#"scim_proxy_requests_total{app="acme",operation="get_user",status="404"}"#;
+    assert_eq!(value(&after, ok) - value(&before, ok), 3.0);
+    assert_eq!(value(&after, missing) - value(&before, missing), 1.0);
+    let count = r#"scim_proxy_request_duration_seconds_count{app="acme",operation="get_user"}"#;
+    assert_eq!(value(&after, count) - value(&before, count), 4.0);
+    let inf = r#"scim_proxy_request_duration_seconds_bucket{app="acme",operation="get_user",le="+Inf"}"#;
+    assert_eq!(value(&after, inf), value(&after, count), "+Inf bucket equals the count");
+    // Each read calls get_user in the script and GETs the legacy app (the user and its teams).
+    let script = r#"scim_proxy_script_duration_seconds_count{app="acme",function="get_user"}"#;
+    assert_eq!(value(&after, script) - value(&before, script), 4.0);
+    let legacy = r#"scim_proxy_legacy_request_duration_seconds_count{app="acme",method="GET"}"#;
+    assert!(value(&after, legacy) - value(&before, legacy) >= 4.0);
+    assert_eq!(value(&after, r#"scim_proxy_in_flight_requests{app="acme"}"#), 0.0);
+    assert_eq!(value(&after, "scim_proxy_ready"), 1.0);
+    assert!(after.contains_key(r#"scim_proxy_id_cache_hits_total{app="acme"}"#));
+    assert!(after.contains_key(r#"scim_proxy_script_reloads_total{app="acme"}"#));
+    let created = r#"scim_proxy_audit_records_total{app="acme",outcome="success"}"#;
+    assert!(value(&after, created) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_faults_are_counted_by_kind() {
+    // Port 9 on localhost refuses connections.
+    let env = TestEnv::start_with(|text| text.replacen("${env.ACME_BASE_URL}", "http://127.0.0.1:9/api", 1)).await;
+    let before = scrape(&env).await;
+    let reply = env.get("/Users/1").await;
+    assert_eq!(reply.status.as_u16(), 503, "{}", reply.text);
+    let after = scrape(&env).await;
+    let connect = r#"scim_proxy_legacy_errors_total{app="acme",kind="connect"}"#;
+    assert_eq!(value(&after, connect) - value(&before, connect), 1.0);
+}
+
+async fn send_with_id(env: &TestEnv, method: Method, path: &str, body: Option<Value>, request_id: &str) -> Reply {
+    let mut request = env
+        .client
+        .request(method, format!("{}{path}", env.base()))
+        .bearer_auth(TOKEN)
+        .header("x-request-id", request_id);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/scim+json").body(body.to_string());
+    }
+    Reply::read(request.send().await.unwrap()).await
+}
+
+/// The one audit line of a request.
+fn audit_line(request_id: &str) -> String {
+    let lines = support::log_lines_with(&["scim_proxy::audit", &format!("request_id={request_id}")]);
+    assert_eq!(lines.len(), 1, "one audit record for {request_id}: {lines:?}");
+    lines.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_has_an_audit_record_without_secrets() {
+    let env = TestEnv::start().await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let rid = |step: &str| format!("audit-{step}-{run}");
+
+    let mut body = user("audited");
+    body["password"] = json!("audit-Passw0rd");
+    let created = send_with_id(&env, Method::POST, "/Users", Some(body), &rid("create")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let line = audit_line(&rid("create"));
+    for part in [
+        "principal=bearer token #1",
+        "operation=\"create_user\"",
+        "resource=\"User\"",
+        &format!("id=\"{id}\""),
+        "status=201",
+        "outcome=\"success\"",
+        "legacy_writes=1",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "Auditor"}]});
+    let patched = send_with_id(&env, Method::PATCH, &format!("/Users/{id}"), Some(patch), &rid("update")).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    let line = audit_line(&rid("update"));
+    assert!(line.contains("operation=\"patch_user\"") && line.contains("status=200"), "{line}");
+    assert!(line.contains("outcome=\"success\"") && line.contains("legacy_writes=1"), "{line}");
+
+    let deleted = send_with_id(&env, Method::DELETE, &format!("/Users/{id}"), None, &rid("delete")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let line = audit_line(&rid("delete"));
+    assert!(line.contains("operation=\"delete_user\"") && line.contains(&format!("id=\"{id}\"")), "{line}");
+    assert!(line.contains("status=204") && line.contains("legacy_writes=1"), "{line}");
+
+    // A failed change is audited too: the DELETE reached the legacy app, which said 404.
+    let again = send_with_id(&env, Method::DELETE, &format!("/Users/{id}"), None, &rid("again")).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let line = audit_line(&rid("again"));
+    assert!(line.contains("status=404") && line.contains("outcome=\"failed\""), "{line}");
+    assert!(line.contains("legacy_writes=1"), "{line}");
+    // And one refused before anything was sent.
+    let bad = send_with_id(&env, Method::POST, "/Users", Some(json!({"userName": 7})), &rid("refused")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let line = audit_line(&rid("refused"));
+    assert!(line.contains("status=400") && line.contains("outcome=\"refused\""), "{line}");
+    assert!(line.contains("legacy_writes=0") && line.contains("id=\"-\""), "{line}");
+
+    // Reads are not changes.
+    let read = send_with_id(&env, Method::GET, "/Users", None, &rid("read")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(support::log_lines_with(&["scim_proxy::audit", &rid("read")]).is_empty());
+
+    // No record, and no other log line, holds the password or the token.
+    for line in support::log_lines_with(&[&run]) {
+        assert!(!line.contains("audit-Passw0rd") && !line.contains(TOKEN), "{line}");
+    }
+    support::assert_no_secret_logged();
+}
+
+#[test]
+fn the_log_scan_recognises_every_secret() {
+    for secret in support::NEVER_LOGGED {
+        assert!(support::contains_secret(&format!("a line with {secret} in it")), "{secret}");
+    }
+    assert!(!support::contains_secret("a line with nothing in it"));
+}
