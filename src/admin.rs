@@ -22,13 +22,24 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
     match request.uri().path() {
         "/healthz" => plain_json(StatusCode::OK, json!({"status": "alive"})),
         "/readyz" => {
-            let ready = shared.ready.load(Ordering::SeqCst);
-            let apps: Vec<_> = shared
-                .state()
+            let state = shared.state();
+            let mut ready = shared.ready.load(Ordering::SeqCst);
+            let apps: Vec<_> = state
                 .apps
                 .iter()
                 .map(|app| {
+                    let health = app.script.arity("health").map(|_| match app.health.last() {
+                        None => {
+                            ready = false;
+                            json!({"healthy": false, "detail": "not checked yet"})
+                        }
+                        Some(checked) => {
+                            ready &= checked.healthy;
+                            json!({"healthy": checked.healthy, "detail": checked.detail})
+                        }
+                    });
                     json!({
+                        "legacy_health": health,
                         "name": app.name(),
                         "base_path": app.config.base_path,
                         "script": app.script.compiled().path().display().to_string(),
@@ -40,7 +51,16 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                 })
                 .collect();
             let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            plain_json(status, json!({"status": if ready { "ready" } else { "not ready" }, "apps": apps}))
+            let reload = &shared.config_reload;
+            let config = json!({
+                "reloads": reload.reloads.load(Ordering::Relaxed),
+                "reload_failures": reload.failures.load(Ordering::Relaxed),
+                "error": reload.last_error(),
+            });
+            plain_json(
+                status,
+                json!({"status": if ready { "ready" } else { "not ready" }, "config": config, "apps": apps}),
+            )
         }
         "/metrics" => {
             let state = shared.state();
@@ -54,11 +74,14 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                         cache_misses: app.ids.stats().misses.load(Ordering::Relaxed),
                         script_reloads: app.reload.reloads.load(Ordering::Relaxed),
                         script_reload_failures: app.reload.failures.load(Ordering::Relaxed),
-                        legacy_healthy: None,
+                        legacy_healthy: app
+                            .script
+                            .arity("health")
+                            .map(|_| app.health.last().is_some_and(|checked| checked.healthy)),
                     })
                     .collect(),
-                config_reloads: 0,
-                config_reload_failures: 0,
+                config_reloads: shared.config_reload.reloads.load(Ordering::Relaxed),
+                config_reload_failures: shared.config_reload.failures.load(Ordering::Relaxed),
                 ready: shared.ready.load(Ordering::SeqCst),
             };
             let mut response = Response::new(Full::new(Bytes::from(shared.metrics.render(&gauges))));

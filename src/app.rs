@@ -41,11 +41,24 @@ pub struct App {
     pub redactor: Redactor,
     /// Where exchanges are recorded as test files, when `record` is configured.
     pub recorder: Option<Recorder>,
+    /// The last answer of the script's `health()`.
+    pub health: crate::health::Health,
 }
 
 impl App {
     /// Builds an app from its configuration: compiles its script, builds its schema and client.
     pub fn build(config: &Config, app: &AppConfig, engine: Arc<ScriptEngine>) -> Result<Self, AppError> {
+        Self::build_after(config, app, engine, None)
+    }
+
+    /// Builds an app to replace `previous` (a configuration reload): the ID cache carries
+    /// over when the app keeps its name, legacy base URL and cache settings.
+    pub fn build_after(
+        config: &Config,
+        app: &AppConfig,
+        engine: Arc<ScriptEngine>,
+        previous: Option<&App>,
+    ) -> Result<Self, AppError> {
         let setup = |key: &str, detail: String| AppError::Setup { app: app.name.clone(), key: key.to_owned(), detail };
         let compiled = engine
             .compile_file(&config.script_path(app))
@@ -55,7 +68,9 @@ impl App {
         }
         let users = user_schema(app).map_err(|(key, detail)| setup(key, detail))?;
         let legacy = LegacyClient::new(&app.name, &app.legacy).map_err(|detail| setup("legacy", detail))?;
-        let ids = Arc::new(IdCache::new(&app.cache));
+        let ids = previous
+            .filter(|p| p.config.legacy.base_url == app.legacy.base_url && p.config.cache == app.cache)
+            .map_or_else(|| Arc::new(IdCache::new(&app.cache)), |p| p.ids.clone());
         let script =
             AppScript::new(&app.name, engine, compiled, app.max_concurrent_scripts, Arc::new(legacy), ids.clone());
         let capabilities = Capabilities {
@@ -102,6 +117,7 @@ impl App {
             reload,
             redactor,
             recorder,
+            health: Default::default(),
         })
     }
 

@@ -39,6 +39,11 @@ impl Variables {
         Self { overrides: BTreeMap::new(), placeholders: Some(std::sync::Mutex::default()) }
     }
 
+    /// Variables with these overrides (those a configuration was first read with).
+    pub fn with_overrides(overrides: BTreeMap<String, String>) -> Self {
+        Self { overrides, placeholders: None }
+    }
+
     /// The references that got placeholders, in the order met.
     pub fn unset(&self) -> Vec<String> {
         self.placeholders.as_ref().and_then(|p| p.lock().ok().map(|names| names.clone())).unwrap_or_default()
@@ -86,6 +91,13 @@ pub struct Config {
     /// The file this configuration was read from; scripts are relative to its folder.
     #[serde(skip)]
     pub file: PathBuf,
+    /// A hash of the configuration after `${…}` expansion: a reload compares it to tell a
+    /// real change (a rotated secret file included) from none.
+    #[serde(skip)]
+    pub fingerprint: u64,
+    /// The variable overrides it was read with, so that a reload reads it the same way.
+    #[serde(skip)]
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// How logs are written.
@@ -134,6 +146,13 @@ pub struct ServerConfig {
     /// How often scripts are checked for changes and reloaded; `0s` turns reloading off.
     #[serde(default = "default_script_reload", deserialize_with = "duration")]
     pub script_reload_interval: Duration,
+    /// How often each app's `health()` (when its script defines one) is called for `/readyz`.
+    #[serde(default = "default_health_interval", deserialize_with = "duration")]
+    pub health_interval: Duration,
+    /// How often `proxy.yaml` (and the secret files it references) is checked for changes
+    /// and reloaded; `0s` turns it off (SIGHUP still reloads).
+    #[serde(default = "default_config_reload", deserialize_with = "duration")]
+    pub config_reload_interval: Duration,
     /// Put the specifics of script and internal faults in the answer's detail instead of the
     /// generic text. Not a configuration key: only `scim-proxy test` sets it, for its report.
     #[serde(skip)]
@@ -148,6 +167,8 @@ impl Default for ServerConfig {
             shutdown_grace: default_shutdown_grace(),
             trust_forwarded_headers: true,
             script_reload_interval: default_script_reload(),
+            health_interval: default_health_interval(),
+            config_reload_interval: default_config_reload(),
             reveal_faults: false,
         }
     }
@@ -309,7 +330,7 @@ pub struct LegacyConfig {
 }
 
 /// Sizes and lifetime of the ID-mapping cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Entries kept per resource type and per index.
@@ -400,7 +421,8 @@ impl Config {
             key,
             detail,
         })?;
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let expanded = serde_yaml_ng::to_string(&value).unwrap_or_default();
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::Key {
                 file: file.to_owned(),
@@ -409,6 +431,8 @@ impl Config {
             }
         })?;
         config.validate().map_err(|(key, detail)| ConfigError::Key { file: file.to_owned(), key, detail })?;
+        config.fingerprint = crate::scim::fingerprint(expanded.as_bytes());
+        config.overrides = vars.overrides.clone();
         Ok(config)
     }
 
@@ -628,6 +652,14 @@ fn default_header_read_timeout() -> Duration {
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(20)
 }
+fn default_health_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_config_reload() -> Duration {
+    Duration::from_secs(5)
+}
+
 fn default_script_reload() -> Duration {
     Duration::from_secs(2)
 }

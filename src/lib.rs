@@ -9,6 +9,7 @@ pub mod telemetry;
 pub mod proxy;
 pub mod server;
 pub mod admin;
+pub mod health;
 pub mod metrics;
 pub mod app;
 pub mod routing;

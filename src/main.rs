@@ -107,10 +107,32 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<Soc
     let config = Config::load(&path, &Variables::default())?;
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
     let running = proxy::start(&config, listen, admin_listen).await?;
+    let reloader = tokio::spawn(reload_on_sighup(running.shared.clone()));
     demo::wait_for_signal().await;
     tracing::info!("shutting down");
+    reloader.abort();
     running.shutdown().await;
     Ok(())
+}
+
+/// Reloads the configuration on every SIGHUP.
+async fn reload_on_sighup(shared: std::sync::Arc<proxy::Shared>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload by editing the file only");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            if proxy::reload_config(&shared).await == proxy::Reloaded::Unchanged {
+                tracing::info!("configuration unchanged");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
 }
 
 #[allow(clippy::print_stdout)] // `check` reports to its user on stdout

@@ -199,7 +199,10 @@ impl Metrics {
         let _ = writeln!(out, "# HELP scim_proxy_build_info The running version.");
         let _ = writeln!(out, "# TYPE scim_proxy_build_info gauge");
         let _ = writeln!(out, "scim_proxy_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-        let _ = writeln!(out, "# HELP scim_proxy_ready 1 when /readyz answers 200.");
+        let _ = writeln!(
+            out,
+            "# HELP scim_proxy_ready 1 once start-up is complete and until shutdown begins (health() is scim_proxy_legacy_healthy)."
+        );
         let _ = writeln!(out, "# TYPE scim_proxy_ready gauge");
         let _ = writeln!(out, "scim_proxy_ready {}", u8::from(gauges.ready));
         counters(&mut out, &self.requests);

@@ -1,8 +1,9 @@
 //! The proxy: start-up of apps and listeners, and the path of one SCIM request through them.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,6 +46,67 @@ pub struct Shared {
     /// False until start-up is complete and again once shutdown begins.
     pub ready: AtomicBool,
     pub metrics: Arc<Metrics>,
+    /// What configuration reloads have done.
+    pub config_reload: ConfigReload,
+    engine: Arc<ScriptEngine>,
+    /// The settings only a restart changes, as the proxy started with them.
+    started_with: RestartOnly,
+}
+
+/// What configuration reloads have done, for `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConfigReload {
+    /// The file reloads read; none for a configuration that was not read from a file.
+    path: Option<std::path::PathBuf>,
+    /// The variable overrides the configuration was first read with (the demo's, say).
+    overrides: std::collections::BTreeMap<String, String>,
+    pub reloads: AtomicU64,
+    pub failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    /// The fingerprint of the configuration now serving.
+    fingerprint: AtomicU64,
+    /// A hash of the file text last refused, so the same broken edit is reported once.
+    refused_text: AtomicU64,
+    /// One reload at a time (the timer and SIGHUP may meet).
+    running: tokio::sync::Mutex<()>,
+}
+
+impl ConfigReload {
+    /// The last refused edit, until a good one replaces it.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
+}
+
+/// Settings a reload cannot change while the listeners and the log run.
+#[derive(Debug, Clone, PartialEq)]
+struct RestartOnly {
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    log: String,
+}
+
+impl RestartOnly {
+    fn of(config: &Config) -> Self {
+        Self { listen: config.listen, admin_listen: config.admin_listen, log: format!("{:?}", config.log) }
+    }
+}
+
+/// What a configuration reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The file (and the secrets it references) did not change.
+    Unchanged,
+    /// The new configuration serves.
+    Applied,
+    /// The edit was refused; the previous configuration keeps serving.
+    Refused(String),
 }
 
 /// What a configuration reload replaces: the apps (scripts, schemas, clients) and the
@@ -105,6 +167,12 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let engine = Arc::new(ScriptEngine::new());
     let apps = config.apps.iter().map(|app| App::build(config, app, engine.clone())).collect::<Result<Vec<_>, _>>()?;
+    let config_reload = ConfigReload {
+        path: (!config.file.as_os_str().is_empty()).then(|| config.file.clone()),
+        fingerprint: AtomicU64::new(config.fingerprint),
+        overrides: config.overrides.clone(),
+        ..ConfigReload::default()
+    };
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
     };
@@ -114,7 +182,15 @@ pub async fn start(
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
     let state = RwLock::new(Arc::new(State { apps, server: config.server.clone() }));
-    let shared = Arc::new(Shared { state, scim_addr, ready: AtomicBool::new(false), metrics: Arc::default() });
+    let shared = Arc::new(Shared {
+        state,
+        scim_addr,
+        ready: AtomicBool::new(false),
+        metrics: Arc::default(),
+        config_reload,
+        engine,
+        started_with: RestartOnly::of(config),
+    });
     let (stop, stopped) = watch::channel(false);
     let limits = ConnLimits {
         header_read_timeout: config.server.header_read_timeout,
@@ -137,8 +213,14 @@ pub async fn start(
         admin_limits,
         stopped.clone(),
     ));
-    let stopped_reload = stopped;
+    let stopped_reload = stopped.clone();
     let mut tasks = vec![scim, admin];
+    if !config.server.health_interval.is_zero() {
+        tasks.push(tokio::spawn(crate::health::watch(shared.clone(), config.server.health_interval, stopped.clone())));
+    }
+    if !config.server.config_reload_interval.is_zero() && shared.config_reload.path.is_some() {
+        tasks.push(tokio::spawn(watch_config(shared.clone(), config.server.config_reload_interval, stopped.clone())));
+    }
     if !config.server.script_reload_interval.is_zero() {
         tasks.push(tokio::spawn(watch_scripts(shared.clone(), config.server.script_reload_interval, stopped_reload)));
     }
@@ -148,6 +230,97 @@ pub async fn start(
     }
     tracing::info!(%scim_addr, %admin_addr, "listening");
     Ok(Running { scim_addr, admin_addr, shared, stop, tasks })
+}
+
+/// Reloads the configuration whenever it changes, until shutdown.
+async fn watch_config(shared: Arc<Shared>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        reload_config(&shared).await;
+    }
+}
+
+/// Reads the configuration file again and, when it (or a secret file it references) changed,
+/// validates it whole — every app built, every script compiled — and swaps it in. A refused
+/// edit leaves the running configuration serving and is reported in the log, `/readyz` and
+/// `/metrics`. The timer and SIGHUP both call this.
+pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
+    let reload = &shared.config_reload;
+    let Some(path) = reload.path.clone() else {
+        return Reloaded::Unchanged;
+    };
+    let _one_at_a_time = reload.running.lock().await;
+    let builder = shared.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let text = std::fs::read(&path).unwrap_or_default();
+        let text_hash = crate::scim::fingerprint(&text);
+        let vars = crate::config::Variables::with_overrides(builder.config_reload.overrides.clone());
+        let config = match Config::load(&path, &vars) {
+            Ok(config) => config,
+            Err(error) => return Err((text_hash, error.to_string())),
+        };
+        if config.fingerprint == builder.config_reload.fingerprint.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let current = builder.state();
+        let apps = config
+            .apps
+            .iter()
+            .map(|app| {
+                let previous = current.apps.iter().find(|p| p.name() == app.name);
+                App::build_after(&config, app, builder.engine.clone(), previous)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| (text_hash, error.to_string()))?;
+        Ok(Some((config, apps)))
+    })
+    .await;
+    let built = match built {
+        Ok(built) => built,
+        Err(join) => Err((0, format!("the reload task failed: {join}"))),
+    };
+    match built {
+        Ok(None) => {
+            // Back to what serves (a refused edit undone): nothing is wrong any more.
+            reload.refused_text.store(0, Ordering::SeqCst);
+            reload.set_error(None);
+            Reloaded::Unchanged
+        }
+        Ok(Some((config, apps))) => {
+            let restart_only = RestartOnly::of(&config);
+            if restart_only != shared.started_with {
+                tracing::warn!("configuration reload: listen, admin_listen and log take effect at the next restart");
+            }
+            let state = State { apps, server: config.server.clone() };
+            // New apps answer /readyz by their health() from the start.
+            for app in &state.apps {
+                let _ = crate::health::check(app, &shared.metrics).await;
+            }
+            shared.replace_state(state);
+            reload.fingerprint.store(config.fingerprint, Ordering::SeqCst);
+            reload.refused_text.store(0, Ordering::SeqCst);
+            reload.reloads.fetch_add(1, Ordering::Relaxed);
+            reload.set_error(None);
+            tracing::info!(file = %config.file.display(), apps = config.apps.len(), "configuration reloaded");
+            Reloaded::Applied
+        }
+        Err((text_hash, error)) => {
+            // The same broken file is reported once, not at every tick.
+            if text_hash != 0 && reload.refused_text.swap(text_hash, Ordering::SeqCst) == text_hash {
+                return Reloaded::Refused(error);
+            }
+            reload.failures.fetch_add(1, Ordering::Relaxed);
+            reload.set_error(Some(error.clone()));
+            tracing::error!(error = %error, "configuration reload refused; the previous configuration keeps serving");
+            Reloaded::Refused(error)
+        }
+    }
 }
 
 /// Checks every app's script for changes until shutdown (hot reload).

@@ -36,3 +36,5 @@ mod docs_examples;
 mod mapping_tests;
 #[path = "integration/observability.rs"]
 mod observability;
+#[path = "integration/config_reload.rs"]
+mod config_reload;

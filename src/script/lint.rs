@@ -99,6 +99,14 @@ pub fn operations(compiled: &Compiled, deactivate_on_delete: bool) -> Vec<(&'sta
     } else {
         rows.push(("/Groups", "not served: the script defines no get_group".to_owned()));
     }
+    rows.push((
+        "/readyz",
+        if has("health") {
+            "also waits for the script's health() to pass".to_owned()
+        } else {
+            "config and script loaded (no health() to ask)".to_owned()
+        },
+    ));
     rows
 }
 

@@ -33,6 +33,7 @@ pub const CONTRACT: &[(&str, &[usize])] = &[
     ("delete_group", &[1]),
     ("add_members", &[2]),
     ("remove_members", &[2]),
+    ("health", &[0]),
 ];
 
 /// A failure of a script, or of something a script asked for.

@@ -158,6 +158,25 @@ impl TestEnv {
         Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
     }
 
+    /// The test configuration after `edit`, written to `proxy.yaml` in a temporary folder and
+    /// loaded from there, so that the proxy can reload it (see `config_file`).
+    pub async fn start_from_file(edit: impl FnOnce(String) -> String) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let legacy = acme::start(listener, AcmeConfig::new(API_KEY)).await.unwrap();
+        let file = dir.path().join("proxy.yaml");
+        std::fs::write(&file, edit(config_text(&repo_file("scripts/demo.rhai")))).unwrap();
+        let config = Config::load(&file, &Self::variables(&legacy.base_url())).unwrap();
+        let proxy = proxy::start(&config, None, None).await.unwrap();
+        Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
+    }
+
+    /// The file the configuration was loaded from (`start_from_file`).
+    pub fn config_file(&self) -> PathBuf {
+        self.config.file.clone()
+    }
+
     /// The shipped `proxy.yaml` and demo script, as `scim-proxy demo` runs them.
     pub async fn start_shipped_config() -> Self {
         init_logs();
