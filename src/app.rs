@@ -54,7 +54,8 @@ impl App {
             return Err(setup("script", problem));
         }
         let users = user_schema(app).map_err(|(key, detail)| setup(key, detail))?;
-        let legacy = LegacyClient::new(&app.name, &app.legacy).map_err(|detail| setup("legacy", detail))?;
+        let legacy = LegacyClient::new(&app.name, &app.legacy, |path| config.relative_path(path))
+            .map_err(|detail| setup("legacy", detail))?;
         let ids = Arc::new(IdCache::new(&app.cache));
         let script =
             AppScript::new(&app.name, engine, compiled, app.max_concurrent_scripts, Arc::new(legacy), ids.clone());

@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use crate::legacy::LegacyError;
+use crate::legacy::{LegacyError, TlsFault};
 use crate::scim::ScimError;
 use crate::script::ScriptError;
 
@@ -194,6 +194,30 @@ pub fn answer(error: &Error) -> Answer {
                     "the application behind this SCIM endpoint answered with a body too large to process",
                     None,
                 ),
+                // A certificate problem is a configuration fault: retrying will not fix it.
+                LegacyError::Tls { failure, .. } => match failure.fault {
+                    TlsFault::Untrusted => (
+                        S::BAD_GATEWAY,
+                        "the TLS certificate of the application behind this SCIM endpoint is not trusted",
+                        None,
+                    ),
+                    TlsFault::ClientCertificateRefused => (
+                        S::BAD_GATEWAY,
+                        "the application behind this SCIM endpoint refused the proxy's TLS client certificate",
+                        None,
+                    ),
+                    TlsFault::Other => {
+                        (S::BAD_GATEWAY, "the TLS connection to the application behind this SCIM endpoint failed", None)
+                    }
+                },
+                LegacyError::Token { source, .. } if source.retryable => (
+                    S::SERVICE_UNAVAILABLE,
+                    "cannot get an access token for the application behind this SCIM endpoint; retry later",
+                    Some(10),
+                ),
+                LegacyError::Token { .. } => {
+                    (S::BAD_GATEWAY, "cannot get an access token for the application behind this SCIM endpoint", None)
+                }
             };
             Answer { status, scim_type: None, detail: detail.into(), source: Source::Legacy, retry_after }
         }

@@ -18,6 +18,7 @@ pub mod operations;
 pub mod bulk;
 pub mod script;
 pub mod legacy;
+pub mod legacy_auth;
 pub mod cache;
 pub mod response;
 pub mod error;

@@ -293,7 +293,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        crate::support::init_logs();
         let api = AccountsApi::start().await;
         let mut vars = Variables::default();
         vars.set("ACCOUNTS_BASE_URL", api.base_url());

@@ -250,7 +250,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        crate::support::init_logs();
         let api = RosterApi::start().await;
         let mut vars = Variables::default();
         vars.set("ROSTER_BASE_URL", api.base_url());

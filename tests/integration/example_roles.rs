@@ -367,7 +367,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        crate::support::init_logs();
         let roster = Roster::start().await;
         roster.role("admin").role("billing").role("viewer");
         let mut vars = Variables::default();

@@ -15,6 +15,37 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 pub const OTHER_TOKEN: &str = "other-app-token-0123456789";
 pub const API_KEY: &str = "acme-test-key";
 
+/// Everything the proxy logged in this test binary, kept for tests of what logs never say.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// Installs the log subscriber of the test binary (once): to the test output, and to [`logs`].
+pub fn init_logs() {
+    use tracing_subscriber::prelude::*;
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("scim_proxy=info"))
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(|| LogCapture))
+        .try_init();
+}
+
+/// Everything logged so far by any test of this binary.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+struct LogCapture;
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The path of a file in the repository.
 pub fn repo_file(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -82,7 +113,7 @@ impl TestEnv {
 
     /// A script of the test's own (`Some`) or the demo script, and the configuration after `edit`.
     pub async fn start_script(script: Option<&str>, edit: impl FnOnce(String) -> String) -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        init_logs();
         let dir = tempfile::tempdir().unwrap();
         let script_path = match script {
             Some(text) => {
@@ -102,7 +133,7 @@ impl TestEnv {
 
     /// The shipped `proxy.yaml` and demo script, as `scim-proxy demo` runs them.
     pub async fn start_shipped_config() -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("scim_proxy=info").with_test_writer().try_init();
+        init_logs();
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let legacy = acme::start(listener, AcmeConfig::new(API_KEY)).await.unwrap();
