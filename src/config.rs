@@ -894,6 +894,81 @@ apps:
     }
 
     #[test]
+    fn reads_tls_and_credentials_of_the_legacy_app() {
+        let text = MINIMAL.replace(
+            "      headers:\n        X-Api-Key: \"${env.TEST_KEY}\"\n",
+            r#"      ca_file: certs/ca.pem
+      client_certificate: {cert: certs/proxy.pem, key: certs/proxy.key}
+      auth:
+        oauth2:
+          token_url: https://login.example.com/oauth2/token
+          client_id: scim-proxy
+          client_secret: "${env.TEST_KEY}"
+          scope: users
+          extra_params: {resource: "api://hr"}
+"#,
+        );
+        let config = Config::parse(&text, "proxy.yaml", &vars()).unwrap();
+        let legacy = &config.apps[0].legacy;
+        assert_eq!(legacy.ca_file.as_deref(), Some(Path::new("certs/ca.pem")));
+        assert_eq!(legacy.client_certificate.as_ref().unwrap().key, Path::new("certs/proxy.key"));
+        assert!(!legacy.insecure_skip_verify);
+        let oauth2 = legacy.auth.as_ref().unwrap().oauth2.as_ref().unwrap();
+        assert_eq!(oauth2.client_secret.expose(), "key");
+        assert_eq!(oauth2.client_auth, ClientAuth::Basic);
+        assert_eq!(oauth2.refresh_before, Duration::from_secs(60));
+        assert!(!format!("{oauth2:?}").contains("key\""), "the secret is not printed");
+    }
+
+    #[test]
+    fn refuses_contradictory_legacy_settings() {
+        let with = |lines: &str| MINIMAL.replace("      headers:\n", &format!("{lines}      headers:\n"));
+        let cases = [
+            (
+                with("      auth: {basic: {username: a, password: b}, bearer: {token: c}}\n"),
+                "legacy.auth",
+                "exactly one",
+            ),
+            (with("      auth: {}\n"), "legacy.auth", "exactly one"),
+            (
+                with("      auth: {bearer: {token: c}}\n").replace("X-Api-Key", "Authorization"),
+                "legacy.headers.Authorization",
+                "remove it",
+            ),
+            (
+                with("      ca_file: ca.pem\n      insecure_skip_verify: true\n"),
+                "legacy.insecure_skip_verify",
+                "cannot be combined",
+            ),
+            (with("      auth: {basic: {username: \"a:b\", password: c}}\n"), "legacy.auth.basic.username", "':'"),
+            (
+                with(
+                    "      auth: {oauth2: {token_url: \"https://t\", client_id: i, client_secret: s, extra_params: {scope: x}}}\n",
+                ),
+                "legacy.auth.oauth2.extra_params.scope",
+                "remove it",
+            ),
+            (
+                with("      auth: {oauth2: {token_url: \"https://t\", client_id: i, client_secret: s, secret: x}}\n"),
+                "legacy.auth.oauth2",
+                "unknown field `secret`",
+            ),
+            (
+                with(
+                    "      auth: {oauth2: {token_url: \"https://t\", client_id: i, client_secret: s, client_auth: jwt}}\n",
+                ),
+                "legacy.auth.oauth2.client_auth",
+                "unknown variant `jwt`",
+            ),
+        ];
+        for (text, key, detail) in cases {
+            let err = Config::parse(&text, "proxy.yaml", &vars()).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+            assert!(err.contains(detail), "{err} should say {detail}");
+        }
+    }
+
+    #[test]
     fn parses_durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));

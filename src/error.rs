@@ -273,6 +273,37 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_token_failures_say_what_failed_without_internals() {
+        use crate::legacy::TlsFailure;
+        use crate::legacy_auth::TokenError;
+        let tls = |fault| {
+            let failure =
+                Box::new(TlsFailure { host: "hr.internal:8443".into(), reason: "secret reason".into(), fault });
+            answer(&Error::Legacy(LegacyError::Tls {
+                app: "a".into(),
+                method: "GET".into(),
+                path: "/".into(),
+                failure,
+            }))
+        };
+        let untrusted = tls(TlsFault::Untrusted);
+        assert_eq!((untrusted.status, untrusted.retry_after), (StatusCode::BAD_GATEWAY, None));
+        assert!(untrusted.detail.contains("certificate") && untrusted.detail.contains("not trusted"));
+        assert!(tls(TlsFault::ClientCertificateRefused).detail.contains("refused the proxy's TLS client certificate"));
+        for a in [untrusted, tls(TlsFault::Other)] {
+            assert!(!a.detail.contains("secret") && !a.detail.contains("hr.internal"), "{}", a.detail);
+        }
+        let token = |retryable| {
+            let source = TokenError { host: "login".into(), detail: "answered 401".into(), retryable };
+            answer(&Error::Legacy(LegacyError::Token { app: "a".into(), source }))
+        };
+        assert_eq!((token(false).status, token(false).retry_after), (StatusCode::BAD_GATEWAY, None));
+        assert_eq!(token(true).status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(token(true).retry_after.is_some());
+        assert!(token(false).detail.starts_with("cannot get an access token"));
+    }
+
+    #[test]
     fn legacy_outages_are_retryable() {
         let e = Error::Legacy(LegacyError::Connect {
             app: "a".into(),

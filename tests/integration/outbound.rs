@@ -668,3 +668,80 @@ async fn outbound_oauth2_token_endpoint_failures_are_clear_and_secret() {
     assert_detail(&reply, 503, "cannot get an access token");
     assert!(reply.header("retry-after").is_some());
 }
+
+// ---------------------------------------------------------------------------------------
+// Configuration as documented
+
+/// `scim-proxy test` runs a mapping against a plain-HTTP stand-in: an app's certificates and
+/// token endpoint, which need not exist where the mapping is tested, are left out.
+#[test]
+fn outbound_scim_proxy_test_needs_neither_certificates_nor_token_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+apps:
+  - name: acme
+    base_path: /scim/v2
+    script: "{}"
+    auth:
+      bearer_tokens: ["${{env.SCIM_TOKEN}}"]
+    legacy:
+      base_url: https://hr.internal:8443/api/v1
+      ca_file: certs/missing-ca.pem
+      client_certificate: {{cert: certs/missing.pem, key: certs/missing.key}}
+      auth:
+        oauth2:
+          token_url: https://login.invalid/oauth2/token
+          client_id: scim-proxy
+          client_secret: "${{env.HR_CLIENT_SECRET}}"
+"#,
+            crate::support::repo_file("scripts/demo.rhai").display()
+        ),
+    )
+    .unwrap();
+    let cases = dir.path().join("one.test.yaml");
+    std::fs::write(
+        &cases,
+        r#"
+cases:
+  - name: read one user
+    request: {call: GET /Users/7?excludedAttributes=groups}
+    legacy:
+      - call: GET /users/7
+        reply: {body: {id: 7, login: bjensen, enabled: true}}
+    expect: {status: 200, body: {id: "7", userName: bjensen}}
+"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .arg("test")
+        .arg("--config")
+        .arg(&config)
+        .arg("--file")
+        .arg(&cases)
+        .env_remove("SCIM_TOKEN")
+        .env_remove("HR_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
+}
+
+/// The README's TLS and OAuth2 example is a valid `legacy` block.
+#[test]
+fn outbound_the_readme_example_is_valid() {
+    let readme = std::fs::read_to_string(crate::support::repo_file("README.md")).unwrap();
+    let start = readme.find("```yaml\n    legacy:\n      base_url: https://").expect("the README's TLS example");
+    let block = &readme[start + "```yaml\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let text = crate::support::config_text(Path::new("unused.rhai")).replacen(LEGACY_BLOCK, block, 1);
+    let config = scim_proxy::config::Config::parse(&text, "README.md", &scim_proxy::config::Variables::offline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let legacy = &config.apps[0].legacy;
+    assert!(legacy.ca_file.is_some() && legacy.client_certificate.is_some());
+    assert!(legacy.auth.as_ref().unwrap().oauth2.is_some());
+}
