@@ -340,7 +340,7 @@ impl LegacyClient {
             return LegacyError::Timeout { app, method, path, timeout_ms: timeout.as_millis() };
         }
         if let Some(tls) = find_tls_error(&e) {
-            let (fault, reason) = (tls_fault(tls), tls_reason(tls, &call.host));
+            let (fault, reason) = (tls_fault(tls), tls_reason(tls));
             tracing::warn!(app, host = call.host, reason, "TLS with the legacy app failed");
             let failure = Box::new(TlsFailure { host: call.host.clone(), reason, fault });
             return LegacyError::Tls { app, method, path, failure };
@@ -363,7 +363,7 @@ struct Call {
 }
 
 /// `host` or `host:port` of a URL, as logs name the legacy app.
-fn host_of(url: &url::Url) -> String {
+pub(crate) fn host_of(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("");
     match url.port() {
         Some(port) => format!("{host}:{port}"),
@@ -458,14 +458,14 @@ fn tls_fault(e: &rustls::Error) -> TlsFault {
 }
 
 /// A TLS failure in words an operator can act on, with the TLS library's own words after it.
-fn tls_reason(e: &rustls::Error, host: &str) -> String {
+fn tls_reason(e: &rustls::Error) -> String {
     use rustls::{AlertDescription as A, CertificateError as C};
     let plain = match e {
         rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
             "the legacy app's certificate is not signed by a trusted CA (see legacy.ca_file)".to_owned()
         }
         rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
-            format!("the legacy app's certificate is not valid for the name {host}")
+            "the legacy app's certificate is not valid for the host name in the URL".to_owned()
         }
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "the legacy app's certificate has expired".to_owned()
@@ -482,11 +482,12 @@ fn tls_reason(e: &rustls::Error, host: &str) -> String {
     format!("{plain}: {e}")
 }
 
-/// Why a request got no answer, for a log line: the TLS reason when TLS failed, else every cause.
-pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
+/// Why a request got no answer, for a log line, and whether TLS is what failed (a fault of
+/// configuration, which no retry mends).
+pub(crate) fn transport_failure(e: &reqwest::Error) -> (String, bool) {
     match find_tls_error(e) {
-        Some(tls) => tls_reason(tls, e.url().and_then(|u| u.host_str()).unwrap_or("")),
-        None => error_chain(e),
+        Some(tls) => (tls_reason(tls), true),
+        None => (error_chain(e), false),
     }
 }
 

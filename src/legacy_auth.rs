@@ -201,7 +201,7 @@ impl TokenSource {
 
     /// Asks the token endpoint for a new token.
     async fn fetch(&self, client: &reqwest::Client) -> Result<Token, TokenError> {
-        let host = self.token_url.host_str().unwrap_or("").to_owned();
+        let host = crate::legacy::host_of(&self.token_url);
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in &self.params {
             form.append_pair(name, value);
@@ -228,13 +228,13 @@ impl TokenSource {
         }
         let asked = Instant::now();
         let response = request.body(form.finish()).send().await.map_err(|e| {
-            let reason = crate::legacy::transport_reason(&e);
-            self.failure(&host, &format!("no answer: {reason}"), None, true)
+            let (reason, tls) = crate::legacy::transport_failure(&e);
+            self.failure(&host, &format!("no answer: {reason}"), None, !tls)
         })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
-            let reason = crate::legacy::transport_reason(&e);
-            self.failure(&host, &format!("the answer broke off: {reason}"), Some(status.as_u16()), true)
+            let (reason, tls) = crate::legacy::transport_failure(&e);
+            self.failure(&host, &format!("the answer broke off: {reason}"), Some(status.as_u16()), !tls)
         })?;
         let answer: Option<TokenAnswer> = serde_json::from_slice(&body).ok();
         if !status.is_success() {

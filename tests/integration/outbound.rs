@@ -442,7 +442,23 @@ async fn outbound_an_untrusted_legacy_certificate_is_a_clear_502() {
     let env =
         proxy_with(&format!("{}      ca_file: \"{}\"\n", legacy_lines(&elsewhere, true), pki.path("ca.pem"))).await;
     assert_detail(&env.get("/Users/1").await, 502, "is not trusted");
-    assert!(logs().lines().any(|l| l.contains(&elsewhere.addr.to_string()) && l.contains("not valid for the name")));
+    assert!(
+        logs().lines().any(|l| l.contains(&elsewhere.addr.to_string()) && l.contains("not valid for the host name"))
+    );
+
+    // A token endpoint whose certificate fails: no token, a 502 that no retry would mend.
+    let env = proxy_with(&format!(
+        "{base}      ca_file: \"{}\"\n      auth:\n        oauth2: {{token_url: \"https://{}/oauth/token\", client_id: c, client_secret: s}}\n",
+        pki.path("ca.pem"),
+        elsewhere.addr
+    ))
+    .await;
+    let reply = env.get("/Users/1").await;
+    assert_detail(&reply, 502, "cannot get an access token");
+    assert!(reply.header("retry-after").is_none());
+    assert!(
+        logs().lines().any(|l| l.contains("cannot get an access token") && l.contains("not valid for the host name"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -652,7 +668,7 @@ async fn outbound_oauth2_token_endpoint_failures_are_clear_and_secret() {
     let log = logs();
     let line = log
         .lines()
-        .find(|l| l.contains("cannot get an access token") && l.contains(&legacy.addr.ip().to_string()))
+        .find(|l| l.contains("cannot get an access token") && l.contains(&legacy.addr.to_string()))
         .expect("a log line for the failed token request");
     assert!(line.contains("401") && line.contains("invalid_client"), "{line}");
     assert!(!log.contains(&secret), "the client secret was logged");
