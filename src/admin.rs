@@ -38,6 +38,10 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                             json!({"healthy": checked.healthy, "detail": checked.detail})
                         }
                     });
+                    let mut warnings = Vec::new();
+                    if app.config.legacy.insecure_skip_verify {
+                        warnings.push("legacy.insecure_skip_verify is on: the legacy app's TLS certificate is not checked");
+                    }
                     json!({
                         "legacy_health": health,
                         "name": app.name(),
@@ -47,6 +51,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                         "script_reloads": app.reload.reloads.load(Ordering::Relaxed),
                         "script_reload_failures": app.reload.failures.load(Ordering::Relaxed),
                         "script_error": app.reload.last_error(),
+                        "warnings": warnings,
                     })
                 })
                 .collect();

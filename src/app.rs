@@ -67,7 +67,8 @@ impl App {
             return Err(setup("script", problem));
         }
         let users = user_schema(app).map_err(|(key, detail)| setup(key, detail))?;
-        let legacy = LegacyClient::new(&app.name, &app.legacy).map_err(|detail| setup("legacy", detail))?;
+        let legacy = LegacyClient::new(&app.name, &app.legacy, |path| config.relative_path(path))
+            .map_err(|detail| setup("legacy", detail))?;
         let ids = previous
             .filter(|p| p.config.legacy.base_url == app.legacy.base_url && p.config.cache == app.cache)
             .map_or_else(|| Arc::new(IdCache::new(&app.cache)), |p| p.ids.clone());

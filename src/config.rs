@@ -327,6 +327,146 @@ pub struct LegacyConfig {
     /// Largest legacy response body accepted.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// PEM file of the CA certificates trusted for the legacy app (and its token endpoint),
+    /// relative to the configuration file. When set, only these are trusted; when absent, the
+    /// Mozilla root certificates built into the proxy are.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The certificate and key the proxy presents to the legacy app (mutual TLS).
+    #[serde(default)]
+    pub client_certificate: Option<ClientCertificate>,
+    /// Accept any certificate from the legacy app: no chain, name or expiry check. For trials
+    /// only; every start logs a warning and `/readyz` shows it.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Credentials sent with every legacy call, in the `Authorization` header.
+    #[serde(default)]
+    pub auth: Option<LegacyAuthConfig>,
+}
+
+/// A client certificate for mutual TLS, as two PEM files relative to the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// The certificate, optionally followed by its intermediate CA certificates.
+    pub cert: PathBuf,
+    /// The private key of the certificate (PKCS#8, PKCS#1 or SEC1, not encrypted).
+    pub key: PathBuf,
+}
+
+/// How the proxy authenticates to the legacy app: exactly one of the three.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyAuthConfig {
+    /// HTTP Basic authentication with fixed credentials.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// A fixed bearer token.
+    #[serde(default)]
+    pub bearer: Option<BearerAuth>,
+    /// Tokens fetched from an OAuth2 token endpoint (client credentials grant).
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Config>,
+}
+
+/// HTTP Basic credentials for the legacy app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name; it cannot contain ':'.
+    pub username: Secret,
+    /// The password.
+    pub password: Secret,
+}
+
+/// A fixed bearer token for the legacy app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuth {
+    /// The token, sent as `Authorization: Bearer <token>`.
+    pub token: Secret,
+}
+
+/// OAuth2 client credentials grant (RFC 6749 §4.4) for the legacy app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// The token endpoint, called with the app's TLS settings.
+    pub token_url: url::Url,
+    /// The client identifier.
+    pub client_id: Secret,
+    /// The client secret.
+    pub client_secret: Secret,
+    /// How the client authenticates to the token endpoint.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// The `scope` parameter, when the token endpoint needs one.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The `audience` parameter, when the token endpoint needs one.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// More form parameters of the token request.
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, String>,
+    /// How long before its expiry a token is replaced (at most half its lifetime).
+    #[serde(default = "default_refresh_before", deserialize_with = "duration")]
+    pub refresh_before: Duration,
+}
+
+/// Where the client credentials go in a token request (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// HTTP Basic authentication with the client id and secret.
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Body,
+}
+
+impl LegacyConfig {
+    /// Checks the TLS and credential settings of one app; the key returned is below `legacy`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.insecure_skip_verify && self.ca_file.is_some() {
+            return Err((
+                "insecure_skip_verify".into(),
+                "cannot be combined with ca_file: with ca_file set, remove insecure_skip_verify".into(),
+            ));
+        }
+        let Some(auth) = &self.auth else { return Ok(()) };
+        let chosen = [auth.basic.is_some(), auth.bearer.is_some(), auth.oauth2.is_some()];
+        if chosen.iter().filter(|set| **set).count() != 1 {
+            return Err(("auth".into(), "set exactly one of basic, bearer or oauth2".into()));
+        }
+        if self.headers.keys().any(|name| name.eq_ignore_ascii_case("authorization")) {
+            return Err((
+                "headers.Authorization".into(),
+                "legacy.auth sets the Authorization header: remove it from legacy.headers".into(),
+            ));
+        }
+        if let Some(basic) = &auth.basic {
+            if basic.username.expose().contains(':') {
+                return Err(("auth.basic.username".into(), "cannot contain ':' (HTTP Basic separates with it)".into()));
+            }
+        }
+        if let Some(oauth2) = &auth.oauth2 {
+            if !matches!(oauth2.token_url.scheme(), "http" | "https") {
+                return Err(("auth.oauth2.token_url".into(), "must be an http:// or https:// URL".into()));
+            }
+            if oauth2.client_id.expose().is_empty() {
+                return Err(("auth.oauth2.client_id".into(), "is empty".into()));
+            }
+            let reserved = ["grant_type", "client_id", "client_secret", "scope", "audience"];
+            if let Some(name) = oauth2.extra_params.keys().find(|k| reserved.contains(&k.as_str())) {
+                return Err((
+                    format!("auth.oauth2.extra_params.{name}"),
+                    "is set by the proxy or by its own key: remove it from extra_params".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Sizes and lifetime of the ID-mapping cache.
@@ -507,6 +647,7 @@ impl Config {
                     ));
                 }
             }
+            app.legacy.validate().map_err(|(field, detail)| (key(&format!("legacy.{field}")), detail))?;
             if app.max_concurrent_scripts == 0 {
                 return Err((key("max_concurrent_scripts"), "must be at least 1".into()));
             }
@@ -681,6 +822,9 @@ fn default_connect_timeout() -> Duration {
 fn default_max_response_bytes() -> usize {
     16 * 1024 * 1024
 }
+fn default_refresh_before() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_bulk_operations() -> usize {
     100
 }
@@ -779,6 +923,81 @@ apps:
         let two = two.replacen("name: acme", "name: other", 1);
         let err = Config::parse(&two, "p.yaml", &vars()).unwrap_err().to_string();
         assert!(err.contains("apps[1].base_path"), "{err}");
+    }
+
+    #[test]
+    fn reads_tls_and_credentials_of_the_legacy_app() {
+        let text = MINIMAL.replace(
+            "      headers:\n        X-Api-Key: \"${env.TEST_KEY}\"\n",
+            r#"      ca_file: certs/ca.pem
+      client_certificate: {cert: certs/proxy.pem, key: certs/proxy.key}
+      auth:
+        oauth2:
+          token_url: https://login.example.com/oauth2/token
+          client_id: scim-proxy
+          client_secret: "${env.TEST_KEY}"
+          scope: users
+          extra_params: {resource: "api://hr"}
+"#,
+        );
+        let config = Config::parse(&text, "proxy.yaml", &vars()).unwrap();
+        let legacy = &config.apps[0].legacy;
+        assert_eq!(legacy.ca_file.as_deref(), Some(Path::new("certs/ca.pem")));
+        assert_eq!(legacy.client_certificate.as_ref().unwrap().key, Path::new("certs/proxy.key"));
+        assert!(!legacy.insecure_skip_verify);
+        let oauth2 = legacy.auth.as_ref().unwrap().oauth2.as_ref().unwrap();
+        assert_eq!(oauth2.client_secret.expose(), "key");
+        assert_eq!(oauth2.client_auth, ClientAuth::Basic);
+        assert_eq!(oauth2.refresh_before, Duration::from_secs(60));
+        assert!(!format!("{oauth2:?}").contains("key\""), "the secret is not printed");
+    }
+
+    #[test]
+    fn refuses_contradictory_legacy_settings() {
+        let with = |lines: &str| MINIMAL.replace("      headers:\n", &format!("{lines}      headers:\n"));
+        let cases = [
+            (
+                with("      auth: {basic: {username: a, password: b}, bearer: {token: c}}\n"),
+                "legacy.auth",
+                "exactly one",
+            ),
+            (with("      auth: {}\n"), "legacy.auth", "exactly one"),
+            (
+                with("      auth: {bearer: {token: c}}\n").replace("X-Api-Key", "Authorization"),
+                "legacy.headers.Authorization",
+                "remove it",
+            ),
+            (
+                with("      ca_file: ca.pem\n      insecure_skip_verify: true\n"),
+                "legacy.insecure_skip_verify",
+                "cannot be combined",
+            ),
+            (with("      auth: {basic: {username: \"a:b\", password: c}}\n"), "legacy.auth.basic.username", "':'"),
+            (
+                with(
+                    "      auth: {oauth2: {token_url: \"https://t\", client_id: i, client_secret: s, extra_params: {scope: x}}}\n",
+                ),
+                "legacy.auth.oauth2.extra_params.scope",
+                "remove it",
+            ),
+            (
+                with("      auth: {oauth2: {token_url: \"https://t\", client_id: i, client_secret: s, secret: x}}\n"),
+                "legacy.auth.oauth2",
+                "unknown field `secret`",
+            ),
+            (
+                with(
+                    "      auth: {oauth2: {token_url: \"https://t\", client_id: i, client_secret: s, client_auth: jwt}}\n",
+                ),
+                "legacy.auth.oauth2.client_auth",
+                "unknown variant `jwt`",
+            ),
+        ];
+        for (text, key, detail) in cases {
+            let err = Config::parse(&text, "proxy.yaml", &vars()).unwrap_err().to_string();
+            assert!(err.contains(key), "{err} should name {key}");
+            assert!(err.contains(detail), "{err} should say {detail}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use crate::legacy::LegacyError;
+use crate::legacy::{LegacyError, TlsFault};
 use crate::scim::ScimError;
 use crate::script::ScriptError;
 
@@ -194,6 +194,30 @@ pub fn answer(error: &Error) -> Answer {
                     "the application behind this SCIM endpoint answered with a body too large to process",
                     None,
                 ),
+                // A certificate problem is a configuration fault: retrying will not fix it.
+                LegacyError::Tls { failure, .. } => match failure.fault {
+                    TlsFault::Untrusted => (
+                        S::BAD_GATEWAY,
+                        "the TLS certificate of the application behind this SCIM endpoint is not trusted",
+                        None,
+                    ),
+                    TlsFault::ClientCertificateRefused => (
+                        S::BAD_GATEWAY,
+                        "the application behind this SCIM endpoint refused the proxy's TLS client certificate",
+                        None,
+                    ),
+                    TlsFault::Other => {
+                        (S::BAD_GATEWAY, "the TLS connection to the application behind this SCIM endpoint failed", None)
+                    }
+                },
+                LegacyError::Token { source, .. } if source.retryable => (
+                    S::SERVICE_UNAVAILABLE,
+                    "cannot get an access token for the application behind this SCIM endpoint; retry later",
+                    Some(10),
+                ),
+                LegacyError::Token { .. } => {
+                    (S::BAD_GATEWAY, "cannot get an access token for the application behind this SCIM endpoint", None)
+                }
             };
             Answer { status, scim_type: None, detail: detail.into(), source: Source::Legacy, retry_after }
         }
@@ -246,6 +270,37 @@ mod tests {
         let a = answer(&e);
         assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!a.detail.contains("secret"));
+    }
+
+    #[test]
+    fn tls_and_token_failures_say_what_failed_without_internals() {
+        use crate::legacy::TlsFailure;
+        use crate::legacy_auth::TokenError;
+        let tls = |fault| {
+            let failure =
+                Box::new(TlsFailure { host: "hr.internal:8443".into(), reason: "secret reason".into(), fault });
+            answer(&Error::Legacy(LegacyError::Tls {
+                app: "a".into(),
+                method: "GET".into(),
+                path: "/".into(),
+                failure,
+            }))
+        };
+        let untrusted = tls(TlsFault::Untrusted);
+        assert_eq!((untrusted.status, untrusted.retry_after), (StatusCode::BAD_GATEWAY, None));
+        assert!(untrusted.detail.contains("certificate") && untrusted.detail.contains("not trusted"));
+        assert!(tls(TlsFault::ClientCertificateRefused).detail.contains("refused the proxy's TLS client certificate"));
+        for a in [untrusted, tls(TlsFault::Other)] {
+            assert!(!a.detail.contains("secret") && !a.detail.contains("hr.internal"), "{}", a.detail);
+        }
+        let token = |retryable| {
+            let source = TokenError { host: "login".into(), detail: "answered 401".into(), retryable };
+            answer(&Error::Legacy(LegacyError::Token { app: "a".into(), source }))
+        };
+        assert_eq!((token(false).status, token(false).retry_after), (StatusCode::BAD_GATEWAY, None));
+        assert_eq!(token(true).status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(token(true).retry_after.is_some());
+        assert!(token(false).detail.starts_with("cannot get an access token"));
     }
 
     #[test]

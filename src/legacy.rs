@@ -1,5 +1,6 @@
 //! The HTTP client of one app's in-house API: pooled, confined to its base URL, bounded in time and size.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -7,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::config::LegacyConfig;
+use crate::legacy_auth::{Authorization, Credentials, TokenError};
 
 /// A legacy call that did not produce an HTTP answer the script can read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,6 +34,34 @@ pub enum LegacyError {
     /// The answer's body was larger than `legacy.max_response_bytes`.
     #[error("legacy {app}: {method} {path}: answer larger than {limit} bytes")]
     TooLarge { app: String, method: String, path: String, limit: usize },
+    /// The TLS handshake with the legacy app failed: its certificate is not trusted, or it
+    /// refused the proxy's.
+    #[error("legacy {app}: {method} {path}: TLS with {} failed: {}", failure.host, failure.reason)]
+    Tls { app: String, method: String, path: String, failure: Box<TlsFailure> },
+    /// No access token could be had from the app's OAuth2 token endpoint.
+    #[error("legacy {app}: cannot get an access token: {source}")]
+    Token { app: String, source: TokenError },
+}
+
+/// What failed in a TLS handshake with the legacy app.
+#[derive(Debug, Clone)]
+pub struct TlsFailure {
+    /// `host` or `host:port` of the legacy app.
+    pub host: String,
+    /// In words an operator can act on, then the TLS library's own.
+    pub reason: String,
+    pub fault: TlsFault,
+}
+
+/// Which side of a TLS handshake gave up, as far as the proxy can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFault {
+    /// The proxy does not trust the legacy app's certificate (unknown CA, wrong name, expired).
+    Untrusted,
+    /// The legacy app refused the proxy's client certificate, or wanted one and got none.
+    ClientCertificateRefused,
+    /// Anything else (no common protocol version or cipher suite, a broken handshake).
+    Other,
 }
 
 /// The path of a legacy call: text (`/users/12`) or segments (`["users", id]`), which are encoded.
@@ -92,6 +122,7 @@ pub fn encode_segment(segment: &str) -> String {
 pub struct LegacyClient {
     app: String,
     client: reqwest::Client,
+    credentials: Credentials,
     base: url::Url,
     headers: HeaderMap,
     timeout: Duration,
@@ -99,9 +130,10 @@ pub struct LegacyClient {
 }
 
 impl LegacyClient {
-    /// Builds the pooled client of an app; runs once at start.
-    pub fn new(app: &str, config: &LegacyConfig) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+    /// Builds the pooled client of an app; runs once at start. `resolve` turns the paths of
+    /// the configuration (CA and client certificate files) into paths to open.
+    pub fn new(app: &str, config: &LegacyConfig, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, String> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
@@ -109,9 +141,18 @@ impl LegacyClient {
             // Scripts reach their own base URL only: a redirect could lead anywhere.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .user_agent(concat!("scim-proxy/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("scim-proxy/", env!("CARGO_PKG_VERSION")));
+        let client = with_tls(builder, config, resolve)?
             .build()
-            .map_err(|e| format!("cannot build the legacy HTTP client: {e}"))?;
+            .map_err(|e| format!("cannot build the legacy HTTP client: {}", error_chain(&e)))?;
+        if config.insecure_skip_verify {
+            tracing::warn!(
+                app,
+                host = config.base_url.host_str().unwrap_or(""),
+                "legacy.insecure_skip_verify is on: the legacy app's TLS certificate is not checked, so anyone on the way can read and change its traffic"
+            );
+        }
+        let credentials = Credentials::new(app, config.auth.as_ref())?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
@@ -126,6 +167,7 @@ impl LegacyClient {
         Ok(Self {
             app: app.to_owned(),
             client,
+            credentials,
             base,
             headers,
             timeout: config.timeout,
@@ -180,6 +222,9 @@ impl LegacyClient {
     }
 
     /// Sends one call and reads its whole answer, within `timeout` (at most the configured one).
+    ///
+    /// With OAuth2 credentials, a token is fetched first when none is fresh, and a 401 answer
+    /// renews the token and sends the call once more: only a second 401 reaches the script.
     pub async fn send(
         &self,
         request: LegacyRequest,
@@ -187,10 +232,9 @@ impl LegacyClient {
         timeout: Duration,
     ) -> Result<LegacyResponse, LegacyError> {
         let url = self.url_for(&request.path, &request.query)?;
-        let method_name = request.method.to_string();
-        let path_for_errors = url.path().to_owned();
+        let call = Call { method: request.method.to_string(), host: host_of(&url), path: url.path().to_owned() };
         let timeout = timeout.min(self.timeout);
-        let mut builder = self.client.request(request.method, url).headers(self.headers.clone());
+        let mut headers = self.headers.clone();
         for (name, value) in &request.headers {
             let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| LegacyError::BadHeader {
                 app: self.app.clone(),
@@ -202,59 +246,104 @@ impl LegacyClient {
                 name: name.clone(),
                 detail: e.to_string(),
             })?;
-            builder = builder.header(header, value);
+            headers.append(header, value);
         }
         if let Ok(id) = HeaderValue::from_str(request_id) {
-            builder = builder.header("x-request-id", id);
+            headers.append("x-request-id", id);
         }
-        builder = builder.header(http::header::ACCEPT, "application/json");
-        if let Some(body) = &request.body {
-            let bytes = serde_json::to_vec(body)
-                .map_err(|e| LegacyError::BadBody { app: self.app.clone(), detail: e.to_string() })?;
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json").body(bytes);
-        }
+        headers.append(http::header::ACCEPT, HeaderValue::from_static("application/json"));
+        let body = match &request.body {
+            Some(body) => {
+                let bytes = serde_json::to_vec(body)
+                    .map_err(|e| LegacyError::BadBody { app: self.app.clone(), detail: e.to_string() })?;
+                headers.append(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Some(Bytes::from(bytes))
+            }
+            None => None,
+        };
         let started = Instant::now();
-        let classify = |e: reqwest::Error| self.classify(e, &method_name, &path_for_errors, timeout);
+        let token_error = |source: TokenError| LegacyError::Token { app: self.app.clone(), source };
         let exchange = async {
-            let mut response = builder.send().await.map_err(classify)?;
-            let status = response.status().as_u16();
-            let headers = std::mem::take(response.headers_mut());
-            if response.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
-                return Err(self.too_large(&method_name, &path_for_errors));
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = response.chunk().await.map_err(classify)? {
-                if body.len() + chunk.len() > self.max_response_bytes {
-                    return Err(self.too_large(&method_name, &path_for_errors));
+            let authorization = self.credentials.authorization(&self.client).await.map_err(token_error)?;
+            let send = |authorization: Option<Authorization>| {
+                let mut headers = headers.clone();
+                if let Some(authorization) = authorization {
+                    headers.insert(http::header::AUTHORIZATION, authorization.value);
                 }
-                body.extend_from_slice(&chunk);
+                let mut builder = self.client.request(request.method.clone(), url.clone()).headers(headers);
+                if let Some(body) = &body {
+                    builder = builder.body(body.clone());
+                }
+                self.exchange(builder, &call, timeout)
+            };
+            let response = send(authorization.clone()).await?;
+            if response.status == 401 {
+                if let Some(used) = &authorization {
+                    if let Some(renewed) = self.credentials.renew(&self.client, used).await.map_err(token_error)? {
+                        tracing::info!(
+                            app = self.app,
+                            "the legacy app refused the access token: retrying once with a new one"
+                        );
+                        return send(Some(renewed)).await;
+                    }
+                }
             }
-            Ok(LegacyResponse { status, headers, body: body.freeze() })
+            Ok(response)
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(LegacyError::Timeout {
                 app: self.app.clone(),
-                method: method_name,
-                path: path_for_errors,
+                method: call.method,
+                path: call.path,
                 timeout_ms: started.elapsed().as_millis(),
             }),
         }
     }
 
-    fn too_large(&self, method: &str, path: &str) -> LegacyError {
+    /// Sends one prepared request and reads its whole answer, bounded in size.
+    async fn exchange(
+        &self,
+        builder: reqwest::RequestBuilder,
+        call: &Call,
+        timeout: Duration,
+    ) -> Result<LegacyResponse, LegacyError> {
+        let classify = |e: reqwest::Error| self.classify(e, call, timeout);
+        let mut response = builder.send().await.map_err(classify)?;
+        let status = response.status().as_u16();
+        let headers = std::mem::take(response.headers_mut());
+        if response.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
+            return Err(self.too_large(call));
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return Err(self.too_large(call));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(LegacyResponse { status, headers, body: body.freeze() })
+    }
+
+    fn too_large(&self, call: &Call) -> LegacyError {
         LegacyError::TooLarge {
             app: self.app.clone(),
-            method: method.to_owned(),
-            path: path.to_owned(),
+            method: call.method.clone(),
+            path: call.path.clone(),
             limit: self.max_response_bytes,
         }
     }
 
-    fn classify(&self, e: reqwest::Error, method: &str, path: &str, timeout: Duration) -> LegacyError {
-        let (app, method, path) = (self.app.clone(), method.to_owned(), path.to_owned());
+    fn classify(&self, e: reqwest::Error, call: &Call, timeout: Duration) -> LegacyError {
+        let (app, method, path) = (self.app.clone(), call.method.clone(), call.path.clone());
         if e.is_timeout() {
             return LegacyError::Timeout { app, method, path, timeout_ms: timeout.as_millis() };
+        }
+        if let Some(tls) = find_tls_error(&e) {
+            let (fault, reason) = (tls_fault(tls), tls_reason(tls));
+            tracing::warn!(app, host = call.host, reason, "TLS with the legacy app failed");
+            let failure = Box::new(TlsFailure { host: call.host.clone(), reason, fault });
+            return LegacyError::Tls { app, method, path, failure };
         }
         let detail = error_chain(&e);
         if e.is_connect() {
@@ -262,6 +351,143 @@ impl LegacyClient {
         } else {
             LegacyError::Transport { app, method, path, detail }
         }
+    }
+}
+
+/// What a legacy error says about the call it failed: for messages and logs.
+struct Call {
+    method: String,
+    /// `host` or `host:port` of the URL.
+    host: String,
+    path: String,
+}
+
+/// `host` or `host:port` of a URL, as logs name the legacy app.
+pub(crate) fn host_of(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Applies an app's TLS settings (trusted CAs, client certificate, verification) to its client.
+fn with_tls(
+    mut builder: reqwest::ClientBuilder,
+    config: &LegacyConfig,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<reqwest::ClientBuilder, String> {
+    let read = |key: &str, path: &Path| {
+        let path = resolve(path);
+        std::fs::read(&path)
+            .map(|bytes| (bytes, path.clone()))
+            .map_err(|e| format!("{key} {}: cannot read: {e}", path.display()))
+    };
+    if let Some(ca_file) = &config.ca_file {
+        let (pem, path) = read("ca_file", ca_file)?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("ca_file {}: not a PEM certificate bundle: {}", path.display(), error_chain(&e)))?;
+        if certificates.is_empty() {
+            return Err(format!(
+                "ca_file {}: holds no certificate: expected PEM blocks starting -----BEGIN CERTIFICATE-----",
+                path.display()
+            ));
+        }
+        // A private CA is trusted instead of the public ones, not besides them.
+        builder = builder.tls_built_in_root_certs(false);
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let Some(client) = &config.client_certificate {
+        let (mut pem, cert_path) = read("client_certificate.cert", &client.cert)?;
+        let (key, key_path) = read("client_certificate.key", &client.key)?;
+        pem.push(b'\n');
+        pem.extend_from_slice(&key);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            format!(
+                "client_certificate: {} and {} are not a PEM certificate and an unencrypted PEM private key: {}",
+                cert_path.display(),
+                key_path.display(),
+                error_chain(&e)
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    if config.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    Ok(builder)
+}
+
+/// The TLS error somewhere in a failed call's chain of causes, if TLS is what failed.
+///
+/// `io::Error` does not list the error it wraps as its `source()`, so each one is opened.
+fn find_tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(e);
+    while let Some(error) = current {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(tls) = find_tls_error(inner) {
+                return Some(tls);
+            }
+        }
+        current = error.source();
+    }
+    None
+}
+
+fn tls_fault(e: &rustls::Error) -> TlsFault {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InvalidCertificate(_) => TlsFault::Untrusted,
+        rustls::Error::AlertReceived(
+            A::CertificateRequired
+            | A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate
+            | A::AccessDenied,
+        ) => TlsFault::ClientCertificateRefused,
+        _ => TlsFault::Other,
+    }
+}
+
+/// A TLS failure in words an operator can act on, with the TLS library's own words after it.
+fn tls_reason(e: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C};
+    let plain = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "the legacy app's certificate is not signed by a trusted CA (see legacy.ca_file)".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the legacy app's certificate is not valid for the host name in the URL".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the legacy app's certificate has expired".to_owned()
+        }
+        rustls::Error::InvalidCertificate(_) => "the legacy app's certificate is not acceptable".to_owned(),
+        rustls::Error::AlertReceived(A::CertificateRequired) => {
+            "the legacy app requires a client certificate (see legacy.client_certificate)".to_owned()
+        }
+        _ if tls_fault(e) == TlsFault::ClientCertificateRefused => {
+            "the legacy app refused the proxy's client certificate".to_owned()
+        }
+        _ => "the TLS handshake failed".to_owned(),
+    };
+    format!("{plain}: {e}")
+}
+
+/// Why a request got no answer, for a log line, and whether TLS is what failed (a fault of
+/// configuration, which no retry mends).
+pub(crate) fn transport_failure(e: &reqwest::Error) -> (String, bool) {
+    match find_tls_error(e) {
+        Some(tls) => (tls_reason(tls), true),
+        None => (error_chain(e), false),
     }
 }
 
@@ -305,7 +531,7 @@ mod tests {
 
     fn client(base: &str) -> LegacyClient {
         let config: LegacyConfig = serde_yaml_ng::from_str(&format!("base_url: {base}")).unwrap();
-        LegacyClient::new("acme", &config).unwrap()
+        LegacyClient::new("acme", &config, Path::to_path_buf).unwrap()
     }
 
     #[test]

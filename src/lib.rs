@@ -21,6 +21,7 @@ pub mod audit;
 pub mod bulk;
 pub mod script;
 pub mod legacy;
+pub mod legacy_auth;
 pub mod cache;
 pub mod response;
 pub mod error;

@@ -38,3 +38,5 @@ mod mapping_tests;
 mod observability;
 #[path = "integration/config_reload.rs"]
 mod config_reload;
+#[path = "integration/outbound.rs"]
+mod outbound;

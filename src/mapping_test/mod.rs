@@ -150,6 +150,14 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case) -> Result<Vec<S
         return Err(format!("cannot point {base} at the stand-in"));
     }
     app.legacy.base_url = url;
+    // The stand-in speaks plain HTTP and needs no token: the app's certificates and token
+    // endpoint (which need not exist on this machine) are left out.
+    app.legacy.ca_file = None;
+    app.legacy.client_certificate = None;
+    app.legacy.insecure_skip_verify = false;
+    if let Some(auth) = app.legacy.auth.as_mut() {
+        auth.oauth2 = None;
+    }
     app.auth.bearer_tokens = vec![Secret::new(TOKEN)];
     app.record = None;
     let mut config = config.clone();

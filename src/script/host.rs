@@ -348,6 +348,8 @@ fn fault_kind(fault: &LegacyError) -> &'static str {
         LegacyError::Timeout { .. } => "timeout",
         LegacyError::Transport { .. } => "transport",
         LegacyError::TooLarge { .. } => "too_large",
+        LegacyError::Tls { .. } => "tls",
+        LegacyError::Token { .. } => "token",
     }
 }
 

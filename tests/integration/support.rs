@@ -73,6 +73,11 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 pub const OTHER_TOKEN: &str = "other-app-token-0123456789";
 pub const API_KEY: &str = "acme-test-key";
 
+/// Everything logged so far by any test of this binary, as one text.
+pub fn logs() -> String {
+    LOGS.lock().unwrap().concat()
+}
+
 /// The path of a file in the repository.
 pub fn repo_file(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
