@@ -34,3 +34,5 @@ mod example_roles;
 mod docs_examples;
 #[path = "integration/mapping_tests.rs"]
 mod mapping_tests;
+#[path = "integration/deploy.rs"]
+mod deploy;
