@@ -16,7 +16,7 @@ FROM rust:1-alpine AS build
 RUN apk add --no-cache gcc musl-dev ca-certificates
 WORKDIR /build
 
-# Dependencies first, in their own layer: it is rebuilt only when the manifest, the lock
+# Dependencies are downloaded first, in their own layer: it is redone only when the manifest, the lock
 # file or the benchmarks change (Cargo reads benches/ to validate the manifest's [[bench]]
 # entries), not when the source does.
 COPY Cargo.toml Cargo.lock ./
