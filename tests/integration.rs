@@ -40,3 +40,5 @@ mod observability;
 mod config_reload;
 #[path = "integration/outbound.rs"]
 mod outbound;
+#[path = "integration/deploy.rs"]
+mod deploy;

@@ -1,0 +1,459 @@
+//! The deployment files: the Kubernetes sidecar example and the Dockerfile agree with each
+//! other, with Cargo and with the configuration they ship, and that configuration serves SCIM.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use reqwest::StatusCode;
+use scim_proxy::acme::{self, AcmeConfig};
+use scim_proxy::config::{Config, Variables};
+use scim_proxy::proxy;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::support::{API_KEY, Reply, TOKEN, repo_file, user};
+
+const MANIFESTS: &str = "deploy/kubernetes";
+const PROXY_CONTAINER: &str = "scim-proxy";
+
+// ---------------------------------------------------------------- the manifests
+
+/// Every object of the files the kustomization lists, as JSON.
+fn objects() -> Vec<Value> {
+    let mut objects = Vec::new();
+    for file in kustomization_resources() {
+        let text = std::fs::read_to_string(repo_file(&format!("{MANIFESTS}/{file}"))).unwrap();
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value = serde_yaml_ng::Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: {e}"));
+            if !value.is_null() {
+                objects.push(serde_json::to_value(value).unwrap());
+            }
+        }
+    }
+    objects
+}
+
+fn kustomization_resources() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_file(&format!("{MANIFESTS}/kustomization.yaml"))).unwrap();
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let value = serde_json::to_value(value).unwrap();
+    value["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect()
+}
+
+/// The one object of this kind.
+fn the(kind: &str) -> Value {
+    let mut found: Vec<Value> = objects().into_iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind} in {MANIFESTS}");
+    found.remove(0)
+}
+
+fn pod_spec() -> Value {
+    the("Deployment")["spec"]["template"]["spec"].clone()
+}
+
+fn proxy_container() -> Value {
+    let spec = pod_spec();
+    let containers = spec["containers"].as_array().unwrap();
+    containers.iter().find(|c| c["name"] == PROXY_CONTAINER).expect("a container named scim-proxy").clone()
+}
+
+/// `proxy.yaml` as the ConfigMap holds it.
+fn config_text() -> String {
+    the("ConfigMap")["data"]["proxy.yaml"].as_str().expect("a proxy.yaml key in the ConfigMap").to_owned()
+}
+
+/// The ConfigMap's configuration, parsed as `scim-proxy check` would, without its secrets.
+fn config() -> Config {
+    Config::parse(&config_text(), "configmap", &Variables::offline()).unwrap()
+}
+
+/// The number of a container port given by number or by name.
+fn port_number(container: &Value, port: &Value) -> u16 {
+    if let Some(number) = port.as_u64() {
+        return u16::try_from(number).unwrap();
+    }
+    let name = port.as_str().unwrap();
+    let ports = container["ports"].as_array().unwrap();
+    let named = ports.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no container port named {name}"));
+    u16::try_from(named["containerPort"].as_u64().unwrap()).unwrap()
+}
+
+/// The `--config` path in the container's arguments.
+fn config_path(container: &Value) -> PathBuf {
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let at = args.iter().position(|a| *a == "--config" || *a == "-c").expect("--config in the container's args");
+    PathBuf::from(args[at + 1])
+}
+
+/// The volume mounted at the deepest mount path holding `path`, and the rest of the path.
+fn volume_holding(container: &Value, path: &Path) -> (Value, PathBuf) {
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    let mount = mounts
+        .iter()
+        .filter(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
+        .max_by_key(|m| m["mountPath"].as_str().unwrap().len())
+        .unwrap_or_else(|| panic!("no volume is mounted over {}", path.display()));
+    let rest = path.strip_prefix(mount["mountPath"].as_str().unwrap()).unwrap().to_path_buf();
+    let volumes = pod_spec()["volumes"].as_array().unwrap().clone();
+    let volume = volumes.into_iter().find(|v| v["name"] == mount["name"]).expect("the mounted volume");
+    (volume, rest)
+}
+
+/// The `${…}` references of a configuration text, without their braces.
+fn references(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').unwrap();
+        found.push(after[..end].to_owned());
+        rest = &after[end + 1..];
+    }
+    found
+}
+
+/// A security setting of the proxy container, or the pod's when the container has none.
+fn security(field: &str) -> Value {
+    let own = &proxy_container()["securityContext"][field];
+    if own.is_null() { pod_spec()["securityContext"][field].clone() } else { own.clone() }
+}
+
+// ---------------------------------------------------------------- the Dockerfile
+
+/// One instruction: its keyword (upper case) and its arguments, continuation lines joined.
+struct Instruction {
+    keyword: String,
+    args: String,
+}
+
+/// The Dockerfile's stages, each a list of instructions starting with its `FROM`.
+fn dockerfile_stages() -> Vec<Vec<Instruction>> {
+    let text = std::fs::read_to_string(repo_file("Dockerfile")).unwrap();
+    let mut stages: Vec<Vec<Instruction>> = Vec::new();
+    let mut logical = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && logical.is_empty()) {
+            continue;
+        }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            logical.push_str(head);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(trimmed);
+        let (keyword, args) = logical.split_once(char::is_whitespace).unwrap_or((&logical, ""));
+        let instruction = Instruction { keyword: keyword.to_uppercase(), args: args.trim().to_owned() };
+        if instruction.keyword == "FROM" {
+            stages.push(Vec::new());
+        }
+        stages.last_mut().expect("FROM first").push(instruction);
+        logical.clear();
+    }
+    stages
+}
+
+fn instruction<'a>(stage: &'a [Instruction], keyword: &str) -> &'a str {
+    let found = stage.iter().rev().find(|i| i.keyword == keyword);
+    &found.unwrap_or_else(|| panic!("no {keyword} in the stage")).args
+}
+
+/// The names of the binaries Cargo builds (`[[bin]]` entries of Cargo.toml).
+fn cargo_binaries() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_file("Cargo.toml")).unwrap();
+    let mut names = Vec::new();
+    let mut in_bin = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+            continue;
+        }
+        let value = line.strip_prefix("name").map(str::trim).and_then(|v| v.strip_prefix('='));
+        if let (true, Some(value)) = (in_bin, value) {
+            names.push(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    names
+}
+
+// ---------------------------------------------------------------- checks
+
+#[test]
+fn the_configmap_script_is_scripts_demo_rhai_byte_for_byte() {
+    let config = config();
+    let script = config.apps[0].script.file_name().unwrap().to_str().unwrap().to_owned();
+    let embedded = the("ConfigMap")["data"][&script].as_str().map(str::to_owned);
+    let embedded = embedded.unwrap_or_else(|| panic!("the ConfigMap has no key {script}, the script proxy.yaml names"));
+    let original = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
+    assert!(embedded == original, "configmap.yaml's {script} differs from scripts/demo.rhai: copy it again");
+}
+
+#[test]
+fn the_configmap_config_listens_on_the_container_ports_named_scim_and_admin() {
+    let config = config();
+    let container = proxy_container();
+    assert_eq!(config.listen.port(), port_number(&container, &"scim".into()), "listen vs. port scim");
+    assert_eq!(config.admin_listen.port(), port_number(&container, &"admin".into()), "admin_listen vs. port admin");
+    // The Service and the kubelet reach the pod on its IP, not on 127.0.0.1.
+    assert!(config.listen.ip().is_unspecified(), "listen must bind 0.0.0.0 in a pod");
+    assert!(config.admin_listen.ip().is_unspecified(), "admin_listen must bind 0.0.0.0 for the probes");
+    assert_eq!(config.log.format, scim_proxy::config::LogFormat::Json);
+}
+
+#[test]
+fn probes_ask_the_admin_port_for_healthz_and_readyz() {
+    let container = proxy_container();
+    let admin = config().admin_listen.port();
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert_eq!(port_number(&container, &get["port"]), admin, "{probe} must ask the admin port");
+    }
+}
+
+#[test]
+fn the_service_sends_traffic_to_the_scim_port_only() {
+    let service = the("Service");
+    let container = proxy_container();
+    let scim = config().listen.port();
+    let ports = service["spec"]["ports"].as_array().unwrap();
+    assert!(!ports.is_empty());
+    for port in ports {
+        assert_eq!(port_number(&container, &port["targetPort"]), scim, "{port}: only the SCIM port is exposed");
+    }
+    assert!(ports.iter().any(|p| p["name"] == "scim"), "the Service port is named scim");
+    // A selector that misses the pod's labels leaves the Service without endpoints.
+    let labels = &the("Deployment")["spec"]["template"]["metadata"]["labels"];
+    for selector in [&service["spec"]["selector"], &the("Deployment")["spec"]["selector"]["matchLabels"]] {
+        for (key, value) in selector.as_object().unwrap() {
+            assert_eq!(&labels[key], value, "selector {key} does not match the pod's labels");
+        }
+    }
+}
+
+#[test]
+fn the_config_is_mounted_where_the_args_point_and_holds_the_script() {
+    let container = proxy_container();
+    let configmap = the("ConfigMap");
+    let config_file = config_path(&container);
+    let (volume, rest) = volume_holding(&container, &config_file);
+    assert_eq!(
+        volume["configMap"]["name"], configmap["metadata"]["name"],
+        "the config is not in the ConfigMap's mount"
+    );
+    assert!(configmap["data"][rest.to_str().unwrap()].is_string(), "the ConfigMap has no key {}", rest.display());
+    // The script resolves against the configuration's folder, as the proxy does.
+    let mut config = config();
+    config.file = config_file;
+    let script = config.script_path(&config.apps[0]);
+    let (volume, rest) = volume_holding(&container, &script);
+    assert_eq!(volume["configMap"]["name"], configmap["metadata"]["name"], "{} is not in the mount", script.display());
+    assert!(configmap["data"][rest.to_str().unwrap()].is_string(), "the ConfigMap has no key {}", rest.display());
+    let mount = container["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == volume["name"]).unwrap();
+    assert_eq!(mount["readOnly"], true, "the configuration is mounted read-only");
+}
+
+#[test]
+fn every_reference_of_the_config_is_provided_to_the_container() {
+    let container = proxy_container();
+    let secret = the("Secret");
+    let env: BTreeSet<&str> = container["env"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let text = config_text();
+    let references = references(&text);
+    assert!(references.iter().any(|r| r.starts_with("file.")), "the secrets are read from files");
+    for reference in references {
+        if let Some(spec) = reference.strip_prefix("env.") {
+            if !spec.contains(":-") {
+                assert!(env.contains(spec), "${{{reference}}} is not in the container's env");
+            }
+            continue;
+        }
+        let path = PathBuf::from(reference.strip_prefix("file.").expect("env. or file."));
+        let (volume, key) = volume_holding(&container, &path);
+        let key = key.to_str().unwrap();
+        assert_eq!(
+            volume["secret"]["secretName"],
+            secret["metadata"]["name"],
+            "{} is not in the Secret",
+            path.display()
+        );
+        let keys = [&secret["stringData"], &secret["data"]];
+        assert!(keys.iter().any(|k| !k[key].is_null()), "the Secret has no key {key} for {}", path.display());
+        // The proxy runs as a non-root user: the file must be readable by it (world-readable,
+        // or group-readable with the pod's fsGroup, which the kubelet gives the files).
+        let mode = volume["secret"]["defaultMode"].as_u64().unwrap_or(0o644);
+        let fs_group = !pod_spec()["securityContext"]["fsGroup"].is_null();
+        assert!(mode & 0o004 != 0 || (mode & 0o040 != 0 && fs_group), "{} is unreadable for the proxy", path.display());
+    }
+}
+
+#[test]
+fn the_proxy_container_runs_unprivileged_and_asks_for_resources() {
+    assert_eq!(security("runAsNonRoot"), true);
+    assert!(security("runAsUser").as_u64().is_some_and(|uid| uid != 0), "a numeric non-root runAsUser");
+    assert_eq!(security("readOnlyRootFilesystem"), true);
+    assert_eq!(security("allowPrivilegeEscalation"), false);
+    assert_eq!(security("capabilities")["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(security("seccompProfile")["type"], "RuntimeDefault");
+    let resources = &proxy_container()["resources"];
+    for what in ["cpu", "memory"] {
+        assert!(resources["requests"][what].is_string(), "no {what} request");
+    }
+    assert!(resources["limits"]["memory"].is_string(), "no memory limit");
+}
+
+#[test]
+fn the_pod_waits_longer_than_the_proxy_drains() {
+    let grace = pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    let drain = config().server.shutdown_grace.as_secs();
+    assert!(grace > drain, "terminationGracePeriodSeconds {grace} must exceed server.shutdown_grace {drain}s");
+}
+
+#[test]
+fn the_kustomization_lists_every_manifest() {
+    let listed: BTreeSet<String> = kustomization_resources().into_iter().collect();
+    let present: BTreeSet<String> = std::fs::read_dir(repo_file(MANIFESTS))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present);
+}
+
+#[test]
+fn the_dockerfile_runs_cargos_binary_as_non_root_with_the_pods_ports_and_command() {
+    let stages = dockerfile_stages();
+    let build = &stages[0];
+    let last = stages.last().unwrap();
+    let binaries = cargo_binaries();
+    assert_eq!(binaries.len(), 1, "Cargo builds one binary: {binaries:?}");
+    let binary = &binaries[0];
+
+    assert!(["scratch", "gcr.io/distroless/static"].iter().any(|base| instruction(last, "FROM").starts_with(base)));
+    let entrypoint: Vec<String> = serde_json::from_str(instruction(last, "ENTRYPOINT")).unwrap();
+    assert_eq!(entrypoint, [format!("/{binary}")]);
+    let copied = last.iter().filter(|i| i.keyword == "COPY").map(|i| i.args.as_str()).collect::<Vec<_>>();
+    assert!(copied.iter().any(|c| c.ends_with(&format!(" /{binary}"))), "the binary is copied to /{binary}");
+    let built = build.iter().filter(|i| i.keyword == "RUN").map(|i| i.args.as_str()).collect::<Vec<_>>().join("\n");
+    assert!(built.contains(&format!("--bin {binary}")) && built.contains(&format!("target/release/{binary}")));
+    assert!(built.contains("--release") && built.contains("--locked"));
+
+    let user = instruction(last, "USER");
+    let uid: u32 = user.split(':').next().unwrap().parse().expect("a numeric USER, which runAsNonRoot can check");
+    assert_ne!(uid, 0, "USER must not be root");
+
+    let config = config();
+    let exposed: BTreeSet<u16> = instruction(last, "EXPOSE").split_whitespace().map(|p| p.parse().unwrap()).collect();
+    assert_eq!(exposed, BTreeSet::from([config.listen.port(), config.admin_listen.port()]));
+
+    // The pod spells out the image's default command: the two must not drift apart.
+    let command: Vec<String> = serde_json::from_str(instruction(last, "CMD")).unwrap();
+    let args: Vec<String> = serde_json::from_value(proxy_container()["args"].clone()).unwrap();
+    assert_eq!(command, args);
+
+    // What the build copies from the context exists and is not excluded by .dockerignore.
+    let ignored = std::fs::read_to_string(repo_file(".dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignored.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    for copy in build.iter().filter(|i| i.keyword == "COPY" && !i.args.starts_with("--")) {
+        let sources: Vec<&str> = copy.args.split_whitespace().collect();
+        for source in &sources[..sources.len() - 1] {
+            assert!(repo_file(source).exists(), "COPY {source}: no such file in the repository");
+            assert!(!ignored.iter().any(|i| i.trim_end_matches('/') == *source), "{source} is in .dockerignore");
+        }
+    }
+}
+
+#[test]
+fn the_example_secret_cannot_go_live_unchanged() {
+    let secret = the("Secret");
+    let values = secret["stringData"].as_object().unwrap();
+    assert!(values.values().all(|v| v.as_str().unwrap().contains("REPLACE")), "placeholders say REPLACE");
+    let placeholders: Vec<(String, String)> =
+        values.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+    let pod = PodFiles::write(&placeholders);
+    let err = Config::load(&pod.config, &Variables::default()).unwrap_err().to_string();
+    assert!(err.contains("auth.bearer_tokens") && err.contains("shorter than 16"), "{err}");
+}
+
+/// The pod's files under a temporary root: the ConfigMap and the Secret where the Deployment
+/// mounts them, with `${file./…}` references moved under that root.
+struct PodFiles {
+    config: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl PodFiles {
+    fn write(secrets: &[(String, String)]) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let container = proxy_container();
+        let inside = |path: &str| root.path().join(path.trim_start_matches('/'));
+        let config = inside(config_path(&container).to_str().unwrap());
+        let mounts = container["volumeMounts"].as_array().unwrap().clone();
+        let volumes = pod_spec()["volumes"].as_array().unwrap().clone();
+        for mount in &mounts {
+            let dir = inside(mount["mountPath"].as_str().unwrap());
+            std::fs::create_dir_all(&dir).unwrap();
+            let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+            if volume["configMap"].is_object() {
+                for (key, value) in the("ConfigMap")["data"].as_object().unwrap() {
+                    std::fs::write(dir.join(key), value.as_str().unwrap()).unwrap();
+                }
+            } else if volume["secret"].is_object() {
+                for (key, value) in secrets {
+                    std::fs::write(dir.join(key), value).unwrap();
+                }
+            }
+        }
+        let text = config_text().replace("${file./", &format!("${{file.{}/", root.path().display()));
+        std::fs::write(&config, text).unwrap();
+        Self { config, _root: root }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_config_serves_scim() {
+    let legacy = acme::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), AcmeConfig::new(API_KEY)).await.unwrap();
+    let secrets = vec![("scim-token".to_owned(), TOKEN.to_owned()), ("acme-api-key".to_owned(), API_KEY.to_owned())];
+    let pod = PodFiles::write(&secrets);
+    let mut vars = Variables::default();
+    vars.set("ACME_BASE_URL", legacy.base_url());
+    let config = Config::load(&pod.config, &vars).unwrap();
+    let any: Option<SocketAddr> = Some("127.0.0.1:0".parse().unwrap());
+    let running = proxy::start(&config, any, any).await.unwrap();
+    let client = reqwest::Client::new();
+
+    let ready = Reply::read(client.get(format!("http://{}/readyz", running.admin_addr)).send().await.unwrap()).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert!(ready.body["apps"][0]["functions"].as_array().is_some_and(|f| !f.is_empty()), "{}", ready.text);
+
+    let base = format!("http://{}/scim/v2", running.scim_addr);
+    let created = client
+        .post(format!("{base}/Users"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(user("sidecar").to_string())
+        .send()
+        .await
+        .unwrap();
+    let created = Reply::read(created).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let found = client
+        .get(format!("{base}/Users"))
+        .query(&[("filter", "userName eq \"sidecar\"")])
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let found = Reply::read(found).await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.text);
+    assert_eq!(found.body["Resources"][0]["id"], created.body["id"]);
+
+    running.shutdown().await;
+}
