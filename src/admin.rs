@@ -24,11 +24,12 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
         "/readyz" => {
             let state = shared.state();
             let mut ready = shared.ready.load(Ordering::SeqCst);
+            let checks_health = !state.server.health_interval.is_zero();
             let apps: Vec<_> = state
                 .apps
                 .iter()
                 .map(|app| {
-                    let health = app.script.arity("health").map(|_| match app.health.last() {
+                    let health = app.script.arity("health").filter(|_| checks_health).map(|_| match app.health.last() {
                         None => {
                             ready = false;
                             json!({"healthy": false, "detail": "not checked yet"})
@@ -82,6 +83,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                         legacy_healthy: app
                             .script
                             .arity("health")
+                            .filter(|_| !state.server.health_interval.is_zero())
                             .map(|_| app.health.last().is_some_and(|checked| checked.healthy)),
                     })
                     .collect(),
