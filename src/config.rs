@@ -110,11 +110,14 @@ pub struct LogConfig {
     /// A tracing filter directive, e.g. `info` or `scim_proxy=debug,info`.
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// Log each request's SCIM and legacy bodies, redacted (target `scim_proxy::bodies`).
+    #[serde(default)]
+    pub bodies: bool,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::default(), level: default_log_level() }
+        Self { format: LogFormat::default(), level: default_log_level(), bodies: false }
     }
 }
 

@@ -94,7 +94,11 @@ struct RestartOnly {
 
 impl RestartOnly {
     fn of(config: &Config) -> Self {
-        Self { listen: config.listen, admin_listen: config.admin_listen, log: format!("{:?}", config.log) }
+        Self {
+            listen: config.listen,
+            admin_listen: config.admin_listen,
+            log: format!("{:?} {}", config.log.format, config.log.level),
+        }
     }
 }
 
@@ -115,6 +119,8 @@ pub enum Reloaded {
 pub struct State {
     pub apps: Vec<App>,
     pub server: ServerConfig,
+    /// `log.bodies`: each request's bodies are logged, redacted.
+    pub log_bodies: bool,
 }
 
 impl Shared {
@@ -181,7 +187,7 @@ pub async fn start(
     let scim_addr = scim_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
-    let state = RwLock::new(Arc::new(State { apps, server: config.server.clone() }));
+    let state = RwLock::new(Arc::new(State { apps, server: config.server.clone(), log_bodies: config.log.bodies }));
     let shared = Arc::new(Shared {
         state,
         scim_addr,
@@ -297,7 +303,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
             if restart_only != shared.started_with {
                 tracing::warn!("configuration reload: listen, admin_listen and log take effect at the next restart");
             }
-            let state = State { apps, server: config.server.clone() };
+            let state = State { apps, server: config.server.clone(), log_bodies: config.log.bodies };
             // New apps answer /readyz by their health() from the start.
             for app in &state.apps {
                 let _ = crate::health::check(app, &shared.metrics).await;
@@ -368,8 +374,12 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
                 Ok((principal, operation, dry_run)) => {
                     let journal = if dry_run {
                         Some(Arc::new(Journal::dry_run()))
+                    } else if app.recorder.is_some() {
+                        Some(Arc::new(Journal::recording()))
+                    } else if state.log_bodies {
+                        Some(Arc::new(Journal::observing()))
                     } else {
-                        app.recorder.as_ref().map(|_| Arc::new(Journal::recording()))
+                        None
                     };
                     if let Some(journal) = &journal {
                         noted = Some(Noted::new(journal.clone(), rest, &request));
@@ -422,7 +432,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
         }
     };
     let response = match (noted, app) {
-        (Some(noted), Some(app)) => noted.finish(app, response, &request_id).await,
+        (Some(noted), Some(app)) => noted.finish(app, response, &request_id, state.log_bodies).await,
         _ => response,
     };
     shared.metrics.request(app_name, op, response.status().as_u16(), started.elapsed());
@@ -438,6 +448,35 @@ struct Context<'a> {
     stats: &'a Arc<CallStats>,
     started: Instant,
     scim_addr: SocketAddr,
+}
+
+impl Noted {
+    /// The `log.bodies` line: the SCIM request and answer and every legacy call, redacted.
+    fn log_bodies(&self, app: &App, request_id: &str, status: u16, answer: Option<&serde_json::Value>) {
+        let redacted = |value: Option<&serde_json::Value>| {
+            let mut value = value.cloned().unwrap_or(serde_json::Value::Null);
+            let _ = app.redactor.redact(&mut value);
+            value.to_string()
+        };
+        let mut calls = self.journal.entries();
+        for call in &mut calls {
+            for value in [&mut call.body, &mut call.reply].into_iter().flatten() {
+                let _ = app.redactor.redact(value);
+            }
+        }
+        tracing::info!(
+            target: "scim_proxy::bodies",
+            request_id,
+            app = app.name(),
+            method = %self.method,
+            path = %self.target,
+            request = %redacted(self.body.as_ref()),
+            status,
+            response = %redacted(answer),
+            legacy = %serde_json::to_string(&calls).unwrap_or_default(),
+            "bodies"
+        );
+    }
 }
 
 /// The header that asks for a dry run.
@@ -485,7 +524,13 @@ impl Noted {
     }
 
     /// Turns the response into a dry-run report, or records the exchange.
-    async fn finish(self, app: &App, response: Response<Full<Bytes>>, request_id: &str) -> Response<Full<Bytes>> {
+    async fn finish(
+        self,
+        app: &App,
+        response: Response<Full<Bytes>>,
+        request_id: &str,
+        log_bodies: bool,
+    ) -> Response<Full<Bytes>> {
         use http_body_util::BodyExt as _;
         let (mut parts, body) = response.into_parts();
         let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -493,6 +538,9 @@ impl Noted {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         });
+        if log_bodies {
+            self.log_bodies(app, request_id, parts.status.as_u16(), json.as_ref());
+        }
         if self.journal.is_dry_run() {
             let mut calls = self.journal.entries();
             for call in &mut calls {
@@ -522,7 +570,7 @@ impl Noted {
             }
             return response;
         }
-        if let Some(recorder) = &app.recorder {
+        if let Some(recorder) = app.recorder.as_ref().filter(|_| self.journal.is_recording()) {
             recorder.write(Recording {
                 request_id: request_id.to_owned(),
                 method: self.method,

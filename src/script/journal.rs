@@ -30,33 +30,50 @@ pub struct Exchange {
     pub fault: Option<String>,
 }
 
+/// Why a request's calls are written down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Mode {
+    /// To show them in a log line (`log.bodies`).
+    #[default]
+    Observe,
+    /// To write a test file (`record`).
+    Record,
+    /// To hold writes back and report them (`Scim-Proxy-Dry-Run`).
+    DryRun,
+}
+
 /// The calls of one request, in order.
 #[derive(Debug, Default)]
 pub struct Journal {
-    dry_run: bool,
+    mode: Mode,
     entries: Mutex<Vec<Exchange>>,
 }
 
 impl Journal {
-    /// A journal that records every call (sent as usual).
+    /// A journal that records every call (sent as usual) for a test file.
     pub fn recording() -> Self {
-        Self { dry_run: false, entries: Mutex::default() }
+        Self { mode: Mode::Record, entries: Mutex::default() }
     }
 
     /// A journal under which writes are recorded and not sent.
     pub fn dry_run() -> Self {
-        Self { dry_run: true, entries: Mutex::default() }
+        Self { mode: Mode::DryRun, entries: Mutex::default() }
+    }
+
+    /// A journal that only keeps the calls, for the body log.
+    pub fn observing() -> Self {
+        Self { mode: Mode::Observe, entries: Mutex::default() }
     }
 
     /// True when writes are to be held back.
     pub fn is_dry_run(&self) -> bool {
-        self.dry_run
+        self.mode == Mode::DryRun
     }
 
     /// True when the calls are recorded for a test file: the request then runs as if the ID
     /// cache were cold, so that the recording replays the same in a fresh proxy.
     pub fn is_recording(&self) -> bool {
-        !self.dry_run
+        self.mode == Mode::Record
     }
 
     pub(crate) fn push(&self, exchange: Exchange) {

@@ -168,3 +168,25 @@ fn the_log_scan_recognises_every_secret() {
     }
     assert!(!support::contains_secret("a line with nothing in it"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_logging_is_opt_in_and_redacted() {
+    let env = TestEnv::start_with(|text| format!("log:\n  bodies: true\n{text}")).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut body = user(&format!("bodies{}", &run[..8]));
+    body["password"] = json!("Hunter2-secret");
+    let created = send_with_id(&env, Method::POST, "/Users", Some(body), &format!("bodies-{run}")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let lines = support::log_lines_with(&["scim_proxy::bodies", &format!("bodies-{run}")]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(line.contains("userName") && line.contains("POST") && line.contains("/users"), "{line}");
+    assert!(line.contains("[redacted]") && !line.contains("Hunter2-secret"), "{line}");
+    support::assert_no_secret_logged();
+
+    // Off by default.
+    let quiet = TestEnv::start().await;
+    let reply = send_with_id(&quiet, Method::GET, "/Users", None, &format!("quiet-{run}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(support::log_lines_with(&["scim_proxy::bodies", &format!("quiet-{run}")]).is_empty());
+}
