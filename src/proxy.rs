@@ -22,8 +22,8 @@ use crate::record::Recording;
 use crate::routing::{self, Operation};
 use crate::script::journal::Journal;
 use crate::script::{CallScope, CallStats, ScriptEngine};
-use crate::server::{self, ConnLimits};
-use crate::{admin, auth, request, response};
+use crate::server::{self, ConnLimits, Connection};
+use crate::{admin, auth, request, response, tls};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,8 @@ pub enum StartError {
     App(#[from] AppError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What every request handler shares.
@@ -76,6 +78,7 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let engine = Arc::new(ScriptEngine::new());
     let apps = config.apps.iter().map(|app| App::build(config, app, engine.clone())).collect::<Result<Vec<_>, _>>()?;
+    let tls = config.tls.as_ref().map(|settings| tls::Tls::load(config, settings)).transpose()?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
     };
@@ -94,8 +97,9 @@ pub async fn start(
     let scim = tokio::spawn(server::serve(
         scim_listener,
         "scim",
-        move |request, peer| handle(scim_shared.clone(), request, peer),
+        move |request, connection| handle(scim_shared.clone(), request, connection),
         limits,
+        tls.as_ref().map(|tls| tls.acceptor.clone()),
         stopped.clone(),
     ));
     let admin_shared = shared.clone();
@@ -105,10 +109,17 @@ pub async fn start(
         "admin",
         move |request, _| admin::handle(admin_shared.clone(), request),
         admin_limits,
+        None,
         stopped.clone(),
     ));
-    let stopped_reload = stopped;
     let mut tasks = vec![scim, admin];
+    if let (Some(tls), Some(settings)) = (&tls, &config.tls) {
+        if !settings.reload_interval.is_zero() {
+            let certificate = tls.certificate.clone();
+            tasks.push(tokio::spawn(tls::watch_files(certificate, settings.reload_interval, stopped.clone())));
+        }
+    }
+    let stopped_reload = stopped;
     if !config.server.script_reload_interval.is_zero() {
         tasks.push(tokio::spawn(watch_scripts(shared.clone(), config.server.script_reload_interval, stopped_reload)));
     }
@@ -141,7 +152,7 @@ async fn watch_scripts(shared: Arc<Shared>, interval: Duration, mut stop: watch:
 }
 
 /// One SCIM request: route, authenticate, read, perform, answer, and log one line.
-pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection: Connection) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let request_id = request_id(request.headers());
     let stats = Arc::new(CallStats::default());
@@ -154,7 +165,8 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
         Some((index, rest)) => {
             let app = &shared.apps[index];
             // Authenticate before routing, so strangers learn nothing of the endpoints.
-            let routed = auth::check_bearer(request.headers(), &app.config.auth.bearer_tokens)
+            let routed = auth::authenticate(&app.auth, request.headers(), &connection)
+                .await
                 .and_then(|_principal| routing::route(&method, rest, &path))
                 .and_then(|operation| dry_run_asked(request.headers()).map(|dry| (operation, dry)));
             match routed {
@@ -168,8 +180,16 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
                     if let Some(journal) = &journal {
                         noted = Some(Noted::new(journal.clone(), rest, &request));
                     }
-                    let outcome =
-                        perform(&shared, app, &operation, request, (&request_id, &stats, started), &mut noted).await;
+                    let outcome = perform(
+                        &shared,
+                        app,
+                        &operation,
+                        request,
+                        (&request_id, &stats, started),
+                        &connection,
+                        &mut noted,
+                    )
+                    .await;
                     (Some(app), Some(operation), outcome)
                 }
             }
@@ -203,6 +223,10 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
             let mut response = response::error(&answer, &request_id);
             if let Error::Request(RequestError::MethodNotAllowed { allowed, .. }) = &error {
                 response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allowed));
+            }
+            if let Error::Request(RequestError::InvalidToken { .. }) = &error {
+                let challenge = HeaderValue::from_static("Bearer realm=\"scim\", error=\"invalid_token\"");
+                response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
             }
             response
         }
@@ -320,6 +344,7 @@ async fn perform(
     operation: &Operation,
     request: Request<Incoming>,
     (request_id, stats, started): (&Arc<str>, &Arc<CallStats>, Instant),
+    connection: &Connection,
     noted: &mut Option<Noted>,
 ) -> Result<operations::Reply, Error> {
     let (parts, body) = request.into_parts();
@@ -335,7 +360,7 @@ async fn perform(
     let base_url = request::base_url(
         &parts.headers,
         shared.server.trust_forwarded_headers,
-        false,
+        connection.tls,
         &shared.scim_addr.to_string(),
         &app.config.base_path,
     );

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{AppConfig, Config, Secret, Variables};
+use crate::config::{AppConfig, Config, InboundAuth, Secret, Variables};
 use crate::fixture::{self, Case, Expect, LegacyCall, Step, TestFile};
 use crate::proxy;
 use compare::{diff, matches, pretty, prune};
@@ -150,11 +150,13 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case) -> Result<Vec<S
         return Err(format!("cannot point {base} at the stand-in"));
     }
     app.legacy.base_url = url;
-    app.auth.bearer_tokens = vec![Secret::new(TOKEN)];
+    // The stand-in run speaks plain HTTP with one token, whatever the real deployment uses.
+    app.auth = InboundAuth { bearer_tokens: vec![Secret::new(TOKEN)], ..InboundAuth::default() };
     app.record = None;
     let mut config = config.clone();
     config.apps = vec![app.clone()];
     config.server.script_reload_interval = Duration::ZERO;
+    config.tls = None;
     // The report shows a script fault's file, function and line instead of the generic detail.
     config.server.reveal_faults = true;
     let localhost = "127.0.0.1:0".parse().ok();
