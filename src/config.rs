@@ -358,14 +358,16 @@ pub struct JwtConfig {
     pub leeway: Duration,
 }
 
-/// Where a JWT verification key comes from.
+/// Where a JWT verification key comes from: exactly one of the two.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum JwtKey {
+#[serde(deny_unknown_fields)]
+pub struct JwtKey {
     /// A PEM public key (`-----BEGIN PUBLIC KEY-----`, RSA, EC or Ed25519).
-    PemFile(PathBuf),
+    #[serde(default)]
+    pub pem_file: Option<PathBuf>,
     /// A JWKS document (`{"keys": [...]}`) on disk.
-    JwksFile(PathBuf),
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
 }
 
 /// Client certificates accepted as credentials: any entry that matches accepts.
@@ -663,6 +665,9 @@ fn validate_auth(auth: &InboundAuth, tls: Option<&TlsConfig>) -> Result<(), (Str
         }
         if jwt.algorithms.iter().any(|a| !hmac(a)) && jwt.keys.is_empty() && jwt.jwks_url.is_none() {
             return err("jwt.keys", "no public key: add keys ({pem_file: PATH} or {jwks_file: PATH}) or jwks_url");
+        }
+        if let Some(i) = jwt.keys.iter().position(|k| k.pem_file.is_some() == k.jwks_file.is_some()) {
+            return err(&format!("jwt.keys[{i}]"), "give exactly one of pem_file or jwks_file");
         }
         if let Some(url) = &jwt.jwks_url {
             if !matches!(url.scheme(), "http" | "https") {

@@ -81,7 +81,8 @@ fn read_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
     let bytes = std::fs::read(path).map_err(|e| TlsError::new(path, format!("cannot read: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| TlsError::new(path, format!("not a PEM certificate bundle: {e}")))?;
+        let cert =
+            cert.map_err(|e| TlsError::new(path, format!("not a PEM certificate bundle: {}", pem_reason(&e))))?;
         roots.add(cert).map_err(|e| TlsError::new(path, format!("not a usable CA certificate: {e}")))?;
     }
     if roots.is_empty() {
@@ -181,7 +182,7 @@ struct Loaded {
 fn certified_key(cert: &[u8], key: &[u8], provider: &CryptoProvider) -> Result<Loaded, (bool, String)> {
     let chain = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| (true, format!("not a PEM certificate chain: {e}")))?;
+        .map_err(|e| (true, format!("not a PEM certificate chain: {}", pem_reason(&e))))?;
     let Some(leaf) = chain.first() else {
         return Err((true, "holds no CERTIFICATE block".into()));
     };
@@ -193,10 +194,22 @@ fn certified_key(cert: &[u8], key: &[u8], provider: &CryptoProvider) -> Result<L
     if !parsed.validity().is_valid() {
         return Err((true, format!("the certificate is not valid now (valid until {not_after})")));
     }
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| (false, format!("not a PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| (false, format!("not a PEM private key: {}", pem_reason(&e))))?;
     let key = CertifiedKey::from_der(chain, key, provider)
         .map_err(|e| (false, format!("not usable with the certificate: {e}")))?;
     Ok(Loaded { key, subject, serial, not_after })
+}
+
+/// A PEM problem in words (the library's own text shows markers as byte lists).
+fn pem_reason(error: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error as E;
+    match error {
+        E::MissingSectionEnd { .. } => "a section has no END line".into(),
+        E::IllegalSectionStart { .. } => "a section starts with a malformed BEGIN line".into(),
+        E::NoItemsFound => "no PEM section found".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Checks the certificate files every `interval` until shutdown.

@@ -34,3 +34,7 @@ mod example_roles;
 mod docs_examples;
 #[path = "integration/mapping_tests.rs"]
 mod mapping_tests;
+#[path = "integration/tls.rs"]
+mod tls;
+#[path = "integration/inbound_auth.rs"]
+mod inbound_auth;

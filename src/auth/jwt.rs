@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::config::{JwtConfig, JwtKey};
+use crate::config::JwtConfig;
 
 /// How often, at most, the JWKS URL is fetched again for a key id it did not hold.
 const REFETCH_EVERY: Duration = Duration::from_secs(60);
@@ -68,8 +68,8 @@ struct Remote {
     url: url::Url,
     client: reqwest::Client,
     keys: RwLock<std::sync::Arc<Vec<Key>>>,
-    /// When the last fetch started; guards the once-a-minute limit.
-    fetched: tokio::sync::Mutex<Option<Instant>>,
+    /// When the next fetch may start; `None` before the first.
+    next_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// The claims the proxy reads; everything else in the token is ignored.
@@ -88,25 +88,25 @@ impl JwtValidator {
         let mut fixed = Vec::new();
         for (i, source) in config.keys.iter().enumerate() {
             let at = |detail: String| (format!("jwt.keys[{i}]"), detail);
-            match source {
-                JwtKey::PemFile(path) => {
-                    let path = resolve(path);
-                    let pem = std::fs::read(&path).map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
-                    fixed.push(pem_key(&pem).ok_or_else(|| {
+            if let Some(path) = &source.pem_file {
+                let path = resolve(path);
+                let pem = std::fs::read(&path).map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
+                fixed.push(
+                    pem_key(&pem).ok_or_else(|| {
                         at(format!("{} is not a PEM public key (RSA, EC or Ed25519)", path.display()))
-                    })?);
+                    })?,
+                );
+            }
+            if let Some(path) = &source.jwks_file {
+                let path = resolve(path);
+                let text = std::fs::read(&path).map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
+                let set: JwkSet = serde_json::from_slice(&text)
+                    .map_err(|e| at(format!("{} is not a JWKS document: {e}", path.display())))?;
+                let keys = jwks_keys(&set);
+                if keys.is_empty() {
+                    return Err(at(format!("{} holds no usable public key", path.display())));
                 }
-                JwtKey::JwksFile(path) => {
-                    let path = resolve(path);
-                    let text = std::fs::read(&path).map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
-                    let set: JwkSet = serde_json::from_slice(&text)
-                        .map_err(|e| at(format!("{} is not a JWKS document: {e}", path.display())))?;
-                    let keys = jwks_keys(&set);
-                    if keys.is_empty() {
-                        return Err(at(format!("{} holds no usable public key", path.display())));
-                    }
-                    fixed.extend(keys);
-                }
+                fixed.extend(keys);
             }
         }
         if let Some(secret) = &config.shared_secret {
@@ -128,7 +128,7 @@ impl JwtValidator {
                     url: url.clone(),
                     client,
                     keys: RwLock::default(),
-                    fetched: tokio::sync::Mutex::new(None),
+                    next_fetch: tokio::sync::Mutex::new(None),
                 })
             }
         };
@@ -142,18 +142,22 @@ impl JwtValidator {
         })
     }
 
-    /// Whether `token` looks like a JWT at all (three parts, a readable header); other bearer
-    /// tokens are not this validator's business.
+    /// Whether `token` looks like a JWT at all (three parts, a JSON header naming an `alg`);
+    /// other bearer tokens are not this validator's business.
     pub fn looks_like_jwt(token: &str) -> bool {
-        token.split('.').count() == 3 && jsonwebtoken::decode_header(token).is_ok()
+        token.split('.').count() == 3 && header_alg(token).is_some()
     }
 
     /// Validates a token; answers `(sub, iss)` or why it was refused.
     pub async fn validate(&self, app: &str, token: &str) -> Result<(String, String), Refusal> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
-        if !self.algorithms.contains(&header.alg) {
-            return Err(format!("algorithm {:?} is not allowed", header.alg));
+        // The allow-list is checked on the raw header first, so `none` and unknown names are
+        // refused by name before any parsing of the rest.
+        let alg = header_alg(token).unwrap_or_default();
+        let allowed = self.algorithms.iter().any(|a| serde_json::to_value(a).is_ok_and(|name| name == alg.as_str()));
+        if !allowed {
+            return Err(format!("algorithm {alg:?} is not allowed"));
         }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let kid = header.kid.as_deref();
         let mut outcome = self.try_keys(&self.fixed, header.alg, kid, token);
         if let (Some(remote), Err(None)) = (&self.remote, &outcome) {
@@ -223,14 +227,16 @@ impl Remote {
         self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Fetches the JWKS again unless that was done within the last minute; true when new keys
-    /// were stored. Concurrent callers wait for one fetch.
+    /// Fetches the JWKS: the first time whenever needed, after that at most once a minute (a
+    /// failed fetch counts), so tokens naming unknown key ids cannot make the proxy hammer the
+    /// identity provider. True when new keys were stored; concurrent callers wait for one fetch.
     async fn refresh(&self, app: &str) -> bool {
-        let mut fetched = self.fetched.lock().await;
-        if fetched.is_some_and(|at| at.elapsed() < REFETCH_EVERY) {
+        let mut next = self.next_fetch.lock().await;
+        if next.is_some_and(|at| Instant::now() < at) {
             return false;
         }
-        *fetched = Some(Instant::now());
+        let first = next.is_none();
+        *next = Some(Instant::now() + REFETCH_EVERY);
         let set = async {
             let response = self.client.get(self.url.clone()).send().await.map_err(|e| e.to_string())?;
             let response = response.error_for_status().map_err(|e| e.to_string())?;
@@ -238,6 +244,10 @@ impl Remote {
         };
         match set.await {
             Ok(set) => {
+                if first {
+                    // Loading is not refreshing: the first unknown key id may still fetch again.
+                    *next = Some(Instant::now());
+                }
                 let keys = jwks_keys(&set);
                 tracing::info!(app, url = %self.url, keys = keys.len(), "jwks fetched");
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(keys);
@@ -249,6 +259,15 @@ impl Remote {
             }
         }
     }
+}
+
+/// The `alg` named by a token's header, without checking anything else.
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("alg")?.as_str().map(str::to_owned)
 }
 
 /// A PEM public key of any supported family.
