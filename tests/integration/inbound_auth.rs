@@ -144,10 +144,18 @@ async fn inbound_jwt_needs_an_allowed_signature_issuer_audience_and_validity() {
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("idp.pem");
     std::fs::write(&pem, key.pair.public_key_pem()).unwrap();
-    let env =
-        start_with_auth(&jwt_section(&format!("        keys:\n          - pem_file: \"{}\"\n", pem.display()))).await;
+    let from_jwks = SigningKey::es256();
+    let jwks = dir.path().join("idp.jwks.json");
+    std::fs::write(&jwks, json!({"keys": [from_jwks.jwk("jwks-key")]}).to_string()).unwrap();
+    let keys = format!(
+        "        keys:\n          - pem_file: \"{}\"\n          - jwks_file: \"{}\"\n",
+        pem.display(),
+        jwks.display()
+    );
+    let env = start_with_auth(&jwt_section(&keys)).await;
 
     assert_eq!(bearer(&env, &key.sign(&claims(), None)).await, StatusCode::OK);
+    assert_eq!(bearer(&env, &from_jwks.sign(&claims(), Some("jwks-key"))).await, StatusCode::OK);
     // Within the leeway, an expiry just past is still accepted.
     assert_eq!(bearer(&env, &key.sign(&with(claims(), "exp", json!(now() - 10)), None)).await, StatusCode::OK);
 
