@@ -27,6 +27,8 @@ pub enum AppError {
 #[derive(Debug)]
 pub struct App {
     pub config: AppConfig,
+    /// How callers authenticate, with the token files and JWT keys it reads.
+    pub auth: crate::auth::AppAuth,
     pub users: ResourceSchema,
     /// The Group resource type, when the app serves groups.
     pub groups: Option<ResourceSchema>,
@@ -66,6 +68,8 @@ impl App {
         if let Some(problem) = compiled.contract_problems().into_iter().next() {
             return Err(setup("script", problem));
         }
+        let auth =
+            crate::auth::AppAuth::new(config, &app.name, &app.auth).map_err(|(key, detail)| setup(&key, detail))?;
         let users = user_schema(app).map_err(|(key, detail)| setup(key, detail))?;
         let legacy = LegacyClient::new(&app.name, &app.legacy, |path| config.relative_path(path))
             .map_err(|detail| setup("legacy", detail))?;
@@ -109,6 +113,7 @@ impl App {
         crate::script::reload::check(&script, &reload);
         Ok(Self {
             config: app.clone(),
+            auth,
             users,
             groups,
             script,

@@ -1,10 +1,22 @@
-//! Inbound authentication: the bearer tokens of each app, compared in constant time.
+//! Inbound authentication: bearer tokens (inline or in files, compared in constant time), HTTP
+//! Basic, signed JWTs and verified client certificates, each answering who the caller is.
 
+mod jwt;
+mod token_file;
+
+use std::path::Path;
+
+use base64::Engine as _;
 use http::HeaderMap;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::Secret;
+use crate::config::{BasicCredential, ClientCertificates, Config, InboundAuth, Secret};
 use crate::error::RequestError;
+use crate::server::Connection;
+use crate::tls::ClientIdentity;
+
+pub use jwt::JwtValidator;
+pub use token_file::TokenFile;
 
 /// Who a request was authenticated as: the credential, never its secret (`bearer token #2`).
 /// Audit records and logs name it.
@@ -17,29 +29,154 @@ impl std::fmt::Display for Principal {
     }
 }
 
-/// Accepts the request when its `Authorization: Bearer` token is one of `tokens`; answers
-/// which one (`bearer token #N`, counting from 1 in the configuration's order).
-///
-/// Every configured token is compared, whether or not an earlier one matched, so the time
-/// taken does not tell which token (or how much of one) was right.
-pub fn check_bearer(headers: &HeaderMap, tokens: &[Secret]) -> Result<Principal, RequestError> {
-    let presented = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// An app's inbound authentication at run time: its configuration with the files and keys it
+/// names read in.
+#[derive(Debug)]
+pub struct AppAuth {
+    app: String,
+    tokens: Vec<Secret>,
+    token_files: Vec<TokenFile>,
+    basic: Vec<BasicCredential>,
+    jwt: Option<JwtValidator>,
+    client_certificates: Option<ClientCertificates>,
+}
+
+impl AppAuth {
+    /// Reads the JWT keys an app's configuration names; runs at start. The error names the
+    /// key under `auth` and the reason.
+    pub fn new(config: &Config, app: &str, auth: &InboundAuth) -> Result<Self, (String, String)> {
+        let resolve = |path: &Path| config.relative_path(path);
+        let jwt = auth
+            .jwt
+            .as_ref()
+            .map(|jwt| JwtValidator::new(jwt, resolve))
+            .transpose()
+            .map_err(|(key, detail)| (format!("auth.{key}"), detail))?;
+        let token_files = auth.bearer_token_files.iter().map(|p| TokenFile::new(app, resolve(p))).collect::<Vec<_>>();
+        // Read now, so a missing file is in the log at start rather than at the first request.
+        for file in &token_files {
+            let _ = file.token();
+        }
+        Ok(Self {
+            app: app.to_owned(),
+            tokens: auth.bearer_tokens.clone(),
+            token_files,
+            basic: auth.basic.clone(),
+            jwt,
+            client_certificates: auth.client_certificates.clone(),
         })
-        .ok_or(RequestError::Unauthorized)?;
+    }
+}
+
+/// Authenticates a request by any method its app accepts: a verified client certificate that
+/// matches, a bearer token (inline, from a file, or a valid JWT), or HTTP Basic.
+///
+/// Runs before routing. A JWT that fails validation is `InvalidToken` with the reason (also
+/// logged); every other failure is `Unauthorized`.
+pub async fn authenticate(
+    auth: &AppAuth,
+    headers: &HeaderMap,
+    connection: &Connection,
+) -> Result<Principal, RequestError> {
+    if let (Some(accepted), Some(client)) = (&auth.client_certificates, &connection.client) {
+        if let Some(principal) = match_certificate(accepted, client) {
+            return Ok(principal);
+        }
+        tracing::info!(app = %auth.app, subject = %client.subject, "client certificate not accepted by this app");
+    }
+    let Some((scheme, credential)) = authorization(headers) else {
+        return Err(RequestError::Unauthorized);
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if let Some(principal) = check_tokens(auth, credential) {
+            return Ok(principal);
+        }
+        if let Some(jwt) = &auth.jwt {
+            if JwtValidator::looks_like_jwt(credential) {
+                return match jwt.validate(&auth.app, credential).await {
+                    Ok((sub, iss)) => Ok(Principal(format!("jwt sub={sub} iss={iss}"))),
+                    Err(reason) => {
+                        tracing::info!(app = %auth.app, reason, "jwt refused");
+                        Err(RequestError::InvalidToken { reason })
+                    }
+                };
+            }
+        }
+        return Err(RequestError::Unauthorized);
+    }
+    if scheme.eq_ignore_ascii_case("basic") && !auth.basic.is_empty() {
+        return check_basic(&auth.basic, credential).ok_or(RequestError::Unauthorized);
+    }
+    Err(RequestError::Unauthorized)
+}
+
+/// The scheme and credential of the `Authorization` header.
+fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.trim().split_once(' ')?;
+    Some((scheme, credential.trim()))
+}
+
+/// The inline tokens first (`bearer token #N`), then the token files (`bearer token file PATH`).
+fn check_tokens(auth: &AppAuth, presented: &str) -> Option<Principal> {
     let mut matched = 0u32;
-    for (index, token) in tokens.iter().enumerate() {
+    let file_tokens: Vec<Option<Secret>> = auth.token_files.iter().map(TokenFile::token).collect();
+    let inline = auth.tokens.iter().map(Some);
+    // Every token is compared, whether or not an earlier one matched, so the time taken does
+    // not tell which token (or how much of one) was right.
+    for (index, token) in inline.chain(file_tokens.iter().map(Option::as_ref)).enumerate() {
+        let Some(token) = token else { continue };
         let equal = token.expose().as_bytes().ct_eq(presented.as_bytes());
         matched = u32::conditional_select(&matched, &(index as u32 + 1), equal);
     }
-    if matched == 0 {
-        return Err(RequestError::Unauthorized);
+    let index = (matched as usize).checked_sub(1)?;
+    if index < auth.tokens.len() {
+        return Some(Principal(format!("bearer token #{matched}")));
     }
-    Ok(Principal(format!("bearer token #{matched}")))
+    let file = auth.token_files.get(index - auth.tokens.len())?;
+    Some(Principal(format!("bearer token file {}", file.path.display())))
+}
+
+/// `Basic base64(user:password)` against the configured users, in constant time.
+fn check_basic(users: &[BasicCredential], credential: &str) -> Option<Principal> {
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credential).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    let mut matched = 0u32;
+    for (index, user) in users.iter().enumerate() {
+        let equal = user.username.as_bytes().ct_eq(name.as_bytes())
+            & user.password.expose().as_bytes().ct_eq(password.as_bytes());
+        matched = u32::conditional_select(&matched, &(index as u32 + 1), equal);
+    }
+    let user = users.get((matched as usize).checked_sub(1)?)?;
+    Some(Principal(format!("basic user {}", user.username)))
+}
+
+/// The principal of a client certificate that one of `accepted` names.
+fn match_certificate(accepted: &ClientCertificates, client: &ClientIdentity) -> Option<Principal> {
+    let normalize = |s: &str| s.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+    let subject = normalize(&client.subject);
+    let by_subject = accepted.subjects.iter().any(|wanted| {
+        let wanted = normalize(wanted);
+        match (wanted.strip_prefix("CN="), &client.common_name) {
+            (Some(cn), Some(have)) if !cn.contains(',') => cn == have,
+            _ => wanted == subject,
+        }
+    });
+    let name = match &client.common_name {
+        Some(cn) => format!("CN={cn}"),
+        None => client.subject.clone(),
+    };
+    if by_subject {
+        return Some(Principal(format!("client certificate {name}")));
+    }
+    if let Some(dns) = client.dns_names.iter().find(|d| accepted.dns_names.iter().any(|w| w.eq_ignore_ascii_case(d))) {
+        return Some(Principal(format!("client certificate {name} DNS:{dns}")));
+    }
+    if let Some(uri) = client.uris.iter().find(|u| accepted.uris.contains(u)) {
+        return Some(Principal(format!("client certificate {name} URI:{uri}")));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -52,12 +189,34 @@ mod tests {
         h
     }
 
-    #[test]
-    fn accepts_any_configured_token_and_nothing_else() {
-        let tokens: Vec<Secret> =
-            serde_json::from_str(r#"["first-token-0123456789", "second-token-0123456789"]"#).unwrap();
-        assert_eq!(check_bearer(&headers("Bearer first-token-0123456789"), &tokens).unwrap().0, "bearer token #1");
-        assert_eq!(check_bearer(&headers("bearer second-token-0123456789"), &tokens).unwrap().0, "bearer token #2");
+    fn app_auth(tokens: &[&str], basic: &[(&str, &str)]) -> AppAuth {
+        AppAuth {
+            app: "test".into(),
+            tokens: tokens.iter().map(|t| Secret::new(*t)).collect(),
+            token_files: Vec::new(),
+            basic: basic
+                .iter()
+                .map(|(u, p)| BasicCredential { username: (*u).into(), password: Secret::new(*p) })
+                .collect(),
+            jwt: None,
+            client_certificates: None,
+        }
+    }
+
+    fn plain() -> Connection {
+        Connection { peer: "127.0.0.1:1".parse().unwrap(), tls: false, client: None }
+    }
+
+    #[tokio::test]
+    async fn accepts_any_configured_token_and_nothing_else() {
+        let auth = app_auth(&["first-token-0123456789", "second-token-0123456789"], &[]);
+        let check = |value: &str| {
+            let h = headers(value);
+            let auth = &auth;
+            async move { authenticate(auth, &h, &plain()).await }
+        };
+        assert_eq!(check("Bearer first-token-0123456789").await.unwrap().0, "bearer token #1");
+        assert_eq!(check("bearer second-token-0123456789").await.unwrap().0, "bearer token #2");
         for bad in [
             "Bearer first-token-012345678",
             "Bearer first-token-01234567890",
@@ -65,8 +224,46 @@ mod tests {
             "Bearer",
             "",
         ] {
-            assert!(check_bearer(&headers(bad), &tokens).is_err(), "{bad}");
+            assert!(check(bad).await.is_err(), "{bad}");
         }
-        assert!(check_bearer(&HeaderMap::new(), &tokens).is_err());
+        assert!(authenticate(&auth, &HeaderMap::new(), &plain()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn basic_names_the_user_and_needs_both_halves() {
+        let auth = app_auth(&[], &[("okta", "a-basic-password-0123"), ("other", "another-password-0123")]);
+        let basic = |text: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(text));
+        let ok = authenticate(&auth, &headers(&basic("other:another-password-0123")), &plain()).await.unwrap();
+        assert_eq!(ok.0, "basic user other");
+        for bad in ["okta:another-password-0123", "okta:", "okta", ":a-basic-password-0123"] {
+            assert!(authenticate(&auth, &headers(&basic(bad)), &plain()).await.is_err(), "{bad}");
+        }
+        assert!(authenticate(&auth, &headers("Basic !!!"), &plain()).await.is_err());
+    }
+
+    #[test]
+    fn certificates_match_by_common_name_subject_or_alternative_name() {
+        let client = ClientIdentity {
+            subject: "CN=entra-provisioning, O=Acme".into(),
+            common_name: Some("entra-provisioning".into()),
+            dns_names: vec!["idp.example.com".into()],
+            uris: vec!["spiffe://acme/idp".into()],
+        };
+        let accepted = |subjects: &[&str], dns: &[&str], uris: &[&str]| ClientCertificates {
+            subjects: subjects.iter().map(|s| (*s).into()).collect(),
+            dns_names: dns.iter().map(|s| (*s).into()).collect(),
+            uris: uris.iter().map(|s| (*s).into()).collect(),
+        };
+        let principal = |a: &ClientCertificates| match_certificate(a, &client).map(|p| p.0);
+        assert_eq!(
+            principal(&accepted(&["CN=entra-provisioning"], &[], &[])).unwrap(),
+            "client certificate CN=entra-provisioning"
+        );
+        assert!(principal(&accepted(&["CN=entra-provisioning,O=Acme"], &[], &[])).is_some());
+        assert!(principal(&accepted(&["CN=entra"], &[], &[])).is_none());
+        assert!(principal(&accepted(&["CN=entra-provisioning,O=Other"], &[], &[])).is_none());
+        assert!(principal(&accepted(&[], &["IDP.example.com"], &[])).unwrap().ends_with("DNS:idp.example.com"));
+        assert!(principal(&accepted(&[], &[], &["spiffe://acme/idp"])).is_some());
+        assert!(principal(&accepted(&[], &["other.example.com"], &["spiffe://acme/other"])).is_none());
     }
 }

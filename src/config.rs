@@ -86,6 +86,9 @@ pub struct Config {
     /// Limits and timeouts of the SCIM listener.
     #[serde(default)]
     pub server: ServerConfig,
+    /// TLS on the SCIM listener; absent serves plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// The applications served, each under its own base path.
     pub apps: Vec<AppConfig>,
     /// The file this configuration was read from; scripts are relative to its folder.
@@ -175,6 +178,23 @@ impl Default for ServerConfig {
             reveal_faults: false,
         }
     }
+}
+
+/// TLS of the SCIM listener: the certificate it presents and the client certificates it accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first; relative to the configuration file.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: PathBuf,
+    /// How often `cert` and `key` are checked for a new pair; `0s` turns reloading off.
+    #[serde(default = "default_tls_reload", deserialize_with = "duration")]
+    pub reload_interval: Duration,
+    /// PEM bundle of the CAs whose client certificates are accepted; when set, clients are asked
+    /// for a certificate (optional) and apps may authenticate by it.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One application: a SCIM endpoint under `base_path`, mapped by `script` onto `legacy`.
@@ -304,12 +324,89 @@ pub struct ExtensionConfig {
     pub schema: serde_json::Value,
 }
 
-/// Inbound authentication of an app.
-#[derive(Debug, Clone, Deserialize)]
+/// Inbound authentication of an app: a request is accepted when any configured method accepts it.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundAuth {
     /// Accepted bearer tokens; several allow rotation without downtime.
+    #[serde(default)]
     pub bearer_tokens: Vec<Secret>,
+    /// Files holding one bearer token each (e.g. a mounted Kubernetes Secret), re-read when
+    /// they change; relative to the configuration file.
+    #[serde(default)]
+    pub bearer_token_files: Vec<PathBuf>,
+    /// HTTP Basic credentials.
+    #[serde(default)]
+    pub basic: Vec<BasicCredential>,
+    /// Signed JWT bearer tokens (e.g. from Microsoft Entra ID).
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// Client certificates (verified against `tls.client_ca`) that authenticate without a token.
+    #[serde(default)]
+    pub client_certificates: Option<ClientCertificates>,
+}
+
+/// One HTTP Basic user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    /// The user name, as the identity provider sends it.
+    pub username: String,
+    /// Its password (16 characters or more), by reference: `${env.NAME}` or `${file.PATH}`.
+    pub password: Secret,
+}
+
+/// Validation of JWT bearer tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The `iss` a token must carry.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name one of them.
+    pub audiences: Vec<String>,
+    /// Signature algorithms accepted (`RS256`, `ES256`, `PS256`, `EdDSA`, …); `HS*` only with
+    /// `shared_secret`. There is no `none`.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Public keys read at start: `{pem_file: PATH}` or `{jwks_file: PATH}`.
+    #[serde(default)]
+    pub keys: Vec<JwtKey>,
+    /// A JWKS document fetched when needed and again (at most once a minute) when a token
+    /// names a key id it does not hold.
+    #[serde(default)]
+    pub jwks_url: Option<url::Url>,
+    /// The secret of `HS256`/`HS384`/`HS512` tokens (32 bytes or more).
+    #[serde(default)]
+    pub shared_secret: Option<Secret>,
+    /// Clock difference tolerated on `exp` and `nbf`.
+    #[serde(default = "default_jwt_leeway", deserialize_with = "duration")]
+    pub leeway: Duration,
+}
+
+/// Where a JWT verification key comes from: exactly one of the two.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKey {
+    /// A PEM public key (`-----BEGIN PUBLIC KEY-----`, RSA, EC or Ed25519).
+    #[serde(default)]
+    pub pem_file: Option<PathBuf>,
+    /// A JWKS document (`{"keys": [...]}`) on disk.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+}
+
+/// Client certificates accepted as credentials: any entry that matches accepts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificates {
+    /// Subjects: `CN=name` matches the common name; a full subject (`CN=a,O=b`) matches exactly.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// DNS names of the subject alternative name extension.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// URIs of the subject alternative name extension (e.g. SPIFFE ids).
+    #[serde(default)]
+    pub uris: Vec<String>,
 }
 
 /// Where and how the proxy calls the in-house API.
@@ -593,6 +690,14 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             return Err(("server.max_body_bytes".into(), "must be at least 1024 bytes".into()));
         }
+        if let Some(tls) = &self.tls {
+            if tls.reload_interval.as_millis() > 0 && tls.reload_interval < Duration::from_millis(100) {
+                return Err((
+                    "tls.reload_interval".into(),
+                    "must be at least 100ms (or 0s to turn reloading off)".into(),
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         let mut paths: Vec<(usize, &str)> = Vec::new();
         for (i, app) in self.apps.iter().enumerate() {
@@ -618,19 +723,7 @@ impl Config {
                 ));
             }
             paths.push((i, bp));
-            if app.auth.bearer_tokens.is_empty() {
-                return Err((
-                    key("auth.bearer_tokens"),
-                    "no token: add at least one, e.g. \"${env.SCIM_TOKEN}\"".into(),
-                ));
-            }
-            if let Some(t) = app.auth.bearer_tokens.iter().find(|t| t.expose().len() < 16) {
-                let _ = t;
-                return Err((
-                    key("auth.bearer_tokens"),
-                    "a token is shorter than 16 characters: use a long random secret".into(),
-                ));
-            }
+            validate_auth(&app.auth, self.tls.as_ref()).map_err(|(field, detail)| (key(&field), detail))?;
             if !matches!(app.legacy.base_url.scheme(), "http" | "https") {
                 return Err((key("legacy.base_url"), "must be an http:// or https:// URL".into()));
             }
@@ -682,6 +775,86 @@ impl Config {
         }
         self.file.parent().map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
     }
+}
+
+/// Checks an app's inbound authentication; the key returned is relative to the app.
+fn validate_auth(auth: &InboundAuth, tls: Option<&TlsConfig>) -> Result<(), (String, String)> {
+    let err = |key: &str, detail: &str| Err((format!("auth.{key}"), detail.to_owned()));
+    if auth.bearer_tokens.is_empty()
+        && auth.bearer_token_files.is_empty()
+        && auth.basic.is_empty()
+        && auth.jwt.is_none()
+        && auth.client_certificates.is_none()
+    {
+        return err(
+            "bearer_tokens",
+            "no way to authenticate: add a token, e.g. bearer_tokens: [\"${env.SCIM_TOKEN}\"], or bearer_token_files, basic, jwt or client_certificates",
+        );
+    }
+    if auth.bearer_tokens.iter().any(|t| t.expose().len() < 16) {
+        return err("bearer_tokens", "a token is shorter than 16 characters: use a long random secret");
+    }
+    for (i, user) in auth.basic.iter().enumerate() {
+        if user.username.is_empty() || user.username.contains(':') {
+            return err(&format!("basic[{i}].username"), "must be non-empty and without ':'");
+        }
+        if user.password.expose().len() < 16 {
+            return err(&format!("basic[{i}].password"), "shorter than 16 characters: use a long random secret");
+        }
+    }
+    if let Some(jwt) = &auth.jwt {
+        use jsonwebtoken::Algorithm as A;
+        let hmac = |a: &A| matches!(a, A::HS256 | A::HS384 | A::HS512);
+        if jwt.issuer.is_empty() {
+            return err("jwt.issuer", "must name the issuer, e.g. https://sts.windows.net/TENANT_ID/");
+        }
+        if jwt.audiences.is_empty() || jwt.audiences.iter().any(String::is_empty) {
+            return err("jwt.audiences", "list at least one audience, e.g. the application id URI");
+        }
+        if jwt.algorithms.is_empty() {
+            return err("jwt.algorithms", "list the accepted algorithms, e.g. [RS256]");
+        }
+        if jwt.algorithms.iter().any(hmac) && jwt.shared_secret.is_none() {
+            return err(
+                "jwt.algorithms",
+                "HS256/HS384/HS512 need jwt.shared_secret; use RS256 or ES256 with public keys",
+            );
+        }
+        if let Some(secret) = &jwt.shared_secret {
+            if !jwt.algorithms.iter().any(hmac) {
+                return err(
+                    "jwt.shared_secret",
+                    "is used only by HS256/HS384/HS512: add one to jwt.algorithms or drop the secret",
+                );
+            }
+            if secret.expose().len() < 32 {
+                return err("jwt.shared_secret", "shorter than 32 characters: use a long random secret");
+            }
+        }
+        if jwt.algorithms.iter().any(|a| !hmac(a)) && jwt.keys.is_empty() && jwt.jwks_url.is_none() {
+            return err("jwt.keys", "no public key: add keys ({pem_file: PATH} or {jwks_file: PATH}) or jwks_url");
+        }
+        if let Some(i) = jwt.keys.iter().position(|k| k.pem_file.is_some() == k.jwks_file.is_some()) {
+            return err(&format!("jwt.keys[{i}]"), "give exactly one of pem_file or jwks_file");
+        }
+        if let Some(url) = &jwt.jwks_url {
+            if !matches!(url.scheme(), "http" | "https") {
+                return err("jwt.jwks_url", "must be an https:// (or http://) URL");
+            }
+        }
+    }
+    if let Some(certs) = &auth.client_certificates {
+        if tls.is_none_or(|t| t.client_ca.is_none()) {
+            return err(
+                "client_certificates",
+                "needs tls.client_ca: set it to the CA bundle that issues the client certificates",
+            );
+        }
+        if certs.subjects.is_empty() && certs.dns_names.is_empty() && certs.uris.is_empty() {
+            return err("client_certificates", "list at least one of subjects, dns_names or uris");
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `${env.NAME}`, `${env.NAME:-default}` and `${file.PATH}` in every string of the tree.
@@ -806,6 +979,12 @@ fn default_config_reload() -> Duration {
 
 fn default_script_reload() -> Duration {
     Duration::from_secs(2)
+}
+fn default_tls_reload() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_jwt_leeway() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_true() -> bool {
     true

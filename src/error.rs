@@ -22,8 +22,10 @@ pub enum Error {
 /// Problems with the HTTP request itself, found before the SCIM core sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("missing or invalid bearer token")]
+    #[error("missing or invalid credentials")]
     Unauthorized,
+    #[error("invalid bearer token: {reason}")]
+    InvalidToken { reason: String },
     #[error("no SCIM endpoint at {path}")]
     NoRoute { path: String },
     #[error("{method} is not allowed here; allowed: {allowed}")]
@@ -114,7 +116,7 @@ pub fn answer(error: &Error) -> Answer {
         }
         Error::Request(e) => {
             let (status, scim_type) = match e {
-                RequestError::Unauthorized => (S::UNAUTHORIZED, None),
+                RequestError::Unauthorized | RequestError::InvalidToken { .. } => (S::UNAUTHORIZED, None),
                 RequestError::NoRoute { .. } | RequestError::NotFound { .. } => (S::NOT_FOUND, None),
                 RequestError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, None),
                 RequestError::TooLarge { .. } | RequestError::TooManyOperations { .. } => (S::PAYLOAD_TOO_LARGE, None),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod telemetry;
 pub mod proxy;
 pub mod server;
+pub mod tls;
 pub mod admin;
 pub mod health;
 pub mod metrics;

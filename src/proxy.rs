@@ -24,8 +24,8 @@ use crate::record::Recording;
 use crate::routing::{self, Operation};
 use crate::script::journal::Journal;
 use crate::script::{CallScope, CallStats, ScriptEngine};
-use crate::server::{self, ConnLimits};
-use crate::{admin, auth, request, response};
+use crate::server::{self, ConnLimits, Connection};
+use crate::{admin, auth, request, response, tls};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,8 @@ pub enum StartError {
     App(#[from] AppError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What every request handler shares.
@@ -90,6 +92,7 @@ struct RestartOnly {
     listen: SocketAddr,
     admin_listen: SocketAddr,
     log: String,
+    tls: String,
 }
 
 impl RestartOnly {
@@ -98,6 +101,7 @@ impl RestartOnly {
             listen: config.listen,
             admin_listen: config.admin_listen,
             log: format!("{:?} {}", config.log.format, config.log.level),
+            tls: format!("{:?}", config.tls),
         }
     }
 }
@@ -179,6 +183,7 @@ pub async fn start(
         overrides: config.overrides.clone(),
         ..ConfigReload::default()
     };
+    let tls = config.tls.as_ref().map(|settings| tls::Tls::load(config, settings)).transpose()?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
     };
@@ -206,8 +211,9 @@ pub async fn start(
     let scim = tokio::spawn(server::serve(
         scim_listener,
         "scim",
-        move |request, peer| handle(scim_shared.clone(), request, peer),
+        move |request, connection| handle(scim_shared.clone(), request, connection),
         limits,
+        tls.as_ref().map(|tls| tls.acceptor.clone()),
         stopped.clone(),
     ));
     let admin_shared = shared.clone();
@@ -217,6 +223,7 @@ pub async fn start(
         "admin",
         move |request, _| admin::handle(admin_shared.clone(), request),
         admin_limits,
+        None,
         stopped.clone(),
     ));
     let stopped_reload = stopped.clone();
@@ -226,6 +233,12 @@ pub async fn start(
     }
     if !config.server.config_reload_interval.is_zero() && shared.config_reload.path.is_some() {
         tasks.push(tokio::spawn(watch_config(shared.clone(), config.server.config_reload_interval, stopped.clone())));
+    }
+    if let (Some(tls), Some(settings)) = (&tls, &config.tls) {
+        if !settings.reload_interval.is_zero() {
+            let certificate = tls.certificate.clone();
+            tasks.push(tokio::spawn(tls::watch_files(certificate, settings.reload_interval, stopped.clone())));
+        }
     }
     if !config.server.script_reload_interval.is_zero() {
         tasks.push(tokio::spawn(watch_scripts(shared.clone(), config.server.script_reload_interval, stopped_reload)));
@@ -301,7 +314,9 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
         Ok(Some((config, apps))) => {
             let restart_only = RestartOnly::of(&config);
             if restart_only != shared.started_with {
-                tracing::warn!("configuration reload: listen, admin_listen and log take effect at the next restart");
+                tracing::warn!(
+                    "configuration reload: listen, admin_listen, log.format, log.level and tls take effect at the next restart"
+                );
             }
             let state = State { apps, server: config.server.clone(), log_bodies: config.log.bodies };
             // New apps answer /readyz by their health() from the start.
@@ -350,7 +365,7 @@ async fn watch_scripts(shared: Arc<Shared>, interval: Duration, mut stop: watch:
 }
 
 /// One SCIM request: route, authenticate, read, perform, answer, and log one line.
-pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: SocketAddr) -> Response<Full<Bytes>> {
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection: Connection) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let state = shared.state();
     let request_id = request_id(request.headers());
@@ -365,7 +380,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
         Some((index, rest)) => {
             let app = &state.apps[index];
             // Authenticate before routing, so strangers learn nothing of the endpoints.
-            let routed = auth::check_bearer(request.headers(), &app.config.auth.bearer_tokens).and_then(|principal| {
+            let routed = auth::authenticate(&app.auth, request.headers(), &connection).await.and_then(|principal| {
                 let operation = routing::route(&method, rest, &path)?;
                 Ok((principal, operation, dry_run_asked(request.headers())?))
             });
@@ -392,6 +407,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
                         stats: &stats,
                         started,
                         scim_addr: shared.scim_addr,
+                        tls: connection.tls,
                     };
                     let outcome = perform(context, app, &operation, request, &mut noted).await;
                     (Some(app), Some(operation), outcome)
@@ -428,6 +444,10 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, _peer: Sock
             if let Error::Request(RequestError::MethodNotAllowed { allowed, .. }) = &error {
                 response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allowed));
             }
+            if let Error::Request(RequestError::InvalidToken { .. }) = &error {
+                let challenge = HeaderValue::from_static("Bearer realm=\"scim\", error=\"invalid_token\"");
+                response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+            }
             response
         }
     };
@@ -448,6 +468,8 @@ struct Context<'a> {
     stats: &'a Arc<CallStats>,
     started: Instant,
     scim_addr: SocketAddr,
+    /// The request came over TLS (so `meta.location` says https).
+    tls: bool,
 }
 
 impl Noted {
@@ -596,7 +618,7 @@ async fn perform(
     request: Request<Incoming>,
     noted: &mut Option<Noted>,
 ) -> Result<operations::Reply, Error> {
-    let Context { state, metrics, principal, request_id, stats, started, scim_addr } = context;
+    let Context { state, metrics, principal, request_id, stats, started, scim_addr, tls } = context;
     let scim_host = scim_addr.to_string();
     let (parts, body) = request.into_parts();
     let query = request::query_pairs(parts.uri.query());
@@ -608,13 +630,8 @@ async fn perform(
     } else {
         (None, 0)
     };
-    let base_url = request::base_url(
-        &parts.headers,
-        state.server.trust_forwarded_headers,
-        false,
-        &scim_host,
-        &app.config.base_path,
-    );
+    let base_url =
+        request::base_url(&parts.headers, state.server.trust_forwarded_headers, tls, &scim_host, &app.config.base_path);
     let journal = noted.as_mut().map(|noted| {
         noted.body.clone_from(&body);
         noted.base_url.clone_from(&base_url);

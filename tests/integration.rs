@@ -42,3 +42,7 @@ mod config_reload;
 mod outbound;
 #[path = "integration/deploy.rs"]
 mod deploy;
+#[path = "integration/tls.rs"]
+mod tls;
+#[path = "integration/inbound_auth.rs"]
+mod inbound_auth;

@@ -56,14 +56,14 @@ impl MockLegacy {
         let (stop, stopped) = watch::channel(false);
         let prefix: Arc<str> = Arc::from(base_path.trim_end_matches('/'));
         let handler_state = state.clone();
-        let handler = move |request: Request<Incoming>, _peer: SocketAddr| {
+        let handler = move |request: Request<Incoming>, _connection: server::Connection| {
             let state = handler_state.clone();
             let prefix = prefix.clone();
             async move { answer(&state, &prefix, request).await }
         };
         let limits =
             ConnLimits { header_read_timeout: Duration::from_secs(10), shutdown_grace: Duration::from_secs(1) };
-        let task = tokio::spawn(server::serve(listener, "mock-legacy", handler, limits, stopped));
+        let task = tokio::spawn(server::serve(listener, "mock-legacy", handler, limits, None, stopped));
         Ok(Self { addr, state, stop, task })
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{AppConfig, Config, Secret, Variables};
+use crate::config::{AppConfig, Config, InboundAuth, Secret, Variables};
 use crate::fixture::{self, Case, Expect, LegacyCall, Step, TestFile};
 use crate::proxy;
 use compare::{diff, matches, pretty, prune};
@@ -151,18 +151,20 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case) -> Result<Vec<S
     }
     app.legacy.base_url = url;
     // The stand-in speaks plain HTTP and needs no token: the app's certificates and token
-    // endpoint (which need not exist on this machine) are left out.
+    // endpoint (which need not exist on this machine) are left out, and the test run
+    // authenticates with one token, whatever the real deployment uses.
     app.legacy.ca_file = None;
     app.legacy.client_certificate = None;
     app.legacy.insecure_skip_verify = false;
     if let Some(auth) = app.legacy.auth.as_mut() {
         auth.oauth2 = None;
     }
-    app.auth.bearer_tokens = vec![Secret::new(TOKEN)];
+    app.auth = InboundAuth { bearer_tokens: vec![Secret::new(TOKEN)], ..InboundAuth::default() };
     app.record = None;
     let mut config = config.clone();
     config.apps = vec![app.clone()];
     config.server.script_reload_interval = Duration::ZERO;
+    config.tls = None;
     // The report shows a script fault's file, function and line instead of the generic detail.
     config.server.reveal_faults = true;
     let localhost = "127.0.0.1:0".parse().ok();

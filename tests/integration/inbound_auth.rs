@@ -1,0 +1,305 @@
+//! Inbound authentication besides inline tokens: token files that rotate, HTTP Basic, and JWTs
+//! checked for signature, algorithm, issuer, audience and validity, with keys from a file or
+//! a JWKS URL.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::KeyPair;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::{TOKEN, TestEnv};
+
+const ISSUER: &str = "https://login.idp.test/tenant-1/";
+const AUDIENCE: &str = "api://scim-proxy";
+
+/// The test configuration with the first app's `auth` section replaced by `auth`.
+async fn start_with_auth(auth: &str) -> TestEnv {
+    let auth = auth.to_owned();
+    TestEnv::start_with(move |text| text.replacen("      bearer_tokens: [\"${env.TOKEN}\"]", &auth, 1)).await
+}
+
+async fn status(env: &TestEnv, authorization: Option<&str>) -> (StatusCode, Option<String>) {
+    let mut request = env.client.get(format!("{}/Users", env.base()));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let challenge = response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    (response.status(), challenge)
+}
+
+async fn bearer(env: &TestEnv, token: &str) -> StatusCode {
+    status(env, Some(&format!("Bearer {token}"))).await.0
+}
+
+/// Polls until `token` gets `expected`; a token file is looked at once a second at most.
+async fn wait_for(env: &TestEnv, token: &str, expected: StatusCode) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bearer(env, token).await != expected {
+        assert!(Instant::now() < deadline, "{token} never got {expected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_token_files_are_read_again_when_the_secret_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "first-file-token-0123456789\n").unwrap();
+    let env = start_with_auth(&format!("      bearer_token_files: [\"{}\"]", file.display())).await;
+    assert_eq!(bearer(&env, "first-file-token-0123456789").await, StatusCode::OK);
+    assert_eq!(bearer(&env, TOKEN).await, StatusCode::UNAUTHORIZED);
+
+    // Kubernetes swaps the mounted Secret: the new token works and the old one stops working.
+    std::fs::write(&file, "second-file-token-0123456789").unwrap();
+    wait_for(&env, "second-file-token-0123456789", StatusCode::OK).await;
+    assert_eq!(bearer(&env, "first-file-token-0123456789").await, StatusCode::UNAUTHORIZED);
+
+    // A missing or empty file accepts nothing, not even an empty token.
+    std::fs::remove_file(&file).unwrap();
+    wait_for(&env, "second-file-token-0123456789", StatusCode::UNAUTHORIZED).await;
+    std::fs::write(&file, "  \n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status(&env, Some("Bearer ")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&env, Some("Bearer")).await.0, StatusCode::UNAUTHORIZED);
+    std::fs::write(&file, "third-file-token-0123456789").unwrap();
+    wait_for(&env, "third-file-token-0123456789", StatusCode::OK).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_basic_credentials_are_accepted_beside_tokens() {
+    let env = start_with_auth(
+        "      bearer_tokens: [\"${env.TOKEN}\"]\n      basic:\n        - username: okta\n          password: \"okta-basic-password-0123\"",
+    )
+    .await;
+    let basic = |text: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(text));
+    assert_eq!(status(&env, Some(&basic("okta:okta-basic-password-0123"))).await.0, StatusCode::OK);
+    assert_eq!(bearer(&env, TOKEN).await, StatusCode::OK, "any configured method may match");
+    for wrong in ["okta:okta-basic-password-012", "Okta:okta-basic-password-0123", "okta", ""] {
+        assert_eq!(status(&env, Some(&basic(wrong))).await.0, StatusCode::UNAUTHORIZED, "{wrong}");
+    }
+    assert_eq!(status(&env, None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// A signing key made for the test, and its public half as the proxy reads it.
+struct SigningKey {
+    algorithm: Algorithm,
+    pair: KeyPair,
+}
+
+impl SigningKey {
+    fn es256() -> Self {
+        Self { algorithm: Algorithm::ES256, pair: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap() }
+    }
+
+    fn es384() -> Self {
+        Self { algorithm: Algorithm::ES384, pair: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap() }
+    }
+
+    fn sign(&self, claims: &Value, kid: Option<&str>) -> String {
+        let mut header = Header::new(self.algorithm);
+        header.kid = kid.map(str::to_owned);
+        let key = EncodingKey::from_ec_pem(self.pair.serialize_pem().as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    /// The public key as a JWK (P-256 only).
+    fn jwk(&self, kid: &str) -> Value {
+        let point = self.pair.public_key_raw();
+        assert_eq!(point.len(), 65, "an uncompressed P-256 point");
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]), "kid": kid, "alg": "ES256", "use": "sig"})
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn claims() -> Value {
+    json!({"sub": "entra-sync", "iss": ISSUER, "aud": AUDIENCE, "iat": now(), "exp": now() + 600})
+}
+
+fn with(mut claims: Value, key: &str, value: Value) -> Value {
+    claims[key] = value;
+    claims
+}
+
+fn jwt_section(keys: &str) -> String {
+    format!(
+        "      jwt:\n        issuer: \"{ISSUER}\"\n        audiences: [\"{AUDIENCE}\", \"api://other\"]\n        algorithms: [ES256, RS256]\n        leeway: 30s\n{keys}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_jwt_needs_an_allowed_signature_issuer_audience_and_validity() {
+    let key = SigningKey::es256();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("idp.pem");
+    std::fs::write(&pem, key.pair.public_key_pem()).unwrap();
+    let from_jwks = SigningKey::es256();
+    let jwks = dir.path().join("idp.jwks.json");
+    std::fs::write(&jwks, json!({"keys": [from_jwks.jwk("jwks-key")]}).to_string()).unwrap();
+    let keys = format!(
+        "        keys:\n          - pem_file: \"{}\"\n          - jwks_file: \"{}\"\n",
+        pem.display(),
+        jwks.display()
+    );
+    let env = start_with_auth(&jwt_section(&keys)).await;
+
+    assert_eq!(bearer(&env, &key.sign(&claims(), None)).await, StatusCode::OK);
+    assert_eq!(bearer(&env, &from_jwks.sign(&claims(), Some("jwks-key"))).await, StatusCode::OK);
+    // Within the leeway, an expiry just past is still accepted.
+    assert_eq!(bearer(&env, &key.sign(&with(claims(), "exp", json!(now() - 10)), None)).await, StatusCode::OK);
+
+    let other_key = SigningKey::es256();
+    let hmac = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(b"a-guessable-shared-secret-0123456789"),
+    )
+    .unwrap();
+    let refused = [
+        ("wrong audience", key.sign(&with(claims(), "aud", json!("api://somebody-else")), None)),
+        ("wrong issuer", key.sign(&with(claims(), "iss", json!("https://evil.test/")), None)),
+        ("expired", key.sign(&with(claims(), "exp", json!(now() - 120)), None)),
+        ("not valid yet", key.sign(&with(claims(), "nbf", json!(now() + 600)), None)),
+        ("no audience", key.sign(&json!({"sub": "x", "iss": ISSUER, "exp": now() + 600}), None)),
+        ("bad signature", other_key.sign(&claims(), None)),
+        ("algorithm not allowed", SigningKey::es384().sign(&claims(), None)),
+        ("symmetric algorithm not allowed", hmac),
+        ("unsigned", unsigned(&claims())),
+    ];
+    for (case, token) in refused {
+        let (status, challenge) = status(&env, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+        let challenge = challenge.unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_token\""),
+            "{case}: {challenge}"
+        );
+    }
+    // A bearer token that is no JWT is simply not a credential of this app.
+    let (status, challenge) = status(&env, Some("Bearer not-a-jwt-at-all-0123456789")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!challenge.unwrap_or_default().contains("invalid_token"));
+}
+
+/// A token with `alg: none` and no signature.
+fn unsigned(claims: &Value) -> String {
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(claims))
+}
+
+/// An identity provider's JWKS endpoint: serves the keys it holds now and counts the fetches.
+struct JwksServer {
+    url: String,
+    keys: Arc<Mutex<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/keys", listener.local_addr().unwrap());
+        let keys: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (keys.clone(), fetches.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let body = json!({"keys": *served.lock().unwrap()}).to_string();
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
+                });
+            }
+        });
+        Self { url, keys, fetches }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_jwks_url_is_fetched_once_and_again_for_a_new_key_id_at_most_once_a_minute() {
+    let first = SigningKey::es256();
+    let jwks = JwksServer::start().await;
+    jwks.keys.lock().unwrap().push(first.jwk("key-1"));
+    let env = start_with_auth(&jwt_section(&format!("        jwks_url: \"{}\"\n", jwks.url))).await;
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 0, "fetched when first needed");
+
+    assert_eq!(bearer(&env, &first.sign(&claims(), Some("key-1"))).await, StatusCode::OK);
+    assert_eq!(bearer(&env, &first.sign(&claims(), Some("key-1"))).await, StatusCode::OK);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "the keys are cached");
+
+    // The identity provider rolls over to a new key: its first token makes the proxy fetch again.
+    let second = SigningKey::es256();
+    jwks.keys.lock().unwrap().push(second.jwk("key-2"));
+    assert_eq!(bearer(&env, &second.sign(&claims(), Some("key-2"))).await, StatusCode::OK);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+
+    // Unknown key ids do not make it fetch again within the minute.
+    let stranger = SigningKey::es256();
+    jwks.keys.lock().unwrap().push(stranger.jwk("key-3"));
+    for _ in 0..3 {
+        assert_eq!(bearer(&env, &stranger.sign(&claims(), Some("key-3"))).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+    // A key id that exists with the wrong key's signature is a bad signature, not a fetch.
+    assert_eq!(bearer(&env, &stranger.sign(&claims(), Some("key-1"))).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_an_app_without_any_credential_is_a_configuration_error() {
+    for (auth, key, says) in [
+        ("      bearer_tokens: []", "apps[0].auth.bearer_tokens", "no way to authenticate"),
+        ("      bearer_tokens: [\"short\"]", "apps[0].auth.bearer_tokens", "shorter than 16"),
+        (
+            "      jwt: {issuer: x, audiences: [y], algorithms: [HS256], jwks_url: \"http://127.0.0.1:1/\"}",
+            "apps[0].auth.jwt.algorithms",
+            "need jwt.shared_secret",
+        ),
+        (
+            "      jwt: {issuer: x, audiences: [y], algorithms: [none]}",
+            "apps[0].auth.jwt.algorithms",
+            "unknown variant",
+        ),
+        (
+            "      client_certificates: {subjects: [\"CN=x\"]}",
+            "apps[0].auth.client_certificates",
+            "needs tls.client_ca",
+        ),
+        ("      basic: [{username: a, password: short}]", "apps[0].auth.basic[0].password", "shorter than 16"),
+    ] {
+        let text = crate::support::config_text(std::path::Path::new("app.rhai")).replacen(
+            "      bearer_tokens: [\"${env.TOKEN}\"]",
+            auth,
+            1,
+        );
+        let mut vars = scim_proxy::config::Variables::default();
+        for name in ["TOKEN", "OTHER_TOKEN", "ACME_API_KEY"] {
+            vars.set(name, "a-long-enough-secret-0123456789");
+        }
+        vars.set("ACME_BASE_URL", "http://127.0.0.1:1/api");
+        let error = scim_proxy::config::Config::parse(&text, "test.yaml", &vars).unwrap_err().to_string();
+        assert!(error.contains(key) && error.contains(says), "{auth}: {error}");
+    }
+}

@@ -1,0 +1,398 @@
+//! TLS on the SCIM listener: HTTPS over HTTP/1.1 and h2, TLS 1.2+ only, certificate rotation
+//! without restart, handshakes that cannot hold up others, and client certificates per app.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{OTHER_TOKEN, TOKEN, TestEnv};
+
+/// A test certificate authority that issues server and client certificates.
+pub struct Pki {
+    issuer: Issuer<'static, KeyPair>,
+    pub ca_pem: String,
+}
+
+/// A certificate and its private key, as PEM.
+pub struct Issued {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Issued {
+    /// The certificate followed by its key, as reqwest's `Identity::from_pem` takes them.
+    pub fn identity(&self) -> reqwest::Identity {
+        reqwest::Identity::from_pem(format!("{}{}", self.cert, self.key).as_bytes()).unwrap()
+    }
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        Self { issuer: Issuer::new(params, key), ca_pem }
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost, with this common name.
+    pub fn server(&self, common_name: &str) -> Issued {
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(params, common_name)
+    }
+
+    /// A client certificate with this common name and DNS names.
+    pub fn client(&self, common_name: &str, dns_names: &[&str]) -> Issued {
+        let names: Vec<String> = dns_names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params, common_name)
+    }
+
+    fn issue(&self, mut params: CertificateParams, common_name: &str) -> Issued {
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued { cert: cert.pem(), key: key.serialize_pem() }
+    }
+}
+
+/// Files of a TLS setup: the served pair and the client CA bundle.
+struct TlsFiles {
+    dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    fn new(server: &Issued, client_ca: Option<&str>) -> Self {
+        let files = Self { dir: tempfile::tempdir().unwrap() };
+        files.write_pair(server);
+        if let Some(ca) = client_ca {
+            std::fs::write(files.path("client-ca.pem"), ca).unwrap();
+        }
+        files
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_pair(&self, pair: &Issued) {
+        std::fs::write(self.path("tls.crt"), &pair.cert).unwrap();
+        std::fs::write(self.path("tls.key"), &pair.key).unwrap();
+    }
+
+    /// The `tls:` section of the configuration.
+    fn config(&self, reload_interval: &str, client_ca: bool) -> String {
+        let mut text = format!(
+            "\ntls:\n  cert: \"{}\"\n  key: \"{}\"\n  reload_interval: {reload_interval}\n",
+            self.path("tls.crt").display(),
+            self.path("tls.key").display()
+        );
+        if client_ca {
+            text.push_str(&format!("  client_ca: \"{}\"\n", self.path("client-ca.pem").display()));
+        }
+        text
+    }
+}
+
+fn scim_addr(env: &TestEnv) -> SocketAddr {
+    env.proxy.as_ref().unwrap().scim_addr
+}
+
+fn https_base(env: &TestEnv) -> String {
+    format!("https://127.0.0.1:{}/scim/v2", scim_addr(env).port())
+}
+
+/// A client that trusts only the test CA; no pooling, so each request makes a new handshake.
+fn https_client(pki: &Pki) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .tls_info(true)
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+}
+
+/// The common name of the certificate the server presented.
+fn served_common_name(response: &reqwest::Response) -> String {
+    let info = response.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
+    let der = info.peer_certificate().unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_owned()
+}
+
+/// The common name served to a new client: a client of its own, so no TLS session is resumed
+/// (a resumed session is not shown a certificate at all).
+async fn served_name(pki: &Pki, url: &str) -> String {
+    let client = https_client(pki).http1_only().build().unwrap();
+    let response = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    served_common_name(&response)
+}
+
+/// A rustls client that offers exactly these protocol versions.
+fn raw_tls_client(pki: &Pki, versions: &[&'static rustls::SupportedProtocolVersion]) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+async fn start_tls(pki: &Pki, name: &str, reload_interval: &str) -> (TestEnv, TlsFiles) {
+    let files = TlsFiles::new(&pki.server(name), None);
+    let section = files.config(reload_interval, false);
+    let env = TestEnv::start_with(|text| format!("{text}{section}")).await;
+    (env, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_scim_over_https_with_http1_and_h2() {
+    let pki = Pki::new("test ca");
+    let (env, _files) = start_tls(&pki, "scim-proxy-1", "10s").await;
+    let url = format!("{}/Users", https_base(&env));
+    let created = https_client(&pki)
+        .http1_only()
+        .build()
+        .unwrap()
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(crate::support::user("tls-user").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.version(), reqwest::Version::HTTP_11);
+    assert_eq!(created.status(), StatusCode::CREATED);
+    // Locations name the scheme the client used.
+    let location = created.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    assert!(location.starts_with("https://127.0.0.1:"), "{location}");
+
+    // ALPN picks h2 when the client offers it.
+    let h2 = https_client(&pki).build().unwrap();
+    let listed = h2.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(listed.version(), reqwest::Version::HTTP_2);
+    assert_eq!(listed.status(), StatusCode::OK);
+    let body: serde_json::Value = listed.json().await.unwrap();
+    assert_eq!(body["totalResults"], 1);
+
+    // Plain HTTP on the TLS port gets no SCIM answer, and a client that does not trust the CA
+    // gets no connection.
+    assert!(
+        env.client.get(format!("http://{}/scim/v2/Users", scim_addr(&env))).bearer_auth(TOKEN).send().await.is_err()
+    );
+    let untrusting = reqwest::Client::builder().use_rustls_tls().no_proxy().build().unwrap();
+    assert!(untrusting.get(&url).bearer_auth(TOKEN).send().await.is_err());
+    // The admin listener stays plain HTTP.
+    assert_eq!(env.client.get(format!("{}/healthz", env.admin())).send().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_offers_1_2_and_1_3_and_refuses_older_versions() {
+    let pki = Pki::new("test ca");
+    let (env, _files) = start_tls(&pki, "scim-proxy-1", "10s").await;
+    let addr = scim_addr(&env);
+    for (versions, expected) in [
+        (&[&rustls::version::TLS12][..], rustls::ProtocolVersion::TLSv1_2),
+        (&[&rustls::version::TLS13][..], rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let server_name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = raw_tls_client(&pki, versions).connect(server_name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.protocol_version(), Some(expected));
+        let request = format!(
+            "GET /scim/v2/ServiceProviderConfig HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    }
+    // rustls implements no TLS 1.0 or 1.1 at all; a client that offers only those gets an alert.
+    for legacy_version in [[3u8, 1u8], [3, 2]] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&old_client_hello(legacy_version)).await.unwrap();
+        let mut answer = [0u8; 7];
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer)).await.unwrap().unwrap_or(0);
+        // 0x15 is an alert record; a closed connection (0 bytes) would do as well.
+        assert!(read == 0 || answer[0] == 0x15, "no refusal of TLS {legacy_version:?}: {:?}", &answer[..read]);
+        assert_ne!(answer[0], 0x16, "the server must not answer with a handshake");
+    }
+}
+
+/// A minimal ClientHello of TLS 1.0 (`[3, 1]`) or 1.1 (`[3, 2]`): no extensions, CBC suites.
+fn old_client_hello(version: [u8; 2]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&version);
+    body.extend_from_slice(&[7u8; 32]); // client random
+    body.push(0); // no session id
+    body.extend_from_slice(&[0, 4, 0xc0, 0x13, 0x00, 0x2f]); // ECDHE-RSA-AES128-SHA, AES128-SHA
+    body.extend_from_slice(&[1, 0]); // null compression
+    let mut handshake = vec![1u8, 0, 0, body.len() as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 3, 1, 0, handshake.len() as u8];
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_a_rotated_certificate_is_served_without_restart_and_a_broken_one_is_refused() {
+    let pki = Pki::new("test ca");
+    let (env, files) = start_tls(&pki, "scim-proxy-1", "200ms").await;
+    let url = format!("{}/ServiceProviderConfig", https_base(&env));
+    assert_eq!(served_name(&pki, &url).await, "scim-proxy-1");
+
+    files.write_pair(&pki.server("scim-proxy-2"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if served_name(&pki, &url).await == "scim-proxy-2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new certificate was never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A key that belongs to another certificate, then a certificate file that is no PEM: both
+    // are refused and the pair served before goes on serving.
+    let stranger = pki.server("scim-proxy-3");
+    std::fs::write(files.path("tls.crt"), &stranger.cert).unwrap();
+    std::fs::write(files.path("tls.key"), pki.server("scim-proxy-4").key).unwrap();
+    // Nothing can be waited for when a change is refused: give the watcher several intervals.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(served_name(&pki, &url).await, "scim-proxy-2");
+    std::fs::write(files.path("tls.crt"), "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    std::fs::write(files.path("tls.key"), &stranger.key).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(served_name(&pki, &url).await, "scim-proxy-2");
+
+    // Repaired files are picked up again.
+    std::fs::write(files.path("tls.crt"), &stranger.cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_name(&pki, &url).await != "scim-proxy-3" {
+        assert!(Instant::now() < deadline, "the repaired pair was never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_a_client_stalling_its_handshake_holds_up_no_one_and_is_cut_off() {
+    let pki = Pki::new("test ca");
+    let files = TlsFiles::new(&pki.server("scim-proxy-1"), None);
+    let section = files.config("10s", false);
+    let env = TestEnv::start_with(|text| {
+        format!(
+            "{}{section}",
+            text.replace("max_body_bytes: 65536", "max_body_bytes: 65536\n  header_read_timeout: 3s")
+        )
+    })
+    .await;
+    let addr = scim_addr(&env);
+    // Connections that never start the handshake, and one that stops half-way through it.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut partial = TcpStream::connect(addr).await.unwrap();
+    partial.write_all(&[0x16, 3, 1, 0, 200, 1, 0, 0]).await.unwrap();
+    stalled.push(partial);
+
+    let started = Instant::now();
+    let client = https_client(&pki).build().unwrap();
+    let response = client.get(format!("{}/Users", https_base(&env))).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let served_in = started.elapsed();
+    assert!(served_in < Duration::from_secs(3), "served only after the stalled handshakes timed out: {served_in:?}");
+
+    // The stalled connections are closed once the handshake timeout is over.
+    for mut connection in stalled {
+        let mut buffer = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), connection.read(&mut buffer)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "a stalled handshake was not cut off: {closed:?}");
+    }
+}
+
+/// The test configuration with client certificates for the first app, in front of a client CA.
+async fn start_mtls(pki: &Pki, accepted: &str) -> (TestEnv, TlsFiles) {
+    let files = TlsFiles::new(&pki.server("scim-proxy-1"), Some(&pki.ca_pem));
+    let section = files.config("10s", true);
+    let env = TestEnv::start_with(|text| {
+        let with_certs = text.replacen(
+            "      bearer_tokens: [\"${env.TOKEN}\"]",
+            &format!("      client_certificates:\n{accepted}"),
+            1,
+        );
+        format!("{with_certs}{section}")
+    })
+    .await;
+    (env, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificates_authenticate_an_app_without_a_token() {
+    let pki = Pki::new("test ca");
+    let (env, _files) =
+        start_mtls(&pki, "        subjects: [\"CN=entra-provisioning\"]\n        dns_names: [okta.idp.test]\n").await;
+    let url = format!("{}/Users", https_base(&env));
+    let with_identity =
+        |issued: &Issued| https_client(&pki).identity(issued.identity()).build().unwrap().get(url.clone());
+
+    let reply = with_identity(&pki.client("entra-provisioning", &[])).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "a matching subject needs no token");
+    let reply = with_identity(&pki.client("okta", &["okta.idp.test"])).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "a matching DNS name needs no token");
+
+    // A verified certificate that the app does not list, and no certificate at all: 401.
+    let reply = with_identity(&pki.client("someone-else", &["other.idp.test"])).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    let reply = https_client(&pki).build().unwrap().get(&url).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    // The app has no token any more; the other app goes on with its token and no certificate.
+    let reply = https_client(&pki).build().unwrap().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    let other = format!("https://127.0.0.1:{}/other/scim/Users", scim_addr(&env).port());
+    let reply = https_client(&pki).build().unwrap().get(&other).bearer_auth(OTHER_TOKEN).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    // A certificate for the right name from another CA does not even complete the handshake.
+    let forged = Pki::new("another ca").client("entra-provisioning", &[]);
+    assert!(with_identity(&forged).send().await.is_err());
+}
+
+#[test]
+fn tls_start_fails_on_a_broken_pair_naming_the_file() {
+    let pki = Pki::new("test ca");
+    let files = TlsFiles::new(&pki.server("scim-proxy-1"), None);
+    std::fs::write(files.path("tls.key"), pki.server("other").key).unwrap();
+    let text = format!("{}{}", crate::support::config_text(Path::new("app.rhai")), files.config("10s", false));
+    let mut vars = scim_proxy::config::Variables::default();
+    for (name, value) in [
+        ("TOKEN", TOKEN),
+        ("OTHER_TOKEN", OTHER_TOKEN),
+        ("ACME_BASE_URL", "http://127.0.0.1:1/api"),
+        ("ACME_API_KEY", "k"),
+    ] {
+        vars.set(name, value);
+    }
+    let config = scim_proxy::config::Config::parse(&text, "test.yaml", &vars).unwrap();
+    let settings = config.tls.clone().unwrap();
+    let error = scim_proxy::tls::Tls::load(&config, &settings).unwrap_err().to_string();
+    assert!(error.contains("tls.key") && error.contains("not usable with the certificate"), "{error}");
+}
