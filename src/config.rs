@@ -146,6 +146,10 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests before closing them.
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// On shutdown, how long `/readyz` fails while requests are still served, so that load
+    /// balancers (a Kubernetes Service) stop sending new ones before the listener closes.
+    #[serde(default, deserialize_with = "duration")]
+    pub shutdown_delay: Duration,
     /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` when building `meta.location`.
     #[serde(default = "default_true")]
     pub trust_forwarded_headers: bool,
@@ -171,6 +175,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body_bytes(),
             header_read_timeout: default_header_read_timeout(),
             shutdown_grace: default_shutdown_grace(),
+            shutdown_delay: Duration::ZERO,
             trust_forwarded_headers: true,
             script_reload_interval: default_script_reload(),
             health_interval: default_health_interval(),

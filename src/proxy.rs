@@ -158,8 +158,19 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting, drains in-flight requests within the grace time, and returns.
+    ///
+    /// With `server.shutdown_delay`, `/readyz` fails first and requests are still served for
+    /// that long, so that load balancers stop sending new ones before the listener closes.
     pub async fn shutdown(self) {
         self.shared.ready.store(false, Ordering::SeqCst);
+        let delay = self.shared.state().server.shutdown_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "not ready; serving on until the shutdown delay is over"
+            );
+            tokio::time::sleep(delay).await;
+        }
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;

@@ -312,8 +312,13 @@ fn the_proxy_container_runs_unprivileged_and_asks_for_resources() {
 #[test]
 fn the_pod_waits_longer_than_the_proxy_drains() {
     let grace = pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
-    let drain = config().server.shutdown_grace.as_secs();
-    assert!(grace > drain, "terminationGracePeriodSeconds {grace} must exceed server.shutdown_grace {drain}s");
+    let server = config().server;
+    let drain = server.shutdown_delay.as_secs() + server.shutdown_grace.as_secs();
+    assert!(
+        grace > drain,
+        "terminationGracePeriodSeconds {grace} must exceed server.shutdown_delay + shutdown_grace ({drain}s)"
+    );
+    assert!(server.shutdown_delay.as_secs() >= 1, "the Service needs a moment to stop routing to the pod");
 }
 
 #[test]

@@ -89,3 +89,18 @@ async fn shutdown_drains_requests_in_flight() {
     let status = in_flight.await.unwrap().unwrap();
     assert_eq!(status, StatusCode::OK, "the request in flight completed during the drain");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shutdown_delay_readyz_fails_first_while_requests_are_still_served() {
+    let mut env = TestEnv::start_with(|text| text.replacen("server:\n", "server:\n  shutdown_delay: 600ms\n", 1)).await;
+    let (base, admin) = (env.base(), env.admin());
+    let running = env.proxy.take().unwrap();
+    let shutdown = tokio::spawn(running.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let ready = env.client.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let users = env.client.get(format!("{base}/Users")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(users.status(), StatusCode::OK, "still served during the delay");
+    shutdown.await.unwrap();
+    assert!(env.client.get(format!("{base}/Users")).bearer_auth(TOKEN).send().await.is_err(), "closed after it");
+}
