@@ -1,8 +1,11 @@
 //! scim-proxy: a SCIM 2.0 server in front of an in-house user API, mapped by a Rhai script.
 //!
-//! The modules follow a request: configuration and start-up, the listener, routing to an app,
-//! authentication, reading the request, the SCIM core, the operation, the mapping script, the
-//! legacy client and the ID cache, then the response and the error table.
+//! The modules follow a request: configuration and start-up, the listener (and its TLS), the
+//! admin side (health, metrics), routing to an app, authentication, reading the request, the
+//! SCIM core, the operation and its audit record, the mapping script, the legacy client (and
+//! its credentials) and the ID cache, then the response and the error table. Last come the
+//! bundled demo API and the tools for writing mappings: test files, recordings and
+//! `scim-proxy test`.
 
 pub mod config;
 pub mod telemetry;
