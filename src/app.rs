@@ -45,6 +45,8 @@ pub struct App {
     pub recorder: Option<Recorder>,
     /// The last answer of the script's `health()`.
     pub health: crate::health::Health,
+    /// Creates under way, by name: identical ones run one at a time.
+    pub creates: crate::flight::KeyedLocks,
 }
 
 impl App {
@@ -76,8 +78,14 @@ impl App {
         let ids = previous
             .filter(|p| p.config.legacy.base_url == app.legacy.base_url && p.config.cache == app.cache)
             .map_or_else(|| Arc::new(IdCache::new(&app.cache)), |p| p.ids.clone());
-        let script =
-            AppScript::new(&app.name, engine, compiled, app.max_concurrent_scripts, Arc::new(legacy), ids.clone());
+        let script = AppScript::new(
+            &app.name,
+            engine,
+            compiled,
+            (app.max_concurrent_scripts, app.max_queued_requests),
+            Arc::new(legacy),
+            ids.clone(),
+        );
         let capabilities = Capabilities {
             patch: true,
             bulk: app
@@ -124,6 +132,7 @@ impl App {
             redactor,
             recorder,
             health: Default::default(),
+            creates: Default::default(),
         })
     }
 

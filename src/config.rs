@@ -146,6 +146,9 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests before closing them.
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// Connections served at once by the SCIM listener; past it, new ones wait to be accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// On shutdown, how long `/readyz` fails while requests are still served, so that load
     /// balancers (a Kubernetes Service) stop sending new ones before the listener closes.
     #[serde(default, deserialize_with = "duration")]
@@ -176,6 +179,7 @@ impl Default for ServerConfig {
             header_read_timeout: default_header_read_timeout(),
             shutdown_grace: default_shutdown_grace(),
             shutdown_delay: Duration::ZERO,
+            max_connections: default_max_connections(),
             trust_forwarded_headers: true,
             script_reload_interval: default_script_reload(),
             health_interval: default_health_interval(),
@@ -222,6 +226,9 @@ pub struct AppConfig {
     /// Mapping scripts of this app running at the same time; further requests wait.
     #[serde(default = "default_max_concurrent_scripts")]
     pub max_concurrent_scripts: usize,
+    /// Requests of this app that may wait for a script slot; past them, `503` at once.
+    #[serde(default = "default_max_queued_requests")]
+    pub max_queued_requests: usize,
     /// The ID-mapping cache.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -692,6 +699,9 @@ impl Config {
                 "must differ from listen: give the admin listener its own port".into(),
             ));
         }
+        if self.server.max_connections == 0 {
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(("server.max_body_bytes".into(), "must be at least 1024 bytes".into()));
         }
@@ -997,6 +1007,14 @@ fn default_true() -> bool {
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_max_queued_requests() -> usize {
+    256
+}
+
 fn default_max_concurrent_scripts() -> usize {
     16
 }

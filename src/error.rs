@@ -156,6 +156,13 @@ pub fn answer(error: &Error) -> Answer {
                 source: Source::Internal,
                 retry_after: Some(2),
             },
+            ScriptError::QueueFull { .. } => Answer {
+                status: S::SERVICE_UNAVAILABLE,
+                scim_type: None,
+                detail: "too many requests are waiting for this application; retry later".into(),
+                source: Source::Internal,
+                retry_after: Some(1),
+            },
             ScriptError::Missing { function } => Answer::client(
                 S::NOT_IMPLEMENTED,
                 None,

@@ -22,6 +22,7 @@ pub mod request;
 pub mod scim;
 pub mod operations;
 pub mod audit;
+pub mod flight;
 pub mod bulk;
 pub mod script;
 pub mod legacy;

@@ -160,11 +160,34 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     let body = body(call, kind)?;
     let resource = validate_resource(rs, body, WriteMode::Create)?;
     check_canonical(rs, &resource, &call.app.canonical)?;
+    // Identical creates run one at a time; the later ones then find the account the first
+    // made (through the ID cache and one read) and answer 409 instead of making another,
+    // even when the legacy app itself would accept a duplicate.
+    let given = resource.get(kind.name_attribute()).and_then(Value::as_str).unwrap_or_default();
+    let name = given.to_lowercase();
+    let _one_at_a_time = call.app.creates.lock(format!("{}:{name}", kind.name())).await;
+    // RFC 7643: userName is unique, displayName is not. A dry run or a recording does not
+    // consult the cache (a recording must replay the same from a cold one).
+    let unique_names =
+        kind == ResourceKind::User && !call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run() || j.is_recording());
+    if let Some(id) = call.app.ids.id_for_name(kind, &name).filter(|_| unique_names) {
+        if fetch(call, kind, &id, &Wanted::writable(rs)).await.is_ok_and(|existing| same_name(kind, &existing, &name)) {
+            return Err(ScimError::Uniqueness {
+                detail: format!("{} {given:?} exists already (id {id})", kind.name_attribute()),
+            }
+            .into());
+        }
+    }
     let function = functions(kind).create;
     let created = call.app.script.call(function, vec![ScriptEngine::to_dynamic(&resource)], &call.scope).await?;
     let created = finish(call, kind, function, created)?
         .ok_or_else(|| bad_return(function, "() instead of the created resource"))?;
     Ok(Reply::resource(StatusCode::CREATED, &created, projection.apply(rs, &created)))
+}
+
+/// True when a resource read back still carries the name a create is about to use.
+fn same_name(kind: ResourceKind, resource: &Value, name: &str) -> bool {
+    resource.get(kind.name_attribute()).and_then(Value::as_str).is_some_and(|n| n.to_lowercase() == name)
 }
 
 async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {

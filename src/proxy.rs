@@ -217,6 +217,7 @@ pub async fn start(
     let limits = ConnLimits {
         header_read_timeout: config.server.header_read_timeout,
         shutdown_grace: config.server.shutdown_grace,
+        max_connections: config.server.max_connections,
     };
     let scim_shared = shared.clone();
     let scim = tokio::spawn(server::serve(
@@ -228,7 +229,7 @@ pub async fn start(
         stopped.clone(),
     ));
     let admin_shared = shared.clone();
-    let admin_limits = ConnLimits { shutdown_grace: Duration::from_secs(1), ..limits };
+    let admin_limits = ConnLimits { shutdown_grace: Duration::from_secs(1), max_connections: 64, ..limits };
     let admin = tokio::spawn(server::serve(
         admin_listener,
         "admin",

@@ -40,6 +40,8 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Connections served at once; past it, new ones wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 /// Serves `handler` on `listener` until `shutdown` turns true, then drains within the grace time.
@@ -63,7 +65,15 @@ pub async fn serve<F, Fut>(
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
+        // A bounded number of connections (and so of requests in memory): at the limit the
+        // proxy stops accepting until one closes.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -83,10 +93,15 @@ pub async fn serve<F, Fut>(
         let watcher = graceful.watcher();
         let Some(acceptor) = tls.clone() else {
             let connection = Connection { peer, tls: false, client: None };
-            tokio::spawn(serve_connection(name, &builder, watcher, TokioIo::new(stream), connection, handler));
+            let served = serve_connection(name, &builder, watcher, TokioIo::new(stream), connection, handler);
+            tokio::spawn(async move {
+                served.await;
+                drop(slot);
+            });
             continue;
         };
         tokio::spawn(async move {
+            let _slot = slot;
             let stream = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {

@@ -61,8 +61,11 @@ impl MockLegacy {
             let prefix = prefix.clone();
             async move { answer(&state, &prefix, request).await }
         };
-        let limits =
-            ConnLimits { header_read_timeout: Duration::from_secs(10), shutdown_grace: Duration::from_secs(1) };
+        let limits = ConnLimits {
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(1),
+            max_connections: 64,
+        };
         let task = tokio::spawn(server::serve(listener, "mock-legacy", handler, limits, None, stopped));
         Ok(Self { addr, state, stop, task })
     }

@@ -63,6 +63,9 @@ pub enum ScriptError {
     /// No script slot became free before the request's deadline.
     #[error("app {app}: all {limit} script slots are busy")]
     Overloaded { app: String, limit: usize },
+    /// Every slot was busy and the queue for them full.
+    #[error("app {app}: {limit} requests are already waiting for a script slot")]
+    QueueFull { app: String, limit: usize },
     /// The script does not define the function a request needs.
     #[error("the mapping does not define {function}")]
     Missing { function: String },

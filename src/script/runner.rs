@@ -1,5 +1,6 @@
 //! Running one app's script: a bounded number of calls at once, each on the blocking pool, before a deadline.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -32,8 +33,28 @@ pub struct AppScript {
     compiled: RwLock<Arc<Compiled>>,
     slots: Arc<Semaphore>,
     limit: usize,
+    /// Calls waiting for a slot now, and the most allowed to wait.
+    queued: AtomicUsize,
+    max_queued: usize,
     legacy: Arc<LegacyClient>,
     ids: Arc<IdCache>,
+}
+
+/// A place in an app's queue for a script slot, given back when dropped.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    /// Takes a place when fewer than `limit` are taken.
+    fn join(queued: &'a AtomicUsize, limit: usize) -> Option<Self> {
+        queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
+        Some(Queued(queued))
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for AppScript {
@@ -48,7 +69,7 @@ impl AppScript {
         app: &str,
         engine: Arc<ScriptEngine>,
         compiled: Compiled,
-        max_concurrent: usize,
+        (max_concurrent, max_queued): (usize, usize),
         legacy: Arc<LegacyClient>,
         ids: Arc<IdCache>,
     ) -> Self {
@@ -58,6 +79,8 @@ impl AppScript {
             compiled: RwLock::new(Arc::new(compiled)),
             slots: Arc::new(Semaphore::new(max_concurrent)),
             limit: max_concurrent,
+            queued: AtomicUsize::new(0),
+            max_queued,
             legacy,
             ids,
         }
@@ -104,10 +127,19 @@ impl AppScript {
         if compiled.arity(function).is_none() {
             return Err(ScriptError::Missing { function: function.to_owned() });
         }
-        let wait = scope.deadline.saturating_duration_since(Instant::now());
-        let permit = match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: self.limit }),
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Every slot is busy: wait in a bounded queue, never an unbounded one.
+                let Some(_place) = Queued::join(&self.queued, self.max_queued) else {
+                    return Err(ScriptError::QueueFull { app: self.app.to_string(), limit: self.max_queued });
+                };
+                let wait = scope.deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: self.limit }),
+                }
+            }
         };
         let context = Arc::new(CallContext {
             app: self.app.clone(),

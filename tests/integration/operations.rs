@@ -104,3 +104,195 @@ async fn with_a_shutdown_delay_readyz_fails_first_while_requests_are_still_serve
     shutdown.await.unwrap();
     assert!(env.client.get(format!("{base}/Users")).bearer_auth(TOKEN).send().await.is_err(), "closed after it");
 }
+
+/// A legacy API with no uniqueness at all: every POST makes a new account (slowly, so that
+/// concurrent creates overlap), and the accounts made are kept for the test to count.
+async fn lax_legacy_api() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::BodyExt as _;
+    let accounts: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api", listener.local_addr().unwrap());
+    let store = accounts.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let store = store.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let bytes = body.collect().await.unwrap().to_bytes();
+                        let (status, answer) = if parts.method == hyper::Method::POST {
+                            tokio::time::sleep(Duration::from_millis(30)).await;
+                            let name = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["name"]
+                                .as_str()
+                                .unwrap()
+                                .to_owned();
+                            let mut accounts = store.lock().unwrap();
+                            accounts.push(name.clone());
+                            (201, serde_json::json!({"id": accounts.len(), "name": name}))
+                        } else {
+                            let id: usize = parts.uri.path().rsplit('/').next().unwrap().parse().unwrap_or(0);
+                            match store.lock().unwrap().get(id.wrapping_sub(1)) {
+                                Some(name) => (200, serde_json::json!({"id": id, "name": name})),
+                                None => (404, serde_json::json!({"error": "no such account"})),
+                            }
+                        };
+                        let mut response =
+                            hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(answer.to_string())));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    (url, accounts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_identical_creates_make_one_account() {
+    let (url, accounts) = lax_legacy_api().await;
+    let script = r#"
+fn create_user(user) {
+    let r = legacy.post("/users", #{ name: user.userName });
+    if r.status != 201 { throw #{ status: 502, detail: "create failed" }; }
+    #{ id: r.json.id.to_string(), userName: r.json.name, active: true }
+}
+fn get_user(id) {
+    let r = legacy.get(["users", id]);
+    if r.status == 404 { return (); }
+    #{ id: r.json.id.to_string(), userName: r.json.name, active: true }
+}
+fn list_users(query) { [] }
+"#;
+    let env = TestEnv::start_script(Some(script), |text| text.replacen("${env.ACME_BASE_URL}", &url, 2)).await;
+    let body = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "retried"});
+    let mut replies = Vec::new();
+    for _ in 0..20 {
+        let (client, url, body) = (env.client.clone(), format!("{}/Users", env.base()), body.to_string());
+        replies.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/scim+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            crate::support::Reply::read(response).await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for reply in replies {
+        let reply = reply.await.unwrap();
+        if reply.status == StatusCode::CONFLICT {
+            reply.assert_error(409, Some("uniqueness"));
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    assert_eq!(*accounts.lock().unwrap(), vec!["retried".to_owned()], "one legacy account");
+    // A different name is not held up, and makes its own account.
+    let other = env
+        .post(
+            "/Users",
+            serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "other"}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.text);
+    assert_eq!(accounts.lock().unwrap().len(), 2);
+}
+
+/// A legacy API that answers every request after `delay`, with `{"id": 1, "name": "slow"}`.
+async fn slow_legacy_api(delay: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                loop {
+                    let Ok(n) = stream.read(&mut buffer).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    let body = r#"{"id": 1, "name": "slow"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_script_slots_and_the_queue_requests_are_refused_at_once() {
+    let url = slow_legacy_api(Duration::from_millis(600)).await;
+    let script = r#"
+fn get_user(id) {
+    let r = legacy.get(["users", id]);
+    #{ id: id, userName: r.json.name, active: true }
+}
+fn list_users(query) { [] }
+"#;
+    let env = TestEnv::start_script(Some(script), |text| {
+        text.replacen("${env.ACME_BASE_URL}", &url, 2).replacen(
+            "    request_timeout: 10s\n",
+            "    request_timeout: 10s\n    max_concurrent_scripts: 1\n    max_queued_requests: 1\n",
+            1,
+        )
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut replies = Vec::new();
+    for i in 0..4 {
+        let (client, url) = (env.client.clone(), format!("{}/Users/{i}", env.base()));
+        replies.push(tokio::spawn(async move {
+            let reply = crate::support::Reply::read(client.get(url).bearer_auth(TOKEN).send().await.unwrap()).await;
+            (reply, started.elapsed())
+        }));
+        // In order: the first takes the slot, the second the queue.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut served = 0;
+    for reply in replies {
+        let (reply, elapsed) = reply.await.unwrap();
+        if reply.status == StatusCode::OK {
+            served += 1;
+        } else {
+            reply.assert_error(503, None);
+            assert_eq!(reply.header("retry-after"), Some("1"));
+            assert!(elapsed < Duration::from_millis(500), "refused at once, not after waiting: {elapsed:?}");
+        }
+    }
+    assert_eq!(served, 2, "one running and one queued are served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_new_connections_wait_to_be_accepted() {
+    let env = TestEnv::start_with(|text| text.replacen("server:\n", "server:\n  max_connections: 2\n", 1)).await;
+    let addr = env.base().trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    // Two connections that send nothing hold both slots.
+    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(700)).build().unwrap();
+    let url = format!("{}/Users", env.base());
+    assert!(client.get(&url).bearer_auth(TOKEN).send().await.is_err(), "not served while both slots are held");
+    drop(first);
+    drop(second);
+    let served = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK, "served once a slot is free");
+}
