@@ -1,0 +1,251 @@
+//! Soak run: mixed SCIM load for a fixed time through the proxy (its own process, so its
+//! memory is its own) in front of the bundled Acme Directory, with 1 % of legacy calls
+//! failing (500, 503 with Retry-After, a dropped connection, or a stall past the legacy
+//! timeout). Prints requests served, answers by status, and the proxy's RSS over time.
+//!
+//! Run with `cargo bench --bench soak` (10 minutes); `SOAK_SECONDS=60` for a short run.
+//! Not part of `cargo test`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use scim_proxy::acme::{self, AcmeConfig};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "soak-token-0123456789abcdef";
+const API_KEY: &str = "soak-key";
+const WORKERS: usize = 8;
+const FAULT_PER_MILLE: u64 = 10;
+
+/// A small xorshift: enough randomness for fault injection and load mixing.
+struct Dice(AtomicU64);
+
+impl Dice {
+    fn new(seed: u64) -> Self {
+        Dice(AtomicU64::new(seed))
+    }
+
+    fn roll(&self, sides: u64) -> u64 {
+        let mut x = self.0.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0.store(x, Ordering::Relaxed);
+        x % sides
+    }
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    u64::from(nanos) | 1
+}
+
+/// A forwarding layer in front of Acme that fails 1 % of calls, in one of four ways.
+async fn faulty_front(acme: String, faults: Arc<BTreeMap<&'static str, AtomicU64>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let client = reqwest::Client::new();
+    let origin = acme.trim_end_matches("/api/v1").to_owned();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (client, origin, faults) = (client.clone(), origin.clone(), faults.clone());
+            tokio::spawn(async move {
+                let dice = Dice::new(seed());
+                let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let (client, origin, faults) = (client.clone(), origin.clone(), faults.clone());
+                    let fault = (dice.roll(1000) < FAULT_PER_MILLE).then(|| dice.roll(4));
+                    async move {
+                        let respond = |status: u16, extra: Option<(&'static str, &'static str)>| {
+                            let mut response =
+                                hyper::Response::new(Full::new(Bytes::from_static(b"{\"error\":\"injected\"}")));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            if let Some((name, value)) = extra {
+                                response.headers_mut().insert(name, hyper::header::HeaderValue::from_static(value));
+                            }
+                            response
+                        };
+                        let count = |kind: &str| faults[kind].fetch_add(1, Ordering::Relaxed);
+                        match fault {
+                            Some(0) => {
+                                count("500");
+                                return Ok::<_, std::io::Error>(respond(500, None));
+                            }
+                            Some(1) => {
+                                count("503");
+                                return Ok(respond(503, Some(("retry-after", "1"))));
+                            }
+                            Some(2) => {
+                                count("reset");
+                                return Err(std::io::Error::other("injected reset"));
+                            }
+                            Some(_) => {
+                                count("stall");
+                                tokio::time::sleep(Duration::from_secs(3)).await;
+                            }
+                            None => {}
+                        }
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let mut forwarded = client.request(parts.method, format!("{origin}{}", parts.uri)).body(body);
+                        for (name, value) in &parts.headers {
+                            if name != hyper::header::HOST {
+                                forwarded = forwarded.header(name, value);
+                            }
+                        }
+                        let answer = forwarded.send().await.map_err(std::io::Error::other)?;
+                        let status = answer.status();
+                        let content_type = answer.headers().get("content-type").cloned();
+                        let bytes = answer.bytes().await.map_err(std::io::Error::other)?;
+                        let mut response = hyper::Response::new(Full::new(bytes));
+                        *response.status_mut() = status;
+                        if let Some(content_type) = content_type {
+                            response.headers_mut().insert("content-type", content_type);
+                        }
+                        Ok(response)
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    url
+}
+
+/// The resident set size of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    let acme = acme::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), AcmeConfig::new(API_KEY)).await.unwrap();
+    acme.store().seed_users(2_000);
+    let faults: Arc<BTreeMap<&'static str, AtomicU64>> =
+        Arc::new(["500", "503", "reset", "stall"].into_iter().map(|k| (k, AtomicU64::new(0))).collect());
+    let front = faulty_front(acme.base_url(), faults.clone()).await;
+
+    let dir = std::env::temp_dir().join(format!("scim-proxy-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("proxy.yaml");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai");
+    std::fs::write(
+        &config,
+        format!(
+            "log: {{level: error}}\napps:\n  - name: soak\n    base_path: /scim/v2\n    script: \"{script}\"\n    auth: {{bearer_tokens: [\"{TOKEN}\"]}}\n    legacy: {{base_url: \"{front}\", headers: {{X-Api-Key: {API_KEY}}}, timeout: 2s}}\n    request_timeout: 10s\n"
+        ),
+    )
+    .unwrap();
+    let scim = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--listen", &scim.to_string(), "--admin-listen", &admin.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{scim}/scim/v2");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let started = Instant::now();
+    while client.get(format!("http://{admin}/readyz")).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the proxy did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id();
+    println!(
+        "soak: {seconds} s, {WORKERS} workers, mixed create/get/filter/patch/list/delete, {FAULT_PER_MILLE}‰ legacy faults"
+    );
+    println!("{:>8} {:>10} {:>10}", "seconds", "requests", "RSS MiB");
+    let start_rss = rss_mib(pid);
+    println!("{:>8} {:>10} {:>10.1}", 0, 0, start_rss);
+
+    let statuses: Arc<std::sync::Mutex<BTreeMap<u16, u64>>> = Arc::default();
+    let served = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        let (client, base, statuses, served) = (client.clone(), base.clone(), statuses.clone(), served.clone());
+        workers.push(tokio::spawn(async move {
+            let dice = Dice::new(seed() ^ ((worker as u64 + 1) * 0x9e37_79b9));
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let name = format!("soak-{worker}-{n}");
+                let existing = 1 + dice.roll(2_000);
+                let request = match dice.roll(6) {
+                    0 => client.post(format!("{base}/Users")).header("content-type", "application/scim+json").body(
+                        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "active": true})
+                            .to_string(),
+                    ),
+                    1 => client.get(format!("{base}/Users/{existing}")),
+                    2 => client.get(format!("{base}/Users?filter=userName%20eq%20%22user{existing:05}%22")),
+                    3 => client.patch(format!("{base}/Users/{existing}")).header("content-type", "application/scim+json").body(
+                        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                               "Operations": [{"op": "replace", "path": "title", "value": format!("t{n}")}]})
+                        .to_string(),
+                    ),
+                    4 => client.get(format!("{base}/Users?startIndex={}&count=20", 1 + dice.roll(1_900))),
+                    _ => client.delete(format!("{base}/Users/{}", 2_000 + dice.roll(5_000))),
+                };
+                let status = match request.bearer_auth(TOKEN).send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let _ = response.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                *statuses.lock().unwrap().entry(status).or_default() += 1;
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut samples = vec![(0.0, start_rss)];
+    let every = Duration::from_secs((seconds / 10).clamp(1, 60));
+    while Instant::now() < deadline {
+        tokio::time::sleep(every.min(deadline.saturating_duration_since(Instant::now()))).await;
+        let t = started.elapsed().as_secs_f64();
+        let rss = rss_mib(pid);
+        samples.push((t, rss));
+        println!("{:>8.0} {:>10} {:>10.1}", t, served.load(Ordering::Relaxed), rss);
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let end_rss = rss_mib(pid);
+    // Least-squares slope of RSS over the second half (after warm-up), in MiB per minute.
+    let half: Vec<&(f64, f64)> = samples.iter().skip(samples.len() / 2).collect();
+    let n = half.len() as f64;
+    let (mx, my) = (half.iter().map(|s| s.0).sum::<f64>() / n, half.iter().map(|s| s.1).sum::<f64>() / n);
+    let num: f64 = half.iter().map(|s| (s.0 - mx) * (s.1 - my)).sum();
+    let den: f64 = half.iter().map(|s| (s.0 - mx).powi(2)).sum();
+    let slope = if den > 0.0 { num / den * 60.0 } else { 0.0 };
+    let total = served.load(Ordering::Relaxed);
+    println!();
+    println!("requests served: {total} ({:.0}/s)", total as f64 / started.elapsed().as_secs_f64());
+    println!("answers by status (0 = no answer): {:?}", statuses.lock().unwrap());
+    let injected: Vec<String> = faults.iter().map(|(k, v)| format!("{k}={}", v.load(Ordering::Relaxed))).collect();
+    println!("legacy faults injected: {}", injected.join(", "));
+    println!("proxy RSS: start {start_rss:.1} MiB, end {end_rss:.1} MiB, second-half trend {slope:+.2} MiB/min");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    acme.shutdown().await;
+}
