@@ -80,6 +80,11 @@ impl AppScript {
         *guard = Arc::new(compiled);
     }
 
+    /// The app's legacy client.
+    pub fn legacy(&self) -> &Arc<LegacyClient> {
+        &self.legacy
+    }
+
     /// The app's name.
     pub fn app(&self) -> &str {
         &self.app
@@ -121,6 +126,7 @@ impl AppScript {
             fault: Mutex::new(None),
             journal: scope.journal.clone(),
             metrics: scope.metrics.clone(),
+            probe: function == "health",
         });
         let engine = self.engine.clone();
         let function_name = function;
