@@ -68,6 +68,21 @@ pub enum LegacyError {
 }
 
 impl LegacyError {
+    /// True when the call certainly did not reach the legacy app: refused before it was sent,
+    /// no connection, no TLS session, no token, or an open circuit breaker.
+    pub fn not_sent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadPath { .. }
+                | Self::BadHeader { .. }
+                | Self::BadBody { .. }
+                | Self::Connect { .. }
+                | Self::Tls { .. }
+                | Self::Token { .. }
+                | Self::BreakerOpen { .. }
+        )
+    }
+
     /// True when the legacy app may have made a change although the call failed.
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, Self::Timeout { write: true, .. } | Self::Transport { write: true, .. })

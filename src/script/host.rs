@@ -399,12 +399,16 @@ fn send(
         ctx.metrics.legacy_retries(&ctx.app, sent.retries);
     }
     let elapsed = started.elapsed();
-    ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
-    if writes {
+    // A call the breaker refused made no exchange at all: it is counted as its fault only.
+    if !matches!(result, Err(LegacyError::BreakerOpen { .. })) {
+        ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
+        ctx.stats.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        ctx.metrics.legacy_call(&ctx.app, method_label.as_str(), elapsed);
+    }
+    // Only a write that may have reached the legacy app may have changed something.
+    if writes && !result.as_ref().is_err_and(LegacyError::not_sent) {
         ctx.stats.writes.fetch_add(1, Ordering::Relaxed);
     }
-    ctx.stats.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-    ctx.metrics.legacy_call(&ctx.app, method_label.as_str(), elapsed);
     match &result {
         Ok(response) if response.status == 429 => ctx.metrics.legacy_error(&ctx.app, "http_429"),
         Ok(response) if response.status >= 500 => ctx.metrics.legacy_error(&ctx.app, "http_5xx"),

@@ -45,8 +45,8 @@ struct Plan {
     otherwise: Option<Fault>,
     /// Connections accepted.
     accepts: usize,
-    /// The method of each request read.
-    methods: Vec<String>,
+    /// The method and path of each request read.
+    requests: Vec<(String, String)>,
 }
 
 impl FaultServer {
@@ -85,7 +85,11 @@ impl FaultServer {
     }
 
     fn requests(&self, method: &str) -> usize {
-        self.state.lock().unwrap().methods.iter().filter(|m| *m == method).count()
+        self.state.lock().unwrap().requests.iter().filter(|(m, _)| m == method).count()
+    }
+
+    fn requests_to(&self, path: &str) -> usize {
+        self.state.lock().unwrap().requests.iter().filter(|(_, p)| p == path).count()
     }
 }
 
@@ -118,7 +122,7 @@ async fn serve(mut stream: TcpStream, plan: Arc<Mutex<Plan>>) {
     let Some((method, path)) = read_request(&mut stream).await else { return };
     let fault = {
         let mut plan = plan.lock().unwrap();
-        plan.methods.push(method.clone());
+        plan.requests.push((method.clone(), path.clone()));
         let queued = plan.queued.get_mut(&method).and_then(VecDeque::pop_front);
         queued.or(plan.otherwise).unwrap_or(Fault::Healthy)
     };
@@ -273,6 +277,8 @@ async fn a_refused_connection_is_a_retryable_503_until_the_app_is_back() {
         assert!(reply.body["detail"].as_str().unwrap().contains("unreachable"), "{}", reply.text);
         assert!(!reply.body["detail"].as_str().unwrap().contains("may or may not"), "nothing was sent");
     }
+    let audit = log_lines_with(&["scim_proxy::audit", "app=\"refused\"", "operation=\"create_user\""]);
+    assert!(audit.len() == 1 && audit[0].contains("outcome=\"refused\""), "nothing was sent: {audit:?}");
     other_app_serves(&env).await;
     // The app comes back on its port.
     let listener = TcpListener::bind(port).await.unwrap();
@@ -378,6 +384,8 @@ async fn the_breaker_opens_fails_fast_probes_and_closes() {
         assert!(reply.body["detail"].as_str().unwrap().contains("paused"), "{}", reply.text);
     }
     assert_eq!(server.accepts(), 3, "calls fail fast while the breaker is open");
+    let audit = log_lines_with(&["scim_proxy::audit", "app=\"breaker\"", "operation=\"create_user\""]);
+    assert!(audit.len() == 1 && audit[0].contains("outcome=\"refused\""), "nothing was sent: {audit:?}");
     let (ready, breaker, metrics) = admin_view(&env).await;
     assert_eq!(ready, StatusCode::OK, "an open breaker does not fail readiness");
     assert_eq!(breaker["state"], "open", "{breaker}");
@@ -407,4 +415,55 @@ async fn the_breaker_opens_fails_fast_probes_and_closes() {
     let (_, breaker, metrics) = admin_view(&env).await;
     assert_eq!(breaker["state"], "closed");
     assert!(metrics.contains("scim_proxy_legacy_breaker_open{app=\"breaker\"} 0"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_see_the_legacy_app_past_an_open_breaker_and_leave_it_alone() {
+    let script = r#"
+fn get_user(id) {
+    let response = legacy.get(["users", id]);
+    if response.status != 200 { throw legacy.unexpected(response, "read"); }
+    #{ id: id, userName: response.json.login }
+}
+fn list_users(query) { [] }
+fn health() { legacy.get("/users", #{ per_page: 1 }).status == 200 }
+"#;
+    let server = FaultServer::start(Fault::Status(503, None)).await;
+    let url = server.base_url();
+    let env = TestEnv::start_script(Some(script), move |text| {
+        let text = text.replacen("  - name: acme\n", "  - name: health-past-breaker\n", 1);
+        let text = text.replacen("base_url: \"${env.ACME_BASE_URL}\"", &format!("base_url: \"{url}\""), 1);
+        let text = text.replacen("server:\n", "server:\n  health_interval: 100ms\n", 1);
+        text.replacen(
+            "      timeout: 5s\n",
+            "      timeout: 500ms\n      retry: {attempts: 1}\n      breaker: {failures: 2, open_for: 60s}\n",
+            1,
+        )
+    })
+    .await;
+    let ready = || async {
+        let reply = env.client.get(format!("{}/readyz", env.admin())).send().await.unwrap();
+        (reply.status(), reply.json::<serde_json::Value>().await.unwrap()["apps"][0].clone())
+    };
+    // Failing health checks do not open the breaker: two failed reads do.
+    let (status, app) = ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "health() fails while the app answers 503: {app}");
+    assert_eq!(app["legacy_breaker"]["state"], "closed", "{app}");
+    for _ in 0..2 {
+        env.get("/Users/1").await.assert_error(503, None);
+    }
+    assert_eq!(ready().await.1["legacy_breaker"]["state"], "open");
+    // The app recovers: health() sees it through the open breaker, and readiness follows.
+    server.always(Fault::Healthy);
+    let started = Instant::now();
+    while ready().await.0 != StatusCode::OK {
+        assert!(started.elapsed() < Duration::from_secs(10), "readiness never followed health()");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, app) = ready().await;
+    assert_eq!(app["legacy_health"]["healthy"], true, "{app}");
+    assert_eq!(app["legacy_breaker"]["state"], "open", "health checks do not close the breaker: {app}");
+    let reads = server.requests_to("/api/v1/users/1");
+    env.get("/Users/1").await.assert_error(503, None);
+    assert_eq!(server.requests_to("/api/v1/users/1"), reads, "reads still fail fast");
 }
