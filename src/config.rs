@@ -1257,12 +1257,30 @@ apps:
                 "legacy.auth.oauth2.client_auth",
                 "unknown variant `jwt`",
             ),
+            (with("      retry: {attempts: 0}\n"), "legacy.retry.attempts", "from 1"),
+            (with("      retry: {base_delay: 2s, max_delay: 1s}\n"), "legacy.retry.base_delay", "at most"),
+            (with("      retry: {tries: 2}\n"), "legacy.retry", "unknown field `tries`"),
+            (with("      breaker: {failures: 3, open_for: 0s}\n"), "legacy.breaker.open_for", "at least 100ms"),
         ];
         for (text, key, detail) in cases {
             let err = Config::parse(&text, "proxy.yaml", &vars()).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
             assert!(err.contains(detail), "{err} should say {detail}");
         }
+    }
+
+    #[test]
+    fn retries_and_the_breaker_have_defaults_and_can_be_turned_off() {
+        let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        let legacy = &config.apps[0].legacy;
+        assert_eq!((legacy.retry.attempts, legacy.retry.base_delay), (3, Duration::from_millis(50)));
+        assert_eq!((legacy.breaker.failures, legacy.breaker.open_for), (5, Duration::from_secs(10)));
+        let off = MINIMAL.replace(
+            "      headers:\n",
+            "      retry: {attempts: 1}\n      breaker: {failures: 0, open_for: 0s}\n      headers:\n",
+        );
+        let config = Config::parse(&off, "proxy.yaml", &vars()).unwrap();
+        assert_eq!((config.apps[0].legacy.retry.attempts, config.apps[0].legacy.breaker.failures), (1, 0));
     }
 
     #[test]

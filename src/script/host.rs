@@ -96,9 +96,11 @@ pub(super) fn compile_scope() -> rhai::Scope<'static> {
 /// Key marking a value thrown into the script for a failed legacy call.
 const FAULT_KEY: &str = "legacy_error";
 
-/// True when a thrown value is the one raised for a legacy fault.
-pub(super) fn is_legacy_fault(value: &Dynamic) -> bool {
-    value.read_lock::<Map>().is_some_and(|m| m.contains_key(FAULT_KEY))
+/// True when a thrown value is the one raised for a legacy fault of this kind.
+pub(super) fn is_legacy_fault(value: &Dynamic, kind: &str) -> bool {
+    value
+        .read_lock::<Map>()
+        .is_some_and(|m| m.get(FAULT_KEY).is_some_and(|k| k.clone().into_string().is_ok_and(|k| k == kind)))
 }
 
 /// Registers the host API on the engine; runs once at start.
@@ -437,7 +439,7 @@ fn send(
 }
 
 /// A short name for each kind of legacy fault, which scripts can test in a `catch`.
-fn fault_kind(fault: &LegacyError) -> &'static str {
+pub(super) fn fault_kind(fault: &LegacyError) -> &'static str {
     match fault {
         LegacyError::BadPath { .. } => "bad_path",
         LegacyError::BadHeader { .. } => "bad_header",
