@@ -294,10 +294,17 @@ async fn a_refused_connection_is_a_retryable_503_until_the_app_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_does_not_resolve_is_a_retryable_503() {
-    let env = proxy_before("unresolved", "http://legacy.invalid/api/v1", "retry: {attempts: 1}").await;
+    // legacy.timeout stays 5s, above connect_timeout (3s): a slow resolver still ends as a
+    // failed connection.
+    let env = TestEnv::start_with(|text| {
+        let text = text.replacen("  - name: acme\n", "  - name: unresolved\n", 1);
+        text.replacen("base_url: \"${env.ACME_BASE_URL}\"", "base_url: \"http://legacy.invalid/api/v1\"", 1)
+    })
+    .await;
     let reply = env.get("/Users/1").await;
     reply.assert_error(503, None);
     assert_eq!(reply.header("retry-after"), Some("10"), "{}", reply.text);
+    assert!(reply.body["detail"].as_str().unwrap().contains("unreachable"), "{}", reply.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
