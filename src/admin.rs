@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
 
+use crate::legacy_breaker::Shown;
 use crate::metrics::{AppGauges, Gauges};
 use crate::proxy::Shared;
 use crate::response::plain_json;
@@ -39,12 +40,20 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                             json!({"healthy": checked.healthy, "detail": checked.detail})
                         }
                     });
+                    // Shown, but not failing readiness: taking the pod out of service (or
+                    // restarting it) does not bring the legacy app back.
+                    let breaker = match app.script.legacy().breaker().shown() {
+                        Shown::Closed => json!({"state": "closed"}),
+                        Shown::Open(left) => json!({"state": "open", "retry_after_s": left.as_millis().div_ceil(1000) as u64}),
+                        Shown::HalfOpen => json!({"state": "half_open"}),
+                    };
                     let mut warnings = Vec::new();
                     if app.config.legacy.insecure_skip_verify {
                         warnings.push("legacy.insecure_skip_verify is on: the legacy app's TLS certificate is not checked");
                     }
                     json!({
                         "legacy_health": health,
+                        "legacy_breaker": breaker,
                         "name": app.name(),
                         "base_path": app.config.base_path,
                         "script": app.script.compiled().path().display().to_string(),
@@ -85,6 +94,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                             .arity("health")
                             .filter(|_| !state.server.health_interval.is_zero())
                             .map(|_| app.health.last().is_some_and(|checked| checked.healthy)),
+                        breaker_open: app.script.legacy().breaker().shown() != Shown::Closed,
                     })
                     .collect(),
                 config_reloads: shared.config_reload.reloads.load(Ordering::Relaxed),

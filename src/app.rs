@@ -73,8 +73,11 @@ impl App {
         let auth =
             crate::auth::AppAuth::new(config, &app.name, &app.auth).map_err(|(key, detail)| setup(&key, detail))?;
         let users = user_schema(app).map_err(|(key, detail)| setup(key, detail))?;
-        let legacy = LegacyClient::new(&app.name, &app.legacy, |path| config.relative_path(path))
+        let mut legacy = LegacyClient::new(&app.name, &app.legacy, |path| config.relative_path(path))
             .map_err(|detail| setup("legacy", detail))?;
+        if let Some(previous) = previous {
+            legacy.keep_breaker(previous.script.legacy());
+        }
         let ids = previous
             .filter(|p| p.config.legacy.base_url == app.legacy.base_url && p.config.cache == app.cache)
             .map_or_else(|| Arc::new(IdCache::new(&app.cache)), |p| p.ids.clone());

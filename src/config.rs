@@ -454,6 +454,57 @@ pub struct LegacyConfig {
     /// Credentials sent with every legacy call, in the `Authorization` header.
     #[serde(default)]
     pub auth: Option<LegacyAuthConfig>,
+    /// When a failed legacy call is tried again.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// When the app's legacy calls fail fast for a while, after consecutive transient failures.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// Retries of legacy calls that are safe to repeat: capped exponential backoff with full jitter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Tries of one call in all, the first included; `1` turns retries off.
+    #[serde(default = "default_retry_attempts")]
+    pub attempts: u32,
+    /// The longest wait before the first retry; each further retry may wait twice as long.
+    #[serde(default = "default_retry_base_delay", deserialize_with = "duration")]
+    pub base_delay: Duration,
+    /// The longest wait before any retry (a `Retry-After` of the legacy app may ask for more,
+    /// within the request's deadline).
+    #[serde(default = "default_retry_max_delay", deserialize_with = "duration")]
+    pub max_delay: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: default_retry_attempts(),
+            base_delay: default_retry_base_delay(),
+            max_delay: default_retry_max_delay(),
+        }
+    }
+}
+
+/// The circuit breaker of an app's legacy calls.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive transient failures (no connection, reset, timeout, 502/503/504/429) that
+    /// open the breaker; `0` turns it off.
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    /// How long calls fail fast once it is open, before one probe call is let through.
+    #[serde(default = "default_breaker_open_for", deserialize_with = "duration")]
+    pub open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self { failures: default_breaker_failures(), open_for: default_breaker_open_for() }
+    }
 }
 
 /// A client certificate for mutual TLS, as two PEM files relative to the configuration file.
@@ -540,6 +591,18 @@ pub enum ClientAuth {
 impl LegacyConfig {
     /// Checks the TLS and credential settings of one app; the key returned is below `legacy`.
     fn validate(&self) -> Result<(), (String, String)> {
+        if !(1..=10).contains(&self.retry.attempts) {
+            return Err(("retry.attempts".into(), "must be from 1 (no retries) to 10".into()));
+        }
+        if self.retry.base_delay > self.retry.max_delay {
+            return Err(("retry.base_delay".into(), "must be at most retry.max_delay".into()));
+        }
+        if self.breaker.failures > 0 && self.breaker.open_for < Duration::from_millis(100) {
+            return Err((
+                "breaker.open_for".into(),
+                "must be at least 100ms (or set breaker.failures: 0 to turn the breaker off)".into(),
+            ));
+        }
         if self.insecure_skip_verify && self.ca_file.is_some() {
             return Err((
                 "insecure_skip_verify".into(),
@@ -1027,6 +1090,21 @@ fn default_connect_timeout() -> Duration {
 fn default_max_response_bytes() -> usize {
     16 * 1024 * 1024
 }
+fn default_retry_attempts() -> u32 {
+    3
+}
+fn default_retry_base_delay() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_retry_max_delay() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_for() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_refresh_before() -> Duration {
     Duration::from_secs(60)
 }
@@ -1197,12 +1275,30 @@ apps:
                 "legacy.auth.oauth2.client_auth",
                 "unknown variant `jwt`",
             ),
+            (with("      retry: {attempts: 0}\n"), "legacy.retry.attempts", "from 1"),
+            (with("      retry: {base_delay: 2s, max_delay: 1s}\n"), "legacy.retry.base_delay", "at most"),
+            (with("      retry: {tries: 2}\n"), "legacy.retry", "unknown field `tries`"),
+            (with("      breaker: {failures: 3, open_for: 0s}\n"), "legacy.breaker.open_for", "at least 100ms"),
         ];
         for (text, key, detail) in cases {
             let err = Config::parse(&text, "proxy.yaml", &vars()).unwrap_err().to_string();
             assert!(err.contains(key), "{err} should name {key}");
             assert!(err.contains(detail), "{err} should say {detail}");
         }
+    }
+
+    #[test]
+    fn retries_and_the_breaker_have_defaults_and_can_be_turned_off() {
+        let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        let legacy = &config.apps[0].legacy;
+        assert_eq!((legacy.retry.attempts, legacy.retry.base_delay), (3, Duration::from_millis(50)));
+        assert_eq!((legacy.breaker.failures, legacy.breaker.open_for), (5, Duration::from_secs(10)));
+        let off = MINIMAL.replace(
+            "      headers:\n",
+            "      retry: {attempts: 1}\n      breaker: {failures: 0, open_for: 0s}\n      headers:\n",
+        );
+        let config = Config::parse(&off, "proxy.yaml", &vars()).unwrap();
+        assert_eq!((config.apps[0].legacy.retry.attempts, config.apps[0].legacy.breaker.failures), (1, 0));
     }
 
     #[test]

@@ -83,6 +83,23 @@ impl Answer {
 /// Detail shown for script and internal faults; the specifics go to the log under the request id.
 pub const GENERIC: &str = "the request could not be completed because of an error in the application mapping; the proxy log has the details under this request's id";
 
+/// `Retry-After` of a legacy fault when the legacy app did not say: long enough for a
+/// restarting app, short enough that provisioning does not stall.
+pub const DEFAULT_RETRY_AFTER: u32 = 10;
+
+/// The longest `Retry-After` passed on from the legacy app: a longer one (or a date far ahead)
+/// would park the identity provider's provisioning cycle on one app's say-so.
+pub const MAX_RETRY_AFTER: u32 = 120;
+
+/// A legacy app's own `Retry-After`, capped, at least a second; the default when it sent none.
+fn passed_on(retry_after: Option<u64>) -> u32 {
+    retry_after.map_or(DEFAULT_RETRY_AFTER, |s| u32::try_from(s).unwrap_or(u32::MAX).clamp(1, MAX_RETRY_AFTER))
+}
+
+/// Said of a write that failed without an answer: the change may or may not have been made.
+const OUTCOME_UNKNOWN: &str =
+    "; the change may or may not have been made: read the resource before sending the request again";
+
 /// A fault of the mapping script: 500, generic detail; the specifics are in the log.
 fn script_fault() -> Answer {
     Answer {
@@ -183,52 +200,103 @@ pub fn answer(error: &Error) -> Answer {
             | ScriptError::Stopped { .. } => script_fault(),
         },
         Error::Legacy(e) => {
-            let (status, detail, retry_after) = match e {
+            let legacy = |status, detail: &str, retry_after| Answer {
+                status,
+                scim_type: None,
+                detail: if e.outcome_unknown() { format!("{detail}{OUTCOME_UNKNOWN}") } else { detail.to_owned() },
+                source: Source::Legacy,
+                retry_after,
+            };
+            let default = Some(DEFAULT_RETRY_AFTER);
+            match e {
                 LegacyError::BadPath { .. } | LegacyError::BadHeader { .. } | LegacyError::BadBody { .. } => {
-                    return script_fault();
+                    script_fault()
                 }
-                LegacyError::Connect { .. } => (
+                LegacyError::Connect { .. } => legacy(
                     S::SERVICE_UNAVAILABLE,
                     "the application behind this SCIM endpoint is unreachable; retry later",
-                    Some(10),
+                    default,
                 ),
-                LegacyError::Timeout { .. } => {
-                    (S::GATEWAY_TIMEOUT, "the application behind this SCIM endpoint did not answer in time", Some(10))
-                }
-                LegacyError::Transport { .. } => {
-                    (S::BAD_GATEWAY, "the application behind this SCIM endpoint gave no valid answer", Some(10))
-                }
-                LegacyError::TooLarge { .. } => (
+                LegacyError::Transport { .. } => legacy(
+                    S::SERVICE_UNAVAILABLE,
+                    "the connection to the application behind this SCIM endpoint broke; retry later",
+                    default,
+                ),
+                LegacyError::BreakerOpen { retry_after, .. } => legacy(
+                    S::SERVICE_UNAVAILABLE,
+                    "the application behind this SCIM endpoint is failing; calls to it are paused; retry later",
+                    // Whole seconds, rounded up: a retry before the breaker half-opens fails again.
+                    Some(
+                        u32::try_from(retry_after.as_millis().div_ceil(1000))
+                            .unwrap_or(u32::MAX)
+                            .clamp(1, MAX_RETRY_AFTER),
+                    ),
+                ),
+                LegacyError::Timeout { .. } => legacy(
+                    S::GATEWAY_TIMEOUT,
+                    "the application behind this SCIM endpoint did not answer in time",
+                    default,
+                ),
+                LegacyError::Malformed { .. } => legacy(
+                    S::BAD_GATEWAY,
+                    "the application behind this SCIM endpoint answered with something that is not HTTP",
+                    None,
+                ),
+                LegacyError::TooLarge { .. } => legacy(
                     S::BAD_GATEWAY,
                     "the application behind this SCIM endpoint answered with a body too large to process",
                     None,
                 ),
+                // The legacy app's own throttling: the identity provider is asked to slow down.
+                LegacyError::Unexpected { status: 429, retry_after, .. } => legacy(
+                    S::TOO_MANY_REQUESTS,
+                    "the application behind this SCIM endpoint is rate limiting; retry later",
+                    Some(passed_on(*retry_after)),
+                ),
+                LegacyError::Unexpected { status: 503, retry_after, .. } => legacy(
+                    S::SERVICE_UNAVAILABLE,
+                    "the application behind this SCIM endpoint is unavailable; retry later",
+                    Some(passed_on(*retry_after)),
+                ),
+                LegacyError::Unexpected { status, .. } if (500..600).contains(status) => Answer {
+                    detail: format!("the application behind this SCIM endpoint failed (it answered {status})"),
+                    ..legacy(S::BAD_GATEWAY, "", None)
+                },
+                LegacyError::Unexpected { status, .. } => Answer {
+                    detail: format!(
+                        "the application behind this SCIM endpoint gave an answer the mapping cannot use (status {status})"
+                    ),
+                    ..legacy(S::BAD_GATEWAY, "", None)
+                },
                 // A certificate problem is a configuration fault: retrying will not fix it.
                 LegacyError::Tls { failure, .. } => match failure.fault {
-                    TlsFault::Untrusted => (
+                    TlsFault::Untrusted => legacy(
                         S::BAD_GATEWAY,
                         "the TLS certificate of the application behind this SCIM endpoint is not trusted",
                         None,
                     ),
-                    TlsFault::ClientCertificateRefused => (
+                    TlsFault::ClientCertificateRefused => legacy(
                         S::BAD_GATEWAY,
                         "the application behind this SCIM endpoint refused the proxy's TLS client certificate",
                         None,
                     ),
-                    TlsFault::Other => {
-                        (S::BAD_GATEWAY, "the TLS connection to the application behind this SCIM endpoint failed", None)
-                    }
+                    TlsFault::Other => legacy(
+                        S::BAD_GATEWAY,
+                        "the TLS connection to the application behind this SCIM endpoint failed",
+                        None,
+                    ),
                 },
-                LegacyError::Token { source, .. } if source.retryable => (
+                LegacyError::Token { source, .. } if source.retryable => legacy(
                     S::SERVICE_UNAVAILABLE,
                     "cannot get an access token for the application behind this SCIM endpoint; retry later",
-                    Some(10),
+                    default,
                 ),
-                LegacyError::Token { .. } => {
-                    (S::BAD_GATEWAY, "cannot get an access token for the application behind this SCIM endpoint", None)
-                }
-            };
-            Answer { status, scim_type: None, detail: detail.into(), source: Source::Legacy, retry_after }
+                LegacyError::Token { .. } => legacy(
+                    S::BAD_GATEWAY,
+                    "cannot get an access token for the application behind this SCIM endpoint",
+                    None,
+                ),
+            }
         }
     }
 }
@@ -323,5 +391,58 @@ mod tests {
         let a = answer(&e);
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(a.retry_after.is_some());
+    }
+
+    #[test]
+    fn unexpected_answers_pass_on_a_capped_retry_after() {
+        let unexpected = |status, retry_after| {
+            answer(&Error::Legacy(LegacyError::Unexpected {
+                app: "a".into(),
+                status,
+                what: String::new(),
+                reason: String::new(),
+                retry_after,
+            }))
+        };
+        let cases = [
+            (503, Some(7), StatusCode::SERVICE_UNAVAILABLE, Some(7)),
+            (503, None, StatusCode::SERVICE_UNAVAILABLE, Some(DEFAULT_RETRY_AFTER)),
+            (503, Some(0), StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            (503, Some(u64::MAX), StatusCode::SERVICE_UNAVAILABLE, Some(MAX_RETRY_AFTER)),
+            (429, Some(3), StatusCode::TOO_MANY_REQUESTS, Some(3)),
+            (429, None, StatusCode::TOO_MANY_REQUESTS, Some(DEFAULT_RETRY_AFTER)),
+            (500, Some(3), StatusCode::BAD_GATEWAY, None),
+            (504, None, StatusCode::BAD_GATEWAY, None),
+            (200, None, StatusCode::BAD_GATEWAY, None),
+            (401, None, StatusCode::BAD_GATEWAY, None),
+        ];
+        for (status, given, expected, retry_after) in cases {
+            let a = unexpected(status, given);
+            assert_eq!((a.status, a.retry_after, a.source), (expected, retry_after, Source::Legacy), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_write_without_an_answer_has_an_unknown_outcome() {
+        let timeout = |method: &str, write| {
+            answer(&Error::Legacy(LegacyError::Timeout {
+                app: "a".into(),
+                method: method.into(),
+                path: "/users".into(),
+                timeout_ms: 10,
+                write,
+            }))
+        };
+        let post = timeout("POST", true);
+        assert_eq!(post.status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(post.detail.contains("may or may not have been made"), "{}", post.detail);
+        assert!(!timeout("GET", false).detail.contains("may or may not"));
+        let open = answer(&Error::Legacy(LegacyError::BreakerOpen {
+            app: "a".into(),
+            method: "POST".into(),
+            path: "/users".into(),
+            retry_after: std::time::Duration::from_millis(2100),
+        }));
+        assert_eq!((open.status, open.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(3)));
     }
 }

@@ -1,14 +1,16 @@
 //! The HTTP client of one app's in-house API: pooled, confined to its base URL, bounded in time and size.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::config::LegacyConfig;
+use crate::config::{LegacyConfig, RetryConfig};
 use crate::legacy_auth::{Authorization, Credentials, TokenError};
+use crate::legacy_breaker::{Breaker, Verdict};
 
 /// A legacy call that did not produce an HTTP answer the script can read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -22,15 +24,21 @@ pub enum LegacyError {
     /// The request body could not be encoded as JSON.
     #[error("legacy {app}: body is not encodable: {detail}")]
     BadBody { app: String, detail: String },
-    /// No connection could be made (refused, DNS failure, unreachable).
+    /// No connection could be made (refused, DNS failure, unreachable, connect timeout):
+    /// nothing was sent.
     #[error("legacy {app}: {method} {path}: cannot connect: {detail}")]
     Connect { app: String, method: String, path: String, detail: String },
-    /// No complete answer within the timeout.
+    /// No complete answer within the timeout. For a `write` (any method but GET, HEAD and
+    /// OPTIONS) the legacy app may or may not have made the change.
     #[error("legacy {app}: {method} {path}: no answer within {timeout_ms} ms")]
-    Timeout { app: String, method: String, path: String, timeout_ms: u128 },
-    /// The connection broke or the answer was not valid HTTP.
-    #[error("legacy {app}: {method} {path}: {detail}")]
-    Transport { app: String, method: String, path: String, detail: String },
+    Timeout { app: String, method: String, path: String, timeout_ms: u128, write: bool },
+    /// The connection broke (reset, closed before the answer was complete). For a `write`
+    /// the legacy app may or may not have made the change.
+    #[error("legacy {app}: {method} {path}: the connection broke: {detail}")]
+    Transport { app: String, method: String, path: String, detail: String, write: bool },
+    /// What came back was not HTTP.
+    #[error("legacy {app}: {method} {path}: the answer is not valid HTTP: {detail}")]
+    Malformed { app: String, method: String, path: String, detail: String },
     /// The answer's body was larger than `legacy.max_response_bytes`.
     #[error("legacy {app}: {method} {path}: answer larger than {limit} bytes")]
     TooLarge { app: String, method: String, path: String, limit: usize },
@@ -41,6 +49,44 @@ pub enum LegacyError {
     /// No access token could be had from the app's OAuth2 token endpoint.
     #[error("legacy {app}: cannot get an access token: {source}")]
     Token { app: String, source: TokenError },
+    /// The app's circuit breaker is open: the call was not sent.
+    #[error("legacy {app}: {method} {path}: not sent: the circuit breaker is open for {} ms more", retry_after.as_millis())]
+    BreakerOpen { app: String, method: String, path: String, retry_after: Duration },
+    /// The script handed an answer it cannot use to the proxy (`legacy.unexpected(response)`).
+    #[error("legacy {app}: unexpected answer {status}{}: {reason}", if what.is_empty() { String::new() } else { format!(" to {what}") })]
+    Unexpected {
+        app: String,
+        /// The legacy app's status.
+        status: u16,
+        /// What the script was doing, for the log.
+        what: String,
+        /// Why the answer is not usable, for the log.
+        reason: String,
+        /// The legacy app's own `Retry-After`, in seconds, when it sent a readable one.
+        retry_after: Option<u64>,
+    },
+}
+
+impl LegacyError {
+    /// True when the call certainly did not reach the legacy app: refused before it was sent,
+    /// no connection, no TLS session, no token, or an open circuit breaker.
+    pub fn not_sent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadPath { .. }
+                | Self::BadHeader { .. }
+                | Self::BadBody { .. }
+                | Self::Connect { .. }
+                | Self::Tls { .. }
+                | Self::Token { .. }
+                | Self::BreakerOpen { .. }
+        )
+    }
+
+    /// True when the legacy app may have made a change although the call failed.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Timeout { write: true, .. } | Self::Transport { write: true, .. })
+    }
 }
 
 /// What failed in a TLS handshake with the legacy app.
@@ -79,6 +125,22 @@ pub struct LegacyRequest {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Option<serde_json::Value>,
+    /// The script says repeating this call is harmless: a write that may be retried.
+    /// GET, HEAD and OPTIONS always may.
+    pub idempotent: bool,
+}
+
+/// What became of a call: its answer or fault, and how many times it was retried.
+#[derive(Debug)]
+pub struct Sent {
+    pub result: Result<LegacyResponse, LegacyError>,
+    pub retries: u32,
+}
+
+impl From<LegacyError> for Sent {
+    fn from(fault: LegacyError) -> Self {
+        Self { result: Err(fault), retries: 0 }
+    }
 }
 
 /// What the legacy app answered.
@@ -127,6 +189,27 @@ pub struct LegacyClient {
     headers: HeaderMap,
     timeout: Duration,
     max_response_bytes: usize,
+    retry: RetryConfig,
+    breaker: Arc<Breaker>,
+}
+
+/// Statuses after which a call safe to repeat is retried, and which count against the breaker.
+fn transient_status(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+/// A retry is not worth making with less time than this left before the deadline.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(50);
+
+/// A call ready to be sent, as many times as it is tried.
+struct Prepared {
+    method: Method,
+    url: url::Url,
+    call: Call,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    /// Safe to send again after it may have reached the legacy app.
+    idempotent: bool,
 }
 
 impl LegacyClient {
@@ -172,7 +255,22 @@ impl LegacyClient {
             headers,
             timeout: config.timeout,
             max_response_bytes: config.max_response_bytes,
+            retry: config.retry.clone(),
+            breaker: Arc::new(Breaker::new(app, &config.breaker)),
         })
+    }
+
+    /// The app's circuit breaker.
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.breaker
+    }
+
+    /// Takes over another client's breaker (a configuration reload that kept the app's legacy
+    /// base URL and breaker settings), so that an open breaker stays open.
+    pub fn keep_breaker(&mut self, previous: &LegacyClient) {
+        if previous.base == self.base && previous.breaker.config() == self.breaker.config() {
+            self.breaker = previous.breaker.clone();
+        }
     }
 
     /// The app's configured per-call timeout.
@@ -221,19 +319,46 @@ impl LegacyClient {
         LegacyError::BadPath { app: self.app.clone(), path: path.to_owned(), detail: detail.to_owned() }
     }
 
-    /// Sends one call and reads its whole answer, within `timeout` (at most the configured one).
+    /// Sends one call and reads its whole answer, within `timeout` (the time left before the
+    /// request's deadline), each try within the configured `legacy.timeout` as well.
+    ///
+    /// While the app's circuit breaker is open the call is not sent. A call safe to repeat is
+    /// retried after a transient failure (see [`Self::retry_wait`]); a write that may have
+    /// reached the legacy app never is, unless the script marked it idempotent.
     ///
     /// With OAuth2 credentials, a token is fetched first when none is fresh, and a 401 answer
     /// renews the token and sends the call once more: only a second 401 reaches the script.
-    pub async fn send(
-        &self,
-        request: LegacyRequest,
-        request_id: &str,
-        timeout: Duration,
-    ) -> Result<LegacyResponse, LegacyError> {
+    pub async fn send(&self, request: LegacyRequest, request_id: &str, timeout: Duration) -> Sent {
+        let prepared = match self.prepare(request, request_id) {
+            Ok(prepared) => prepared,
+            Err(fault) => return fault.into(),
+        };
+        let ticket = match self.breaker.admit() {
+            Ok(ticket) => ticket,
+            Err(retry_after) => {
+                let Call { method, path, .. } = prepared.call;
+                return LegacyError::BreakerOpen { app: self.app.clone(), method, path, retry_after }.into();
+            }
+        };
+        let sent = self.send_prepared(&prepared, timeout).await;
+        ticket.record(verdict(&sent.result));
+        sent
+    }
+
+    /// Sends one call as [`Self::send`] does, whatever the circuit breaker says, and without
+    /// telling it the outcome: for readiness checks, which must see the legacy app itself.
+    pub async fn send_past_breaker(&self, request: LegacyRequest, request_id: &str, timeout: Duration) -> Sent {
+        match self.prepare(request, request_id) {
+            Ok(prepared) => self.send_prepared(&prepared, timeout).await,
+            Err(fault) => fault.into(),
+        }
+    }
+
+    /// Checks a call and builds what every try of it sends.
+    fn prepare(&self, request: LegacyRequest, request_id: &str) -> Result<Prepared, LegacyError> {
         let url = self.url_for(&request.path, &request.query)?;
-        let call = Call { method: request.method.to_string(), host: host_of(&url), path: url.path().to_owned() };
-        let timeout = timeout.min(self.timeout);
+        let write = !matches!(request.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let call = Call { method: request.method.to_string(), host: host_of(&url), path: url.path().to_owned(), write };
         let mut headers = self.headers.clone();
         for (name, value) in &request.headers {
             let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| LegacyError::BadHeader {
@@ -261,20 +386,90 @@ impl LegacyClient {
             }
             None => None,
         };
+        let idempotent = request.idempotent || !write;
+        Ok(Prepared { method: request.method, url, call, headers, body, idempotent })
+    }
+
+    /// Tries a call until it succeeds, fails in a way a retry cannot mend, runs out of tries,
+    /// or would run past `timeout`.
+    async fn send_prepared(&self, prepared: &Prepared, timeout: Duration) -> Sent {
+        let deadline = Instant::now() + timeout;
+        let mut retries = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = self.try_once(prepared, left).await;
+            let Some((wait, reason)) = self.retry_wait(prepared, &result, retries + 1) else {
+                return Sent { result, retries };
+            };
+            // Never past the deadline: the answer in hand is better than none.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if wait + MIN_ATTEMPT_TIME > left {
+                return Sent { result, retries };
+            }
+            retries += 1;
+            tracing::info!(
+                app = self.app,
+                method = prepared.call.method,
+                path = prepared.call.path,
+                retry = retries,
+                reason,
+                delay_ms = wait.as_millis() as u64,
+                "legacy call retried"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// How long to wait before trying a call again after try number `tried`, and why; `None`
+    /// when it must not be tried again.
+    ///
+    /// No connection means nothing was sent: any call may be tried again. A reset, a timeout
+    /// and a 502, 503, 504 or 429 answer are retried only for calls safe to repeat. The wait is
+    /// the legacy app's `Retry-After` when it sent one, else a random time up to
+    /// `base_delay × 2^(tried-1)`, capped at `max_delay` ("full jitter": clients that failed
+    /// together do not come back together).
+    fn retry_wait(
+        &self,
+        prepared: &Prepared,
+        result: &Result<LegacyResponse, LegacyError>,
+        tried: u32,
+    ) -> Option<(Duration, &'static str)> {
+        if tried >= self.retry.attempts {
+            return None;
+        }
+        let ceiling = self.retry.base_delay.saturating_mul(1 << (tried - 1).min(20)).min(self.retry.max_delay);
+        let backoff = Duration::from_nanos(fastrand::u64(0..=u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX)));
+        match result {
+            Err(LegacyError::Connect { .. }) => Some((backoff, "connect")),
+            Err(LegacyError::Timeout { .. }) if prepared.idempotent => Some((backoff, "timeout")),
+            Err(LegacyError::Transport { .. }) if prepared.idempotent => Some((backoff, "transport")),
+            Ok(response) if prepared.idempotent && transient_status(response.status) => {
+                let asked = response.headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+                let reason = if response.status == 429 { "http_429" } else { "http_5xx" };
+                Some((asked.and_then(retry_after).unwrap_or(backoff), reason))
+            }
+            _ => None,
+        }
+    }
+
+    /// One try of a call, within `left` and the configured timeout.
+    async fn try_once(&self, prepared: &Prepared, left: Duration) -> Result<LegacyResponse, LegacyError> {
+        let timeout = left.min(self.timeout);
+        let call = &prepared.call;
         let started = Instant::now();
         let token_error = |source: TokenError| LegacyError::Token { app: self.app.clone(), source };
         let exchange = async {
             let authorization = self.credentials.authorization(&self.client).await.map_err(token_error)?;
             let send = |authorization: Option<Authorization>| {
-                let mut headers = headers.clone();
+                let mut headers = prepared.headers.clone();
                 if let Some(authorization) = authorization {
                     headers.insert(http::header::AUTHORIZATION, authorization.value);
                 }
-                let mut builder = self.client.request(request.method.clone(), url.clone()).headers(headers);
-                if let Some(body) = &body {
+                let mut builder = self.client.request(prepared.method.clone(), prepared.url.clone()).headers(headers);
+                if let Some(body) = &prepared.body {
                     builder = builder.body(body.clone());
                 }
-                self.exchange(builder, &call, timeout)
+                self.exchange(builder, call, timeout)
             };
             let response = send(authorization.clone()).await?;
             if response.status == 401 {
@@ -294,9 +489,10 @@ impl LegacyClient {
             Ok(result) => result,
             Err(_) => Err(LegacyError::Timeout {
                 app: self.app.clone(),
-                method: call.method,
-                path: call.path,
+                method: call.method.clone(),
+                path: call.path.clone(),
                 timeout_ms: started.elapsed().as_millis(),
+                write: call.write,
             }),
         }
     }
@@ -336,22 +532,59 @@ impl LegacyClient {
 
     fn classify(&self, e: reqwest::Error, call: &Call, timeout: Duration) -> LegacyError {
         let (app, method, path) = (self.app.clone(), call.method.clone(), call.path.clone());
-        if e.is_timeout() {
-            return LegacyError::Timeout { app, method, path, timeout_ms: timeout.as_millis() };
-        }
         if let Some(tls) = find_tls_error(&e) {
             let (fault, reason) = (tls_fault(tls), tls_reason(tls));
             tracing::warn!(app, host = call.host, reason, "TLS with the legacy app failed");
             let failure = Box::new(TlsFailure { host: call.host.clone(), reason, fault });
             return LegacyError::Tls { app, method, path, failure };
         }
-        let detail = error_chain(&e);
+        // A connect timeout sent nothing: it is a connection failure, not a slow answer.
         if e.is_connect() {
-            LegacyError::Connect { app, method, path, detail }
+            return LegacyError::Connect { app, method, path, detail: error_chain(&e) };
+        }
+        if e.is_timeout() {
+            return LegacyError::Timeout { app, method, path, timeout_ms: timeout.as_millis(), write: call.write };
+        }
+        let detail = error_chain(&e);
+        if is_parse_error(&e) {
+            LegacyError::Malformed { app, method, path, detail }
         } else {
-            LegacyError::Transport { app, method, path, detail }
+            LegacyError::Transport { app, method, path, detail, write: call.write }
         }
     }
+}
+
+/// What a call's outcome says about the legacy app's availability, for its circuit breaker.
+fn verdict(result: &Result<LegacyResponse, LegacyError>) -> Verdict {
+    match result {
+        Ok(response) if transient_status(response.status) => Verdict::Down,
+        Ok(_) | Err(LegacyError::TooLarge { .. }) => Verdict::Up,
+        Err(LegacyError::Connect { .. } | LegacyError::Timeout { .. } | LegacyError::Transport { .. }) => Verdict::Down,
+        Err(_) => Verdict::Unknown,
+    }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, as a wait from now.
+/// A date in the past is no wait; anything else unreadable is `None`.
+pub fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// True when the answer could not be parsed as HTTP (the peer speaks something else).
+fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(error) = current {
+        if error.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse) {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// What a legacy error says about the call it failed: for messages and logs.
@@ -360,6 +593,8 @@ struct Call {
     /// `host` or `host:port` of the URL.
     host: String,
     path: String,
+    /// Any method but GET, HEAD and OPTIONS: a change may have been made when it fails.
+    write: bool,
 }
 
 /// `host` or `host:port` of a URL, as logs name the legacy app.
@@ -550,6 +785,18 @@ mod tests {
         for dots in [".", ".."] {
             let result = c.url_for(&LegacyPath::Segments(vec!["users".into(), dots.into()]), &[]);
             assert!(matches!(result, Err(LegacyError::BadPath { .. })), "{dots}");
+        }
+    }
+
+    #[test]
+    fn reads_retry_after_as_seconds_or_a_date() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let wait = retry_after(&soon).unwrap();
+        assert!(wait > Duration::from_secs(28) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a date gone by");
+        for unreadable in ["", "-1", "1.5", "soon"] {
+            assert_eq!(retry_after(unreadable), None, "{unreadable}");
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! The modules follow a request: configuration and start-up, the listener (and its TLS), the
 //! admin side (health, metrics), routing to an app, authentication, reading the request, the
-//! SCIM core, the operation and its audit record, the mapping script, the legacy client (and
-//! its credentials) and the ID cache, then the response and the error table. Last come the
+//! SCIM core, the operation and its audit record, the mapping script, the legacy client (with
+//! its credentials and circuit breaker) and the ID cache, then the response and the error table. Last come the
 //! bundled demo API and the tools for writing mappings: test files, recordings and
 //! `scim-proxy test`.
 
@@ -27,6 +27,7 @@ pub mod bulk;
 pub mod script;
 pub mod legacy;
 pub mod legacy_auth;
+pub mod legacy_breaker;
 pub mod cache;
 pub mod response;
 pub mod error;

@@ -84,6 +84,7 @@ pub struct Metrics {
     script_seconds: Family<Histogram>,
     legacy_seconds: Family<Histogram>,
     legacy_errors: Family<AtomicU64>,
+    legacy_retries: Family<AtomicU64>,
     in_flight: Family<AtomicI64>,
     audit_records: Family<AtomicU64>,
 }
@@ -113,8 +114,13 @@ impl Default for Metrics {
             ),
             legacy_errors: Family::new(
                 "scim_proxy_legacy_errors_total",
-                "Legacy calls that failed, by kind: connect, timeout, transport, too_large, tls, bad_path, bad_header, bad_body, http_429, http_5xx.",
+                "Legacy calls that failed, by kind: connect, timeout, transport, malformed, too_large, tls, token, breaker_open, bad_path, bad_header, bad_body, http_429, http_5xx.",
                 &["app", "kind"],
+            ),
+            legacy_retries: Family::new(
+                "scim_proxy_legacy_retries_total",
+                "Legacy calls tried again after a transient failure.",
+                &["app"],
             ),
             in_flight: Family::new("scim_proxy_in_flight_requests", "SCIM requests being answered now.", &["app"]),
             audit_records: Family::new(
@@ -156,6 +162,8 @@ pub struct AppGauges {
     pub script_reload_failures: u64,
     /// `Some(healthy)` when the script defines `health()`.
     pub legacy_healthy: Option<bool>,
+    /// The circuit breaker of the app's legacy calls is open or half-open.
+    pub breaker_open: bool,
 }
 
 impl Metrics {
@@ -188,6 +196,11 @@ impl Metrics {
         self.legacy_errors.get(&[app, kind]).fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Legacy calls were tried again.
+    pub fn legacy_retries(&self, app: &str, retries: u32) {
+        self.legacy_retries.get(&[app]).fetch_add(u64::from(retries), Ordering::Relaxed);
+    }
+
     /// An audit record was written.
     pub fn audit(&self, app: &str, outcome: &str) {
         self.audit_records.get(&[app, outcome]).fetch_add(1, Ordering::Relaxed);
@@ -210,6 +223,7 @@ impl Metrics {
         histograms(&mut out, &self.script_seconds);
         histograms(&mut out, &self.legacy_seconds);
         counters(&mut out, &self.legacy_errors);
+        counters(&mut out, &self.legacy_retries);
         counters(&mut out, &self.audit_records);
         header(&mut out, self.in_flight.name, self.in_flight.help, "gauge");
         for (values, value) in self.in_flight.snapshot() {
@@ -223,7 +237,7 @@ impl Metrics {
             );
         }
         type Read = fn(&AppGauges) -> Option<u64>;
-        let per_app: [(&str, &str, &str, Read); 5] = [
+        let per_app: [(&str, &str, &str, Read); 6] = [
             ("scim_proxy_id_cache_hits_total", "ID-cache lookups that found an entry.", "counter", |a| {
                 Some(a.cache_hits)
             }),
@@ -244,6 +258,12 @@ impl Metrics {
                 "1 while the script's health() passes, for apps whose script defines it.",
                 "gauge",
                 |a| a.legacy_healthy.map(u64::from),
+            ),
+            (
+                "scim_proxy_legacy_breaker_open",
+                "1 while the circuit breaker of the app's legacy calls is open or half-open.",
+                "gauge",
+                |a| Some(u64::from(a.breaker_open)),
             ),
         ];
         for (name, help, kind, read) in per_app {

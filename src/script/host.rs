@@ -42,6 +42,9 @@ pub(super) struct CallContext {
     pub journal: Option<Arc<Journal>>,
     /// Where legacy call times and faults are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// A readiness check (`health()`): its calls go past the circuit breaker, which must not
+    /// hide the legacy app from it, and do not move it.
+    pub probe: bool,
 }
 
 thread_local! {
@@ -93,9 +96,11 @@ pub(super) fn compile_scope() -> rhai::Scope<'static> {
 /// Key marking a value thrown into the script for a failed legacy call.
 const FAULT_KEY: &str = "legacy_error";
 
-/// True when a thrown value is the one raised for a legacy fault.
-pub(super) fn is_legacy_fault(value: &Dynamic) -> bool {
-    value.read_lock::<Map>().is_some_and(|m| m.contains_key(FAULT_KEY))
+/// True when a thrown value is the one raised for a legacy fault of this kind.
+pub(super) fn is_legacy_fault(value: &Dynamic, kind: &str) -> bool {
+    value
+        .read_lock::<Map>()
+        .is_some_and(|m| m.get(FAULT_KEY).is_some_and(|k| k.clone().into_string().is_ok_and(|k| k == kind)))
 }
 
 /// Registers the host API on the engine; runs once at start.
@@ -132,23 +137,38 @@ pub(super) fn register(engine: &mut rhai::Engine) {
         ("patch", Method::PATCH),
     ] {
         let m = method.clone();
-        engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic| call(m.clone(), path, Map::new(), None));
+        engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic| {
+            call(m.clone(), path, Map::new(), None, Map::new())
+        });
         let m = method.clone();
         if matches!(method, Method::GET | Method::DELETE) {
             engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic, query: Map| {
-                call(m.clone(), path, query, None)
+                call(m.clone(), path, query, None, Map::new())
+            });
+            let m = method.clone();
+            engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic, query: Map, options: Map| {
+                call(m.clone(), path, query, None, options)
             });
         } else {
             engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic, body: Dynamic| {
-                call(m.clone(), path, Map::new(), Some(body))
+                call(m.clone(), path, Map::new(), Some(body), Map::new())
             });
             let m = method.clone();
             engine.register_fn(name, move |_: &mut LegacyApi, path: Dynamic, body: Dynamic, query: Map| {
-                call(m.clone(), path, query, Some(body))
+                call(m.clone(), path, query, Some(body), Map::new())
             });
+            let m = method.clone();
+            engine.register_fn(
+                name,
+                move |_: &mut LegacyApi, path: Dynamic, body: Dynamic, query: Map, options: Map| {
+                    call(m.clone(), path, query, Some(body), options)
+                },
+            );
         }
     }
     engine.register_fn("request", |_: &mut LegacyApi, spec: Map| request(spec));
+    engine.register_fn("unexpected", |_: &mut LegacyApi, response: Map| unexpected(response, ""));
+    engine.register_fn("unexpected", |_: &mut LegacyApi, response: Map, what: &str| unexpected(response, what));
 
     engine.register_fn("get", |_: &mut IdsApi, namespace: &str, key: &str| -> Result<Dynamic, Box<EvalAltResult>> {
         let ctx = current()?;
@@ -224,8 +244,14 @@ fn log_line(level: tracing::Level, text: &str) {
     });
 }
 
-/// `legacy.request(#{ method, path, query, headers, body })`.
+/// `legacy.request(#{ method, path, query, headers, body, idempotent })`.
 fn request(spec: Map) -> Result<Map, Box<EvalAltResult>> {
+    const KEYS: [&str; 6] = ["method", "path", "query", "headers", "body", "idempotent"];
+    if let Some(key) = spec.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(runtime_error(format!(
+            "legacy.request: unknown key {key}: the keys are method, path, query, headers, body and idempotent"
+        )));
+    }
     let method = spec
         .get("method")
         .map(|m| m.to_string().to_ascii_uppercase())
@@ -241,11 +267,72 @@ fn request(spec: Map) -> Result<Map, Box<EvalAltResult>> {
         }
     }
     let body = spec.get("body").filter(|b| !b.is_unit()).cloned();
-    send(method, path, query, headers, body)
+    let idempotent = match spec.get("idempotent") {
+        None => false,
+        Some(flag) => flag.as_bool().map_err(|_| runtime_error("legacy.request: idempotent is true or false"))?,
+    };
+    send(method, path, query, headers, body, idempotent)
 }
 
-fn call(method: Method, path: Dynamic, query: Map, body: Option<Dynamic>) -> Result<Map, Box<EvalAltResult>> {
-    send(method, path, query, Vec::new(), body)
+fn call(
+    method: Method,
+    path: Dynamic,
+    query: Map,
+    body: Option<Dynamic>,
+    options: Map,
+) -> Result<Map, Box<EvalAltResult>> {
+    let mut idempotent = false;
+    for (key, value) in options {
+        match key.as_str() {
+            "idempotent" => {
+                idempotent =
+                    value.as_bool().map_err(|_| runtime_error("legacy call option idempotent is true or false"))?
+            }
+            other => {
+                return Err(runtime_error(format!("unknown legacy call option {other}: the option is idempotent")));
+            }
+        }
+    }
+    send(method, path, query, Vec::new(), body, idempotent)
+}
+
+/// `legacy.unexpected(response)`: the fault to `throw` for an answer the script cannot use,
+/// which the proxy then answers by its table (a 429 or 503 as retryable, with the legacy
+/// app's `Retry-After`; anything else as `502`).
+fn unexpected(response: Map, what: &str) -> Result<Map, Box<EvalAltResult>> {
+    let ctx = current()?;
+    let status = response
+        .get("status")
+        .and_then(|s| s.as_int().ok())
+        .and_then(|s| u16::try_from(s).ok())
+        .ok_or_else(|| runtime_error("legacy.unexpected takes the response of a legacy call"))?;
+    let header = |name: &str| {
+        let headers = response.get("headers")?.read_lock::<Map>()?.clone();
+        headers.get(name).map(|v| v.to_string())
+    };
+    let retry_after = header("retry-after").and_then(|v| crate::legacy::retry_after(&v)).map(|d| d.as_secs());
+    let reason = match status {
+        429 => "rate limited",
+        503 => "unavailable",
+        500..=599 => "the legacy app failed",
+        200..=299 if response.get("json").is_none_or(|j| j.is_unit()) => "the body is not JSON",
+        _ => "the script did not expect it",
+    };
+    let fault = LegacyError::Unexpected {
+        app: ctx.app.to_string(),
+        status,
+        what: what.to_owned(),
+        reason: reason.to_owned(),
+        retry_after,
+    };
+    let mut thrown = Map::new();
+    thrown.insert(FAULT_KEY.into(), Dynamic::from(fault_kind(&fault)));
+    thrown.insert("status".into(), Dynamic::from(i64::from(status)));
+    thrown.insert("message".into(), Dynamic::from(fault.to_string()));
+    if let Ok(mut slot) = ctx.fault.lock() {
+        *slot = Some(fault);
+    }
+    Ok(thrown)
 }
 
 fn send(
@@ -254,6 +341,7 @@ fn send(
     query: Map,
     headers: Vec<(String, String)>,
     body: Option<Dynamic>,
+    idempotent: bool,
 ) -> Result<Map, Box<EvalAltResult>> {
     let ctx = current()?;
     let path = if let Some(segments) = path.read_lock::<Array>() {
@@ -275,7 +363,7 @@ fn send(
             Position::NONE,
         )));
     }
-    let request = LegacyRequest { method, path, query, headers, body };
+    let request = LegacyRequest { method, path, query, headers, body, idempotent };
     let noted = ctx.journal.as_ref().and_then(|journal| {
         let url = ctx.legacy.url_for(&request.path, &request.query).ok()?;
         Some((journal, ctx.legacy.relative(&url)))
@@ -303,14 +391,26 @@ fn send(
     let started = Instant::now();
     let method_label = request.method.clone();
     let writes = journal::is_write(&request.method);
-    let result = ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, remaining));
+    let sent = if ctx.probe {
+        ctx.runtime.block_on(ctx.legacy.send_past_breaker(request, &ctx.request_id, remaining))
+    } else {
+        ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, remaining))
+    };
+    let result = sent.result;
+    if sent.retries > 0 {
+        ctx.metrics.legacy_retries(&ctx.app, sent.retries);
+    }
     let elapsed = started.elapsed();
-    ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
-    if writes {
+    // A call the breaker refused made no exchange at all: it is counted as its fault only.
+    if !matches!(result, Err(LegacyError::BreakerOpen { .. })) {
+        ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
+        ctx.stats.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        ctx.metrics.legacy_call(&ctx.app, method_label.as_str(), elapsed);
+    }
+    // Only a write that may have reached the legacy app may have changed something.
+    if writes && !result.as_ref().is_err_and(LegacyError::not_sent) {
         ctx.stats.writes.fetch_add(1, Ordering::Relaxed);
     }
-    ctx.stats.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-    ctx.metrics.legacy_call(&ctx.app, method_label.as_str(), elapsed);
     match &result {
         Ok(response) if response.status == 429 => ctx.metrics.legacy_error(&ctx.app, "http_429"),
         Ok(response) if response.status >= 500 => ctx.metrics.legacy_error(&ctx.app, "http_5xx"),
@@ -339,7 +439,7 @@ fn send(
 }
 
 /// A short name for each kind of legacy fault, which scripts can test in a `catch`.
-fn fault_kind(fault: &LegacyError) -> &'static str {
+pub(super) fn fault_kind(fault: &LegacyError) -> &'static str {
     match fault {
         LegacyError::BadPath { .. } => "bad_path",
         LegacyError::BadHeader { .. } => "bad_header",
@@ -347,6 +447,9 @@ fn fault_kind(fault: &LegacyError) -> &'static str {
         LegacyError::Connect { .. } => "connect",
         LegacyError::Timeout { .. } => "timeout",
         LegacyError::Transport { .. } => "transport",
+        LegacyError::Malformed { .. } => "malformed",
+        LegacyError::BreakerOpen { .. } => "breaker_open",
+        LegacyError::Unexpected { .. } => "unexpected",
         LegacyError::TooLarge { .. } => "too_large",
         LegacyError::Tls { .. } => "tls",
         LegacyError::Token { .. } => "token",

@@ -220,7 +220,9 @@ fn classify(error: EvalAltResult, file: &str, function: &str, legacy_fault: Opti
     let line = error.position().line().unwrap_or(0);
     match error {
         EvalAltResult::ErrorRuntime(value, position) => {
-            if let Some(fault) = legacy_fault.filter(|_| host::is_legacy_fault(&value)) {
+            // The fault kept is the one thrown only when the kinds agree: a script may throw a
+            // fault map it caught earlier, after another fault was raised.
+            if let Some(fault) = legacy_fault.filter(|f| host::is_legacy_fault(&value, host::fault_kind(f))) {
                 return ScriptError::Legacy(fault);
             }
             thrown(&value).unwrap_or_else(|message| ScriptError::Runtime {

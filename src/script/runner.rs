@@ -103,6 +103,11 @@ impl AppScript {
         *guard = Arc::new(compiled);
     }
 
+    /// The app's legacy client.
+    pub fn legacy(&self) -> &Arc<LegacyClient> {
+        &self.legacy
+    }
+
     /// The app's name.
     pub fn app(&self) -> &str {
         &self.app
@@ -153,6 +158,7 @@ impl AppScript {
             fault: Mutex::new(None),
             journal: scope.journal.clone(),
             metrics: scope.metrics.clone(),
+            probe: function == "health",
         });
         let engine = self.engine.clone();
         let function_name = function;
