@@ -46,3 +46,5 @@ mod deploy;
 mod tls;
 #[path = "integration/inbound_auth.rs"]
 mod inbound_auth;
+#[path = "integration/sandbox.rs"]
+mod sandbox;
