@@ -48,3 +48,5 @@ mod tls;
 mod inbound_auth;
 #[path = "integration/sandbox.rs"]
 mod sandbox;
+#[path = "integration/hostile.rs"]
+mod hostile;
