@@ -103,6 +103,11 @@ pub fn route(method: &Method, rest: &str, full_path: &str) -> Result<Operation, 
             (Some(".search"), _) => Err(not_allowed("POST")),
             (Some(raw), method) => {
                 let id = id(raw)?;
+                // No resource is called "." or "..": a URL parser would take either for
+                // navigation, so the legacy client refuses them as path segments (a 500).
+                if id == "." || id == ".." {
+                    return Err(RequestError::NotFound { resource: kind.name(), id });
+                }
                 match *method {
                     Method::GET => Ok(Operation::Get(kind, id)),
                     Method::PUT => Ok(Operation::Replace(kind, id)),
@@ -171,5 +176,9 @@ mod tests {
         assert!(matches!(route(&Method::PUT, "/Users", ""), Err(RequestError::MethodNotAllowed { .. })));
         assert!(matches!(route(&get, "/Nope", ""), Err(RequestError::NoRoute { .. })));
         assert!(matches!(route(&get, "/Users/a/b", ""), Err(RequestError::NoRoute { .. })));
+        for dots in ["/Users/..", "/Users/%2E%2E", "/Groups/%2e", "/Users/.%2e"] {
+            assert!(matches!(route(&Method::PATCH, dots, ""), Err(RequestError::NotFound { .. })), "{dots}");
+        }
+        assert_eq!(route(&get, "/Users/...", "").unwrap(), Operation::Get(user, "...".into()));
     }
 }

@@ -48,3 +48,7 @@ mod tls;
 mod inbound_auth;
 #[path = "integration/faults.rs"]
 mod faults;
+#[path = "integration/sandbox.rs"]
+mod sandbox;
+#[path = "integration/hostile.rs"]
+mod hostile;

@@ -52,9 +52,13 @@ pub enum ScriptError {
     #[error("script {}{function} returned {detail}", if file.is_empty() { String::new() } else { format!("{file}: ") })]
     BadReturn { file: String, function: String, detail: String },
     /// The script ran past its operation or nesting limit and was stopped.
+    ///
+    /// Rhai reports no position for a stop (it passes such errors up unwrapped, each call
+    /// level overwriting the position), so `function` is the contract function called.
     #[error("script {file}: {function}: stopped: {reason}")]
     Stopped { file: String, function: String, reason: String },
     /// The script was still running when the request's deadline passed, and was stopped.
+    /// As for [`ScriptError::Stopped`], `function` is the contract function called.
     #[error("script {file}: {function}: stopped: the request's deadline passed")]
     Late { file: String, function: String },
     /// A legacy call the script made failed without an HTTP answer, and the script let it through.
@@ -240,11 +244,31 @@ fn classify(error: EvalAltResult, file: &str, function: &str, legacy_fault: Opti
             function,
             reason: format!("more than {} operations", limits::MAX_OPERATIONS),
         },
-        EvalAltResult::ErrorStackOverflow(_) => {
-            ScriptError::Stopped { file: file.to_owned(), function, reason: "calls nested too deeply".into() }
+        EvalAltResult::ErrorStackOverflow(_) => ScriptError::Stopped {
+            file: file.to_owned(),
+            function,
+            reason: format!("calls nested deeper than {} levels", limits::MAX_CALL_LEVELS),
+        },
+        EvalAltResult::ErrorDataTooLarge(what, _) => ScriptError::Stopped {
+            file: file.to_owned(),
+            function,
+            reason: format!("{what} over its limit (see the Limits of docs/scripting.md)"),
+        },
+        EvalAltResult::ErrorTooManyModules(_) => {
+            ScriptError::Stopped { file: file.to_owned(), function, reason: "import: scripts load no modules".into() }
         }
         other => ScriptError::Runtime { file: file.to_owned(), function, line, message: strip_position(other) },
     }
+}
+
+/// The function and line where a failed call really failed: those of the innermost call.
+fn failure_site<'e>(mut error: &'e EvalAltResult, function: &'e str) -> (&'e str, usize) {
+    let mut function = function;
+    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, _) = error {
+        function = name;
+        error = inner;
+    }
+    (function, error.position().line().unwrap_or(0))
 }
 
 /// Reads a thrown `#{ status, scimType, detail }`; anything else thrown is a runtime fault.

@@ -9,9 +9,10 @@ use tokio::sync::Semaphore;
 
 use super::host::{CallContext, CallStats, Installed};
 use super::journal::Journal;
-use super::{Compiled, ScriptEngine, ScriptError, classify};
+use super::{Compiled, ScriptEngine, ScriptError, classify, failure_site};
 use crate::cache::IdCache;
 use crate::legacy::LegacyClient;
+use crate::legacy::LegacyError;
 use crate::metrics::Metrics;
 
 /// What a script call needs from the request that makes it.
@@ -172,7 +173,11 @@ impl AppScript {
                 engine.engine.call_fn_with_options::<Dynamic>(options, &mut rhai_scope, &compiled.ast, &function, args);
             result.map_err(|error| {
                 let fault = context.fault.lock().ok().and_then(|mut f| f.take());
-                classify(*error, &compiled.file, &function, fault)
+                let (at, line) = failure_site(&error, &function);
+                let at = at.to_owned();
+                let error = classify(*error, &compiled.file, &function, fault);
+                log_where_it_failed(&error, &context, &at, line);
+                error
             })
         });
         let started = Instant::now();
@@ -187,5 +192,36 @@ impl AppScript {
                 message: format!("the script call panicked: {join}"),
             }),
         }
+    }
+}
+
+/// Logs where a script failed when the request's own log line cannot say it: a legacy call
+/// the proxy refused to send (the fault names the path, not the line asking for it), or a
+/// script stopped at the deadline (its request may have been answered `504` already, naming
+/// no script; Rhai gives no line for a stop).
+fn log_where_it_failed(error: &ScriptError, context: &CallContext, function: &str, line: usize) {
+    let refused = matches!(
+        error,
+        ScriptError::Legacy(LegacyError::BadPath { .. } | LegacyError::BadHeader { .. } | LegacyError::BadBody { .. })
+    );
+    if refused {
+        tracing::warn!(
+            request_id = %context.request_id,
+            app = %context.app,
+            script = %context.file,
+            function,
+            line,
+            error = %error,
+            "script legacy call refused"
+        );
+    } else if let ScriptError::Late { function, .. } = error {
+        tracing::warn!(
+            request_id = %context.request_id,
+            app = %context.app,
+            script = %context.file,
+            function,
+            error = %error,
+            "script stopped"
+        );
     }
 }

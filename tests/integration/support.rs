@@ -323,3 +323,150 @@ impl Reply {
         assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", self.text);
     }
 }
+
+/// A legacy app written at the socket level: it records the head (request line and headers)
+/// of every request exactly as received, and answers each with what `answer` makes of the
+/// head. One request per connection.
+pub struct RawLegacy {
+    pub addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawLegacy {
+    pub async fn start(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let answer = std::sync::Arc::new(answer);
+        let (kept, counted) = (heads.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (heads, answer) = (kept.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut received = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end;
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => received.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+                    heads.lock().unwrap().push(head.clone());
+                    let reply = answer(&head);
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self { addr, heads, connections }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The heads received so far, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// The request lines received so far (`GET /api/users/12 HTTP/1.1`).
+    pub fn request_lines(&self) -> Vec<String> {
+        self.heads().iter().map(|head| head.lines().next().unwrap_or("").to_owned()).collect()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An HTTP/1.1 answer as bytes on the wire, closing the connection.
+pub fn http_answer(status: u16, headers: &[(&str, &str)], body: &str) -> String {
+    let mut text = format!("HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    text
+}
+
+/// Waits up to `within` for a log line containing every one of `needles` (lines written on
+/// a script's thread may follow the answer by a moment), and returns the lines found.
+pub async fn wait_for_log(needles: &[&str], within: std::time::Duration) -> Vec<String> {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let lines = log_lines_with(needles);
+        if !lines.is_empty() || std::time::Instant::now() >= until {
+            return lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Normal requests sent by several clients in a loop while a test does something hostile,
+/// each timed.
+pub struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<Vec<(StatusCode, std::time::Duration)>>>,
+}
+
+impl Traffic {
+    /// `per_url` clients for each `(token, url)`, each sending GETs until [`Traffic::finish`].
+    pub fn start(targets: &[(&str, String)], per_url: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = reqwest::Client::new();
+        let mut clients = Vec::new();
+        for (token, url) in targets {
+            for _ in 0..per_url {
+                let (stop, client, token, url) = (stop.clone(), client.clone(), token.to_string(), url.clone());
+                clients.push(tokio::spawn(async move {
+                    let mut done = Vec::new();
+                    // at least one request each, however quick the hostile part was
+                    while done.is_empty() || !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let started = std::time::Instant::now();
+                        let status = match client.get(&url).bearer_auth(&token).send().await {
+                            Ok(response) => response.status(),
+                            Err(_) => StatusCode::IM_A_TEAPOT,
+                        };
+                        done.push((status, started.elapsed()));
+                    }
+                    done
+                }));
+            }
+        }
+        Self { stop, clients }
+    }
+
+    /// Stops the clients and asserts that every request they sent succeeded within `bound`;
+    /// returns how many there were.
+    pub async fn finish(self, bound: std::time::Duration) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut all = Vec::new();
+        for client in self.clients {
+            all.extend(client.await.unwrap());
+        }
+        let failed: Vec<_> = all.iter().filter(|(status, _)| *status != StatusCode::OK).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} normal requests failed: {:?}",
+            failed.len(),
+            all.len(),
+            &failed[..failed.len().min(5)]
+        );
+        let slowest = all.iter().map(|(_, took)| *took).max().unwrap_or_default();
+        assert!(slowest < bound, "the slowest of {} normal requests took {slowest:?}", all.len());
+        all.len()
+    }
+}
