@@ -147,7 +147,9 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "log: {{level: error}}\napps:\n  - name: soak\n    base_path: /scim/v2\n    script: \"{script}\"\n    auth: {{bearer_tokens: [\"{TOKEN}\"]}}\n    legacy: {{base_url: \"{front}\", headers: {{X-Api-Key: {API_KEY}}}, timeout: 2s}}\n    request_timeout: 10s\n"
+            // The ID cache is bounded by configuration (max_entries per index): kept small here so
+            // that growth the soak sees is not the cache filling up to its bound.
+            "log: {{level: warn, format: json}}\napps:\n  - name: soak\n    base_path: /scim/v2\n    script: \"{script}\"\n    auth: {{bearer_tokens: [\"{TOKEN}\"]}}\n    legacy: {{base_url: \"{front}\", headers: {{X-Api-Key: {API_KEY}}}, timeout: 2s}}\n    request_timeout: 10s\n    cache: {{max_entries: 2000}}\n"
         ),
     )
     .unwrap();
@@ -157,7 +159,7 @@ async fn main() {
         .args(["run", "--config"])
         .arg(&config)
         .args(["--listen", &scim.to_string(), "--admin-listen", &admin.to_string()])
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("proxy.log")).unwrap())
         .spawn()
         .unwrap();
     let base = format!("http://{scim}/scim/v2");
@@ -245,6 +247,22 @@ async fn main() {
     println!("proxy RSS: start {start_rss:.1} MiB, end {end_rss:.1} MiB, second-half trend {slope:+.2} MiB/min");
     let _ = child.kill();
     let _ = child.wait();
+    // What the failed requests were, by the proxy's own log.
+    let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for line in log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if let Some(error) = line.get("error").and_then(|e| e.as_str()) {
+            // Ids and paths vary: keep the shape of the reason.
+            let shape: String = error.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).take(110).collect();
+            *reasons.entry(format!("{} {shape}", line["status"])).or_default() += 1;
+        }
+    }
+    let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    println!("failed requests by reason (proxy log):");
+    for (reason, count) in reasons.iter().take(8) {
+        println!("  {count:>7}  {reason}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     acme.shutdown().await;
 }
