@@ -258,7 +258,7 @@ async fn main() {
         }
     }
     let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
-    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     println!("failed requests by reason (proxy log):");
     for (reason, count) in reasons.iter().take(8) {
         println!("  {count:>7}  {reason}");
