@@ -48,6 +48,8 @@ pub enum RequestError {
     NotImplemented { feature: String },
     #[error("header {name}: {detail}")]
     BadHeader { name: &'static str, detail: String },
+    #[error("the request body did not arrive within the request's deadline of {millis} ms")]
+    BodyTimeout { millis: u128 },
 }
 
 /// Whose fault an error is: decides the log level and how much detail the client sees.
@@ -140,6 +142,7 @@ pub fn answer(error: &Error) -> Answer {
                 RequestError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, None),
                 RequestError::Body { .. } => (S::BAD_REQUEST, Some("invalidSyntax")),
                 RequestError::BadHeader { .. } => (S::BAD_REQUEST, Some("invalidValue")),
+                RequestError::BodyTimeout { .. } => (S::REQUEST_TIMEOUT, None),
                 RequestError::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, None),
                 RequestError::NotImplemented { .. } => (S::NOT_IMPLEMENTED, None),
                 RequestError::Deadline { .. } => {

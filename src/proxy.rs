@@ -637,7 +637,14 @@ async fn perform(
     let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     let (body, body_bytes) = if has_body {
         request::check_content_type(&parts.headers)?;
-        let bytes = request::read_body(&parts.headers, body, state.server.max_body_bytes).await?;
+        // A client that sends its body slowly holds a connection and a buffer: it gets the
+        // request's deadline to finish, like everything else.
+        let reading = request::read_body(&parts.headers, body, state.server.max_body_bytes);
+        let deadline = started + app.config.request_timeout;
+        let bytes = match tokio::time::timeout_at(deadline.into(), reading).await {
+            Ok(read) => read?,
+            Err(_) => return Err(RequestError::BodyTimeout { millis: app.config.request_timeout.as_millis() }.into()),
+        };
         (Some(request::parse_json(&bytes)?), bytes.len())
     } else {
         (None, 0)

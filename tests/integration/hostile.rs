@@ -402,3 +402,21 @@ async fn hostile_a_broken_chunked_body_is_invalid_syntax() {
     assert_eq!(legacy.connections(), 0);
     still_serving(&env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_a_body_sent_too_slowly_is_a_408() {
+    let env = TestEnv::start_with(|text| text.replacen("request_timeout: 10s", "request_timeout: 1s", 1)).await;
+    let mut stream = TcpStream::connect(scim_addr(&env)).await.unwrap();
+    // 100 bytes announced, 10 sent, then nothing: the request's deadline ends the wait.
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/scim+json\r\ncontent-length: 100\r\n\r\n{{\"schemas\""
+    );
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let reply = read_reply(&mut stream).await.expect("an answer before the body is complete");
+    assert_eq!(reply.status, 408, "{}", reply.head);
+    assert_eq!(reply.body["status"], "408");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
+    still_serving(&env).await;
+}
