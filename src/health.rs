@@ -83,16 +83,8 @@ fn describe(value: &Dynamic) -> String {
 }
 
 /// Checks every app now and then every `interval`, until shutdown.
-pub async fn watch(shared: Arc<Shared>, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        check_all(&shared).await;
-    }
+pub async fn watch(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
+    crate::server::every(interval, true, stop, || check_all(&shared)).await;
 }
 
 /// Checks every app of the state now serving.

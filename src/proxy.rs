@@ -264,17 +264,11 @@ pub async fn start(
 }
 
 /// Reloads the configuration whenever it changes, until shutdown.
-async fn watch_config(shared: Arc<Shared>, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
+    server::every(interval, false, stop, || async {
         reload_config(&shared).await;
-    }
+    })
+    .await;
 }
 
 /// Reads the configuration file again and, when it (or a secret file it references) changed,
@@ -357,23 +351,20 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
 }
 
 /// Checks every app's script for changes until shutdown (hot reload).
-async fn watch_scripts(shared: Arc<Shared>, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        // Reading and compiling files is blocking work: keep it off the runtime threads.
+async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
+    server::every(interval, true, stop, || {
         let shared = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for app in &shared.state().apps {
-                crate::script::reload::check(&app.script, &app.reload);
-            }
-        })
-        .await;
-    }
+        async move {
+            // Reading and compiling files is blocking work: keep it off the runtime threads.
+            let _ = tokio::task::spawn_blocking(move || {
+                for app in &shared.state().apps {
+                    crate::script::reload::check(&app.script, &app.reload);
+                }
+            })
+            .await;
+        }
+    })
+    .await;
 }
 
 /// One SCIM request: route, authenticate, read, perform, answer, and log one line.

@@ -163,3 +163,24 @@ where
         }
     }
 }
+
+/// Runs `work` every `interval` until `stop` turns true: the tasks that watch files and the
+/// legacy apps while the proxy serves. With `now`, the first run is right away.
+pub async fn every<F, Fut>(interval: Duration, now: bool, mut stop: watch::Receiver<bool>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if !now {
+        ticker.tick().await;
+    }
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        work().await;
+    }
+}

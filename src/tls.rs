@@ -213,18 +213,14 @@ fn pem_reason(error: &rustls_pki_types::pem::Error) -> String {
 }
 
 /// Checks the certificate files every `interval` until shutdown.
-pub async fn watch_files(certificate: Arc<RotatingCertificate>, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+pub async fn watch_files(certificate: Arc<RotatingCertificate>, interval: Duration, stop: watch::Receiver<bool>) {
+    crate::server::every(interval, false, stop, || {
         let certificate = certificate.clone();
-        let _ = tokio::task::spawn_blocking(move || certificate.check()).await;
-    }
+        async move {
+            let _ = tokio::task::spawn_blocking(move || certificate.check()).await;
+        }
+    })
+    .await;
 }
 
 /// A client certificate verified during the handshake, read once per connection.
