@@ -6,22 +6,17 @@
 //! unfiltered listing paged natively, and the scan bound answering `tooMany`.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use reqwest::{Method, StatusCode};
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::proxy::{self, Running};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::support::{Reply, TOKEN, repo_file};
@@ -183,24 +178,10 @@ impl Drop for RosterApi {
 
 impl RosterApi {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let roster = Arc::new(Mutex::new(Roster::default()));
-        let shared = roster.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let roster = shared.clone();
-                let service = service_fn(move |request: hyper::Request<Incoming>| {
-                    let roster = roster.clone();
-                    async move { Ok::<_, Infallible>(serve(&roster, request).await) }
-                });
-                tokio::spawn(async move {
-                    let _ =
-                        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
+        let (addr, task) =
+            crate::support::serve_fake(roster.clone(), |roster, request| async move { serve(&roster, request).await })
+                .await;
         Self { addr, roster, task }
     }
 

@@ -2,23 +2,18 @@
 //! in-house API (served here) whose users carry their group memberships as a `roles` array.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use reqwest::{Method, StatusCode};
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::proxy::{self, Running};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::support::{Reply, repo_file};
@@ -86,23 +81,10 @@ impl Drop for Roster {
 
 impl Roster {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
-        let serving = state.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = serving.clone();
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, request).await) }
-                });
-                tokio::spawn(async move {
-                    let _ =
-                        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-        });
+        let (addr, accept) =
+            crate::support::serve_fake(state.clone(), |state, request| async move { handle(&state, request).await })
+                .await;
         Self { addr, state, accept }
     }
 

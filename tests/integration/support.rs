@@ -470,3 +470,32 @@ impl Traffic {
         all.len()
     }
 }
+
+/// Serves a fake in-house API on a fresh 127.0.0.1 port: `answer` gets the shared `state`
+/// and each request. The task serves until aborted.
+pub async fn serve_fake<S, F, Fut>(
+    state: std::sync::Arc<S>,
+    answer: F,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
+where
+    S: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<S>, hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (state, answer) = (state.clone(), answer.clone());
+            let service = hyper::service::service_fn(move |request| {
+                let (state, answer) = (state.clone(), answer.clone());
+                async move { Ok::<_, std::convert::Infallible>(answer(state, request).await) }
+            });
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (addr, task)
+}
