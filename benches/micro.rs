@@ -213,6 +213,7 @@ async fn whole_request(filter: &str) {
                 .body(Empty::<Bytes>::new())
                 .unwrap();
             handle.block_on(async {
+                sender.ready().await.unwrap();
                 let response = sender.send_request(request).await.unwrap();
                 assert!(response.status().is_success());
                 black_box(response.into_body().collect().await.unwrap());
