@@ -121,6 +121,7 @@ impl AppScript {
             fault: Mutex::new(None),
             journal: scope.journal.clone(),
             metrics: scope.metrics.clone(),
+            held: Mutex::default(),
         });
         let engine = self.engine.clone();
         let function_name = function;
