@@ -63,6 +63,20 @@ impl IdCache {
     pub fn observe(&self, kind: Kind, id: &str, name: Option<&str>, external_id: Option<&str>) {
         let key: Arc<str> = Arc::from(id);
         let previous = self.by_id.get(&(kind, key.clone()));
+        // Most reads see what is known already: reads are far cheaper than writes in moka.
+        if let Some(previous) = &previous {
+            let same = |seen: Option<&str>, known: &Option<String>| seen == known.as_deref();
+            let points_here = |cache: &Cache<(Kind, String), Arc<str>>, text: String| {
+                cache.get(&(kind, text)).is_some_and(|found| found == key)
+            };
+            if same(name, &previous.name)
+                && same(external_id, &previous.external_id)
+                && name.is_none_or(|name| points_here(&self.by_name, fold(name)))
+                && external_id.is_none_or(|external_id| points_here(&self.by_external, external_id.to_owned()))
+            {
+                return;
+            }
+        }
         let legacy_key = previous.as_ref().and_then(|p| p.legacy_key.clone());
         if let Some(previous) = &previous {
             if let Some(old) = &previous.name {

@@ -161,13 +161,63 @@ impl ScriptEngine {
         Ok(Compiled { ast: Arc::new(ast), functions, path: path.to_path_buf(), file: Arc::from(file) })
     }
 
-    /// Converts JSON into a script value.
+    /// Converts JSON into a script value: `null` is `()`, integers that fit are `INT`, other
+    /// numbers `FLOAT` (as `rhai::serde::to_dynamic` does, without its serializer's overhead:
+    /// this runs on every legacy answer and every resource given to a script).
     pub fn to_dynamic(value: &serde_json::Value) -> Dynamic {
-        rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
+        use serde_json::Value;
+        match value {
+            Value::Null => Dynamic::UNIT,
+            Value::Bool(b) => Dynamic::from_bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Dynamic::from_int(i),
+                None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => s.as_str().into(),
+            Value::Array(items) => Dynamic::from_array(items.iter().map(Self::to_dynamic).collect()),
+            Value::Object(map) => {
+                Dynamic::from_map(map.iter().map(|(k, v)| (k.as_str().into(), Self::to_dynamic(v))).collect())
+            }
+        }
     }
 
-    /// Converts a script value into JSON; `()` becomes `null`.
+    /// Converts a script value into JSON; `()` becomes `null`, a `results()` list an array.
+    ///
+    /// The common types are converted directly; anything else (characters, blobs, timestamps,
+    /// custom types) goes through `rhai::serde`, whose answer this matches.
     pub fn to_json(value: &Dynamic) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        if value.is_unit() {
+            return Ok(Value::Null);
+        }
+        if value.is_shared() {
+            return Self::to_json(&value.flatten_clone());
+        }
+        if let Ok(b) = value.as_bool() {
+            return Ok(Value::Bool(b));
+        }
+        if let Ok(i) = value.as_int() {
+            return Ok(Value::from(i));
+        }
+        if let Ok(f) = value.as_float() {
+            return Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number));
+        }
+        if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
+            return Ok(Value::String(s.as_str().to_owned()));
+        }
+        if let Some(items) = value.read_lock::<rhai::Array>() {
+            return items.iter().map(Self::to_json).collect::<Result<Vec<_>, _>>().map(Value::Array);
+        }
+        if let Some(map) = value.read_lock::<rhai::Map>() {
+            let mut object = serde_json::Map::new();
+            for (k, v) in map.iter() {
+                object.insert(k.to_string(), Self::to_json(v)?);
+            }
+            return Ok(Value::Object(object));
+        }
+        if let Some(results) = value.read_lock::<host::Results>() {
+            return results.to_json();
+        }
         rhai::serde::from_dynamic(value).map_err(|e| e.to_string())
     }
 }

@@ -160,6 +160,7 @@ impl AppScript {
             journal: scope.journal.clone(),
             metrics: scope.metrics.clone(),
             probe: function == "health",
+            held: Mutex::default(),
         });
         let engine = self.engine.clone();
         let function_name = function;

@@ -1,0 +1,786 @@
+//! Load benchmark: the proxy under N concurrent keep-alive connections, against two
+//! references on the same legacy API — the equivalent Acme calls made directly, and a
+//! minimal proxy that only forwards bytes. Prints one table.
+//!
+//! Run with `cargo bench --bench load`. Environment:
+//! - `LOAD_SECONDS` (default 5): measured seconds of each run; `LOAD_SECONDS=2` is a quick mode.
+//! - `LOAD_WARMUP` (default 1): seconds of warm-up before each run, not measured.
+//! - `LOAD_CONNECTIONS` (default `1,32`): the connection counts.
+//! - `LOAD_SOAK` (seconds, unset by default): instead of the table, a long run of every case
+//!   against the proxy at 32 connections, printing its resident memory as it goes (e.g.
+//!   `LOAD_SOAK=300` for five minutes).
+//! - `LOAD_LOG` (default `info`, as in production): the proxy's log level.
+//! - `LOAD_CASES` (a word of the request column, e.g. `POST`) and `LOAD_TARGETS` (e.g.
+//!   `scim-proxy`): only the runs that match, say to profile one case.
+//!
+//! Processes: this process runs the load generator and two Acme Directory instances (one
+//! with 10,000 users, one with a 50,000-member group). The proxy under test is the release
+//! `scim-proxy run` binary, a child process; the byte-forwarding reference is this same
+//! executable re-run as a child (`LOAD_ROLE=reference`). Their CPU time (`utime + stime` from
+//! `/proc/<pid>/stat`, all threads) and memory (`VmRSS`/`VmHWM` from `/proc/<pid>/status`) are
+//! read around each measured run, so they are theirs alone and not the generator's or Acme's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use scim_proxy::acme::{self, AcmeConfig, AcmeHandle, store::NewTeam};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+const TOKEN: &str = "load-token-0123456789abcdef";
+const API_KEY: &str = "load-key";
+const USERS: u64 = 10_000;
+const MEMBERS: usize = 50_000;
+/// Users of the group instance that are not members at the start: what the PATCHes add.
+const SPARE: usize = 20_000;
+
+// ------------------------------------------------------------------ the reference proxy
+
+/// The reference: a hyper server whose every request is sent on, body unread, by a pooled
+/// hyper client to `/a/…` → Acme A, `/b/…` → Acme B, and whose answer is streamed back.
+async fn reference_proxy() {
+    let a: SocketAddr = std::env::var("LOAD_UPSTREAM_A").unwrap().parse().unwrap();
+    let b: SocketAddr = std::env::var("LOAD_UPSTREAM_B").unwrap().parse().unwrap();
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .build(connector);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("listening {}", listener.local_addr().unwrap());
+    use std::io::Write as _;
+    std::io::stdout().flush().unwrap();
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let client = client.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let client = client.clone();
+            async move {
+                let (mut parts, body) = request.into_parts();
+                let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let (upstream, rest) = match path_and_query.get(..3) {
+                    Some("/a/") => (a, &path_and_query[2..]),
+                    _ => (b, &path_and_query[2..]),
+                };
+                parts.uri = format!("http://{upstream}{rest}").parse().unwrap();
+                parts.headers.remove(http::header::HOST);
+                match client.request(Request::from_parts(parts, body)).await {
+                    Ok(response) => Ok::<_, Infallible>(response.map(http_body_util::Either::Left)),
+                    Err(_) => {
+                        let mut response = Response::new(http_body_util::Either::Right(Full::new(Bytes::new())));
+                        *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+                        Ok(response)
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+// ------------------------------------------------------------------ child processes
+
+/// CPU time and memory of a child process, from `/proc`.
+struct Proc {
+    pid: u32,
+    ticks_per_second: f64,
+}
+
+impl Proc {
+    fn new(pid: u32) -> Self {
+        let ticks = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0);
+        Self { pid, ticks_per_second: ticks }
+    }
+
+    /// User plus system CPU seconds of every thread so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // The command name may hold spaces: the fields are counted after its closing ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+        (field(11) + field(12)) / self.ticks_per_second
+    }
+
+    fn status_mib(&self, key: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+
+    fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    fn peak_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resets the peak mark (`clear_refs` 5), so that the next peak reading covers what follows.
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5");
+    }
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_proxy(dir: &std::path::Path, a: &AcmeHandle, b: &AcmeHandle) -> (Killed, SocketAddr) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai");
+    let demo_config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml")).unwrap();
+    // The demo's app settings (schema, limits, cache), pointed at the two Acme instances.
+    let app = demo_config.split_once("apps:\n").unwrap().1;
+    let app = app.replace("scripts/demo.rhai", script);
+    let users = app.replace("${env.ACME_BASE_URL:-http://127.0.0.1:7070/api/v1}", &a.base_url());
+    let groups = app
+        .replace("${env.ACME_BASE_URL:-http://127.0.0.1:7070/api/v1}", &b.base_url())
+        .replace("name: acme", "name: acme-groups")
+        .replace("base_path: /scim/v2", "base_path: /scim/groups");
+    let level = std::env::var("LOAD_LOG").unwrap_or_else(|_| "info".into());
+    let text = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nlog: {{format: json, level: {level}}}\n\
+         server: {{max_body_bytes: 1048576}}\napps:\n{users}{groups}"
+    );
+    let path = dir.join("proxy.yaml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("SCIM_TOKEN", TOKEN)
+        .env("ACME_API_KEY", API_KEY)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the proxy exited before listening");
+        }
+        let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+        if event["message"] == "listening" {
+            break event["scim_addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    // The log goes on being written (one line a request): read and drop it.
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 64 * 1024];
+        while stderr.read(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    (Killed(child), addr)
+}
+
+fn start_reference(a: &AcmeHandle, b: &AcmeHandle) -> (Killed, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("LOAD_ROLE", "reference")
+        .env("LOAD_UPSTREAM_A", a.addr().to_string())
+        .env("LOAD_UPSTREAM_B", b.addr().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening ").expect("the reference did not start").parse().unwrap();
+    (Killed(child), addr)
+}
+
+// ------------------------------------------------------------------ requests
+
+/// One HTTP call: method, path and query, body.
+#[derive(Clone)]
+struct Call {
+    method: Method,
+    target: String,
+    body: Option<Value>,
+}
+
+fn call(method: Method, target: String, body: Option<Value>) -> Call {
+    Call { method, target, body }
+}
+
+/// What one measured request is against one target: a SCIM request (the proxy), or the Acme
+/// calls the proxy makes for it (direct, and through the reference).
+type Plan = Arc<dyn Fn(u64, u64) -> Vec<Call> + Send + Sync>;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Target {
+    Proxy,
+    Reference,
+    Direct,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Proxy => "scim-proxy",
+            Target::Reference => "byte proxy",
+            Target::Direct => "direct",
+        }
+    }
+}
+
+struct Case {
+    name: &'static str,
+    /// The SCIM request; its legacy calls are counted.
+    scim: Plan,
+    /// The equivalent Acme calls, with paths under `/api/v1`, and which instance they go to.
+    legacy: Plan,
+    instance: char,
+}
+
+/// An Acme record as the demo script writes it for a create or a replace.
+fn acme_record(login: &str, id: u64, title: &str) -> Value {
+    json!({"login": login, "first_name": "Ada", "last_name": "Lovelace", "display_name": "Ada Lovelace",
+        "mail": format!("ada{id}@acme.example"), "phone": "+1 555 0100", "title": title, "enabled": true,
+        "external_ref": null, "employee_no": format!("E{id:06}"), "department": "Engineering", "manager_id": null})
+}
+
+fn scim_user(login: &str, id: u64, title: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                       "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "userName": login, "active": true, "displayName": "Ada Lovelace", "title": title,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "emails": [{"value": format!("ada{id}@acme.example"), "type": "work", "primary": true}],
+        "phoneNumbers": [{"value": "+1 555 0100", "type": "work"}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":
+            {"employeeNumber": format!("E{id:06}"), "department": "Engineering"}})
+}
+
+/// A user id of instance A, spread over all of them: `worker` and `i` number the request.
+fn user_of(worker: u64, i: u64) -> u64 {
+    (worker * 7_919 + i * 13) % USERS + 1
+}
+
+fn cases(team: u64, spare_first: u64) -> Vec<Case> {
+    let login = |id: u64| format!("user{id:05}");
+    let spare = move |worker: u64, i: u64| spare_first + (worker * 1_009 + i * 37) % SPARE as u64;
+    vec![
+        Case {
+            name: "GET /Users/{id}",
+            scim: Arc::new(|w, i| vec![call(Method::GET, format!("/scim/v2/Users/{}", user_of(w, i)), None)]),
+            // The demo reads the user, and its teams for `groups` (returned by default).
+            legacy: Arc::new(|w, i| {
+                let id = user_of(w, i);
+                vec![
+                    call(Method::GET, format!("/api/v1/users/{id}"), None),
+                    call(Method::GET, format!("/api/v1/teams?member={id}&per_page=100"), None),
+                ]
+            }),
+            instance: 'a',
+        },
+        Case {
+            name: "GET /Users?filter=userName eq",
+            scim: Arc::new(move |w, i| {
+                let target = format!("/scim/v2/Users?filter=userName%20eq%20%22{}%22", login(user_of(w, i)));
+                vec![call(Method::GET, target, None)]
+            }),
+            // The legacy search by login, as `list_users` pushes it down.
+            legacy: Arc::new(move |w, i| {
+                let target = format!("/api/v1/users?login={}&page=1&per_page=100", login(user_of(w, i)));
+                vec![call(Method::GET, target, None)]
+            }),
+            instance: 'a',
+        },
+        Case {
+            name: "PATCH /Users/{id} (replace title)",
+            scim: Arc::new(|w, i| {
+                let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "title", "value": format!("Title {w}-{i}")}]});
+                vec![call(Method::PATCH, format!("/scim/v2/Users/{}", user_of(w, i)), Some(body))]
+            }),
+            legacy: Arc::new(move |w, i| {
+                let id = user_of(w, i);
+                vec![
+                    call(Method::GET, format!("/api/v1/users/{id}"), None),
+                    call(Method::PUT, format!("/api/v1/users/{id}"), Some(acme_record(&login(id), id, "T"))),
+                ]
+            }),
+            instance: 'a',
+        },
+        Case {
+            name: "PUT /Users/{id}",
+            scim: Arc::new(move |w, i| {
+                let id = user_of(w, i);
+                let body = scim_user(&login(id), id, &format!("Title {w}-{i}"));
+                vec![call(Method::PUT, format!("/scim/v2/Users/{id}"), Some(body))]
+            }),
+            legacy: Arc::new(move |w, i| {
+                let id = user_of(w, i);
+                vec![
+                    call(Method::GET, format!("/api/v1/users/{id}"), None),
+                    call(Method::PUT, format!("/api/v1/users/{id}"), Some(acme_record(&login(id), id, "T"))),
+                ]
+            }),
+            instance: 'a',
+        },
+        Case {
+            name: "PATCH /Groups/{id} (add 1 of 50k)",
+            scim: Arc::new(move |w, i| {
+                let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "add", "path": "members", "value": [{"value": spare(w, i).to_string()}]}]});
+                vec![call(Method::PATCH, format!("/scim/groups/Groups/{team}"), Some(body))]
+            }),
+            // The group read without members, the new member checked, then added.
+            legacy: Arc::new(move |w, i| {
+                let user = spare(w, i);
+                vec![
+                    call(Method::GET, format!("/api/v1/teams/{team}"), None),
+                    call(Method::GET, format!("/api/v1/users/{user}"), None),
+                    call(Method::POST, format!("/api/v1/teams/{team}/members"), Some(json!({"user_id": user}))),
+                ]
+            }),
+            instance: 'b',
+        },
+        Case {
+            name: "POST /Users",
+            scim: Arc::new(move |w, i| {
+                let login = format!("p{w}-{i}-{}", RUN.fetch_add(1, Ordering::Relaxed));
+                vec![call(Method::POST, "/scim/v2/Users".into(), Some(scim_user(&login, i, "New")))]
+            }),
+            legacy: Arc::new(move |w, i| {
+                let login = format!("d{w}-{i}-{}", RUN.fetch_add(1, Ordering::Relaxed));
+                vec![call(Method::POST, "/api/v1/users".into(), Some(acme_record(&login, i, "New")))]
+            }),
+            instance: 'a',
+        },
+    ]
+}
+
+/// Makes every created login unique across runs.
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+// ------------------------------------------------------------------ the load generator
+
+struct Outcome {
+    requests: u64,
+    errors: u64,
+    /// Every request's latency in µs, sorted.
+    latencies: Vec<u32>,
+    seconds: f64,
+    first_error: Option<String>,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies[index]) / 1000.0
+    }
+}
+
+/// One keep-alive connection sending one request after another.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        Self { sender, host: addr.to_string() }
+    }
+
+    /// Sends one call and reads the whole answer; `Err` names an unexpected status.
+    async fn send(&mut self, call: &Call, prefix: &str, target: Target) -> Result<(), String> {
+        let body = call.body.as_ref().map_or_else(Bytes::new, |b| Bytes::from(serde_json::to_vec(b).unwrap()));
+        let mut request = Request::builder()
+            .method(call.method.clone())
+            .uri(format!("{prefix}{}", call.target))
+            .header(http::header::HOST, &self.host);
+        request = match target {
+            Target::Proxy => request.header(http::header::AUTHORIZATION, format!("Bearer {TOKEN}")),
+            _ => request.header("x-api-key", API_KEY),
+        };
+        if call.body.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/scim+json");
+        }
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let response =
+            self.sender.send_request(request.body(Full::new(body)).unwrap()).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("{} {} → {status}: {}", call.method, call.target, String::from_utf8_lossy(&bytes)))
+        }
+    }
+}
+
+/// Runs `plan` on `connections` connections for `duration`, after `warmup`.
+#[allow(clippy::too_many_arguments)] // one call site a target; a struct would only rename them
+async fn run(
+    addr: SocketAddr,
+    prefix: &'static str,
+    target: Target,
+    plan: Plan,
+    connections: u64,
+    warmup: Duration,
+    duration: Duration,
+    on_start: impl FnOnce(),
+) -> Outcome {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..connections {
+        let (plan, measuring, stop) = (plan.clone(), measuring.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut connection = Connection::open(addr).await;
+            let (mut requests, mut errors, mut latencies, mut first_error) = (0u64, 0u64, Vec::new(), None);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let calls = plan(worker, i);
+                i += 1;
+                let started = Instant::now();
+                let mut failed = None;
+                for call in &calls {
+                    if let Err(e) = connection.send(call, prefix, target).await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                let elapsed = started.elapsed();
+                if !measuring.load(Ordering::Relaxed) {
+                    continue;
+                }
+                requests += 1;
+                latencies.push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+                if let Some(e) = failed {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                    // A failed exchange may leave the connection unusable.
+                    connection = Connection::open(addr).await;
+                }
+            }
+            (requests, errors, latencies, first_error)
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    on_start();
+    measuring.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::SeqCst);
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    let mut outcome = Outcome { requests: 0, errors: 0, latencies: Vec::new(), seconds, first_error: None };
+    for worker in workers {
+        let (requests, errors, latencies, first_error) = worker.await.unwrap();
+        outcome.requests += requests;
+        outcome.errors += errors;
+        outcome.latencies.extend(latencies);
+        if outcome.first_error.is_none() {
+            outcome.first_error = first_error;
+        }
+    }
+    outcome.latencies.sort_unstable();
+    outcome
+}
+
+// ------------------------------------------------------------------ the run
+
+struct Row {
+    case: &'static str,
+    connections: u64,
+    target: Target,
+    outcome: Outcome,
+    /// CPU µs of the process per request (the proxy or the reference).
+    cpu_us: Option<f64>,
+    /// Legacy calls per request.
+    calls: f64,
+    rss: Option<f64>,
+    peak: Option<f64>,
+}
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn orchestrate() {
+    let seconds = env_number("LOAD_SECONDS", 5.0);
+    let warmup = Duration::from_secs_f64(env_number("LOAD_WARMUP", 1.0));
+    let duration = Duration::from_secs_f64(seconds);
+    let connections: Vec<u64> = std::env::var("LOAD_CONNECTIONS")
+        .unwrap_or_else(|_| "1,32".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let soak = std::env::var("LOAD_SOAK").ok().and_then(|v| v.parse::<f64>().ok());
+
+    let listen = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+    let a = acme::start(listen().await, AcmeConfig::new(API_KEY)).await.unwrap();
+    a.store().seed_users(USERS as usize);
+    let b = acme::start(listen().await, AcmeConfig::new(API_KEY)).await.unwrap();
+    let b_users = b.store().seed_users(MEMBERS + SPARE);
+    let team = b.store().create_team(NewTeam { name: "Everyone".into(), ..Default::default() }).unwrap();
+    b.store().seed_team_members(team.id, &b_users[..MEMBERS]).unwrap();
+    let spare_first = b_users[MEMBERS];
+
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_child, proxy_addr) = start_proxy(dir.path(), &a, &b);
+    let (reference_child, reference_addr) = start_reference(&a, &b);
+    let proxy = Proc::new(proxy_child.0.id());
+    let reference = Proc::new(reference_child.0.id());
+    let ready_rss = proxy.rss_mib();
+
+    println!(
+        "scim-proxy load benchmark: {USERS} users (Acme A), a group of {MEMBERS} members (Acme B); \
+         demo mapping; release build; {seconds} s a run after {} s of warm-up",
+        warmup.as_secs_f64()
+    );
+    let http = reqwest::Client::new();
+    // The in-proxy filter over a full listing, before POSTs add users: a few runs, one connection.
+    let listing = format!("http://{proxy_addr}/scim/v2/Users?filter=userName%20co%20%2242%22&count=10");
+    let mut times = Vec::new();
+    let before = a.requests_served();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let response = http.get(&listing).bearer_auth(TOKEN).send().await.unwrap();
+        assert!(response.status().is_success(), "in-proxy filter: {}", response.status());
+        let _ = response.bytes().await.unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let listing_calls = (a.requests_served() - before) / 6;
+    times.sort_by(f64::total_cmp);
+    let idle_rss = proxy.rss_mib();
+
+    let cases = cases(team.id, spare_first);
+    if let Some(soak) = soak {
+        soak_run(&cases, proxy_addr, &proxy, Duration::from_secs_f64(soak)).await;
+        return;
+    }
+    let only_cases = std::env::var("LOAD_CASES").unwrap_or_default();
+    let only_targets = std::env::var("LOAD_TARGETS").unwrap_or_default();
+    let mut rows = Vec::new();
+    for case in cases.iter().filter(|c| c.name.contains(only_cases.as_str())) {
+        let acme = if case.instance == 'a' { &a } else { &b };
+        let prefix = if case.instance == 'a' { "/a" } else { "/b" };
+        for &n in &connections {
+            for target in [Target::Proxy, Target::Reference, Target::Direct] {
+                if !only_targets.is_empty() && !only_targets.contains(target.name()) {
+                    continue;
+                }
+                let (addr, prefix, plan, process) = match target {
+                    Target::Proxy => (proxy_addr, "", case.scim.clone(), Some(&proxy)),
+                    // The reference gets the Acme calls with the instance's prefix instead of
+                    // nothing: it rewrites `/a/api/v1/…` to `/api/v1/…` on instance A.
+                    Target::Reference => (reference_addr, prefix, case.legacy.clone(), Some(&reference)),
+                    Target::Direct => (acme.addr(), "", case.legacy.clone(), None),
+                };
+                let cpu_before = std::sync::Mutex::new((0.0, 0));
+                let outcome = run(addr, prefix, target, plan, n, warmup, duration, || {
+                    if let Some(p) = process {
+                        p.reset_peak();
+                        *cpu_before.lock().unwrap() = (p.cpu_seconds(), acme.requests_served());
+                    } else {
+                        *cpu_before.lock().unwrap() = (0.0, acme.requests_served());
+                    }
+                })
+                .await;
+                let (cpu_start, calls_start) = *cpu_before.lock().unwrap();
+                let requests = outcome.requests.max(1) as f64;
+                let calls = (acme.requests_served() - calls_start) as f64 / requests;
+                let cpu_us = process.map(|p| (p.cpu_seconds() - cpu_start) * 1e6 / requests);
+                if let Some(e) = &outcome.first_error {
+                    eprintln!("{} {} x{n}: {} errors, first: {e}", case.name, target.name(), outcome.errors);
+                }
+                rows.push(Row {
+                    case: case.name,
+                    connections: n,
+                    target,
+                    outcome,
+                    cpu_us,
+                    calls,
+                    rss: process.map(Proc::rss_mib),
+                    peak: process.map(Proc::peak_mib),
+                });
+            }
+        }
+    }
+    print_table(&rows);
+    println!();
+    println!(
+        "in-proxy filter over the full listing (GET /Users?filter=userName co \"42\"&count=10, {USERS} users, \
+         {listing_calls} legacy calls): p50 {:.1} ms, max {:.1} ms over {} runs",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
+    println!(
+        "scim-proxy RSS: {ready_rss:.1} MiB at start, {idle_rss:.1} MiB idle after the listing, {:.1} MiB at the end \
+         (peak of each run in the table)",
+        proxy.rss_mib()
+    );
+    print_targets(&rows);
+    drop(reference_child);
+    drop(proxy_child);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<34} {:>5} {:<10} {:>9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8}",
+        "request",
+        "conns",
+        "target",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "calls",
+        "CPU µs",
+        "RSS MiB",
+        "peak",
+        "errors",
+        "×ref r/s",
+        "×ref p99"
+    );
+    let mut references = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.target == Target::Reference) {
+        references.insert((row.case, row.connections), row);
+    }
+    for row in rows {
+        let reference = references.get(&(row.case, row.connections));
+        let opt = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
+        let ratio_rate = reference.map(|r| row.outcome.rate() / r.outcome.rate());
+        let ratio_p99 = reference.map(|r| row.outcome.percentile_ms(0.99) / r.outcome.percentile_ms(0.99));
+        println!(
+            "{:<34} {:>5} {:<10} {:>9.0} {:>8.2} {:>8.2} {:>7.1} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8}",
+            row.case,
+            row.connections,
+            row.target.name(),
+            row.outcome.rate(),
+            row.outcome.percentile_ms(0.5),
+            row.outcome.percentile_ms(0.99),
+            row.calls,
+            opt(row.cpu_us, 0),
+            opt(row.rss, 1),
+            opt(row.peak, 1),
+            row.outcome.errors,
+            opt(ratio_rate, 2),
+            opt(ratio_p99, 2),
+        );
+    }
+}
+
+/// The issue's targets, each as measured in this run.
+fn print_targets(rows: &[Row]) {
+    let find = |case: &str, n: u64, target: Target| {
+        rows.iter().find(|r| r.case.starts_with(case) && r.connections == n && r.target == target)
+    };
+    println!();
+    println!("targets (ratios from this run):");
+    for case in ["GET /Users/{id}", "POST /Users"] {
+        if let (Some(p), Some(r)) = (find(case, 32, Target::Proxy), find(case, 32, Target::Reference)) {
+            println!(
+                "  {case} x32: throughput {:.2}× the byte proxy (≥ 0.4), p99 {:.2}× (≤ 2.5), CPU/request {:.2}× (≤ 3)",
+                p.outcome.rate() / r.outcome.rate(),
+                p.outcome.percentile_ms(0.99) / r.outcome.percentile_ms(0.99),
+                p.cpu_us.unwrap_or(0.0) / r.cpu_us.unwrap_or(1.0)
+            );
+        }
+    }
+    for n in [1, 32] {
+        let get = find("GET /Users/{id}", n, Target::Proxy);
+        if let (Some(f), Some(g)) = (find("GET /Users?filter", n, Target::Proxy), get) {
+            println!(
+                "  filtered GET x{n}: {:.2}× the throughput of GET by id (within 10%: ≥ 0.9)",
+                f.outcome.rate() / g.outcome.rate()
+            );
+        }
+        if let (Some(m), Some(g)) = (find("PATCH /Groups", n, Target::Proxy), get) {
+            println!(
+                "  one-member PATCH of a {MEMBERS}-member group x{n}: {:.1} legacy calls, {:.2}× the throughput of GET by id (≥ 0.5)",
+                m.calls,
+                m.outcome.rate() / g.outcome.rate()
+            );
+        }
+    }
+}
+
+/// Every case against the proxy at 32 connections, round after round, with its memory.
+async fn soak_run(cases: &[Case], addr: SocketAddr, proxy: &Proc, total: Duration) {
+    println!("soak: every case at 32 connections for {} s; scim-proxy memory as it goes", total.as_secs());
+    println!("{:>8} {:<34} {:>9} {:>9} {:>9}", "elapsed", "case", "req/s", "RSS MiB", "peak MiB");
+    let started = Instant::now();
+    let slice = Duration::from_secs(10);
+    while started.elapsed() < total {
+        for case in cases {
+            let outcome = run(addr, "", Target::Proxy, case.scim.clone(), 32, Duration::ZERO, slice, || {}).await;
+            println!(
+                "{:>7.0}s {:<34} {:>9.0} {:>9.1} {:>9.1}",
+                started.elapsed().as_secs_f64(),
+                case.name,
+                outcome.rate(),
+                proxy.rss_mib(),
+                proxy.peak_mib()
+            );
+            if started.elapsed() >= total {
+                break;
+            }
+        }
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if std::env::var("LOAD_ROLE").as_deref() == Ok("reference") {
+        runtime.block_on(reference_proxy());
+    } else {
+        runtime.block_on(orchestrate());
+    }
+}

@@ -1,0 +1,225 @@
+//! Micro-benchmarks of the steps of a request: filter parse and evaluation, PATCH apply,
+//! projection, JSON ↔ Rhai conversion and a Rhai call, and the whole request path in-process.
+//!
+//! Run with `cargo bench --bench micro` (optionally a name filter: `cargo bench --bench micro
+//! -- patch`). Each figure is the median of 11 timed batches of ~50 ms after a warm-up;
+//! compare the rows of one run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use scim_proxy::acme::{self, AcmeConfig};
+use scim_proxy::app::App;
+use scim_proxy::config::{Config, Variables};
+use scim_proxy::metrics::Metrics;
+use scim_proxy::proxy;
+use scim_proxy::scim::evaluate::Matcher;
+use scim_proxy::scim::filter::parse_filter;
+use scim_proxy::scim::patch::{apply_patch, parse_patch};
+use scim_proxy::scim::projection::Projection;
+use scim_proxy::scim::schema::ResourceKind;
+use scim_proxy::script::{CallScope, CallStats, ScriptEngine};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+/// Times `f`: warm-up, then the median and the fastest of 11 batches, in ns per call.
+fn measure(filter: &str, name: &str, mut f: impl FnMut()) {
+    if !name.contains(filter) {
+        return;
+    }
+    let warm = Instant::now();
+    let mut calls = 0u64;
+    while warm.elapsed() < Duration::from_millis(200) {
+        f();
+        calls += 1;
+    }
+    let per_call = warm.elapsed().as_secs_f64() / calls as f64;
+    let batch = ((0.05 / per_call) as u64).max(1);
+    let mut samples: Vec<f64> = (0..11)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            started.elapsed().as_secs_f64() * 1e9 / batch as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    println!("{name:<52} {:>12.0} {:>12.0} {:>9}", samples[5], samples[0], batch);
+}
+
+/// A user as the demo mapping returns it, finished by the proxy.
+fn user() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "id": "4242", "userName": "user04242", "active": true, "displayName": "Grace Hopper",
+        "title": "Engineer", "name": {"givenName": "Grace", "familyName": "Hopper"},
+        "emails": [{"value": "grace.hopper4242@acme.example", "type": "work", "primary": true}],
+        "phoneNumbers": [{"value": "+1 555 4242", "type": "work"}],
+        "groups": [{"value": "7", "display": "Engineering", "type": "direct"}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":
+            {"employeeNumber": "E004242", "department": "Engineering"},
+        "meta": {"resourceType": "User", "created": "2024-01-01T00:00:00Z",
+                 "lastModified": "2024-01-01T00:00:00Z", "location": "http://x/scim/v2/Users/4242",
+                 "version": "W/\"0123456789abcdef\""}
+    })
+}
+
+/// An Acme user record, what the legacy API answers.
+fn acme_record() -> Value {
+    json!({"id": 4242, "login": "user04242", "first_name": "Grace", "last_name": "Hopper",
+        "display_name": "Grace Hopper", "mail": "grace.hopper4242@acme.example", "enabled": true,
+        "department": "Engineering", "title": "Engineer", "employee_no": "E004242", "manager_id": null,
+        "phone": "+1 555 4242", "external_ref": null, "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z"})
+}
+
+fn config(base_url: &str) -> Config {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai");
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml")).unwrap();
+    let app = demo.split_once("apps:\n").unwrap().1.replace("scripts/demo.rhai", script);
+    let text = format!("apps:\n{app}");
+    let mut vars = Variables::default();
+    vars.set("SCIM_TOKEN", TOKEN.to_owned());
+    vars.set("ACME_API_KEY", "bench-key".to_owned());
+    vars.set("ACME_BASE_URL", base_url.to_owned());
+    Config::parse(&text, "bench.yaml", &vars).unwrap()
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--")).unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let _guard = runtime.enter();
+    let config = config("http://127.0.0.1:9/api/v1");
+    let engine = Arc::new(ScriptEngine::new());
+    let app = App::build(&config, &config.apps[0], engine).unwrap();
+    let rs = app.resource(ResourceKind::User).unwrap();
+    let user = user();
+    println!("{:<52} {:>12} {:>12} {:>9}", "step", "median ns", "fastest ns", "batch");
+
+    let text =
+        r#"emails[type eq "work" and value co "@acme.example"] or (userName eq "bjensen" and not (active eq false))"#;
+    measure(&filter, "filter: parse (compound, value path)", || {
+        black_box(parse_filter(black_box(text)).unwrap());
+    });
+    let parsed = parse_filter(text).unwrap();
+    let matcher = Matcher::new(&parsed, rs).unwrap();
+    measure(&filter, "filter: evaluate (compound, value path) on a user", || {
+        black_box(matcher.matches(black_box(&user)));
+    });
+    let eq = parse_filter(r#"userName eq "user04242""#).unwrap();
+    let eq_matcher = Matcher::new(&eq, rs).unwrap();
+    measure(&filter, "filter: evaluate userName eq on a user", || {
+        black_box(eq_matcher.matches(black_box(&user)));
+    });
+
+    let patch_body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "Admiral"}]});
+    measure(&filter, "patch: parse one replace", || {
+        black_box(parse_patch(black_box(&patch_body), rs).unwrap());
+    });
+    let ops = parse_patch(&patch_body, rs).unwrap();
+    measure(&filter, "patch: apply one replace to a user", || {
+        black_box(apply_patch(rs, black_box(&user), &ops).unwrap());
+    });
+    let entra = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "g@acme.example"},
+                       {"op": "Replace", "path": "active", "value": "False"}]});
+    let entra_ops = parse_patch(&entra, rs).unwrap();
+    measure(&filter, "patch: apply Entra's value-path replace + active", || {
+        black_box(apply_patch(rs, black_box(&user), &entra_ops).unwrap());
+    });
+
+    let default = Projection::parse(rs, None, None).unwrap();
+    measure(&filter, "projection: default attributes of a user", || {
+        black_box(default.apply(rs, black_box(&user)));
+    });
+    let named = Projection::parse(rs, Some("userName,emails"), None).unwrap();
+    measure(&filter, "projection: attributes=userName,emails", || {
+        black_box(named.apply(rs, black_box(&user)));
+    });
+    measure(&filter, "projection: parse attributes=userName,emails", || {
+        black_box(Projection::parse(rs, Some("userName,emails"), None).unwrap());
+    });
+
+    let record = acme_record();
+    measure(&filter, "json: Acme record JSON → Dynamic", || {
+        let _ = black_box(ScriptEngine::to_dynamic(black_box(&record)));
+    });
+    let dynamic = ScriptEngine::to_dynamic(&user);
+    measure(&filter, "json: SCIM user Dynamic → JSON", || {
+        black_box(ScriptEngine::to_json(black_box(&dynamic)).unwrap());
+    });
+    let bytes = serde_json::to_vec(&record).unwrap();
+    measure(&filter, "json: Acme record bytes → Value → Dynamic", || {
+        let v: Value = serde_json::from_slice(black_box(&bytes)).unwrap();
+        let _ = black_box(ScriptEngine::to_dynamic(&v));
+    });
+    let scope = CallScope {
+        request_id: Arc::from("bench"),
+        deadline: Instant::now() + Duration::from_secs(3600),
+        stats: Arc::new(CallStats::default()),
+        journal: None,
+        metrics: Arc::new(Metrics::default()),
+    };
+    measure(&filter, "rhai: call to_scim(record) on the blocking pool, to JSON", || {
+        let args = vec![ScriptEngine::to_dynamic(&record)];
+        let out = runtime.block_on(app.script.call("to_scim", args, &scope)).unwrap();
+        black_box(ScriptEngine::to_json(&out).unwrap());
+    });
+    measure(&filter, "rhai: call to_acme(user) on the blocking pool, to JSON", || {
+        let args = vec![ScriptEngine::to_dynamic(&user)];
+        let out = runtime.block_on(app.script.call("to_acme", args, &scope)).unwrap();
+        black_box(ScriptEngine::to_json(&out).unwrap());
+    });
+
+    if "request: GET /Users/{id} in-process".contains(&filter) {
+        runtime.block_on(whole_request(&filter));
+    }
+}
+
+/// The whole request path: the proxy and Acme in this process, over loopback HTTP/1.1 with
+/// keep-alive, one request at a time.
+async fn whole_request(filter: &str) {
+    let legacy =
+        acme::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), AcmeConfig::new("bench-key")).await.unwrap();
+    legacy.store().seed_users(10_000);
+    let config = config(&legacy.base_url());
+    let any = Some("127.0.0.1:0".parse().unwrap());
+    let running = proxy::start(&config, any, any).await.unwrap();
+    let stream = TcpStream::connect(running.scim_addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let host = running.scim_addr.to_string();
+    let handle = tokio::runtime::Handle::current();
+    // `measure` is synchronous: each call blocks this thread on one request.
+    tokio::task::block_in_place(|| {
+        let mut i = 0u64;
+        measure(filter, "request: GET /Users/{id} in-process", || {
+            i += 1;
+            let request = http::Request::get(format!("/scim/v2/Users/{}", i % 10_000 + 1))
+                .header("host", &host)
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            handle.block_on(async {
+                sender.ready().await.unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                assert!(response.status().is_success());
+                black_box(response.into_body().collect().await.unwrap());
+            });
+        });
+    });
+    running.shutdown().await;
+    legacy.shutdown().await;
+}
