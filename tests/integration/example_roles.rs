@@ -367,11 +367,7 @@ impl Env {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.base())).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.header("content-type", "application/scim+json").body(body.to_string());
-        }
-        Reply::read(request.send().await.unwrap()).await
+        crate::support::send_scim(&self.client, TOKEN, method, &format!("{}{path}", self.base()), body).await
     }
 
     async fn get(&self, path: &str) -> Reply {

@@ -240,11 +240,7 @@ impl TestEnv {
 
     /// Sends a request to a full URL with a given token.
     pub async fn send_as(&self, token: &str, method: Method, url: &str, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.header("content-type", "application/scim+json").body(body.to_string());
-        }
-        Reply::read(request.send().await.unwrap()).await
+        send_scim(&self.client, token, method, url, body).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -277,6 +273,15 @@ impl Drop for TestEnv {
             assert_no_secret_logged();
         }
     }
+}
+
+/// Sends a SCIM request to a full URL with a token (and a JSON body as `application/scim+json`).
+pub async fn send_scim(client: &reqwest::Client, token: &str, method: Method, url: &str, body: Option<Value>) -> Reply {
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/scim+json").body(body.to_string());
+    }
+    Reply::read(request.send().await.unwrap()).await
 }
 
 /// A SCIM User body.
