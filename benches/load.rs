@@ -10,6 +10,7 @@
 //!   against the proxy at 32 connections, printing its resident memory as it goes (e.g.
 //!   `LOAD_SOAK=300` for five minutes).
 //! - `LOAD_LOG` (default `info`, as in production): the proxy's log level.
+//! - `LOAD_PROXY_BIN`: another `scim-proxy` binary to measure (say, the build before a change).
 //! - `LOAD_CASES` (a word of the request column, e.g. `POST`) and `LOAD_TARGETS` (e.g.
 //!   `scim-proxy`): only the runs that match, say to profile one case.
 //!
@@ -181,7 +182,8 @@ fn start_proxy(dir: &std::path::Path, a: &AcmeHandle, b: &AcmeHandle) -> (Killed
     );
     let path = dir.join("proxy.yaml");
     std::fs::write(&path, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+    let binary = std::env::var("LOAD_PROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-proxy").to_owned());
+    let mut child = Command::new(binary)
         .args(["run", "--config"])
         .arg(&path)
         .env("SCIM_TOKEN", TOKEN)

@@ -30,6 +30,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
+/// The allocator the `scim-proxy` binary runs with, so that figures match production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Times `f`: warm-up, then the median and the fastest of 11 batches, in ns per call.
 fn measure(filter: &str, name: &str, mut f: impl FnMut()) {
     if !name.contains(filter) {

@@ -9,6 +9,11 @@ use scim_proxy::config::{Config, Variables};
 use scim_proxy::script::{ScriptEngine, lint};
 use scim_proxy::{demo, mapping_test, proxy, telemetry};
 
+/// mimalloc: the proxy allocates many small short-lived values per request (JSON, script
+/// values); it serves them faster than the system allocator and gives freed memory back.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "scim-proxy",
