@@ -183,9 +183,13 @@ fn start_proxy(dir: &std::path::Path, a: &AcmeHandle, b: &AcmeHandle) -> (Killed
     let path = dir.join("proxy.yaml");
     std::fs::write(&path, text).unwrap();
     let binary = std::env::var("LOAD_PROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-proxy").to_owned());
+    // A free port picked here, so that any log level works (the proxy's own "listening" line
+    // is at `info`).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut child = Command::new(binary)
         .args(["run", "--config"])
         .arg(&path)
+        .args(["--listen", &addr.to_string()])
         .env("SCIM_TOKEN", TOKEN)
         .env("ACME_API_KEY", API_KEY)
         .env_remove("RUST_LOG")
@@ -194,23 +198,18 @@ fn start_proxy(dir: &std::path::Path, a: &AcmeHandle, b: &AcmeHandle) -> (Killed
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("the proxy exited before listening");
-        }
-        let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
-        if event["message"] == "listening" {
-            break event["scim_addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // The log goes on being written (one line a request): read and drop it.
+    // The log goes on being written (one line a request at `info`): read and drop it.
+    let mut stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         let mut sink = [0u8; 64 * 1024];
         while stderr.read(&mut sink).is_ok_and(|n| n > 0) {}
     });
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "the proxy exited before listening");
+        assert!(started.elapsed() < Duration::from_secs(30), "the proxy did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     (Killed(child), addr)
 }
 
