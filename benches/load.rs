@@ -300,6 +300,14 @@ fn user_of(worker: u64, i: u64) -> u64 {
 fn cases(team: u64, spare_first: u64) -> Vec<Case> {
     let login = |id: u64| format!("user{id:05}");
     let spare = move |worker: u64, i: u64| spare_first + (worker * 1_009 + i * 37) % SPARE as u64;
+    // PATCH and PUT both read the user, then replace the whole record.
+    let read_then_replace: Plan = Arc::new(move |w, i| {
+        let id = user_of(w, i);
+        vec![
+            call(Method::GET, format!("/api/v1/users/{id}"), None),
+            call(Method::PUT, format!("/api/v1/users/{id}"), Some(acme_record(&login(id), id, "T"))),
+        ]
+    });
     vec![
         Case {
             name: "GET /Users/{id}",
@@ -334,13 +342,7 @@ fn cases(team: u64, spare_first: u64) -> Vec<Case> {
                     "Operations": [{"op": "replace", "path": "title", "value": format!("Title {w}-{i}")}]});
                 vec![call(Method::PATCH, format!("/scim/v2/Users/{}", user_of(w, i)), Some(body))]
             }),
-            legacy: Arc::new(move |w, i| {
-                let id = user_of(w, i);
-                vec![
-                    call(Method::GET, format!("/api/v1/users/{id}"), None),
-                    call(Method::PUT, format!("/api/v1/users/{id}"), Some(acme_record(&login(id), id, "T"))),
-                ]
-            }),
+            legacy: read_then_replace.clone(),
             instance: 'a',
         },
         Case {
@@ -350,13 +352,7 @@ fn cases(team: u64, spare_first: u64) -> Vec<Case> {
                 let body = scim_user(&login(id), id, &format!("Title {w}-{i}"));
                 vec![call(Method::PUT, format!("/scim/v2/Users/{id}"), Some(body))]
             }),
-            legacy: Arc::new(move |w, i| {
-                let id = user_of(w, i);
-                vec![
-                    call(Method::GET, format!("/api/v1/users/{id}"), None),
-                    call(Method::PUT, format!("/api/v1/users/{id}"), Some(acme_record(&login(id), id, "T"))),
-                ]
-            }),
+            legacy: read_then_replace.clone(),
             instance: 'a',
         },
         Case {
