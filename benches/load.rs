@@ -11,6 +11,12 @@
 //!   `LOAD_SOAK=300` for five minutes).
 //! - `LOAD_LOG` (default `info`, as in production): the proxy's log level.
 //! - `LOAD_PROXY_BIN`: another `scim-proxy` binary to measure (say, the build before a change).
+//! - `LOAD_BASELINE_BIN`: a second `scim-proxy` binary measured in the same run as a fourth
+//!   target, `baseline`, beside the proxy in every round (the two swap places every other
+//!   round): an A/B of two builds on one machine at one time, the only comparison a shared
+//!   machine allows.
+//! - `LOAD_ROUNDS` (default 1): each case's runs are repeated this many times, the targets
+//!   taking turns, and each figure of the table is the median over the rounds.
 //! - `LOAD_CASES` (a word of the request column, e.g. `POST`) and `LOAD_TARGETS` (e.g.
 //!   `scim-proxy`): only the runs that match, say to profile one case.
 //!
@@ -164,7 +170,7 @@ impl Drop for Killed {
     }
 }
 
-fn start_proxy(dir: &std::path::Path, a: &AcmeHandle, b: &AcmeHandle) -> (Killed, SocketAddr) {
+fn start_proxy(dir: &std::path::Path, binary: &str, a: &AcmeHandle, b: &AcmeHandle) -> (Killed, SocketAddr) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai");
     let demo_config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml")).unwrap();
     // The demo's app settings (schema, limits, cache), pointed at the two Acme instances.
@@ -182,7 +188,6 @@ fn start_proxy(dir: &std::path::Path, a: &AcmeHandle, b: &AcmeHandle) -> (Killed
     );
     let path = dir.join("proxy.yaml");
     std::fs::write(&path, text).unwrap();
-    let binary = std::env::var("LOAD_PROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-proxy").to_owned());
     // A free port picked here, so that any log level works (the proxy's own "listening" line
     // is at `info`).
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -251,6 +256,7 @@ type Plan = Arc<dyn Fn(u64, u64) -> Vec<Call> + Send + Sync>;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Target {
     Proxy,
+    Baseline,
     Reference,
     Direct,
 }
@@ -259,6 +265,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Proxy => "scim-proxy",
+            Target::Baseline => "baseline",
             Target::Reference => "byte proxy",
             Target::Direct => "direct",
         }
@@ -439,7 +446,7 @@ impl Connection {
             .uri(format!("{prefix}{}", call.target))
             .header(http::header::HOST, &self.host);
         request = match target {
-            Target::Proxy => request.header(http::header::AUTHORIZATION, format!("Bearer {TOKEN}")),
+            Target::Proxy | Target::Baseline => request.header(http::header::AUTHORIZATION, format!("Bearer {TOKEN}")),
             _ => request.header("x-api-key", API_KEY),
         };
         if call.body.is_some() {
@@ -534,13 +541,47 @@ struct Row {
     case: &'static str,
     connections: u64,
     target: Target,
-    outcome: Outcome,
+    /// Requests a second, and latency percentiles in ms.
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
     /// CPU µs of the process per request (the proxy or the reference).
     cpu_us: Option<f64>,
     /// Legacy calls per request.
     calls: f64,
     rss: Option<f64>,
     peak: Option<f64>,
+}
+
+impl Row {
+    /// One row of several rounds of the same run: the median of each figure, the sum of the
+    /// errors, the highest memory.
+    fn median(mut rounds: Vec<Row>) -> Row {
+        fn mid(mut values: Vec<f64>) -> f64 {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        }
+        let of = |rounds: &[Row], figure: fn(&Row) -> f64| mid(rounds.iter().map(figure).collect());
+        let optional = |rounds: &[Row], figure: fn(&Row) -> Option<f64>| {
+            let values: Vec<f64> = rounds.iter().filter_map(figure).collect();
+            (!values.is_empty()).then(|| mid(values))
+        };
+        let highest = |rounds: &[Row], figure: fn(&Row) -> Option<f64>| rounds.iter().filter_map(figure).reduce(f64::max);
+        let mut row = Row {
+            rate: of(&rounds, |r| r.rate),
+            p50: of(&rounds, |r| r.p50),
+            p99: of(&rounds, |r| r.p99),
+            errors: rounds.iter().map(|r| r.errors).sum(),
+            cpu_us: optional(&rounds, |r| r.cpu_us),
+            calls: of(&rounds, |r| r.calls),
+            rss: highest(&rounds, |r| r.rss),
+            peak: highest(&rounds, |r| r.peak),
+            ..rounds.swap_remove(0)
+        };
+        row.rate = if row.rate.is_finite() { row.rate } else { 0.0 };
+        row
+    }
 }
 
 fn env_number(name: &str, default: f64) -> f64 {
@@ -568,7 +609,14 @@ async fn orchestrate() {
     let spare_first = b_users[MEMBERS];
 
     let dir = tempfile::tempdir().unwrap();
-    let (proxy_child, proxy_addr) = start_proxy(dir.path(), &a, &b);
+    let binary = std::env::var("LOAD_PROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-proxy").to_owned());
+    let (proxy_child, proxy_addr) = start_proxy(dir.path(), &binary, &a, &b);
+    let baseline = std::env::var("LOAD_BASELINE_BIN").ok().filter(|b| !b.is_empty()).map(|binary| {
+        let (child, addr) = start_proxy(dir.path(), &binary, &a, &b);
+        let process = Proc::new(child.0.id());
+        (child, addr, process)
+    });
+    let rounds = env_number("LOAD_ROUNDS", 1.0).max(1.0) as usize;
     let (reference_child, reference_addr) = start_reference(&a, &b);
     let proxy = Proc::new(proxy_child.0.id());
     let reference = Proc::new(reference_child.0.id());
@@ -576,23 +624,21 @@ async fn orchestrate() {
 
     println!(
         "scim-proxy load benchmark: {USERS} users (Acme A), a group of {MEMBERS} members (Acme B); \
-         demo mapping; release build; {seconds} s a run after {} s of warm-up",
-        warmup.as_secs_f64()
+         demo mapping; release build; {seconds} s a run after {} s of warm-up; median of {rounds} round(s){}",
+        warmup.as_secs_f64(),
+        if baseline.is_some() { "; baseline: LOAD_BASELINE_BIN" } else { "" }
     );
     let http = reqwest::Client::new();
-    // The in-proxy filter over a full listing, before POSTs add users: a few runs, one connection.
-    let listing = format!("http://{proxy_addr}/scim/v2/Users?filter=userName%20co%20%2242%22&count=10");
-    let mut times = Vec::new();
+    // The in-proxy filter over a full listing, before POSTs add users: a few runs, one
+    // connection. The baseline is put through the same, so that both start the cases alike.
+    let listing = |addr: SocketAddr| format!("http://{addr}/scim/v2/Users?filter=userName%20co%20%2242%22&count=10");
     let before = a.requests_served();
-    for _ in 0..6 {
-        let started = Instant::now();
-        let response = http.get(&listing).bearer_auth(TOKEN).send().await.unwrap();
-        assert!(response.status().is_success(), "in-proxy filter: {}", response.status());
-        let _ = response.bytes().await.unwrap();
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    let listing_calls = (a.requests_served() - before) / 6;
-    times.sort_by(f64::total_cmp);
+    let times = in_proxy_listing(&http, &listing(proxy_addr)).await;
+    let listing_calls = (a.requests_served() - before) / times.len() as u64;
+    let baseline_times = match &baseline {
+        Some((_, addr, _)) => Some(in_proxy_listing(&http, &listing(*addr)).await),
+        None => None,
+    };
     let idle_rss = proxy.rss_mib();
 
     let cases = cases(team.id, spare_first);
@@ -607,45 +653,62 @@ async fn orchestrate() {
         let acme = if case.instance == 'a' { &a } else { &b };
         let prefix = if case.instance == 'a' { "/a" } else { "/b" };
         for &n in &connections {
-            for target in [Target::Proxy, Target::Reference, Target::Direct] {
-                if !only_targets.is_empty() && !only_targets.contains(target.name()) {
-                    continue;
-                }
-                let (addr, prefix, plan, process) = match target {
-                    Target::Proxy => (proxy_addr, "", case.scim.clone(), Some(&proxy)),
-                    // The reference gets the Acme calls with the instance's prefix instead of
-                    // nothing: it rewrites `/a/api/v1/…` to `/api/v1/…` on instance A.
-                    Target::Reference => (reference_addr, prefix, case.legacy.clone(), Some(&reference)),
-                    Target::Direct => (acme.addr(), "", case.legacy.clone(), None),
+            let mut measured: BTreeMap<Target, Vec<Row>> = BTreeMap::new();
+            for round in 0..rounds {
+                // The two builds swap places every other round: neither always runs first.
+                let order = if round % 2 == 0 {
+                    [Target::Proxy, Target::Baseline, Target::Reference, Target::Direct]
+                } else {
+                    [Target::Baseline, Target::Proxy, Target::Reference, Target::Direct]
                 };
-                let cpu_before = std::sync::Mutex::new((0.0, 0));
-                let outcome = run(addr, prefix, target, plan, n, warmup, duration, || {
-                    if let Some(p) = process {
-                        p.reset_peak();
-                        *cpu_before.lock().unwrap() = (p.cpu_seconds(), acme.requests_served());
-                    } else {
-                        *cpu_before.lock().unwrap() = (0.0, acme.requests_served());
+                for target in order {
+                    if !only_targets.is_empty() && !only_targets.contains(target.name()) {
+                        continue;
                     }
-                })
-                .await;
-                let (cpu_start, calls_start) = *cpu_before.lock().unwrap();
-                let requests = outcome.requests.max(1) as f64;
-                let calls = (acme.requests_served() - calls_start) as f64 / requests;
-                let cpu_us = process.map(|p| (p.cpu_seconds() - cpu_start) * 1e6 / requests);
-                if let Some(e) = &outcome.first_error {
-                    eprintln!("{} {} x{n}: {} errors, first: {e}", case.name, target.name(), outcome.errors);
+                    let (addr, prefix, plan, process) = match target {
+                        Target::Proxy => (proxy_addr, "", case.scim.clone(), Some(&proxy)),
+                        Target::Baseline => match &baseline {
+                            Some((_, addr, process)) => (*addr, "", case.scim.clone(), Some(process)),
+                            None => continue,
+                        },
+                        // The reference gets the Acme calls with the instance's prefix instead of
+                        // nothing: it rewrites `/a/api/v1/…` to `/api/v1/…` on instance A.
+                        Target::Reference => (reference_addr, prefix, case.legacy.clone(), Some(&reference)),
+                        Target::Direct => (acme.addr(), "", case.legacy.clone(), None),
+                    };
+                    let cpu_before = std::sync::Mutex::new((0.0, 0));
+                    let outcome = run(addr, prefix, target, plan, n, warmup, duration, || {
+                        if let Some(p) = process {
+                            p.reset_peak();
+                            *cpu_before.lock().unwrap() = (p.cpu_seconds(), acme.requests_served());
+                        } else {
+                            *cpu_before.lock().unwrap() = (0.0, acme.requests_served());
+                        }
+                    })
+                    .await;
+                    let (cpu_start, calls_start) = *cpu_before.lock().unwrap();
+                    let requests = outcome.requests.max(1) as f64;
+                    let calls = (acme.requests_served() - calls_start) as f64 / requests;
+                    let cpu_us = process.map(|p| (p.cpu_seconds() - cpu_start) * 1e6 / requests);
+                    if let Some(e) = &outcome.first_error {
+                        eprintln!("{} {} x{n}: {} errors, first: {e}", case.name, target.name(), outcome.errors);
+                    }
+                    measured.entry(target).or_default().push(Row {
+                        case: case.name,
+                        connections: n,
+                        target,
+                        rate: outcome.rate(),
+                        p50: outcome.percentile_ms(0.5),
+                        p99: outcome.percentile_ms(0.99),
+                        errors: outcome.errors,
+                        cpu_us,
+                        calls,
+                        rss: process.map(Proc::rss_mib),
+                        peak: process.map(Proc::peak_mib),
+                    });
                 }
-                rows.push(Row {
-                    case: case.name,
-                    connections: n,
-                    target,
-                    outcome,
-                    cpu_us,
-                    calls,
-                    rss: process.map(Proc::rss_mib),
-                    peak: process.map(Proc::peak_mib),
-                });
             }
+            rows.extend(measured.into_values().map(Row::median));
         }
     }
     print_table(&rows);
@@ -657,6 +720,13 @@ async fn orchestrate() {
         times[times.len() - 1],
         times.len()
     );
+    if let Some(times) = &baseline_times {
+        println!(
+            "baseline: the same in-proxy filter p50 {:.1} ms, max {:.1} ms",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
     println!(
         "scim-proxy RSS: {ready_rss:.1} MiB at start, {idle_rss:.1} MiB idle after the listing, {:.1} MiB at the end \
          (peak of each run in the table)",
@@ -693,25 +763,39 @@ fn print_table(rows: &[Row]) {
     for row in rows {
         let reference = references.get(&(row.case, row.connections));
         let opt = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
-        let ratio_rate = reference.map(|r| row.outcome.rate() / r.outcome.rate());
-        let ratio_p99 = reference.map(|r| row.outcome.percentile_ms(0.99) / r.outcome.percentile_ms(0.99));
+        let ratio_rate = reference.map(|r| row.rate / r.rate);
+        let ratio_p99 = reference.map(|r| row.p99 / r.p99);
         println!(
             "{:<34} {:>5} {:<10} {:>9.0} {:>8.2} {:>8.2} {:>7.1} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8}",
             row.case,
             row.connections,
             row.target.name(),
-            row.outcome.rate(),
-            row.outcome.percentile_ms(0.5),
-            row.outcome.percentile_ms(0.99),
+            row.rate,
+            row.p50,
+            row.p99,
             row.calls,
             opt(row.cpu_us, 0),
             opt(row.rss, 1),
             opt(row.peak, 1),
-            row.outcome.errors,
+            row.errors,
             opt(ratio_rate, 2),
             opt(ratio_p99, 2),
         );
     }
+}
+
+/// Times in ms of a few runs of a listing the proxy filters itself, sorted.
+async fn in_proxy_listing(http: &reqwest::Client, url: &str) -> Vec<f64> {
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let response = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+        assert!(response.status().is_success(), "in-proxy filter: {}", response.status());
+        let _ = response.bytes().await.unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    times
 }
 
 /// The issue's targets, each as measured in this run.
@@ -725,9 +809,21 @@ fn print_targets(rows: &[Row]) {
         if let (Some(p), Some(r)) = (find(case, 32, Target::Proxy), find(case, 32, Target::Reference)) {
             println!(
                 "  {case} x32: throughput {:.2}× the byte proxy (≥ 0.4), p99 {:.2}× (≤ 2.5), CPU/request {:.2}× (≤ 3)",
-                p.outcome.rate() / r.outcome.rate(),
-                p.outcome.percentile_ms(0.99) / r.outcome.percentile_ms(0.99),
+                p.rate / r.rate,
+                p.p99 / r.p99,
                 p.cpu_us.unwrap_or(0.0) / r.cpu_us.unwrap_or(1.0)
+            );
+        }
+    }
+    for base in rows.iter().filter(|r| r.target == Target::Baseline) {
+        if let Some(p) = find(base.case, base.connections, Target::Proxy) {
+            println!(
+                "  this build ÷ baseline, {} x{}: throughput {:.2}×, p99 {:.2}×, CPU/request {:.2}×",
+                base.case,
+                base.connections,
+                p.rate / base.rate,
+                p.p99 / base.p99,
+                p.cpu_us.unwrap_or(0.0) / base.cpu_us.unwrap_or(1.0)
             );
         }
     }
@@ -736,14 +832,14 @@ fn print_targets(rows: &[Row]) {
         if let (Some(f), Some(g)) = (find("GET /Users?filter", n, Target::Proxy), get) {
             println!(
                 "  filtered GET x{n}: {:.2}× the throughput of GET by id (within 10%: ≥ 0.9)",
-                f.outcome.rate() / g.outcome.rate()
+                f.rate / g.rate
             );
         }
         if let (Some(m), Some(g)) = (find("PATCH /Groups", n, Target::Proxy), get) {
             println!(
                 "  one-member PATCH of a {MEMBERS}-member group x{n}: {:.1} legacy calls, {:.2}× the throughput of GET by id (≥ 0.5)",
                 m.calls,
-                m.outcome.rate() / g.outcome.rate()
+                m.rate / g.rate
             );
         }
     }

@@ -119,7 +119,11 @@ impl ScriptEngine {
             .set_max_map_size(limits::MAX_MAP_LEN)
             .set_max_modules(0)
             .set_strict_variables(true)
-            .set_fail_on_invalid_map_property(false);
+            .set_fail_on_invalid_map_property(false)
+            // Rhai interns the strings scripts assign in one cache shared by every script
+            // thread, behind a lock; with users' names and ids it is mostly churn (a full
+            // cache is scanned on each insert), and under load the lock is contended.
+            .set_max_strings_interned(0);
         // Scripts load no modules and evaluate no strings: nothing outside the script runs.
         engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
         engine.disable_symbol("eval");
