@@ -567,7 +567,8 @@ impl Row {
             let values: Vec<f64> = rounds.iter().filter_map(figure).collect();
             (!values.is_empty()).then(|| mid(values))
         };
-        let highest = |rounds: &[Row], figure: fn(&Row) -> Option<f64>| rounds.iter().filter_map(figure).reduce(f64::max);
+        let highest =
+            |rounds: &[Row], figure: fn(&Row) -> Option<f64>| rounds.iter().filter_map(figure).reduce(f64::max);
         let mut row = Row {
             rate: of(&rounds, |r| r.rate),
             p50: of(&rounds, |r| r.p50),
@@ -648,13 +649,14 @@ async fn orchestrate() {
     }
     let only_cases = std::env::var("LOAD_CASES").unwrap_or_default();
     let only_targets = std::env::var("LOAD_TARGETS").unwrap_or_default();
-    let mut rows = Vec::new();
-    for case in cases.iter().filter(|c| c.name.contains(only_cases.as_str())) {
-        let acme = if case.instance == 'a' { &a } else { &b };
-        let prefix = if case.instance == 'a' { "/a" } else { "/b" };
-        for &n in &connections {
-            let mut measured: BTreeMap<Target, Vec<Row>> = BTreeMap::new();
-            for round in 0..rounds {
+    // Rounds outermost: each figure's median is taken over runs spread across the whole
+    // benchmark, so ratios between cases are not those of two moments of a noisy machine.
+    let mut measured: BTreeMap<(usize, u64, Target), Vec<Row>> = BTreeMap::new();
+    for round in 0..rounds {
+        for (index, case) in cases.iter().enumerate().filter(|(_, c)| c.name.contains(only_cases.as_str())) {
+            let acme = if case.instance == 'a' { &a } else { &b };
+            let prefix = if case.instance == 'a' { "/a" } else { "/b" };
+            for &n in &connections {
                 // The two builds swap places every other round: neither always runs first.
                 let order = if round % 2 == 0 {
                     [Target::Proxy, Target::Baseline, Target::Reference, Target::Direct]
@@ -693,7 +695,7 @@ async fn orchestrate() {
                     if let Some(e) = &outcome.first_error {
                         eprintln!("{} {} x{n}: {} errors, first: {e}", case.name, target.name(), outcome.errors);
                     }
-                    measured.entry(target).or_default().push(Row {
+                    measured.entry((index, n, target)).or_default().push(Row {
                         case: case.name,
                         connections: n,
                         target,
@@ -708,9 +710,9 @@ async fn orchestrate() {
                     });
                 }
             }
-            rows.extend(measured.into_values().map(Row::median));
         }
     }
+    let rows: Vec<Row> = measured.into_values().map(Row::median).collect();
     print_table(&rows);
     println!();
     println!(
@@ -830,10 +832,7 @@ fn print_targets(rows: &[Row]) {
     for n in [1, 32] {
         let get = find("GET /Users/{id}", n, Target::Proxy);
         if let (Some(f), Some(g)) = (find("GET /Users?filter", n, Target::Proxy), get) {
-            println!(
-                "  filtered GET x{n}: {:.2}× the throughput of GET by id (within 10%: ≥ 0.9)",
-                f.rate / g.rate
-            );
+            println!("  filtered GET x{n}: {:.2}× the throughput of GET by id (within 10%: ≥ 0.9)", f.rate / g.rate);
         }
         if let (Some(m), Some(g)) = (find("PATCH /Groups", n, Target::Proxy), get) {
             println!(

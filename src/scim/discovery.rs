@@ -114,13 +114,17 @@ pub fn service_provider_config(caps: &Capabilities, base_url: &str) -> Value {
 /// A ListResponse (RFC 7644 §3.4.2) holding one page of `resources` out of `total` matches,
 /// the first of them at 1-based `start_index`.
 pub fn list_response(resources: Vec<Value>, total: usize, start_index: usize) -> Value {
-    json!({
+    // Built by hand: `json!` would serialise the resources into a copy of themselves.
+    let mut list = json!({
         "schemas": [LIST_RESPONSE],
         "totalResults": total,
         "itemsPerPage": resources.len(),
         "startIndex": start_index,
-        "Resources": resources,
-    })
+    });
+    if let Value::Object(map) = &mut list {
+        map.insert("Resources".into(), Value::Array(resources));
+    }
+    list
 }
 
 /// The base URL without its trailing slashes, so locations never hold `//`.
