@@ -156,6 +156,23 @@ impl ScriptEngine {
             }
         })?;
         ast.set_source(file.as_str());
+        // A parameter of a reserved name would hide the proxy's object in its function.
+        // (Closures, `anon$…`, take the outer names they capture as parameters: those are
+        // the proxy's objects themselves.)
+        if let Some((function, param)) = ast.iter_functions().filter(|f| !f.name.starts_with("anon$")).find_map(|f| {
+            f.params.iter().find(|p| host::RESERVED.contains(p)).map(|p| (f.name.to_owned(), p.to_string()))
+        }) {
+            let line =
+                text.lines().position(|l| l.trim_start().starts_with(&format!("fn {function}("))).map_or(0, |i| i + 1);
+            return Err(ScriptError::Compile {
+                file,
+                line,
+                column: 0,
+                message: format!(
+                    "parameter {param} of {function}: {param} is the proxy's, name the parameter otherwise"
+                ),
+            });
+        }
         // Closures are compiled to `anon$…` functions: not the script's own names.
         let functions = ast
             .iter_functions()

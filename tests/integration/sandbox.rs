@@ -21,12 +21,20 @@ fn get_user(id) {
     if id == "import" { return load_module(); }
     if id == "files" { return read_file("/etc/passwd"); } // LINE:files
     if id == "env" { return env("HOME"); } // LINE:env
+    if id == "names" { return names(id); }
     let response = legacy.get("/users", #{ page: 1, per_page: 1 });
     if response.status != 200 {
         throw #{ status: 502, detail: `the legacy app answered ${response.status}` };
     }
     #{ id: id, userName: `user${id}`, active: true }
 }
+
+fn names(id) {
+    let seen = [1].map(|i| type_of(legacy) + "/" + type_of(id_cache));
+    #{ id: id, userName: seen[0] + "/" + type_of_legacy(), active: true }
+}
+
+fn type_of_legacy() { type_of(legacy) }
 
 fn spin() {
     let text = "";
@@ -234,4 +242,32 @@ async fn sandbox_a_redirect_from_the_legacy_app_is_not_followed() {
     traffic.finish(NORMAL_BOUND).await;
     assert_eq!(redirector.request_lines(), ["GET /api/users?page=1&per_page=1 HTTP/1.1"]);
     assert_eq!(elsewhere.connections(), 0, "the redirect was followed: {:?}", elsewhere.heads());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_the_proxy_objects_names_cannot_be_taken_by_a_script() {
+    let engine = scim_proxy::script::ScriptEngine::new();
+    for (text, line, names) in [
+        ("fn get_user(id) {\n    let legacy = #{};\n    legacy\n}", 2, "legacy"),
+        ("fn get_user(id) {\n    const id_cache = 1;\n    id_cache\n}", 2, "id_cache"),
+        ("fn helper(x) { x }\nfn get_user(legacy) { legacy }", 2, "parameter legacy of get_user"),
+    ] {
+        let error = engine.compile(text, std::path::Path::new("names.rhai")).unwrap_err();
+        match &error {
+            scim_proxy::script::ScriptError::Compile { line: at, message, .. } => {
+                assert_eq!(*at, line, "{error}");
+                assert!(message.contains(names), "{error}");
+            }
+            other => panic!("not a compile error: {other}"),
+        }
+    }
+    // Everywhere else they are the proxy's objects: in functions, nested calls and closures.
+    let text = "fn get_user(id) { helper(id) }\n\
+                fn helper(id) { [id].map(|i| type_of(legacy) + \" \" + type_of(id_cache)) }";
+    let compiled = engine.compile(text, std::path::Path::new("names.rhai")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(compiled.arity("get_user"), Some(1));
+    let env = start("127.0.0.1:9", |t| t).await;
+    let (reply, _, _) = hostile_get(&env, "names").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["userName"], "Legacy/Ids/Legacy");
 }
