@@ -374,6 +374,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
     let request_id = request_id(request.headers());
     let stats = Arc::new(CallStats::default());
     let method = request.method().clone();
+    let http1 = request.version() < http::Version::HTTP_2;
     let path = request.uri().path().to_owned();
     let found = routing::find_app(state.apps.iter().map(|a| a.config.base_path.as_str()), &path);
     let _in_flight = found.map(|(index, _)| shared.metrics.in_flight(state.apps[index].name()));
@@ -446,6 +447,13 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
             let mut response = response::error(&answer, &request_id);
             if let Error::Request(RequestError::MethodNotAllowed { allowed, .. }) = &error {
                 response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allowed));
+            }
+            // The rest of a body refused unread is not read: the connection ends with this
+            // answer, and says so, or a client would send its next request on it and lose it.
+            if http1
+                && matches!(error, Error::Request(RequestError::TooLarge { .. } | RequestError::BodyTimeout { .. }))
+            {
+                response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             if let Error::Request(RequestError::InvalidToken { .. }) = &error {
                 let challenge = HeaderValue::from_static("Bearer realm=\"scim\", error=\"invalid_token\"");

@@ -103,6 +103,8 @@ async fn hostile_a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     assert_eq!(reply.body["status"], "413");
     assert!(reply.body["scimType"].is_null(), "{}", reply.body);
     assert!(reply.body["detail"].as_str().unwrap().contains("65536"), "{}", reply.body);
+    // The body is never read: the connection ends with the answer, and the answer says so.
+    assert!(reply.head.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{}", reply.head);
     assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
     still_serving(&env).await;
 }
@@ -146,6 +148,7 @@ async fn hostile_a_chunked_body_growing_past_the_limit_is_cut_off() {
     assert!(answered.is_ok(), "no answer while the body kept coming");
     let text = String::from_utf8_lossy(&received);
     assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(text.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{text}");
     assert!(sent_when_answered < 2 * 1024 * 1024, "answered only after {sent_when_answered} bytes");
     still_serving(&env).await;
 }
