@@ -335,10 +335,15 @@ fn cases(team: u64, spare_first: u64) -> Vec<Case> {
                 let target = format!("/scim/v2/Users?filter=userName%20eq%20%22{}%22", login(user_of(w, i)));
                 vec![call(Method::GET, target, None)]
             }),
-            // The legacy search by login, as `list_users` pushes it down.
+            // The legacy search by login, as `list_users` pushes it down, and the user's teams
+            // for `groups` (the proxy answers from the ID cache once it knows the name: the
+            // read by id and the teams, two calls as well).
             legacy: Arc::new(move |w, i| {
-                let target = format!("/api/v1/users?login={}&page=1&per_page=100", login(user_of(w, i)));
-                vec![call(Method::GET, target, None)]
+                let id = user_of(w, i);
+                vec![
+                    call(Method::GET, format!("/api/v1/users?login={}&page=1&per_page=100", login(id)), None),
+                    call(Method::GET, format!("/api/v1/teams?member={id}&per_page=100"), None),
+                ]
             }),
             instance: 'a',
         },
