@@ -38,10 +38,11 @@ impl Reply {
         Self { status: StatusCode::NO_CONTENT, body: None, etag: None, location: None }
     }
 
-    /// A resource, with its version as the `ETag` header.
-    fn resource(status: StatusCode, resource: &Value, projected: Value) -> Self {
-        let location = (status == StatusCode::CREATED).then(|| text_at(resource, "/meta/location")).flatten();
-        Self { status, body: Some(projected), etag: text_at(resource, "/meta/version"), location }
+    /// A resource as the client asked to see it, with its version as the `ETag` header.
+    fn resource(status: StatusCode, resource: Value, projection: &Projection, rs: &ResourceSchema) -> Self {
+        let location = (status == StatusCode::CREATED).then(|| text_at(&resource, "/meta/location")).flatten();
+        let etag = text_at(&resource, "/meta/version");
+        Self { status, body: Some(projection.apply_owned(rs, resource)), etag, location }
     }
 }
 
@@ -182,7 +183,7 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     let created = call.app.script.call(function, vec![ScriptEngine::to_dynamic(&resource)], &call.scope).await?;
     let created = finish(call, kind, function, created)?
         .ok_or_else(|| bad_return(function, "() instead of the created resource"))?;
-    Ok(Reply::resource(StatusCode::CREATED, &created, projection.apply(rs, &created)))
+    Ok(Reply::resource(StatusCode::CREATED, created, &projection, rs))
 }
 
 /// True when a resource read back still carries the name a create is about to use.
@@ -205,7 +206,7 @@ async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Err
             });
         }
     }
-    Ok(Reply::resource(StatusCode::OK, &resource, projection.apply(rs, &resource)))
+    Ok(Reply::resource(StatusCode::OK, resource, &projection, rs))
 }
 
 /// Which top-level attributes a read must produce: the script may skip fetching the others
@@ -291,7 +292,7 @@ async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply,
         object.insert("id".into(), Value::String(id.to_owned()));
     }
     let replaced = write(call, kind, id, &before, &resource).await?;
-    Ok(Reply::resource(StatusCode::OK, &replaced, projection.apply(rs, &replaced)))
+    Ok(Reply::resource(StatusCode::OK, replaced, &projection, rs))
 }
 
 async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
@@ -332,7 +333,7 @@ async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, E
     } else {
         write(call, kind, id, &before, &after).await?
     };
-    Ok(Reply::resource(StatusCode::OK, &patched, projection.apply(rs, &patched)))
+    Ok(Reply::resource(StatusCode::OK, patched, &projection, rs))
 }
 
 /// A PATCH that only changes a group's members (and perhaps its name), done through the
@@ -414,7 +415,7 @@ async fn patch_members(
     {
         let projection = projection(call, rs)?;
         let after = fetch(call, kind, id, &Wanted::by(rs, &projection, None)).await?;
-        return Ok(Some(Reply::resource(StatusCode::OK, &after, projection.apply(rs, &after))));
+        return Ok(Some(Reply::resource(StatusCode::OK, after, &projection, rs)));
     }
     // RFC 7644 §3.5.2 allows 204: answering with the whole group would mean reading every member.
     Ok(Some(Reply::no_content()))
@@ -512,7 +513,7 @@ async fn list(call: &Call<'_>, kind: ResourceKind, params: ListParams) -> Result
     let count = params.count.unwrap_or(call.app.config.list.default_count).min(call.app.config.list.max_results);
     let wanted = Wanted::by(rs, &projection, query.filter.as_ref());
     let (page, total) = select(call, kind, rs, &query, &params, &wanted, (params.start_index, count)).await?;
-    let resources = page.iter().map(|r| projection.apply(rs, r)).collect();
+    let resources = page.into_iter().map(|r| projection.apply_owned(rs, r)).collect();
     Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
 }
 
@@ -588,7 +589,7 @@ async fn search_all(call: &Call<'_>) -> Result<Reply, Error> {
         let kind_name = text_at(&resource, "/meta/resourceType").unwrap_or_default();
         let Some(rs) = call.app.resource_types().find(|rs| rs.name == kind_name) else { continue };
         let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
-        resources.push(projection.apply(rs, &resource));
+        resources.push(projection.apply_owned(rs, resource));
     }
     Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
 }

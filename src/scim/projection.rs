@@ -96,29 +96,34 @@ impl Projection {
     /// (`password`) never; `default` ones unless left out; `request` ones only when named.
     /// Extension objects left empty are dropped.
     pub fn apply(&self, rs: &ResourceSchema, resource: &Value) -> Value {
-        let Some(object) = resource.as_object() else { return resource.clone() };
+        self.apply_owned(rs, resource.clone())
+    }
+
+    /// [`Projection::apply`] to a resource no longer needed otherwise: what is kept is moved,
+    /// not copied.
+    pub fn apply_owned(&self, rs: &ResourceSchema, resource: Value) -> Value {
+        let Value::Object(object) = resource else { return resource };
         let mut out = Map::new();
         for (key, value) in object {
             if key.eq_ignore_ascii_case("schemas") {
-                out.insert(key.clone(), value.clone());
-            } else if let Some(ext) = rs.extension(key) {
-                let data: Map<String, Value> = value
-                    .as_object()
+                out.insert(key, value);
+            } else if let Some(ext) = rs.extension(&key) {
+                let Value::Object(data) = value else { continue };
+                let data: Map<String, Value> = data
                     .into_iter()
-                    .flatten()
                     .filter_map(|(name, value)| {
-                        let attribute = ext.attribute(name)?;
+                        let attribute = ext.attribute(&name)?;
                         let kept = project(attribute, value, &self.keep(&ext.id, attribute)?)?;
-                        Some((attribute.name.clone(), kept))
+                        Some((canonical(name, &attribute.name), kept))
                     })
                     .collect();
                 if !data.is_empty() {
                     out.insert(ext.id.clone(), Value::Object(data));
                 }
-            } else if let Some(attribute) = rs.core_attribute(key) {
+            } else if let Some(attribute) = rs.core_attribute(&key) {
                 let kept = self.keep(&rs.core.id, attribute).and_then(|keep| project(attribute, value, &keep));
                 if let Some(kept) = kept {
-                    out.insert(attribute.name.clone(), kept);
+                    out.insert(canonical(key, &attribute.name), kept);
                 }
             }
         }
@@ -209,28 +214,33 @@ fn keeps_sub(keep: &Keep<'_>, sub: &Attribute) -> bool {
 }
 
 /// The kept part of one attribute's value; `None` when nothing of it is left.
-fn project(attribute: &Attribute, value: &Value, keep: &Keep<'_>) -> Option<Value> {
+fn project(attribute: &Attribute, value: Value, keep: &Keep<'_>) -> Option<Value> {
     if attribute.sub_attributes.is_empty() {
-        return (!value.is_null()).then(|| value.clone());
+        return (!value.is_null()).then_some(value);
     }
-    let one = |item: &Value| -> Option<Value> {
+    let one = |item: Value| -> Option<Value> {
+        let Value::Object(item) = item else { return None };
         let object: Map<String, Value> = item
-            .as_object()?
-            .iter()
+            .into_iter()
             .filter_map(|(name, value)| {
-                let sub = attribute.sub_attribute(name)?;
-                (keeps_sub(keep, sub) && !value.is_null()).then(|| (sub.name.clone(), value.clone()))
+                let sub = attribute.sub_attribute(&name)?;
+                (keeps_sub(keep, sub) && !value.is_null()).then(|| (canonical(name, &sub.name), value))
             })
             .collect();
         (!object.is_empty()).then_some(Value::Object(object))
     };
     match value {
         Value::Array(items) => {
-            let items: Vec<Value> = items.iter().filter_map(one).collect();
+            let items: Vec<Value> = items.into_iter().filter_map(one).collect();
             (!items.is_empty()).then_some(Value::Array(items))
         }
         item => one(item),
     }
+}
+
+/// A name as the schema spells it, reusing the one given when it is spelt so already.
+fn canonical(given: String, schema_name: &str) -> String {
+    if given == schema_name { given } else { schema_name.to_owned() }
 }
 
 #[cfg(test)]
