@@ -15,8 +15,8 @@
 //!   target, `baseline`, beside the proxy in every round (the two swap places every other
 //!   round): an A/B of two builds on one machine at one time, the only comparison a shared
 //!   machine allows.
-//! - `LOAD_ROUNDS` (default 1): each case's runs are repeated this many times, the targets
-//!   taking turns, and each figure of the table is the median over the rounds.
+//! - `LOAD_ROUNDS` (default 1): every case is run this many times, round after round, and
+//!   each figure of the table is the median over the rounds (memory: the first round's).
 //! - `LOAD_CASES` (a word of the request column, e.g. `POST`) and `LOAD_TARGETS` (e.g.
 //!   `scim-proxy`): only the runs that match, say to profile one case.
 //!
@@ -561,7 +561,8 @@ struct Row {
 
 impl Row {
     /// One row of several rounds of the same run: the median of each figure, the sum of the
-    /// errors, the highest memory.
+    /// errors, and the first round's memory (later rounds of every case run after the POSTs
+    /// of the earlier ones have filled the ID cache).
     fn median(mut rounds: Vec<Row>) -> Row {
         fn mid(mut values: Vec<f64>) -> f64 {
             values.sort_by(f64::total_cmp);
@@ -572,8 +573,6 @@ impl Row {
             let values: Vec<f64> = rounds.iter().filter_map(figure).collect();
             (!values.is_empty()).then(|| mid(values))
         };
-        let highest =
-            |rounds: &[Row], figure: fn(&Row) -> Option<f64>| rounds.iter().filter_map(figure).reduce(f64::max);
         let mut row = Row {
             rate: of(&rounds, |r| r.rate),
             p50: of(&rounds, |r| r.p50),
@@ -581,8 +580,7 @@ impl Row {
             errors: rounds.iter().map(|r| r.errors).sum(),
             cpu_us: optional(&rounds, |r| r.cpu_us),
             calls: of(&rounds, |r| r.calls),
-            rss: highest(&rounds, |r| r.rss),
-            peak: highest(&rounds, |r| r.peak),
+            // The rest, memory included, is the first round's.
             ..rounds.swap_remove(0)
         };
         row.rate = if row.rate.is_finite() { row.rate } else { 0.0 };
