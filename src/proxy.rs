@@ -455,9 +455,13 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
             {
                 response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
-            if let Error::Request(RequestError::InvalidToken { .. }) = &error {
-                let challenge = HeaderValue::from_static("Bearer realm=\"scim\", error=\"invalid_token\"");
-                response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+            if response.status() == http::StatusCode::UNAUTHORIZED {
+                let invalid_token = matches!(error, Error::Request(RequestError::InvalidToken { .. }));
+                let headers = response.headers_mut();
+                headers.remove(http::header::WWW_AUTHENTICATE);
+                for challenge in challenges(&state, invalid_token) {
+                    headers.append(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                }
             }
             response
         }
@@ -468,6 +472,27 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
     };
     shared.metrics.request(app_name, op, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// The challenges of a `401` (RFC 7235 §4.1): one for each scheme some app accepts — the
+/// credentials come before the app is known, since a token opens only its own app. A bearer
+/// token the proxy refused is named as such (RFC 6750 §3.1).
+fn challenges(state: &State, invalid_token: bool) -> Vec<&'static str> {
+    let auths = || state.apps.iter().map(|app| &app.config.auth);
+    let bearer = auths().any(|a| !a.bearer_tokens.is_empty() || !a.bearer_token_files.is_empty() || a.jwt.is_some());
+    let basic = auths().any(|a| !a.basic.is_empty());
+    let mut challenges = Vec::new();
+    if bearer || !basic {
+        challenges.push(if invalid_token {
+            "Bearer realm=\"scim\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"scim\""
+        });
+    }
+    if basic {
+        challenges.push("Basic realm=\"scim\", charset=\"UTF-8\"");
+    }
+    challenges
 }
 
 /// What `perform` needs besides the app, the operation and the request.

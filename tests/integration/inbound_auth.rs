@@ -86,6 +86,48 @@ async fn inbound_basic_credentials_are_accepted_beside_tokens() {
         assert_eq!(status(&env, Some(&basic(wrong))).await.0, StatusCode::UNAUTHORIZED, "{wrong}");
     }
     assert_eq!(status(&env, None).await.0, StatusCode::UNAUTHORIZED);
+    // A 401 offers both schemes.
+    assert_eq!(challenges(&env, None).await, ["Bearer realm=\"scim\"", "Basic realm=\"scim\", charset=\"UTF-8\""]);
+    assert_eq!(
+        challenges(&env, Some("Bearer wrong-token-0123456789")).await,
+        ["Bearer realm=\"scim\"", "Basic realm=\"scim\", charset=\"UTF-8\""]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_an_app_with_basic_credentials_only_challenges_with_basic_only() {
+    // Both apps of the test configuration: the challenge comes before the app is known.
+    let env = TestEnv::start_with(|text| {
+        let okta = "      basic:\n        - username: okta\n          password: \"okta-basic-password-0123\"";
+        let other = "      basic:\n        - username: other\n          password: \"other-basic-password-0123\"";
+        text.replacen("      bearer_tokens: [\"${env.TOKEN}\"]", okta, 1).replacen(
+            "      bearer_tokens: [\"${env.OTHER_TOKEN}\"]",
+            other,
+            1,
+        )
+    })
+    .await;
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("okta:okta-basic-password-0123"));
+    assert_eq!(status(&env, Some(&basic)).await.0, StatusCode::OK);
+    assert_eq!(bearer(&env, TOKEN).await, StatusCode::UNAUTHORIZED);
+    for authorization in [None, Some("Bearer some-token-0123456789"), Some("Basic b2t0YTp3cm9uZw==")] {
+        assert_eq!(
+            challenges(&env, authorization).await,
+            ["Basic realm=\"scim\", charset=\"UTF-8\""],
+            "{authorization:?}"
+        );
+    }
+}
+
+/// Every `WWW-Authenticate` of the answer to `GET /Users`.
+async fn challenges(env: &TestEnv, authorization: Option<&str>) -> Vec<String> {
+    let mut request = env.client.get(format!("{}/Users", env.base()));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    response.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
 }
 
 /// A signing key made for the test, and its public half as the proxy reads it.
