@@ -386,6 +386,10 @@ pub struct JwtConfig {
     /// names a key id it does not hold.
     #[serde(default)]
     pub jwks_url: Option<url::Url>,
+    /// How long keys fetched from `jwks_url` are used before the document is fetched again,
+    /// so that a key the identity provider withdrew stops being accepted.
+    #[serde(default = "default_jwks_max_age", deserialize_with = "duration")]
+    pub jwks_max_age: Duration,
     /// The secret of `HS256`/`HS384`/`HS512` tokens (32 bytes or more).
     #[serde(default)]
     pub shared_secret: Option<Secret>,
@@ -883,6 +887,9 @@ fn validate_auth(auth: &InboundAuth, tls: Option<&TlsConfig>) -> Result<(), (Str
     if let Some(jwt) = &auth.jwt {
         use jsonwebtoken::Algorithm as A;
         let hmac = |a: &A| matches!(a, A::HS256 | A::HS384 | A::HS512);
+        if jwt.jwks_max_age < Duration::from_secs(1) {
+            return err("jwt.jwks_max_age", "must be at least 1s (an hour is usual): every token would fetch the JWKS");
+        }
         if jwt.issuer.is_empty() {
             return err("jwt.issuer", "must name the issuer, e.g. https://sts.windows.net/TENANT_ID/");
         }
@@ -1061,6 +1068,10 @@ fn default_script_reload() -> Duration {
 fn default_tls_reload() -> Duration {
     Duration::from_secs(10)
 }
+fn default_jwks_max_age() -> Duration {
+    Duration::from_secs(3600)
+}
+
 fn default_jwt_leeway() -> Duration {
     Duration::from_secs(60)
 }

@@ -70,6 +70,10 @@ struct Remote {
     keys: RwLock<std::sync::Arc<Vec<Key>>>,
     /// When the next fetch may start; `None` before the first.
     next_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// When the keys held are to be fetched again; `None` before the first fetch.
+    due: RwLock<Option<Instant>>,
+    /// `jwt.jwks_max_age`: older keys are fetched again before they are used.
+    max_age: Duration,
 }
 
 /// The claims the proxy reads; everything else in the token is ignored.
@@ -129,6 +133,8 @@ impl JwtValidator {
                     client,
                     keys: RwLock::default(),
                     next_fetch: tokio::sync::Mutex::new(None),
+                    due: RwLock::default(),
+                    max_age: config.jwks_max_age,
                 })
             }
         };
@@ -161,9 +167,13 @@ impl JwtValidator {
         let kid = header.kid.as_deref();
         let mut outcome = self.try_keys(&self.fixed, header.alg, kid, token);
         if let (Some(remote), Err(None)) = (&self.remote, &outcome) {
+            if remote.is_stale() {
+                // A failed fetch leaves the keys held in use, and is tried again a minute on.
+                remote.refresh(app, true).await;
+            }
             let known = remote.keys();
             outcome = self.try_keys(&known, header.alg, kid, token);
-            if matches!(outcome, Err(None)) && remote.refresh(app).await {
+            if matches!(outcome, Err(None)) && remote.refresh(app, false).await {
                 outcome = self.try_keys(&remote.keys(), header.alg, kid, token);
             }
         }
@@ -227,12 +237,26 @@ impl Remote {
         self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// True when keys are held and are due to be fetched again (`jwks_max_age`).
+    fn is_stale(&self) -> bool {
+        let due = *self.due.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        due.is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn set_due(&self, at: Instant) {
+        *self.due.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+    }
+
     /// Fetches the JWKS: the first time whenever needed, after that at most once a minute (a
     /// failed fetch counts), so tokens naming unknown key ids cannot make the proxy hammer the
-    /// identity provider. True when new keys were stored; concurrent callers wait for one fetch.
-    async fn refresh(&self, app: &str) -> bool {
+    /// identity provider; and when the keys held are due (`stale`: past `jwks_max_age`, or a
+    /// minute after a failed fetch of due keys). True when new keys were stored; concurrent
+    /// callers wait for one fetch.
+    async fn refresh(&self, app: &str, stale: bool) -> bool {
         let mut next = self.next_fetch.lock().await;
-        if next.is_some_and(|at| Instant::now() < at) {
+        // Another caller may have fetched while this one waited.
+        let allowed = if stale { self.is_stale() } else { next.is_none_or(|at| Instant::now() >= at) };
+        if !allowed {
             return false;
         }
         let first = next.is_none();
@@ -251,10 +275,14 @@ impl Remote {
                 let keys = jwks_keys(&set);
                 tracing::info!(app, url = %self.url, keys = keys.len(), "jwks fetched");
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(keys);
+                self.set_due(Instant::now() + self.max_age);
                 true
             }
             Err(reason) => {
                 tracing::warn!(app, url = %self.url, reason, "jwks fetch failed; the keys held before stay in use");
+                if self.due.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_some() {
+                    self.set_due(Instant::now() + REFETCH_EVERY.min(self.max_age));
+                }
                 false
             }
         }

@@ -2,7 +2,7 @@
 //! checked for signature, algorithm, issuer, audience and validity, with keys from a file or
 //! a JWKS URL.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -245,6 +245,8 @@ struct JwksServer {
     url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    /// When set, every fetch is answered 503.
+    failing: Arc<AtomicBool>,
 }
 
 impl JwksServer {
@@ -253,11 +255,13 @@ impl JwksServer {
         let url = format!("http://{}/keys", listener.local_addr().unwrap());
         let keys: Arc<Mutex<Vec<Value>>> = Arc::default();
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (served, counted) = (keys.clone(), fetches.clone());
+        let failing = Arc::new(AtomicBool::new(false));
+        let (served, counted, down) = (keys.clone(), fetches.clone(), failing.clone());
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let body = json!({"keys": *served.lock().unwrap()}).to_string();
                 counted.fetch_add(1, Ordering::SeqCst);
+                let status = if down.load(Ordering::SeqCst) { "503 Service Unavailable" } else { "200 OK" };
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buffer = [0u8; 1024];
@@ -268,14 +272,14 @@ impl JwksServer {
                         }
                     }
                     let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                         body.len()
                     );
                     let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
                 });
             }
         });
-        Self { url, keys, fetches }
+        Self { url, keys, fetches, failing }
     }
 }
 
@@ -307,6 +311,36 @@ async fn inbound_jwks_url_is_fetched_once_and_again_for_a_new_key_id_at_most_onc
     // A key id that exists with the wrong key's signature is a bad signature, not a fetch.
     assert_eq!(bearer(&env, &stranger.sign(&claims(), Some("key-1"))).await, StatusCode::UNAUTHORIZED);
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_jwks_keys_past_their_max_age_are_fetched_again_and_a_withdrawn_key_is_refused() {
+    let kept = SigningKey::es256();
+    let withdrawn = SigningKey::es256();
+    let jwks = JwksServer::start().await;
+    jwks.keys.lock().unwrap().extend([kept.jwk("kept"), withdrawn.jwk("withdrawn")]);
+    let section = format!("        jwks_url: \"{}\"\n        jwks_max_age: 1s\n", jwks.url);
+    let env = start_with_auth(&jwt_section(&section)).await;
+    assert_eq!(bearer(&env, &withdrawn.sign(&claims(), Some("withdrawn"))).await, StatusCode::OK);
+    assert_eq!(bearer(&env, &kept.sign(&claims(), Some("kept"))).await, StatusCode::OK);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "fresh keys are not fetched again");
+
+    // The identity provider withdraws a key: once the keys held are a second old, it is gone.
+    jwks.keys.lock().unwrap().retain(|key| key["kid"] == "kept");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(bearer(&env, &withdrawn.sign(&claims(), Some("withdrawn"))).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2, "fetched again once, not again for the unknown key id");
+    assert_eq!(bearer(&env, &kept.sign(&claims(), Some("kept"))).await, StatusCode::OK);
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+
+    // The JWKS cannot be fetched: the keys held stay in use, and it is not asked again at
+    // every token but a second on (the max age here is below the minute).
+    jwks.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        assert_eq!(bearer(&env, &kept.sign(&claims(), Some("kept"))).await, StatusCode::OK);
+    }
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 3, "one failed fetch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
