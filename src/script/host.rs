@@ -305,6 +305,7 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("log_warn", |text: &str| log_line(tracing::Level::WARN, text));
     engine.register_fn("log_error", |text: &str| log_line(tracing::Level::ERROR, text));
 
+    engine.register_fn("compact", compact);
     engine.register_fn("json_encode", |value: Dynamic| -> Result<String, Box<EvalAltResult>> {
         let json = super::ScriptEngine::to_json(&value).map_err(runtime_error)?;
         Ok(json.to_string())
@@ -327,6 +328,24 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("path_segment", |text: &str| crate::legacy::encode_segment(text));
     engine.register_fn("now", || format_time(time::OffsetDateTime::now_utc()));
     engine.register_fn("unix_time", || time::OffsetDateTime::now_utc().unix_timestamp());
+}
+
+/// `compact(value)`: the value without its `()` map entries and array items, and without the
+/// maps that leaves empty, at every depth — so a mapping can be one map literal whose
+/// absent parts are `()`. The value is taken as it is (a literal is not copied).
+fn compact(value: Dynamic) -> Dynamic {
+    let value = value.flatten();
+    let absent = |v: &Dynamic| v.is_unit() || v.read_lock::<Map>().is_some_and(|m| m.is_empty());
+    if value.is_map() {
+        let map = value.cast::<Map>();
+        let kept: Map = map.into_iter().map(|(k, v)| (k, compact(v))).filter(|(_, v)| !absent(v)).collect();
+        Dynamic::from_map(kept)
+    } else if value.is_array() {
+        let items = value.cast::<Array>();
+        Dynamic::from_array(items.into_iter().map(compact).filter(|v| !absent(v)).collect())
+    } else {
+        value
+    }
 }
 
 /// Formats a time as SCIM writes it: RFC 3339 in UTC, whole seconds.
@@ -603,4 +622,35 @@ fn response_map(response: LegacyResponse) -> Map {
     map.insert("json".into(), json);
     map.insert("body".into(), Dynamic::from(String::from_utf8_lossy(&response.body).into_owned()));
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(text: &str) -> serde_json::Value {
+        let engine = super::super::ScriptEngine::new();
+        let value: Dynamic = engine.engine.eval(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        super::super::ScriptEngine::to_json(&value).unwrap()
+    }
+
+    #[test]
+    fn compact_leaves_out_units_and_the_maps_they_empty_at_every_depth() {
+        let compacted = eval(
+            r#"compact(#{
+                id: "7", title: (), active: false, count: 0, note: "",
+                name: #{ givenName: (), familyName: () },
+                emails: [#{ value: "a@x", type: () }, (), #{ value: () }],
+                ext: #{ manager: #{ value: () }, department: () },
+                tags: [],
+            })"#,
+        );
+        assert_eq!(
+            compacted,
+            serde_json::json!({"id": "7", "active": false, "count": 0, "note": "", "emails": [{"value": "a@x"}], "tags": []})
+        );
+        assert_eq!(eval("compact(())"), serde_json::Value::Null);
+        assert_eq!(eval("compact([(), 1, #{}])"), serde_json::json!([1]));
+        assert_eq!(eval(r#"compact("text")"#), serde_json::json!("text"));
+    }
 }
