@@ -337,12 +337,20 @@ fn compact(value: Dynamic) -> Dynamic {
     let value = value.flatten();
     let absent = |v: &Dynamic| v.is_unit() || v.read_lock::<Map>().is_some_and(|m| m.is_empty());
     if value.is_map() {
-        let map = value.cast::<Map>();
-        let kept: Map = map.into_iter().map(|(k, v)| (k, compact(v))).filter(|(_, v)| !absent(v)).collect();
-        Dynamic::from_map(kept)
+        // In place: the map's own nodes are kept, only what is left out is dropped.
+        let mut map = value.cast::<Map>();
+        for v in map.values_mut() {
+            *v = compact(std::mem::take(v));
+        }
+        map.retain(|_, v| !absent(v));
+        Dynamic::from_map(map)
     } else if value.is_array() {
-        let items = value.cast::<Array>();
-        Dynamic::from_array(items.into_iter().map(compact).filter(|v| !absent(v)).collect())
+        let mut items = value.cast::<Array>();
+        for v in &mut items {
+            *v = compact(std::mem::take(v));
+        }
+        items.retain(|v| !absent(v));
+        Dynamic::from_array(items)
     } else {
         value
     }
