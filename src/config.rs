@@ -1068,6 +1068,7 @@ fn default_script_reload() -> Duration {
 fn default_tls_reload() -> Duration {
     Duration::from_secs(10)
 }
+
 fn default_jwks_max_age() -> Duration {
     Duration::from_secs(3600)
 }

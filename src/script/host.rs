@@ -203,7 +203,7 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     // Script functions see no outer variables; `legacy` and `id_cache` resolve everywhere:
     // compiled in as constants (`compile_scope`), and held by a global module for any place
     // the compiler leaves a name to be looked up when the script runs. A resolver (`on_var`)
-    // would do the same at a cost on every variable read of every script (~10 % of a
+    // would do the same at a cost on every variable read of every script (5–10 % of a
     // mapping function's time). The names are reserved: `let`/`const` of them is refused when
     // the script is compiled, and so is a function parameter of either name (`compile`).
     let mut globals = rhai::Module::new();
