@@ -307,6 +307,11 @@ pub struct SchemaConfig {
     /// The same for Group attributes (`members.display`).
     #[serde(default)]
     pub group_overrides: BTreeMap<String, AttributeOverride>,
+    /// What happens to an attribute a request names that this app does not publish:
+    /// `ignore` (dropped, named in the audit record, a metric and a warning) or `refuse`
+    /// (`400`).
+    #[serde(default)]
+    pub unsupported_attributes: crate::scim::unpublished::UnsupportedAttributes,
 }
 
 /// Characteristics of one attribute that an app sets differently from RFC 7643.

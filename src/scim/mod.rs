@@ -10,6 +10,7 @@ pub mod path;
 pub mod projection;
 pub mod schema;
 pub mod sort;
+pub mod unpublished;
 pub mod validate;
 pub mod value;
 

@@ -1,0 +1,86 @@
+//! Attributes a request names that its resource type does not publish: ignored and noted, or refused.
+//!
+//! Identity providers send what their default mappings say, not what `/Schemas` publishes
+//! (Okta's `locale` and `password`, Entra ID's `name.formatted` and `roles: []`). An app
+//! chooses per resource type's schema what happens to such attributes:
+//! - `ignore` (the default): the attribute is dropped before the script sees the request
+//!   and its path is noted, so the operation can name it in its audit record, a metric and
+//!   a warning; a PATCH operation whose path names it changes nothing.
+//! - `refuse`: the request fails with `400 invalidValue` (`invalidPath` for a PATCH path),
+//!   for integrators who want the identity provider told.
+//!
+//! Only names are ever ignored: a malformed value of a published attribute is refused under
+//! either policy, and readOnly attributes are ignored under both (RFC 7644 §3.3, §3.5.1).
+
+use serde::Deserialize;
+
+use super::error::ScimError;
+
+/// What happens to an attribute a request names that the app does not publish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsupportedAttributes {
+    /// Drop it, note its path, and go on.
+    #[default]
+    Ignore,
+    /// Fail the request with a `400` naming it.
+    Refuse,
+}
+
+/// The unpublished attributes one request named, under the app's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpublished {
+    policy: UnsupportedAttributes,
+    ignored: Vec<String>,
+}
+
+impl Unpublished {
+    /// Nothing noted yet.
+    pub fn new(policy: UnsupportedAttributes) -> Self {
+        Self { policy, ignored: Vec::new() }
+    }
+
+    /// Runs where a request names an attribute that is not published, at `path` (as the
+    /// client wrote it, URN-qualified for extensions): under `ignore` notes the path and
+    /// answers `Ok` (the caller skips the attribute); under `refuse` answers `refusal`.
+    pub fn skip(&mut self, path: impl Into<String>, refusal: ScimError) -> Result<(), ScimError> {
+        match self.policy {
+            UnsupportedAttributes::Refuse => Err(refusal),
+            UnsupportedAttributes::Ignore => {
+                let path = path.into();
+                if !self.ignored.iter().any(|p| p.eq_ignore_ascii_case(&path)) {
+                    self.ignored.push(path);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The paths ignored so far, each once, in the order they were met.
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// The paths ignored.
+    pub fn into_ignored(self) -> Vec<String> {
+        self.ignored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignore_notes_each_path_once_and_refuse_answers_the_refusal() {
+        let refusal = || ScimError::invalid_value("locale", "no such attribute in User");
+        let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+        assert!(ignore.skip("locale", refusal()).is_ok());
+        assert!(ignore.skip("LOCALE", refusal()).is_ok());
+        assert!(ignore.skip("name.formatted", refusal()).is_ok());
+        assert_eq!(ignore.ignored(), ["locale", "name.formatted"]);
+        let mut refuse = Unpublished::new(UnsupportedAttributes::Refuse);
+        assert_eq!(refuse.skip("locale", refusal()), Err(refusal()));
+        assert!(refuse.into_ignored().is_empty());
+    }
+}
