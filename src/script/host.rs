@@ -24,6 +24,9 @@ pub struct CallStats {
     /// Calls other than reads (`GET`, `HEAD`, `OPTIONS`) that were sent: changes asked of the legacy app.
     pub writes: AtomicU32,
     pub micros: AtomicU64,
+    /// Attributes the request named that the app does not publish, ignored under
+    /// `schema.unsupported_attributes: ignore` (paths as the client wrote them, each once).
+    pub ignored: std::sync::Mutex<Vec<String>>,
 }
 
 /// Everything a script call needs from its app and request.
