@@ -24,6 +24,7 @@ use scim_proxy::scim::filter::parse_filter;
 use scim_proxy::scim::patch::{apply_patch, parse_patch};
 use scim_proxy::scim::projection::Projection;
 use scim_proxy::scim::schema::ResourceKind;
+use scim_proxy::scim::unpublished::{Unpublished, UnsupportedAttributes};
 use scim_proxy::script::{CallScope, CallStats, ScriptEngine};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -129,16 +130,18 @@ fn main() {
     let patch_body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "path": "title", "value": "Admiral"}]});
     measure(&filter, "patch: parse one replace", || {
-        black_box(parse_patch(black_box(&patch_body), rs).unwrap());
+        black_box(
+            parse_patch(black_box(&patch_body), rs, &mut Unpublished::new(UnsupportedAttributes::Refuse)).unwrap(),
+        );
     });
-    let ops = parse_patch(&patch_body, rs).unwrap();
+    let ops = parse_patch(&patch_body, rs, &mut Unpublished::new(UnsupportedAttributes::Refuse)).unwrap();
     measure(&filter, "patch: apply one replace to a user", || {
         black_box(apply_patch(rs, black_box(&user), &ops).unwrap());
     });
     let entra = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "g@acme.example"},
                        {"op": "Replace", "path": "active", "value": "False"}]});
-    let entra_ops = parse_patch(&entra, rs).unwrap();
+    let entra_ops = parse_patch(&entra, rs, &mut Unpublished::new(UnsupportedAttributes::Refuse)).unwrap();
     measure(&filter, "patch: apply Entra's value-path replace + active", || {
         black_box(apply_patch(rs, black_box(&user), &entra_ops).unwrap());
     });

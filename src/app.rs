@@ -10,7 +10,10 @@ use crate::scim::ScimError;
 use crate::scim::definitions;
 use crate::scim::discovery::Capabilities;
 use crate::scim::path::AttrPath;
-use crate::scim::schema::{Attribute, GROUP_SCHEMA, ResourceKind, ResourceSchema, Schema, USER_SCHEMA};
+use crate::scim::schema::{
+    Attribute, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceKind, ResourceSchema, Schema, USER_SCHEMA,
+};
+use crate::scim::unpublished::Unpublished;
 use crate::script::reload::ReloadState;
 use crate::script::{AppScript, ScriptEngine, ScriptError};
 
@@ -47,7 +50,19 @@ pub struct App {
     pub health: crate::health::Health,
     /// Creates under way, by name: identical ones run one at a time.
     pub creates: crate::flight::KeyedLocks,
+    /// Everything RFC 7643 defines for Users (Enterprise User included, with the app's own
+    /// extensions) and for Groups: the names an ignored attribute is counted under.
+    known: (ResourceSchema, ResourceSchema),
+    /// Ignored attributes already warned about, as `resource:path`; bounded by [`MAX_WARNED`].
+    warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How many distinct ignored attributes an app warns about. Past it, hostile clients
+/// inventing names cannot grow the set; the metric still counts them.
+const MAX_WARNED: usize = 256;
+
+/// The metric label of an ignored attribute outside the schemas the app knows.
+pub const OTHER_ATTRIBUTE: &str = "other";
 
 impl App {
     /// Builds an app from its configuration: compiles its script, builds its schema and client.
@@ -119,6 +134,9 @@ impl App {
             ),
             None => None,
         };
+        let mut known_extensions = vec![(definitions::enterprise_user_schema(), false)];
+        known_extensions.extend(users.extensions.iter().filter(|(s, _)| s.id != ENTERPRISE_USER_SCHEMA).cloned());
+        let known = (definitions::user_resource(known_extensions), definitions::group_resource(Vec::new()));
         let reload = ReloadState::default();
         // Record the text the app starts with, so the first change is the first reload.
         crate::script::reload::check(&script, &reload);
@@ -136,7 +154,54 @@ impl App {
             recorder,
             health: Default::default(),
             creates: Default::default(),
+            known,
+            warned: Default::default(),
         })
+    }
+
+    /// What a request that names attributes this app does not publish does with them.
+    pub fn unpublished(&self) -> Unpublished {
+        Unpublished::new(self.config.schema.unsupported_attributes)
+    }
+
+    /// The metric label of an ignored attribute: its path in the schemas RFC 7643 defines
+    /// (or the app's own extensions), in their spelling, or [`OTHER_ATTRIBUTE`] — a bounded set
+    /// whatever names clients invent.
+    pub fn ignored_label(&self, kind: ResourceKind, path: &str) -> String {
+        let known = match kind {
+            ResourceKind::User => &self.known.0,
+            ResourceKind::Group => &self.known.1,
+        };
+        if let Some(ext) = known.extension(path) {
+            return ext.id.clone();
+        }
+        let parsed = AttrPath::parse(path).ok();
+        let Some(resolved) = parsed.as_ref().and_then(|p| known.resolve(p)) else {
+            return OTHER_ATTRIBUTE.to_owned();
+        };
+        let mut label = if resolved.in_extension {
+            format!("{}:{}", resolved.schema.id, resolved.attribute.name)
+        } else {
+            resolved.attribute.name.clone()
+        };
+        if let Some(sub) = resolved.sub {
+            label.push('.');
+            label.push_str(&sub.name);
+        }
+        label
+    }
+
+    /// True the first time this app ignores the attribute at `path` of a `kind` resource
+    /// (names compared case-insensitively), and never once [`MAX_WARNED`] are known.
+    pub fn first_time_ignored(&self, kind: ResourceKind, path: &str) -> bool {
+        let mut warned = match self.warned.lock() {
+            Ok(warned) => warned,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if warned.len() >= MAX_WARNED {
+            return false;
+        }
+        warned.insert(format!("{}:{}", kind.name(), path.to_ascii_lowercase()))
     }
 
     /// The schema of a resource type, or 501 when this app does not serve it.

@@ -2,8 +2,9 @@
 //!
 //! Written as log events with the target `scim_proxy::audit` (so they reach the same
 //! collector as the other logs, and can be routed apart by target): who asked (the
-//! credential, never its secret), what, on which resource, the outcome, and how many writes
-//! reached the legacy app. Never a body, a password or a token.
+//! credential, never its secret), what, on which resource, the outcome, how many writes
+//! reached the legacy app, and which attributes of the body were ignored because the app
+//! does not publish them. Never a body, a password or a token.
 
 use serde_json::Value;
 
@@ -50,6 +51,11 @@ pub fn record(call: &Call<'_>, operation: &Operation, result: &Result<Reply, Err
     };
     let app = call.app.name();
     call.scope.metrics.audit(app, outcome);
+    // what the body named that the app does not publish, dropped under `ignore`
+    let ignored = match call.scope.stats.ignored.lock() {
+        Ok(paths) => paths.join(","),
+        Err(poisoned) => poisoned.into_inner().join(","),
+    };
     tracing::info!(
         target: "scim_proxy::audit",
         app,
@@ -61,6 +67,7 @@ pub fn record(call: &Call<'_>, operation: &Operation, result: &Result<Reply, Err
         status,
         outcome,
         legacy_writes,
+        ignored = if ignored.is_empty() { "-" } else { ignored.as_str() },
         "audit"
     );
 }

@@ -87,6 +87,7 @@ pub struct Metrics {
     legacy_retries: Family<AtomicU64>,
     in_flight: Family<AtomicI64>,
     audit_records: Family<AtomicU64>,
+    ignored_attributes: Family<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -127,6 +128,11 @@ impl Default for Metrics {
                 "scim_proxy_audit_records_total",
                 "Audit records written for changes requested of the legacy app, by outcome.",
                 &["app", "outcome"],
+            ),
+            ignored_attributes: Family::new(
+                "scim_proxy_ignored_attributes_total",
+                "Attributes of requests that the app does not publish, dropped under schema.unsupported_attributes: ignore; attribute is its path in the RFC 7643 schemas or the app's extensions, other for any other name.",
+                &["app", "resource", "attribute"],
             ),
         }
     }
@@ -206,6 +212,12 @@ impl Metrics {
         self.audit_records.get(&[app, outcome]).fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request named an attribute the app does not publish, and it was ignored. `attribute`
+    /// must come from a bounded set (see `App::ignored_label`).
+    pub fn ignored_attribute(&self, app: &str, resource: &str, attribute: &str) {
+        self.ignored_attributes.get(&[app, resource, attribute]).fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The whole exposition, counters and histograms first, then the values read now.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(8192);
@@ -225,6 +237,7 @@ impl Metrics {
         counters(&mut out, &self.legacy_errors);
         counters(&mut out, &self.legacy_retries);
         counters(&mut out, &self.audit_records);
+        counters(&mut out, &self.ignored_attributes);
         header(&mut out, self.in_flight.name, self.in_flight.help, "gauge");
         for (values, value) in self.in_flight.snapshot() {
             sample(

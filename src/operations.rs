@@ -17,6 +17,7 @@ use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
 use crate::scim::sort;
+use crate::scim::unpublished::Unpublished;
 use crate::scim::validate::{WriteMode, check_canonical, check_immutable, validate_resource, without_never_returned};
 use crate::script::{CallScope, ScriptEngine, ScriptError};
 
@@ -159,7 +160,9 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
     let body = body(call, kind)?;
-    let resource = validate_resource(rs, body, WriteMode::Create)?;
+    let mut unpublished = call.app.unpublished();
+    let resource = validate_resource(rs, body, WriteMode::Create, &mut unpublished)?;
+    note_ignored(call, kind, unpublished);
     check_canonical(rs, &resource, &call.app.canonical)?;
     // Identical creates run one at a time; the later ones then find the account the first
     // made (through the ID cache and one read) and answer 409 instead of making another,
@@ -283,8 +286,17 @@ async fn fetch(call: &Call<'_>, kind: ResourceKind, id: &str, wanted: &Wanted) -
 async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
-    let mut resource = validate_resource(rs, body(call, kind)?, WriteMode::Replace)?;
-    check_canonical(rs, &resource, &call.app.canonical)?;
+    let mut unpublished = call.app.unpublished();
+    let checked = body(call, kind).and_then(|body| {
+        let resource = validate_resource(rs, body, WriteMode::Replace, &mut unpublished)?;
+        check_canonical(rs, &resource, &call.app.canonical)?;
+        Ok(resource)
+    });
+    let mut resource = match checked {
+        Ok(resource) => resource,
+        Err(error) => return Err(refused_body(call, kind, id, error).await),
+    };
+    note_ignored(call, kind, unpublished);
     let before = fetch(call, kind, id, &Wanted::writable(rs)).await?;
     check_if_match(call.headers, &before)?;
     check_immutable(rs, &before, &resource)?;
@@ -298,7 +310,18 @@ async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply,
 async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
-    let operations = parse_patch(body(call, kind)?, rs)?;
+    let mut unpublished = call.app.unpublished();
+    let operations = match body(call, kind).and_then(|body| parse_patch(body, rs, &mut unpublished)) {
+        Ok(operations) => operations,
+        Err(error) => return Err(refused_body(call, kind, id, error).await),
+    };
+    note_ignored(call, kind, unpublished);
+    if operations.is_empty() {
+        // Every operation named attributes the app does not publish: nothing to write.
+        let before = fetch(call, kind, id, &Wanted::by(rs, &projection, None)).await?;
+        check_if_match(call.headers, &before)?;
+        return Ok(Reply::resource(StatusCode::OK, before, &projection, rs));
+    }
     if kind == ResourceKind::Group {
         if let Some(changes) = member_changes(&operations) {
             if let Some(reply) = patch_members(call, rs, id, &operations, changes).await? {
@@ -419,6 +442,58 @@ async fn patch_members(
     }
     // RFC 7644 §3.5.2 allows 204: answering with the whole group would mean reading every member.
     Ok(Some(Reply::no_content()))
+}
+
+/// The answer to a write of `id` whose body was refused: `404` when no resource has that id,
+/// the body's own error otherwise. Identity providers treat a `404` on an update as "gone"
+/// and move on, while a `400` counts towards quarantining the whole connection (Entra ID);
+/// the read costs one legacy call, and only on the refused path.
+async fn refused_body(call: &Call<'_>, kind: ResourceKind, id: &str, error: ScimError) -> Error {
+    let rs = match call.app.resource(kind) {
+        Ok(rs) => rs,
+        Err(other) => return other.into(),
+    };
+    let mut wanted = Wanted::writable(rs);
+    if let Some(map) = wanted.0.as_object_mut() {
+        map.values_mut().for_each(|v| *v = Value::Bool(false));
+    }
+    match fetch(call, kind, id, &wanted).await {
+        Err(missing @ Error::Request(RequestError::NotFound { .. })) => missing,
+        _ => error.into(),
+    }
+}
+
+/// Records the attributes a request named that the app does not publish and that were
+/// ignored: on the request (its audit record), in the metric, and in a warning the first time
+/// the app sees each.
+fn note_ignored(call: &Call<'_>, kind: ResourceKind, unpublished: Unpublished) {
+    let ignored = unpublished.into_ignored();
+    if ignored.is_empty() {
+        return;
+    }
+    let app = call.app.name();
+    for path in &ignored {
+        let label = call.app.ignored_label(kind, path);
+        call.scope.metrics.ignored_attribute(app, kind.name(), &label);
+        if call.app.first_time_ignored(kind, path) {
+            tracing::warn!(
+                app,
+                resource = kind.name(),
+                attribute = %path,
+                request_id = %call.scope.request_id,
+                "attribute ignored: the app does not publish it; to keep it, publish it under schema (user_attributes, enterprise_user, user_extensions) and map it in the script; otherwise remove it from the identity provider's attribute mapping, or set schema.unsupported_attributes: refuse to have such requests refused"
+            );
+        }
+    }
+    let mut noted = match call.scope.stats.ignored.lock() {
+        Ok(noted) => noted,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for path in ignored {
+        if !noted.contains(&path) {
+            noted.push(path);
+        }
+    }
 }
 
 /// An error after some writes were done: same status, and the detail says what was done.

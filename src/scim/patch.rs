@@ -65,6 +65,7 @@ use super::evaluate::Matcher;
 use super::filter::{CompareOp, Filter, MAX_FILTER_CHARS, parse_filter};
 use super::path::{AttrPath, is_attr_name};
 use super::schema::{AttrType, Attribute, GROUP_SCHEMA, Mutability, ResourceSchema, Schema};
+use super::unpublished::{Unpublished, UnsupportedAttributes};
 use super::validate::{WriteMode, validate_resource};
 use super::value::{TypedValue, compare_values, get_key};
 
@@ -242,7 +243,16 @@ impl MemberTally {
 /// expanded into one operation per attribute, ignoring `id`, `meta` and `schemas`), values
 /// have the schema's names and types, single values for multi-valued attributes are arrays,
 /// and a `replace` with `null` is a `remove`. Errors name the operation as `Operations[i]`.
-pub fn parse_patch(body: &Value, rs: &ResourceSchema) -> Result<Vec<PatchOp>, ScimError> {
+///
+/// Attributes the resource type does not publish go to `unpublished`: under `ignore` an
+/// operation whose path names one is left out, as is a key of a value naming one; under
+/// `refuse` they fail as `invalidPath` (a path) or `invalidValue` (a key of a value). The
+/// result may then be empty: a PATCH that changes nothing the app holds.
+pub fn parse_patch(
+    body: &Value,
+    rs: &ResourceSchema,
+    unpublished: &mut Unpublished,
+) -> Result<Vec<PatchOp>, ScimError> {
     let Some(body) = body.as_object() else {
         return Err(ScimError::invalid_syntax("a PATCH body must be a JSON object with schemas and Operations"));
     };
@@ -269,9 +279,12 @@ pub fn parse_patch(body: &Value, rs: &ResourceSchema) -> Result<Vec<PatchOp>, Sc
     }
     let mut out = Vec::with_capacity(operations.len());
     for (index, raw) in operations.iter().enumerate() {
-        read_operation(raw, rs)
-            .and_then(|op| prepare(rs, op.kind, op.path.as_ref(), op.value.as_ref(), &mut out))
-            .map_err(|error| in_operation(error, index))?;
+        let prepared = match read_operation(raw, rs, unpublished) {
+            Ok(Some(op)) => prepare(rs, op.kind, op.path.as_ref(), op.value.as_ref(), &mut out, unpublished),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        prepared.map_err(|error| in_operation(error, index))?;
     }
     Ok(out)
 }
@@ -284,6 +297,18 @@ pub fn parse_patch(body: &Value, rs: &ResourceSchema) -> Result<Vec<PatchOp>, Sc
 /// with the position counted from the start of the path; `schemas` is `mutability`, as the
 /// service provider maintains it.
 pub fn parse_patch_path(text: &str, rs: &ResourceSchema) -> Result<PatchPath, ScimError> {
+    let mut refuse = Unpublished::new(UnsupportedAttributes::Refuse);
+    resolve_patch_path(text, rs, &mut refuse)?
+        .ok_or_else(|| ScimError::invalid_path(text.trim(), format!("names nothing in {}", rs.name)))
+}
+
+/// [`parse_patch_path`], with a path that names an attribute (or sub-attribute) the resource
+/// type does not publish given to `unpublished`: `None` when it is ignored.
+fn resolve_patch_path(
+    text: &str,
+    rs: &ResourceSchema,
+    unpublished: &mut Unpublished,
+) -> Result<Option<PatchPath>, ScimError> {
     let text = text.trim();
     let bad = |detail: String| ScimError::invalid_path(text, detail);
     if text.len() > MAX_PATH_CHARS {
@@ -294,7 +319,7 @@ pub fn parse_patch_path(text: &str, rs: &ResourceSchema) -> Result<PatchPath, Sc
         if filter_text.is_some() || after.is_some() {
             return Err(bad("a bare extension URN takes no filter or sub-attribute".to_owned()));
         }
-        return Ok(PatchPath { attr: AttrPath::simple(ext.id.clone()), filter: None, sub: None });
+        return Ok(Some(PatchPath { attr: AttrPath::simple(ext.id.clone()), filter: None, sub: None }));
     }
     // attribute names and schema URNs are ASCII (RFC 7643 §2.1, RFC 8141)
     if !head.is_ascii() {
@@ -315,13 +340,18 @@ pub fn parse_patch_path(text: &str, rs: &ResourceSchema) -> Result<PatchPath, Sc
     }
     let top = AttrPath { sub: None, ..attr.clone() };
     let Some(resolved) = rs.resolve(&top) else {
-        return Err(bad(format!("no attribute {top} in {}", rs.name)));
+        unpublished.skip(top.to_string(), bad(format!("no attribute {top} in {}", rs.name)))?;
+        return Ok(None);
     };
     let attribute = resolved.attribute;
     let sub = match attr.sub.as_deref().or(after) {
         Some(name) => match attribute.sub_attribute(name) {
             Some(sub) => Some(sub.name.clone()),
-            None => return Err(bad(format!("{} has no sub-attribute {name:?}", attribute.name))),
+            None => {
+                let refusal = bad(format!("{} has no sub-attribute {name:?}", attribute.name));
+                unpublished.skip(format!("{top}.{name}"), refusal)?;
+                return Ok(None);
+            }
         },
         None => None,
     };
@@ -341,7 +371,7 @@ pub fn parse_patch_path(text: &str, rs: &ResourceSchema) -> Result<PatchPath, Sc
     };
     let urn = resolved.in_extension.then(|| resolved.schema.id.clone());
     let (attr_sub, sub) = if filter.is_some() { (None, sub) } else { (sub, None) };
-    Ok(PatchPath { attr: AttrPath { urn, name: attribute.name.clone(), sub: attr_sub }, filter, sub })
+    Ok(Some(PatchPath { attr: AttrPath { urn, name: attribute.name.clone(), sub: attr_sub }, filter, sub }))
 }
 
 /// Applies operations in order to a copy of `resource` and returns the new resource, or the
@@ -358,7 +388,8 @@ pub fn apply_patch(rs: &ResourceSchema, resource: &Value, ops: &[PatchOp]) -> Re
     };
     let mut prepared = Vec::with_capacity(ops.len());
     for op in ops {
-        prepare(rs, op.kind, op.path.as_ref(), op.value.as_ref(), &mut prepared)?;
+        let mut refuse = Unpublished::new(UnsupportedAttributes::Refuse);
+        prepare(rs, op.kind, op.path.as_ref(), op.value.as_ref(), &mut prepared, &mut refuse)?;
     }
     let mut doc = original.clone();
     let mut rest = prepared.as_slice();
@@ -457,8 +488,13 @@ fn member<'v>(object: &'v Map<String, Value>, name: &str) -> Result<Option<&'v V
     Ok(first)
 }
 
-/// One element of `Operations` as sent: `op` checked, `path` parsed, `value` untouched.
-fn read_operation(raw: &Value, rs: &ResourceSchema) -> Result<PatchOp, ScimError> {
+/// One element of `Operations` as sent: `op` checked, `path` parsed, `value` untouched;
+/// `None` when its path names an attribute that `unpublished` ignores.
+fn read_operation(
+    raw: &Value,
+    rs: &ResourceSchema,
+    unpublished: &mut Unpublished,
+) -> Result<Option<PatchOp>, ScimError> {
     let Some(raw) = raw.as_object() else {
         return Err(ScimError::invalid_syntax("an operation must be an object with op, path and value"));
     };
@@ -472,12 +508,15 @@ fn read_operation(raw: &Value, rs: &ResourceSchema) -> Result<PatchOp, ScimError
         None | Some(Value::Null) => None,
         // IdPs send "" for "no path"
         Some(Value::String(text)) if text.trim().is_empty() => None,
-        Some(Value::String(text)) => Some(parse_patch_path(text, rs)?),
+        Some(Value::String(text)) => match resolve_patch_path(text, rs, unpublished)? {
+            Some(path) => Some(path),
+            None => return Ok(None),
+        },
         Some(other) => {
             return Err(ScimError::invalid_path("", format!("path must be a string, got {}", kind_of(other))));
         }
     };
-    Ok(PatchOp { kind, path, value: member(raw, "value")?.cloned() })
+    Ok(Some(PatchOp { kind, path, value: member(raw, "value")?.cloned() }))
 }
 
 /// Prefixes an error's detail with the operation it came from.
@@ -677,15 +716,16 @@ fn prepare(
     path: Option<&PatchPath>,
     value: Option<&Value>,
     out: &mut Vec<PatchOp>,
+    unpublished: &mut Unpublished,
 ) -> Result<(), ScimError> {
     let Some(path) = path else {
-        return prepare_pathless(rs, kind, value, out);
+        return prepare_pathless(rs, kind, value, out, unpublished);
     };
     // reading the printed path back checks hand-built paths exactly like parsed ones
     let path = parse_patch_path(&path.to_string(), rs)?;
     match resolve_target(rs, &path)? {
-        Target::Extension(ext, required) => prepare_extension(rs, kind, ext, required, path, value, out),
-        Target::Attribute(slot) => prepare_attribute(kind, slot, path, value, out),
+        Target::Extension(ext, required) => prepare_extension(rs, kind, (ext, required), path, value, out, unpublished),
+        Target::Attribute(slot) => prepare_attribute(kind, slot, path, value, out, unpublished),
     }
 }
 
@@ -696,6 +736,7 @@ fn prepare_pathless(
     kind: PatchKind,
     value: Option<&Value>,
     out: &mut Vec<PatchOp>,
+    unpublished: &mut Unpublished,
 ) -> Result<(), ScimError> {
     if kind == PatchKind::Remove {
         return Err(ScimError::NoTarget { path: String::new() });
@@ -718,33 +759,34 @@ fn prepare_pathless(
         if value.is_null() && kind == PatchKind::Add {
             continue;
         }
-        let path = parse_key(key, rs)?;
-        prepare(rs, kind, Some(&path), Some(value), out)?;
+        let Some(path) = parse_key(key, rs, unpublished)? else { continue };
+        prepare(rs, kind, Some(&path), Some(value), out, unpublished)?;
     }
     Ok(())
 }
 
-/// A key of a pathless value read as a path; a key naming nothing is `invalidValue`, as in a POST body.
-fn parse_key(key: &str, rs: &ResourceSchema) -> Result<PatchPath, ScimError> {
+/// A key of a pathless value read as a path; a key naming nothing is `invalidValue`, as in a
+/// POST body, or `None` when `unpublished` ignores it.
+fn parse_key(key: &str, rs: &ResourceSchema, unpublished: &mut Unpublished) -> Result<Option<PatchPath>, ScimError> {
     if key.contains(['[', ']']) {
         return Err(ScimError::invalid_value(key, "a [ ] filter goes in an operation's path, not in a value"));
     }
-    parse_patch_path(key, rs).map_err(|error| match error {
+    resolve_patch_path(key, rs, unpublished).map_err(|error| match error {
         ScimError::InvalidPath { detail, .. } => ScimError::invalid_value(key, detail),
         other => other,
     })
 }
 
 /// An operation on a whole extension object: add and replace become one operation per
-/// attribute; a removal stays whole.
+/// attribute; a removal stays whole. `extension` is the schema and whether it is required.
 fn prepare_extension(
     rs: &ResourceSchema,
     kind: PatchKind,
-    ext: &Schema,
-    required: bool,
+    (ext, required): (&Schema, bool),
     path: PatchPath,
     value: Option<&Value>,
     out: &mut Vec<PatchOp>,
+    unpublished: &mut Unpublished,
 ) -> Result<(), ScimError> {
     let value = match (kind, value) {
         (PatchKind::Remove, _) | (PatchKind::Replace, Some(Value::Null)) => {
@@ -777,8 +819,8 @@ fn prepare_extension(
         if key.eq_ignore_ascii_case("schemas") {
             continue;
         }
-        let path = parse_key(&format!("{}:{key}", ext.id), rs)?;
-        prepare(rs, kind, Some(&path), Some(value), out)?;
+        let Some(path) = parse_key(&format!("{}:{key}", ext.id), rs, unpublished)? else { continue };
+        prepare(rs, kind, Some(&path), Some(value), out, unpublished)?;
     }
     Ok(())
 }
@@ -791,6 +833,7 @@ fn prepare_attribute(
     path: PatchPath,
     value: Option<&Value>,
     out: &mut Vec<PatchOp>,
+    unpublished: &mut Unpublished,
 ) -> Result<(), ScimError> {
     let label = path.to_string();
     let target = slot.sub.unwrap_or(slot.attribute);
@@ -801,7 +844,11 @@ fn prepare_attribute(
         });
     }
     let (multi, complex) = (slot.attribute.multi_valued, slot.attribute.kind == AttrType::Complex);
-    let unassign = |out: &mut Vec<PatchOp>| prepare_attribute(PatchKind::Remove, slot, path.clone(), None, out);
+    // a removal carries no value, so nothing in it can be unpublished
+    let unassign = |out: &mut Vec<PatchOp>| {
+        let mut none = Unpublished::new(UnsupportedAttributes::Refuse);
+        prepare_attribute(PatchKind::Remove, slot, path.clone(), None, out, &mut none)
+    };
     if kind == PatchKind::Remove {
         let required = match (&path.filter, slot.sub) {
             (None, None) => slot.attribute.required,
@@ -816,7 +863,7 @@ fn prepare_attribute(
         }
         let given = match value {
             Some(value) if multi && path.filter.is_none() && slot.sub.is_none() && !value.is_null() => {
-                let items = normalise_values(slot.attribute, value, &label)?;
+                let items = normalise_values(slot.attribute, value, &label, unpublished)?;
                 if as_items(&items).is_empty() {
                     return Ok(());
                 }
@@ -835,7 +882,7 @@ fn prepare_attribute(
     };
     let normalised = match (&path.filter, slot.sub) {
         (None, None) if multi => {
-            let items = normalise_values(slot.attribute, value, &label)?;
+            let items = normalise_values(slot.attribute, value, &label, unpublished)?;
             check_one_primary(as_items(&items), &label)?;
             match (kind, as_items(&items).is_empty()) {
                 (PatchKind::Replace, true) => return unassign(out),
@@ -858,13 +905,13 @@ fn prepare_attribute(
                 }
                 _ => value.clone(),
             };
-            let value = normalise_single(slot.attribute, &value, &label)?;
+            let value = normalise_single(slot.attribute, &value, &label, unpublished)?;
             if value.as_object().is_some_and(Map::is_empty) {
                 return Ok(());
             }
             value
         }
-        (_, Some(sub)) => normalise_single(sub, value, &label)?,
+        (_, Some(sub)) => normalise_single(sub, value, &label, unpublished)?,
         (Some(_), None) if !complex && kind == PatchKind::Add => {
             return Err(ScimError::invalid_path(
                 label,
@@ -880,7 +927,7 @@ fn prepare_attribute(
             if complex && !single.is_object() {
                 return Err(ScimError::invalid_value(label, format!("expected an object, got {}", kind_of(single))));
             }
-            let value = normalise_single(slot.attribute, single, &label)?;
+            let value = normalise_single(slot.attribute, single, &label, unpublished)?;
             if value.as_object().is_some_and(Map::is_empty) {
                 return Err(ScimError::invalid_value(label, "the value has no sub-attribute that can be written"));
             }
@@ -906,7 +953,12 @@ fn clears(attribute: &Attribute, value: &Value) -> bool {
 
 /// Normalises a value for a multi-valued attribute into an array: a single value is wrapped,
 /// null and empty elements are dropped. Values of a complex attribute must be objects.
-fn normalise_values(attribute: &Attribute, value: &Value, label: &str) -> Result<Value, ScimError> {
+fn normalise_values(
+    attribute: &Attribute,
+    value: &Value,
+    label: &str,
+    unpublished: &mut Unpublished,
+) -> Result<Value, ScimError> {
     let mut out = Vec::new();
     for (index, item) in as_items(value).iter().enumerate() {
         let label = format!("{label}[{index}]");
@@ -916,7 +968,7 @@ fn normalise_values(attribute: &Attribute, value: &Value, label: &str) -> Result
         if attribute.kind == AttrType::Complex && !item.is_object() {
             return Err(ScimError::invalid_value(label, format!("expected an object, got {}", kind_of(item))));
         }
-        let item = normalise_single(attribute, item, &label)?;
+        let item = normalise_single(attribute, item, &label, unpublished)?;
         if is_assigned(&item) {
             out.push(item);
         }
@@ -926,8 +978,14 @@ fn normalise_values(attribute: &Attribute, value: &Value, label: &str) -> Result
 
 /// Checks one value (of a singular attribute, or one element of a multi-valued one) against
 /// its definition and returns it in canonical form: names in the schema's spelling,
-/// `"True"`/`"False"` as booleans, null and readOnly sub-attributes dropped.
-fn normalise_single(def: &Attribute, value: &Value, label: &str) -> Result<Value, ScimError> {
+/// `"True"`/`"False"` as booleans, null and readOnly sub-attributes dropped, and
+/// sub-attributes the schema does not publish given to `unpublished`.
+fn normalise_single(
+    def: &Attribute,
+    value: &Value,
+    label: &str,
+    unpublished: &mut Unpublished,
+) -> Result<Value, ScimError> {
     let wrong =
         |expected: &str| Err(ScimError::invalid_value(label, format!("expected {expected}, got {}", kind_of(value))));
     match (def.kind, value) {
@@ -950,15 +1008,16 @@ fn normalise_single(def: &Attribute, value: &Value, label: &str) -> Result<Value
             let mut out = Map::new();
             for (key, member) in object {
                 let Some(sub) = def.sub_attribute(key) else {
-                    return Err(ScimError::invalid_value(
-                        format!("{label}.{key}"),
-                        format!("no such sub-attribute of {}", def.name),
-                    ));
+                    let at = format!("{label}.{key}");
+                    let refusal =
+                        ScimError::invalid_value(at.as_str(), format!("no such sub-attribute of {}", def.name));
+                    unpublished.skip(at, refusal)?;
+                    continue;
                 };
                 if member.is_null() || sub.mutability == Mutability::ReadOnly {
                     continue;
                 }
-                let member = normalise_single(sub, member, &format!("{label}.{}", sub.name))?;
+                let member = normalise_single(sub, member, &format!("{label}.{}", sub.name), unpublished)?;
                 out.insert(sub.name.clone(), member);
             }
             Ok(Value::Object(out))
@@ -1332,7 +1391,8 @@ fn seed_from_filter(filter: &Filter, attribute: &Attribute) -> Option<Map<String
         if sub.mutability == Mutability::ReadOnly {
             continue;
         }
-        let value = normalise_single(sub, value, &sub.name).ok()?;
+        let value =
+            normalise_single(sub, value, &sub.name, &mut Unpublished::new(UnsupportedAttributes::Refuse)).ok()?;
         if seed.insert(sub.name.clone(), value).is_some() {
             return None;
         }
@@ -1706,7 +1766,8 @@ fn finish(rs: &ResourceSchema, mut doc: Map<String, Value>) -> Result<Value, Sci
     take_key(&mut doc, "schemas");
     doc.insert("schemas".to_owned(), Value::Array(schemas));
     let doc = Value::Object(doc);
-    validate_resource(rs, &doc, WriteMode::Replace)?;
+    // operations in normal form name only published attributes
+    validate_resource(rs, &doc, WriteMode::Replace, &mut Unpublished::new(UnsupportedAttributes::Refuse))?;
     Ok(doc)
 }
 
@@ -1762,8 +1823,50 @@ mod tests {
         json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": ops })
     }
 
+    fn refuse() -> Unpublished {
+        Unpublished::new(UnsupportedAttributes::Refuse)
+    }
+
+    #[test]
+    fn operations_on_unpublished_attributes_are_left_out_or_refused() {
+        let mut rs = users();
+        rs.core = crate::scim::definitions::restrict(
+            &crate::scim::definitions::user_schema(),
+            &["name.givenName".to_owned(), "active".to_owned(), "emails".to_owned()],
+        )
+        .unwrap();
+        let ops = json!([
+            {"op": "Replace", "path": "preferredLanguage", "value": "en-GB"},
+            {"op": "Add", "path": "name.formatted", "value": "Ada L"},
+            {"op": "Replace", "path": "urn:example:unknown:2.0:User:badge", "value": "7"},
+            {"op": "replace", "value": {"locale": "en-GB", "active": "False", "name": {"formatted": "A", "givenName": "Ada"}}},
+            {"op": "Add", "path": "emails", "value": [{"value": "a@example.com", "type": "work", "label": "x"}]}
+        ]);
+        let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+        let parsed = parse_patch(&body(ops.clone()), &rs, &mut ignore).unwrap();
+        let kept: Vec<String> = parsed.iter().map(|op| format!("{} {}", op.kind, op.path.as_ref().unwrap())).collect();
+        assert_eq!(kept, ["replace active", "replace name", "add emails"]);
+        assert_eq!(parsed[1].value, Some(json!({"givenName": "Ada"})));
+        assert_eq!(parsed[2].value, Some(json!([{"value": "a@example.com", "type": "work"}])));
+        assert_eq!(
+            ignore.ignored(),
+            ["preferredLanguage", "name.formatted", "urn:example:unknown:2.0:User:badge", "locale", "emails.label"]
+        );
+        let err = parse_patch(&body(ops), &rs, &mut refuse()).unwrap_err();
+        assert!(matches!(&err, ScimError::InvalidPath { .. }), "{err}");
+        assert!(err.to_string().contains("Operations[0]"), "{err}");
+        // Only unpublished operations: nothing left to do, which is not an error.
+        let only = json!([{"op": "remove", "path": "nickName"}]);
+        let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+        assert!(parse_patch(&body(only), &rs, &mut ignore).unwrap().is_empty());
+        // A path that does not parse is refused under either policy.
+        let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+        let err = parse_patch(&body(json!([{"op": "remove", "path": "name..x"}])), &rs, &mut ignore).unwrap_err();
+        assert!(matches!(&err, ScimError::InvalidPath { .. }), "{err}");
+    }
+
     fn patch(rs: &ResourceSchema, resource: &Value, ops: Value) -> Result<Value, ScimError> {
-        let ops = parse_patch(&body(ops), rs)?;
+        let ops = parse_patch(&body(ops), rs, &mut refuse())?;
         apply_patch(rs, resource, &ops)
     }
 
@@ -2415,7 +2518,7 @@ mod tests {
         ];
         for (name, is_user, body, want) in cases {
             let (rs, resource) = if is_user { (users(), &user) } else { (groups(), &group) };
-            let result = parse_patch(&body, &rs).and_then(|ops| apply_patch(&rs, resource, &ops));
+            let result = parse_patch(&body, &rs, &mut refuse()).and_then(|ops| apply_patch(&rs, resource, &ops));
             match result {
                 Err(error) => assert_eq!(scim_type(&error), want, "{name}: {error}"),
                 Ok(value) => panic!("{name}: expected {want}, got {value}"),
@@ -2429,7 +2532,7 @@ mod tests {
             { "op": "replace", "path": "title", "value": "Boss" },
             { "op": "Replace", "path": "active", "value": "maybe" }
         ]);
-        let error = parse_patch(&body(ops), &users()).unwrap_err();
+        let error = parse_patch(&body(ops), &users(), &mut refuse()).unwrap_err();
         assert!(
             matches!(&error, ScimError::InvalidValue { attribute, detail } if attribute == "active" && detail.starts_with("Operations[1]: ")),
             "{error}"
@@ -2449,6 +2552,7 @@ mod tests {
                 { "op": "replace", "path": "phoneNumbers[type eq \"pager\"].value", "value": "555" },
             ])),
             &users(),
+            &mut refuse(),
         )
         .unwrap();
         let error = apply_patch(&users(), &user, &ops).unwrap_err();
@@ -2476,6 +2580,7 @@ mod tests {
                 { "op": "add", "path": "", "value": { ENTERPRISE: { "costcenter": "42" } } },
             ])),
             &users(),
+            &mut refuse(),
         );
         // members is no User attribute
         assert!(matches!(ops, Err(ScimError::InvalidPath { .. })));
@@ -2494,6 +2599,7 @@ mod tests {
                 { "op": "add", "path": "", "value": { ENTERPRISE: { "costcenter": "42" } } },
             ])),
             &users(),
+            &mut refuse(),
         )
         .unwrap();
         let printed: Vec<Value> = ops.iter().map(PatchOp::to_json).collect();
@@ -2510,9 +2616,12 @@ mod tests {
                 json!({ "op": "add", "path": format!("{ENTERPRISE}:costCenter"), "value": "42" }),
             ]
         );
-        let ops =
-            parse_patch(&body(json!([{ "op": "remove", "path": "members", "value": { "value": "1" } }])), &groups())
-                .unwrap();
+        let ops = parse_patch(
+            &body(json!([{ "op": "remove", "path": "members", "value": { "value": "1" } }])),
+            &groups(),
+            &mut refuse(),
+        )
+        .unwrap();
         assert_eq!(ops[0].to_json(), json!({ "op": "remove", "path": "members", "value": [{ "value": "1" }] }));
     }
 
@@ -2577,7 +2686,7 @@ mod tests {
             { "op": "add", "path": "members", "value": members },
             { "op": "remove", "path": "members", "value": removed },
         ]});
-        let ops = parse_patch(&body, &group_resource(vec![])).unwrap();
+        let ops = parse_patch(&body, &group_resource(vec![]), &mut refuse()).unwrap();
         let changes = member_changes(&ops).unwrap();
         assert_eq!(changes.add.len(), 25_000);
         assert_eq!(changes.add[0], "u1");
@@ -2631,7 +2740,8 @@ mod tests {
             (json!([{ "op": "replace", "path": "externalId", "value": "x" }]), None),
         ];
         for (ops, expected) in cases {
-            let parsed = parse_patch(&body(ops.clone()), &groups()).unwrap_or_else(|e| panic!("{ops}: {e}"));
+            let parsed =
+                parse_patch(&body(ops.clone()), &groups(), &mut refuse()).unwrap_or_else(|e| panic!("{ops}: {e}"));
             assert_eq!(member_changes(&parsed), expected, "{ops}");
         }
     }
@@ -2825,7 +2935,7 @@ mod tests {
                     op
                 })
                 .collect();
-            let Ok(ops) = parse_patch(&body(Value::Array(ops)), &rs) else { continue };
+            let Ok(ops) = parse_patch(&body(Value::Array(ops)), &rs, &mut refuse()) else { continue };
             if let Ok(result) = apply_patch(&rs, &user, &ops) {
                 applied += 1;
                 for read_only in ["id", "meta", "groups"] {
@@ -2874,7 +2984,7 @@ mod tests {
             let text: String = chars.into_iter().collect();
             let Ok(mutated) = serde_json::from_str::<Value>(&text) else { continue };
             let (rs, resource) = if is_user { (users(), &user) } else { (groups(), &group) };
-            if let Ok(ops) = parse_patch(&mutated, &rs) {
+            if let Ok(ops) = parse_patch(&mutated, &rs, &mut refuse()) {
                 let _ = apply_patch(&rs, resource, &ops);
                 let _ = member_changes(&ops);
             }
@@ -3082,7 +3192,7 @@ mod tests {
             })
             .collect();
         let group = json!({ "schemas": [GROUP_SCHEMA], "id": "g", "displayName": "G" });
-        let ops = parse_patch(&body(Value::Array(ops)), &groups()).unwrap();
+        let ops = parse_patch(&body(Value::Array(ops)), &groups(), &mut refuse()).unwrap();
         let started = std::time::Instant::now();
         let patched = apply_patch(&groups(), &group, &ops).unwrap();
         let elapsed = started.elapsed();

@@ -47,7 +47,7 @@ impl Unpublished {
         match self.policy {
             UnsupportedAttributes::Refuse => Err(refusal),
             UnsupportedAttributes::Ignore => {
-                let path = path.into();
+                let path = without_selectors(&path.into());
                 if !self.ignored.iter().any(|p| p.eq_ignore_ascii_case(&path)) {
                     self.ignored.push(path);
                 }
@@ -67,6 +67,29 @@ impl Unpublished {
     }
 }
 
+/// A path without its value selectors (`emails[0].display`, `emails[type eq "work"].display`
+/// → `emails.display`): the attribute, whichever of its values was meant.
+fn without_selectors(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in path.chars() {
+        match c {
+            _ if in_string => match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            },
+            '"' if depth > 0 => in_string = true,
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,7 +101,9 @@ mod tests {
         assert!(ignore.skip("locale", refusal()).is_ok());
         assert!(ignore.skip("LOCALE", refusal()).is_ok());
         assert!(ignore.skip("name.formatted", refusal()).is_ok());
-        assert_eq!(ignore.ignored(), ["locale", "name.formatted"]);
+        assert!(ignore.skip("emails[0].display", refusal()).is_ok());
+        assert!(ignore.skip(r#"emails[type eq "a]\"b"].display"#, refusal()).is_ok());
+        assert_eq!(ignore.ignored(), ["locale", "name.formatted", "emails.display"]);
         let mut refuse = Unpublished::new(UnsupportedAttributes::Refuse);
         assert_eq!(refuse.skip("locale", refusal()), Err(refusal()));
         assert!(refuse.into_ignored().is_empty());

@@ -1,9 +1,12 @@
 //! Checks a POST or PUT body against its resource type's schemas (RFC 7644 §3.3, §3.5.1).
 //!
 //! Decisions where the RFC leaves room:
-//! - An attribute no schema of the resource type defines is rejected (`invalidValue` naming
-//!   it) rather than silently dropped: a dropped value would be a write reported as success
-//!   that never happened. `id`, `externalId`, `meta` and `schemas` are always known.
+//! - An attribute the resource type does not publish (a top-level name, a sub-attribute, or
+//!   data under an extension URN the app does not offer) goes to [`Unpublished`]: under the
+//!   app's `ignore` policy it is dropped and noted, under `refuse` it is `invalidValue` naming
+//!   it. `id`, `externalId`, `meta` and `schemas` are always known. A name that belongs to a
+//!   published extension but is sent outside its URN object is refused under both policies:
+//!   the app could hold it, so dropping it would lose data the client meant to write.
 //! - readOnly values (`id`, `meta`, `groups`, `manager.displayName`, …) are removed without
 //!   looking at them, as RFC 7644 §3.3 and §3.5.1 say they SHALL be ignored.
 //! - `schemas` is required (RFC 7643 §3) and must list the core schema; URNs in it that are
@@ -21,6 +24,7 @@ use time::format_description::well_known::Rfc3339;
 use super::error::ScimError;
 use super::path::AttrPath;
 use super::schema::{AttrType, Attribute, Mutability, ResourceSchema, Returned, Schema};
+use super::unpublished::Unpublished;
 
 /// Which write the body is for; both are validated alike (see [`validate_resource`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +42,14 @@ pub enum WriteMode {
 /// arrays are expected, and `schemas` listing the core schema and the extensions present.
 /// Create and Replace follow the same rules (RFC 7644 §3.3 and §3.5.1 treat readOnly and
 /// required attributes alike); whether an immutable value changed needs the stored
-/// resource, which [`check_immutable`] compares.
-pub fn validate_resource(rs: &ResourceSchema, body: &Value, _mode: WriteMode) -> Result<Value, ScimError> {
+/// resource, which [`check_immutable`] compares. Attributes the resource type does not
+/// publish go to `unpublished`, which drops and notes them or refuses them.
+pub fn validate_resource(
+    rs: &ResourceSchema,
+    body: &Value,
+    _mode: WriteMode,
+    unpublished: &mut Unpublished,
+) -> Result<Value, ScimError> {
     let Some(body) = body.as_object() else {
         return Err(ScimError::invalid_syntax(format!("a {} must be a JSON object", rs.name)));
     };
@@ -52,17 +62,28 @@ pub fn validate_resource(rs: &ResourceSchema, body: &Value, _mode: WriteMode) ->
         }
         if let Some(ext) = rs.extension(key) {
             let Some(object) = value_object(value, &ext.id)? else { continue };
-            let cleaned =
-                clean_members(object, &ext.name, &|name| ext.attribute(name), &|name| format!("{}:{name}", ext.id))?;
+            let cleaned = clean_members(
+                object,
+                &ext.name,
+                &|name| ext.attribute(name),
+                &|name| format!("{}:{name}", ext.id),
+                unpublished,
+            )?;
             if !cleaned.is_empty() {
                 out.insert(ext.id.clone(), Value::Object(cleaned));
             }
             continue;
         }
         let Some(attribute) = rs.core_attribute(key) else {
-            return Err(unknown_attribute(rs, key));
+            match unknown_attribute(rs, key) {
+                Unknown::Misplaced(error) => return Err(error),
+                Unknown::Unpublished(error) => {
+                    unpublished.skip(key.as_str(), error)?;
+                    continue;
+                }
+            }
         };
-        if let Some(cleaned) = clean_value(attribute, value, &attribute.name)? {
+        if let Some(cleaned) = clean_value(attribute, value, &attribute.name, unpublished)? {
             out.insert(attribute.name.clone(), cleaned);
         }
     }
@@ -184,36 +205,48 @@ fn listed_schemas<'a>(rs: &ResourceSchema, body: &'a Map<String, Value>) -> Resu
     Ok(listed)
 }
 
-/// The error for a top-level key no schema defines, pointing to the URN key when the name
-/// belongs to an extension.
-fn unknown_attribute(rs: &ResourceSchema, key: &str) -> ScimError {
+/// A top-level key that names no core or common attribute.
+enum Unknown {
+    /// An attribute of a published extension, sent outside its URN object.
+    Misplaced(ScimError),
+    /// Not published at all; the error is what `refuse` answers.
+    Unpublished(ScimError),
+}
+
+/// Why a top-level key no schema of the resource type defines is unknown, with the error
+/// that names it (pointing to the URN key when the name belongs to an extension).
+fn unknown_attribute(rs: &ResourceSchema, key: &str) -> Unknown {
     if key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
-        return ScimError::invalid_value(key, format!("not a schema extension of {}", rs.name));
+        return Unknown::Unpublished(ScimError::invalid_value(key, format!("not a schema extension of {}", rs.name)));
     }
     match rs.extensions.iter().find(|(s, _)| s.attribute(key).is_some()) {
-        Some((ext, _)) => ScimError::invalid_value(
+        Some((ext, _)) => Unknown::Misplaced(ScimError::invalid_value(
             key,
             format!("an attribute of {}; send it inside the object under that key", ext.id),
-        ),
-        None => ScimError::invalid_value(key, format!("no such attribute in {}", rs.name)),
+        )),
+        None => Unknown::Unpublished(ScimError::invalid_value(key, format!("no such attribute in {}", rs.name))),
     }
 }
 
 /// Cleans the members of a JSON object against the attributes `lookup` finds, naming
-/// each in errors through `path`.
+/// each in errors through `path`; members `lookup` does not find go to `unpublished`.
 fn clean_members<'a>(
     object: &Map<String, Value>,
     owner: &str,
     lookup: &dyn Fn(&str) -> Option<&'a Attribute>,
     path: &dyn Fn(&str) -> String,
+    unpublished: &mut Unpublished,
 ) -> Result<Map<String, Value>, ScimError> {
     reject_duplicates(object, &path(""))?;
     let mut out = Map::new();
     for (key, value) in object {
         let Some(attribute) = lookup(key) else {
-            return Err(ScimError::invalid_value(path(key), format!("no such attribute in {owner}")));
+            let at = path(key);
+            let refusal = ScimError::invalid_value(at.as_str(), format!("no such attribute in {owner}"));
+            unpublished.skip(at, refusal)?;
+            continue;
         };
-        if let Some(cleaned) = clean_value(attribute, value, &path(&attribute.name))? {
+        if let Some(cleaned) = clean_value(attribute, value, &path(&attribute.name), unpublished)? {
             out.insert(attribute.name.clone(), cleaned);
         }
     }
@@ -221,7 +254,12 @@ fn clean_members<'a>(
 }
 
 /// Cleans one attribute's value; `None` when it ends up unassigned (null, empty, readOnly).
-fn clean_value(attribute: &Attribute, value: &Value, path: &str) -> Result<Option<Value>, ScimError> {
+fn clean_value(
+    attribute: &Attribute,
+    value: &Value,
+    path: &str,
+    unpublished: &mut Unpublished,
+) -> Result<Option<Value>, ScimError> {
     if value.is_null() || attribute.mutability == Mutability::ReadOnly {
         return Ok(None);
     }
@@ -229,7 +267,7 @@ fn clean_value(attribute: &Attribute, value: &Value, path: &str) -> Result<Optio
         if value.is_array() {
             return Err(ScimError::invalid_value(path, "expected a single value, not an array"));
         }
-        return clean_single(attribute, value, path);
+        return clean_single(attribute, value, path, unpublished);
     }
     let items = match value {
         Value::Array(items) => items.as_slice(),
@@ -237,7 +275,7 @@ fn clean_value(attribute: &Attribute, value: &Value, path: &str) -> Result<Optio
     };
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        if let Some(item) = clean_single(attribute, item, &format!("{path}[{index}]"))? {
+        if let Some(item) = clean_single(attribute, item, &format!("{path}[{index}]"), unpublished)? {
             out.push(item);
         }
     }
@@ -252,7 +290,12 @@ fn clean_value(attribute: &Attribute, value: &Value, path: &str) -> Result<Optio
 }
 
 /// Checks and normalises one value (one element of a multi-valued attribute) against its type.
-fn clean_single(attribute: &Attribute, value: &Value, path: &str) -> Result<Option<Value>, ScimError> {
+fn clean_single(
+    attribute: &Attribute,
+    value: &Value,
+    path: &str,
+    unpublished: &mut Unpublished,
+) -> Result<Option<Value>, ScimError> {
     let wrong =
         |expected: &str| Err(ScimError::invalid_value(path, format!("expected {expected}, got {}", kind_of(value))));
     let ok = |value: &Value| Ok(Some(value.clone()));
@@ -273,9 +316,13 @@ fn clean_single(attribute: &Attribute, value: &Value, path: &str) -> Result<Opti
         (AttrType::DateTime, Value::String(s)) if OffsetDateTime::parse(s, &Rfc3339).is_ok() => ok(value),
         (AttrType::DateTime, _) => wrong("a date and time such as 2015-09-30T12:00:00Z"),
         (AttrType::Complex, Value::Object(object)) => {
-            let cleaned = clean_members(object, &attribute.name, &|name| attribute.sub_attribute(name), &|name| {
-                format!("{path}.{name}")
-            })?;
+            let cleaned = clean_members(
+                object,
+                &attribute.name,
+                &|name| attribute.sub_attribute(name),
+                &|name| format!("{path}.{name}"),
+                unpublished,
+            )?;
             if cleaned.is_empty() {
                 return Ok(None);
             }
@@ -390,6 +437,7 @@ mod tests {
     use crate::scim::definitions::{
         custom_schema_from_json, enterprise_user_schema, group_resource, rfc_examples, user_resource,
     };
+    use crate::scim::unpublished::UnsupportedAttributes;
 
     const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
     const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -413,6 +461,10 @@ mod tests {
         .unwrap()
     }
 
+    fn refuse() -> Unpublished {
+        Unpublished::new(UnsupportedAttributes::Refuse)
+    }
+
     fn users() -> ResourceSchema {
         user_resource(vec![(enterprise_user_schema(), false), (acme(), false)])
     }
@@ -424,17 +476,76 @@ mod tests {
     }
 
     #[test]
+    fn unpublished_attributes_are_ignored_and_noted_or_refused() {
+        let core = crate::scim::definitions::restrict(
+            &crate::scim::definitions::user_schema(),
+            &["name.givenName".to_owned(), "name.familyName".to_owned(), "emails".to_owned(), "active".to_owned()],
+        )
+        .unwrap();
+        let mut rs = user_resource(vec![]);
+        rs.core = core;
+        // Entra ID's create with its default mapping, plus an extension the app does not offer.
+        let body = json!({
+            "schemas": [CORE, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+            "externalId": "0a21f0f2",
+            "userName": "Test_User",
+            "active": true,
+            "emails": [{"primary": true, "type": "work", "value": "t@example.com", "Nickname": "x"}],
+            "meta": {"resourceType": "User"},
+            "name": {"formatted": "Given Family", "familyName": "Family", "givenName": "Given"},
+            "roles": [],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Sales"}
+        });
+        let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+        let cleaned = validate_resource(&rs, &body, WriteMode::Create, &mut ignore).unwrap();
+        assert_eq!(
+            cleaned,
+            json!({
+                "schemas": [CORE], "externalId": "0a21f0f2", "userName": "Test_User", "active": true,
+                "emails": [{"primary": true, "type": "work", "value": "t@example.com"}],
+                "name": {"familyName": "Family", "givenName": "Given"}
+            })
+        );
+        assert_eq!(
+            ignore.ignored(),
+            [
+                "emails.Nickname",
+                "name.formatted",
+                "roles",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+            ]
+        );
+        let err = validate_resource(&rs, &body, WriteMode::Create, &mut refuse()).unwrap_err();
+        assert!(
+            matches!(&err, ScimError::InvalidValue { attribute, .. } if attribute == "emails[0].Nickname"),
+            "{err}"
+        );
+        // A published attribute with a malformed value is refused whatever the policy.
+        let mut bad = body.clone();
+        bad["active"] = json!("maybe");
+        let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+        let err = validate_resource(&rs, &bad, WriteMode::Create, &mut ignore).unwrap_err();
+        assert!(matches!(&err, ScimError::InvalidValue { attribute, .. } if attribute == "active"), "{err}");
+        // An attribute of a published extension sent outside its object is refused too: the
+        // app could hold it.
+        let misplaced = user(json!({ "department": "Sales" }));
+        let err = validate_resource(&users(), &misplaced, WriteMode::Create, &mut ignore).unwrap_err();
+        assert!(err.to_string().contains("inside the object"), "{err}");
+    }
+
+    #[test]
     fn rfc_full_user_validates_and_loses_its_read_only_parts() {
         let example = rfc_examples::full_user();
         for mode in [WriteMode::Create, WriteMode::Replace] {
-            let cleaned = validate_resource(&users(), &example, mode).unwrap();
+            let cleaned = validate_resource(&users(), &example, mode, &mut refuse()).unwrap();
             let mut expected = example.clone();
             for read_only in ["id", "meta", "groups"] {
                 expected.as_object_mut().unwrap().remove(read_only);
             }
             assert_eq!(cleaned, expected);
         }
-        let enterprise = validate_resource(&users(), &rfc_examples::enterprise_user(), WriteMode::Create).unwrap();
+        let enterprise =
+            validate_resource(&users(), &rfc_examples::enterprise_user(), WriteMode::Create, &mut refuse()).unwrap();
         assert_eq!(enterprise["schemas"], json!([CORE, ENTERPRISE]));
         assert_eq!(
             enterprise[ENTERPRISE]["manager"],
@@ -445,7 +556,9 @@ mod tests {
             "manager.displayName is readOnly"
         );
         assert_eq!(enterprise[ENTERPRISE]["department"], "Tour Operations");
-        let group = validate_resource(&group_resource(vec![]), &rfc_examples::group(), WriteMode::Replace).unwrap();
+        let group =
+            validate_resource(&group_resource(vec![]), &rfc_examples::group(), WriteMode::Replace, &mut refuse())
+                .unwrap();
         assert_eq!(group["members"].as_array().unwrap().len(), 2);
         assert_eq!(group["members"][1]["display"], "Mandy Pepperidge");
         assert!(group.get("id").is_none() && group.get("meta").is_none());
@@ -482,7 +595,7 @@ mod tests {
             ),
         ];
         for (extra, expected) in cases {
-            let cleaned = validate_resource(&users(), &user(extra.clone()), WriteMode::Create).unwrap();
+            let cleaned = validate_resource(&users(), &user(extra.clone()), WriteMode::Create, &mut refuse()).unwrap();
             let mut want = json!({ "schemas": [CORE], "userName": "bjensen" });
             want.as_object_mut().unwrap().extend(expected.as_object().unwrap().clone());
             assert_eq!(cleaned, want, "{extra}");
@@ -508,13 +621,14 @@ mod tests {
         for (body, schemas) in cases {
             let mut body = body;
             body["userName"] = json!("bjensen");
-            let cleaned = validate_resource(&users(), &body, WriteMode::Create).unwrap();
+            let cleaned = validate_resource(&users(), &body, WriteMode::Create, &mut refuse()).unwrap();
             assert_eq!(cleaned["schemas"], schemas, "{body}");
         }
         let cleaned = validate_resource(
             &users(),
             &user(json!({ ACME: { "level": 3, "ratio": 0.5, "hired": "2015-09-30T12:00:00.5+02:00", "site": { "code": "HQ" } } })),
             WriteMode::Replace,
+            &mut refuse(),
         )
         .unwrap();
         assert_eq!(
@@ -523,7 +637,7 @@ mod tests {
         );
         assert_eq!(cleaned["schemas"], json!([CORE, ACME]));
         let required = user_resource(vec![(enterprise_user_schema(), true)]);
-        let err = validate_resource(&required, &user(json!({})), WriteMode::Create).unwrap_err();
+        let err = validate_resource(&required, &user(json!({})), WriteMode::Create, &mut refuse()).unwrap_err();
         assert!(matches!(&err, ScimError::InvalidValue { attribute, .. } if attribute == ENTERPRISE), "{err}");
     }
 
@@ -569,13 +683,14 @@ mod tests {
             (user(json!({ ACME: { "site": { "secret": "x" } } })), acme("site.code")),
         ];
         for (body, attribute) in cases {
-            let err = validate_resource(&users(), &body, WriteMode::Create).unwrap_err();
+            let err = validate_resource(&users(), &body, WriteMode::Create, &mut refuse()).unwrap_err();
             assert!(matches!(&err, ScimError::InvalidValue { attribute: a, .. } if *a == attribute), "{body}: {err}");
         }
-        let err = validate_resource(&users(), &json!(["not", "an", "object"]), WriteMode::Create).unwrap_err();
+        let err =
+            validate_resource(&users(), &json!(["not", "an", "object"]), WriteMode::Create, &mut refuse()).unwrap_err();
         assert!(matches!(err, ScimError::InvalidSyntax { .. }));
         let group = json!({ "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "members": [] });
-        let err = validate_resource(&group_resource(vec![]), &group, WriteMode::Create).unwrap_err();
+        let err = validate_resource(&group_resource(vec![]), &group, WriteMode::Create, &mut refuse()).unwrap_err();
         assert!(matches!(&err, ScimError::InvalidValue { attribute, .. } if attribute == "displayName"), "{err}");
     }
 
