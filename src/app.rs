@@ -40,6 +40,8 @@ pub struct App {
     pub capabilities: Capabilities,
     /// Attributes whose `canonicalValues` the app declared as the only ones it knows.
     pub canonical: Vec<AttrPath>,
+    /// Values a create gets for the top-level attributes it leaves out (`schema.overrides.*.default`).
+    pub create_defaults: Vec<CreateDefault>,
     /// What hot reload of the script has done.
     pub reload: ReloadState,
     /// Which values dry-run reports and recordings never show.
@@ -55,6 +57,17 @@ pub struct App {
     known: (ResourceSchema, ResourceSchema),
     /// Ignored attributes already warned about, as `resource:path`; bounded by [`MAX_WARNED`].
     warned: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A value a create gets when it leaves an attribute out.
+#[derive(Debug, Clone)]
+pub struct CreateDefault {
+    pub kind: ResourceKind,
+    /// The extension URN whose object holds the attribute; `None` for core attributes.
+    pub extension: Option<String>,
+    /// The attribute's name, in the schema's spelling.
+    pub name: String,
+    pub value: serde_json::Value,
 }
 
 /// How many distinct ignored attributes an app warns about. Past it, hostile clients
@@ -117,6 +130,8 @@ impl App {
             documentation_uri: None,
         };
         let canonical = canonical_paths(app).map_err(|(key, detail)| setup(key, detail))?;
+        let mut create_defaults = create_defaults_of(&users, &app.schema.overrides, "schema.overrides")
+            .map_err(|(key, detail)| setup(key, detail))?;
         // Groups are served when the mapping can read them; `/ResourceTypes` says so.
         let groups = script
             .arity("get_group")
@@ -124,6 +139,12 @@ impl App {
             .then(|| group_schema(app))
             .transpose()
             .map_err(|(key, detail)| setup(key, detail))?;
+        if let Some(groups) = &groups {
+            create_defaults.extend(
+                create_defaults_of(groups, &app.schema.group_overrides, "schema.group_overrides")
+                    .map_err(|(key, detail)| setup(key, detail))?,
+            );
+        }
         let extra = app.record.as_ref().map(|r| r.redact.as_slice()).unwrap_or_default();
         let attributes = users.schemas().chain(groups.iter().flat_map(|g| g.schemas())).flat_map(|s| &s.attributes);
         let redactor = Redactor::new(extra, attributes);
@@ -149,6 +170,7 @@ impl App {
             ids,
             capabilities,
             canonical,
+            create_defaults,
             reload,
             redactor,
             recorder,
@@ -309,6 +331,58 @@ fn canonical_paths(app: &AppConfig) -> Result<Vec<AttrPath>, (&'static str, Stri
         }
     }
     Ok(paths)
+}
+
+/// The create defaults an app declares for a resource type; each must name a top-level
+/// attribute the app publishes and hold a value of its type.
+fn create_defaults_of(
+    rs: &ResourceSchema,
+    overrides: &std::collections::BTreeMap<String, AttributeOverride>,
+    key: &'static str,
+) -> Result<Vec<CreateDefault>, (&'static str, String)> {
+    let mut defaults = Vec::new();
+    for (path, changes) in overrides {
+        let Some(value) = &changes.default else { continue };
+        let parsed = AttrPath::parse(path).map_err(|e| (key, e.to_string()))?;
+        let resolved = rs.resolve(&parsed).filter(|_| parsed.sub.is_none()).ok_or_else(|| {
+            (key, format!("{path}.default: only a published top-level attribute of {} takes a default", rs.name))
+        })?;
+        let extension = resolved.in_extension.then(|| resolved.schema.id.clone());
+        let name = resolved.attribute.name.clone();
+        // The default must be a value the attribute accepts, as if a client had sent it.
+        let mut body = serde_json::Map::new();
+        body.insert("schemas".into(), serde_json::json!([rs.core.id]));
+        match &extension {
+            Some(urn) => {
+                body.insert(urn.clone(), serde_json::json!({ name.as_str(): value }));
+            }
+            None => {
+                body.insert(name.clone(), value.clone());
+            }
+        }
+        let mut refuse = Unpublished::new(crate::scim::unpublished::UnsupportedAttributes::Refuse);
+        let mut probe = rs.clone();
+        for attribute in probe
+            .core
+            .attributes
+            .iter_mut()
+            .chain(probe.extensions.iter_mut().flat_map(|(s, _)| s.attributes.iter_mut()))
+        {
+            attribute.required = false;
+            if attribute.name == name {
+                attribute.mutability = crate::scim::schema::Mutability::ReadWrite;
+            }
+        }
+        crate::scim::validate::validate_resource(
+            &probe,
+            &serde_json::Value::Object(body),
+            crate::scim::validate::WriteMode::Create,
+            &mut refuse,
+        )
+        .map_err(|e| (key, format!("{path}.default: {e}")))?;
+        defaults.push(CreateDefault { kind: rs.kind(), extension, name, value: value.clone() });
+    }
+    Ok(defaults)
 }
 
 /// The definition of the attribute a path names, to change its characteristics.

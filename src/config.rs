@@ -328,6 +328,9 @@ pub struct AttributeOverride {
     pub case_exact: Option<bool>,
     /// The values the app knows, published as `canonicalValues`.
     pub canonical_values: Option<Vec<String>>,
+    /// The value a create that leaves this (top-level) attribute out gets, as the app itself
+    /// would assign it: with one, a `required` attribute may be left out of a `POST`.
+    pub default: Option<serde_json::Value>,
 }
 
 /// A custom schema extension, written as `/Schemas` publishes one.

@@ -159,9 +159,10 @@ fn list_params(call: &Call<'_>, source: ListSource) -> Result<ListParams, ScimEr
 async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
-    let body = body(call, kind)?;
+    let given = body(call, kind)?;
+    let defaulted = with_defaults(call.app, kind, given);
     let mut unpublished = call.app.unpublished();
-    let resource = validate_resource(rs, body, WriteMode::Create, &mut unpublished)?;
+    let resource = validate_resource(rs, defaulted.as_ref().unwrap_or(given), WriteMode::Create, &mut unpublished)?;
     note_ignored(call, kind, unpublished);
     check_canonical(rs, &resource, &call.app.canonical)?;
     // Identical creates run one at a time; the later ones then find the account the first
@@ -187,6 +188,41 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     let created = finish(call, kind, function, created)?
         .ok_or_else(|| bad_return(function, "() instead of the created resource"))?;
     Ok(Reply::resource(StatusCode::CREATED, created, &projection, rs))
+}
+
+/// A create's body with the app's defaults (`schema.overrides.*.default`) for the attributes
+/// it leaves out; `None` when it leaves none out (the body is used as it is).
+fn with_defaults(app: &App, kind: ResourceKind, body: &Value) -> Option<Value> {
+    let has = |object: Option<&Map<String, Value>>, name: &str| {
+        object.is_some_and(|o| o.iter().any(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_null()))
+    };
+    let mut out: Option<Value> = None;
+    for default in app.create_defaults.iter().filter(|d| d.kind == kind) {
+        let current = out.as_ref().unwrap_or(body).as_object();
+        let container = match &default.extension {
+            None => current,
+            Some(urn) => current
+                .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(urn)))
+                .and_then(|(_, v)| v.as_object()),
+        };
+        if has(container, &default.name) {
+            continue;
+        }
+        let object = out.get_or_insert_with(|| body.clone()).as_object_mut()?;
+        let target = match &default.extension {
+            None => object,
+            Some(urn) => {
+                let key = object.keys().find(|k| k.eq_ignore_ascii_case(urn)).cloned().unwrap_or_else(|| urn.clone());
+                // a malformed extension value is left as sent: validation says what is wrong
+                let Some(inner) = object.entry(key).or_insert_with(|| Value::Object(Map::new())).as_object_mut() else {
+                    continue;
+                };
+                inner
+            }
+        };
+        target.insert(default.name.clone(), default.value.clone());
+    }
+    out
 }
 
 /// True when a resource read back still carries the name a create is about to use.

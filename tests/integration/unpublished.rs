@@ -213,4 +213,44 @@ async fn the_demo_makes_an_active_account_when_active_is_not_sent() {
     assert_eq!(created.body["active"], true, "{}", created.text);
     let id: u64 = created.body["id"].as_str().unwrap().parse().unwrap();
     assert!(env.legacy.store().get_user(id).unwrap().enabled);
+    // A create that says otherwise is taken at its word.
+    let inactive = json!({"schemas": [USER], "userName": "inactive@example.com", "active": "False"});
+    assert_eq!(env.post("/Users", inactive).await.body["active"], false);
+
+    // Acme cannot hold an account without the flag: /Schemas says it is required, so it
+    // cannot be removed.
+    let schema = env.get(&format!("/Schemas/{USER}")).await;
+    let active = schema.body["attributes"].as_array().unwrap().iter().find(|a| a["name"] == "active").unwrap().clone();
+    assert_eq!(active["required"], true, "{active}");
+    env.send(Method::PATCH, &format!("/Users/{id}"), Some(patch_body(json!([{"op": "remove", "path": "active"}]))))
+        .await
+        .assert_error(400, Some("mutability"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_must_suit_its_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("app.rhai");
+    std::fs::write(&script, "fn get_user(id) { () }").unwrap();
+    for (default, expected) in [
+        ("active: {default: maybe}", "schema.overrides: active.default"),
+        ("name.givenName: {default: Ann}", "only a published top-level attribute"),
+    ] {
+        let text = crate::support::config_text(&script).replacen(
+            "      enterprise_user: [employeeNumber, department, manager]\n",
+            &format!("      enterprise_user: [employeeNumber, department, manager]\n      overrides:\n        {default}\n"),
+            1,
+        );
+        let mut vars = scim_proxy::config::Variables::default();
+        for name in ["TOKEN", "OTHER_TOKEN", "ACME_API_KEY"] {
+            vars.set(name, "0123456789abcdef0123");
+        }
+        vars.set("ACME_BASE_URL", "http://127.0.0.1:9/api");
+        let config = scim_proxy::config::Config::parse(&text, "test.yaml", &vars).unwrap();
+        let error = match scim_proxy::proxy::start(&config, None, None).await {
+            Ok(_) => panic!("{default} was accepted"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains(expected), "{default}: {error}");
+    }
 }
