@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use crate::cache::IdCache;
-use crate::config::{AppConfig, AttributeOverride, Config};
+use crate::config::{AppConfig, AttributeOverride, Config, InboundAuth};
 use crate::legacy::LegacyClient;
 use crate::record::{Recorder, Redactor};
 use crate::scim::ScimError;
 use crate::scim::definitions;
-use crate::scim::discovery::Capabilities;
+use crate::scim::discovery::{AuthScheme, Capabilities};
 use crate::scim::path::AttrPath;
 use crate::scim::schema::{Attribute, GROUP_SCHEMA, ResourceKind, ResourceSchema, Schema, USER_SCHEMA};
 use crate::script::reload::ReloadState;
@@ -100,6 +100,7 @@ impl App {
             sort: true,
             etag: true,
             documentation_uri: None,
+            authentication: authentication_schemes(&app.auth),
         };
         let canonical = canonical_paths(app).map_err(|(key, detail)| setup(key, detail))?;
         // Groups are served when the mapping can read them; `/ResourceTypes` says so.
@@ -164,6 +165,24 @@ impl App {
     pub fn name(&self) -> &str {
         &self.config.name
     }
+}
+
+/// The ways the app's `auth` accepts a client, for `/ServiceProviderConfig`: static bearer
+/// tokens first (what every identity provider can send), then JWTs, Basic, certificates.
+fn authentication_schemes(auth: &InboundAuth) -> Vec<AuthScheme> {
+    let tokens = !auth.bearer_tokens.is_empty() || !auth.bearer_token_files.is_empty();
+    let jwt = auth.jwt.as_ref().map(|jwt| AuthScheme::Jwt { issuer: jwt.issuer.clone() });
+    let basic = !auth.basic.is_empty();
+    let certificates = auth.client_certificates.is_some();
+    [
+        tokens.then_some(AuthScheme::BearerToken),
+        jwt,
+        basic.then_some(AuthScheme::HttpBasic),
+        certificates.then_some(AuthScheme::ClientCertificate),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The User resource type as this app supports it.
