@@ -185,8 +185,9 @@ fn authentication_schemes(auth: &InboundAuth) -> Vec<AuthScheme> {
     .collect()
 }
 
-/// The User resource type as this app supports it.
-fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
+/// The User resource type as this app supports it: what `/Schemas` publishes. Answers the
+/// configuration key at fault and why, when the schema settings do not fit RFC 7643.
+pub fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
     let core = definitions::user_schema();
     let core = match &app.schema.user_attributes {
         Some(names) => definitions::restrict(&core, names).map_err(|e| ("schema.user_attributes", e.to_string()))?,
@@ -212,8 +213,8 @@ fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)
     Ok(users)
 }
 
-/// The Group resource type as this app supports it.
-fn group_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
+/// The Group resource type as this app supports it, like [`user_schema`].
+pub fn group_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
     let core = definitions::group_schema();
     let core = match &app.schema.group_attributes {
         Some(names) => definitions::restrict(&core, names).map_err(|e| ("schema.group_attributes", e.to_string()))?,
