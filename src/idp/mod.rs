@@ -318,8 +318,12 @@ mod tests {
         users
     }
 
-    fn verdicts(findings: &[Finding]) -> Vec<(&str, Verdict)> {
-        findings.iter().map(|f| (f.attribute.as_str(), f.verdict)).collect()
+    /// Fails unless each attribute got its verdict.
+    fn assert_verdicts(findings: &[Finding], expected: &[(&str, Verdict)]) {
+        let table: Vec<(&str, Verdict)> = findings.iter().map(|f| (f.attribute.as_str(), f.verdict)).collect();
+        for pair in expected {
+            assert!(table.contains(pair), "{pair:?}: {table:?}");
+        }
     }
 
     #[test]
@@ -362,19 +366,19 @@ mod tests {
             findings.iter().find(|f| f.attribute == name).cloned().unwrap()
         };
         let ignore = assess(&okta, &users, None, UnsupportedAttributes::Ignore).unwrap();
-        let table = verdicts(&ignore);
-        for (attribute, verdict) in [
-            ("userName", Verdict::Store),
-            ("name.givenName", Verdict::Store),
-            ("password", Verdict::Store),
-            ("externalId", Verdict::Store),
-            ("locale", Verdict::Ignore),
-            ("name.familyName", Verdict::Ignore),
-            ("groups", Verdict::Ignore),
-            ("emails[type eq \"work\"].value", Verdict::Store),
-        ] {
-            assert!(table.contains(&(attribute, verdict)), "{attribute}: {table:?}");
-        }
+        assert_verdicts(
+            &ignore,
+            &[
+                ("userName", Verdict::Store),
+                ("name.givenName", Verdict::Store),
+                ("password", Verdict::Store),
+                ("externalId", Verdict::Store),
+                ("locale", Verdict::Ignore),
+                ("name.familyName", Verdict::Ignore),
+                ("groups", Verdict::Ignore),
+                ("emails[type eq \"work\"].value", Verdict::Store),
+            ],
+        );
         assert!(pick(&ignore, "password").advice.contains("writeOnly"));
         let locale = pick(&ignore, "locale").advice;
         assert!(
@@ -387,16 +391,16 @@ mod tests {
         assert!(email.contains("emails.type") && email.contains("emails.primary"), "{email}");
 
         let refuse = assess(&okta, &users, None, UnsupportedAttributes::Refuse).unwrap();
-        let table = verdicts(&refuse);
-        for (attribute, verdict) in [
-            ("userName", Verdict::Store),
-            ("locale", Verdict::Refuse),
-            ("groups", Verdict::Ignore),
-            // The value is kept, but the type beside it is refused, and with it the create.
-            ("emails[type eq \"work\"].value", Verdict::Refuse),
-        ] {
-            assert!(table.contains(&(attribute, verdict)), "{attribute}: {table:?}");
-        }
+        assert_verdicts(
+            &refuse,
+            &[
+                ("userName", Verdict::Store),
+                ("locale", Verdict::Refuse),
+                ("groups", Verdict::Ignore),
+                // The value is kept, but the type beside it is refused, and with it the create.
+                ("emails[type eq \"work\"].value", Verdict::Refuse),
+            ],
+        );
         let locale = pick(&refuse, "locale").advice;
         assert!(locale.contains("400") && locale.contains("unsupported_attributes: ignore"), "{locale}");
     }

@@ -98,6 +98,13 @@ fn verdict<'t>(report: &'t str, kind: &str, attribute: &str) -> Option<&'t str> 
     None
 }
 
+/// Fails unless each `(resource type, attribute)` got its verdict in the report.
+fn assert_verdicts(report: &str, expected: &[(&str, &str, &str)]) {
+    for (kind, attribute, wanted) in expected {
+        assert_eq!(verdict(report, kind, attribute), Some(*wanted), "{kind} {attribute}:\n{report}");
+    }
+}
+
 #[test]
 fn check_idp_says_what_the_demo_stores_ignores_and_refuses_of_each_idps_defaults() {
     let dir = project(None);
@@ -105,29 +112,31 @@ fn check_idp_says_what_the_demo_stores_ignores_and_refuses_of_each_idps_defaults
     let (ok, okta) = check_with(&config, &["--idp", "okta"]);
     assert!(ok, "{okta}");
     assert!(okta.contains("app acme: what Okta sends by default (schema.unsupported_attributes: ignore)"), "{okta}");
-    for (kind, attribute, expected) in [
-        ("User", "userName", "store"),
-        ("User", "password", "store"),
-        ("User", "locale", "ignore"),
-        ("User", "groups", "ignore"),
-        ("Group", "displayName", "store"),
-    ] {
-        assert_eq!(verdict(&okta, kind, attribute), Some(expected), "{kind} {attribute}:\n{okta}");
-    }
+    assert_verdicts(
+        &okta,
+        &[
+            ("User", "userName", "store"),
+            ("User", "password", "store"),
+            ("User", "locale", "ignore"),
+            ("User", "groups", "ignore"),
+            ("Group", "displayName", "store"),
+        ],
+    );
     assert!(okta.contains("add locale to schema.user_attributes"), "{okta}");
 
     let (ok, entra) = check_with(&config, &["--idp", "entra"]);
     assert!(ok, "{entra}");
-    for (kind, attribute, expected) in [
-        ("User", "userName", "store"),
-        ("User", "name.formatted", "ignore"),
-        ("User", "roles", "ignore"),
-        ("User", "meta.resourceType", "ignore"),
-        ("User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "store"),
-        ("Group", "externalId", "store"),
-    ] {
-        assert_eq!(verdict(&entra, kind, attribute), Some(expected), "{kind} {attribute}:\n{entra}");
-    }
+    assert_verdicts(
+        &entra,
+        &[
+            ("User", "userName", "store"),
+            ("User", "name.formatted", "ignore"),
+            ("User", "roles", "ignore"),
+            ("User", "meta.resourceType", "ignore"),
+            ("User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "store"),
+            ("Group", "externalId", "store"),
+        ],
+    );
 
     // Under `refuse`, what the app does not publish fails the create; readOnly stays ignored.
     let text = std::fs::read_to_string(&config).unwrap();
@@ -136,9 +145,10 @@ fn check_idp_says_what_the_demo_stores_ignores_and_refuses_of_each_idps_defaults
     std::fs::write(&config, refusing).unwrap();
     let (ok, okta) = check_with(&config, &["--idp", "okta"]);
     assert!(ok, "refusals are advice, not a broken configuration: {okta}");
-    assert_eq!(verdict(&okta, "User", "locale"), Some("refuse"), "{okta}");
-    assert_eq!(verdict(&okta, "User", "userName"), Some("store"), "{okta}");
-    assert_eq!(verdict(&okta, "User", "groups"), Some("ignore"), "{okta}");
+    assert_verdicts(
+        &okta,
+        &[("User", "locale", "refuse"), ("User", "userName", "store"), ("User", "groups", "ignore")],
+    );
     assert!(okta.contains("or set schema.unsupported_attributes: ignore"), "{okta}");
 
     let (ok, text) = check_with(&config, &["--idp", "onelogin"]);
