@@ -89,6 +89,7 @@ pub struct Finding {
     pub attribute: String,
     /// The identity provider's source of the value.
     pub from: String,
+    /// What the app does with it.
     pub verdict: Verdict,
     /// Why, and what to change on either side; empty when nothing needs to.
     pub advice: String,
