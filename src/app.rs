@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use crate::cache::IdCache;
-use crate::config::{AppConfig, AttributeOverride, Config};
+use crate::config::{AppConfig, AttributeOverride, Config, InboundAuth};
 use crate::legacy::LegacyClient;
 use crate::record::{Recorder, Redactor};
 use crate::scim::ScimError;
 use crate::scim::definitions;
-use crate::scim::discovery::Capabilities;
+use crate::scim::discovery::{AuthScheme, Capabilities};
 use crate::scim::path::AttrPath;
 use crate::scim::schema::{
     Attribute, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceKind, ResourceSchema, Schema, USER_SCHEMA,
@@ -128,6 +128,7 @@ impl App {
             sort: true,
             etag: true,
             documentation_uri: None,
+            authentication: authentication_schemes(&app.auth),
         };
         let canonical = canonical_paths(app).map_err(|(key, detail)| setup(key, detail))?;
         let mut create_defaults = create_defaults_of(&users, &app.schema.overrides, "schema.overrides")
@@ -253,8 +254,27 @@ impl App {
     }
 }
 
-/// The User resource type as this app supports it.
-fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
+/// The ways the app's `auth` accepts a client, for `/ServiceProviderConfig`: static bearer
+/// tokens first (what every identity provider can send), then JWTs, Basic, certificates.
+fn authentication_schemes(auth: &InboundAuth) -> Vec<AuthScheme> {
+    let tokens = !auth.bearer_tokens.is_empty() || !auth.bearer_token_files.is_empty();
+    let jwt = auth.jwt.as_ref().map(|jwt| AuthScheme::Jwt { issuer: jwt.issuer.clone() });
+    let basic = !auth.basic.is_empty();
+    let certificates = auth.client_certificates.is_some();
+    [
+        tokens.then_some(AuthScheme::BearerToken),
+        jwt,
+        basic.then_some(AuthScheme::HttpBasic),
+        certificates.then_some(AuthScheme::ClientCertificate),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The User resource type as this app supports it: what `/Schemas` publishes. Answers the
+/// configuration key at fault and why, when the schema settings do not fit RFC 7643.
+pub fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
     let core = definitions::user_schema();
     let core = match &app.schema.user_attributes {
         Some(names) => definitions::restrict(&core, names).map_err(|e| ("schema.user_attributes", e.to_string()))?,
@@ -280,8 +300,8 @@ fn user_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)
     Ok(users)
 }
 
-/// The Group resource type as this app supports it.
-fn group_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
+/// The Group resource type as this app supports it, like [`user_schema`].
+pub fn group_schema(app: &AppConfig) -> Result<ResourceSchema, (&'static str, String)> {
     let core = definitions::group_schema();
     let core = match &app.schema.group_attributes {
         Some(names) => definitions::restrict(&core, names).map_err(|e| ("schema.group_attributes", e.to_string()))?,

@@ -79,7 +79,13 @@ pub async fn perform(call: &Call<'_>) -> Result<Reply, Error> {
                 continue;
             }
             progressed = true;
-            let outcome = run(call, op, &created).await;
+            let (outcome, location) = match target(op, &created) {
+                Ok(operation) => {
+                    let location = location(&call.base_url, &operation);
+                    (run(call, operation, op, &created).await, location)
+                }
+                Err(error) => (Err(error), None),
+            };
             match outcome {
                 Ok(reply) => {
                     if let (Some(bulk_id), Some(id)) = (&op.bulk_id, reply.body.as_ref().and_then(|b| b.get("id"))) {
@@ -87,10 +93,14 @@ pub async fn perform(call: &Call<'_>) -> Result<Reply, Error> {
                             created.insert(bulk_id.clone(), id.to_owned());
                         }
                     }
-                    results[index] = Some(success(op, &reply));
+                    results[index] = Some(success(op, &reply, location));
                 }
                 Err(error) => {
-                    results[index] = Some(failure(op, &error));
+                    let mut result = failure(op, &error);
+                    if let Some(location) = location {
+                        result["location"] = json!(location);
+                    }
+                    results[index] = Some(result);
                     remember_failure(op, &mut failed_ids);
                     errors += 1;
                 }
@@ -200,8 +210,8 @@ fn substitute(value: &mut Value, created: &BTreeMap<String, String>) {
     }
 }
 
-/// Runs one operation through the same code as a single request.
-async fn run(call: &Call<'_>, op: &BulkOp, created: &BTreeMap<String, String>) -> Result<Reply, Error> {
+/// The write an operation asks for, its `bulkId:` references in the path resolved.
+fn target(op: &BulkOp, created: &BTreeMap<String, String>) -> Result<Operation, Error> {
     let method = Method::from_bytes(op.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| ScimError::invalid_value("method", format!("{:?} is not an HTTP method", op.method)))?;
     if !matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
@@ -230,6 +240,31 @@ async fn run(call: &Call<'_>, op: &BulkOp, created: &BTreeMap<String, String>) -
         )
         .into());
     }
+    Ok(operation)
+}
+
+/// The endpoint URL of the resource an operation writes, which its result carries whether
+/// it succeeds or fails; `None` for a POST, whose resource has no URL until it exists
+/// (RFC 7644 §3.7.3).
+fn location(base_url: &str, operation: &Operation) -> Option<String> {
+    match operation {
+        Operation::Replace(kind, id) | Operation::Patch(kind, id) | Operation::Delete(kind, id) => Some(format!(
+            "{}/{}/{}",
+            base_url.trim_end_matches('/'),
+            kind.endpoint(),
+            crate::legacy::encode_segment(id)
+        )),
+        _ => None,
+    }
+}
+
+/// Runs one operation through the same code as a single request.
+async fn run(
+    call: &Call<'_>,
+    operation: Operation,
+    op: &BulkOp,
+    created: &BTreeMap<String, String>,
+) -> Result<Reply, Error> {
     let mut headers = HeaderMap::new();
     if let Some(version) = op.version.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
         headers.insert(http::header::IF_MATCH, version);
@@ -251,12 +286,14 @@ async fn run(call: &Call<'_>, op: &BulkOp, created: &BTreeMap<String, String>) -
     Box::pin(operations::perform(&operation, &sub)).await
 }
 
-fn success(op: &BulkOp, reply: &Reply) -> Value {
+/// The result of an operation that succeeded: its location is the resource's own
+/// `meta.location` when it answered one (a create, a replace), else `location` (a delete).
+fn success(op: &BulkOp, reply: &Reply, location: Option<String>) -> Value {
     let mut result = json!({"method": op.method, "status": reply.status.as_u16().to_string()});
     if let Some(id) = &op.bulk_id {
         result["bulkId"] = json!(id);
     }
-    let location = reply.body.as_ref().and_then(|b| b.pointer("/meta/location")).cloned();
+    let location = reply.body.as_ref().and_then(|b| b.pointer("/meta/location")).cloned().or(location.map(Value::from));
     if let Some(location) = location {
         result["location"] = location;
     }

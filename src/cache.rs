@@ -22,6 +22,16 @@ pub struct Entry {
     pub external_id: Option<String>,
 }
 
+/// What [`IdCache::observe`] noticed about an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Observed {
+    /// Nothing to report.
+    Fine,
+    /// The id is also a resource of the other type, seen for the first time.
+    SharedId,
+}
+
 /// Counts of lookups, for logs and tests.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -36,6 +46,8 @@ pub struct IdCache {
     by_external: Cache<(Kind, String), Arc<str>>,
     /// Free-form entries scripts keep for their own lookups, by namespace.
     custom: Cache<(String, String), String>,
+    /// Ids seen as both a User's and a Group's, already reported.
+    shared: Cache<Arc<str>, ()>,
     stats: Stats,
 }
 
@@ -53,16 +65,29 @@ impl IdCache {
             by_name: build(config),
             by_external: build(config),
             custom: build(config),
+            shared: build(config),
             stats: Stats::default(),
         }
     }
 
     /// Remembers a resource the legacy app has just returned or confirmed.
     ///
-    /// A rename drops the old name's entry, so it no longer points to this id.
-    pub fn observe(&self, kind: Kind, id: &str, name: Option<&str>, external_id: Option<&str>) {
+    /// A rename drops the old name's entry, so it no longer points to this id. Answers
+    /// [`Observed::SharedId`] the first time (within the cache's lifetime) an id is seen both as
+    /// a User's and as a Group's, which RFC 7643 §3.1 forbids: the caller reports it. Only an
+    /// id new to its resource type is looked up under the other one, so the check costs one
+    /// cache read per new id and nothing on the reads that see what is known already.
+    pub fn observe(&self, kind: Kind, id: &str, name: Option<&str>, external_id: Option<&str>) -> Observed {
         let key: Arc<str> = Arc::from(id);
         let previous = self.by_id.get(&(kind, key.clone()));
+        let other = match kind {
+            Kind::User => Kind::Group,
+            Kind::Group => Kind::User,
+        };
+        let shared = previous.is_none()
+            && self.by_id.contains_key(&(other, key.clone()))
+            && self.shared.entry(key.clone()).or_insert(()).is_fresh();
+        let observed = if shared { Observed::SharedId } else { Observed::Fine };
         // Most reads see what is known already: reads are far cheaper than writes in moka.
         if let Some(previous) = &previous {
             let same = |seen: Option<&str>, known: &Option<String>| seen == known.as_deref();
@@ -74,7 +99,7 @@ impl IdCache {
                 && name.is_none_or(|name| points_here(&self.by_name, fold(name)))
                 && external_id.is_none_or(|external_id| points_here(&self.by_external, external_id.to_owned()))
             {
-                return;
+                return observed;
             }
         }
         let legacy_key = previous.as_ref().and_then(|p| p.legacy_key.clone());
@@ -98,6 +123,7 @@ impl IdCache {
         }
         let entry = Entry { legacy_key, name: name.map(str::to_owned), external_id: external_id.map(str::to_owned) };
         self.by_id.insert((kind, key), entry);
+        observed
     }
 
     /// Links a SCIM id to the legacy app's own key for it.
@@ -157,6 +183,7 @@ impl IdCache {
         self.by_name.invalidate_all();
         self.by_external.invalidate_all();
         self.custom.invalidate_all();
+        self.shared.invalidate_all();
     }
 
     /// Lookup hit and miss counts.
@@ -198,7 +225,7 @@ mod tests {
     #[test]
     fn maps_names_and_external_ids_to_ids() {
         let c = cache();
-        c.observe(Kind::User, "12", Some("BJensen"), Some("ext-1"));
+        let _ = c.observe(Kind::User, "12", Some("BJensen"), Some("ext-1"));
         assert_eq!(c.id_for_name(Kind::User, "bjensen").as_deref(), Some("12"));
         assert_eq!(c.id_for_external_id(Kind::User, "ext-1").as_deref(), Some("12"));
         assert_eq!(c.id_for_external_id(Kind::User, "EXT-1"), None);
@@ -206,11 +233,28 @@ mod tests {
     }
 
     #[test]
+    fn an_id_seen_as_a_user_and_a_group_is_reported_once() {
+        let c = cache();
+        assert_eq!(c.observe(Kind::User, "7", Some("ada"), None), Observed::Fine);
+        assert_eq!(c.observe(Kind::Group, "8", Some("admins"), None), Observed::Fine);
+        assert_eq!(c.observe(Kind::Group, "7", Some("ops"), None), Observed::SharedId);
+        // Seen again, renamed, or from the other side: reported already.
+        assert_eq!(c.observe(Kind::Group, "7", Some("ops"), None), Observed::Fine);
+        assert_eq!(c.observe(Kind::Group, "7", Some("operations"), None), Observed::Fine);
+        c.forget(Kind::User, "7");
+        assert_eq!(c.observe(Kind::User, "7", Some("ada"), None), Observed::Fine);
+        // A group first, then a user with its id.
+        assert_eq!(c.observe(Kind::Group, "9", Some("devs"), None), Observed::Fine);
+        assert_eq!(c.observe(Kind::User, "9", Some("bob"), None), Observed::SharedId);
+        assert_eq!(c.observe(Kind::User, "8", Some("carol"), None), Observed::SharedId);
+    }
+
+    #[test]
     fn a_rename_drops_the_old_name_and_delete_drops_all() {
         let c = cache();
-        c.observe(Kind::User, "12", Some("old"), Some("e"));
+        let _ = c.observe(Kind::User, "12", Some("old"), Some("e"));
         c.link(Kind::User, "12", "old@legacy");
-        c.observe(Kind::User, "12", Some("new"), None);
+        let _ = c.observe(Kind::User, "12", Some("new"), None);
         assert_eq!(c.id_for_name(Kind::User, "old"), None);
         assert_eq!(c.id_for_name(Kind::User, "new").as_deref(), Some("12"));
         assert_eq!(c.id_for_external_id(Kind::User, "e"), None);

@@ -4,8 +4,8 @@
 //! admin side (health, metrics), routing to an app, authentication, reading the request, the
 //! SCIM core, the operation and its audit record, the mapping script, the legacy client (with
 //! its credentials and circuit breaker) and the ID cache, then the response and the error table. Last come the
-//! bundled demo API and the tools for writing mappings: test files, recordings and
-//! `scim-proxy test`.
+//! bundled demo API and the tools for writing mappings: test files, recordings,
+//! `scim-proxy test`, and the identity-provider profiles of `scim-proxy check --idp`.
 
 pub mod config;
 pub mod telemetry;
@@ -36,3 +36,4 @@ pub mod demo;
 pub mod fixture;
 pub mod record;
 pub mod mapping_test;
+pub mod idp;

@@ -44,6 +44,10 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
         config: PathBuf,
+        /// Also show, for each app, which attributes this identity provider sends by default
+        /// are stored, ignored or refused, and what to change on either side.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(scim_proxy::idp::NAMES))]
+        idp: Option<String>,
     },
     /// Run the mapping test files kept beside the scripts, against a stand-in legacy app.
     ///
@@ -87,7 +91,7 @@ fn main() -> ExitCode {
     }
     let result = match command {
         Command::Test { .. } => Ok(()),
-        Command::Check { config } => check(&config),
+        Command::Check { config, idp } => check(&config, idp.as_deref()),
         Command::Run { config, listen, admin_listen } => {
             runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen)))
         }
@@ -141,9 +145,10 @@ async fn reload_on_sighup(shared: std::sync::Arc<proxy::Shared>) {
 }
 
 #[allow(clippy::print_stdout)] // `check` reports to its user on stdout
-fn check(path: &std::path::Path) -> anyhow::Result<()> {
+fn check(path: &std::path::Path, idp: Option<&str>) -> anyhow::Result<()> {
     let vars = Variables::offline();
     let config = Config::load(path, &vars)?;
+    let profile = idp.map(scim_proxy::idp::profile).transpose().map_err(anyhow::Error::msg)?;
     let unset = vars.unset();
     if !unset.is_empty() {
         println!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
@@ -172,6 +177,16 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
                 for (operation, how) in lint::operations(&compiled, deactivate) {
                     println!("app {}:   {operation:<32} {how}", app.name);
                 }
+                if let Some(profile) = &profile {
+                    let serves_groups = compiled.functions().any(|(name, _)| name == "get_group");
+                    match idp_report(app, profile, serves_groups) {
+                        Ok(report) => print!("{report}"),
+                        Err(problem) => {
+                            println!("app {}: {problem}", app.name);
+                            failed = true;
+                        }
+                    }
+                }
             }
             Err(error) => {
                 println!("app {}: {error}", app.name);
@@ -184,6 +199,22 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     }
     println!("{}: ok", path.display());
     Ok(())
+}
+
+/// `check --idp`: what an app does with each attribute the identity provider sends by default.
+fn idp_report(
+    app: &scim_proxy::config::AppConfig,
+    profile: &scim_proxy::idp::Profile,
+    serves_groups: bool,
+) -> Result<String, String> {
+    let users = scim_proxy::app::user_schema(app).map_err(|(key, detail)| format!("{key}: {detail}"))?;
+    let groups = serves_groups
+        .then(|| scim_proxy::app::group_schema(app))
+        .transpose()
+        .map_err(|(key, detail)| format!("{key}: {detail}"))?;
+    let policy = app.schema.unsupported_attributes;
+    let findings = scim_proxy::idp::assess(profile, &users, groups.as_ref(), policy)?;
+    Ok(scim_proxy::idp::render(&app.name, profile, policy, &findings, serves_groups))
 }
 
 /// `scim-proxy test`: 0 when every case passes, 1 when one fails, 2 when the run cannot start.

@@ -928,8 +928,18 @@ fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Valu
     let mut resource = Value::Object(object);
     without_never_returned(rs, &mut resource);
     // A dry run's answers are made up: nothing learnt from them is kept.
-    if !call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run()) {
-        call.app.ids.observe(kind, &id, Some(&name), external_id.as_deref());
+    let dry_run = call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run());
+    if !dry_run
+        && call.app.ids.observe(kind, &id, Some(&name), external_id.as_deref()) == crate::cache::Observed::SharedId
+    {
+        // Clients keep resources by id alone (a member's `value`, a Bulk `location`):
+        // a shared id makes one resource stand for the other (RFC 7643 §3.1).
+        tracing::warn!(
+            app = call.app.name(),
+            id = %id,
+            resource_type = rs.name.as_str(),
+            "a user and a group share an id: give each resource type ids of its own"
+        );
     }
     Ok(resource)
 }

@@ -8,6 +8,7 @@
 pub mod compare;
 pub mod mock;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -113,8 +114,9 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Summary, Usag
     let mut summary = Summary::default();
     for (path, file, app) in targets {
         let _ = writeln!(out, "{} (app {})", path.display(), app.name);
+        let mut seen = SeenIds::default();
         for case in &file.cases {
-            let failures = match run_case(&config, app, case).await {
+            let failures = match run_case(&config, app, case, &mut seen).await {
                 Ok(failures) => failures,
                 Err(e) => vec![format!("could not run: {e}")],
             };
@@ -131,13 +133,62 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Summary, Usag
                 }
             }
         }
+        for id in seen.shared() {
+            let _ = writeln!(
+                out,
+                "  note  id {id:?} is a User's and a Group's: SCIM ids are unique across resource types \
+                 (RFC 7643 §3.1), give groups ids of their own (docs/scripting.md, \"Ids\")"
+            );
+        }
     }
     let _ = writeln!(out, "{} passed, {} failed", summary.passed, summary.failed);
     Ok(summary)
 }
 
-/// Runs one case on its own proxy and stand-in; returns what did not match.
-async fn run_case(config: &Config, app: &AppConfig, case: &Case) -> Result<Vec<String>, String> {
+/// The ids the proxy's answers gave Users and Groups, across the cases of one file.
+#[derive(Debug, Default)]
+struct SeenIds {
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
+}
+
+impl SeenIds {
+    /// Notes the ids an answer shows: of the resources it is or lists (by `meta.resourceType`),
+    /// of a user's `groups`, and of a group's members of `type: User`.
+    fn collect(&mut self, body: &Value) {
+        let resources = match body.get("Resources").and_then(Value::as_array) {
+            Some(listed) => listed.iter().collect(),
+            None => vec![body],
+        };
+        let id = |value: &Value| value.as_str().map(str::to_owned);
+        for resource in resources {
+            let own = resource.get("id").and_then(id);
+            match resource.pointer("/meta/resourceType").and_then(Value::as_str) {
+                Some("User") => {
+                    self.users.extend(own);
+                    let groups = resource.get("groups").and_then(Value::as_array).into_iter().flatten();
+                    self.groups.extend(groups.filter_map(|g| g.get("value").and_then(id)));
+                }
+                Some("Group") => {
+                    self.groups.extend(own);
+                    let members = resource.get("members").and_then(Value::as_array).into_iter().flatten();
+                    let users = members.filter(|m| m.get("type").and_then(Value::as_str) == Some("User"));
+                    self.users.extend(users.filter_map(|m| m.get("value").and_then(id)));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The ids seen both as a User's and as a Group's.
+    fn shared(&self) -> impl Iterator<Item = &String> {
+        self.users.intersection(&self.groups)
+    }
+}
+
+/// Runs one case on its own proxy and stand-in; returns what did not match, and notes the
+/// ids the answers gave in `seen`.
+async fn run_case(config: &Config, app: &AppConfig, case: &Case, seen: &mut SeenIds) -> Result<Vec<String>, String> {
     let steps = case.steps()?;
     let base = &app.legacy.base_url;
     let mock = MockLegacy::start(base.path()).await.map_err(|e| format!("cannot start the stand-in: {e}"))?;
@@ -183,6 +234,9 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case) -> Result<Vec<S
                 }
                 for failure in check_answer(&step.expect, status, &headers, body.as_ref()) {
                     failures.push(format!("{label}{failure}"));
+                }
+                if let Some(body) = &body {
+                    seen.collect(body);
                 }
             }
             Err(e) => failures.push(format!("{label}{}: {e}", step.request.call)),

@@ -30,6 +30,66 @@ pub struct Capabilities {
     pub etag: bool,
     /// Where humans find documentation about this endpoint.
     pub documentation_uri: Option<String>,
+    /// How a client may authenticate, the preferred way first.
+    pub authentication: Vec<AuthScheme>,
+}
+
+/// A way a client may authenticate to an app, published in `authenticationSchemes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// A shared secret sent as a bearer token (RFC 6750).
+    BearerToken,
+    /// A signed JWT access token from an OAuth 2.0 authorization server, sent as a bearer token.
+    Jwt {
+        /// The `iss` the token must carry: the authorization server to get it from.
+        issuer: String,
+    },
+    /// HTTP Basic (RFC 7617).
+    HttpBasic,
+    /// A client certificate presented in the TLS handshake, matched by subject or subject
+    /// alternative name.
+    ClientCertificate,
+}
+
+impl AuthScheme {
+    /// The scheme's `authenticationSchemes` entry (RFC 7643 §5).
+    ///
+    /// The types are RFC 7643 §5's where one fits. A client certificate has none: it is
+    /// published as `tls_client_auth`, the name RFC 8705 §2.1 registered for authentication
+    /// by a CA-issued certificate matched by subject DN or SAN, which is what the proxy does
+    /// (`type` lists canonical values, which RFC 7643 §7 makes suggestions, not a closed set).
+    fn document(&self, primary: bool) -> Value {
+        let (kind, name, description, spec) = match self {
+            Self::BearerToken => (
+                "oauthbearertoken",
+                "OAuth Bearer Token",
+                "Send a token configured for this app in the Authorization header as a bearer token".to_owned(),
+                "https://www.rfc-editor.org/info/rfc6750",
+            ),
+            Self::Jwt { issuer } => (
+                "oauth2",
+                "OAuth 2.0 JWT access token",
+                format!(
+                    "Get a signed JWT access token from {issuer} for this app and send it in the Authorization header as a bearer token"
+                ),
+                "https://www.rfc-editor.org/info/rfc6749",
+            ),
+            Self::HttpBasic => (
+                "httpbasic",
+                "HTTP Basic",
+                "Send a user name and password configured for this app in the Authorization header".to_owned(),
+                "https://www.rfc-editor.org/info/rfc7617",
+            ),
+            Self::ClientCertificate => (
+                "tls_client_auth",
+                "TLS client certificate",
+                "Present a client certificate configured for this app in the TLS handshake; no Authorization header is needed"
+                    .to_owned(),
+                "https://www.rfc-editor.org/info/rfc8705",
+            ),
+        };
+        json!({ "type": kind, "name": name, "description": description, "specUri": spec, "primary": primary })
+    }
 }
 
 /// The `/Schemas/{id}` document for one schema: every attribute with all its characteristics.
@@ -75,7 +135,8 @@ pub fn resource_type_document(rt: &ResourceSchema, base_url: &str) -> Value {
     doc
 }
 
-/// The `/ServiceProviderConfig` document (RFC 7643 §5). Authentication is by OAuth bearer token.
+/// The `/ServiceProviderConfig` document (RFC 7643 §5). `authenticationSchemes` lists what
+/// the app accepts, the first one `primary`.
 ///
 /// Unsupported bulk is published with zero limits, since `maxOperations` and
 /// `maxPayloadSize` are required sub-attributes (RFC 7643 §8.7.2).
@@ -93,13 +154,7 @@ pub fn service_provider_config(caps: &Capabilities, base_url: &str) -> Value {
         "changePassword": { "supported": caps.change_password },
         "sort": { "supported": caps.sort },
         "etag": { "supported": caps.etag },
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken",
-            "name": "OAuth Bearer Token",
-            "description": "Send the token configured for this app in the Authorization header as a bearer token",
-            "specUri": "https://www.rfc-editor.org/info/rfc6750",
-            "primary": true,
-        }],
+        "authenticationSchemes": caps.authentication.iter().enumerate().map(|(i, s)| s.document(i == 0)).collect::<Vec<_>>(),
         "meta": {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{}/ServiceProviderConfig", trim(base_url)),
@@ -226,6 +281,7 @@ mod tests {
                     sort: true,
                     etag: true,
                     documentation_uri: None,
+                    authentication: vec![AuthScheme::BearerToken],
                 },
                 json!({ "supported": false, "maxOperations": 0, "maxPayloadSize": 0 }),
             ),
@@ -238,6 +294,7 @@ mod tests {
                     sort: false,
                     etag: false,
                     documentation_uri: Some("https://docs.example.com/scim".to_owned()),
+                    authentication: vec![AuthScheme::BearerToken],
                 },
                 json!({ "supported": true, "maxOperations": 100, "maxPayloadSize": 1_048_576 }),
             ),
@@ -264,6 +321,56 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn authentication_schemes_are_what_the_app_accepts_the_first_primary() {
+        let caps = |authentication| Capabilities {
+            patch: true,
+            bulk: None,
+            filter_max_results: 10,
+            change_password: false,
+            sort: true,
+            etag: true,
+            documentation_uri: None,
+            authentication,
+        };
+        let issuer = "https://sts.windows.net/tenant/".to_owned();
+        let cases = [
+            (vec![AuthScheme::BearerToken], vec![("oauthbearertoken", "rfc6750", true)]),
+            (
+                vec![AuthScheme::Jwt { issuer: issuer.clone() }, AuthScheme::HttpBasic],
+                vec![("oauth2", "rfc6749", true), ("httpbasic", "rfc7617", false)],
+            ),
+            (
+                vec![AuthScheme::BearerToken, AuthScheme::ClientCertificate],
+                vec![("oauthbearertoken", "rfc6750", true), ("tls_client_auth", "rfc8705", false)],
+            ),
+            (vec![AuthScheme::ClientCertificate], vec![("tls_client_auth", "rfc8705", true)]),
+        ];
+        for (schemes, expected) in cases {
+            let doc = service_provider_config(&caps(schemes.clone()), BASE);
+            let published = doc["authenticationSchemes"].as_array().unwrap();
+            let got: Vec<(&str, &str, bool)> = published
+                .iter()
+                .map(|s| {
+                    let spec = s["specUri"].as_str().unwrap().rsplit('/').next().unwrap();
+                    (s["type"].as_str().unwrap(), spec, s["primary"].as_bool().unwrap())
+                })
+                .collect();
+            assert_eq!(got, expected, "{schemes:?}");
+            for scheme in published {
+                // name and description are required sub-attributes (RFC 7643 §5).
+                assert!(
+                    !scheme["name"].as_str().unwrap().is_empty() && !scheme["description"].as_str().unwrap().is_empty()
+                );
+            }
+        }
+        let doc = service_provider_config(&caps(vec![AuthScheme::Jwt { issuer: issuer.clone() }]), BASE);
+        assert!(
+            doc["authenticationSchemes"][0]["description"].as_str().unwrap().contains(&issuer),
+            "says where to get a token"
+        );
     }
 
     #[test]

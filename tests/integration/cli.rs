@@ -5,9 +5,14 @@ use std::process::Command;
 use crate::support::repo_file;
 
 fn check(config: &std::path::Path) -> (bool, String) {
+    check_with(config, &[])
+}
+
+fn check_with(config: &std::path::Path, extra: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
         .args(["check", "--config"])
         .arg(config)
+        .args(extra)
         .env("SCIM_TOKEN", "check-token-0123456789abcdef")
         .env("ACME_API_KEY", "key")
         .output()
@@ -72,4 +77,80 @@ fn check_names_the_key_of_a_configuration_error() {
     let (ok, text) = check(&path);
     assert!(!ok, "{text}");
     assert!(text.contains("proxy.yaml: apps[0]") && text.contains("unknown field `max_concurent_scripts`"), "{text}");
+}
+
+/// The verdict `check --idp` printed for an attribute of a resource type: the heading
+/// (`store`, `ignore`, `refuse`) of the group its line is in.
+fn verdict<'t>(report: &'t str, kind: &str, attribute: &str) -> Option<&'t str> {
+    let mut heading = None;
+    for line in report.lines() {
+        if let Some(word) = line.strip_prefix("  ").and_then(|l| l.split(" (").next()) {
+            if ["store", "ignore", "refuse"].contains(&word) {
+                heading = Some(word);
+                continue;
+            }
+        }
+        let mut words = line.split_whitespace();
+        if line.starts_with("    ") && words.next() == Some(kind) && words.next() == Some(attribute) {
+            return heading;
+        }
+    }
+    None
+}
+
+/// Fails unless each `(resource type, attribute)` got its verdict in the report.
+fn assert_verdicts(report: &str, expected: &[(&str, &str, &str)]) {
+    for (kind, attribute, wanted) in expected {
+        assert_eq!(verdict(report, kind, attribute), Some(*wanted), "{kind} {attribute}:\n{report}");
+    }
+}
+
+#[test]
+fn check_idp_says_what_the_demo_stores_ignores_and_refuses_of_each_idps_defaults() {
+    let dir = project(None);
+    let config = dir.path().join("proxy.yaml");
+    let (ok, okta) = check_with(&config, &["--idp", "okta"]);
+    assert!(ok, "{okta}");
+    assert!(okta.contains("app acme: what Okta sends by default (schema.unsupported_attributes: ignore)"), "{okta}");
+    assert_verdicts(
+        &okta,
+        &[
+            ("User", "userName", "store"),
+            ("User", "password", "store"),
+            ("User", "locale", "ignore"),
+            ("User", "groups", "ignore"),
+            ("Group", "displayName", "store"),
+        ],
+    );
+    assert!(okta.contains("add locale to schema.user_attributes"), "{okta}");
+
+    let (ok, entra) = check_with(&config, &["--idp", "entra"]);
+    assert!(ok, "{entra}");
+    assert_verdicts(
+        &entra,
+        &[
+            ("User", "userName", "store"),
+            ("User", "name.formatted", "ignore"),
+            ("User", "roles", "ignore"),
+            ("User", "meta.resourceType", "ignore"),
+            ("User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "store"),
+            ("Group", "externalId", "store"),
+        ],
+    );
+
+    // Under `refuse`, what the app does not publish fails the create; readOnly stays ignored.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let refusing = text.replacen("    schema:\n", "    schema:\n      unsupported_attributes: refuse\n", 1);
+    assert_ne!(refusing, text);
+    std::fs::write(&config, refusing).unwrap();
+    let (ok, okta) = check_with(&config, &["--idp", "okta"]);
+    assert!(ok, "refusals are advice, not a broken configuration: {okta}");
+    assert_verdicts(
+        &okta,
+        &[("User", "locale", "refuse"), ("User", "userName", "store"), ("User", "groups", "ignore")],
+    );
+    assert!(okta.contains("or set schema.unsupported_attributes: ignore"), "{okta}");
+
+    let (ok, text) = check_with(&config, &["--idp", "onelogin"]);
+    assert!(!ok && text.contains("entra") && text.contains("okta"), "{text}");
 }

@@ -212,3 +212,30 @@ async fn deleting_a_user_removes_its_memberships_and_deactivation_keeps_it_reada
     assert!(!soft.legacy.store().get_user(carol.parse().unwrap()).unwrap().enabled);
     let _ = user("unused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_id_is_a_user_s_is_reported_once_per_id() {
+    let env = TestEnv::start_with(|text| text.replacen("name: acme", "name: shared-ids", 1)).await;
+    let shared = |id: &str| {
+        crate::support::log_lines_with(&["a user and a group share an id", "app=\"shared-ids\""])
+            .into_iter()
+            .filter(|line| line.contains(&format!(" id={id} ")))
+            .count()
+    };
+    let first_user = env.create_user("shared-ada").await;
+    // Acme numbers teams apart from users, so the demo mapping gives the first team the first user's id.
+    let created = env.post("/Groups", group("shared-team", &[])).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let team = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(team, first_user);
+    assert_eq!(shared(&team), 1, "{}", crate::support::logs());
+    // Read again from either side: reported already.
+    assert_eq!(env.get(&format!("/Groups/{team}")).await.status, StatusCode::OK);
+    assert_eq!(env.get(&format!("/Users/{first_user}")).await.status, StatusCode::OK);
+    assert_eq!(shared(&team), 1);
+    // A team whose id no user has is nothing to report; the user who then takes it is.
+    let second = env.post("/Groups", group("shared-team-2", &[])).await.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(shared(&second), 0);
+    assert_eq!(env.create_user("shared-bob").await, second);
+    assert_eq!(shared(&second), 1);
+}

@@ -82,6 +82,15 @@ async fn inbound_basic_credentials_are_accepted_beside_tokens() {
     let basic = |text: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(text));
     assert_eq!(status(&env, Some(&basic("okta:okta-basic-password-0123"))).await.0, StatusCode::OK);
     assert_eq!(bearer(&env, TOKEN).await, StatusCode::OK, "any configured method may match");
+    // Both ways in are published, the token first.
+    let spc = env.get("/ServiceProviderConfig").await.body;
+    let types: Vec<(&str, bool)> = spc["authenticationSchemes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["type"].as_str().unwrap(), s["primary"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(types, [("oauthbearertoken", true), ("httpbasic", false)]);
     for wrong in ["okta:okta-basic-password-012", "Okta:okta-basic-password-0123", "okta", ""] {
         assert_eq!(status(&env, Some(&basic(wrong))).await.0, StatusCode::UNAUTHORIZED, "{wrong}");
     }
@@ -198,6 +207,13 @@ async fn inbound_jwt_needs_an_allowed_signature_issuer_audience_and_validity() {
 
     assert_eq!(bearer(&env, &key.sign(&claims(), None)).await, StatusCode::OK);
     assert_eq!(bearer(&env, &from_jwks.sign(&claims(), Some("jwks-key"))).await, StatusCode::OK);
+    // The only way in is a JWT from the issuer: published as OAuth 2.0, naming the issuer.
+    let url = format!("{}/ServiceProviderConfig", env.base());
+    let spc = env.send_as(&key.sign(&claims(), None), reqwest::Method::GET, &url, None).await.body;
+    let schemes = spc["authenticationSchemes"].as_array().unwrap();
+    assert_eq!(schemes.len(), 1, "{spc}");
+    assert_eq!(schemes[0]["type"], "oauth2");
+    assert!(schemes[0]["description"].as_str().unwrap().contains(ISSUER), "{spc}");
     // Within the leeway, an expiry just past is still accepted.
     assert_eq!(bearer(&env, &key.sign(&with(claims(), "exp", json!(now() - 10)), None)).await, StatusCode::OK);
 

@@ -239,3 +239,43 @@ fn a_script_fault_shows_its_file_and_line_in_the_report() {
     assert!(text.contains("status: expected 200, got 500 (script "), "{text}");
     assert!(text.contains("app.rhai: get_user: line 3:"), "{text}");
 }
+
+#[test]
+fn a_group_id_that_is_also_a_user_id_is_noted_without_failing_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.test.yaml");
+    // Acme numbers teams apart from users: the demo mapping answers user 7 and team 7 both as "7".
+    std::fs::write(
+        &file,
+        r#"
+app: acme
+cases:
+  - name: a user
+    request: {call: GET /Users/7?excludedAttributes=groups}
+    legacy:
+      - call: GET /users/7
+        reply: {body: {id: 7, login: bjensen, enabled: true}}
+    expect: {status: 200, body: {id: "7"}}
+  - name: a team numbered like the user
+    request: {call: GET /Groups/7?excludedAttributes=members}
+    legacy:
+      - call: GET /teams/7
+        reply: {body: {id: 7, name: admins}}
+    expect: {status: 200, body: {id: "7"}}
+  - name: a team of its own
+    request: {call: GET /Groups/8?excludedAttributes=members}
+    legacy:
+      - call: GET /teams/8
+        reply: {body: {id: 8, name: devs}}
+    expect: {status: 200, body: {id: "8"}}
+"#,
+    )
+    .unwrap();
+    let config = path_arg(&repo_file("proxy.yaml"));
+    let (code, text) = scim_proxy_test(&["--config", &config, "--file", &path_arg(&file)]);
+    assert_eq!(code, 0, "a note, not a failure: {text}");
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
+    let notes: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("note")).collect();
+    assert_eq!(notes.len(), 1, "{text}");
+    assert!(notes[0].contains("id \"7\" is a User's and a Group's") && notes[0].contains("RFC 7643 §3.1"), "{text}");
+}

@@ -61,6 +61,10 @@ async fn bulk_resolves_bulk_ids_and_reports_each_operation() {
     assert_eq!(stored.manager_id, Some(boss_id.parse().unwrap()), "bulkId:boss became the manager's id");
     assert_eq!(env.legacy.store().get_user(boss_id.parse().unwrap()).unwrap().login, "bulk-manager-renamed");
     assert!(env.legacy.store().get_user(existing.parse().unwrap()).is_none());
+    // Every result but a POST's carries the resource's URL, a DELETE's and a failure's too (RFC 7644 §3.7.3).
+    assert_eq!(ops[2]["location"], ops[1]["location"]);
+    assert_eq!(ops[3]["location"], json!(format!("{}/Users/{existing}", env.base())), "{}", reply.text);
+    assert_eq!(ops[4]["location"], json!(format!("{}/Users/987654", env.base())), "{}", reply.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

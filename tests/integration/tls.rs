@@ -359,6 +359,22 @@ async fn tls_client_certificates_authenticate_an_app_without_a_token() {
     assert_eq!(reply.status(), StatusCode::OK, "a matching subject needs no token");
     let reply = with_identity(&pki.client("okta", &["okta.idp.test"])).send().await.unwrap();
     assert_eq!(reply.status(), StatusCode::OK, "a matching DNS name needs no token");
+    // The app publishes the one way in it has (RFC 8705's name for it), as its primary one.
+    let spc = https_client(&pki)
+        .identity(pki.client("okta", &["okta.idp.test"]).identity())
+        .build()
+        .unwrap()
+        .get(format!("{}/ServiceProviderConfig", https_base(&env)))
+        .send()
+        .await
+        .unwrap();
+    let spc: serde_json::Value = serde_json::from_str(&spc.text().await.unwrap()).unwrap();
+    let schemes = spc["authenticationSchemes"].as_array().unwrap();
+    assert_eq!(schemes.len(), 1, "{spc}");
+    assert_eq!(
+        (&schemes[0]["type"], &schemes[0]["primary"]),
+        (&serde_json::json!("tls_client_auth"), &serde_json::json!(true))
+    );
 
     // A verified certificate that the app does not list, and no certificate at all: 401.
     let reply = with_identity(&pki.client("someone-else", &["other.idp.test"])).send().await.unwrap();
