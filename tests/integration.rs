@@ -52,3 +52,10 @@ mod faults;
 mod sandbox;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "../examples/docstore/server.rs"]
+#[allow(dead_code)] // the example binary uses part of it, these tests another
+mod docstore;
+#[path = "integration/example_documents.rs"]
+mod example_documents;
+#[path = "integration/idp_replays.rs"]
+mod idp_replays;
