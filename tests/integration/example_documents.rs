@@ -167,7 +167,10 @@ async fn every_attribute_of_a_user_is_stored_and_read_back() {
 
     // A PATCH of a sub-attribute deep in a multi-valued one, as Entra ID sends it.
     let patched = env
-        .patch(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "555-555-0000"}]))
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "555-555-0000"}]),
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
     assert_eq!(
@@ -234,19 +237,36 @@ async fn groups_hold_their_members_and_users_show_their_groups() {
     );
     let user = env.get(&format!("/Users/{alice}")).await;
     assert_eq!(values(&user.body["groups"]), vec![guides.as_str()], "{}", user.text);
-    let members_of = env.get(&format!("/Groups?excludedAttributes=members&filter={}", urlencode(&format!("members[value eq \"{bob}\"]")))).await;
+    let members_of = env
+        .get(&format!(
+            "/Groups?excludedAttributes=members&filter={}",
+            urlencode(&format!("members[value eq \"{bob}\"]"))
+        ))
+        .await;
     assert_eq!(ids(&members_of), vec![staff.as_str()], "{}", members_of.text);
 
     // Member PATCHes go through the hooks: an unknown id changes nothing.
-    let refused = env.patch(&format!("/Groups/{guides}"), json!([{"op": "add", "path": "members", "value": [{"value": bob}, {"value": "nobody"}]}])).await;
+    let refused = env
+        .patch(
+            &format!("/Groups/{guides}"),
+            json!([{"op": "add", "path": "members", "value": [{"value": bob}, {"value": "nobody"}]}]),
+        )
+        .await;
     refused.assert_error(400, Some("invalidValue"));
     assert_eq!(values(&env.docstore.document("groups", &guides).unwrap()["members"]), vec![alice.as_str()]);
-    let added = env.patch(&format!("/Groups/{guides}"), json!([{"op": "add", "path": "members", "value": [{"value": bob}]}])).await;
+    let added = env
+        .patch(&format!("/Groups/{guides}"), json!([{"op": "add", "path": "members", "value": [{"value": bob}]}]))
+        .await;
     assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
-    assert_eq!(values(&env.docstore.document("groups", &guides).unwrap()["members"]), vec![alice.as_str(), bob.as_str()]);
+    assert_eq!(
+        values(&env.docstore.document("groups", &guides).unwrap()["members"]),
+        vec![alice.as_str(), bob.as_str()]
+    );
 
     // A rename keeps the members, though the hooks read the group without them.
-    let renamed = env.patch(&format!("/Groups/{guides}"), json!([{"op": "replace", "path": "displayName", "value": "Guides"}])).await;
+    let renamed = env
+        .patch(&format!("/Groups/{guides}"), json!([{"op": "replace", "path": "displayName", "value": "Guides"}]))
+        .await;
     assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
     let stored = env.docstore.document("groups", &guides).unwrap();
     assert_eq!(stored["displayName"], "Guides");
@@ -270,9 +290,14 @@ async fn concurrent_writers_never_lose_each_others_changes() {
     // Another writer adds bob between the hook's read and its write: 412, read again, both kept.
     let bob_entry = json!({"value": bob, "type": "User"});
     env.docstore.interfere("groups", &guides, move |data| data["members"] = json!([bob_entry]));
-    let added = env.patch(&format!("/Groups/{guides}"), json!([{"op": "add", "path": "members", "value": [{"value": alice}]}])).await;
+    let added = env
+        .patch(&format!("/Groups/{guides}"), json!([{"op": "add", "path": "members", "value": [{"value": alice}]}]))
+        .await;
     assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
-    assert_eq!(values(&env.docstore.document("groups", &guides).unwrap()["members"]), vec![bob.as_str(), alice.as_str()]);
+    assert_eq!(
+        values(&env.docstore.document("groups", &guides).unwrap()["members"]),
+        vec![bob.as_str(), alice.as_str()]
+    );
 
     // A replace over a change made since the proxy read the user is refused, not applied.
     env.docstore.interfere("users", &alice, |data| data["title"] = json!("set elsewhere"));

@@ -118,7 +118,8 @@ fn ids(reply: &Reply) -> Vec<String> {
 }
 
 fn values(list: &Value) -> Vec<String> {
-    list.as_array().map_or_else(Vec::new, |items| items.iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect())
+    list.as_array()
+        .map_or_else(Vec::new, |items| items.iter().map(|m| m["value"].as_str().unwrap().to_owned()).collect())
 }
 
 fn filter(path: &str, filter: &str) -> String {
@@ -190,8 +191,9 @@ async fn entra_user_cycle(target: &Target) {
         .await;
     assert_patched(&multi, "multi-valued update");
     let renamed_user = "5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com";
-    let single =
-        target.patch(idp, &format!("/Users/{id}"), json!([{"op": "Replace", "path": "userName", "value": renamed_user}])).await;
+    let single = target
+        .patch(idp, &format!("/Users/{id}"), json!([{"op": "Replace", "path": "userName", "value": renamed_user}]))
+        .await;
     assert_patched(&single, "single-valued update");
     let added = target
         .patch(
@@ -216,7 +218,9 @@ async fn entra_user_cycle(target: &Target) {
     assert!(ids(&by_old_name).is_empty(), "{}", by_old_name.text);
 
     // "Disable User": Entra ID sends the boolean as the string "False".
-    let disabled = target.patch(idp, &format!("/Users/{id}"), json!([{"op": "Replace", "path": "active", "value": "False"}])).await;
+    let disabled = target
+        .patch(idp, &format!("/Users/{id}"), json!([{"op": "Replace", "path": "active", "value": "False"}]))
+        .await;
     assert_patched(&disabled, "disable");
     let read = target.get(idp, &format!("/Users/{id}")).await;
     assert_eq!(read.body["active"], false, "{}", read.text);
@@ -241,7 +245,9 @@ async fn entra_group_cycle(target: &Target) {
     }
     let display_name = "7a9e2ad0-5a31-4b4b-8a73-3c3e0f4b3d50";
 
-    let none = target.get(idp, &filter("/Groups?excludedAttributes=members", &format!("displayName eq \"{display_name}\""))).await;
+    let none = target
+        .get(idp, &filter("/Groups?excludedAttributes=members", &format!("displayName eq \"{display_name}\"")))
+        .await;
     assert!(ids(&none).is_empty(), "{}", none.text);
 
     let body = json!({
@@ -258,7 +264,9 @@ async fn entra_group_cycle(target: &Target) {
     let read = target.get(idp, &format!("/Groups/{id}?excludedAttributes=members")).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.text);
     assert!(read.body.get("members").is_none(), "{}", read.text);
-    let found = target.get(idp, &filter("/Groups?excludedAttributes=members", &format!("displayName eq \"{display_name}\""))).await;
+    let found = target
+        .get(idp, &filter("/Groups?excludedAttributes=members", &format!("displayName eq \"{display_name}\"")))
+        .await;
     assert_eq!(ids(&found), vec![id.clone()]);
 
     // "Update Group [Add Members]": a value array, with Entra ID's `$ref: null`.
@@ -280,11 +288,20 @@ async fn entra_group_cycle(target: &Target) {
     assert_eq!(values(&user.body["groups"]), vec![id.clone()], "{}", user.text);
 
     // "Update Group [Remove Members]" as a value array, then as a filter on the member.
-    let removed =
-        target.patch(idp, &format!("/Groups/{id}"), json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": members[0]}]}])).await;
+    let removed = target
+        .patch(
+            idp,
+            &format!("/Groups/{id}"),
+            json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": members[0]}]}]),
+        )
+        .await;
     assert_patched(&removed, "remove a member by value");
     let removed = target
-        .patch(idp, &format!("/Groups/{id}"), json!([{"op": "Remove", "path": format!("members[value eq \"{}\"]", members[1])}]))
+        .patch(
+            idp,
+            &format!("/Groups/{id}"),
+            json!([{"op": "Remove", "path": format!("members[value eq \"{}\"]", members[1])}]),
+        )
         .await;
     assert_patched(&removed, "remove a member by filter");
     assert!(ids(&target.get(idp, &check(&members[0])).await).is_empty());
@@ -293,9 +310,12 @@ async fn entra_group_cycle(target: &Target) {
 
     // "Update Group [Non-member attributes]".
     let new_name = format!("{display_name}updatedDisplayName");
-    let renamed = target.patch(idp, &format!("/Groups/{id}"), json!([{"op": "Replace", "path": "displayName", "value": new_name}])).await;
+    let renamed = target
+        .patch(idp, &format!("/Groups/{id}"), json!([{"op": "Replace", "path": "displayName", "value": new_name}]))
+        .await;
     assert_patched(&renamed, "rename");
-    let found = target.get(idp, &filter("/Groups?excludedAttributes=members", &format!("displayName eq \"{new_name}\""))).await;
+    let found =
+        target.get(idp, &filter("/Groups?excludedAttributes=members", &format!("displayName eq \"{new_name}\""))).await;
     assert_eq!(ids(&found), vec![id.clone()]);
 
     let deleted = target.send(idp, Method::DELETE, &format!("/Groups/{id}"), None).await;
@@ -332,7 +352,8 @@ async fn okta_user_cycle(target: &Target) {
     let none = target.get(idp, &lookup).await;
     assert!(ids(&none).is_empty(), "{}", none.text);
 
-    let created = target.send(idp, Method::POST, "/Users", Some(okta_user(user_name, "Test", "00ujl29u0le5T6Aj10h7"))).await;
+    let created =
+        target.send(idp, Method::POST, "/Users", Some(okta_user(user_name, "Test", "00ujl29u0le5T6Aj10h7"))).await;
     assert_eq!(created.status, StatusCode::CREATED, "Okta's verbatim create: {}", created.text);
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert!(created.body.get("password").is_none(), "{}", created.text);
@@ -362,13 +383,15 @@ async fn okta_user_cycle(target: &Target) {
     assert_eq!(read.body["displayName"], "Another User");
 
     // "Deactivate a specific User": a replace without a path.
-    let deactivated = target.patch(idp, &format!("/Users/{id}"), json!([{"op": "replace", "value": {"active": false}}])).await;
+    let deactivated =
+        target.patch(idp, &format!("/Users/{id}"), json!([{"op": "replace", "value": {"active": false}}])).await;
     assert_patched(&deactivated, "deactivate");
     let read = target.get(idp, &format!("/Users/{id}")).await;
     assert_eq!(read.body["active"], false, "{}", read.text);
     // A deactivated user is still found by the match, so reassigning reactivates it.
     assert_eq!(ids(&target.get(idp, &lookup).await), vec![id.clone()]);
-    let reactivated = target.patch(idp, &format!("/Users/{id}"), json!([{"op": "replace", "value": {"active": true}}])).await;
+    let reactivated =
+        target.patch(idp, &format!("/Users/{id}"), json!([{"op": "replace", "value": {"active": true}}])).await;
     assert_patched(&reactivated, "reactivate");
     assert_eq!(target.get(idp, &format!("/Users/{id}")).await.body["active"], true);
 }
@@ -377,14 +400,17 @@ async fn okta_user_cycle(target: &Target) {
 /// add a member (sent with the unchanged name), remove it by filter, delete.
 async fn okta_group_cycle(target: &Target) {
     let idp = Idp::Okta;
-    let user = target.send(idp, Method::POST, "/Users", Some(okta_user("push.user@okta.local", "Push", "00upush0000"))).await;
+    let user =
+        target.send(idp, Method::POST, "/Users", Some(okta_user("push.user@okta.local", "Push", "00upush0000"))).await;
     assert_eq!(user.status, StatusCode::CREATED, "{}", user.text);
     let member = user.body["id"].as_str().unwrap().to_owned();
     let name = "Test SCIMv2";
     let lookup = format!("{}&startIndex=1&count=100", filter("/Groups", &format!("displayName eq \"{name}\"")));
 
     assert!(ids(&target.get(idp, &lookup).await).is_empty());
-    let created = target.send(idp, Method::POST, "/Groups", Some(json!({"schemas": [GROUP], "displayName": name, "members": []}))).await;
+    let created = target
+        .send(idp, Method::POST, "/Groups", Some(json!({"schemas": [GROUP], "displayName": name, "members": []})))
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert_eq!(ids(&target.get(idp, &lookup).await), vec![id.clone()]);
@@ -394,7 +420,9 @@ async fn okta_group_cycle(target: &Target) {
 
     // "Update a specific Group name".
     let new_name = "Test SCIMv2 renamed";
-    let renamed = target.patch(idp, &format!("/Groups/{id}"), json!([{"op": "replace", "value": {"id": id, "displayName": new_name}}])).await;
+    let renamed = target
+        .patch(idp, &format!("/Groups/{id}"), json!([{"op": "replace", "value": {"id": id, "displayName": new_name}}]))
+        .await;
     assert_patched(&renamed, "rename");
     assert_eq!(target.get(idp, &format!("/Groups/{id}")).await.body["displayName"], new_name);
 
@@ -416,7 +444,13 @@ async fn okta_group_cycle(target: &Target) {
     let user = target.get(idp, &format!("/Users/{member}")).await;
     assert_eq!(values(&user.body["groups"]), vec![id.clone()], "{}", user.text);
 
-    let removed = target.patch(idp, &format!("/Groups/{id}"), json!([{"op": "remove", "path": format!("members[value eq \"{member}\"]")}])).await;
+    let removed = target
+        .patch(
+            idp,
+            &format!("/Groups/{id}"),
+            json!([{"op": "remove", "path": format!("members[value eq \"{member}\"]")}]),
+        )
+        .await;
     assert_patched(&removed, "remove a member");
     let group = target.get(idp, &format!("/Groups/{id}")).await;
     assert!(values(&group.body["members"]).is_empty(), "{}", group.text);
