@@ -30,6 +30,13 @@ mod example_login_keyed;
 mod example_offset_list;
 #[path = "integration/example_roles.rs"]
 mod example_roles;
+#[path = "../examples/docstore/server.rs"]
+#[allow(dead_code)] // the example binary uses part of it, these tests another
+mod docstore;
+#[path = "integration/example_documents.rs"]
+mod example_documents;
+#[path = "integration/idp_replays.rs"]
+mod idp_replays;
 #[path = "integration/docs_examples.rs"]
 mod docs_examples;
 #[path = "integration/mapping_tests.rs"]
