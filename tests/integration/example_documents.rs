@@ -231,7 +231,10 @@ async fn groups_hold_their_members_and_users_show_their_groups() {
     let guides = env.create("/Groups", group("Tour Guides", &[&alice])).await;
     let staff = env.create("/Groups", group("Staff", &[&guides, &bob])).await;
 
-    let read = env.get(&format!("/Groups/{staff}")).await;
+    // Display names are the app's (readOnly), shown when asked for.
+    let plain = env.get(&format!("/Groups/{staff}")).await;
+    assert!(plain.body["members"].as_array().unwrap().iter().all(|m| m.get("display").is_none()), "{}", plain.text);
+    let read = env.get(&format!("/Groups/{staff}?attributes=displayName,members,members.display")).await;
     assert_eq!(
         read.body["members"],
         json!([{"value": guides, "type": "Group", "display": "Tour Guides", "$ref": format!("{}/Groups/{guides}", env.base())},
