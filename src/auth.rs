@@ -110,6 +110,30 @@ pub async fn authenticate(
     Err(RequestError::Unauthorized)
 }
 
+/// Whether a request carries the admin token: `Bearer <token>`, or HTTP Basic with the token
+/// as the password and any user name (what a browser asks a person for). Compared in
+/// constant time, like the apps' tokens.
+pub fn has_admin_token(expected: &Secret, headers: &HeaderMap) -> bool {
+    let Some((scheme, credential)) = authorization(headers) else {
+        return false;
+    };
+    let presented = if scheme.eq_ignore_ascii_case("bearer") {
+        credential.to_owned()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(credential).ok();
+        let Some(password) = decoded
+            .and_then(|d| String::from_utf8(d).ok())
+            .and_then(|d| d.split_once(':').map(|(_, password)| password.to_owned()))
+        else {
+            return false;
+        };
+        password
+    } else {
+        return false;
+    };
+    bool::from(expected.expose().as_bytes().ct_eq(presented.as_bytes()))
+}
+
 /// The scheme and credential of the `Authorization` header.
 fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
@@ -239,6 +263,23 @@ mod tests {
             assert!(authenticate(&auth, &headers(&basic(bad)), &plain()).await.is_err(), "{bad}");
         }
         assert!(authenticate(&auth, &headers("Basic !!!"), &plain()).await.is_err());
+    }
+
+    #[test]
+    fn the_admin_token_opens_as_bearer_or_as_a_basic_password_only() {
+        let token = Secret::new("admin-token-0123456789");
+        let basic = |pair: &str| headers(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
+        assert!(has_admin_token(&token, &headers("Bearer admin-token-0123456789")));
+        assert!(has_admin_token(&token, &headers("bearer   admin-token-0123456789 ")));
+        assert!(has_admin_token(&token, &basic(":admin-token-0123456789")));
+        assert!(has_admin_token(&token, &basic("ops:admin-token-0123456789")));
+        assert!(!has_admin_token(&token, &HeaderMap::new()));
+        assert!(!has_admin_token(&token, &headers("Bearer admin-token-012345678")));
+        assert!(!has_admin_token(&token, &headers("Bearer admin-token-0123456789x")));
+        assert!(!has_admin_token(&token, &basic("admin-token-0123456789:")));
+        assert!(!has_admin_token(&token, &basic("admin-token-0123456789")));
+        assert!(!has_admin_token(&token, &headers("Token admin-token-0123456789")));
+        assert!(!has_admin_token(&token, &headers("Basic !!notbase64")));
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Config {
     /// Address of the admin listener (`/healthz`, `/readyz`).
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
+    /// What the admin listener shows beyond health and metrics, and to whom.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Logging format and level.
     #[serde(default)]
     pub log: LogConfig,
@@ -101,6 +104,38 @@ pub struct Config {
     /// The variable overrides it was read with, so that a reload reads it the same way.
     #[serde(skip)]
     pub overrides: BTreeMap<String, String>,
+}
+
+/// The admin listener's `/requests`: the last requests of each app, for the people who run it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The token `/requests` answers to (as a bearer token, or as the password of HTTP Basic
+    /// with any user name); unset or empty turns `/requests` off. `/healthz`, `/readyz` and
+    /// `/metrics` never ask for it.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// How many of each app's latest requests `/requests` keeps; `0` keeps none.
+    #[serde(default = "default_recent_requests")]
+    pub recent_requests: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { token: None, recent_requests: default_recent_requests() }
+    }
+}
+
+impl AdminConfig {
+    /// The token, when one is set (an empty one, as `${env.X:-}` gives, is none).
+    pub fn token(&self) -> Option<&Secret> {
+        self.token.as_ref().filter(|t| !t.expose().is_empty())
+    }
+
+    /// Whether requests are kept for `/requests`: a token to show them with and room for some.
+    pub fn keeps_requests(&self) -> bool {
+        self.token().is_some() && self.recent_requests > 0
+    }
 }
 
 /// How logs are written.
@@ -771,6 +806,18 @@ impl Config {
                 "must differ from listen: give the admin listener its own port".into(),
             ));
         }
+        if self.admin.token().is_some_and(|t| t.expose().len() < 16) {
+            return Err((
+                "admin.token".into(),
+                "shorter than 16 characters: use a long random secret, e.g. token: \"${env.SCIM_ADMIN_TOKEN}\"".into(),
+            ));
+        }
+        if self.admin.recent_requests > MAX_RECENT_REQUESTS {
+            return Err((
+                "admin.recent_requests".into(),
+                format!("must be at most {MAX_RECENT_REQUESTS}: each kept request holds up to 14 KiB per app"),
+            ));
+        }
         if self.server.max_connections == 0 {
             return Err(("server.max_connections".into(), "must be at least 1".into()));
         }
@@ -1047,6 +1094,13 @@ fn default_listen() -> SocketAddr {
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
+fn default_recent_requests() -> usize {
+    200
+}
+
+/// The most requests `admin.recent_requests` may keep per app.
+pub const MAX_RECENT_REQUESTS: usize = 10_000;
+
 fn default_log_level() -> String {
     "info".into()
 }
