@@ -815,7 +815,7 @@ impl Config {
         if self.admin.recent_requests > MAX_RECENT_REQUESTS {
             return Err((
                 "admin.recent_requests".into(),
-                format!("must be at most {MAX_RECENT_REQUESTS}: each kept request holds up to 14 KiB per app"),
+                format!("must be at most {MAX_RECENT_REQUESTS}: each kept request holds up to 16 KiB"),
             ));
         }
         if self.server.max_connections == 0 {

@@ -52,3 +52,5 @@ mod faults;
 mod sandbox;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "integration/admin_requests.rs"]
+mod admin_requests;
