@@ -8,18 +8,22 @@ use super::Entry;
 
 /// The page's only style, allowed by the nonce of its response's Content-Security-Policy.
 const STYLE: &str = "\
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#1f2328;background:#fff}\
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:1rem;color:#1f2328;background:#fff}\
 h1{font-size:1.3rem;margin:0 0 .3rem}\
 p.note{color:#59636e;margin:0 0 1rem}\
 table{border-collapse:collapse;width:100%}\
-th,td{text-align:left;vertical-align:top;padding:.4rem .55rem;border-bottom:1px solid #d1d9e0}\
+th,td{text-align:left;vertical-align:top;padding:.45rem .55rem;border-bottom:1px solid #d1d9e0}\
 th{background:#f6f8fa;font-weight:600;white-space:nowrap}\
-td.time{white-space:nowrap;color:#59636e}\
+td.time,td.app{white-space:nowrap;color:#59636e}\
+td.request{min-width:14rem;overflow-wrap:anywhere}\
+td.why{min-width:12rem;overflow-wrap:anywhere}\
+td.calls{min-width:13rem;overflow-wrap:anywhere}\
+td.body{min-width:14rem;max-width:20rem}\
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}\
-pre{white-space:pre-wrap;word-break:break-all;max-width:38rem;margin:.3rem 0 0;background:#f6f8fa;padding:.4rem}\
+pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:.3rem 0 0;background:#f6f8fa;padding:.4rem}\
 ul{margin:0;padding-left:1rem}\
 .ok{color:#1a7f37;font-weight:600}.client{color:#9a6700;font-weight:600}.fault{color:#cf222e;font-weight:600}\
-.muted{color:#59636e}\
+.muted{color:#59636e;font-size:12px}.label{color:#59636e}\
 summary{cursor:pointer;color:#0969da}";
 
 /// The page: every entry, newest first, as a table.
@@ -42,8 +46,8 @@ pub fn render(entries: &[Arc<Entry>], capacity: usize, nonce: &str) -> String {
         return page;
     }
     page.push_str(
-        "<table><thead><tr><th>time (UTC)</th><th>app</th><th>request</th><th>status</th><th>SCIM error</th>\
-         <th>ignored attributes</th><th>legacy calls</th><th>request body</th></tr></thead><tbody>\n",
+        "<table><thead><tr><th>time (UTC)</th><th>app</th><th>request</th><th>status</th>\
+         <th>SCIM error, ignored attributes</th><th>legacy calls</th><th>request body</th></tr></thead><tbody>\n",
     );
     for entry in entries {
         row(&mut page, entry);
@@ -53,15 +57,19 @@ pub fn render(entries: &[Arc<Entry>], capacity: usize, nonce: &str) -> String {
 }
 
 fn row(page: &mut String, entry: &Entry) {
+    let (date, time) = entry.time.trim_end_matches('Z').split_once('T').unwrap_or((&entry.time, ""));
     let _ = write!(
         page,
-        "<tr><td class=\"time\">{}</td><td>{}</td><td><code>{} {}</code><br><span class=\"muted\">{} · {} ms · {}</span></td>\
-         <td class=\"{}\">{}</td><td>",
-        escape(entry.time.trim_end_matches('Z').replace('T', " ").as_str()),
+        "<tr><td class=\"time\">{}<br>{}</td><td class=\"app\">{}</td>\
+         <td class=\"request\"><code>{} {}</code><br><span class=\"muted\">{}{} ms · id {}</span></td>\
+         <td class=\"{}\">{}</td><td class=\"why\">",
+        escape(time),
+        escape(date),
         escape(&entry.app),
         escape(&entry.method),
-        escape(&entry.target),
-        escape(&entry.operation),
+        escape(&readable(&entry.target)),
+        // Before routing (a refused token) there is no operation to name.
+        if entry.operation == "-" { String::new() } else { format!("{} · ", escape(&entry.operation)) },
         entry.latency_ms.round(),
         escape(&entry.request_id),
         status_class(entry.status),
@@ -76,15 +84,14 @@ fn row(page: &mut String, entry: &Entry) {
             let _ = write!(page, "<br><span class=\"muted\">cause: {}</span>", escape(cause));
         }
     }
-    page.push_str("</td><td>");
     if !entry.ignored.is_empty() {
-        page.push_str("<ul>");
+        page.push_str("<div class=\"label\">ignored attributes:</div><ul>");
         for path in &entry.ignored {
             let _ = write!(page, "<li><code>{}</code></li>", escape(path));
         }
         page.push_str("</ul>");
     }
-    page.push_str("</td><td>");
+    page.push_str("</td><td class=\"calls\">");
     if !entry.legacy_calls.is_empty() {
         page.push_str("<ul>");
         for call in &entry.legacy_calls {
@@ -97,7 +104,7 @@ fn row(page: &mut String, entry: &Entry) {
                 page,
                 "<li><code>{} {}</code> → {answer} <span class=\"muted\">{:.1} ms</span></li>",
                 escape(call.method.as_str()),
-                escape(&call.path),
+                escape(&readable(&call.path)),
                 call.micros as f64 / 1000.0,
             );
         }
@@ -107,7 +114,7 @@ fn row(page: &mut String, entry: &Entry) {
     if unlisted > 0 {
         let _ = write!(page, "<span class=\"muted\">and {unlisted} more</span>");
     }
-    page.push_str("</td><td>");
+    page.push_str("</td><td class=\"body\">");
     if let Some(body) = &entry.body {
         // A whole body is shown indented; a cut one as it was kept.
         let shown = serde_json::from_str::<serde_json::Value>(body)
@@ -115,14 +122,22 @@ fn row(page: &mut String, entry: &Entry) {
             .and_then(|value| serde_json::to_string_pretty(&value).ok())
             .unwrap_or_else(|| body.clone());
         let cut = if entry.body_truncated { ", cut" } else { "" };
+        // What a refused request sent is what a person came to see: shown open.
+        let open = if entry.status >= 400 { " open" } else { "" };
         let _ = write!(
             page,
-            "<details><summary>{} bytes{cut}</summary><pre>{}</pre></details>",
+            "<details{open}><summary>{} bytes{cut}</summary><pre>{}</pre></details>",
             body.len(),
             escape(&shown)
         );
     }
     page.push_str("</td></tr>\n");
+}
+
+/// A path and query as a person reads it: percent-escapes decoded (for display only; the
+/// JSON keeps them as sent).
+fn readable(target: &str) -> String {
+    percent_encoding::percent_decode_str(target).decode_utf8_lossy().into_owned()
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -164,7 +179,7 @@ mod tests {
             super::super::Answered {
                 request_id: "<b>id</b>",
                 path: "/scim/v2/Users/<img src=x>",
-                query: Some("filter=\"<i>\""),
+                query: Some("filter=\"<i>\"&q=%3Cscript%3E"),
                 error: Some(Failure { scim_type: Some("invalidValue"), detail: hostile.into(), cause: None }),
                 ignored: vec![hostile.into()],
                 body: Some(body_text(&redactor, &serde_json::json!({"userName": hostile}))),
