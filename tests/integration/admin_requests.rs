@@ -226,3 +226,43 @@ async fn entries_show_the_error_and_each_legacy_call_with_its_status() {
     assert!(read["time"].as_str().unwrap().ends_with('Z'), "{read}");
     assert!(read["latency_ms"].as_f64().unwrap() >= read["legacy_ms"].as_f64().unwrap(), "{read}");
 }
+
+/// The page as headless Chromium renders it (`--dump-dom`): the DOM after parsing, as a person's
+/// browser would hold it.
+fn chromium_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+    let output = std::process::Command::new(&binary)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--no-first-run", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary} (apt-get install chromium, or set CHROMIUM): {e}"));
+    assert!(output.status.success(), "{binary}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Needs Chromium (`apt-get install chromium`): `cargo test --test integration admin_requests:: -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs headless Chromium"]
+async fn a_browser_shows_the_page_with_the_token_and_nothing_without_it() {
+    let env = TestEnv::start_with(keeping(50)).await;
+    let mut body = user("<script>document.title='owned'</script>");
+    body["password"] = json!("S3cret!pass");
+    let reply = env.post("/Users", body).await;
+    assert!(reply.status.is_success() || reply.status.is_client_error(), "{}", reply.text);
+    let admin = env.proxy.as_ref().unwrap().admin_addr;
+
+    let page = tokio::task::spawn_blocking(move || chromium_dom(&format!("http://:{ADMIN_TOKEN}@{admin}/requests")))
+        .await
+        .unwrap();
+    assert!(page.contains("<title>scim-proxy: recent requests</title>"), "{page}");
+    assert!(page.contains("&lt;script&gt;document.title='owned'&lt;/script&gt;"), "{page}");
+    assert!(!page.contains("<script") && !page.contains("owned</title>"), "a value became markup: {page}");
+    assert!(page.contains("[redacted]") && !page.contains("S3cret!pass"), "{page}");
+
+    let refused = tokio::task::spawn_blocking(move || chromium_dom(&format!("http://{admin}/requests"))).await.unwrap();
+    // Headless Chromium cannot answer the Basic challenge: it shows nothing at all.
+    assert!(!refused.contains("document.title") && !refused.contains("recent requests"), "{refused}");
+}
