@@ -1270,6 +1270,34 @@ apps:
     }
 
     #[test]
+    fn the_admin_token_is_a_long_secret_reference_and_off_when_unset_or_empty() {
+        let with = |admin: &str| format!("admin:\n{admin}{MINIMAL}");
+        let off = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        assert_eq!((off.admin.token(), off.admin.recent_requests, off.admin.keeps_requests()), (None, 200, false));
+        let empty = Config::parse(&with("  token: \"${env.UNSET_ADMIN_X:-}\"\n"), "proxy.yaml", &vars()).unwrap();
+        assert!(empty.admin.token().is_none() && !empty.admin.keeps_requests());
+        let mut v = vars();
+        v.set("ADMIN", "an-admin-token-0123456789");
+        let on = Config::parse(&with("  token: \"${env.ADMIN}\"\n  recent_requests: 5\n"), "p.yaml", &v).unwrap();
+        assert_eq!(on.admin.token().map(Secret::expose), Some("an-admin-token-0123456789"));
+        assert!(on.admin.keeps_requests() && on.admin.recent_requests == 5);
+        assert!(!format!("{:?}", on.admin).contains("0123456789"), "the token is never printed");
+        let cases = [
+            ("  token: short\n", "admin.token", "shorter than 16 characters"),
+            (
+                "  token: an-admin-token-0123456789\n  recent_requests: 100000\n",
+                "admin.recent_requests",
+                "at most 10000",
+            ),
+            ("  tokn: an-admin-token-0123456789\n", "admin", "unknown field `tokn`"),
+        ];
+        for (admin, key, detail) in cases {
+            let err = Config::parse(&with(admin), "proxy.yaml", &vars()).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(detail), "{err} should name {key} and say {detail}");
+        }
+    }
+
+    #[test]
     fn rejects_duplicate_names_and_base_paths() {
         let two = format!("{MINIMAL}{}", MINIMAL.replace("apps:\n", ""));
         let err = Config::parse(&two, "p.yaml", &vars()).unwrap_err().to_string();
