@@ -327,3 +327,27 @@ async fn demo_takes_the_admin_token_from_the_environment_or_makes_one_up_and_pri
         drop(demo);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_a_smaller_size_at_once_and_a_removed_token_forgets_everything() {
+    let env = TestEnv::start_from_file(keeping(10)).await;
+    for count in 1..=3 {
+        assert_eq!(env.get(&format!("/Users?count={count}")).await.status, StatusCode::OK);
+    }
+    assert_eq!(entries(&env).await.len(), 3);
+    let shared = env.proxy.as_ref().unwrap().shared.clone();
+    let file = env.config_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+
+    std::fs::write(&file, text.replacen("recent_requests: 10", "recent_requests: 1", 1)).unwrap();
+    assert_eq!(scim_proxy::proxy::reload_config(&shared).await, scim_proxy::proxy::Reloaded::Applied);
+    let kept = entries(&env).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["path"], "/scim/v2/Users?count=3");
+
+    std::fs::write(&file, text.replacen(&format!("  token: \"{ADMIN_TOKEN}\"\n"), "", 1)).unwrap();
+    assert_eq!(scim_proxy::proxy::reload_config(&shared).await, scim_proxy::proxy::Reloaded::Applied);
+    let off = requests(&env, Some(&format!("Bearer {ADMIN_TOKEN}")), "application/json").await;
+    assert_eq!(off.status, StatusCode::NOT_FOUND, "{}", off.text);
+    assert!(shared.recent.newest_first().is_empty(), "entries kept after the token was removed");
+}
