@@ -502,23 +502,29 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
         _ => response,
     };
     if let Some(app) = app.filter(|_| keeps_requests) {
-        let answered = recent::Answered {
-            request_id: &request_id,
-            app: app_name,
-            operation: op,
-            method: method.as_str(),
-            path: &path,
-            query: query.as_deref(),
+        let (body, body_truncated) = kept_body.map_or((None, false), |(text, cut)| (Some(text), cut));
+        let entry = recent::Entry {
+            seq: 0,
+            time: String::new(),
+            request_id: request_id.to_string(),
+            app: app_name.to_owned(),
+            operation: op.to_owned(),
+            method: method.to_string(),
+            target: match &query {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            },
             status: response.status().as_u16(),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             error: failure,
             ignored: stats.ignored.lock().map(|ignored| ignored.clone()).unwrap_or_default(),
             legacy_calls: stats.noted_calls(),
-            legacy_calls_total: stats.calls.load(Ordering::Relaxed),
-            legacy_ms: stats.micros.load(Ordering::Relaxed) as f64 / 1000.0,
-            body: kept_body,
+            legacy_calls_total: legacy_calls,
+            legacy_ms,
+            body,
+            body_truncated,
         };
-        shared.recent.push(recent::Entry::new(answered, &app.redactor), state.admin.recent_requests);
+        shared.recent.push(entry.bounded(&app.redactor), state.admin.recent_requests);
     }
     shared.metrics.request(app_name, op, response.status().as_u16(), started.elapsed());
     response

@@ -54,14 +54,14 @@ const FIXED_ENTRY: usize = std::mem::size_of::<Entry>() + 128 + 64 + 32 + 64;
 pub struct Entry {
     /// Orders entries across apps: a higher one was answered later.
     pub seq: u64,
-    /// When the answer was sent, RFC 3339 in UTC.
+    /// When the answer was sent, RFC 3339 in UTC (set by [`Entry::bounded`]).
     pub time: String,
     pub request_id: String,
     pub app: String,
     /// The operation the request was routed to (`create_user`), `-` before routing.
     pub operation: String,
     pub method: String,
-    /// Path and query as received, secret query values redacted.
+    /// Path and query as received (secret query values redacted by [`Entry::bounded`]).
     pub target: String,
     pub status: u16,
     pub latency_ms: f64,
@@ -89,26 +89,6 @@ pub struct Failure {
     pub cause: Option<String>,
 }
 
-/// What the proxy knows of a request once it is answered, before it is cut to an entry.
-#[derive(Debug)]
-pub struct Answered<'a> {
-    pub request_id: &'a str,
-    pub app: &'a str,
-    pub operation: &'a str,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub status: u16,
-    pub latency_ms: f64,
-    pub error: Option<Failure>,
-    pub ignored: Vec<String>,
-    pub legacy_calls: Vec<NotedCall>,
-    pub legacy_calls_total: u32,
-    pub legacy_ms: f64,
-    /// From [`body_text`], when the request had a body.
-    pub body: Option<(String, bool)>,
-}
-
 /// A request body as an entry keeps it: its JSON text with the app's secrets redacted, cut
 /// to [`BODY_BYTES`]; and whether it was cut.
 pub fn body_text(redactor: &Redactor, body: &Value) -> (String, bool) {
@@ -120,49 +100,30 @@ pub fn body_text(redactor: &Redactor, body: &Value) -> (String, bool) {
 }
 
 impl Entry {
-    /// Cuts what is known of an answered request to an entry's bounds, redacting secret
-    /// query values (`?access_token=…`) by the app's redactor.
-    pub fn new(answered: Answered<'_>, redactor: &Redactor) -> Self {
-        let target = match answered.query {
-            Some(query) => format!("{}?{query}", answered.path),
-            None => answered.path.to_owned(),
-        };
+    /// The entry cut to its bounds, with secret query values (`?access_token=…`) redacted by
+    /// the app's redactor, and stamped with the time: runs once, before it is kept.
+    pub fn bounded(self, redactor: &Redactor) -> Self {
         let cut_failure = |failure: Failure| Failure {
             scim_type: failure.scim_type,
             detail: shorten(failure.detail, DETAIL_BYTES),
             cause: failure.cause.map(|cause| shorten(cause, DETAIL_BYTES)),
         };
-        let (body, body_truncated) = match answered.body {
-            Some((text, cut)) => (Some(shorten(text, BODY_BYTES)), cut),
-            None => (None, false),
-        };
         Self {
             seq: 0,
             time: crate::script::format_time(time::OffsetDateTime::now_utc()),
-            request_id: shorten(answered.request_id.to_owned(), 128),
-            app: answered.app.to_owned(),
-            operation: answered.operation.to_owned(),
-            method: shorten(answered.method.to_owned(), 16),
-            target: shorten(redact_query(&target, redactor), TARGET_BYTES),
-            status: answered.status,
-            latency_ms: answered.latency_ms,
-            error: answered.error.map(cut_failure),
-            ignored: answered
-                .ignored
-                .into_iter()
-                .take(IGNORED_NAMES)
-                .map(|path| shorten(path, IGNORED_BYTES))
-                .collect(),
-            legacy_calls: answered
+            request_id: shorten(self.request_id, 128),
+            method: shorten(self.method, 16),
+            target: shorten(redact_query(&self.target, redactor), TARGET_BYTES),
+            error: self.error.map(cut_failure),
+            ignored: self.ignored.into_iter().take(IGNORED_NAMES).map(|path| shorten(path, IGNORED_BYTES)).collect(),
+            legacy_calls: self
                 .legacy_calls
                 .into_iter()
                 .take(NOTED_CALLS)
                 .map(|call| NotedCall { path: shorten(redact_query(&call.path, redactor), NOTED_PATH_BYTES), ..call })
                 .collect(),
-            legacy_calls_total: answered.legacy_calls_total,
-            legacy_ms: answered.legacy_ms,
-            body,
-            body_truncated,
+            body: self.body.map(|body| shorten(body, BODY_BYTES)),
+            ..self
         }
     }
 
@@ -291,14 +252,16 @@ impl RecentRequests {
 mod tests {
     use super::*;
 
-    pub(super) fn answered(app: &'static str) -> Answered<'static> {
-        Answered {
-            request_id: "req-1",
-            app,
-            operation: "create_user",
-            method: "POST",
-            path: "/scim/v2/Users",
-            query: None,
+    /// An entry of `app` as the proxy makes it, before it is bounded.
+    pub(super) fn entry(app: &str) -> Entry {
+        Entry {
+            seq: 0,
+            time: String::new(),
+            request_id: "req-1".into(),
+            app: app.into(),
+            operation: "create_user".into(),
+            method: "POST".into(),
+            target: "/scim/v2/Users".into(),
             status: 201,
             latency_ms: 3.25,
             error: None,
@@ -307,6 +270,7 @@ mod tests {
             legacy_calls_total: 0,
             legacy_ms: 0.0,
             body: None,
+            body_truncated: false,
         }
     }
 
@@ -317,22 +281,22 @@ mod tests {
     #[test]
     fn an_entry_redacts_bodies_and_secret_query_values() {
         let body = json!({"userName": "bjensen", "password": "Hunter2-secret", "ssn": "123-45"});
-        let entry = Entry::new(
-            Answered {
-                query: Some("access_token=abc&filter=userName%20eq%20%22b%22"),
-                body: Some(body_text(&redactor(), &body)),
-                legacy_calls: vec![NotedCall {
-                    method: http::Method::GET,
-                    path: "/users?api_key=k1&login=bjensen".into(),
-                    status: Some(200),
-                    fault: None,
-                    micros: 1500,
-                }],
-                legacy_calls_total: 1,
-                ..answered("acme")
-            },
-            &redactor(),
-        );
+        let (body, body_truncated) = body_text(&redactor(), &body);
+        let entry = Entry {
+            target: "/scim/v2/Users?access_token=abc&filter=userName%20eq%20%22b%22".into(),
+            body: Some(body),
+            body_truncated,
+            legacy_calls: vec![NotedCall {
+                method: http::Method::GET,
+                path: "/users?api_key=k1&login=bjensen".into(),
+                status: Some(200),
+                fault: None,
+                micros: 1500,
+            }],
+            legacy_calls_total: 1,
+            ..entry("acme")
+        }
+        .bounded(&redactor());
         let text = entry.to_json().to_string();
         for secret in ["Hunter2-secret", "123-45", "abc", "k1"] {
             assert!(!text.contains(secret), "{secret} in {text}");
@@ -353,7 +317,7 @@ mod tests {
         let stats = crate::script::CallStats::noting_calls();
         stats.ignored.lock().unwrap().extend(["locale".to_owned(), "name.formatted".to_owned()]);
         let ignored = stats.ignored.lock().unwrap().clone();
-        let entry = Entry::new(Answered { ignored, ..answered("acme") }, &redactor());
+        let entry = Entry { ignored, ..entry("acme") }.bounded(&redactor());
         assert_eq!(entry.to_json()["ignored_attributes"], json!(["locale", "name.formatted"]));
         let html = render(&[Arc::new(entry)], 200, "nonce");
         assert!(html.contains("<li><code>locale</code></li>") && html.contains("name.formatted"), "{html}");
@@ -362,32 +326,27 @@ mod tests {
     #[test]
     fn an_entry_holds_at_most_its_bound_whatever_it_is_given() {
         let long = |n: usize| "é".repeat(n);
-        let entry = Entry::new(
-            Answered {
-                request_id: Box::leak(long(500).into_boxed_str()),
-                path: Box::leak(format!("/scim/v2/Users/{}", long(10_000)).into_boxed_str()),
-                query: Some(Box::leak(long(10_000).into_boxed_str())),
-                error: Some(Failure {
-                    scim_type: Some("invalidValue"),
-                    detail: long(10_000),
-                    cause: Some(long(10_000)),
-                }),
-                ignored: (0..1000).map(|_| long(1000)).collect(),
-                legacy_calls: (0..1000)
-                    .map(|_| NotedCall {
-                        method: http::Method::GET,
-                        path: long(1000),
-                        status: None,
-                        fault: Some("timeout"),
-                        micros: 5,
-                    })
-                    .collect(),
-                legacy_calls_total: 1000,
-                body: Some(body_text(&redactor(), &json!({"userName": long(100_000)}))),
-                ..answered("acme")
-            },
-            &redactor(),
-        );
+        let (body, body_truncated) = body_text(&redactor(), &json!({"userName": long(100_000)}));
+        let entry = Entry {
+            request_id: long(500),
+            target: format!("/scim/v2/Users/{}?{}", long(10_000), long(10_000)),
+            error: Some(Failure { scim_type: Some("invalidValue"), detail: long(10_000), cause: Some(long(10_000)) }),
+            ignored: (0..1000).map(|_| long(1000)).collect(),
+            legacy_calls: (0..1000)
+                .map(|_| NotedCall {
+                    method: http::Method::GET,
+                    path: long(1000),
+                    status: None,
+                    fault: Some("timeout"),
+                    micros: 5,
+                })
+                .collect(),
+            legacy_calls_total: 1000,
+            body: Some(body),
+            body_truncated,
+            ..entry("acme")
+        }
+        .bounded(&redactor());
         assert!(entry.held_bytes() <= ENTRY_MAX_BYTES, "{} > {ENTRY_MAX_BYTES}", entry.held_bytes());
         assert!(entry.body_truncated);
         assert_eq!(entry.legacy_calls.len(), NOTED_CALLS);
@@ -400,7 +359,7 @@ mod tests {
         let recent = RecentRequests::default();
         for i in 0..5 {
             let app = if i % 2 == 0 { "a" } else { "b" };
-            let mut entry = Entry::new(answered(app), &redactor());
+            let mut entry = entry(app).bounded(&redactor());
             entry.status = 200 + i;
             recent.push(entry, 2);
         }
@@ -411,7 +370,7 @@ mod tests {
         assert_eq!(recent.newest_first().iter().map(|e| e.status).collect::<Vec<_>>(), [203]);
         recent.retain(&["b"], 1, false);
         assert!(recent.newest_first().is_empty());
-        recent.push(Entry::new(answered("a"), &redactor()), 0);
+        recent.push(entry("a").bounded(&redactor()), 0);
         assert!(recent.newest_first().is_empty());
     }
 }

@@ -166,7 +166,7 @@ pub fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::answered;
+    use super::super::tests::entry;
     use super::super::{Failure, body_text};
     use super::*;
     use crate::record::Redactor;
@@ -175,18 +175,16 @@ mod tests {
     fn every_value_from_a_client_is_escaped() {
         let hostile = "<script>alert('x')</script>\"&";
         let redactor = Redactor::default();
-        let entry = Entry::new(
-            super::super::Answered {
-                request_id: "<b>id</b>",
-                path: "/scim/v2/Users/<img src=x>",
-                query: Some("filter=\"<i>\"&q=%3Cscript%3E"),
-                error: Some(Failure { scim_type: Some("invalidValue"), detail: hostile.into(), cause: None }),
-                ignored: vec![hostile.into()],
-                body: Some(body_text(&redactor, &serde_json::json!({"userName": hostile}))),
-                ..answered("acme")
-            },
-            &redactor,
-        );
+        let (body, _) = body_text(&redactor, &serde_json::json!({"userName": hostile}));
+        let entry = Entry {
+            request_id: "<b>id</b>".into(),
+            target: "/scim/v2/Users/<img src=x>?filter=\"<i>\"&q=%3Cscript%3E".into(),
+            error: Some(Failure { scim_type: Some("invalidValue"), detail: hostile.into(), cause: None }),
+            ignored: vec![hostile.into()],
+            body: Some(body),
+            ..entry("acme")
+        }
+        .bounded(&redactor);
         let page = render(&[Arc::new(entry)], 200, "n\"once");
         for raw in ["<script", "<img", "<b>", "<i>", "n\"once"] {
             assert!(!page.contains(raw), "{raw} unescaped in {page}");
