@@ -43,6 +43,11 @@ impl CallStats {
         self.noted.as_ref().and_then(|noted| noted.lock().ok().map(|calls| calls.clone())).unwrap_or_default()
     }
 
+    /// Whether the next legacy call will be noted: calls are noted, and fewer than [`NOTED_CALLS`] so far.
+    fn notes_more(&self) -> bool {
+        self.noted.as_ref().is_some_and(|noted| noted.lock().is_ok_and(|calls| calls.len() < NOTED_CALLS))
+    }
+
     fn note(&self, call: impl FnOnce() -> NotedCall) {
         let Some(noted) = &self.noted else { return };
         if let Ok(mut calls) = noted.lock() {
@@ -572,8 +577,10 @@ fn send(
     };
     let noted_path = match (&noted, &ctx.stats.noted) {
         (Some((_, path)), _) => Some(path.clone()),
-        (None, Some(_)) => ctx.legacy.url_for(&request.path, &request.query).ok().map(|url| ctx.legacy.relative(&url)),
-        (None, None) => None,
+        (None, Some(_)) if ctx.stats.notes_more() => {
+            ctx.legacy.url_for(&request.path, &request.query).ok().map(|url| ctx.legacy.relative(&url))
+        }
+        (None, _) => None,
     };
     let started = Instant::now();
     let method_label = request.method.clone();
@@ -593,14 +600,14 @@ fn send(
         ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
         ctx.stats.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         ctx.metrics.legacy_call(&ctx.app, method_label.as_str(), elapsed);
+        ctx.stats.note(|| NotedCall {
+            method: method_label.clone(),
+            path: shorten(noted_path.unwrap_or_default(), NOTED_PATH_BYTES),
+            status: result.as_ref().ok().map(|response| response.status),
+            fault: result.as_ref().err().map(fault_kind),
+            micros: elapsed.as_micros() as u64,
+        });
     }
-    ctx.stats.note(|| NotedCall {
-        method: method_label.clone(),
-        path: shorten(noted_path.unwrap_or_default(), NOTED_PATH_BYTES),
-        status: result.as_ref().ok().map(|response| response.status),
-        fault: result.as_ref().err().map(fault_kind),
-        micros: elapsed.as_micros() as u64,
-    });
     // Only a write that may have reached the legacy app may have changed something.
     if writes && !result.as_ref().is_err_and(LegacyError::not_sent) {
         ctx.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -715,6 +722,31 @@ mod tests {
         let engine = super::super::ScriptEngine::new();
         let value: Dynamic = engine.engine.eval(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         super::super::ScriptEngine::to_json(&value).unwrap()
+    }
+
+    #[test]
+    fn a_request_notes_its_first_legacy_calls_and_none_when_not_asked() {
+        let call = |i: usize| NotedCall {
+            method: Method::GET,
+            path: format!("/users/{i}"),
+            status: Some(200),
+            fault: None,
+            micros: 1,
+        };
+        let stats = CallStats::noting_calls();
+        for i in 0..NOTED_CALLS + 5 {
+            assert_eq!(stats.notes_more(), i < NOTED_CALLS);
+            stats.note(|| call(i));
+        }
+        let noted = stats.noted_calls();
+        assert_eq!(noted.len(), NOTED_CALLS);
+        assert_eq!((noted[0].path.as_str(), noted[NOTED_CALLS - 1].path.as_str()), ("/users/0", "/users/19"));
+        let off = CallStats::default();
+        off.note(|| call(0));
+        assert!(off.noted_calls().is_empty() && !off.notes_more());
+        assert_eq!(shorten("abcdef".into(), 5), "ab…");
+        assert_eq!(shorten("ééé".into(), 5), "é…");
+        assert_eq!(shorten("abc".into(), 5), "abc");
     }
 
     #[test]

@@ -351,3 +351,19 @@ async fn a_reload_applies_a_smaller_size_at_once_and_a_removed_token_forgets_eve
     assert_eq!(off.status, StatusCode::NOT_FOUND, "{}", off.text);
     assert!(shared.recent.newest_first().is_empty(), "entries kept after the token was removed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_call_that_got_no_answer_is_listed_with_its_fault() {
+    // Port 9 on localhost refuses connections.
+    let env =
+        TestEnv::start_with(|text| keeping(50)(text.replacen("${env.ACME_BASE_URL}", "http://127.0.0.1:9/api", 1)))
+            .await;
+    let reply = env.get("/Users/1").await;
+    assert_eq!(reply.status.as_u16(), 503, "{}", reply.text);
+    let listed = entries(&env).await;
+    let call = &listed[0]["legacy_calls"][0];
+    assert_eq!((call["method"].as_str(), call["path"].as_str()), (Some("GET"), Some("/users/1")), "{}", listed[0]);
+    assert_eq!((call["status"].clone(), call["fault"].as_str()), (Value::Null, Some("connect")), "{}", listed[0]);
+    assert_eq!(listed[0]["status"], 503);
+    assert_eq!(listed[0]["error"]["detail"], reply.body["detail"]);
+}
