@@ -114,24 +114,16 @@ pub async fn authenticate(
 /// as the password and any user name (what a browser asks a person for). Compared in
 /// constant time, like the apps' tokens.
 pub fn has_admin_token(expected: &Secret, headers: &HeaderMap) -> bool {
-    let Some((scheme, credential)) = authorization(headers) else {
-        return false;
-    };
-    let presented = if scheme.eq_ignore_ascii_case("bearer") {
-        credential.to_owned()
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(credential).ok();
-        let Some(password) = decoded
-            .and_then(|d| String::from_utf8(d).ok())
-            .and_then(|d| d.split_once(':').map(|(_, password)| password.to_owned()))
-        else {
-            return false;
-        };
-        password
-    } else {
-        return false;
-    };
-    bool::from(expected.expose().as_bytes().ct_eq(presented.as_bytes()))
+    let matches = |presented: &str| bool::from(expected.expose().as_bytes().ct_eq(presented.as_bytes()));
+    match authorization(headers) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => matches(token),
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("basic") => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(credential).ok();
+            let decoded = decoded.and_then(|d| String::from_utf8(d).ok());
+            decoded.as_deref().and_then(|d| d.split_once(':')).is_some_and(|(_, password)| matches(password))
+        }
+        _ => false,
+    }
 }
 
 /// The scheme and credential of the `Authorization` header.
