@@ -1,10 +1,15 @@
-//! The admin listener: `/healthz` (the process is alive), `/readyz` (it can serve) and `/metrics`.
+//! The admin listener: `/healthz` (the process is alive), `/readyz` (it can serve), `/metrics`,
+//! and `/requests` (each app's last requests, for whoever holds the admin token).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::header::{
+    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, VARY, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -108,6 +113,74 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             );
             response
         }
-        _ => plain_json(StatusCode::NOT_FOUND, json!({"error": "not found; try /healthz, /readyz or /metrics"})),
+        "/requests" => requests(&shared, request.headers()),
+        _ => plain_json(
+            StatusCode::NOT_FOUND,
+            json!({"error": "not found; try /healthz, /readyz, /metrics or /requests"}),
+        ),
     }
+}
+
+/// `/requests`: each app's last requests, newest first, as JSON, or as an HTML page when the
+/// client asks for `text/html` (a browser). Only with the admin token; off without one.
+fn requests(shared: &Shared, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let state = shared.state();
+    let Some(token) = state.admin.token() else {
+        return plain_json(
+            StatusCode::NOT_FOUND,
+            json!({"error": "/requests is off: set admin.token (e.g. token: \"${env.SCIM_ADMIN_TOKEN}\") to turn it on"}),
+        );
+    };
+    if !crate::auth::has_admin_token(token, headers) {
+        tracing::info!(path = "/requests", "admin request refused: no valid admin token");
+        let mut response = plain_json(StatusCode::UNAUTHORIZED, json!({"error": "missing or invalid admin token"}));
+        let challenges = response.headers_mut();
+        challenges.append(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim-proxy admin\""));
+        challenges
+            .append(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"scim-proxy admin\", charset=\"UTF-8\""));
+        return private(response);
+    }
+    if state.admin.recent_requests == 0 {
+        return plain_json(
+            StatusCode::NOT_FOUND,
+            json!({"error": "/requests is off: admin.recent_requests is 0; set it to how many requests of each app to keep"}),
+        );
+    }
+    let entries = shared.recent.newest_first();
+    let capacity = state.admin.recent_requests;
+    if !wants_html(headers) {
+        let requests: Vec<_> = entries.iter().map(|entry| entry.to_json()).collect();
+        return private(plain_json(StatusCode::OK, json!({"recent_requests": capacity, "requests": requests})));
+    }
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let mut response = Response::new(Full::new(Bytes::from(crate::recent::render(&entries, capacity, &nonce))));
+    let policy = format!(
+        "default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert(CONTENT_SECURITY_POLICY, policy);
+    }
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    private(response)
+}
+
+/// Marks an answer that shows (or may show) people's data: never cached, and different by `Accept`.
+fn private(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(VARY, HeaderValue::from_static("Accept, Authorization"));
+    response
+}
+
+/// Whether the client prefers an HTML page: its `Accept` names `text/html` (as browsers do).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|media| media.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html")))
 }

@@ -110,6 +110,22 @@ pub async fn authenticate(
     Err(RequestError::Unauthorized)
 }
 
+/// Whether a request carries the admin token: `Bearer <token>`, or HTTP Basic with the token
+/// as the password and any user name (what a browser asks a person for). Compared in
+/// constant time, like the apps' tokens.
+pub fn has_admin_token(expected: &Secret, headers: &HeaderMap) -> bool {
+    let matches = |presented: &str| bool::from(expected.expose().as_bytes().ct_eq(presented.as_bytes()));
+    match authorization(headers) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => matches(token),
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("basic") => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(credential).ok();
+            let decoded = decoded.and_then(|d| String::from_utf8(d).ok());
+            decoded.as_deref().and_then(|d| d.split_once(':')).is_some_and(|(_, password)| matches(password))
+        }
+        _ => false,
+    }
+}
+
 /// The scheme and credential of the `Authorization` header.
 fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
@@ -239,6 +255,23 @@ mod tests {
             assert!(authenticate(&auth, &headers(&basic(bad)), &plain()).await.is_err(), "{bad}");
         }
         assert!(authenticate(&auth, &headers("Basic !!!"), &plain()).await.is_err());
+    }
+
+    #[test]
+    fn the_admin_token_opens_as_bearer_or_as_a_basic_password_only() {
+        let token = Secret::new("admin-token-0123456789");
+        let basic = |pair: &str| headers(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
+        assert!(has_admin_token(&token, &headers("Bearer admin-token-0123456789")));
+        assert!(has_admin_token(&token, &headers("bearer   admin-token-0123456789 ")));
+        assert!(has_admin_token(&token, &basic(":admin-token-0123456789")));
+        assert!(has_admin_token(&token, &basic("ops:admin-token-0123456789")));
+        assert!(!has_admin_token(&token, &HeaderMap::new()));
+        assert!(!has_admin_token(&token, &headers("Bearer admin-token-012345678")));
+        assert!(!has_admin_token(&token, &headers("Bearer admin-token-0123456789x")));
+        assert!(!has_admin_token(&token, &basic("admin-token-0123456789:")));
+        assert!(!has_admin_token(&token, &basic("admin-token-0123456789")));
+        assert!(!has_admin_token(&token, &headers("Token admin-token-0123456789")));
+        assert!(!has_admin_token(&token, &headers("Basic !!notbase64")));
     }
 
     #[test]

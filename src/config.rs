@@ -80,6 +80,9 @@ pub struct Config {
     /// Address of the admin listener (`/healthz`, `/readyz`).
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
+    /// What the admin listener shows beyond health and metrics, and to whom.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Logging format and level.
     #[serde(default)]
     pub log: LogConfig,
@@ -101,6 +104,38 @@ pub struct Config {
     /// The variable overrides it was read with, so that a reload reads it the same way.
     #[serde(skip)]
     pub overrides: BTreeMap<String, String>,
+}
+
+/// The admin listener's `/requests`: the last requests of each app, for the people who run it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The token `/requests` answers to (as a bearer token, or as the password of HTTP Basic
+    /// with any user name); unset or empty turns `/requests` off. `/healthz`, `/readyz` and
+    /// `/metrics` never ask for it.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// How many of each app's latest requests `/requests` keeps; `0` keeps none.
+    #[serde(default = "default_recent_requests")]
+    pub recent_requests: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { token: None, recent_requests: default_recent_requests() }
+    }
+}
+
+impl AdminConfig {
+    /// The token, when one is set (an empty one, as `${env.X:-}` gives, is none).
+    pub fn token(&self) -> Option<&Secret> {
+        self.token.as_ref().filter(|t| !t.expose().is_empty())
+    }
+
+    /// Whether requests are kept for `/requests`: a token to show them with and room for some.
+    pub fn keeps_requests(&self) -> bool {
+        self.token().is_some() && self.recent_requests > 0
+    }
 }
 
 /// How logs are written.
@@ -774,6 +809,18 @@ impl Config {
                 "must differ from listen: give the admin listener its own port".into(),
             ));
         }
+        if self.admin.token().is_some_and(|t| t.expose().len() < 16) {
+            return Err((
+                "admin.token".into(),
+                "shorter than 16 characters: use a long random secret, e.g. token: \"${env.SCIM_ADMIN_TOKEN}\"".into(),
+            ));
+        }
+        if self.admin.recent_requests > MAX_RECENT_REQUESTS {
+            return Err((
+                "admin.recent_requests".into(),
+                format!("must be at most {MAX_RECENT_REQUESTS}: each kept request holds up to 16 KiB"),
+            ));
+        }
         if self.server.max_connections == 0 {
             return Err(("server.max_connections".into(), "must be at least 1".into()));
         }
@@ -1050,6 +1097,13 @@ fn default_listen() -> SocketAddr {
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
+fn default_recent_requests() -> usize {
+    200
+}
+
+/// The most requests `admin.recent_requests` may keep per app.
+pub const MAX_RECENT_REQUESTS: usize = 10_000;
+
 fn default_log_level() -> String {
     "info".into()
 }
@@ -1215,6 +1269,34 @@ apps:
             assert!(err.starts_with("proxy.yaml: "), "{err}");
             assert!(err.contains(key), "{err} should name {key}");
             assert!(err.contains(detail), "{err} should say {detail}");
+        }
+    }
+
+    #[test]
+    fn the_admin_token_is_a_long_secret_reference_and_off_when_unset_or_empty() {
+        let with = |admin: &str| format!("admin:\n{admin}{MINIMAL}");
+        let off = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        assert_eq!((off.admin.token(), off.admin.recent_requests, off.admin.keeps_requests()), (None, 200, false));
+        let empty = Config::parse(&with("  token: \"${env.UNSET_ADMIN_X:-}\"\n"), "proxy.yaml", &vars()).unwrap();
+        assert!(empty.admin.token().is_none() && !empty.admin.keeps_requests());
+        let mut v = vars();
+        v.set("ADMIN", "an-admin-token-0123456789");
+        let on = Config::parse(&with("  token: \"${env.ADMIN}\"\n  recent_requests: 5\n"), "p.yaml", &v).unwrap();
+        assert_eq!(on.admin.token().map(Secret::expose), Some("an-admin-token-0123456789"));
+        assert!(on.admin.keeps_requests() && on.admin.recent_requests == 5);
+        assert!(!format!("{:?}", on.admin).contains("0123456789"), "the token is never printed");
+        let cases = [
+            ("  token: short\n", "admin.token", "shorter than 16 characters"),
+            (
+                "  token: an-admin-token-0123456789\n  recent_requests: 100000\n",
+                "admin.recent_requests",
+                "at most 10000",
+            ),
+            ("  tokn: an-admin-token-0123456789\n", "admin", "unknown field `tokn`"),
+        ];
+        for (admin, key, detail) in cases {
+            let err = Config::parse(&with(admin), "proxy.yaml", &vars()).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(detail), "{err} should name {key} and say {detail}");
         }
     }
 

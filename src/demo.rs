@@ -20,7 +20,8 @@ const PEOPLE: &[(&str, &str, &str, &str, &str)] = &[
 /// Starts the bundled API and the proxy, prints how to reach them, and serves until a signal.
 ///
 /// The configuration's `${env.ACME_BASE_URL}` and `${env.ACME_API_KEY}` are pointed at the API
-/// just started; `${env.SCIM_TOKEN}` is taken from the environment or made up and printed.
+/// just started; `${env.SCIM_TOKEN}` and `${env.SCIM_ADMIN_TOKEN}` (the admin listener's
+/// `/requests`) are taken from the environment or made up, and printed.
 #[allow(clippy::print_stdout)] // the demo's whole point is to tell its user what to type
 pub async fn run(
     config_path: &Path,
@@ -30,6 +31,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let api_key = std::env::var("ACME_API_KEY").unwrap_or_else(|_| random_secret("acme"));
     let token = std::env::var("SCIM_TOKEN").unwrap_or_else(|_| random_secret("demo"));
+    let admin_token = std::env::var("SCIM_ADMIN_TOKEN").unwrap_or_else(|_| random_secret("admin"));
     let listener =
         TcpListener::bind(legacy_listen).await.with_context(|| format!("cannot listen on {legacy_listen}"))?;
     let legacy = acme::start(listener, AcmeConfig::new(api_key.clone())).await?;
@@ -39,6 +41,7 @@ pub async fn run(
     vars.set("ACME_BASE_URL", legacy.base_url());
     vars.set("ACME_API_KEY", api_key);
     vars.set("SCIM_TOKEN", token.clone());
+    vars.set("SCIM_ADMIN_TOKEN", admin_token.clone());
     let config = Config::load(config_path, &vars)?;
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
     let running = proxy::start(&config, listen, admin_listen).await?;
@@ -49,6 +52,13 @@ pub async fn run(
     println!("SCIM endpoint: {endpoint}");
     println!("Bearer token: {token}");
     println!("Admin: http://{}/readyz", running.admin_addr);
+    if config.admin.keeps_requests() {
+        println!("Admin token: {admin_token}");
+        println!(
+            "Recent requests: http://{}/requests (a browser asks for a user name and password: any name, the admin token as password)",
+            running.admin_addr
+        );
+    }
     println!("Try: curl -s -H 'Authorization: Bearer {token}' '{endpoint}/Users?filter=userName%20eq%20%22bjensen%22'");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

@@ -16,10 +16,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::{App, AppError};
-use crate::config::{Config, ServerConfig};
+use crate::config::{AdminConfig, Config, ServerConfig};
 use crate::error::{Error, RequestError, Source, answer};
 use crate::metrics::Metrics;
 use crate::operations::{self, Call};
+use crate::recent::{self, RecentRequests};
 use crate::record::Recording;
 use crate::routing::{self, Operation};
 use crate::script::journal::Journal;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// What configuration reloads have done.
     pub config_reload: ConfigReload,
+    /// The last requests of each app, for the admin listener's `/requests`.
+    pub recent: RecentRequests,
     engine: Arc<ScriptEngine>,
     /// The settings only a restart changes, as the proxy started with them.
     started_with: RestartOnly,
@@ -125,6 +128,8 @@ pub struct State {
     pub server: ServerConfig,
     /// `log.bodies`: each request's bodies are logged, redacted.
     pub log_bodies: bool,
+    /// Who may see `/requests`, and how many requests of each app it keeps.
+    pub admin: AdminConfig,
 }
 
 impl Shared {
@@ -203,13 +208,19 @@ pub async fn start(
     let scim_addr = scim_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
     let admin_addr =
         admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
-    let state = RwLock::new(Arc::new(State { apps, server: config.server.clone(), log_bodies: config.log.bodies }));
+    let state = RwLock::new(Arc::new(State {
+        apps,
+        server: config.server.clone(),
+        log_bodies: config.log.bodies,
+        admin: config.admin.clone(),
+    }));
     let shared = Arc::new(Shared {
         state,
         scim_addr,
         ready: AtomicBool::new(false),
         metrics: Arc::default(),
         config_reload,
+        recent: RecentRequests::default(),
         engine,
         started_with: RestartOnly::of(config),
     });
@@ -324,11 +335,18 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
                     "configuration reload: listen, admin_listen, log.format, log.level and tls take effect at the next restart"
                 );
             }
-            let state = State { apps, server: config.server.clone(), log_bodies: config.log.bodies };
+            let state = State {
+                apps,
+                server: config.server.clone(),
+                log_bodies: config.log.bodies,
+                admin: config.admin.clone(),
+            };
             // New apps answer /readyz by their health() from the start.
             for app in &state.apps {
                 let _ = crate::health::check(app, &shared.metrics).await;
             }
+            let names: Vec<&str> = state.apps.iter().map(App::name).collect();
+            shared.recent.retain(&names, state.admin.recent_requests, state.admin.keeps_requests());
             shared.replace_state(state);
             reload.fingerprint.store(config.fingerprint, Ordering::SeqCst);
             reload.refused_text.store(0, Ordering::SeqCst);
@@ -372,10 +390,13 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
     let started = Instant::now();
     let state = shared.state();
     let request_id = request_id(request.headers());
-    let stats = Arc::new(CallStats::default());
+    let keeps_requests = state.admin.keeps_requests();
+    let stats = Arc::new(if keeps_requests { CallStats::noting_calls() } else { CallStats::default() });
     let method = request.method().clone();
     let http1 = request.version() < http::Version::HTTP_2;
     let path = request.uri().path().to_owned();
+    let query = keeps_requests.then(|| request.uri().query().map(str::to_owned)).flatten();
+    let mut kept_body = None;
     let found = routing::find_app(state.apps.iter().map(|a| a.config.base_path.as_str()), &path);
     let _in_flight = found.map(|(index, _)| shared.metrics.in_flight(state.apps[index].name()));
     let mut noted: Option<Noted> = None;
@@ -413,7 +434,8 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
                         scim_addr: shared.scim_addr,
                         tls: connection.tls,
                     };
-                    let outcome = perform(context, app, &operation, request, &mut noted).await;
+                    let kept = keeps_requests.then_some(&mut kept_body);
+                    let outcome = perform(context, app, &operation, request, &mut noted, kept).await;
                     (Some(app), Some(operation), outcome)
                 }
             }
@@ -424,6 +446,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let legacy_calls = stats.calls.load(Ordering::Relaxed);
     let legacy_ms = stats.micros.load(Ordering::Relaxed) as f64 / 1000.0;
+    let mut failure = None;
     let response = match outcome {
         Ok(reply) => {
             let status = reply.status.as_u16();
@@ -436,6 +459,14 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
                 answer.detail = error.to_string();
             }
             let status = answer.status.as_u16();
+            if keeps_requests {
+                let cause = error.to_string();
+                failure = Some(recent::Failure {
+                    scim_type: answer.scim_type,
+                    cause: (cause != answer.detail).then_some(cause),
+                    detail: answer.detail.clone(),
+                });
+            }
             match answer.source {
                 Source::Client => {
                     tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, reason = %error, "request refused")
@@ -470,6 +501,31 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
         (Some(noted), Some(app)) => noted.finish(app, response, &request_id, state.log_bodies).await,
         _ => response,
     };
+    if let Some(app) = app.filter(|_| keeps_requests) {
+        let (body, body_truncated) = kept_body.map_or((None, false), |(text, cut)| (Some(text), cut));
+        let entry = recent::Entry {
+            seq: 0,
+            time: String::new(),
+            request_id: request_id.to_string(),
+            app: app_name.to_owned(),
+            operation: op.to_owned(),
+            method: method.to_string(),
+            target: match &query {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            },
+            status: response.status().as_u16(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            error: failure,
+            ignored: stats.ignored.lock().map(|ignored| ignored.clone()).unwrap_or_default(),
+            legacy_calls: stats.noted_calls(),
+            legacy_calls_total: legacy_calls,
+            legacy_ms,
+            body,
+            body_truncated,
+        };
+        shared.recent.push(entry.bounded(&app.redactor), state.admin.recent_requests);
+    }
     shared.metrics.request(app_name, op, response.status().as_u16(), started.elapsed());
     response
 }
@@ -653,6 +709,7 @@ async fn perform(
     operation: &Operation,
     request: Request<Incoming>,
     noted: &mut Option<Noted>,
+    kept_body: Option<&mut Option<(String, bool)>>,
 ) -> Result<operations::Reply, Error> {
     let Context { state, metrics, principal, request_id, stats, started, scim_addr, tls } = context;
     let scim_host = scim_addr.to_string();
@@ -673,6 +730,9 @@ async fn perform(
     } else {
         (None, 0)
     };
+    if let (Some(kept), Some(body)) = (kept_body, &body) {
+        *kept = Some(recent::body_text(&app.redactor, body));
+    }
     let base_url =
         request::base_url(&parts.headers, state.server.trust_forwarded_headers, tls, &scim_host, &app.config.base_path);
     let journal = noted.as_mut().map(|noted| {

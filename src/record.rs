@@ -75,7 +75,8 @@ impl Redactor {
         }
     }
 
-    fn is_secret(&self, name: &str) -> bool {
+    /// Whether values under this name (a JSON key, a query parameter) are never shown.
+    pub fn is_secret(&self, name: &str) -> bool {
         self.names.contains(&name.to_ascii_lowercase())
     }
 }

@@ -61,3 +61,5 @@ mod sandbox;
 mod hostile;
 #[path = "integration/unpublished.rs"]
 mod unpublished;
+#[path = "integration/admin_requests.rs"]
+mod admin_requests;

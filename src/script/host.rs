@@ -27,6 +27,56 @@ pub struct CallStats {
     /// Attributes the request named that the app does not publish, ignored under
     /// `schema.unsupported_attributes: ignore` (paths as the client wrote them, each once).
     pub ignored: std::sync::Mutex<Vec<String>>,
+    /// The legacy calls made, each with its answer and time, for the admin listener's
+    /// `/requests`; `None` when nothing shows them (the list then costs nothing).
+    pub noted: Option<Mutex<Vec<NotedCall>>>,
+}
+
+impl CallStats {
+    /// Stats that also note each legacy call (at most [`NOTED_CALLS`] of them).
+    pub fn noting_calls() -> Self {
+        Self { noted: Some(Mutex::new(Vec::new())), ..Self::default() }
+    }
+
+    /// The legacy calls noted so far, in order.
+    pub fn noted_calls(&self) -> Vec<NotedCall> {
+        self.noted.as_ref().and_then(|noted| noted.lock().ok().map(|calls| calls.clone())).unwrap_or_default()
+    }
+
+    /// Whether the next legacy call will be noted: calls are noted, and fewer than [`NOTED_CALLS`] so far.
+    fn notes_more(&self) -> bool {
+        self.noted.as_ref().is_some_and(|noted| noted.lock().is_ok_and(|calls| calls.len() < NOTED_CALLS))
+    }
+
+    fn note(&self, call: impl FnOnce() -> NotedCall) {
+        let Some(noted) = &self.noted else { return };
+        if let Ok(mut calls) = noted.lock() {
+            // A mapping that loops over a listing may make thousands of calls: the first ones
+            // say what went wrong, and the count in `calls` says how many there were.
+            if calls.len() < NOTED_CALLS {
+                calls.push(call());
+            }
+        }
+    }
+}
+
+/// The most legacy calls one request notes for `/requests`.
+pub const NOTED_CALLS: usize = 20;
+
+/// The longest legacy path (with its query) a noted call keeps, in bytes.
+pub const NOTED_PATH_BYTES: usize = 256;
+
+/// One legacy call as `/requests` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotedCall {
+    pub method: Method,
+    /// Below the app's base URL, with the query as sent (shortened to [`NOTED_PATH_BYTES`]).
+    pub path: String,
+    /// The legacy app's answer, when it answered.
+    pub status: Option<u16>,
+    /// The kind of fault (`timeout`, `connect`, …) when it did not.
+    pub fault: Option<&'static str>,
+    pub micros: u64,
 }
 
 /// Everything a script call needs from its app and request.
@@ -525,6 +575,13 @@ fn send(
         Some(_) => (request.method.to_string(), request.body.clone()),
         None => (String::new(), None),
     };
+    let noted_path = match (&noted, &ctx.stats.noted) {
+        (Some((_, path)), _) => Some(path.clone()),
+        (None, Some(_)) if ctx.stats.notes_more() => {
+            ctx.legacy.url_for(&request.path, &request.query).ok().map(|url| ctx.legacy.relative(&url))
+        }
+        (None, _) => None,
+    };
     let started = Instant::now();
     let method_label = request.method.clone();
     let writes = journal::is_write(&request.method);
@@ -543,6 +600,13 @@ fn send(
         ctx.stats.calls.fetch_add(1, Ordering::Relaxed);
         ctx.stats.micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         ctx.metrics.legacy_call(&ctx.app, method_label.as_str(), elapsed);
+        ctx.stats.note(|| NotedCall {
+            method: method_label.clone(),
+            path: shorten(noted_path.unwrap_or_default(), NOTED_PATH_BYTES),
+            status: result.as_ref().ok().map(|response| response.status),
+            fault: result.as_ref().err().map(fault_kind),
+            micros: elapsed.as_micros() as u64,
+        });
     }
     // Only a write that may have reached the legacy app may have changed something.
     if writes && !result.as_ref().is_err_and(LegacyError::not_sent) {
@@ -573,6 +637,21 @@ fn send(
             Err(Box::new(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE)))
         }
     }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, `…` marking a cut.
+pub fn shorten(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+        // Kept texts are held for long: what was cut off is given back.
+        text.shrink_to_fit();
+    }
+    text
 }
 
 /// A short name for each kind of legacy fault, which scripts can test in a `catch`.
@@ -643,6 +722,31 @@ mod tests {
         let engine = super::super::ScriptEngine::new();
         let value: Dynamic = engine.engine.eval(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         super::super::ScriptEngine::to_json(&value).unwrap()
+    }
+
+    #[test]
+    fn a_request_notes_its_first_legacy_calls_and_none_when_not_asked() {
+        let call = |i: usize| NotedCall {
+            method: Method::GET,
+            path: format!("/users/{i}"),
+            status: Some(200),
+            fault: None,
+            micros: 1,
+        };
+        let stats = CallStats::noting_calls();
+        for i in 0..NOTED_CALLS + 5 {
+            assert_eq!(stats.notes_more(), i < NOTED_CALLS);
+            stats.note(|| call(i));
+        }
+        let noted = stats.noted_calls();
+        assert_eq!(noted.len(), NOTED_CALLS);
+        assert_eq!((noted[0].path.as_str(), noted[NOTED_CALLS - 1].path.as_str()), ("/users/0", "/users/19"));
+        let off = CallStats::default();
+        off.note(|| call(0));
+        assert!(off.noted_calls().is_empty() && !off.notes_more());
+        assert_eq!(shorten("abcdef".into(), 5), "ab…");
+        assert_eq!(shorten("ééé".into(), 5), "é…");
+        assert_eq!(shorten("abc".into(), 5), "abc");
     }
 
     #[test]

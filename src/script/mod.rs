@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, Position};
 
-pub use host::CallStats;
+pub use host::{CallStats, NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, format_time, shorten};
 pub use runner::{AppScript, CallScope};
 
 use crate::legacy::LegacyError;
