@@ -238,7 +238,9 @@ async fn a_default_must_suit_its_attribute() {
     ] {
         let text = crate::support::config_text(&script).replacen(
             "      enterprise_user: [employeeNumber, department, manager]\n",
-            &format!("      enterprise_user: [employeeNumber, department, manager]\n      overrides:\n        {default}\n"),
+            &format!(
+                "      enterprise_user: [employeeNumber, department, manager]\n      overrides:\n        {default}\n"
+            ),
             1,
         );
         let mut vars = scim_proxy::config::Variables::default();
