@@ -140,7 +140,7 @@ fn check_idp_says_what_the_demo_stores_ignores_and_refuses_of_each_idps_defaults
 
     // Under `refuse`, what the app does not publish fails the create; readOnly stays ignored.
     let text = std::fs::read_to_string(&config).unwrap();
-    let refusing = text.replacen("    schema:\n", "    schema:\n      unsupported_attributes: refuse\n", 1);
+    let refusing = text.replacen("      unsupported_attributes: ignore\n", "      unsupported_attributes: refuse\n", 1);
     assert_ne!(refusing, text);
     std::fs::write(&config, refusing).unwrap();
     let (ok, okta) = check_with(&config, &["--idp", "okta"]);
