@@ -372,7 +372,7 @@ fn cases(team: u64, spare_first: u64) -> Vec<Case> {
             scim: Arc::new(move |w, i| {
                 let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                     "Operations": [{"op": "add", "path": "members", "value": [{"value": spare(w, i).to_string()}]}]});
-                vec![call(Method::PATCH, format!("/scim/groups/Groups/{team}"), Some(body))]
+                vec![call(Method::PATCH, format!("/scim/groups/Groups/team-{team}"), Some(body))]
             }),
             // The group read without members, the new member checked, then added.
             legacy: Arc::new(move |w, i| {

@@ -77,7 +77,7 @@ apps:
     let config = Config::parse(&text, "bench.yaml", &Variables::default()).unwrap();
     let any = Some("127.0.0.1:0".parse().unwrap());
     let running = proxy::start(&config, any, any).await.unwrap();
-    let url = format!("http://{}/scim/v2/Groups/{}", running.scim_addr, team.id);
+    let url = format!("http://{}/scim/v2/Groups/team-{}", running.scim_addr, team.id);
     reset_peak();
     let settled = peak_rss_mib();
     let client = reqwest::Client::new();

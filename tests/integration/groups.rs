@@ -21,9 +21,18 @@ async fn patch(env: &TestEnv, id: &str, operations: Value) -> crate::support::Re
     env.send(Method::PATCH, &format!("/Groups/{id}"), Some(patch_body(operations))).await
 }
 
-fn members_of(env: &TestEnv, team: &str) -> Vec<u64> {
+/// The Acme team number behind a demo group id: `team-7` is team 7.
+fn team_number(group_id: &str) -> u64 {
+    group_id
+        .strip_prefix("team-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a demo group id: {group_id}"))
+}
+
+fn members_of(env: &TestEnv, group_id: &str) -> Vec<u64> {
     let page = scim_proxy::acme::store::PageRequest { page: 1, per_page: 100_000 };
-    env.legacy.store().list_members(team.parse().unwrap(), page).unwrap().data.into_iter().map(|m| m.user_id).collect()
+    let members = env.legacy.store().list_members(team_number(group_id), page).unwrap().data;
+    members.into_iter().map(|m| m.user_id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +132,7 @@ async fn members_change_in_every_patch_shape_without_reading_the_members() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
-    assert_eq!(env.legacy.store().get_team(id.parse().unwrap()).unwrap().name, "Renamed Crew");
+    assert_eq!(env.legacy.store().get_team(team_number(&id)).unwrap().name, "Renamed Crew");
     let mut want: Vec<u64> = vec![users[0].parse().unwrap(), users[1].parse().unwrap()];
     want.sort_unstable();
     assert_eq!(members_of(&env, &id), want);
@@ -158,9 +167,13 @@ async fn membership_changes_for_unknown_users_or_groups_change_nothing() {
     reply.assert_error(400, Some("invalidValue"));
     assert!(reply.body["detail"].as_str().unwrap().contains("424242"), "{}", reply.text);
     assert_eq!(members_of(&env, &id), vec![alice.parse::<u64>().unwrap()], "bob was not added either");
-    patch(&env, "9999", json!([{"op": "add", "path": "members", "value": [{"value": bob}]}]))
-        .await
-        .assert_error(404, None);
+    // An unknown team, and the team's own number without the prefix of group ids.
+    for unknown in ["team-9999", &team_number(&id).to_string()] {
+        patch(&env, unknown, json!([{"op": "add", "path": "members", "value": [{"value": bob}]}]))
+            .await
+            .assert_error(404, None);
+    }
+    assert_eq!(members_of(&env, &id), vec![alice.parse::<u64>().unwrap()]);
     env.post("/Groups", group("Ghosts", &["31337"])).await.assert_error(400, Some("invalidValue"));
     assert_eq!(env.legacy.store().team_count(), 1, "a group whose members are refused is not created");
 }
@@ -176,15 +189,15 @@ async fn reading_without_members_does_not_fetch_them() {
         .unwrap();
     env.legacy.store().seed_team_members(team.id, &ids).unwrap();
     let before = env.legacy.requests_served();
-    let reply = env.get(&format!("/Groups/{}?excludedAttributes=members", team.id)).await;
+    let reply = env.get(&format!("/Groups/team-{}?excludedAttributes=members", team.id)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert!(reply.body.get("members").is_none());
     assert_eq!(env.legacy.requests_served() - before, 1, "the team only, no member pages");
     let before = env.legacy.requests_served();
-    let reply = env.get(&format!("/Groups/{}?attributes=displayName", team.id)).await;
+    let reply = env.get(&format!("/Groups/team-{}?attributes=displayName", team.id)).await;
     assert_eq!(reply.body["displayName"], "Big");
     assert_eq!(env.legacy.requests_served() - before, 1);
-    let full = env.get(&format!("/Groups/{}", team.id)).await;
+    let full = env.get(&format!("/Groups/team-{}", team.id)).await;
     assert_eq!(full.body["members"].as_array().unwrap().len(), 250);
 }
 
@@ -214,8 +227,31 @@ async fn deleting_a_user_removes_its_memberships_and_deactivation_keeps_it_reada
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_groups_of_the_demo_have_ids_of_their_own() {
+    let env = TestEnv::start_with(|text| text.replacen("name: acme", "name: own-ids", 1)).await;
+    // Acme numbers teams apart from users: user 1 and team 1 are both the first.
+    let user = env.create_user("own-ada").await;
+    let created = env.post("/Groups", group("own-team", &[&user])).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let group = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!((user.as_str(), group.as_str()), ("1", "team-1"));
+    assert_eq!(created.body["members"][0]["value"], user.as_str());
+    let read = env.get(&format!("/Users/{user}")).await;
+    assert_eq!(read.body["groups"][0]["value"], group.as_str(), "{}", read.text);
+    // Each id names one resource: the other type has nothing under it.
+    env.get(&format!("/Groups/{user}")).await.assert_error(404, None);
+    env.get(&format!("/Users/{group}")).await.assert_error(404, None);
+    let found = env.get(&format!("/Groups?filter={}", urlencode(&format!("id eq \"{group}\"")))).await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.text);
+    assert_eq!(found.body["Resources"][0]["id"], group.as_str());
+    let shared = crate::support::log_lines_with(&["a user and a group share an id", "app=\"own-ids\""]);
+    assert!(shared.is_empty(), "{shared:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_whose_id_is_a_user_s_is_reported_once_per_id() {
-    let env = TestEnv::start_with(|text| text.replacen("name: acme", "name: shared-ids", 1)).await;
+    let script = crate::support::demo_script_sharing_ids();
+    let env = TestEnv::start_script(Some(&script), |text| text.replacen("name: acme", "name: shared-ids", 1)).await;
     let shared = |id: &str| {
         crate::support::log_lines_with(&["a user and a group share an id", "app=\"shared-ids\""])
             .into_iter()
@@ -223,7 +259,7 @@ async fn a_group_whose_id_is_a_user_s_is_reported_once_per_id() {
             .count()
     };
     let first_user = env.create_user("shared-ada").await;
-    // Acme numbers teams apart from users, so the demo mapping gives the first team the first user's id.
+    // Acme numbers teams apart from users, so without the prefix the first team gets the first user's id.
     let created = env.post("/Groups", group("shared-team", &[])).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let team = created.body["id"].as_str().unwrap().to_owned();

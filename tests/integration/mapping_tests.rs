@@ -34,6 +34,9 @@ fn the_demo_mapping_passes_its_test_file() {
     let cases = std::fs::read_to_string(repo_file("scripts/demo.test.yaml")).unwrap().matches("\n- name:").count();
     assert!(cases >= 20, "the demo test file should cover the whole mapping: {cases} cases");
     assert!(text.contains(&format!("{cases} passed, 0 failed")), "{text}");
+    // Users are "7", groups "team-7": no id is both (RFC 7643 §3.1).
+    let notes: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("note")).collect();
+    assert!(notes.is_empty(), "{text}");
 }
 
 #[test]
@@ -244,7 +247,12 @@ fn a_script_fault_shows_its_file_and_line_in_the_report() {
 fn a_group_id_that_is_also_a_user_id_is_noted_without_failing_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("shared.test.yaml");
-    // Acme numbers teams apart from users: the demo mapping answers user 7 and team 7 both as "7".
+    // Acme numbers teams apart from users: without the prefix of its group ids, the demo
+    // mapping answers user 7 and team 7 both as "7".
+    let script = dir.path().join("shared.rhai");
+    std::fs::write(&script, crate::support::demo_script_sharing_ids()).unwrap();
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(&config, crate::support::config_text(&script)).unwrap();
     std::fs::write(
         &file,
         r#"
@@ -271,8 +279,7 @@ cases:
 "#,
     )
     .unwrap();
-    let config = path_arg(&repo_file("proxy.yaml"));
-    let (code, text) = scim_proxy_test(&["--config", &config, "--file", &path_arg(&file)]);
+    let (code, text) = scim_proxy_test(&["acme", "--config", &path_arg(&config), "--file", &path_arg(&file)]);
     assert_eq!(code, 0, "a note, not a failure: {text}");
     assert!(text.contains("3 passed, 0 failed"), "{text}");
     let notes: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("note")).collect();

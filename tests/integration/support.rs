@@ -83,6 +83,15 @@ pub fn repo_file(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// The demo script with the prefix of its group ids taken away, as it was before groups got
+/// ids of their own: team 7 is group "7", the id of user 7. For tests of the shared-id warning.
+pub fn demo_script_sharing_ids() -> String {
+    let demo = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
+    let prefix = r#"fn team_prefix() { "team-" }"#;
+    assert!(demo.contains(prefix), "scripts/demo.rhai no longer has {prefix}");
+    demo.replace(prefix, r#"fn team_prefix() { "" }"#)
+}
+
 /// The test configuration: the demo app and a second app with its own token and base path.
 pub fn config_text(script: &std::path::Path) -> String {
     let script = script.display();
