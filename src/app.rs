@@ -50,8 +50,12 @@ pub struct App {
     pub recorder: Option<Recorder>,
     /// The last answer of the script's `health()`.
     pub health: crate::health::Health,
-    /// Creates under way, by name: identical ones run one at a time.
-    pub creates: crate::flight::KeyedLocks,
+    /// Creates under way, by name: identical ones run one at a time. Shared with the app
+    /// this one replaces on a configuration reload, so creates in flight keep their hold.
+    pub creates: Arc<crate::flight::KeyedLocks>,
+    /// Writes under way, by resource: a read–modify–write of one resource (PUT, PATCH,
+    /// deactivation, delete) holds it from its read to its write. Shared across reloads too.
+    pub writes: Arc<crate::flight::KeyedLocks>,
     /// Everything RFC 7643 defines for Users (Enterprise User included, with the app's own
     /// extensions) and for Groups: the names an ignored attribute is counted under.
     known: (ResourceSchema, ResourceSchema),
@@ -176,7 +180,8 @@ impl App {
             redactor,
             recorder,
             health: Default::default(),
-            creates: Default::default(),
+            creates: previous.map_or_else(Default::default, |p| p.creates.clone()),
+            writes: previous.map_or_else(Default::default, |p| p.writes.clone()),
             known,
             warned: Default::default(),
         })

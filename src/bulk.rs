@@ -50,11 +50,18 @@ pub async fn perform(call: &Call<'_>) -> Result<Reply, Error> {
 
     // Each pass runs the operations whose references are all resolved; a pass that runs
     // none leaves only failed or circular references behind.
-    while !pending.is_empty() && fail_on_errors.is_none_or(|limit| errors < limit) {
+    let mut out_of_time = false;
+    while !pending.is_empty() && fail_on_errors.is_none_or(|limit| errors < limit) && !out_of_time {
         let mut progressed = false;
         let mut waiting = Vec::new();
         for index in pending {
             if fail_on_errors.is_some_and(|limit| errors >= limit) {
+                break;
+            }
+            // Past the request's deadline no operation is started: the answer lists those
+            // that ran, so the client knows which changes were made.
+            if std::time::Instant::now() >= call.scope.deadline {
+                out_of_time = true;
                 break;
             }
             let op = &ops[index];
@@ -107,7 +114,7 @@ pub async fn perform(call: &Call<'_>) -> Result<Reply, Error> {
             }
         }
         pending = waiting;
-        if !progressed {
+        if !progressed && !out_of_time {
             for &index in &pending {
                 results[index] = Some(conflict(&ops[index], "circular bulkId references could not be resolved"));
                 errors += 1;
@@ -115,7 +122,8 @@ pub async fn perform(call: &Call<'_>) -> Result<Reply, Error> {
             pending.clear();
         }
     }
-    // Operations not run because failOnErrors was reached are left out, as RFC 7644 §3.7.3 allows.
+    // Operations not run because failOnErrors was reached, or because the request's deadline
+    // passed, are left out, as RFC 7644 §3.7.3 allows for the former.
     let operations: Vec<Value> = results.into_iter().flatten().collect();
     Ok(Reply {
         status: StatusCode::OK,

@@ -44,6 +44,10 @@ pub enum RequestError {
     PreconditionFailed { expected: String },
     #[error("the request took longer than its deadline of {millis} ms")]
     Deadline { millis: u128 },
+    /// The deadline passed while a change was being made in the legacy app: the change goes
+    /// on to its end, and its audit record says how it ended.
+    #[error("the request took longer than its deadline of {millis} ms while its change was being made")]
+    WriteDeadline { millis: u128 },
     #[error("{feature} is not implemented by this proxy")]
     NotImplemented { feature: String },
     #[error("header {name}: {detail}")]
@@ -150,6 +154,15 @@ pub fn answer(error: &Error) -> Answer {
                         status: S::GATEWAY_TIMEOUT,
                         scim_type: None,
                         detail: e.to_string(),
+                        source: Source::Legacy,
+                        retry_after: Some(5),
+                    };
+                }
+                RequestError::WriteDeadline { .. } => {
+                    return Answer {
+                        status: S::GATEWAY_TIMEOUT,
+                        scim_type: None,
+                        detail: format!("{e}{OUTCOME_UNKNOWN}"),
                         source: Source::Legacy,
                         retry_after: Some(5),
                     };

@@ -170,7 +170,7 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     // even when the legacy app itself would accept a duplicate.
     let given = resource.get(kind.name_attribute()).and_then(Value::as_str).unwrap_or_default();
     let name = given.to_lowercase();
-    let _one_at_a_time = call.app.creates.lock(format!("{}:{name}", kind.name())).await;
+    let _one_at_a_time = hold_key(call, &call.app.creates, format!("{}:{name}", kind.name())).await?;
     // RFC 7643: userName is unique, displayName is not. A dry run or a recording does not
     // consult the cache (a recording must replay the same from a cold one).
     let unique_names =
@@ -333,6 +333,7 @@ async fn replace(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply,
         Err(error) => return Err(refused_body(call, kind, id, error).await),
     };
     note_ignored(call, kind, unpublished);
+    let _held = hold(call, kind, id).await?;
     let before = fetch(call, kind, id, &Wanted::writable(rs)).await?;
     check_if_match(call.headers, &before)?;
     check_immutable(rs, &before, &resource)?;
@@ -352,6 +353,7 @@ async fn patch(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, E
         Err(error) => return Err(refused_body(call, kind, id, error).await),
     };
     note_ignored(call, kind, unpublished);
+    let _held = hold(call, kind, id).await?;
     if operations.is_empty() {
         // Every operation named attributes the app does not publish: nothing to write.
         let before = fetch(call, kind, id, &Wanted::by(rs, &projection, None)).await?;
@@ -480,6 +482,26 @@ async fn patch_members(
     Ok(Some(Reply::no_content()))
 }
 
+/// Holds the resource `id` against the other writes of this replica until dropped, so that a
+/// read–modify–write (and the `If-Match` check inside it) is not interleaved with another.
+/// Waits at most until the request's deadline; past it nothing was done, so the answer is a
+/// plain `504`.
+async fn hold<'c>(call: &Call<'c>, kind: ResourceKind, id: &str) -> Result<crate::flight::Held<'c>, Error> {
+    hold_key(call, &call.app.writes, format!("{}:{id}", kind.name())).await
+}
+
+/// Holds `key` of `locks` until dropped, waiting at most until the request's deadline.
+async fn hold_key<'c>(
+    call: &Call<'c>,
+    locks: &'c crate::flight::KeyedLocks,
+    key: String,
+) -> Result<crate::flight::Held<'c>, Error> {
+    tokio::time::timeout_at(call.scope.deadline.into(), locks.lock(key)).await.map_err(|_| {
+        let millis = call.app.config.request_timeout.as_millis();
+        Error::from(RequestError::Deadline { millis })
+    })
+}
+
 /// The answer to a write of `id` whose body was refused: `404` when no resource has that id,
 /// the body's own error otherwise. Identity providers treat a `404` on an update as "gone"
 /// and move on, while a `400` counts towards quarantining the whole connection (Entra ID);
@@ -565,6 +587,7 @@ async fn write(call: &Call<'_>, kind: ResourceKind, id: &str, before: &Value, af
 async fn delete(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let app = call.app;
     let rs = app.resource(kind)?;
+    let _held = hold(call, kind, id).await?;
     if kind == ResourceKind::User && app.config.user_delete == crate::config::UserDelete::Deactivate {
         let before = fetch(call, kind, id, &Wanted::writable(rs)).await?;
         check_if_match(call.headers, &before)?;
@@ -713,11 +736,14 @@ fn too_many(max_scan: usize) -> ScimError {
     }
 }
 
-/// Answers `userName eq "x"` / `displayName eq "x"` / `externalId eq "x"` from the ID cache
-/// and one read.
+/// Answers `userName eq "x"` from the ID cache and one read.
 ///
 /// The cache is only a hint: the resource read back must still match the filter, else the
-/// normal listing answers.
+/// normal listing answers. Only a key the schema makes unique can answer this way: a user's
+/// `userName` (uniqueness `server`, RFC 7643 §4.1.1). `externalId` and a group's
+/// `displayName` may be shared by several resources, and one read can say that one of them
+/// matches but not that it is the only one, so those filters go to the listing (which the
+/// script can answer with one native search).
 async fn lookup_by_cached_key(
     call: &Call<'_>,
     kind: ResourceKind,
@@ -734,15 +760,8 @@ async fn lookup_by_cached_key(
     if call.scope.journal.as_ref().is_some_and(|j| j.is_recording()) {
         return Ok(None);
     }
-    let ids = &call.app.ids;
-    let cached = if path.name.eq_ignore_ascii_case(kind.name_attribute()) {
-        ids.id_for_name(kind, text)
-    } else if path.name.eq_ignore_ascii_case("externalId") {
-        ids.id_for_external_id(kind, text)
-    } else {
-        None
-    };
-    let Some(id) = cached else {
+    let unique = kind == ResourceKind::User && path.name.eq_ignore_ascii_case(kind.name_attribute());
+    let Some(id) = call.app.ids.id_for_name(kind, text).filter(|_| unique) else {
         return Ok(None);
     };
     match fetch(call, kind, &id, wanted).await {

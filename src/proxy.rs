@@ -14,6 +14,7 @@ use hyper::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::app::{App, AppError};
 use crate::config::{AdminConfig, Config, ServerConfig};
@@ -426,6 +427,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
                     }
                     let context = Context {
                         state: &state,
+                        index,
                         metrics: &shared.metrics,
                         principal,
                         request_id: &request_id,
@@ -553,7 +555,9 @@ fn challenges(state: &State, invalid_token: bool) -> Vec<&'static str> {
 
 /// What `perform` needs besides the app, the operation and the request.
 struct Context<'a> {
-    state: &'a State,
+    state: &'a Arc<State>,
+    /// The app's place in `state.apps`, so that a write's task can hold the state it runs in.
+    index: usize,
     metrics: &'a Arc<Metrics>,
     principal: auth::Principal,
     request_id: &'a Arc<str>,
@@ -711,7 +715,7 @@ async fn perform(
     noted: &mut Option<Noted>,
     kept_body: Option<&mut Option<(String, bool)>>,
 ) -> Result<operations::Reply, Error> {
-    let Context { state, metrics, principal, request_id, stats, started, scim_addr, tls } = context;
+    let Context { state, index, metrics, principal, request_id, stats, started, scim_addr, tls } = context;
     let scim_host = scim_addr.to_string();
     let (parts, body) = request.into_parts();
     let query = request::query_pairs(parts.uri.query());
@@ -741,27 +745,52 @@ async fn perform(
         noted.journal.clone()
     });
     let deadline = started + app.config.request_timeout;
-    let call = Call {
-        app,
-        base_url,
-        headers: &parts.headers,
-        query,
-        body,
-        body_bytes,
-        principal: Arc::from(principal.0),
-        scope: CallScope {
-            request_id: request_id.clone(),
-            deadline,
-            stats: stats.clone(),
-            journal,
-            metrics: metrics.clone(),
-        },
-    };
-    match tokio::time::timeout_at(deadline.into(), operations::perform(operation, &call)).await {
-        Ok(result) => result,
-        Err(_) => Err(RequestError::Deadline { millis: app.config.request_timeout.as_millis() }.into()),
+    let millis = app.config.request_timeout.as_millis();
+    let scope =
+        CallScope { request_id: request_id.clone(), deadline, stats: stats.clone(), journal, metrics: metrics.clone() };
+    let principal: Arc<str> = Arc::from(principal.0);
+    if !operation.writes() {
+        let call = Call { app, base_url, headers: &parts.headers, query, body, body_bytes, principal, scope };
+        return match tokio::time::timeout_at(deadline.into(), operations::perform(operation, &call)).await {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::Deadline { millis }.into()),
+        };
+    }
+    // A write runs in a task of its own: once it has started, the request going away (its
+    // deadline, a client that disconnects, an h2 reset) does not cut it short, so its locks
+    // are held to its end and its ID-cache update and audit record are made. The script
+    // itself stops at the deadline, which bounds the task.
+    let bulk = matches!(operation, Operation::Bulk);
+    let state = state.clone();
+    let operation = operation.clone();
+    let headers = parts.headers;
+    let writing = tokio::spawn(
+        async move {
+            let call =
+                Call { app: &state.apps[index], base_url, headers: &headers, query, body, body_bytes, principal, scope };
+            operations::perform(&operation, &call).await
+        }
+        .in_current_span(),
+    );
+    // A Bulk request stops starting operations at the deadline and answers with the results
+    // of those it ran: it is given a moment past the deadline to say so.
+    let answer_by = if bulk { deadline + BULK_GRACE } else { deadline };
+    match tokio::time::timeout_at(answer_by.into(), writing).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(crate::script::ScriptError::Runtime {
+            file: app.script.compiled().path().display().to_string(),
+            function: "?".into(),
+            line: 0,
+            message: format!("the operation panicked: {join}"),
+        }
+        .into()),
+        Err(_) => Err(RequestError::WriteDeadline { millis }.into()),
     }
 }
+
+/// How long past its deadline a Bulk request may take to answer with the results of the
+/// operations it ran before the deadline.
+const BULK_GRACE: Duration = Duration::from_secs(2);
 
 /// The request id from `X-Request-Id` when it is sane, else a new one.
 fn request_id(headers: &http::HeaderMap) -> Arc<str> {

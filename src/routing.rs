@@ -35,6 +35,11 @@ pub enum ListSource {
 }
 
 impl Operation {
+    /// True for the operations that may change something in the legacy app.
+    pub fn writes(&self) -> bool {
+        matches!(self, Self::Create(_) | Self::Replace(..) | Self::Patch(..) | Self::Delete(..) | Self::Bulk)
+    }
+
     /// A short stable name for logs.
     pub fn name(&self) -> &'static str {
         use ResourceKind::{Group, User};
