@@ -56,6 +56,9 @@ pub struct App {
     /// Writes under way, by resource: a read–modify–write of one resource (PUT, PATCH,
     /// deactivation, delete) holds it from its read to its write. Shared across reloads too.
     pub writes: Arc<crate::flight::KeyedLocks>,
+    /// Creates (`User:name`) that ended without an answer after a write was sent: the next
+    /// create of the name looks for the account first. Bounded, and forgotten after a while.
+    pub uncertain_creates: moka::sync::Cache<String, ()>,
     /// Everything RFC 7643 defines for Users (Enterprise User included, with the app's own
     /// extensions) and for Groups: the names an ignored attribute is counted under.
     known: (ResourceSchema, ResourceSchema),
@@ -182,6 +185,15 @@ impl App {
             health: Default::default(),
             creates: previous.map_or_else(Default::default, |p| p.creates.clone()),
             writes: previous.map_or_else(Default::default, |p| p.writes.clone()),
+            uncertain_creates: previous.map_or_else(
+                || {
+                    moka::sync::Cache::builder()
+                        .max_capacity(10_000)
+                        .time_to_live(std::time::Duration::from_secs(3600))
+                        .build()
+                },
+                |p| p.uncertain_creates.clone(),
+            ),
             known,
             warned: Default::default(),
         })

@@ -175,16 +175,38 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     // consult the cache (a recording must replay the same from a cold one).
     let unique_names =
         kind == ResourceKind::User && !call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run() || j.is_recording());
+    let exists = |id: &str| {
+        Error::from(ScimError::Uniqueness {
+            detail: format!("{} {given:?} exists already (id {id})", kind.name_attribute()),
+        })
+    };
     if let Some(id) = call.app.ids.id_for_name(kind, &name).filter(|_| unique_names) {
         if fetch(call, kind, &id, &Wanted::writable(rs)).await.is_ok_and(|existing| same_name(kind, &existing, &name)) {
-            return Err(ScimError::Uniqueness {
-                detail: format!("{} {given:?} exists already (id {id})", kind.name_attribute()),
-            }
-            .into());
+            return Err(exists(&id));
+        }
+    }
+    // An earlier create of this name ended without an answer (its deadline passed, or the
+    // legacy app timed out): it may have made the account. Look for it before making another,
+    // whether or not the legacy app would refuse a duplicate.
+    let uncertain_key = format!("{}:{name}", kind.name());
+    if unique_names && call.app.uncertain_creates.contains_key(&uncertain_key) {
+        if let Some(id) = find_by_name(call, kind, rs, given).await? {
+            return Err(exists(&id));
         }
     }
     let function = functions(kind).create;
-    let created = call.app.script.call(function, vec![ScriptEngine::to_dynamic(&resource)], &call.scope).await?;
+    let writes_before = call.scope.stats.writes.load(std::sync::atomic::Ordering::Relaxed);
+    let created = match call.app.script.call(function, vec![ScriptEngine::to_dynamic(&resource)], &call.scope).await {
+        Ok(created) => created,
+        Err(error) => {
+            let wrote = call.scope.stats.writes.load(std::sync::atomic::Ordering::Relaxed) > writes_before;
+            if wrote && crate::error::answer(&Error::from(error.clone())).status.is_server_error() {
+                call.app.uncertain_creates.insert(uncertain_key, ());
+            }
+            return Err(error.into());
+        }
+    };
+    call.app.uncertain_creates.invalidate(&uncertain_key);
     let created = finish(call, kind, function, created)?
         .ok_or_else(|| bad_return(function, "() instead of the created resource"))?;
     Ok(Reply::resource(StatusCode::CREATED, created, &projection, rs))
@@ -223,6 +245,22 @@ fn with_defaults(app: &App, kind: ResourceKind, body: &Value) -> Option<Value> {
         target.insert(default.name.clone(), default.value.clone());
     }
     out
+}
+
+/// The id of the resource whose name attribute is `name`, asked of the script's listing
+/// (one native search where the script passes `eq` filters down); `None` when there is none.
+async fn find_by_name(call: &Call<'_>, kind: ResourceKind, rs: &ResourceSchema, name: &str) -> Result<Option<String>, Error> {
+    let quoted = serde_json::to_string(name).unwrap_or_default();
+    let params = ListParams {
+        filter: Some(format!("{} eq {quoted}", kind.name_attribute())),
+        start_index: 1,
+        count: Some(1),
+        ..ListParams::default()
+    };
+    let query = Query::parse(rs, &params)?;
+    let wanted = Wanted::writable(rs);
+    let (found, _) = select(call, kind, rs, &query, &params, &wanted, (1, 1)).await?;
+    Ok(found.first().and_then(|r| r.get("id")).and_then(Value::as_str).map(str::to_owned))
 }
 
 /// True when a resource read back still carries the name a create is about to use.

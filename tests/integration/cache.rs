@@ -66,3 +66,23 @@ async fn a_stale_entry_leads_to_a_fresh_lookup_not_a_wrong_answer() {
     env.legacy.store().delete_user(id.parse().unwrap()).unwrap();
     assert_eq!(env.get("/Users?filter=userName%20eq%20%22newname%22").await.body["totalResults"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_external_id_or_group_name_finds_every_holder() {
+    let env = TestEnv::start().await;
+    let mut ids = Vec::new();
+    for name in ["twin.a", "twin.b", "twin.c"] {
+        let mut body = user(name);
+        body["externalId"] = json!("shared-ext");
+        let created = env.post("/Users", body).await;
+        assert_eq!(created.status, reqwest::StatusCode::CREATED, "{}", created.text);
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    // The cache saw three users with one externalId: it is no key, and the answer is all three.
+    let found = env.get("/Users?filter=externalId%20eq%20%22shared-ext%22").await;
+    assert_eq!(found.body["totalResults"], 3, "{}", found.text);
+    let mut listed: Vec<&str> =
+        found.body["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+}
