@@ -1,6 +1,10 @@
 //! Benchmark: listing 10,000 users with a filter pushed down to the legacy search and with a
 //! filter evaluated in the proxy over a full listing. Prints legacy calls and latency.
 //!
+//! The last row is the stall: a `GET /Users/{id}` measured while two in-proxy filtered
+//! listings of all 10,000 users run back to back on other connections (the runtime's worker
+//! threads are then busy converting and filtering).
+//!
 //! Run with `cargo bench --bench listing`; compare the rows of one run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -67,6 +71,45 @@ apps:
         let calls = (legacy.requests_served() - before) as f64 / runs as f64;
         println!("{name:<44} {runs:>8} {calls:>13.1} {:>10.2} {:>10.2}", ms(&latencies, 0.5), ms(&latencies, 0.99));
     }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listers: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, base, stop) = (reqwest::Client::new(), base.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut done = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let path = "/Users?filter=userName%20co%20%2242%22&count=10";
+                    let response = client.get(format!("{base}{path}")).bearer_auth(TOKEN).send().await.unwrap();
+                    let _ = response.bytes().await;
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let started = Instant::now();
+        let response = client.get(format!("{base}/Users/4242")).bearer_auth(TOKEN).send().await.unwrap();
+        let _ = response.bytes().await;
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut listings = 0;
+    for lister in listers {
+        listings += lister.await.unwrap();
+    }
+    latencies.sort();
+    println!(
+        "{:<44} {:>8} {:>13} {:>10.2} {:>10.2}   max {:.2} ms, {listings} listings meanwhile",
+        "GET /Users/{id} beside 2 in-proxy listings",
+        latencies.len(),
+        "-",
+        ms(&latencies, 0.5),
+        ms(&latencies, 0.99),
+        latencies.last().unwrap().as_secs_f64() * 1000.0
+    );
     running.shutdown().await;
     legacy.shutdown().await;
 }

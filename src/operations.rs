@@ -249,7 +249,12 @@ fn with_defaults(app: &App, kind: ResourceKind, body: &Value) -> Option<Value> {
 
 /// The id of the resource whose name attribute is `name`, asked of the script's listing
 /// (one native search where the script passes `eq` filters down); `None` when there is none.
-async fn find_by_name(call: &Call<'_>, kind: ResourceKind, rs: &ResourceSchema, name: &str) -> Result<Option<String>, Error> {
+async fn find_by_name(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    rs: &ResourceSchema,
+    name: &str,
+) -> Result<Option<String>, Error> {
     let quoted = serde_json::to_string(name).unwrap_or_default();
     let params = ListParams {
         filter: Some(format!("{} eq {quoted}", kind.name_attribute())),
@@ -706,6 +711,40 @@ async fn select(
     let function = functions(kind).list;
     let argument = script_query(call, params, query.filter.as_ref(), wanted, start_index, count);
     let answer = call.app.script.call(function, vec![argument], &call.scope).await?;
+    let large = listed_count(&answer) > LARGE_LISTING;
+    let settle = || settle_listing(call, kind, rs, query, function, answer, (start_index, count));
+    // Converting, finishing, filtering and sorting thousands of resources takes milliseconds of
+    // CPU: the worker thread hands its other tasks to the rest of the runtime meanwhile, so one
+    // large listing does not stall the requests queued behind it.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread && large { tokio::task::block_in_place(settle) } else { settle() }
+}
+
+/// Listings longer than this are settled with the worker thread's other tasks handed away.
+const LARGE_LISTING: usize = 256;
+
+/// How many resources a listing function answered (an array, or a map's `resources`).
+fn listed_count(answer: &Dynamic) -> usize {
+    if let Some(items) = answer.read_lock::<rhai::Array>() {
+        return items.len();
+    }
+    answer
+        .read_lock::<rhai::Map>()
+        .and_then(|map| map.get("resources").and_then(|r| r.read_lock::<rhai::Array>().map(|items| items.len())))
+        .unwrap_or(0)
+}
+
+/// The script's answer to a listing, read, finished, filtered, sorted and paged.
+fn settle_listing(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    rs: &ResourceSchema,
+    query: &Query<'_>,
+    function: &str,
+    answer: Dynamic,
+    (start_index, count): (usize, usize),
+) -> Result<(Vec<Value>, usize), Error> {
     let listed = read_listing(call, kind, function, answer)?;
     if listed.paged {
         let total = listed.total.unwrap_or(listed.resources.len());
