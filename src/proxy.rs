@@ -766,8 +766,16 @@ async fn perform(
     let headers = parts.headers;
     let writing = tokio::spawn(
         async move {
-            let call =
-                Call { app: &state.apps[index], base_url, headers: &headers, query, body, body_bytes, principal, scope };
+            let call = Call {
+                app: &state.apps[index],
+                base_url,
+                headers: &headers,
+                query,
+                body,
+                body_bytes,
+                principal,
+                scope,
+            };
             operations::perform(&operation, &call).await
         }
         .in_current_span(),
