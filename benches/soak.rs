@@ -3,6 +3,11 @@
 //! failing (500, 503 with Retry-After, a dropped connection, or a stall past the legacy
 //! timeout). Prints requests served, answers by status, and the proxy's RSS over time.
 //!
+//! Beside the mixed load, [`HOT_WRITERS`] writers PATCH the same [`HOT_USERS`] users all the
+//! time, each its own attribute: at the end every user must show, for every attribute, the
+//! last value its writer was answered `200` for (or a later one whose answer was lost to a
+//! fault). Any other value is a lost update, counted and printed.
+//!
 //! Run with `cargo bench --bench soak` (10 minutes); `SOAK_SECONDS=60` for a short run.
 //! Not part of `cargo test`.
 
@@ -23,6 +28,12 @@ const TOKEN: &str = "soak-token-0123456789abcdef";
 const API_KEY: &str = "soak-key";
 const WORKERS: usize = 8;
 const FAULT_PER_MILLE: u64 = 10;
+/// Writers that all change the same users, each its own attribute.
+const HOT_WRITERS: usize = 4;
+/// The users they change: ids 1 to this.
+const HOT_USERS: u64 = 3;
+/// The attribute each hot writer owns.
+const HOT_PATHS: [&str; HOT_WRITERS] = ["title", "displayName", "name.givenName", "name.familyName"];
 
 /// A small xorshift: enough randomness for fault injection and load mixing.
 struct Dice(AtomicU64);
@@ -189,7 +200,8 @@ async fn main() {
             while Instant::now() < deadline {
                 n += 1;
                 let name = format!("soak-{worker}-{n}");
-                let existing = 1 + dice.roll(2_000);
+                // The hot users are the hot writers' alone: their check must see only theirs.
+                let existing = 1 + HOT_USERS + dice.roll(2_000 - HOT_USERS);
                 let request = match dice.roll(6) {
                     0 => client.post(format!("{base}/Users")).header("content-type", "application/scim+json").body(
                         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "active": true})
@@ -218,6 +230,39 @@ async fn main() {
             }
         }));
     }
+    // Per hot writer and user: the last value answered 200, and the values sent after it whose
+    // answer was lost (they may or may not have been made).
+    type Acknowledged = Vec<(Option<String>, Vec<String>)>;
+    let mut hot = Vec::new();
+    for (writer, path) in HOT_PATHS.iter().enumerate() {
+        let (client, base) = (client.clone(), base.clone());
+        hot.push(tokio::spawn(async move {
+            let mut known: Acknowledged = vec![(None, Vec::new()); HOT_USERS as usize];
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let user = 1 + n % HOT_USERS;
+                let value = format!("w{writer}-{n}");
+                let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                  "Operations": [{"op": "replace", "path": path, "value": value}]});
+                let sent = client
+                    .patch(format!("{base}/Users/{user}"))
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/scim+json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                let slot = &mut known[(user - 1) as usize];
+                match sent.map(|r| r.status().as_u16()) {
+                    Ok(200) => *slot = (Some(value), Vec::new()),
+                    // Refused before anything was sent (4xx) changes nothing; anything else may have.
+                    Ok(status) if (400..500).contains(&status) => {}
+                    _ => slot.1.push(value),
+                }
+            }
+            known
+        }));
+    }
     let mut samples = vec![(0.0, start_rss)];
     let every = Duration::from_secs((seconds / 10).clamp(1, 60));
     while Instant::now() < deadline {
@@ -229,6 +274,25 @@ async fn main() {
     }
     for worker in workers {
         worker.await.unwrap();
+    }
+    let mut lost = Vec::new();
+    let mut checked = 0;
+    let mut acknowledged: Vec<Acknowledged> = Vec::new();
+    for writer in hot {
+        acknowledged.push(writer.await.unwrap());
+    }
+    for user in 1..=HOT_USERS {
+        let read = client.get(format!("{base}/Users/{user}")).bearer_auth(TOKEN).send().await.unwrap();
+        let read: serde_json::Value = read.json().await.unwrap();
+        for (writer, path) in HOT_PATHS.iter().enumerate() {
+            let (last, unsure) = &acknowledged[writer][(user - 1) as usize];
+            let Some(last) = last else { continue };
+            let shown = path.split('.').fold(&read, |v, name| &v[name]).as_str().unwrap_or_default().to_owned();
+            checked += 1;
+            if &shown != last && !unsure.contains(&shown) {
+                lost.push(format!("user {user} {path}: {shown:?} where {last:?} was answered 200"));
+            }
+        }
     }
     let end_rss = rss_mib(pid);
     // Least-squares slope of RSS over the second half (after warm-up), in MiB per minute.
@@ -245,6 +309,11 @@ async fn main() {
     let injected: Vec<String> = faults.iter().map(|(k, v)| format!("{k}={}", v.load(Ordering::Relaxed))).collect();
     println!("legacy faults injected: {}", injected.join(", "));
     println!("proxy RSS: start {start_rss:.1} MiB, end {end_rss:.1} MiB, second-half trend {slope:+.2} MiB/min");
+    println!(
+        "lost updates: {} of {checked} attributes written by {HOT_WRITERS} concurrent writers to {HOT_USERS} users{}",
+        lost.len(),
+        if lost.is_empty() { String::new() } else { format!(": {}", lost.join("; ")) }
+    );
     let _ = child.kill();
     let _ = child.wait();
     // What the failed requests were, by the proxy's own log.
