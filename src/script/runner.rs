@@ -1,4 +1,4 @@
-//! Running one app's script: a bounded number of calls at once, each on the blocking pool, before a deadline.
+//! Running one app's script: a bounded number of calls at once, each on a script thread, before a deadline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -126,7 +126,7 @@ impl AppScript {
 
     /// Calls a script function with JSON-shaped arguments.
     ///
-    /// Waits for a free slot until the request's deadline, then runs on the blocking pool.
+    /// Waits for a free slot until the request's deadline, then runs on a script thread (`threads`).
     /// The call keeps running if the request is abandoned, so a legacy write is never cut in half.
     pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
         let compiled = self.compiled();
@@ -165,33 +165,49 @@ impl AppScript {
         let engine = self.engine.clone();
         let function_name = function;
         let function = function.to_owned();
-        let task = tokio::task::spawn_blocking(move || {
+        let file = compiled.file.clone();
+        let task = super::threads::run(move || {
             let _permit = permit;
             let _installed = Installed::new(context.clone());
             let mut rhai_scope = rhai::Scope::new();
             let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
             let result =
                 engine.engine.call_fn_with_options::<Dynamic>(options, &mut rhai_scope, &compiled.ast, &function, args);
-            result.map_err(|error| {
+            let result = result.map_err(|error| {
                 let fault = context.fault.lock().ok().and_then(|mut f| f.take());
                 let (at, line) = failure_site(&error, &function);
                 let at = at.to_owned();
                 let error = classify(*error, &compiled.file, &function, fault);
                 log_where_it_failed(&error, &context, &at, line);
                 error
-            })
+            })?;
+            // Only plain data nested no deeper than the proxy converts goes back; anything else
+            // is refused here and dropped on this thread's big stack (dropping a deep value on
+            // a runtime worker would overflow that one's).
+            let result = result.flatten();
+            if !super::host::is_plain(&result) {
+                return Err(ScriptError::BadReturn {
+                    file: compiled.file.to_string(),
+                    function,
+                    detail: format!(
+                        "a value that is not plain data (maps, arrays, strings, numbers, booleans, ()) nested at most {} levels",
+                        super::limits::MAX_VALUE_DEPTH
+                    ),
+                });
+            }
+            Ok(result)
         });
         let started = Instant::now();
-        let outcome = task.await;
+        let outcome = match task {
+            Ok(receiver) => receiver.await.map_err(|_| "the script call panicked".to_owned()),
+            Err(e) => Err(format!("cannot start a script thread: {e}")),
+        };
         scope.metrics.script_call(&self.app, function_name, started.elapsed());
         match outcome {
             Ok(result) => result,
-            Err(join) => Err(ScriptError::Runtime {
-                file: self.compiled().file.to_string(),
-                function: "?".into(),
-                line: 0,
-                message: format!("the script call panicked: {join}"),
-            }),
+            Err(message) => {
+                Err(ScriptError::Runtime { file: file.to_string(), function: "?".into(), line: 0, message })
+            }
         }
     }
 }
