@@ -49,7 +49,8 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 /// Asks an app's script whether its legacy app is well, and keeps the answer.
 ///
 /// `health()` answers `true` (or nothing) when it is, `false` or a text saying why when it is
-/// not; a throw or a legacy fault is "not well" too.
+/// not; a throw or a legacy fault is "not well" too. It runs on a script slot of its own
+/// (`AppScript::call`), so requests holding every slot of the app do not make it unready.
 pub async fn check(app: &App, metrics: &Arc<Metrics>) -> Option<Checked> {
     app.script.arity("health")?;
     let scope = CallScope {

@@ -33,6 +33,9 @@ pub struct AppScript {
     engine: Arc<ScriptEngine>,
     compiled: RwLock<Arc<Compiled>>,
     slots: Arc<Semaphore>,
+    /// The slot of `health()`, apart from the requests' so that a busy app is not taken for
+    /// an unready one: one check at a time, never waiting behind traffic.
+    health_slot: Arc<Semaphore>,
     limit: usize,
     /// Calls waiting for a slot now, and the most allowed to wait.
     queued: AtomicUsize,
@@ -79,6 +82,7 @@ impl AppScript {
             engine,
             compiled: RwLock::new(Arc::new(compiled)),
             slots: Arc::new(Semaphore::new(max_concurrent)),
+            health_slot: Arc::new(Semaphore::new(1)),
             limit: max_concurrent,
             queued: AtomicUsize::new(0),
             max_queued,
@@ -124,15 +128,9 @@ impl AppScript {
         self.compiled().arity(function)
     }
 
-    /// Calls a script function with JSON-shaped arguments.
-    ///
-    /// Waits for a free slot until the request's deadline, then runs on a script thread (`threads`).
-    /// The call keeps running if the request is abandoned, so a legacy write is never cut in half.
-    pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
-        let compiled = self.compiled();
-        if compiled.arity(function).is_none() {
-            return Err(ScriptError::Missing { function: function.to_owned() });
-        }
+    /// A slot for a request's script call: at once when one is free, else after waiting in
+    /// the bounded queue until the request's deadline.
+    async fn request_slot(&self, scope: &CallScope) -> Result<tokio::sync::OwnedSemaphorePermit, ScriptError> {
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -146,6 +144,28 @@ impl AppScript {
                     _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: self.limit }),
                 }
             }
+        };
+        Ok(permit)
+    }
+
+    /// Calls a script function with JSON-shaped arguments.
+    ///
+    /// Waits for a free slot until the request's deadline, then runs on a script thread (`threads`).
+    /// The call keeps running if the request is abandoned, so a legacy write is never cut in half.
+    pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
+        let compiled = self.compiled();
+        if compiled.arity(function).is_none() {
+            return Err(ScriptError::Missing { function: function.to_owned() });
+        }
+        let permit = if function == "health" {
+            // A check still running when the next is due makes the next wait for it.
+            let wait = scope.deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, self.health_slot.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: 1 }),
+            }
+        } else {
+            self.request_slot(scope).await?
         };
         let context = Arc::new(CallContext {
             app: self.app.clone(),
