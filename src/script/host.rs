@@ -307,7 +307,7 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.on_print(|text| log_line(tracing::Level::INFO, text));
     engine.on_debug(|text, _, position| {
         let line = position.line().unwrap_or(0);
-        with_names(|app, file| tracing::debug!(app, script = file, line, message = text, "script debug"));
+        with_names(|app, file| tracing::debug!(app, script = file, line, text, "script debug"));
     });
 
     for (name, method) in [
@@ -462,12 +462,14 @@ fn with_names(f: impl FnOnce(&str, &str)) {
     });
 }
 
+/// A script's `print` or `log_*` line. What the script wrote is the `text` field: a field
+/// named `message` as well as the fixed message would be two `message` keys in a JSON line.
 fn log_line(level: tracing::Level, text: &str) {
     with_names(|app, file| match level {
-        tracing::Level::ERROR => tracing::error!(app, script = file, message = text, "script log"),
-        tracing::Level::WARN => tracing::warn!(app, script = file, message = text, "script log"),
-        tracing::Level::INFO => tracing::info!(app, script = file, message = text, "script log"),
-        _ => tracing::debug!(app, script = file, message = text, "script log"),
+        tracing::Level::ERROR => tracing::error!(app, script = file, text, "script log"),
+        tracing::Level::WARN => tracing::warn!(app, script = file, text, "script log"),
+        tracing::Level::INFO => tracing::info!(app, script = file, text, "script log"),
+        _ => tracing::debug!(app, script = file, text, "script log"),
     });
 }
 

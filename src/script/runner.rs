@@ -186,7 +186,10 @@ impl AppScript {
         let function_name = function;
         let function = function.to_owned();
         let file = compiled.file.clone();
+        // The request's span goes with the call, so what the script logs names the request.
+        let span = tracing::Span::current();
         let task = super::threads::run(move || {
+            let _entered = span.enter();
             let _permit = permit;
             let _installed = Installed::new(context.clone());
             let mut rhai_scope = rhai::Scope::new();
