@@ -1347,6 +1347,16 @@ apps:
         MINIMAL.replace("    base_path: /scim/v2\n", &format!("    base_path: /scim/v2\n{yaml}"))
     }
 
+    /// `MINIMAL` with `yaml` added under the app's `legacy` (indented as its keys are).
+    fn legacy_with(yaml: &str) -> String {
+        MINIMAL.replace("      headers:", &format!("{yaml}      headers:"))
+    }
+
+    /// `MINIMAL` with the legacy app at `url`.
+    fn legacy_at(url: &str) -> String {
+        MINIMAL.replace("${env.TEST_BASE:-http://127.0.0.1:7070/api/v1}", url)
+    }
+
     /// The key and message a configuration is refused with.
     fn refusal(text: &str) -> (String, String) {
         match Config::parse(text, "proxy.yaml", &vars()) {
@@ -1379,23 +1389,19 @@ apps:
             ),
             (app_with("    list: {max_results: 1000000}\n"), "apps[0].list.max_results", "must be from 1 to 100000"),
             (app_with("    bulk: {max_operations: 0}\n"), "apps[0].bulk.max_operations", "must be from 1 to 100000"),
+            (legacy_with("      timeout: 0s\n"), "apps[0].legacy.timeout", "must be from 10ms to 1h"),
             (
-                MINIMAL.replace("      headers:", "      timeout: 0s\n      headers:"),
-                "apps[0].legacy.timeout",
-                "must be from 10ms to 1h",
-            ),
-            (
-                MINIMAL.replace("      headers:", "      connect_timeout: 100000h\n      headers:"),
+                legacy_with("      connect_timeout: 100000h\n"),
                 "apps[0].legacy.connect_timeout",
                 "must be from 10ms to 1h",
             ),
             (
-                MINIMAL.replace("      headers:", "      max_response_bytes: 10\n      headers:"),
+                legacy_with("      max_response_bytes: 10\n"),
                 "apps[0].legacy.max_response_bytes",
                 "must be from 1024 to 1073741824",
             ),
             (
-                MINIMAL.replace("      headers:", "      breaker: {open_for: 48h}\n      headers:"),
+                legacy_with("      breaker: {open_for: 48h}\n"),
                 "apps[0].legacy.breaker.open_for",
                 "must be from 0s to 24h",
             ),
@@ -1450,17 +1456,8 @@ apps:
             )
         };
         let cases = [
-            (
-                MINIMAL
-                    .replace("${env.TEST_BASE:-http://127.0.0.1:7070/api/v1}", "http://hr:Hunter2@127.0.0.1:7070/api"),
-                "apps[0].legacy.base_url",
-                "put them in legacy.auth",
-            ),
-            (
-                MINIMAL.replace("${env.TEST_BASE:-http://127.0.0.1:7070/api/v1}", "http://token@127.0.0.1:7070/api"),
-                "apps[0].legacy.base_url",
-                "put them in legacy.auth",
-            ),
+            (legacy_at("http://hr:Hunter2@127.0.0.1:7070/api"), "apps[0].legacy.base_url", "put them in legacy.auth"),
+            (legacy_at("http://token@127.0.0.1:7070/api"), "apps[0].legacy.base_url", "put them in legacy.auth"),
             (oauth2("https://id:secret@login.example/token"), "apps[0].legacy.auth.oauth2.token_url", "client_secret"),
             (jwks("https://u:p@idp.example/keys"), "apps[0].auth.jwt.jwks_url", "public"),
         ];
