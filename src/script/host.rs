@@ -139,41 +139,70 @@ fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
 /// users). This list is held by the host: what is appended is measured once, and counted
 /// against the same size limits for everything `results()` lists hold in one script call.
 /// Copies of it share one list.
+///
+/// A list may hold lists one level deep (a listing of groups, each with its list of members):
+/// a list held by another holds no list, and a list holding lists is held by none. So no chain
+/// or cycle of lists can form, whatever the order of the appends, and converting or dropping
+/// one never recurses deeper than its data.
 #[derive(Debug, Clone, Default)]
-pub struct Results(Arc<Mutex<Vec<Dynamic>>>);
+pub struct Results(Arc<List>);
+
+#[derive(Debug, Default)]
+struct List {
+    items: Mutex<Vec<Dynamic>>,
+    /// Another list holds this one.
+    held: std::sync::atomic::AtomicBool,
+    /// This list holds another.
+    holds_lists: std::sync::atomic::AtomicBool,
+}
 
 impl Results {
     /// Appends items after counting them against the call's budget.
     fn append(&mut self, items: Array) -> Result<(), Box<EvalAltResult>> {
         let ctx = current()?;
-        // Only plain data: a list (or a function pointer, which may hold one) inside a list
-        // would let a script chain lists as deep as it likes at no cost, deeper than any stack
-        // that converts or drops them.
+        // Only plain data: a function pointer (which may hold anything) or lists chained in
+        // lists would let a script nest values as deep as it likes at no cost, deeper than any
+        // stack that converts or drops them.
         let mut added = DataSizes::default();
+        let mut lists = Vec::new();
         for item in &items {
-            added = added.plus(DataSizes::of(item, super::limits::MAX_VALUE_DEPTH).ok_or_else(|| {
+            added = added.plus(DataSizes::of(item, super::limits::MAX_VALUE_DEPTH, &mut lists).ok_or_else(|| {
                 runtime_error(format!(
                     "results() holds data (maps, arrays, strings, numbers, booleans, ()) nested at most {} levels",
                     super::limits::MAX_VALUE_DEPTH
                 ))
             })?);
         }
+        let chained = !lists.is_empty()
+            && (self.0.held.load(Ordering::SeqCst)
+                || lists.iter().any(|list| Arc::ptr_eq(&list.0, &self.0) || list.0.holds_lists.load(Ordering::SeqCst)));
+        if chained {
+            return Err(runtime_error(
+                "results() lists nest one level at most: a list in another list cannot hold lists itself",
+            ));
+        }
         ctx.held
             .lock()
             .map_err(|_| runtime_error("results() is unavailable"))?
             .take(added.plus(DataSizes { array: items.len(), ..DataSizes::default() }))?;
-        let mut list = self.0.lock().map_err(|_| runtime_error("results() is unavailable"))?;
+        let mut list = self.0.items.lock().map_err(|_| runtime_error("results() is unavailable"))?;
         list.extend(items);
+        for held in &lists {
+            held.0.held.store(true, Ordering::SeqCst);
+        }
+        if !lists.is_empty() {
+            self.0.holds_lists.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 
     fn len(&mut self) -> i64 {
-        self.0.lock().map_or(0, |list| list.len() as i64)
+        self.0.items.lock().map_or(0, |list| list.len() as i64)
     }
 
     /// The items as JSON, the list being found `depth` levels down.
     pub(super) fn to_json(&self, depth: usize) -> Result<serde_json::Value, String> {
-        let list = self.0.lock().map_err(|_| "results() is unavailable".to_owned())?;
+        let list = self.0.items.lock().map_err(|_| "results() is unavailable".to_owned())?;
         list.iter()
             .map(|item| super::ScriptEngine::to_json_within(item, depth + 1))
             .collect::<Result<Vec<_>, _>>()
@@ -191,18 +220,26 @@ pub(super) struct DataSizes {
 
 impl DataSizes {
     /// The sizes of a plain data value nesting at most `depth` levels; `None` for anything else.
-    fn of(value: &Dynamic, depth: usize) -> Option<Self> {
+    /// The `results()` lists in it are gathered in `lists` and count nothing (what they hold
+    /// was counted as they were filled).
+    fn of(value: &Dynamic, depth: usize, lists: &mut Vec<Results>) -> Option<Self> {
         if let Some(items) = value.read_lock::<Array>() {
             let below = depth.checked_sub(1)?;
-            let inner =
-                items.iter().try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below)?)))?;
+            let inner = items
+                .iter()
+                .try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below, lists)?)))?;
             return Some(inner.plus(Self { array: items.len(), ..Self::default() }));
         }
         if let Some(map) = value.read_lock::<Map>() {
             let below = depth.checked_sub(1)?;
-            let inner =
-                map.values().try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below)?)))?;
+            let inner = map
+                .values()
+                .try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below, lists)?)))?;
             return Some(inner.plus(Self { map: map.len(), ..Self::default() }));
+        }
+        if let Some(list) = value.read_lock::<Results>() {
+            lists.push(list.clone());
+            return Some(Self::default());
         }
         if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
             return Some(Self { string: text.len(), ..Self::default() });
@@ -245,10 +282,20 @@ impl DataSizes {
     }
 }
 
-/// Whether a script's answer is plain data (or a `results()` list, which holds only that),
-/// nested at most [`super::limits::MAX_VALUE_DEPTH`] levels.
+/// Whether a script's answer is plain data nested at most [`super::limits::MAX_VALUE_DEPTH`]
+/// levels. A `results()` list in it counts as plain: it holds only plain data nested as much
+/// at most (checked as it is filled), and lists one level deep at most.
 pub(super) fn is_plain(value: &Dynamic) -> bool {
-    value.is::<Results>() || DataSizes::of(value, super::limits::MAX_VALUE_DEPTH).is_some()
+    fn within(value: &Dynamic, depth: usize) -> bool {
+        if let Some(items) = value.read_lock::<Array>() {
+            return depth > 0 && items.iter().all(|item| within(item, depth - 1));
+        }
+        if let Some(map) = value.read_lock::<Map>() {
+            return depth > 0 && map.values().all(|item| within(item, depth - 1));
+        }
+        DataSizes::of(value, 0, &mut Vec::new()).is_some()
+    }
+    within(value, super::limits::MAX_VALUE_DEPTH)
 }
 
 /// The `legacy` object of scripts.

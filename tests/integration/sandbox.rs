@@ -284,6 +284,13 @@ fn get_user(id) {
         for i in 0..100000 { let next = results(); next.push(#{ a: chain }); chain = next; }
         return #{ id: id, userName: "chain", deep: chain };
     }
+    if id == "results-down" {
+        let top = results();
+        let last = top;
+        for i in 0..100000 { let next = results(); last.push(#{ a: next }); last = next; }
+        return #{ id: id, userName: "chain", deep: top };
+    }
+    if id == "results-cycle" { let list = results(); list.push(#{ a: list }); return #{ id: id, userName: "cycle", deep: list }; }
     if id == "closure" { let f = || 1; return #{ id: id, userName: "closure", f: f }; }
     #{ id: id, userName: `user${id}`, active: true }
 }
@@ -307,12 +314,12 @@ async fn sandbox_values_nested_deeper_than_the_proxy_converts_are_refused_and_th
     // 128 levels (the user map and 127 below it) is what serde_json parses again: answered.
     let (reply, _, _) = hostile_get(&env, "depth-128").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    for id in ["depth-129", "encoded-129", "map-10000", "results-chain", "closure"] {
+    for id in ["depth-129", "encoded-129", "map-10000", "results-chain", "results-down", "results-cycle", "closure"] {
         let (reply, request_id, _) = hostile_get(&env, id).await;
         assert_generic_500(&reply);
         let says = match id {
             "encoded-129" => "nested deeper than 128 levels",
-            "results-chain" => "results() holds data",
+            "results-chain" | "results-down" | "results-cycle" => "results() lists nest one level at most",
             _ => "not plain data",
         };
         assert_logged(&request_id, None, says).await;
