@@ -803,6 +803,7 @@ impl Config {
         if self.apps.is_empty() {
             return Err(("apps".into(), "no app is configured: add at least one entry under apps".into()));
         }
+        self.validate_ranges()?;
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err((
                 "admin_listen".into(),
@@ -881,20 +882,83 @@ impl Config {
                 }
             }
             app.legacy.validate().map_err(|(field, detail)| (key(&format!("legacy.{field}")), detail))?;
-            if app.max_concurrent_scripts == 0 {
-                return Err((key("max_concurrent_scripts"), "must be at least 1".into()));
-            }
             if app.list.max_results == 0 || app.list.default_count > app.list.max_results {
                 return Err((
                     key("list.default_count"),
                     "must be at most list.max_results, which must be at least 1".into(),
                 ));
             }
-            if app.bulk.max_operations == 0 {
-                return Err((key("bulk.max_operations"), "must be at least 1 (or set bulk.enabled: false)".into()));
-            }
             if app.list.max_scan < app.list.max_results {
                 return Err((key("list.max_scan"), "must be at least list.max_results".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every duration and size against its range, so that no value
+    /// can stop every request (a zero timeout), overflow a deadline (`Instant + Duration`) or
+    /// make a library panic (moka's builder past 1000 years, a semaphore past its permits).
+    fn validate_ranges(&self) -> Result<(), (String, String)> {
+        let server = &self.server;
+        check_duration("server.header_read_timeout", server.header_read_timeout, (100, HOUR))?;
+        check_duration("server.shutdown_grace", server.shutdown_grace, (0, HOUR))?;
+        check_duration("server.shutdown_delay", server.shutdown_delay, (0, HOUR))?;
+        check_interval("server.script_reload_interval", server.script_reload_interval)?;
+        check_interval("server.health_interval", server.health_interval)?;
+        check_interval("server.config_reload_interval", server.config_reload_interval)?;
+        if let Some(tls) = &self.tls {
+            check_interval("tls.reload_interval", tls.reload_interval)?;
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |field: &str| format!("apps[{i}].{field}");
+            let duration = |field: &str, value: Duration, range| check_duration(&key(field), value, range);
+            let size = |field: &str, value: usize, range| check_size(&key(field), value, range);
+            // The script threads' stack is sized for the nesting a script reaches within 1 h.
+            duration("request_timeout", app.request_timeout, (100, HOUR))?;
+            duration("legacy.timeout", app.legacy.timeout, (10, HOUR))?;
+            duration("legacy.connect_timeout", app.legacy.connect_timeout, (10, HOUR))?;
+            duration("legacy.retry.base_delay", app.legacy.retry.base_delay, (0, HOUR))?;
+            duration("legacy.retry.max_delay", app.legacy.retry.max_delay, (0, HOUR))?;
+            duration("legacy.breaker.open_for", app.legacy.breaker.open_for, (0, DAY))?;
+            // moka's builder panics past 1000 years; a day of entries not seen again is plenty.
+            duration("cache.ttl", app.cache.ttl, (1000, 365 * DAY))?;
+            let entries = usize::try_from(app.cache.max_entries).unwrap_or(usize::MAX);
+            size("cache.max_entries", entries, (1, 100_000_000))?;
+            size("legacy.max_response_bytes", app.legacy.max_response_bytes, (1024, 1 << 30))?;
+            // Each script call running holds a script thread, which reserves its stack.
+            size("max_concurrent_scripts", app.max_concurrent_scripts, (1, 1024))?;
+            size("max_queued_requests", app.max_queued_requests, (0, 1_000_000))?;
+            size("list.max_results", app.list.max_results, (1, 100_000))?;
+            size("list.max_scan", app.list.max_scan, (1, 100_000_000))?;
+            size("bulk.max_operations", app.bulk.max_operations, (1, 100_000))?;
+            size("bulk.max_payload_bytes", app.bulk.max_payload_bytes, (1, 1 << 30))?;
+            if let Some(oauth2) = app.legacy.auth.as_ref().and_then(|auth| auth.oauth2.as_ref()) {
+                duration("legacy.auth.oauth2.refresh_before", oauth2.refresh_before, (0, DAY))?;
+            }
+            if let Some(jwt) = &app.auth.jwt {
+                duration("auth.jwt.jwks_max_age", jwt.jwks_max_age, (1000, 30 * DAY))?;
+                duration("auth.jwt.leeway", jwt.leeway, (0, DAY))?;
+            }
+            // Refused rather than redacted: a URL is printed by logs, errors and `/readyz`, and
+            // every place would have to remember to redact it; `legacy.auth` keeps secrets
+            // out of URLs and sends them only as the header they belong in.
+            let urls = [
+                ("legacy.base_url", Some(&app.legacy.base_url), "put them in legacy.auth (basic, bearer or oauth2)"),
+                (
+                    "legacy.auth.oauth2.token_url",
+                    app.legacy.auth.as_ref().and_then(|a| a.oauth2.as_ref()).map(|o| &o.token_url),
+                    "put them in legacy.auth.oauth2.client_id and client_secret",
+                ),
+                (
+                    "auth.jwt.jwks_url",
+                    app.auth.jwt.as_ref().and_then(|j| j.jwks_url.as_ref()),
+                    "a JWKS document is public: remove them",
+                ),
+            ];
+            for (field, url, fix) in urls {
+                if url.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+                    return Err((key(field), format!("must not hold credentials (user:password@): {fix}")));
+                }
             }
         }
         Ok(())
@@ -912,6 +976,46 @@ impl Config {
         }
         self.file.parent().map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
     }
+}
+
+const HOUR: u64 = 3_600_000;
+const DAY: u64 = 24 * HOUR;
+
+/// Writes milliseconds as the configuration does: `500ms`, `10s`, `5m`, `1h`.
+fn written(ms: u64) -> String {
+    match ms {
+        0 => "0s".into(),
+        ms if ms % HOUR == 0 => format!("{}h", ms / HOUR),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// Checks that a duration lies from `min` to `max` milliseconds; the error names the key and the range.
+fn check_duration(key: &str, value: Duration, (min, max): (u64, u64)) -> Result<(), (String, String)> {
+    let ms = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+    if (min..=max).contains(&ms) {
+        return Ok(());
+    }
+    Err((key.to_owned(), format!("must be from {} to {}", written(min), written(max))))
+}
+
+/// Checks how often something is done: `0s` (never), or from 10ms to a day.
+fn check_interval(key: &str, value: Duration) -> Result<(), (String, String)> {
+    let ms = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 || (10..=DAY).contains(&ms) {
+        return Ok(());
+    }
+    Err((key.to_owned(), format!("must be 0s (off) or from 10ms to {}", written(DAY))))
+}
+
+/// Checks that a count or a number of bytes lies from `min` to `max`.
+fn check_size(key: &str, value: usize, (min, max): (usize, usize)) -> Result<(), (String, String)> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err((key.to_owned(), format!("must be from {min} to {max}")))
 }
 
 /// Checks an app's inbound authentication; the key returned is relative to the app.
@@ -1082,11 +1186,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration: write e.g. 500ms, 10s, 5m or 1h"))?;
+    let seconds = |per: u64| n.checked_mul(per).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"));
     match unit.trim() {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
+        "m" => seconds(60),
+        "h" => seconds(3600),
         _ => Err(format!("{text:?} has an unknown unit: use ms, s, m or h")),
     }
 }
@@ -1235,6 +1340,135 @@ apps:
         assert_eq!(app.legacy.headers["X-Api-Key"].expose(), "key");
         assert_eq!(app.request_timeout, Duration::from_secs(30));
         assert_eq!(app.user_delete, UserDelete::Delete);
+    }
+
+    /// `MINIMAL` with `yaml` added under the app (indented as its keys are).
+    fn app_with(yaml: &str) -> String {
+        MINIMAL.replace("    base_path: /scim/v2\n", &format!("    base_path: /scim/v2\n{yaml}"))
+    }
+
+    /// `MINIMAL` with `yaml` added under the app's `legacy` (indented as its keys are).
+    fn legacy_with(yaml: &str) -> String {
+        MINIMAL.replace("      headers:", &format!("{yaml}      headers:"))
+    }
+
+    /// `MINIMAL` with the legacy app at `url`.
+    fn legacy_at(url: &str) -> String {
+        MINIMAL.replace("${env.TEST_BASE:-http://127.0.0.1:7070/api/v1}", url)
+    }
+
+    /// The key and message a configuration is refused with.
+    fn refusal(text: &str) -> (String, String) {
+        match Config::parse(text, "proxy.yaml", &vars()) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(ConfigError::Key { key, detail, .. }) => (key, detail),
+            Err(other) => ("".into(), other.to_string()),
+        }
+    }
+
+    #[test]
+    fn every_duration_and_size_is_checked_against_its_range() {
+        let server = |yaml: &str| MINIMAL.replacen("apps:", &format!("server:\n{yaml}apps:"), 1);
+        let cases: &[(String, &str, &str)] = &[
+            // Values that once made every request fail, or panicked.
+            (app_with("    request_timeout: 0s\n"), "apps[0].request_timeout", "must be from 100ms to 1h"),
+            (app_with("    request_timeout: 9999999999h\n"), "apps[0].request_timeout", "must be from 100ms to 1h"),
+            (app_with("    cache: {ttl: 9000000h}\n"), "apps[0].cache.ttl", "must be from 1s to 8760h"),
+            (app_with("    cache: {ttl: 0s}\n"), "apps[0].cache.ttl", "must be from 1s to 8760h"),
+            (app_with("    cache: {max_entries: 0}\n"), "apps[0].cache.max_entries", "must be from 1 to 100000000"),
+            (app_with("    max_concurrent_scripts: 0\n"), "apps[0].max_concurrent_scripts", "must be from 1 to 1024"),
+            (
+                app_with("    max_concurrent_scripts: 18446744073709551615\n"),
+                "apps[0].max_concurrent_scripts",
+                "must be from 1 to 1024",
+            ),
+            (
+                app_with("    max_queued_requests: 2000000\n"),
+                "apps[0].max_queued_requests",
+                "must be from 0 to 1000000",
+            ),
+            (app_with("    list: {max_results: 1000000}\n"), "apps[0].list.max_results", "must be from 1 to 100000"),
+            (app_with("    bulk: {max_operations: 0}\n"), "apps[0].bulk.max_operations", "must be from 1 to 100000"),
+            (legacy_with("      timeout: 0s\n"), "apps[0].legacy.timeout", "must be from 10ms to 1h"),
+            (
+                legacy_with("      connect_timeout: 100000h\n"),
+                "apps[0].legacy.connect_timeout",
+                "must be from 10ms to 1h",
+            ),
+            (
+                legacy_with("      max_response_bytes: 10\n"),
+                "apps[0].legacy.max_response_bytes",
+                "must be from 1024 to 1073741824",
+            ),
+            (
+                legacy_with("      breaker: {open_for: 48h}\n"),
+                "apps[0].legacy.breaker.open_for",
+                "must be from 0s to 24h",
+            ),
+            (server("  header_read_timeout: 0s\n"), "server.header_read_timeout", "must be from 100ms to 1h"),
+            (server("  shutdown_grace: 2h\n"), "server.shutdown_grace", "must be from 0s to 1h"),
+            (server("  health_interval: 5ms\n"), "server.health_interval", "must be 0s (off) or from 10ms to 24h"),
+            (server("  script_reload_interval: 25h\n"), "server.script_reload_interval", "must be 0s (off)"),
+        ];
+        for (text, key, says) in cases {
+            let (got_key, detail) = refusal(text);
+            assert_eq!((got_key.as_str(), detail.contains(says)), (*key, true), "{detail}\n{text}");
+        }
+        // The ends of each range are accepted, and 0s turns an interval off.
+        for yaml in [
+            "    request_timeout: 100ms\n",
+            "    request_timeout: 1h\n",
+            "    cache: {ttl: 1s, max_entries: 1}\n",
+            "    cache: {ttl: 8760h}\n",
+        ] {
+            Config::parse(&app_with(yaml), "proxy.yaml", &vars()).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        }
+        Config::parse(&server("  health_interval: 0s\n  script_reload_interval: 10ms\n"), "proxy.yaml", &vars())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_duration_too_long_to_hold_is_an_error_not_a_panic() {
+        for text in ["18446744073709551615h", "18446744073709551615m", "99999999999999999999s"] {
+            let error = parse_duration(text).unwrap_err();
+            assert!(error.contains(text), "{error}");
+        }
+        assert_eq!(parse_duration("18446744073709551615s"), Ok(Duration::from_secs(u64::MAX)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn credentials_inside_urls_are_refused_with_where_they_belong() {
+        let oauth2 = |url: &str| {
+            MINIMAL.replace(
+                "      headers:\n        X-Api-Key: \"${env.TEST_KEY}\"\n",
+                &format!(
+                    "      auth:\n        oauth2: {{token_url: \"{url}\", client_id: id, client_secret: \"${{env.TEST_KEY}}\"}}\n"
+                ),
+            )
+        };
+        let jwks = |url: &str| {
+            MINIMAL.replace(
+                "      bearer_tokens:",
+                &format!(
+                    "      jwt: {{issuer: https://idp, audiences: [scim], algorithms: [RS256], jwks_url: \"{url}\"}}\n      bearer_tokens:"
+                ),
+            )
+        };
+        let cases = [
+            (legacy_at("http://hr:Hunter2@127.0.0.1:7070/api"), "apps[0].legacy.base_url", "put them in legacy.auth"),
+            (legacy_at("http://token@127.0.0.1:7070/api"), "apps[0].legacy.base_url", "put them in legacy.auth"),
+            (oauth2("https://id:secret@login.example/token"), "apps[0].legacy.auth.oauth2.token_url", "client_secret"),
+            (jwks("https://u:p@idp.example/keys"), "apps[0].auth.jwt.jwks_url", "public"),
+        ];
+        for (text, key, says) in &cases {
+            let (got_key, detail) = refusal(text);
+            assert_eq!(got_key, *key, "{detail}");
+            assert!(detail.contains("must not hold credentials") && detail.contains(says), "{detail}");
+            assert!(!detail.contains("Hunter2") && !detail.contains("secret@"), "{detail}");
+        }
+        Config::parse(&oauth2("https://login.example/token"), "proxy.yaml", &vars()).unwrap();
+        Config::parse(&jwks("https://idp.example/keys"), "proxy.yaml", &vars()).unwrap();
     }
 
     #[test]

@@ -49,7 +49,8 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 /// Asks an app's script whether its legacy app is well, and keeps the answer.
 ///
 /// `health()` answers `true` (or nothing) when it is, `false` or a text saying why when it is
-/// not; a throw or a legacy fault is "not well" too.
+/// not; a throw or a legacy fault is "not well" too. It runs on a script slot of its own
+/// (`AppScript::call`), so requests holding every slot of the app do not make it unready.
 pub async fn check(app: &App, metrics: &Arc<Metrics>) -> Option<Checked> {
     app.script.arity("health")?;
     let scope = CallScope {
@@ -59,7 +60,9 @@ pub async fn check(app: &App, metrics: &Arc<Metrics>) -> Option<Checked> {
         journal: None,
         metrics: metrics.clone(),
     };
-    let checked = match app.script.call("health", Vec::new(), &scope).await {
+    // Its own span, as a request has: what `health()` logs names the check and the app.
+    let span = tracing::info_span!("health", request_id = %scope.request_id, app = app.name());
+    let checked = match tracing::Instrument::instrument(app.script.call("health", Vec::new(), &scope), span).await {
         Ok(value) if value.is_unit() || value.as_bool() == Ok(true) => Checked { healthy: true, detail: None },
         Ok(value) if value.as_bool() == Ok(false) => {
             Checked { healthy: false, detail: Some("health() returned false".into()) }

@@ -386,11 +386,25 @@ async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Rec
     .await;
 }
 
-/// One SCIM request: route, authenticate, read, perform, answer, and log one line.
+/// One SCIM request: route, authenticate, read, perform, answer, and log one line; all of it,
+/// and the script calls it makes on their own threads, within one `request` span that names
+/// the request id (and the app, once routed), so every line the request causes carries them.
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection: Connection) -> Response<Full<Bytes>> {
+    use tracing::Instrument as _;
+    let request_id = request_id(request.headers());
+    let span = tracing::info_span!("request", request_id = %request_id, app = tracing::field::Empty);
+    serve(shared, request, connection, request_id).instrument(span).await
+}
+
+/// [`handle`] within the request's span.
+async fn serve(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    connection: Connection,
+    request_id: Arc<str>,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let state = shared.state();
-    let request_id = request_id(request.headers());
     let keeps_requests = state.admin.keeps_requests();
     let stats = Arc::new(if keeps_requests { CallStats::noting_calls() } else { CallStats::default() });
     let method = request.method().clone();
@@ -405,6 +419,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection:
         None => (None, None, Err(Error::from(RequestError::NoRoute { path: path.clone() }))),
         Some((index, rest)) => {
             let app = &state.apps[index];
+            tracing::Span::current().record("app", app.name());
             // Authenticate before routing, so strangers learn nothing of the endpoints.
             let routed = auth::authenticate(&app.auth, request.headers(), &connection).await.and_then(|principal| {
                 let operation = routing::route(&method, rest, &path)?;

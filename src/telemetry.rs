@@ -17,7 +17,9 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let result = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        // The event's fields at the top level, and the span it happened in (the request's:
+        // its id and app) as `span`; the list of every enclosing span would only repeat it.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))

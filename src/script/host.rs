@@ -139,31 +139,74 @@ fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
 /// users). This list is held by the host: what is appended is measured once, and counted
 /// against the same size limits for everything `results()` lists hold in one script call.
 /// Copies of it share one list.
+///
+/// A list may hold lists one level deep (a listing of groups, each with its list of members):
+/// a list held by another holds no list, and a list holding lists is held by none. So no chain
+/// or cycle of lists can form, whatever the order of the appends, and converting or dropping
+/// one never recurses deeper than its data.
 #[derive(Debug, Clone, Default)]
-pub struct Results(Arc<Mutex<Vec<Dynamic>>>);
+pub struct Results(Arc<List>);
+
+#[derive(Debug, Default)]
+struct List {
+    items: Mutex<Vec<Dynamic>>,
+    /// Another list holds this one.
+    held: std::sync::atomic::AtomicBool,
+    /// This list holds another.
+    holds_lists: std::sync::atomic::AtomicBool,
+}
 
 impl Results {
     /// Appends items after counting them against the call's budget.
     fn append(&mut self, items: Array) -> Result<(), Box<EvalAltResult>> {
         let ctx = current()?;
-        let added = items.iter().fold(DataSizes::default(), |sizes, item| sizes.plus(DataSizes::of(item)));
+        // Only plain data: a function pointer (which may hold anything) or lists chained in
+        // lists would let a script nest values as deep as it likes at no cost, deeper than any
+        // stack that converts or drops them.
+        let mut added = DataSizes::default();
+        let mut lists = Vec::new();
+        for item in &items {
+            added = added.plus(DataSizes::of(item, super::limits::MAX_VALUE_DEPTH, &mut lists).ok_or_else(|| {
+                runtime_error(format!(
+                    "results() holds data (maps, arrays, strings, numbers, booleans, ()) nested at most {} levels",
+                    super::limits::MAX_VALUE_DEPTH
+                ))
+            })?);
+        }
+        let chained = !lists.is_empty()
+            && (self.0.held.load(Ordering::SeqCst)
+                || lists.iter().any(|list| Arc::ptr_eq(&list.0, &self.0) || list.0.holds_lists.load(Ordering::SeqCst)));
+        if chained {
+            return Err(runtime_error(
+                "results() lists nest one level at most: a list in another list cannot hold lists itself",
+            ));
+        }
         ctx.held
             .lock()
             .map_err(|_| runtime_error("results() is unavailable"))?
             .take(added.plus(DataSizes { array: items.len(), ..DataSizes::default() }))?;
-        let mut list = self.0.lock().map_err(|_| runtime_error("results() is unavailable"))?;
+        let mut list = self.0.items.lock().map_err(|_| runtime_error("results() is unavailable"))?;
         list.extend(items);
+        for held in &lists {
+            held.0.held.store(true, Ordering::SeqCst);
+        }
+        if !lists.is_empty() {
+            self.0.holds_lists.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 
     fn len(&mut self) -> i64 {
-        self.0.lock().map_or(0, |list| list.len() as i64)
+        self.0.items.lock().map_or(0, |list| list.len() as i64)
     }
 
-    /// The items as JSON.
-    pub(super) fn to_json(&self) -> Result<serde_json::Value, String> {
-        let list = self.0.lock().map_err(|_| "results() is unavailable".to_owned())?;
-        list.iter().map(super::ScriptEngine::to_json).collect::<Result<Vec<_>, _>>().map(serde_json::Value::Array)
+    /// The items as JSON, the list being found `depth` levels down.
+    pub(super) fn to_json(&self, depth: usize) -> Result<serde_json::Value, String> {
+        let list = self.0.items.lock().map_err(|_| "results() is unavailable".to_owned())?;
+        list.iter()
+            .map(|item| super::ScriptEngine::to_json_within(item, depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(serde_json::Value::Array)
     }
 }
 
@@ -176,19 +219,39 @@ pub(super) struct DataSizes {
 }
 
 impl DataSizes {
-    fn of(value: &Dynamic) -> Self {
+    /// The sizes of a plain data value nesting at most `depth` levels; `None` for anything else.
+    /// The `results()` lists in it are gathered in `lists` and count nothing (what they hold
+    /// was counted as they were filled).
+    fn of(value: &Dynamic, depth: usize, lists: &mut Vec<Results>) -> Option<Self> {
         if let Some(items) = value.read_lock::<Array>() {
-            let inner = items.iter().fold(Self::default(), |sizes, item| sizes.plus(Self::of(item)));
-            return inner.plus(Self { array: items.len(), ..Self::default() });
+            let below = depth.checked_sub(1)?;
+            let inner = items
+                .iter()
+                .try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below, lists)?)))?;
+            return Some(inner.plus(Self { array: items.len(), ..Self::default() }));
         }
         if let Some(map) = value.read_lock::<Map>() {
-            let inner = map.values().fold(Self::default(), |sizes, item| sizes.plus(Self::of(item)));
-            return inner.plus(Self { map: map.len(), ..Self::default() });
+            let below = depth.checked_sub(1)?;
+            let inner = map
+                .values()
+                .try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below, lists)?)))?;
+            return Some(inner.plus(Self { map: map.len(), ..Self::default() }));
+        }
+        if let Some(list) = value.read_lock::<Results>() {
+            lists.push(list.clone());
+            return Some(Self::default());
         }
         if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
-            return Self { string: text.len(), ..Self::default() };
+            return Some(Self { string: text.len(), ..Self::default() });
         }
-        Self::default()
+        let plain = value.is_unit()
+            || value.is_bool()
+            || value.is_int()
+            || value.is_float()
+            || value.is_char()
+            || value.is_blob()
+            || value.is_timestamp();
+        plain.then(Self::default)
     }
 
     fn plus(self, other: Self) -> Self {
@@ -217,6 +280,22 @@ impl DataSizes {
         *self = total;
         Ok(())
     }
+}
+
+/// Whether a script's answer is plain data nested at most [`super::limits::MAX_VALUE_DEPTH`]
+/// levels. A `results()` list in it counts as plain: it holds only plain data nested as much
+/// at most (checked as it is filled), and lists one level deep at most.
+pub(super) fn is_plain(value: &Dynamic) -> bool {
+    fn within(value: &Dynamic, depth: usize) -> bool {
+        if let Some(items) = value.read_lock::<Array>() {
+            return depth > 0 && items.iter().all(|item| within(item, depth - 1));
+        }
+        if let Some(map) = value.read_lock::<Map>() {
+            return depth > 0 && map.values().all(|item| within(item, depth - 1));
+        }
+        DataSizes::of(value, 0, &mut Vec::new()).is_some()
+    }
+    within(value, super::limits::MAX_VALUE_DEPTH)
 }
 
 /// The `legacy` object of scripts.
@@ -275,7 +354,7 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.on_print(|text| log_line(tracing::Level::INFO, text));
     engine.on_debug(|text, _, position| {
         let line = position.line().unwrap_or(0);
-        with_names(|app, file| tracing::debug!(app, script = file, line, message = text, "script debug"));
+        with_names(|app, file| tracing::debug!(app, script = file, line, text, "script debug"));
     });
 
     for (name, method) in [
@@ -386,26 +465,34 @@ pub(super) fn register(engine: &mut rhai::Engine) {
 /// `compact(value)`: the value without its `()` map entries and array items, and without the
 /// maps that leaves empty, at every depth — so a mapping can be one map literal whose
 /// absent parts are `()`. The value is taken as it is (a literal is not copied).
-fn compact(value: Dynamic) -> Dynamic {
+fn compact(value: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+    compact_within(value, super::limits::MAX_VALUE_DEPTH)
+        .ok_or_else(|| runtime_error(format!("compact: {}", super::too_deep())))
+}
+
+/// [`compact`] of a value that may nest `depth` more levels; `None` when it nests deeper.
+fn compact_within(value: Dynamic, depth: usize) -> Option<Dynamic> {
     let value = value.flatten();
     let absent = |v: &Dynamic| v.is_unit() || v.read_lock::<Map>().is_some_and(|m| m.is_empty());
     if value.is_map() {
+        let below = depth.checked_sub(1)?;
         // In place: the map's own nodes are kept, only what is left out is dropped.
         let mut map = value.cast::<Map>();
         for v in map.values_mut() {
-            *v = compact(std::mem::take(v));
+            *v = compact_within(std::mem::take(v), below)?;
         }
         map.retain(|_, v| !absent(v));
-        Dynamic::from_map(map)
+        Some(Dynamic::from_map(map))
     } else if value.is_array() {
+        let below = depth.checked_sub(1)?;
         let mut items = value.cast::<Array>();
         for v in &mut items {
-            *v = compact(std::mem::take(v));
+            *v = compact_within(std::mem::take(v), below)?;
         }
         items.retain(|v| !absent(v));
-        Dynamic::from_array(items)
+        Some(Dynamic::from_array(items))
     } else {
-        value
+        Some(value)
     }
 }
 
@@ -422,12 +509,14 @@ fn with_names(f: impl FnOnce(&str, &str)) {
     });
 }
 
+/// A script's `print` or `log_*` line. What the script wrote is the `text` field: a field
+/// named `message` as well as the fixed message would be two `message` keys in a JSON line.
 fn log_line(level: tracing::Level, text: &str) {
     with_names(|app, file| match level {
-        tracing::Level::ERROR => tracing::error!(app, script = file, message = text, "script log"),
-        tracing::Level::WARN => tracing::warn!(app, script = file, message = text, "script log"),
-        tracing::Level::INFO => tracing::info!(app, script = file, message = text, "script log"),
-        _ => tracing::debug!(app, script = file, message = text, "script log"),
+        tracing::Level::ERROR => tracing::error!(app, script = file, text, "script log"),
+        tracing::Level::WARN => tracing::warn!(app, script = file, text, "script log"),
+        tracing::Level::INFO => tracing::info!(app, script = file, text, "script log"),
+        _ => tracing::debug!(app, script = file, text, "script log"),
     });
 }
 
@@ -747,6 +836,41 @@ mod tests {
         assert_eq!(shorten("abcdef".into(), 5), "ab…");
         assert_eq!(shorten("ééé".into(), 5), "é…");
         assert_eq!(shorten("abc".into(), 5), "abc");
+    }
+
+    /// A map holding a map … `levels + 1` deep (the innermost is empty), as script text.
+    fn nested(levels: usize) -> String {
+        format!("let m = #{{}}; for i in 0..{levels} {{ m = #{{ a: take(m) }}; }} m")
+    }
+
+    #[test]
+    fn values_crossing_to_the_proxy_nest_at_most_128_levels() {
+        let engine = super::super::ScriptEngine::new();
+        let value = |levels: usize| -> Dynamic { engine.engine.eval(&nested(levels)).unwrap() };
+        let json = super::super::ScriptEngine::to_json(&value(127)).unwrap();
+        assert_eq!(super::super::ScriptEngine::to_json(&super::super::ScriptEngine::to_dynamic(&json)).unwrap(), json);
+        assert!(is_plain(&value(127)) && !is_plain(&value(128)));
+        let error = super::super::ScriptEngine::to_json(&value(128)).unwrap_err();
+        assert_eq!(error, "a value nested deeper than 128 levels");
+        for text in [format!("compact({{{}}})", nested(128)), format!("json_encode({{{}}})", nested(128))] {
+            let error = engine.engine.eval::<Dynamic>(&text).unwrap_err();
+            assert!(error.to_string().contains("nested deeper than 128 levels"), "{error}");
+        }
+        assert!(engine.engine.eval::<Dynamic>(&format!("compact({{{}}})", nested(127))).is_ok());
+        let closure: Dynamic = engine.engine.eval("let f = || 1; f").unwrap();
+        assert!(!is_plain(&closure));
+    }
+
+    #[test]
+    fn converting_json_to_a_script_value_keeps_every_kind_and_order() {
+        let json = serde_json::json!({
+            "b": [1, -2, 2.5, "x", null, true, [], {}, [[{"z": [false]}]]],
+            "a": {"nested": {"deeper": "yes"}, "n": 9_223_372_036_854_775_807_i64},
+            "c": null
+        });
+        let value = super::super::ScriptEngine::to_dynamic(&json);
+        assert_eq!(super::super::ScriptEngine::to_json(&value).unwrap(), json);
+        assert_eq!(super::super::ScriptEngine::to_dynamic(&serde_json::json!(7)).as_int(), Ok(7));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod journal;
 pub mod lint;
 pub mod reload;
 mod runner;
+mod threads;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,12 @@ pub mod limits {
     pub const MAX_ARRAY_LEN: usize = 1_000_000;
     /// Entries of the object maps in one value.
     pub const MAX_MAP_LEN: usize = 4_000_000;
+    /// Nesting of a value crossing between a script and the proxy (an answer, a legacy body,
+    /// `json_encode`, `compact`, a `results()` item), so that converting or dropping one is
+    /// safe on any thread. Above what serde_json parses (127 levels), so any JSON the proxy
+    /// receives fits. Values inside a script are bounded by the script thread's stack instead
+    /// (see `threads`).
+    pub const MAX_VALUE_DEPTH: usize = 128;
 }
 
 impl ScriptEngine {
@@ -185,19 +192,65 @@ impl ScriptEngine {
     /// Converts JSON into a script value: `null` is `()`, integers that fit are `INT`, other
     /// numbers `FLOAT` (as `rhai::serde::to_dynamic` does, without its serializer's overhead:
     /// this runs on every legacy answer and every resource given to a script).
+    ///
+    /// Iterative, so no nesting can exhaust the stack of the thread converting.
     pub fn to_dynamic(value: &serde_json::Value) -> Dynamic {
         use serde_json::Value;
-        match value {
-            Value::Null => Dynamic::UNIT,
-            Value::Bool(b) => Dynamic::from_bool(*b),
-            Value::Number(n) => match n.as_i64() {
+        /// A container being filled: its remaining children, and what is converted so far.
+        enum Open<'v> {
+            Array(std::slice::Iter<'v, Value>, rhai::Array),
+            Object(serde_json::map::Iter<'v>, rhai::Map, Option<&'v str>),
+        }
+        let leaf = |value: &Value| match value {
+            Value::Null => Some(Dynamic::UNIT),
+            Value::Bool(b) => Some(Dynamic::from_bool(*b)),
+            Value::Number(n) => Some(match n.as_i64() {
                 Some(i) => Dynamic::from_int(i),
                 None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => s.as_str().into(),
-            Value::Array(items) => Dynamic::from_array(items.iter().map(Self::to_dynamic).collect()),
-            Value::Object(map) => {
-                Dynamic::from_map(map.iter().map(|(k, v)| (k.as_str().into(), Self::to_dynamic(v))).collect())
+            }),
+            Value::String(s) => Some(s.as_str().into()),
+            Value::Array(_) | Value::Object(_) => None,
+        };
+        fn open(value: &Value) -> Open<'_> {
+            match value {
+                Value::Array(items) => Open::Array(items.iter(), rhai::Array::with_capacity(items.len())),
+                Value::Object(map) => Open::Object(map.iter(), rhai::Map::new(), None),
+                _ => Open::Array([].iter(), rhai::Array::new()),
+            }
+        }
+        if let Some(done) = leaf(value) {
+            return done;
+        }
+        let mut stack = vec![open(value)];
+        loop {
+            let Some(top) = stack.last_mut() else { return Dynamic::UNIT };
+            let next = match top {
+                Open::Array(items, _) => items.next(),
+                Open::Object(entries, _, key) => entries.next().map(|(k, v)| {
+                    *key = Some(k.as_str());
+                    v
+                }),
+            };
+            let finished = match next {
+                Some(child) => match leaf(child) {
+                    Some(done) => done,
+                    None => {
+                        stack.push(open(child));
+                        continue;
+                    }
+                },
+                None => match stack.pop() {
+                    Some(Open::Array(_, items)) => Dynamic::from_array(items),
+                    Some(Open::Object(_, map, _)) => Dynamic::from_map(map),
+                    None => return Dynamic::UNIT,
+                },
+            };
+            match stack.last_mut() {
+                None => return finished,
+                Some(Open::Array(_, items)) => items.push(finished),
+                Some(Open::Object(_, map, key)) => {
+                    map.insert(key.take().unwrap_or_default().into(), finished);
+                }
             }
         }
     }
@@ -205,14 +258,20 @@ impl ScriptEngine {
     /// Converts a script value into JSON; `()` becomes `null`, a `results()` list an array.
     ///
     /// The common types are converted directly; anything else (characters, blobs, timestamps,
-    /// custom types) goes through `rhai::serde`, whose answer this matches.
+    /// custom types) goes through `rhai::serde`, whose answer this matches. A value nested
+    /// deeper than [`limits::MAX_VALUE_DEPTH`] is refused.
     pub fn to_json(value: &Dynamic) -> Result<serde_json::Value, String> {
+        Self::to_json_within(value, 0)
+    }
+
+    /// [`ScriptEngine::to_json`] of a value found `depth` levels down.
+    pub(crate) fn to_json_within(value: &Dynamic, depth: usize) -> Result<serde_json::Value, String> {
         use serde_json::Value;
         if value.is_unit() {
             return Ok(Value::Null);
         }
         if value.is_shared() {
-            return Self::to_json(&value.flatten_clone());
+            return Self::to_json_within(&value.flatten_clone(), depth);
         }
         if let Ok(b) = value.as_bool() {
             return Ok(Value::Bool(b));
@@ -226,21 +285,33 @@ impl ScriptEngine {
         if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
             return Ok(Value::String(s.as_str().to_owned()));
         }
+        if depth >= limits::MAX_VALUE_DEPTH {
+            return Err(too_deep());
+        }
         if let Some(items) = value.read_lock::<rhai::Array>() {
-            return items.iter().map(Self::to_json).collect::<Result<Vec<_>, _>>().map(Value::Array);
+            return items
+                .iter()
+                .map(|item| Self::to_json_within(item, depth + 1))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array);
         }
         if let Some(map) = value.read_lock::<rhai::Map>() {
             let mut object = serde_json::Map::new();
             for (k, v) in map.iter() {
-                object.insert(k.to_string(), Self::to_json(v)?);
+                object.insert(k.to_string(), Self::to_json_within(v, depth + 1)?);
             }
             return Ok(Value::Object(object));
         }
         if let Some(results) = value.read_lock::<host::Results>() {
-            return results.to_json();
+            return results.to_json(depth);
         }
         rhai::serde::from_dynamic(value).map_err(|e| e.to_string())
     }
+}
+
+/// What a value nested too deeply is refused with.
+pub(crate) fn too_deep() -> String {
+    format!("a value nested deeper than {} levels", limits::MAX_VALUE_DEPTH)
 }
 
 impl Default for ScriptEngine {

@@ -1,4 +1,4 @@
-//! Running one app's script: a bounded number of calls at once, each on the blocking pool, before a deadline.
+//! Running one app's script: a bounded number of calls at once, each on a script thread, before a deadline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,6 +33,9 @@ pub struct AppScript {
     engine: Arc<ScriptEngine>,
     compiled: RwLock<Arc<Compiled>>,
     slots: Arc<Semaphore>,
+    /// The slot of `health()`, apart from the requests' so that a busy app is not taken for
+    /// an unready one: one check at a time, never waiting behind traffic.
+    health_slot: Arc<Semaphore>,
     limit: usize,
     /// Calls waiting for a slot now, and the most allowed to wait.
     queued: AtomicUsize,
@@ -79,6 +82,7 @@ impl AppScript {
             engine,
             compiled: RwLock::new(Arc::new(compiled)),
             slots: Arc::new(Semaphore::new(max_concurrent)),
+            health_slot: Arc::new(Semaphore::new(1)),
             limit: max_concurrent,
             queued: AtomicUsize::new(0),
             max_queued,
@@ -124,15 +128,9 @@ impl AppScript {
         self.compiled().arity(function)
     }
 
-    /// Calls a script function with JSON-shaped arguments.
-    ///
-    /// Waits for a free slot until the request's deadline, then runs on the blocking pool.
-    /// The call keeps running if the request is abandoned, so a legacy write is never cut in half.
-    pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
-        let compiled = self.compiled();
-        if compiled.arity(function).is_none() {
-            return Err(ScriptError::Missing { function: function.to_owned() });
-        }
+    /// A slot for a request's script call: at once when one is free, else after waiting in
+    /// the bounded queue until the request's deadline.
+    async fn request_slot(&self, scope: &CallScope) -> Result<tokio::sync::OwnedSemaphorePermit, ScriptError> {
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -146,6 +144,28 @@ impl AppScript {
                     _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: self.limit }),
                 }
             }
+        };
+        Ok(permit)
+    }
+
+    /// Calls a script function with JSON-shaped arguments.
+    ///
+    /// Waits for a free slot until the request's deadline, then runs on a script thread (`threads`).
+    /// The call keeps running if the request is abandoned, so a legacy write is never cut in half.
+    pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
+        let compiled = self.compiled();
+        if compiled.arity(function).is_none() {
+            return Err(ScriptError::Missing { function: function.to_owned() });
+        }
+        let permit = if function == "health" {
+            // A check still running when the next is due makes the next wait for it.
+            let wait = scope.deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, self.health_slot.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: 1 }),
+            }
+        } else {
+            self.request_slot(scope).await?
         };
         let context = Arc::new(CallContext {
             app: self.app.clone(),
@@ -165,33 +185,52 @@ impl AppScript {
         let engine = self.engine.clone();
         let function_name = function;
         let function = function.to_owned();
-        let task = tokio::task::spawn_blocking(move || {
+        let file = compiled.file.clone();
+        // The request's span goes with the call, so what the script logs names the request.
+        let span = tracing::Span::current();
+        let task = super::threads::run(move || {
+            let _entered = span.enter();
             let _permit = permit;
             let _installed = Installed::new(context.clone());
             let mut rhai_scope = rhai::Scope::new();
             let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
             let result =
                 engine.engine.call_fn_with_options::<Dynamic>(options, &mut rhai_scope, &compiled.ast, &function, args);
-            result.map_err(|error| {
+            let result = result.map_err(|error| {
                 let fault = context.fault.lock().ok().and_then(|mut f| f.take());
                 let (at, line) = failure_site(&error, &function);
                 let at = at.to_owned();
                 let error = classify(*error, &compiled.file, &function, fault);
                 log_where_it_failed(&error, &context, &at, line);
                 error
-            })
+            })?;
+            // Only plain data nested no deeper than the proxy converts goes back; anything else
+            // is refused here and dropped on this thread's big stack (dropping a deep value on
+            // a runtime worker would overflow that one's).
+            let result = result.flatten();
+            if !super::host::is_plain(&result) {
+                return Err(ScriptError::BadReturn {
+                    file: compiled.file.to_string(),
+                    function,
+                    detail: format!(
+                        "a value that is not plain data (maps, arrays, strings, numbers, booleans, ()) nested at most {} levels",
+                        super::limits::MAX_VALUE_DEPTH
+                    ),
+                });
+            }
+            Ok(result)
         });
         let started = Instant::now();
-        let outcome = task.await;
+        let outcome = match task {
+            Ok(receiver) => receiver.await.map_err(|_| "the script call panicked".to_owned()),
+            Err(e) => Err(format!("cannot start a script thread: {e}")),
+        };
         scope.metrics.script_call(&self.app, function_name, started.elapsed());
         match outcome {
             Ok(result) => result,
-            Err(join) => Err(ScriptError::Runtime {
-                file: self.compiled().file.to_string(),
-                function: "?".into(),
-                line: 0,
-                message: format!("the script call panicked: {join}"),
-            }),
+            Err(message) => {
+                Err(ScriptError::Runtime { file: file.to_string(), function: "?".into(), line: 0, message })
+            }
         }
     }
 }

@@ -154,3 +154,56 @@ fn check_idp_says_what_the_demo_stores_ignores_and_refuses_of_each_idps_defaults
     let (ok, text) = check_with(&config, &["--idp", "onelogin"]);
     assert!(!ok && text.contains("entra") && text.contains("okta"), "{text}");
 }
+
+/// Starts `scim-proxy run` on free ports and waits (at most 30 s) for it to exit; `None` when
+/// it is still running then (it is stopped).
+fn run_until_exit(config: &std::path::Path) -> Option<(bool, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["run", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env("SCIM_TOKEN", "check-token-0123456789abcdef")
+        .env("ACME_API_KEY", "key")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    Some((output.status.success(), text))
+}
+
+#[test]
+fn values_that_once_panicked_or_failed_every_request_stop_the_start_naming_the_key() {
+    let cases = [
+        ("request_timeout: 30s", "request_timeout: 0s", "apps[0].request_timeout: must be from 100ms to 1h"),
+        ("request_timeout: 30s", "request_timeout: 9999999999h", "apps[0].request_timeout: must be from 100ms to 1h"),
+        ("request_timeout: 30s", "request_timeout: 18446744073709551615h", "is too long"),
+        ("ttl: 1h", "ttl: 9000000h", "apps[0].cache.ttl: must be from 1s to 8760h"),
+        (
+            "base_url: \"${env.ACME_BASE_URL:-http://127.0.0.1:7070/api/v1}\"",
+            "base_url: \"http://hr:S3cret!pass@127.0.0.1:7070/api/v1\"",
+            "apps[0].legacy.base_url: must not hold credentials (user:password@): put them in legacy.auth",
+        ),
+    ];
+    for (from, to, says) in cases {
+        let dir = project(None);
+        let path = dir.path().join("proxy.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "proxy.yaml no longer has {from}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let (ok, output) = run_until_exit(&path).unwrap_or_else(|| panic!("{to}: the proxy started"));
+        assert!(!ok, "{to}: {output}");
+        assert!(output.contains(says), "{to}: {output}");
+        assert!(!output.contains("panicked") && !output.contains("S3cret!pass"), "{to}: {output}");
+    }
+}

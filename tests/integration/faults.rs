@@ -476,3 +476,76 @@ fn health() { legacy.get("/users", #{ per_page: 1 }).status == 200 }
     env.get("/Users/1").await.assert_error(503, None);
     assert_eq!(server.requests_to("/api/v1/users/1"), reads, "reads still fail fast");
 }
+
+/// A legacy app whose `/slow` answers only once released, and whose `/health` answers at once;
+/// it counts both.
+#[derive(Default)]
+struct SlowApp {
+    slow: std::sync::atomic::AtomicUsize,
+    health: std::sync::atomic::AtomicUsize,
+    released: tokio::sync::Notify,
+    open: std::sync::atomic::AtomicBool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_app_is_not_an_unready_app_health_runs_on_its_own_slot() {
+    use std::sync::atomic::Ordering;
+    let script = r#"
+fn get_user(id) {
+    let response = legacy.get("/slow");
+    #{ id: id, userName: `user${id}`, active: response.status == 200 }
+}
+fn list_users(query) { [] }
+fn health() { legacy.get("/health").status == 200 }
+"#;
+    let app = Arc::new(SlowApp::default());
+    let (addr, task) = crate::support::serve_fake(app.clone(), |app, request| async move {
+        let counter = if request.uri().path() == "/slow" { &app.slow } else { &app.health };
+        counter.fetch_add(1, Ordering::SeqCst);
+        if request.uri().path() == "/slow" {
+            let released = app.released.notified();
+            if !app.open.load(Ordering::SeqCst) {
+                released.await;
+            }
+        }
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+    })
+    .await;
+    let env = TestEnv::start_script(Some(script), move |text| {
+        let text = text.replace("base_url: \"${env.ACME_BASE_URL}\"", &format!("base_url: \"http://{addr}\""));
+        let text = text.replacen("server:\n", "server:\n  health_interval: 100ms\n", 1);
+        text.replacen("    request_timeout: 10s\n", "    request_timeout: 20s\n    max_concurrent_scripts: 2\n", 1)
+    })
+    .await;
+    let readyz = || async { env.client.get(format!("{}/readyz", env.admin())).send().await.unwrap().status() };
+    // Every script slot of the app taken by a request waiting for the legacy app.
+    let busy: Vec<_> = (0..2)
+        .map(|i| {
+            let (client, url) = (env.client.clone(), format!("{}/Users/{i}", env.base()));
+            tokio::spawn(
+                async move { client.get(url).bearer_auth(crate::support::TOKEN).send().await.unwrap().status() },
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.slow.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the slow requests never reached the legacy app");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // health() goes on being called (every 100 ms) while the slots stay busy, and passes.
+    let checks = app.health.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.health.load(Ordering::SeqCst) < checks + 3 {
+        assert!(Instant::now() < deadline, "health() was not called while the script slots were busy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(readyz().await, StatusCode::OK);
+    assert_eq!(app.slow.load(Ordering::SeqCst), 2, "the requests still hold their slots");
+    app.open.store(true, Ordering::SeqCst);
+    app.released.notify_waiters();
+    for request in busy {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(readyz().await, StatusCode::OK);
+    task.abort();
+}

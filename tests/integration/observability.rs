@@ -190,3 +190,189 @@ async fn body_logging_is_opt_in_and_redacted() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(support::log_lines_with(&["scim_proxy::bodies", &format!("quiet-{run}")]).is_empty());
 }
+
+/// A JSON object read strictly: a key given twice anywhere in it is an error (serde_json
+/// would keep the last one silently).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON without duplicate keys")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                Ok(Strict(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                Ok(Strict(json!(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Strict(item)) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Strict(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let Strict(value) = map.next_value()?;
+                    if object.insert(key.clone(), value).is_some() {
+                        return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                }
+                Ok(Strict(Value::Object(object)))
+            }
+        }
+        de.deserialize_any(Visitor)
+    }
+}
+
+#[test]
+fn the_strict_reader_refuses_duplicate_keys_at_any_depth() {
+    assert!(serde_json::from_str::<Strict>(r#"{"a": 1, "b": [{"c": 2}]}"#).is_ok());
+    for text in [r#"{"message": "x", "message": "y"}"#, r#"{"span": {"id": 1, "id": 2}}"#] {
+        let error = serde_json::from_str::<Strict>(text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("duplicate key"), "{text}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_have_no_duplicate_keys_and_every_line_of_a_request_names_it() {
+    use std::io::BufRead as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let legacy = scim_proxy::acme::start(listener, scim_proxy::acme::AcmeConfig::new(support::API_KEY)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.rhai"),
+        r#"
+fn get_user(id) {
+    log_info(`looking up ${id}`);
+    print("printed too");
+    if id == "broken" { throw "this mapping is broken"; }
+    let response = legacy.get(["users", id]);
+    if response.status == 404 { return (); }
+    if response.status != 200 { throw legacy.unexpected(response, "read"); }
+    #{ id: id, userName: response.json.login }
+}
+fn list_users(query) { [] }
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+log: {{format: json, level: "scim_proxy=debug,info"}}
+apps:
+  - name: acme
+    base_path: /scim/v2
+    script: app.rhai
+    auth: {{bearer_tokens: ["${{env.TOKEN}}"]}}
+    legacy:
+      base_url: "{}"
+      headers: {{X-Api-Key: "${{env.ACME_API_KEY}}"}}
+"#,
+            legacy.base_url()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("TOKEN", TOKEN)
+        .env("ACME_API_KEY", support::API_KEY)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut all = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let scim_addr = loop {
+        let line = tokio::time::timeout_at(deadline, lines.recv()).await.ok().flatten();
+        let line = line.unwrap_or_else(|| panic!("the proxy did not start:\n{}", all.join("\n")));
+        all.push(line.clone());
+        let parsed: Value = serde_json::from_str(&line).unwrap_or_default();
+        if parsed["message"] == "listening" {
+            break parsed["scim_addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let client = reqwest::Client::new();
+    let new = scim_proxy::acme::store::NewUser { login: "logged".into(), ..Default::default() };
+    let id = legacy.store().create_user(new).unwrap().id.to_string();
+    let mut sent = Vec::new();
+    for (user, status) in [(id.as_str(), 200), ("999999", 404), ("broken", 500)] {
+        let request_id = format!("json-log-{user}");
+        let response = client
+            .get(format!("http://{scim_addr}/scim/v2/Users/{user}"))
+            .bearer_auth(TOKEN)
+            .header("x-request-id", &request_id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{user}");
+        sent.push(request_id);
+    }
+    // Each request's own line is the last it causes: once the broken one's is read, all are.
+    while !all.iter().any(|line| line.contains("json-log-broken") && line.contains("request failed")) {
+        let line = tokio::time::timeout_at(deadline, lines.recv()).await.ok().flatten();
+        all.push(line.unwrap_or_else(|| panic!("no line for the broken request:\n{}", all.join("\n"))));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let parsed: Vec<Value> = all
+        .iter()
+        .map(|line| match serde_json::from_str::<Strict>(line) {
+            Ok(Strict(value)) => value,
+            Err(e) => panic!("{e}: {line}"),
+        })
+        .collect();
+    for request_id in &sent {
+        let script_lines: Vec<&Value> = parsed
+            .iter()
+            .filter(|line| line["message"] == "script log" && line["span"]["request_id"] == request_id.as_str())
+            .collect();
+        assert_eq!(script_lines.len(), 2, "{request_id}: {parsed:#?}");
+        let user = request_id.trim_start_matches("json-log-");
+        assert_eq!(script_lines[0]["text"], format!("looking up {user}"));
+        assert_eq!(script_lines[1]["text"], "printed too");
+        assert_eq!(script_lines[0]["span"]["app"], "acme");
+        // Every line the request caused names it in its span (its own line also as a field).
+        let own: Vec<&Value> = parsed.iter().filter(|line| line["request_id"] == request_id.as_str()).collect();
+        assert!(!own.is_empty(), "{request_id}");
+        for line in own {
+            assert_eq!(line["span"]["request_id"], request_id.as_str(), "{line}");
+        }
+    }
+    let failed = parsed.iter().find(|line| line["message"] == "request failed").unwrap();
+    assert_eq!((failed["status"].as_u64(), &failed["span"]["request_id"]), (Some(500), &json!("json-log-broken")));
+}

@@ -271,3 +271,59 @@ async fn sandbox_the_proxy_objects_names_cannot_be_taken_by_a_script() {
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["userName"], "Legacy/Ids/Legacy");
 }
+
+/// `get_user` answers values nested as deep as the script can make them.
+const DEEP_SCRIPT: &str = r#"
+fn get_user(id) {
+    if id == "map-10000" { return #{ id: id, userName: "deep", deep: nest(10000) }; }
+    if id == "depth-128" { return #{ id: id, userName: "deep", deep: nest(126) }; }
+    if id == "depth-129" { return #{ id: id, userName: "deep", deep: nest(127) }; }
+    if id == "encoded-129" { return #{ id: id, userName: json_encode(nest(128)) }; }
+    if id == "results-chain" {
+        let chain = results();
+        for i in 0..100000 { let next = results(); next.push(#{ a: chain }); chain = next; }
+        return #{ id: id, userName: "chain", deep: chain };
+    }
+    if id == "results-down" {
+        let top = results();
+        let last = top;
+        for i in 0..100000 { let next = results(); last.push(#{ a: next }); last = next; }
+        return #{ id: id, userName: "chain", deep: top };
+    }
+    if id == "results-cycle" { let list = results(); list.push(#{ a: list }); return #{ id: id, userName: "cycle", deep: list }; }
+    if id == "closure" { let f = || 1; return #{ id: id, userName: "closure", f: f }; }
+    #{ id: id, userName: `user${id}`, active: true }
+}
+
+// A map holding a map … `levels` deep; `take` moves the value instead of copying it, which
+// makes this as fast as a script can nest (Rhai still measures the whole map at each level).
+fn nest(levels) {
+    let m = #{};
+    for i in 0..levels { m = #{ a: take(m) }; }
+    m
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_values_nested_deeper_than_the_proxy_converts_are_refused_and_the_proxy_keeps_serving() {
+    // A whole map 10,000 levels deep takes a few seconds to build: the deadline leaves room.
+    let env = TestEnv::start_script(Some(DEEP_SCRIPT), |text| {
+        text.replacen("request_timeout: 10s", "request_timeout: 60s", 1)
+    })
+    .await;
+    // 128 levels (the user map and 127 below it) is what serde_json parses again: answered.
+    let (reply, _, _) = hostile_get(&env, "depth-128").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    for id in ["depth-129", "encoded-129", "map-10000", "results-chain", "results-down", "results-cycle", "closure"] {
+        let (reply, request_id, _) = hostile_get(&env, id).await;
+        assert_generic_500(&reply);
+        let says = match id {
+            "encoded-129" => "nested deeper than 128 levels",
+            "results-chain" | "results-down" | "results-cycle" => "results() lists nest one level at most",
+            _ => "not plain data",
+        };
+        assert_logged(&request_id, None, says).await;
+        // The process is still there, and answers.
+        assert_eq!(env.get("/Users/9").await.status, StatusCode::OK, "after {id}");
+    }
+}

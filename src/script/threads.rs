@@ -1,0 +1,116 @@
+//! The threads script calls run on: started on demand with a stack big enough for Rhai's own
+//! recursion, kept a while when idle, shared by every app of the process.
+//!
+//! Rhai measures, clones and drops nested maps and arrays recursively, so how deep a value a
+//! script can build is bounded by the stack of the thread running it, not by an engine limit;
+//! past it the whole process aborts. The blocking pool's threads have tokio's default 2 MiB
+//! (about 4,500 levels), reached by a script in a few seconds. Rhai measures a value whole each
+//! time it grows, so nesting costs time quadratic in the depth (10,000 levels take about 4 s):
+//! within the longest `request_timeout` allowed (1 h) a script reaches about 300,000 levels,
+//! which need some 140 MiB of stack. [`STACK_BYTES`] is reserved, not committed: a thread
+//! uses the memory only of the depth it reaches.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// The stack of each script thread.
+pub const STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long an idle thread waits for work before it ends.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job.
+    idle: usize,
+}
+
+struct Pool {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+static POOL: Pool = Pool { queue: Mutex::new(Queue { jobs: VecDeque::new(), idle: 0 }), wake: Condvar::new() };
+
+fn lock() -> MutexGuard<'static, Queue> {
+    // A job never runs under the lock, so a poisoned queue is still consistent.
+    POOL.queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `job` on a script thread and gives its result; `Err` when no thread could be started.
+///
+/// The job runs to its end even when the receiver is dropped (an abandoned request), so a
+/// legacy write it makes is never cut in half. A job that panics gives no result: the
+/// receiver sees its sender dropped.
+pub fn run<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<T>> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = sender.send(job());
+    });
+    let mut queue = lock();
+    // A thread is started only when the idle ones cannot take every queued job: the number of
+    // threads follows the script calls running at once, which the apps' slots bound.
+    if queue.idle > queue.jobs.len() {
+        queue.jobs.push_back(job);
+        POOL.wake.notify_one();
+        return Ok(receiver);
+    }
+    drop(queue);
+    std::thread::Builder::new().name("scim-script".into()).stack_size(STACK_BYTES).spawn(move || work(job))?;
+    Ok(receiver)
+}
+
+/// A script thread: its first job, then queued ones until idle for [`KEEP_ALIVE`].
+fn work(first: Job) {
+    run_one(first);
+    let mut queue = lock();
+    loop {
+        if let Some(job) = queue.jobs.pop_front() {
+            drop(queue);
+            run_one(job);
+            queue = lock();
+            continue;
+        }
+        queue.idle += 1;
+        let (guard, waited) = POOL.wake.wait_timeout(queue, KEEP_ALIVE).unwrap_or_else(PoisonError::into_inner);
+        queue = guard;
+        queue.idle -= 1;
+        if waited.timed_out() && queue.jobs.is_empty() {
+            return;
+        }
+    }
+}
+
+fn run_one(job: Job) {
+    // A panicking job loses its own result only; the thread goes on serving.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_on_big_stacks_and_a_panic_loses_only_its_own_result() {
+        // 64 MiB on the stack: far past the 2 MiB of a blocking-pool thread.
+        fn deep(n: usize) -> usize {
+            let pad = std::hint::black_box([0u8; 1024]);
+            if n == 0 { pad[0] as usize } else { deep(n - 1) + pad[n % 1024] as usize }
+        }
+        assert_eq!(run(|| deep(64 * 1024)).unwrap().await.unwrap(), 0);
+        let panicked = run(|| -> usize { panic!("a script thread panics") }).unwrap();
+        assert!(panicked.await.is_err());
+        let many: Vec<_> = (0..8).map(|i| run(move || i * 2).unwrap()).collect();
+        let mut results = Vec::new();
+        for receiver in many {
+            results.push(receiver.await.unwrap());
+        }
+        assert_eq!(results, vec![0, 2, 4, 6, 8, 10, 12, 14]);
+    }
+}
