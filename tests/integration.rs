@@ -63,3 +63,5 @@ mod hostile;
 mod unpublished;
 #[path = "integration/admin_requests.rs"]
 mod admin_requests;
+#[path = "integration/connections.rs"]
+mod connections;

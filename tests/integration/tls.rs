@@ -412,3 +412,48 @@ fn tls_start_fails_on_a_broken_pair_naming_the_file() {
     let error = scim_proxy::tls::Tls::load(&config, &settings).unwrap_err().to_string();
     assert!(error.contains("tls.key") && error.contains("not usable with the certificate"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_a_completed_handshake_then_silence_is_closed_after_header_read_timeout() {
+    use rustls_pki_types::pem::PemObject;
+    let pki = Pki::new("test ca");
+    let files = TlsFiles::new(&pki.server("scim-proxy-1"), None);
+    let section = files.config("10s", false);
+    let env = TestEnv::start_with(|text| {
+        format!("{}{section}", text.replace("max_body_bytes: 65536", "max_body_bytes: 65536\n  header_read_timeout: 1s"))
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
+    for alpn in ["h2", "http/1.1"] {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(scim_addr(&env)).await.unwrap();
+        let started = Instant::now();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn.as_bytes()));
+        // Nothing sent after the handshake: the server closes (or a TLS close_notify / EOF).
+        let mut buf = [0u8; 1024];
+        let closed = async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), closed).await.is_ok(),
+            "{alpn}: a silent TLS connection stayed open"
+        );
+        let after = started.elapsed();
+        assert!(after >= Duration::from_millis(800) && after < Duration::from_secs(4), "{alpn}: closed after {after:?}");
+    }
+}

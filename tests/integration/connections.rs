@@ -1,0 +1,304 @@
+//! Hostile connections: silent ones, idle ones, h2 streams with unfinished bodies, and bodies
+//! whose parsed JSON would dwarf their text. Each is closed or refused in bounded time and
+//! memory, and a normal request is answered meanwhile.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{TOKEN, TestEnv};
+
+fn scim_addr(env: &TestEnv) -> SocketAddr {
+    env.proxy.as_ref().unwrap().scim_addr
+}
+
+fn admin_addr(env: &TestEnv) -> SocketAddr {
+    env.proxy.as_ref().unwrap().admin_addr
+}
+
+/// The test configuration with these `server:` keys added.
+async fn start_with_server(keys: &str) -> TestEnv {
+    let keys = keys.to_owned();
+    TestEnv::start_with(move |text| text.replace("max_body_bytes: 65536", &format!("max_body_bytes: 65536\n{keys}")))
+        .await
+}
+
+/// Reads (and discards) what the server sends until it closes the connection; the time from
+/// `since` until then, or `None` when it was still open `within` after `since`.
+async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    since: Instant,
+    within: Duration,
+) -> Option<Duration> {
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout_at((since + within).into(), read).await.ok().map(|()| since.elapsed())
+}
+
+/// The soft limit on open files of this process, from `/proc/self/limits`.
+fn open_files_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse().ok())
+        .unwrap_or(1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_silent_ones_are_closed_after_header_read_timeout_on_both_listeners() {
+    let env = start_with_server("  header_read_timeout: 1s").await;
+    let mut silent = Vec::new();
+    for addr in [scim_addr(&env), admin_addr(&env)] {
+        silent.push((TcpStream::connect(addr).await.unwrap(), Instant::now()));
+    }
+    for (mut stream, since) in silent {
+        let after = closed_after(&mut stream, since, Duration::from_secs(10)).await.expect("a silent connection stayed open");
+        assert!(after >= Duration::from_millis(800) && after < Duration::from_secs(4), "closed after {after:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_eleven_hundred_silent_ones_do_not_keep_out_a_normal_request() {
+    // Each silent connection is an open file here, and one in the proxy while it is served:
+    // with a soft limit too low for 1,100 of them, fewer against a lower max_connections.
+    let (silent, max_connections) = match open_files_limit() {
+        n if n >= 2600 => (1100, 1024),
+        n => ((n - 400) / 2, (n - 400) / 2 - 76),
+    };
+    let env = TestEnv::start_with(|text| {
+        text.replace(
+            "max_body_bytes: 65536",
+            &format!("max_body_bytes: 65536\n  header_read_timeout: 1s\n  max_connections: {max_connections}"),
+        )
+    })
+    .await;
+    let addr = scim_addr(&env);
+    let mut held = Vec::with_capacity(silent);
+    for _ in 0..silent {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let response = client.get(format!("{}/Users?count=1", env.base())).bearer_auth(TOKEN).send().await;
+    let status = response.as_ref().map(reqwest::Response::status);
+    assert!(matches!(status, Ok(StatusCode::OK)), "{silent} silent connections kept a request out: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}", started.elapsed());
+    // And every silent one is closed: made room for, or timed out.
+    let closes: Vec<_> = held
+        .into_iter()
+        .map(|mut stream| tokio::spawn(async move { closed_after(&mut stream, started, Duration::from_secs(10)).await }))
+        .collect();
+    for close in closes {
+        assert!(close.await.unwrap().is_some(), "a silent connection stayed open");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_admin_port_answers_probes_while_full_of_silent_clients() {
+    // The default header_read_timeout (10 s) and admin cap (64): the probes are answered
+    // because the idlest connection makes room, not because the silent ones time out.
+    let env = TestEnv::start().await;
+    let mut silent = Vec::new();
+    for _ in 0..80 {
+        silent.push(TcpStream::connect(admin_addr(&env)).await.unwrap());
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    for probe in ["/healthz", "/readyz", "/healthz"] {
+        let started = Instant::now();
+        let response = client.get(format!("{}{probe}", env.admin())).send().await;
+        let status = response.as_ref().map(reqwest::Response::status);
+        assert!(matches!(status, Ok(StatusCode::OK)), "{probe} with 80 silent clients: {status:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{probe} answered after {:?}", started.elapsed());
+    }
+    drop(silent);
+}
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame: an h2c client with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_h2c_without_a_complete_request_is_closed_after_header_read_timeout() {
+    let env = start_with_server("  header_read_timeout: 1s").await;
+    // The preface and nothing more; and a HEADERS frame without END_HEADERS (flags 0) whose
+    // CONTINUATION never comes: `:method GET`, `:scheme http`, `:path /` in HPACK.
+    let unfinished_headers = [&[0u8, 0, 3, 1, 0, 0, 0, 0, 1][..], &[0x82, 0x86, 0x84]].concat();
+    for tail in [&b""[..], &unfinished_headers] {
+        let mut stream = TcpStream::connect(scim_addr(&env)).await.unwrap();
+        let since = Instant::now();
+        stream.write_all(&[H2_PREFACE, tail].concat()).await.unwrap();
+        let after = closed_after(&mut stream, since, Duration::from_secs(10)).await;
+        let after = after.unwrap_or_else(|| panic!("open after 10 s (sent {} bytes after the preface)", tail.len()));
+        assert!(after >= Duration::from_millis(800) && after < Duration::from_secs(4), "closed after {after:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_idle_ones_are_closed_after_idle_timeout_and_a_stalled_head_after_header_read_timeout() {
+    let env = start_with_server("  header_read_timeout: 1s\n  idle_timeout: 3s").await;
+    let request = format!("GET /scim/v2/Users?count=1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\r\n");
+
+    // HTTP/1.1 keep-alive: one request, then nothing; kept past header_read_timeout, closed
+    // at idle_timeout.
+    let mut idle = TcpStream::connect(scim_addr(&env)).await.unwrap();
+    idle.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let after = closed_after(&mut idle, Instant::now(), Duration::from_secs(15)).await.expect("an idle connection stayed open");
+    assert!(after >= Duration::from_millis(2500) && after < Duration::from_secs(7), "closed after {after:?}");
+
+    // A request, then half of the next head: header_read_timeout from that first byte.
+    let mut stalled = TcpStream::connect(scim_addr(&env)).await.unwrap();
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    stalled.read_exact(&mut answer).await.unwrap();
+    stalled.write_all(b"GET /scim/v2/Us").await.unwrap();
+    let after = closed_after(&mut stalled, Instant::now(), Duration::from_secs(15)).await.expect("a stalled head stayed open");
+    assert!(after >= Duration::from_millis(800) && after < Duration::from_millis(2500), "closed after {after:?}");
+
+    // h2: one request, then nothing: a GOAWAY at idle_timeout ends the connection.
+    let tcp = TcpStream::connect(scim_addr(&env)).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/scim/v2/Users?count=1", scim_addr(&env)))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(())
+        .unwrap();
+    // (the client is kept: dropping it would end the connection from this side)
+    let (response, _) = client.clone().ready().await.unwrap().send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(15), connection).await;
+    assert!(ended.is_ok(), "an idle h2 connection stayed open");
+    drop(client);
+    let after = started.elapsed();
+    assert!(after >= Duration::from_millis(2500) && after < Duration::from_secs(7), "closed after {after:?}");
+}
+
+/// Padding sent as request bodies.
+static PAD: [u8; 128 * 1024] = [b' '; 128 * 1024];
+
+/// Opens `streams` POSTs on one h2c connection, each declaring a body of `length` bytes and
+/// sending as much of it as the proxy's flow control lets through, never the end. Returns the
+/// proxy's advertised stream limit and the body bytes it took in, once that stops growing.
+async fn flood_h2(addr: SocketAddr, streams: usize, length: usize) -> (usize, usize) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let client = client.ready().await.unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..streams {
+        let (client, taken) = (client.clone(), taken.clone());
+        senders.push(tokio::spawn(async move {
+            let request = http::Request::post(format!("http://{addr}/scim/v2/Users"))
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .header("content-type", "application/scim+json")
+                .header("content-length", length.to_string())
+                .body(())
+                .unwrap();
+            let Ok(mut client) = client.ready().await else { return };
+            let Ok((_response, mut body)) = client.send_request(request, false) else { return };
+            let mut left = length;
+            while left > 0 {
+                body.reserve_capacity(left);
+                match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+                    Some(Ok(granted)) if granted > 0 => {
+                        let n = granted.min(left);
+                        if body.send_data(Bytes::from_static(&PAD[..n]), false).is_err() {
+                            return;
+                        }
+                        taken.fetch_add(n, Ordering::SeqCst);
+                        left -= n;
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return,
+                }
+            }
+            // every byte sent, the end never: the request waits for the rest of its body
+            std::future::pending::<()>().await;
+        }));
+    }
+    // Taken in once it has not grown for a second (at most 8 s).
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut last = (0, Instant::now());
+    while Instant::now() < deadline && last.1.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = taken.load(Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    let limit = client.current_max_send_streams();
+    for sender in senders {
+        sender.abort();
+    }
+    (limit, taken.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_h2_streams_with_unfinished_bodies_stay_within_the_memory_bound() {
+    // 128 KiB bodies: the bound per connection is the h2 connection window (1 MiB) plus
+    // max_body_bytes, however many streams carry them.
+    let max_body = 128 * 1024;
+    let env = TestEnv::start_with(|text| text.replace("max_body_bytes: 65536", &format!("max_body_bytes: {max_body}")))
+        .await;
+    let addr = scim_addr(&env);
+    let floods: Vec<_> = (0..2).map(|_| tokio::spawn(flood_h2(addr, 256, max_body))).collect();
+    for flood in floods {
+        let (streams, taken) = flood.await.unwrap();
+        assert_eq!(streams, 100, "the proxy's h2 stream limit (server.max_concurrent_streams)");
+        let bound = 1024 * 1024 + max_body;
+        assert!(taken <= bound, "one connection's unfinished bodies took {taken} bytes, over {bound}");
+        assert!(taken >= max_body, "the first body was not read at all: {taken}");
+        eprintln!("h2 flood of 256 streams: limit {streams} streams, {taken} body bytes taken in (bound {bound})");
+    }
+    let reply = env.get("/Users?count=1").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_bulk_bodies_of_empty_arrays_are_refused_before_they_are_parsed_whole() {
+    let env = TestEnv::start_with(|text| text.replace("max_body_bytes: 65536", "max_body_bytes: 1048576")).await;
+    let head = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":["#;
+    let count = (1_048_576 - head.len() - 8) / 3;
+    let body = Arc::new(format!("{head}{}[]]}}", "[],".repeat(count)));
+    assert!(body.len() <= 1_048_576);
+    let sends: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, body, url) = (env.client.clone(), body.clone(), format!("{}/Bulk", env.base()));
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/scim+json")
+                    .body(body.as_str().to_owned())
+                    .send()
+                    .await
+                    .unwrap();
+                crate::support::Reply::read(response).await
+            })
+        })
+        .collect();
+    for send in sends {
+        let reply = send.await.unwrap();
+        reply.assert_error(413, None);
+        assert!(reply.body["detail"].as_str().unwrap().contains("more than 100000 JSON values"), "{}", reply.text);
+    }
+    let reply = env.get("/Users?count=1").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
