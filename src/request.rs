@@ -369,7 +369,10 @@ mod tests {
         let parsed = parse_json(text.as_bytes(), 11).unwrap();
         assert_eq!(parsed, serde_json::from_str::<serde_json::Value>(text).unwrap(), "the same value as serde_json's");
         // 11 values: the object, the array, its 7 items, the inner object's [], and {} for c
-        assert!(matches!(parse_json(text.as_bytes(), 10), Err(Error::Request(RequestError::TooManyValues { limit: 10 }))));
+        assert!(matches!(
+            parse_json(text.as_bytes(), 10),
+            Err(Error::Request(RequestError::TooManyValues { limit: 10 }))
+        ));
         let many = format!("{{\"a\":[{}[]]}}", "[],".repeat(100_000));
         assert!(matches!(parse_json(many.as_bytes(), 1000), Err(Error::Request(RequestError::TooManyValues { .. }))));
         // past the bound, broken JSON is still a syntax error when it breaks before the bound

@@ -237,10 +237,10 @@ async fn run_connection<I, F, Fut>(
             _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {
                 match (closing, expiry) {
                     (Some(_), _) => return,
-                    (None, Some((_, Expiry::Idle))) => {
-                        // Polite: h2 gets a GOAWAY, so the client opens a new connection
-                        // instead of failing its next request.
-                        tracing::debug!(listener = name, %peer, "idle connection closed");
+                    (None, Some((_, reason @ (Expiry::Idle | Expiry::SlowHead)))) => {
+                        // A client already served is closed politely: h2 gets a GOAWAY, so it
+                        // opens a new connection instead of failing a request sent meanwhile.
+                        tracing::debug!(listener = name, %peer, reason = reason.text(), "connection closed");
                         served.as_mut().graceful_shutdown();
                         closing = Some(Instant::now() + CLOSE_GRACE);
                     }

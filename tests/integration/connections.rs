@@ -67,7 +67,8 @@ async fn connections_silent_ones_are_closed_after_header_read_timeout_on_both_li
         silent.push((TcpStream::connect(addr).await.unwrap(), Instant::now()));
     }
     for (mut stream, since) in silent {
-        let after = closed_after(&mut stream, since, Duration::from_secs(10)).await.expect("a silent connection stayed open");
+        let after =
+            closed_after(&mut stream, since, Duration::from_secs(10)).await.expect("a silent connection stayed open");
         assert!(after >= Duration::from_millis(800) && after < Duration::from_secs(4), "closed after {after:?}");
     }
 }
@@ -101,7 +102,9 @@ async fn connections_eleven_hundred_silent_ones_do_not_keep_out_a_normal_request
     // And every silent one is closed: made room for, or timed out.
     let closes: Vec<_> = held
         .into_iter()
-        .map(|mut stream| tokio::spawn(async move { closed_after(&mut stream, started, Duration::from_secs(10)).await }))
+        .map(|mut stream| {
+            tokio::spawn(async move { closed_after(&mut stream, started, Duration::from_secs(10)).await })
+        })
         .collect();
     for close in closes {
         assert!(close.await.unwrap().is_some(), "a silent connection stayed open");
@@ -159,7 +162,8 @@ async fn connections_idle_ones_are_closed_after_idle_timeout_and_a_stalled_head_
     let mut answer = [0u8; 12];
     idle.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer, b"HTTP/1.1 200");
-    let after = closed_after(&mut idle, Instant::now(), Duration::from_secs(15)).await.expect("an idle connection stayed open");
+    let after =
+        closed_after(&mut idle, Instant::now(), Duration::from_secs(15)).await.expect("an idle connection stayed open");
     assert!(after >= Duration::from_millis(2500) && after < Duration::from_secs(7), "closed after {after:?}");
 
     // A request, then half of the next head: header_read_timeout from that first byte.
@@ -167,7 +171,8 @@ async fn connections_idle_ones_are_closed_after_idle_timeout_and_a_stalled_head_
     stalled.write_all(request.as_bytes()).await.unwrap();
     stalled.read_exact(&mut answer).await.unwrap();
     stalled.write_all(b"GET /scim/v2/Us").await.unwrap();
-    let after = closed_after(&mut stalled, Instant::now(), Duration::from_secs(15)).await.expect("a stalled head stayed open");
+    let after =
+        closed_after(&mut stalled, Instant::now(), Duration::from_secs(15)).await.expect("a stalled head stayed open");
     assert!(after >= Duration::from_millis(800) && after < Duration::from_millis(2500), "closed after {after:?}");
 
     // h2: one request, then nothing: a GOAWAY at idle_timeout ends the connection.
@@ -255,8 +260,8 @@ async fn connections_h2_streams_with_unfinished_bodies_stay_within_the_memory_bo
     // 128 KiB bodies: the bound per connection is the h2 connection window (1 MiB) plus
     // max_body_bytes, however many streams carry them.
     let max_body = 128 * 1024;
-    let env = TestEnv::start_with(|text| text.replace("max_body_bytes: 65536", &format!("max_body_bytes: {max_body}")))
-        .await;
+    let env =
+        TestEnv::start_with(|text| text.replace("max_body_bytes: 65536", &format!("max_body_bytes: {max_body}"))).await;
     let addr = scim_addr(&env);
     let floods: Vec<_> = (0..2).map(|_| tokio::spawn(flood_h2(addr, 256, max_body))).collect();
     for flood in floods {

@@ -420,7 +420,10 @@ async fn tls_a_completed_handshake_then_silence_is_closed_after_header_read_time
     let files = TlsFiles::new(&pki.server("scim-proxy-1"), None);
     let section = files.config("10s", false);
     let env = TestEnv::start_with(|text| {
-        format!("{}{section}", text.replace("max_body_bytes: 65536", "max_body_bytes: 65536\n  header_read_timeout: 1s"))
+        format!(
+            "{}{section}",
+            text.replace("max_body_bytes: 65536", "max_body_bytes: 65536\n  header_read_timeout: 1s")
+        )
     })
     .await;
     let mut roots = rustls::RootCertStore::empty();
@@ -454,6 +457,9 @@ async fn tls_a_completed_handshake_then_silence_is_closed_after_header_read_time
             "{alpn}: a silent TLS connection stayed open"
         );
         let after = started.elapsed();
-        assert!(after >= Duration::from_millis(800) && after < Duration::from_secs(4), "{alpn}: closed after {after:?}");
+        assert!(
+            after >= Duration::from_millis(800) && after < Duration::from_secs(4),
+            "{alpn}: closed after {after:?}"
+        );
     }
 }
