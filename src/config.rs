@@ -1326,6 +1326,31 @@ apps:
     }
 
     #[test]
+    fn connection_limits_have_defaults_and_ranges_named_in_errors() {
+        let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        let server = &config.server;
+        assert_eq!((server.idle_timeout, server.max_concurrent_streams), (Duration::from_secs(60), 100));
+        assert_eq!((server.max_json_nodes, config.admin.max_connections), (100_000, 64));
+        let keys = "server:\n  idle_timeout: 5s\n  max_concurrent_streams: 8\n  max_json_nodes: 5000\nadmin:\n  max_connections: 4\n";
+        let set = Config::parse(&format!("{keys}{MINIMAL}"), "proxy.yaml", &vars()).unwrap();
+        assert_eq!((set.server.idle_timeout, set.server.max_concurrent_streams), (Duration::from_secs(5), 8));
+        assert_eq!((set.server.max_json_nodes, set.admin.max_connections), (5000, 4));
+        let cases = [
+            ("server:\n  idle_timeout: 0s\n", "server.idle_timeout", "between 1s and 1h"),
+            ("server:\n  idle_timeout: 2h\n", "server.idle_timeout", "between 1s and 1h"),
+            ("server:\n  max_concurrent_streams: 0\n", "server.max_concurrent_streams", "between 1 and 1000"),
+            ("server:\n  max_json_nodes: 10\n", "server.max_json_nodes", "between 1000 and 10000000"),
+            ("server:\n  max_body_bytes: 2000000000\n", "server.max_body_bytes", "between 1024 and"),
+            ("server:\n  max_connections: 0\n", "server.max_connections", "between 1 and 1000000"),
+            ("admin:\n  max_connections: 0\n", "admin.max_connections", "between 1 and 4096"),
+        ];
+        for (section, key, detail) in cases {
+            let err = Config::parse(&format!("{section}{MINIMAL}"), "proxy.yaml", &vars()).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(detail), "{err} should name {key} and say {detail}");
+        }
+    }
+
+    #[test]
     fn the_admin_token_is_a_long_secret_reference_and_off_when_unset_or_empty() {
         let with = |admin: &str| format!("admin:\n{admin}{MINIMAL}");
         let off = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
