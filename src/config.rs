@@ -185,7 +185,8 @@ pub struct ServerConfig {
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// Most JSON values (objects, arrays, strings, numbers, booleans, nulls) one request body
-    /// may hold (1000 to 10,000,000); more is answered 413 while parsing.
+    /// may hold (1000 to 10,000,000); more is answered 413 while parsing. Each costs 42 to 340
+    /// bytes once parsed, whatever its text.
     #[serde(default = "default_max_json_nodes")]
     pub max_json_nodes: usize,
     /// Time a client has to send a complete request head: a new connection from its TCP
