@@ -197,10 +197,26 @@ async fn connections_idle_ones_are_closed_after_idle_timeout_and_a_stalled_head_
 /// Padding sent as request bodies.
 static PAD: [u8; 128 * 1024] = [b' '; 128 * 1024];
 
+/// h2 streams with unfinished bodies on one connection; dropping it cancels them.
+struct Flood {
+    /// The stream limit the proxy advertised.
+    limit: usize,
+    /// The body bytes the proxy's flow control let through, once that stopped growing.
+    taken: usize,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        for sender in &self.senders {
+            sender.abort();
+        }
+    }
+}
+
 /// Opens `streams` POSTs on one h2c connection, each declaring a body of `length` bytes and
-/// sending as much of it as the proxy's flow control lets through, never the end. Returns the
-/// proxy's advertised stream limit and the body bytes it took in, once that stops growing.
-async fn flood_h2(addr: SocketAddr, streams: usize, length: usize) -> (usize, usize) {
+/// sending as much of it as the proxy's flow control lets through, never the end.
+async fn flood_h2(addr: SocketAddr, streams: usize, length: usize) -> Flood {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
@@ -223,7 +239,7 @@ async fn flood_h2(addr: SocketAddr, streams: usize, length: usize) -> (usize, us
                 body.reserve_capacity(left);
                 match std::future::poll_fn(|cx| body.poll_capacity(cx)).await {
                     Some(Ok(granted)) if granted > 0 => {
-                        let n = granted.min(left);
+                        let n = granted.min(left).min(PAD.len());
                         if body.send_data(Bytes::from_static(&PAD[..n]), false).is_err() {
                             return;
                         }
@@ -249,10 +265,7 @@ async fn flood_h2(addr: SocketAddr, streams: usize, length: usize) -> (usize, us
         }
     }
     let limit = client.current_max_send_streams();
-    for sender in senders {
-        sender.abort();
-    }
-    (limit, taken.load(Ordering::SeqCst))
+    Flood { limit, taken: taken.load(Ordering::SeqCst), senders }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +278,8 @@ async fn connections_h2_streams_with_unfinished_bodies_stay_within_the_memory_bo
     let addr = scim_addr(&env);
     let floods: Vec<_> = (0..2).map(|_| tokio::spawn(flood_h2(addr, 256, max_body))).collect();
     for flood in floods {
-        let (streams, taken) = flood.await.unwrap();
+        let flood = flood.await.unwrap();
+        let (streams, taken) = (flood.limit, flood.taken);
         assert_eq!(streams, 100, "the proxy's h2 stream limit (server.max_concurrent_streams)");
         let bound = 1024 * 1024 + max_body;
         assert!(taken <= bound, "one connection's unfinished bodies took {taken} bytes, over {bound}");
@@ -274,6 +288,69 @@ async fn connections_h2_streams_with_unfinished_bodies_stay_within_the_memory_bo
     }
     let reply = env.get("/Users?count=1").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+/// The resident memory of a process, in bytes, from `/proc/PID/status`.
+fn resident_bytes(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_h2_floods_keep_the_proxy_process_within_the_readmes_memory_bound() {
+    // The real binary in a process of its own, so that its resident memory is its alone:
+    // every connection it allows floods 256 h2 streams with unfinished bodies of the largest
+    // size. The README's bound: max_connections × (max_body_bytes + 1 MiB + streams × 16 KiB).
+    let (connections, max_body, streams) = (4usize, 256 * 1024usize, 100usize);
+    let env = TestEnv::start().await; // only for its Acme Directory
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.yaml");
+    let text = crate::support::config_text(&crate::support::repo_file("scripts/demo.rhai"))
+        .replace("max_body_bytes: 65536", &format!("max_body_bytes: {max_body}\n  max_connections: {connections}"));
+    std::fs::write(&file, &text).unwrap();
+    let scim = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .args(["--listen", &scim.to_string(), "--admin-listen", &admin.to_string()])
+        .env("TOKEN", TOKEN)
+        .env("OTHER_TOKEN", crate::support::OTHER_TOKEN)
+        .env("ACME_BASE_URL", env.legacy.base_url())
+        .env("ACME_API_KEY", crate::support::API_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = client.get(format!("http://{scim}/scim/v2/Users?count=1")).bearer_auth(TOKEN).send().await;
+        if sent.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(client);
+    let before = resident_bytes(child.id());
+    let floods: Vec<_> = (0..connections).map(|_| tokio::spawn(flood_h2(scim, 256, max_body))).collect();
+    let mut held = Vec::new();
+    for flood in floods {
+        held.push(flood.await.unwrap());
+    }
+    let after = resident_bytes(child.id());
+    let bound = connections * (max_body + 1024 * 1024 + streams * 16 * 1024);
+    let grown = after.saturating_sub(before);
+    let taken: usize = held.iter().map(|flood| flood.taken).sum();
+    eprintln!("per connection: {:?}", held.iter().map(|flood| flood.taken).collect::<Vec<_>>());
+    eprintln!(
+        "h2 floods: {connections} connections x 256 streams, {taken} body bytes taken in, resident {before} -> {after} bytes (+{grown}, bound {bound})"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(grown <= bound, "the proxy grew by {grown} bytes, over the README's bound of {bound}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
