@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{TOKEN, TestEnv};
+use crate::support::{TOKEN, TestEnv, closed_after, spawn_proxy_binary};
 
 fn scim_addr(env: &TestEnv) -> SocketAddr {
     env.proxy.as_ref().unwrap().scim_addr
@@ -27,25 +27,6 @@ async fn start_with_server(keys: &str) -> TestEnv {
     let keys = keys.to_owned();
     TestEnv::start_with(move |text| text.replace("max_body_bytes: 65536", &format!("max_body_bytes: 65536\n{keys}")))
         .await
-}
-
-/// Reads (and discards) what the server sends until it closes the connection; the time from
-/// `since` until then, or `None` when it was still open `within` after `since`.
-async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
-    stream: &mut S,
-    since: Instant,
-    within: Duration,
-) -> Option<Duration> {
-    let mut buf = [0u8; 4096];
-    let read = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout_at((since + within).into(), read).await.ok().map(|()| since.elapsed())
 }
 
 /// The soft limit on open files of this process, from `/proc/self/limits`.
@@ -309,20 +290,7 @@ async fn connections_h2_floods_keep_the_proxy_process_within_the_readmes_memory_
     let text = crate::support::config_text(&crate::support::repo_file("scripts/demo.rhai"))
         .replace("max_body_bytes: 65536", &format!("max_body_bytes: {max_body}\n  max_connections: {connections}"));
     std::fs::write(&file, &text).unwrap();
-    let scim = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
-        .args(["run", "--config"])
-        .arg(&file)
-        .args(["--listen", &scim.to_string(), "--admin-listen", &admin.to_string()])
-        .env("TOKEN", TOKEN)
-        .env("OTHER_TOKEN", crate::support::OTHER_TOKEN)
-        .env("ACME_BASE_URL", env.legacy.base_url())
-        .env("ACME_API_KEY", crate::support::API_KEY)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, scim, _) = spawn_proxy_binary(&file, &env.legacy.base_url());
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
