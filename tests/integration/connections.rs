@@ -273,67 +273,95 @@ async fn connections_h2_streams_with_unfinished_bodies_stay_within_the_memory_bo
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }
 
-/// The resident memory of a process, in bytes, from `/proc/PID/status`.
-fn resident_bytes(pid: u32) -> usize {
+/// A figure of `/proc/PID/status` in bytes: `VmRSS` (resident now) or `VmHWM` (its peak).
+fn memory_bytes(pid: u32, field: &str) -> usize {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    let line = status.lines().find(|line| line.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+}
+
+/// The `scim-proxy` binary in a process of its own (so that its memory is its alone), with
+/// these `server:` keys, serving; killed when dropped.
+struct ProxyProcess {
+    child: std::process::Child,
+    scim: SocketAddr,
+    _legacy: TestEnv,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    async fn start(server_keys: &str) -> Self {
+        let legacy = TestEnv::start().await; // only for its Acme Directory
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("proxy.yaml");
+        let text = crate::support::config_text(&crate::support::repo_file("scripts/demo.rhai"))
+            .replace("  max_body_bytes: 65536", server_keys);
+        std::fs::write(&file, &text).unwrap();
+        let (child, scim, _) = spawn_proxy_binary(&file, &legacy.legacy.base_url());
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sent = client.get(format!("http://{scim}/scim/v2/Users?count=1")).bearer_auth(TOKEN).send().await;
+            if sent.is_ok_and(|r| r.status() == StatusCode::OK) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the proxy did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, scim, _legacy: legacy, _dir: dir }
+    }
+
+    fn memory(&self, field: &str) -> usize {
+        memory_bytes(self.child.id(), field)
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_h2_floods_keep_the_proxy_process_within_the_readmes_memory_bound() {
-    // The real binary in a process of its own, so that its resident memory is its alone:
-    // every connection it allows floods 256 h2 streams with unfinished 16 KiB bodies (16 MiB
-    // in all were every body read). The README's bound:
+    // Every connection the proxy allows floods 256 h2 streams with unfinished 16 KiB bodies
+    // (16 MiB in all were every body read). The README's bound:
     // max_connections × (max_body_bytes + 1 MiB + max_concurrent_streams × 16 KiB).
     let (connections, max_body, streams) = (4usize, 256 * 1024usize, 100usize);
-    let env = TestEnv::start().await; // only for its Acme Directory
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("proxy.yaml");
-    let text = crate::support::config_text(&crate::support::repo_file("scripts/demo.rhai"))
-        .replace("max_body_bytes: 65536", &format!("max_body_bytes: {max_body}\n  max_connections: {connections}"));
-    std::fs::write(&file, &text).unwrap();
-    let (mut child, scim, _) = spawn_proxy_binary(&file, &env.legacy.base_url());
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let sent = client.get(format!("http://{scim}/scim/v2/Users?count=1")).bearer_auth(TOKEN).send().await;
-        if sent.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    drop(client);
-    let before = resident_bytes(child.id());
-    let floods: Vec<_> = (0..connections).map(|_| tokio::spawn(flood_h2(scim, 256, 16 * 1024))).collect();
+    let proxy = ProxyProcess::start(&format!("  max_body_bytes: {max_body}\n  max_connections: {connections}")).await;
+    let before = proxy.memory("VmRSS:");
+    let floods: Vec<_> = (0..connections).map(|_| tokio::spawn(flood_h2(proxy.scim, 256, 16 * 1024))).collect();
     let mut held = Vec::new();
     for flood in floods {
         held.push(flood.await.unwrap());
     }
-    let after = resident_bytes(child.id());
+    let after = proxy.memory("VmRSS:");
     let bound = connections * (max_body + 1024 * 1024 + streams * 16 * 1024);
     let grown = after.saturating_sub(before);
-    let taken: usize = held.iter().map(|flood| flood.taken).sum();
-    eprintln!("per connection: {:?}", held.iter().map(|flood| flood.taken).collect::<Vec<_>>());
+    let taken: Vec<_> = held.iter().map(|flood| flood.taken).collect();
     eprintln!(
-        "h2 floods: {connections} connections x 256 streams, {taken} body bytes taken in, resident {before} -> {after} bytes (+{grown}, bound {bound})"
+        "h2 floods: {connections} connections x 256 streams took in {taken:?} body bytes; resident {before} -> {after} bytes (+{grown}, bound {bound})"
     );
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(grown <= bound, "the proxy grew by {grown} bytes, over the README's bound of {bound}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_bulk_bodies_of_empty_arrays_are_refused_before_they_are_parsed_whole() {
-    let env = TestEnv::start_with(|text| text.replace("max_body_bytes: 65536", "max_body_bytes: 1048576")).await;
+    // 16 Bulk requests at once of 1 MiB of `[],` each: 350,000 values, 14 MiB once parsed.
+    // Each is refused at its 100,001st value: at most its text twice (read, then collected)
+    // and 100,000 values of 42 bytes.
+    let (max_body, requests) = (1024 * 1024usize, 16usize);
+    let proxy = ProxyProcess::start(&format!("  max_body_bytes: {max_body}")).await;
     let head = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":["#;
-    let count = (1_048_576 - head.len() - 8) / 3;
+    let count = (max_body - head.len() - 8) / 3;
     let body = Arc::new(format!("{head}{}[]]}}", "[],".repeat(count)));
-    assert!(body.len() <= 1_048_576);
-    let sends: Vec<_> = (0..16)
+    assert!(body.len() <= max_body);
+    let before = proxy.memory("VmHWM:");
+    let client = reqwest::Client::new();
+    let sends: Vec<_> = (0..requests)
         .map(|_| {
-            let (client, body, url) = (env.client.clone(), body.clone(), format!("{}/Bulk", env.base()));
+            let (client, body, url) = (client.clone(), body.clone(), format!("http://{}/scim/v2/Bulk", proxy.scim));
             tokio::spawn(async move {
                 let response = client
                     .post(url)
@@ -352,6 +380,11 @@ async fn connections_bulk_bodies_of_empty_arrays_are_refused_before_they_are_par
         reply.assert_error(413, None);
         assert!(reply.body["detail"].as_str().unwrap().contains("more than 100000 JSON values"), "{}", reply.text);
     }
-    let reply = env.get("/Users?count=1").await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let peak = proxy.memory("VmHWM:");
+    let bound = requests * (2 * max_body + 100_000 * 42);
+    let grown = peak.saturating_sub(before);
+    eprintln!("{requests} bulk bodies of [],: peak resident {before} -> {peak} bytes (+{grown}, bound {bound})");
+    assert!(grown <= bound, "the proxy's peak grew by {grown} bytes, over {bound}");
+    let still = client.get(format!("http://{}/scim/v2/Users?count=1", proxy.scim)).bearer_auth(TOKEN).send().await;
+    assert_eq!(still.unwrap().status(), StatusCode::OK);
 }
