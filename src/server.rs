@@ -335,10 +335,11 @@ impl Activity {
         })
     }
 
-    /// Since when the connection has been idle; `None` while a request is in flight.
+    /// Since when the connection has been idle; `None` while a request is in flight, and once
+    /// it was asked to make room (it is closing).
     fn idle_since(&self) -> Option<Instant> {
         let phase = self.phase();
-        (phase.in_flight == 0).then_some(phase.idle_since)
+        (phase.in_flight == 0 && !phase.evicted).then_some(phase.idle_since)
     }
 
     /// Asks the connection to close now, unless a request is in flight.
