@@ -220,7 +220,12 @@ mod tests {
     }
 
     fn plain() -> Connection {
-        Connection { peer: "127.0.0.1:1".parse().unwrap(), tls: false, client: None }
+        Connection {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            tls: false,
+            client: None,
+            body_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+        }
     }
 
     #[tokio::test]

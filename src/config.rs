@@ -118,11 +118,19 @@ pub struct AdminConfig {
     /// How many of each app's latest requests `/requests` keeps; `0` keeps none.
     #[serde(default = "default_recent_requests")]
     pub recent_requests: usize,
+    /// Connections the admin listener serves at once (1 to 4096). When it is full, the
+    /// connection idle the longest is closed to make room, so probes are answered even then.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { token: None, recent_requests: default_recent_requests() }
+        Self {
+            token: None,
+            recent_requests: default_recent_requests(),
+            max_connections: default_admin_max_connections(),
+        }
     }
 }
 
@@ -172,12 +180,26 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Largest request body accepted; larger bodies are answered 413 before parsing.
+    /// Largest request body accepted; larger bodies are answered 413 before parsing. Also the
+    /// request body bytes one connection may hold at once, over all its h2 streams.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Time a client has to send its request headers.
+    /// Most JSON values (objects, arrays, strings, numbers, booleans, nulls) one request body
+    /// may hold (1000 to 10,000,000); more is answered 413 while parsing. Each costs 42 to 340
+    /// bytes once parsed, whatever its text.
+    #[serde(default = "default_max_json_nodes")]
+    pub max_json_nodes: usize,
+    /// Time a client has to send a complete request head: a new connection from its TCP
+    /// accept (TLS handshake included), an idle one from its first byte. Both listeners.
     #[serde(default = "default_header_read_timeout", deserialize_with = "duration")]
     pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight is kept open for the next request
+    /// (HTTP/1.1 keep-alive and h2 alike; 1s to 1h). Both listeners.
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// h2 requests served at once on one connection (1 to 1000); more streams are refused.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
     /// How long shutdown waits for in-flight requests before closing them.
     #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
     pub shutdown_grace: Duration,
@@ -211,7 +233,10 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body_bytes(),
+            max_json_nodes: default_max_json_nodes(),
             header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_concurrent_streams: default_max_concurrent_streams(),
             shutdown_grace: default_shutdown_grace(),
             shutdown_delay: Duration::ZERO,
             max_connections: default_max_connections(),
@@ -822,11 +847,26 @@ impl Config {
                 format!("must be at most {MAX_RECENT_REQUESTS}: each kept request holds up to 16 KiB"),
             ));
         }
-        if self.server.max_connections == 0 {
-            return Err(("server.max_connections".into(), "must be at least 1".into()));
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return Err(("server.max_connections".into(), "must be between 1 and 1000000".into()));
         }
-        if self.server.max_body_bytes < 1024 {
-            return Err(("server.max_body_bytes".into(), "must be at least 1024 bytes".into()));
+        if !(1..=4096).contains(&self.admin.max_connections) {
+            return Err(("admin.max_connections".into(), "must be between 1 and 4096".into()));
+        }
+        if !(1024..=MAX_BODY_BYTES).contains(&self.server.max_body_bytes) {
+            return Err((
+                "server.max_body_bytes".into(),
+                format!("must be between 1024 and {MAX_BODY_BYTES} bytes (1 GiB)"),
+            ));
+        }
+        if !(1000..=10_000_000).contains(&self.server.max_json_nodes) {
+            return Err(("server.max_json_nodes".into(), "must be between 1000 and 10000000".into()));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.server.idle_timeout) {
+            return Err(("server.idle_timeout".into(), "must be between 1s and 1h".into()));
+        }
+        if !(1..=1000).contains(&self.server.max_concurrent_streams) {
+            return Err(("server.max_concurrent_streams".into(), "must be between 1 and 1000".into()));
         }
         if let Some(tls) = &self.tls {
             if tls.reload_interval.as_millis() > 0 && tls.reload_interval < Duration::from_millis(100) {
@@ -1215,6 +1255,20 @@ fn default_log_level() -> String {
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
+/// The largest `server.max_body_bytes`.
+const MAX_BODY_BYTES: usize = 1024 * 1024 * 1024;
+fn default_max_json_nodes() -> usize {
+    100_000
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_concurrent_streams() -> u32 {
+    100
+}
+fn default_admin_max_connections() -> usize {
+    64
+}
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -1503,6 +1557,31 @@ apps:
             assert!(err.starts_with("proxy.yaml: "), "{err}");
             assert!(err.contains(key), "{err} should name {key}");
             assert!(err.contains(detail), "{err} should say {detail}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_ranges_named_in_errors() {
+        let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        let server = &config.server;
+        assert_eq!((server.idle_timeout, server.max_concurrent_streams), (Duration::from_secs(60), 100));
+        assert_eq!((server.max_json_nodes, config.admin.max_connections), (100_000, 64));
+        let keys = "server:\n  idle_timeout: 5s\n  max_concurrent_streams: 8\n  max_json_nodes: 5000\nadmin:\n  max_connections: 4\n";
+        let set = Config::parse(&format!("{keys}{MINIMAL}"), "proxy.yaml", &vars()).unwrap();
+        assert_eq!((set.server.idle_timeout, set.server.max_concurrent_streams), (Duration::from_secs(5), 8));
+        assert_eq!((set.server.max_json_nodes, set.admin.max_connections), (5000, 4));
+        let cases = [
+            ("server:\n  idle_timeout: 0s\n", "server.idle_timeout", "between 1s and 1h"),
+            ("server:\n  idle_timeout: 2h\n", "server.idle_timeout", "between 1s and 1h"),
+            ("server:\n  max_concurrent_streams: 0\n", "server.max_concurrent_streams", "between 1 and 1000"),
+            ("server:\n  max_json_nodes: 10\n", "server.max_json_nodes", "between 1000 and 10000000"),
+            ("server:\n  max_body_bytes: 2000000000\n", "server.max_body_bytes", "between 1024 and"),
+            ("server:\n  max_connections: 0\n", "server.max_connections", "between 1 and 1000000"),
+            ("admin:\n  max_connections: 0\n", "admin.max_connections", "between 1 and 4096"),
+        ];
+        for (section, key, detail) in cases {
+            let err = Config::parse(&format!("{section}{MINIMAL}"), "proxy.yaml", &vars()).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(detail), "{err} should name {key} and say {detail}");
         }
     }
 

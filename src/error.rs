@@ -32,6 +32,8 @@ pub enum RequestError {
     MethodNotAllowed { method: String, allowed: &'static str },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the request body holds more than {limit} JSON values")]
+    TooManyValues { limit: usize },
     #[error("the bulk request has {given} operations; at most {limit} are accepted")]
     TooManyOperations { limit: usize, given: usize },
     #[error("content type {content_type} is not accepted: send application/scim+json or application/json")]
@@ -142,7 +144,9 @@ pub fn answer(error: &Error) -> Answer {
                 RequestError::Unauthorized | RequestError::InvalidToken { .. } => (S::UNAUTHORIZED, None),
                 RequestError::NoRoute { .. } | RequestError::NotFound { .. } => (S::NOT_FOUND, None),
                 RequestError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, None),
-                RequestError::TooLarge { .. } | RequestError::TooManyOperations { .. } => (S::PAYLOAD_TOO_LARGE, None),
+                RequestError::TooLarge { .. }
+                | RequestError::TooManyValues { .. }
+                | RequestError::TooManyOperations { .. } => (S::PAYLOAD_TOO_LARGE, None),
                 RequestError::UnsupportedMediaType { .. } => (S::UNSUPPORTED_MEDIA_TYPE, None),
                 RequestError::Body { .. } => (S::BAD_REQUEST, Some("invalidSyntax")),
                 RequestError::BadHeader { .. } => (S::BAD_REQUEST, Some("invalidValue")),

@@ -228,8 +228,11 @@ pub async fn start(
     let (stop, stopped) = watch::channel(false);
     let limits = ConnLimits {
         header_read_timeout: config.server.header_read_timeout,
+        idle_timeout: config.server.idle_timeout,
         shutdown_grace: config.server.shutdown_grace,
         max_connections: config.server.max_connections,
+        max_concurrent_streams: config.server.max_concurrent_streams,
+        body_budget: config.server.max_body_bytes,
     };
     let scim_shared = shared.clone();
     let scim = tokio::spawn(server::serve(
@@ -241,7 +244,13 @@ pub async fn start(
         stopped.clone(),
     ));
     let admin_shared = shared.clone();
-    let admin_limits = ConnLimits { shutdown_grace: Duration::from_secs(1), max_connections: 64, ..limits };
+    // The admin handler reads no body.
+    let admin_limits = ConnLimits {
+        shutdown_grace: Duration::from_secs(1),
+        max_connections: config.admin.max_connections,
+        body_budget: 0,
+        ..limits
+    };
     let admin = tokio::spawn(server::serve(
         admin_listener,
         "admin",
@@ -450,6 +459,7 @@ async fn serve(
                         started,
                         scim_addr: shared.scim_addr,
                         tls: connection.tls,
+                        body_budget: &connection.body_budget,
                     };
                     let kept = keeps_requests.then_some(&mut kept_body);
                     let outcome = perform(context, app, &operation, request, &mut noted, kept).await;
@@ -581,6 +591,8 @@ struct Context<'a> {
     scim_addr: SocketAddr,
     /// The request came over TLS (so `meta.location` says https).
     tls: bool,
+    /// The request body bytes its connection may still hold.
+    body_budget: &'a Arc<tokio::sync::Semaphore>,
 }
 
 impl Noted {
@@ -730,24 +742,25 @@ async fn perform(
     noted: &mut Option<Noted>,
     kept_body: Option<&mut Option<(String, bool)>>,
 ) -> Result<operations::Reply, Error> {
-    let Context { state, index, metrics, principal, request_id, stats, started, scim_addr, tls } = context;
+    let Context { state, index, metrics, principal, request_id, stats, started, scim_addr, tls, body_budget } = context;
     let scim_host = scim_addr.to_string();
     let (parts, body) = request.into_parts();
     let query = request::query_pairs(parts.uri.query());
     let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    let (body, body_bytes) = if has_body {
+    // The body's share of its connection's budget, held until the request is answered.
+    let (body, body_bytes, _body_share) = if has_body {
         request::check_content_type(&parts.headers)?;
         // A client that sends its body slowly holds a connection and a buffer: it gets the
         // request's deadline to finish, like everything else.
-        let reading = request::read_body(&parts.headers, body, state.server.max_body_bytes);
+        let reading = request::read_body(&parts.headers, body, state.server.max_body_bytes, body_budget);
         let deadline = started + app.config.request_timeout;
-        let bytes = match tokio::time::timeout_at(deadline.into(), reading).await {
+        let (bytes, share) = match tokio::time::timeout_at(deadline.into(), reading).await {
             Ok(read) => read?,
             Err(_) => return Err(RequestError::BodyTimeout { millis: app.config.request_timeout.as_millis() }.into()),
         };
-        (Some(request::parse_json(&bytes)?), bytes.len())
+        (Some(request::parse_json(&bytes, state.server.max_json_nodes)?), bytes.len(), Some(share))
     } else {
-        (None, 0)
+        (None, 0, None)
     };
     if let (Some(kept), Some(body)) = (kept_body, &body) {
         *kept = Some(recent::body_text(&app.redactor, body));

@@ -1,10 +1,13 @@
 //! Listeners: accept connections, complete TLS where configured, serve HTTP/1.1 and h2 with
-//! hyper, drain on shutdown.
+//! hyper, close connections that send no request in time or sit idle, drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,13 +16,23 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tls::ClientIdentity;
+
+/// The h2 flow-control window of a connection: body bytes a client may send that no request
+/// has read yet. Part of the memory bound stated in the README.
+pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// The h2 flow-control window of one stream.
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// The largest header block of one h2 request (decoded); larger ones are refused by h2.
+pub const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+/// How long an idle connection that was asked to close (h2: GOAWAY) has before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a handler knows of the connection a request came on.
 #[derive(Debug, Clone)]
@@ -30,24 +43,35 @@ pub struct Connection {
     pub tls: bool,
     /// The client certificate verified in the TLS handshake, if the client sent one.
     pub client: Option<Arc<ClientIdentity>>,
+    /// Request body bytes this connection may hold at once, over all its requests (h2 streams
+    /// share it): a request takes its share before reading its body and gives it back when done.
+    pub body_budget: Arc<Semaphore>,
 }
 
 /// Limits applied to every connection of a listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
-    /// Time a client has to send a request's headers (slow clients are cut off), and to
-    /// complete a TLS handshake.
+    /// Time a new connection has, from its TCP accept (TLS handshake included), to send a
+    /// complete request head, and an idle one from its first byte.
     pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight and no byte sent is kept open.
+    pub idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
-    /// Connections served at once; past it, new ones wait in the kernel's accept queue.
+    /// Connections served at once; past it, the connection idle the longest is closed to make
+    /// room, and when none is idle new ones wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// h2 streams (requests) served at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Request body bytes held at once per connection (see [`Connection::body_budget`]).
+    pub body_budget: usize,
 }
 
 /// Serves `handler` on `listener` until `shutdown` turns true, then drains within the grace time.
 ///
-/// With `tls`, each connection completes its handshake in its own task, within
-/// `header_read_timeout`, so a client that stalls it holds up no one else.
+/// Each connection runs in its own task with a watchdog (see [`Activity`]): it completes its
+/// TLS handshake and sends its first request head within `header_read_timeout` of being
+/// accepted, or is closed; so a client that stalls holds up no one else.
 /// Runs as its own task; returns when every connection has finished or the grace time is up.
 pub async fn serve<F, Fut>(
     listener: TcpListener,
@@ -61,19 +85,20 @@ pub async fn serve<F, Fut>(
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    // The watchdog times request heads (hyper's own timer would also close idle keep-alive
+    // connections after `header_read_timeout`, whatever `idle_timeout` says).
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut open: Vec<Weak<Activity>> = Vec::new();
     loop {
-        // A bounded number of connections (and so of requests in memory): at the limit the
-        // proxy stops accepting until one closes.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot,
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        };
-        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -87,22 +112,45 @@ pub async fn serve<F, Fut>(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let Some(acceptor) = tls.clone() else {
-            let connection = Connection { peer, tls: false, client: None };
-            let served = serve_connection(name, &builder, watcher, TokioIo::new(stream), connection, handler);
-            tokio::spawn(async move {
-                served.await;
-                drop(slot);
-            });
-            continue;
+        // A bounded number of connections (and so of requests in memory). At the limit, the
+        // connection idle the longest makes room: a crowd of silent clients cannot keep out a
+        // new one (a health probe, an identity provider) for longer than it takes to close one.
+        let slot = loop {
+            if let Ok(slot) = slots.clone().try_acquire_owned() {
+                break Some(slot);
+            }
+            open.retain(|weak| weak.strong_count() > 0);
+            let idle = open.iter().filter_map(Weak::upgrade).filter_map(|a| Some((a.idle_since()?, a)));
+            if let Some((_, idlest)) = idle.min_by_key(|(since, _)| *since) {
+                idlest.evict();
+            }
+            tokio::select! {
+                slot = slots.clone().acquire_owned() => break slot.ok(),
+                // the one asked to go started a request meanwhile: ask the next
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break None,
+            }
         };
+        let Some(slot) = slot else { break };
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new(Instant::now()));
+        if open.len() >= 2 * limits.max_connections {
+            open.retain(|weak| weak.strong_count() > 0);
+        }
+        open.push(Arc::downgrade(&activity));
+        let stream = Heard { io: stream, activity: activity.clone() };
+        let (handler, builder, stop) = (handler.clone(), builder.clone(), shutdown.clone());
+        let body_budget = Arc::new(Semaphore::new(limits.body_budget));
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let stream = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+            let Some(acceptor) = tls else {
+                let connection = Connection { peer, tls: false, client: None, body_budget };
+                run_connection(name, &builder, stream, connection, handler, activity, limits, stop).await;
+                return;
+            };
+            let deadline = activity.accepted + limits.header_read_timeout;
+            let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(listener = name, %peer, %error, "tls handshake failed");
@@ -120,14 +168,15 @@ pub async fn serve<F, Fut>(
                 .and_then(|chain| chain.first())
                 .and_then(ClientIdentity::from_der)
                 .map(Arc::new);
-            let connection = Connection { peer, tls: true, client };
-            serve_connection(name, &builder, watcher, TokioIo::new(stream), connection, handler).await;
+            let connection = Connection { peer, tls: true, client, body_budget };
+            run_connection(name, &builder, stream, connection, handler, activity, limits, stop).await;
         });
     }
     drop(listener);
-    let open = graceful.count();
+    let open = limits.max_connections - slots.available_permits();
     tracing::info!(listener = name, open_connections = open, "draining");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(
             listener = name,
             grace_ms = limits.shutdown_grace.as_millis() as u64,
@@ -136,31 +185,256 @@ pub async fn serve<F, Fut>(
     }
 }
 
-/// Serves the requests of one connection until it closes or shutdown closes it.
-fn serve_connection<I, F, Fut>(
+/// Serves the requests of one connection until it closes, its watchdog closes it, or shutdown
+/// does (within the grace time).
+#[allow(clippy::too_many_arguments)] // one connection's parts, handed over once
+async fn run_connection<I, F, Fut>(
     name: &'static str,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    io: TokioIo<I>,
+    io: I,
     connection: Connection,
     handler: F,
-) -> impl Future<Output = ()> + Send + 'static
-where
+    activity: Arc<Activity>,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>, Connection) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let peer = connection.peer;
+    let counted = activity.clone();
     let service = hyper::service::service_fn(move |request| {
+        // Called once a request head is complete (HTTP/1.1 head, h2 HEADERS with END_HEADERS).
+        let in_flight = InFlight::start(counted.clone());
         let handler = handler.clone();
         let connection = connection.clone();
-        async move { Ok::<_, Infallible>(handler(request, connection).await) }
-    });
-    let served = watcher.watch(builder.serve_connection(io, service).into_owned());
-    async move {
-        if let Err(error) = served.await {
-            tracing::debug!(listener = name, %peer, error = %error, "connection ended with an error");
+        async move {
+            let response = handler(request, connection).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
         }
+    });
+    let served = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(served);
+    // Set once the connection was asked to close: it is dropped at this instant if still open.
+    let mut closing: Option<Instant> = None;
+    loop {
+        let expiry = activity.expiry(&limits);
+        let wakeup = closing.or(expiry.map(|(at, _)| at));
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(listener = name, %peer, error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stop| *stop), if closing.is_none() => {
+                served.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + limits.shutdown_grace);
+            }
+            _ = activity.changed.notified() => {}
+            _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {
+                match (closing, expiry) {
+                    (Some(_), _) => return,
+                    (None, Some((_, reason @ (Expiry::Idle | Expiry::SlowHead)))) => {
+                        // A client already served is closed politely: h2 gets a GOAWAY, so it
+                        // opens a new connection instead of failing a request sent meanwhile.
+                        tracing::debug!(listener = name, %peer, reason = reason.text(), "connection closed");
+                        served.as_mut().graceful_shutdown();
+                        closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                    (None, Some((_, reason))) => {
+                        tracing::debug!(listener = name, %peer, reason = reason.text(), "connection closed");
+                        return;
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Why a connection's watchdog closes it, when nothing happens first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// Accepted, but no complete request head within `header_read_timeout`.
+    NoRequest,
+    /// Idle, then bytes but no complete request head within `header_read_timeout`.
+    SlowHead,
+    /// Idle for `idle_timeout`.
+    Idle,
+    /// Closed to make room for a new connection.
+    Evicted,
+}
+
+impl Expiry {
+    fn text(self) -> &'static str {
+        match self {
+            Expiry::NoRequest => "no request head within header_read_timeout",
+            Expiry::SlowHead => "request head not completed within header_read_timeout",
+            Expiry::Idle => "idle for idle_timeout",
+            Expiry::Evicted => "closed to make room for a new connection",
+        }
+    }
+}
+
+/// What the watchdog of one connection knows of it: its requests in flight and whether it sent
+/// anything since it last went idle. Updated by the connection's reads and its requests.
+struct Activity {
+    /// When the TCP connection was accepted.
+    accepted: Instant,
+    phase: Mutex<Phase>,
+    /// True while idle with nothing read since: the next read starts the head clock. Read on
+    /// every read without the lock.
+    listening: AtomicBool,
+    /// Woken on every change of `phase`; the connection's task is the only waiter.
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct Phase {
+    in_flight: usize,
+    served: bool,
+    /// When the connection last became idle (no request in flight).
+    idle_since: Instant,
+    /// The first byte read while idle.
+    heard: Option<Instant>,
+    evicted: bool,
+}
+
+impl Activity {
+    fn new(accepted: Instant) -> Self {
+        Self {
+            accepted,
+            phase: Mutex::new(Phase { in_flight: 0, served: false, idle_since: accepted, heard: None, evicted: false }),
+            listening: AtomicBool::new(false),
+            changed: Notify::new(),
+        }
+    }
+
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When the connection is to be closed, and why; `None` while a request is in flight
+    /// (requests have their own deadline).
+    fn expiry(&self, limits: &ConnLimits) -> Option<(Instant, Expiry)> {
+        let phase = self.phase();
+        if phase.in_flight > 0 {
+            return None;
+        }
+        Some(if phase.evicted {
+            (Instant::now(), Expiry::Evicted)
+        } else if !phase.served {
+            (self.accepted + limits.header_read_timeout, Expiry::NoRequest)
+        } else if let Some(heard) = phase.heard {
+            (heard + limits.header_read_timeout, Expiry::SlowHead)
+        } else {
+            (phase.idle_since + limits.idle_timeout, Expiry::Idle)
+        })
+    }
+
+    /// Since when the connection has been idle; `None` while a request is in flight, and once
+    /// it was asked to make room (it is closing).
+    fn idle_since(&self) -> Option<Instant> {
+        let phase = self.phase();
+        (phase.in_flight == 0 && !phase.evicted).then_some(phase.idle_since)
+    }
+
+    /// Asks the connection to close now, unless a request is in flight.
+    fn evict(&self) {
+        let mut phase = self.phase();
+        if phase.in_flight == 0 {
+            phase.evicted = true;
+            self.changed.notify_one();
+        }
+    }
+
+    /// Bytes were read while the connection was idle: a request head has begun.
+    fn heard(&self) {
+        if self.listening.swap(false, Ordering::AcqRel) {
+            let mut phase = self.phase();
+            if phase.in_flight == 0 && phase.heard.is_none() {
+                phase.heard = Some(Instant::now());
+                self.changed.notify_one();
+            }
+        }
+    }
+}
+
+/// A request in flight on a connection, from its complete head to its response.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> Self {
+        {
+            let mut phase = activity.phase();
+            phase.in_flight += 1;
+            phase.served = true;
+            phase.heard = None;
+            activity.listening.store(false, Ordering::Release);
+        }
+        activity.changed.notify_one();
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        {
+            let mut phase = self.0.phase();
+            phase.in_flight = phase.in_flight.saturating_sub(1);
+            if phase.in_flight == 0 {
+                phase.idle_since = Instant::now();
+                phase.heard = None;
+                self.0.listening.store(true, Ordering::Release);
+            }
+        }
+        self.0.changed.notify_one();
+    }
+}
+
+/// A connection's socket, telling its [`Activity`] when bytes arrive.
+struct Heard<I> {
+    io: I,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Heard<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.heard();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Heard<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

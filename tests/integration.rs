@@ -65,3 +65,5 @@ mod unpublished;
 mod admin_requests;
 #[path = "integration/concurrency.rs"]
 mod concurrency;
+#[path = "integration/connections.rs"]
+mod connections;

@@ -19,7 +19,7 @@ static USERS: LazyLock<ResourceSchema> = LazyLock::new(scim_proxy_fuzz::user_typ
 static USER: LazyLock<Value> = LazyLock::new(scim_proxy_fuzz::sample_user);
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(body) = parse_json(data) else { return };
+    let Ok(body) = parse_json(data, 100_000) else { return };
     // Every body is tried both ways: the route, not the body, decides which it is.
     as_user(&body);
     as_search(&body);

@@ -120,20 +120,7 @@ async fn sighup_reloads_the_configuration() {
         1,
     );
     std::fs::write(&file, &text).unwrap();
-    let scim = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
-        .args(["run", "--config"])
-        .arg(&file)
-        .args(["--listen", &scim.to_string(), "--admin-listen", &admin.to_string()])
-        .env("TOKEN", TOKEN)
-        .env("OTHER_TOKEN", crate::support::OTHER_TOKEN)
-        .env("ACME_BASE_URL", env.legacy.base_url())
-        .env("ACME_API_KEY", crate::support::API_KEY)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, scim, _) = crate::support::spawn_proxy_binary(&file, &env.legacy.base_url());
     let client = reqwest::Client::new();
     let users = format!("http://{scim}/scim/v2/Users");
     let status = |token: &'static str| {

@@ -284,13 +284,23 @@ fn list_users(query) { [] }
 async fn past_max_connections_new_connections_wait_to_be_accepted() {
     let env = TestEnv::start_with(|text| text.replacen("server:\n", "server:\n  max_connections: 2\n", 1)).await;
     let addr = env.base().trim_start_matches("http://").split('/').next().unwrap().to_owned();
-    // Two connections that send nothing hold both slots.
-    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Two connections with a request in flight (its body still coming) hold both slots: an
+    // idle connection would be closed to make room, a busy one is not.
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /scim/v2/Users HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/scim+json\r\ncontent-length: 100\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        busy.push(stream);
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let client = reqwest::Client::builder().timeout(Duration::from_millis(700)).build().unwrap();
     let url = format!("{}/Users", env.base());
     assert!(client.get(&url).bearer_auth(TOKEN).send().await.is_err(), "not served while both slots are held");
+    let (first, second) = (busy.remove(0), busy.remove(0));
     drop(first);
     drop(second);
     let served = client.get(&url).bearer_auth(TOKEN).send().await.unwrap();

@@ -513,3 +513,46 @@ where
     });
     (addr, task)
 }
+
+/// Reads (and discards) what the server sends until it closes the connection; the time from
+/// `since` until then, or `None` when it was still open `within` after `since`.
+pub async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    since: std::time::Instant,
+    within: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout_at((since + within).into(), read).await.ok().map(|()| since.elapsed())
+}
+
+/// The `scim-proxy` binary in a process of its own, running `config` (written by the test) in
+/// front of the legacy app at `legacy_base_url`; returns it with its SCIM and admin addresses.
+pub fn spawn_proxy_binary(
+    config: &std::path::Path,
+    legacy_base_url: &str,
+) -> (std::process::Child, std::net::SocketAddr, std::net::SocketAddr) {
+    let scim = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &scim.to_string(), "--admin-listen", &admin.to_string()])
+        .env("TOKEN", TOKEN)
+        .env("OTHER_TOKEN", OTHER_TOKEN)
+        .env("ACME_BASE_URL", legacy_base_url)
+        .env("ACME_API_KEY", API_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, scim, admin)
+}

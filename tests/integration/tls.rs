@@ -293,18 +293,19 @@ async fn tls_a_rotated_certificate_is_served_without_restart_and_a_broken_one_is
     }
 }
 
+/// TLS with a server certificate from `pki`, and this `server.header_read_timeout`.
+async fn start_tls_timing_heads(pki: &Pki, header_read_timeout: &str) -> (TestEnv, TlsFiles) {
+    let files = TlsFiles::new(&pki.server("scim-proxy-1"), None);
+    let section = files.config("10s", false);
+    let keys = format!("max_body_bytes: 65536\n  header_read_timeout: {header_read_timeout}");
+    let env = TestEnv::start_with(|text| format!("{}{section}", text.replace("max_body_bytes: 65536", &keys))).await;
+    (env, files)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_a_client_stalling_its_handshake_holds_up_no_one_and_is_cut_off() {
     let pki = Pki::new("test ca");
-    let files = TlsFiles::new(&pki.server("scim-proxy-1"), None);
-    let section = files.config("10s", false);
-    let env = TestEnv::start_with(|text| {
-        format!(
-            "{}{section}",
-            text.replace("max_body_bytes: 65536", "max_body_bytes: 65536\n  header_read_timeout: 3s")
-        )
-    })
-    .await;
+    let (env, _files) = start_tls_timing_heads(&pki, "3s").await;
     let addr = scim_addr(&env);
     // Connections that never start the handshake, and one that stops half-way through it.
     let mut stalled = Vec::new();
@@ -411,4 +412,35 @@ fn tls_start_fails_on_a_broken_pair_naming_the_file() {
     let settings = config.tls.clone().unwrap();
     let error = scim_proxy::tls::Tls::load(&config, &settings).unwrap_err().to_string();
     assert!(error.contains("tls.key") && error.contains("not usable with the certificate"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_a_completed_handshake_then_silence_is_closed_after_header_read_timeout() {
+    use rustls_pki_types::pem::PemObject;
+    let pki = Pki::new("test ca");
+    let (env, _files) = start_tls_timing_heads(&pki, "1s").await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
+    for alpn in ["h2", "http/1.1"] {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(scim_addr(&env)).await.unwrap();
+        let started = Instant::now();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn.as_bytes()));
+        // Nothing sent after the handshake: the server closes (or a TLS close_notify / EOF).
+        let after = crate::support::closed_after(&mut stream, started, Duration::from_secs(10)).await;
+        let after = after.unwrap_or_else(|| panic!("{alpn}: a silent TLS connection stayed open"));
+        assert!(
+            after >= Duration::from_millis(800) && after < Duration::from_secs(4),
+            "{alpn}: closed after {after:?}"
+        );
+    }
 }
