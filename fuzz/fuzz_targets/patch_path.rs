@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
         let printable = printed.len() <= text.len() || printed.len() <= MAX_FILTER_CHARS;
         match parse_patch_path(&printed, rs) {
             Err(_) if !printable => {}
-            Ok(again) => assert_eq!(again, path, "{}: printed {printed:?} parses to another path (input {text:?})", rs.name),
+            Ok(again) => {
+                assert_eq!(again, path, "{}: printed {printed:?} parses to another path (input {text:?})", rs.name)
+            }
             Err(e) => panic!("{}: printed {printed:?} does not parse: {e} (input {text:?})", rs.name),
         }
     }

@@ -12,6 +12,7 @@ use scim_proxy::scim::path::AttrPath;
 use scim_proxy::scim::projection::Projection;
 use scim_proxy::scim::schema::ResourceSchema;
 use scim_proxy::scim::sort::sort_resources;
+use scim_proxy::scim::unpublished::{Unpublished, UnsupportedAttributes};
 use scim_proxy::scim::validate::{WriteMode, validate_resource};
 use serde_json::Value;
 
@@ -25,11 +26,14 @@ fuzz_target!(|data: &[u8]| {
     as_search(&body);
 });
 
-/// POST /Users: the validated user is an object that validates again to itself.
+/// POST /Users: the validated user (unpublished attributes ignored, as by default) is an
+/// object that names only published attributes, so it validates again to itself even when
+/// they are refused.
 fn as_user(body: &Value) {
-    let Ok(user) = validate_resource(&USERS, body, WriteMode::Create) else { return };
+    let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+    let Ok(user) = validate_resource(&USERS, body, WriteMode::Create, &mut ignore) else { return };
     assert!(user.is_object(), "validate_resource returned a non-object: {user}");
-    match validate_resource(&USERS, &user, WriteMode::Replace) {
+    match validate_resource(&USERS, &user, WriteMode::Replace, &mut Unpublished::new(UnsupportedAttributes::Refuse)) {
         Ok(again) => assert_eq!(again, user, "validating a validated user changes it"),
         Err(e) => panic!("a validated user does not validate again: {e}; user {user}"),
     }
@@ -40,7 +44,8 @@ fn as_user(body: &Value) {
 fn as_search(body: &Value) {
     let Ok(pairs) = search_request_pairs(body) else { return };
     let Ok(params) = list_params(&pairs) else { return };
-    if let Ok(projection) = Projection::parse(&USERS, params.attributes.as_deref(), params.excluded_attributes.as_deref())
+    if let Ok(projection) =
+        Projection::parse(&USERS, params.attributes.as_deref(), params.excluded_attributes.as_deref())
     {
         let _ = projection.apply(&USERS, &USER);
     }
