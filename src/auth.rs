@@ -53,9 +53,10 @@ impl AppAuth {
             .transpose()
             .map_err(|(key, detail)| (format!("auth.{key}"), detail))?;
         let token_files = auth.bearer_token_files.iter().map(|p| TokenFile::new(app, resolve(p))).collect::<Vec<_>>();
-        // Read now, so a missing file is in the log at start rather than at the first request.
-        for file in &token_files {
-            let _ = file.token();
+        // Read now, so a missing file is in the log at start rather than at the first request,
+        // and a weak token stops the start.
+        for (i, file) in token_files.iter().enumerate() {
+            file.check_at_start().map_err(|detail| (format!("auth.bearer_token_files[{i}]"), detail))?;
         }
         Ok(Self {
             app: app.to_owned(),

@@ -766,6 +766,21 @@ pub enum UserDelete {
     Deactivate,
 }
 
+/// Fewest characters of a secret a client presents (bearer token, Basic password, admin token).
+pub const MIN_SECRET_CHARS: usize = 16;
+
+/// What is wrong with a secret a client must present, wherever it comes from (inline, an
+/// environment variable, a file): shorter than [`MIN_SECRET_CHARS`], or a placeholder left
+/// from an example (`REPLACE_ME`, `changeme`), which anyone who read the example knows.
+pub fn weak_secret(value: &str) -> Option<String> {
+    let folded: String = value.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+    if ["replaceme", "changeme"].iter().any(|placeholder| folded.contains(placeholder)) {
+        return Some("is a placeholder from an example: set a long random secret".to_owned());
+    }
+    (value.chars().count() < MIN_SECRET_CHARS)
+        .then(|| format!("is shorter than {MIN_SECRET_CHARS} characters: use a long random secret"))
+}
+
 /// A secret value, already expanded from `${env.NAME}` or `${file.PATH}`; never printed.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -835,11 +850,8 @@ impl Config {
                 "must differ from listen: give the admin listener its own port".into(),
             ));
         }
-        if self.admin.token().is_some_and(|t| t.expose().len() < 16) {
-            return Err((
-                "admin.token".into(),
-                "shorter than 16 characters: use a long random secret, e.g. token: \"${env.SCIM_ADMIN_TOKEN}\"".into(),
-            ));
+        if let Some(problem) = self.admin.token().and_then(|t| weak_secret(t.expose())) {
+            return Err(("admin.token".into(), format!("{problem}, e.g. token: \"${{env.SCIM_ADMIN_TOKEN}}\"")));
         }
         if self.admin.recent_requests > MAX_RECENT_REQUESTS {
             return Err((
@@ -1072,15 +1084,15 @@ fn validate_auth(auth: &InboundAuth, tls: Option<&TlsConfig>) -> Result<(), (Str
             "no way to authenticate: add a token, e.g. bearer_tokens: [\"${env.SCIM_TOKEN}\"], or bearer_token_files, basic, jwt or client_certificates",
         );
     }
-    if auth.bearer_tokens.iter().any(|t| t.expose().len() < 16) {
-        return err("bearer_tokens", "a token is shorter than 16 characters: use a long random secret");
+    if let Some(problem) = auth.bearer_tokens.iter().find_map(|t| weak_secret(t.expose())) {
+        return err("bearer_tokens", &format!("a token {problem}"));
     }
     for (i, user) in auth.basic.iter().enumerate() {
         if user.username.is_empty() || user.username.contains(':') {
             return err(&format!("basic[{i}].username"), "must be non-empty and without ':'");
         }
-        if user.password.expose().len() < 16 {
-            return err(&format!("basic[{i}].password"), "shorter than 16 characters: use a long random secret");
+        if let Some(problem) = weak_secret(user.password.expose()) {
+            return err(&format!("basic[{i}].password"), &problem);
         }
     }
     if let Some(jwt) = &auth.jwt {
@@ -1363,6 +1375,25 @@ fn default_max_scan() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_secrets_are_short_ones_and_placeholders() {
+        for weak in [
+            "a",
+            "0123456789abcde",
+            "REPLACE_ME",
+            "REPLACE_ME_WITH_A_LONG_TOKEN",
+            "replace-me-0123456789",
+            "changeme-0123456789",
+        ] {
+            assert!(weak_secret(weak).is_some(), "{weak}");
+        }
+        assert!(weak_secret("REPLACE_ME").is_some_and(|p| p.contains("placeholder")));
+        assert!(weak_secret("short").is_some_and(|p| p.contains("shorter than 16 characters")));
+        for strong in ["0123456789abcdef", "a-long-random-token-9f8e7d6c"] {
+            assert_eq!(weak_secret(strong), None, "{strong}");
+        }
+    }
 
     const MINIMAL: &str = r#"
 apps:

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Secret;
+use crate::config::{Secret, weak_secret};
 
 /// How often, at most, a request looks at the file's metadata.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -33,6 +33,19 @@ impl TokenFile {
         Self { path, app: app.to_owned(), state: Mutex::default() }
     }
 
+    /// Reads the file at start: a token in it that is too short or a placeholder is an
+    /// error naming the file (the proxy does not start). A missing or empty file is not (a
+    /// Secret may be mounted a moment later): it is logged and accepts nothing meanwhile.
+    pub fn check_at_start(&self) -> Result<(), String> {
+        let _ = self.token();
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let token = text.trim();
+        match weak_secret(token).filter(|_| !token.is_empty()) {
+            Some(problem) => Err(format!("{}: the token {problem}", self.path.display())),
+            None => Ok(()),
+        }
+    }
+
     /// The token in the file now, or `None` when it is missing or empty (which accepts nothing).
     ///
     /// Called per request: at most once a second it stats the file, and reads it only when
@@ -51,7 +64,12 @@ impl TokenFile {
                 state.stamp = Some(stamp);
                 let text = std::fs::read_to_string(&self.path).unwrap_or_default();
                 let token = text.trim();
-                if token.is_empty() {
+                if let Some(problem) = weak_secret(token).filter(|_| !token.is_empty()) {
+                    // A rotation to a weak token is refused: the token read before keeps
+                    // working (as a broken configuration edit keeps the running one).
+                    tracing::error!(app = %self.app, file = %self.path.display(), problem = %problem, "bearer token file refused; the token read before it stays in use");
+                    state.reported = true;
+                } else if token.is_empty() {
                     state.token = None;
                     tracing::warn!(app = %self.app, file = %self.path.display(), "bearer token file is empty or unreadable; it accepts nothing");
                     state.reported = true;

@@ -395,3 +395,45 @@ async fn inbound_an_app_without_any_credential_is_a_configuration_error() {
         assert!(error.contains(key) && error.contains(says), "{auth}: {error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_a_weak_or_placeholder_token_file_stops_the_start_and_a_weak_rotation_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    for weak in ["a\n", "REPLACE_ME\n", "REPLACE_ME_WITH_A_LONG_RANDOM_TOKEN\n", "changeme-changeme-changeme"] {
+        std::fs::write(&file, weak).unwrap();
+        let text = crate::support::config_text(&crate::support::repo_file("scripts/demo.rhai")).replacen(
+            "      bearer_tokens: [\"${env.TOKEN}\"]",
+            &format!("      bearer_token_files: [\"{}\"]", file.display()),
+            1,
+        );
+        let mut vars = scim_proxy::config::Variables::default();
+        for name in ["TOKEN", "OTHER_TOKEN", "ACME_API_KEY"] {
+            vars.set(name, "a-long-enough-secret-0123456789");
+        }
+        vars.set("ACME_BASE_URL", "http://127.0.0.1:1/api");
+        let config = scim_proxy::config::Config::parse(&text, "test.yaml", &vars).unwrap();
+        let error = match scim_proxy::proxy::start(&config, None, None).await {
+            Ok(_) => panic!("{weak:?} was accepted as a token"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("auth.bearer_token_files[0]") && error.contains(&file.display().to_string()), "{error}");
+        assert!(!error.contains(weak.trim()) || weak.trim().len() < 3, "the token itself is not echoed: {error}");
+    }
+
+    // A good token, then a rotation to a placeholder: refused, the good token stays in use.
+    std::fs::write(&file, "good-file-token-0123456789").unwrap();
+    let env = start_with_auth(&format!("      bearer_token_files: [\"{}\"]", file.display())).await;
+    assert_eq!(bearer(&env, "good-file-token-0123456789").await, StatusCode::OK);
+    std::fs::write(&file, "REPLACE_ME_WITH_THE_NEW_TOKEN").unwrap();
+    // The file is looked at by requests, once a second at most.
+    let path = file.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::support::log_lines_with(&["bearer token file refused", "placeholder", &path]).is_empty() {
+        assert!(Instant::now() < deadline, "the placeholder was not refused in the log");
+        assert_eq!(bearer(&env, "good-file-token-0123456789").await, StatusCode::OK, "the good token stays in use");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(bearer(&env, "REPLACE_ME_WITH_THE_NEW_TOKEN").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(bearer(&env, "good-file-token-0123456789").await, StatusCode::OK);
+}
