@@ -104,6 +104,20 @@ fn passed_on(retry_after: Option<u64>) -> u32 {
     retry_after.map_or(DEFAULT_RETRY_AFTER, |s| u32::try_from(s).unwrap_or(u32::MAX).clamp(1, MAX_RETRY_AFTER))
 }
 
+/// How many characters of a value from a request are echoed in a log field or an error detail.
+pub const ECHO_CHARS: usize = 64;
+
+/// A value from a request as it may be echoed in a log line or an error detail: quotes,
+/// backslashes and control characters escaped, and cut after [`ECHO_CHARS`] characters with its
+/// full length said, so that a client cannot write megabytes into the log or the answer.
+pub fn echoed(text: &str) -> String {
+    let mut out: String = text.chars().take(ECHO_CHARS).flat_map(char::escape_debug).collect();
+    if text.chars().nth(ECHO_CHARS).is_some() {
+        out.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    out
+}
+
 /// Said of a write that failed without an answer: the change may or may not have been made.
 const OUTCOME_UNKNOWN: &str =
     "; the change may or may not have been made: read the resource before sending the request again";
@@ -341,6 +355,15 @@ fn known_scim_type(text: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_values_are_escaped_and_bounded() {
+        assert_eq!(echoed("kid-1"), "kid-1");
+        assert_eq!(echoed("a\"b\n"), "a\\\"b\\n");
+        let long = echoed(&"x".repeat(250_000));
+        assert!(long.starts_with(&"x".repeat(ECHO_CHARS)) && long.ends_with("… (250000 bytes)"), "{long}");
+        assert!(long.len() < 100);
+    }
 
     #[test]
     fn thrown_script_errors_keep_status_and_known_scim_type() {

@@ -161,7 +161,7 @@ impl JwtValidator {
         let alg = header_alg(token).unwrap_or_default();
         let allowed = self.algorithms.iter().any(|a| serde_json::to_value(a).is_ok_and(|name| name == alg.as_str()));
         if !allowed {
-            return Err(format!("algorithm {alg:?} is not allowed"));
+            return Err(format!("algorithm \"{}\" is not allowed", crate::error::echoed(&alg)));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let kid = header.kid.as_deref();
@@ -181,7 +181,7 @@ impl JwtValidator {
             Ok(claims) => Ok((claims.sub.unwrap_or_default(), claims.iss.unwrap_or_default())),
             Err(Some(refusal)) => Err(refusal),
             Err(None) => Err(match kid {
-                Some(kid) => format!("no key with id {kid:?} for algorithm {:?}", header.alg),
+                Some(kid) => format!("no key with id \"{}\" for algorithm {:?}", crate::error::echoed(kid), header.alg),
                 None => format!("no key for algorithm {:?}", header.alg),
             }),
         }

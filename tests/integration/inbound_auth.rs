@@ -437,3 +437,38 @@ async fn inbound_a_weak_or_placeholder_token_file_stops_the_start_and_a_weak_rot
     assert_eq!(bearer(&env, "REPLACE_ME_WITH_THE_NEW_TOKEN").await, StatusCode::UNAUTHORIZED);
     assert_eq!(bearer(&env, "good-file-token-0123456789").await, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_a_huge_kid_or_alg_is_echoed_bounded_in_the_answer_and_the_log() {
+    let key = SigningKey::es256();
+    let dir = tempfile::tempdir().unwrap();
+    // Keys by id only, so that an unknown id is refused by name.
+    let jwks = dir.path().join("idp.jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.jwk("the-key")]}).to_string()).unwrap();
+    let env =
+        start_with_auth(&jwt_section(&format!("        keys:\n          - jwks_file: \"{}\"\n", jwks.display()))).await;
+    let huge = "k\u{7}\"".repeat(30_000);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let forged_alg = format!("{}.{}.c2ln", b64(json!({"alg": huge, "typ": "JWT"}).to_string().as_bytes()), b64(b"{}"));
+    for (token, says) in [(key.sign(&claims(), Some(&huge)), "no key with id"), (forged_alg, "algorithm")] {
+        let id = format!("huge-{}", uuid::Uuid::new_v4());
+        let response = env
+            .client
+            .get(format!("{}/Users", env.base()))
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-request-id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body = response.text().await.unwrap();
+        assert!(body.contains(says) && body.contains("bytes)"), "{body}");
+        assert!(body.len() < 1024, "the answer echoes {} bytes", body.len());
+        let lines = crate::support::log_lines_with(&[id.as_str()]);
+        assert!(!lines.is_empty());
+        for line in lines {
+            assert!(line.len() < 2048, "a log line of {} bytes", line.len());
+            assert!(!line.contains('\u{7}'), "control characters are escaped");
+        }
+    }
+}
