@@ -163,6 +163,11 @@ impl JwtValidator {
         if !allowed {
             return Err(format!("algorithm \"{}\" is not allowed", crate::error::echoed(&alg)));
         }
+        // RFC 7515 §4.1.11: extensions listed in `crit` must be understood, or the token refused;
+        // this proxy understands none (and an empty list is not allowed either).
+        if raw_header(token).is_some_and(|h| h.get("crit").is_some()) {
+            return Err("the token's header lists critical extensions (crit) this proxy does not understand".to_owned());
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let kid = header.kid.as_deref();
         let mut outcome = self.try_keys(&self.fixed, header.alg, kid, token);
@@ -291,11 +296,15 @@ impl Remote {
 
 /// The `alg` named by a token's header, without checking anything else.
 fn header_alg(token: &str) -> Option<String> {
+    raw_header(token)?.get("alg")?.as_str().map(str::to_owned)
+}
+
+/// A token's header as JSON, as sent.
+fn raw_header(token: &str) -> Option<serde_json::Value> {
     use base64::Engine as _;
     let header = token.split('.').next()?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("alg")?.as_str().map(str::to_owned)
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// A PEM public key of any supported family.

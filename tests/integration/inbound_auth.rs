@@ -472,3 +472,28 @@ async fn inbound_a_huge_kid_or_alg_is_echoed_bounded_in_the_answer_and_the_log()
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_a_jwt_with_critical_extensions_is_refused() {
+    let key = SigningKey::es256();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("idp.jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.jwk("the-key")]}).to_string()).unwrap();
+    let env =
+        start_with_auth(&jwt_section(&format!("        keys:\n          - jwks_file: \"{}\"\n", jwks.display()))).await;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let signed = |header: Value| {
+        let message = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims().to_string().as_bytes()));
+        let pem = EncodingKey::from_ec_pem(key.pair.serialize_pem().as_bytes()).unwrap();
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &pem, Algorithm::ES256).unwrap();
+        format!("{message}.{signature}")
+    };
+    // The same header without `crit` is accepted: only the extension is the reason.
+    let plain = signed(json!({"alg": "ES256", "typ": "JWT", "kid": "the-key"}));
+    assert_eq!(bearer(&env, &plain).await, StatusCode::OK);
+    for crit in [json!(["x-unknown"]), json!([])] {
+        let token = signed(json!({"alg": "ES256", "typ": "JWT", "kid": "the-key", "crit": crit, "x-unknown": true}));
+        let (status, _) = status(&env, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "crit {crit}");
+    }
+}

@@ -34,11 +34,18 @@ async fn an_edit_is_served_and_a_broken_edit_keeps_the_previous_script() {
     assert_eq!(env.get("/Users/1").await.body["userName"], "one");
     let script = env.script_path();
 
-    std::fs::write(&script, VERSION_TWO).unwrap();
+    // Written whole at once (as an editor or a ConfigMap update does): a watcher that looked
+    // at a half-written file would see an empty script, which compiles.
+    let replace = |text: &str| {
+        let next = script.with_extension("rhai.next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &script).unwrap();
+    };
+    replace(VERSION_TWO);
     readyz_until(&env, |app| app["script_reloads"] == 1).await;
     assert_eq!(env.get("/Users/1").await.body["userName"], "two");
 
-    std::fs::write(&script, BROKEN).unwrap();
+    replace(BROKEN);
     let app = readyz_until(&env, |app| app["script_reload_failures"] == 1).await;
     let error = app["script_error"].as_str().unwrap();
     assert!(error.contains("app.rhai:4:1"), "the error names file, line and column: {error}");
