@@ -171,44 +171,47 @@ impl JwtValidator {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let kid = header.kid.as_deref();
         let mut outcome = self.try_keys(&self.fixed, header.alg, kid, token);
-        if let (Some(remote), Err(None)) = (&self.remote, &outcome) {
+        // A configured key that did not verify the signature (a PEM without `kid` fits every
+        // token) does not end the search: the JWKS keys are tried too, and only when none
+        // verifies is the token refused, with the first key's reason.
+        if let (Some(remote), Err(Miss::NoKey | Miss::BadSignature(_))) = (&self.remote, &outcome) {
             if remote.is_stale() {
                 // A failed fetch leaves the keys held in use, and is tried again a minute on.
                 remote.refresh(app, true).await;
             }
-            let known = remote.keys();
-            outcome = self.try_keys(&known, header.alg, kid, token);
-            if matches!(outcome, Err(None)) && remote.refresh(app, false).await {
+            let fixed = std::mem::replace(&mut outcome, self.try_keys(&remote.keys(), header.alg, kid, token));
+            if matches!(outcome, Err(Miss::NoKey)) && remote.refresh(app, false).await {
                 outcome = self.try_keys(&remote.keys(), header.alg, kid, token);
+            }
+            if let (Err(Miss::NoKey), Err(Miss::BadSignature(first))) = (&outcome, fixed) {
+                outcome = Err(Miss::BadSignature(first));
             }
         }
         match outcome {
             Ok(claims) => Ok((claims.sub.unwrap_or_default(), claims.iss.unwrap_or_default())),
-            Err(Some(refusal)) => Err(refusal),
-            Err(None) => Err(match kid {
+            Err(Miss::BadSignature(refusal) | Miss::Refused(refusal)) => Err(refusal),
+            Err(Miss::NoKey) => Err(match kid {
                 Some(kid) => format!("no key with id \"{}\" for algorithm {:?}", crate::error::echoed(kid), header.alg),
                 None => format!("no key for algorithm {:?}", header.alg),
             }),
         }
     }
 
-    /// Tries every key that may have signed the token. `Err(None)`: no such key.
-    fn try_keys(
-        &self,
-        keys: &[Key],
-        alg: Algorithm,
-        kid: Option<&str>,
-        token: &str,
-    ) -> Result<Claims, Option<Refusal>> {
+    /// Tries every key that may have signed the token, those naming its `kid` first.
+    fn try_keys(&self, keys: &[Key], alg: Algorithm, kid: Option<&str>, token: &str) -> Result<Claims, Miss> {
         let mut refusal = None;
-        let candidates = keys.iter().filter(|k| {
-            k.kind == kind_of(alg)
-                && k.alg.is_none_or(|a| a == alg)
-                && match (kid, &k.kid) {
-                    (Some(wanted), Some(have)) => wanted == have,
-                    _ => true,
-                }
-        });
+        let mut candidates: Vec<&Key> = keys
+            .iter()
+            .filter(|k| {
+                k.kind == kind_of(alg)
+                    && k.alg.is_none_or(|a| a == alg)
+                    && match (kid, &k.kid) {
+                        (Some(wanted), Some(have)) => wanted == have,
+                        _ => true,
+                    }
+            })
+            .collect();
+        candidates.sort_by_key(|k| k.kid.is_none());
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(alg)) {
                 Ok(data) => return Ok(data.claims),
@@ -216,13 +219,13 @@ impl JwtValidator {
                     let reason = describe(&error);
                     // Another key may still fit; a claim problem is the same for every key.
                     if !matches!(error.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) {
-                        return Err(Some(reason));
+                        return Err(Miss::Refused(reason));
                     }
-                    refusal = Some(reason);
+                    refusal.get_or_insert(reason);
                 }
             }
         }
-        Err(refusal)
+        Err(refusal.map_or(Miss::NoKey, Miss::BadSignature))
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -305,6 +308,16 @@ fn raw_header(token: &str) -> Option<serde_json::Value> {
     let header = token.split('.').next()?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Why a set of keys did not accept a token.
+enum Miss {
+    /// No key of the set may have signed it.
+    NoKey,
+    /// Keys that may have signed it did not verify the signature (another set may).
+    BadSignature(Refusal),
+    /// A key verified the signature and the claims are wrong: the same for every key.
+    Refused(Refusal),
 }
 
 /// A PEM public key of any supported family.

@@ -497,3 +497,28 @@ async fn inbound_a_jwt_with_critical_extensions_is_refused() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "crit {crit}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_a_pem_key_without_kid_does_not_shadow_the_jwks_keys() {
+    let local = SigningKey::es256();
+    let remote = SigningKey::es256();
+    let stranger = SigningKey::es256();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("local.pem");
+    std::fs::write(&pem, local.pair.public_key_pem()).unwrap();
+    let jwks = JwksServer::start().await;
+    jwks.keys.lock().unwrap().push(remote.jwk("remote-1"));
+    let keys =
+        format!("        keys:\n          - pem_file: \"{}\"\n        jwks_url: \"{}\"\n", pem.display(), jwks.url);
+    let env = start_with_auth(&jwt_section(&keys)).await;
+    // Both sources sign: the PEM (no kid, so it fits any token) does not stop the search.
+    assert_eq!(bearer(&env, &remote.sign(&claims(), Some("remote-1"))).await, StatusCode::OK);
+    assert_eq!(bearer(&env, &local.sign(&claims(), Some("remote-1"))).await, StatusCode::OK);
+    assert_eq!(bearer(&env, &local.sign(&claims(), None)).await, StatusCode::OK);
+    // A key that neither holds is still refused, as a bad signature.
+    let refused = stranger.sign(&claims(), Some("remote-1"));
+    assert_eq!(bearer(&env, &refused).await, StatusCode::UNAUTHORIZED);
+    // And a good signature with a wrong claim is refused whichever source verified it.
+    let expired = with(claims(), "exp", json!(now() - 3600));
+    assert_eq!(bearer(&env, &remote.sign(&expired, Some("remote-1"))).await, StatusCode::UNAUTHORIZED);
+}
