@@ -170,7 +170,8 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     // even when the legacy app itself would accept a duplicate.
     let given = resource.get(kind.name_attribute()).and_then(Value::as_str).unwrap_or_default();
     let name = given.to_lowercase();
-    let _one_at_a_time = hold_key(call, &call.app.creates, format!("{}:{name}", kind.name())).await?;
+    let create_key = format!("{}:{name}", kind.name());
+    let _one_at_a_time = hold_key(call, &call.app.creates, create_key.clone()).await?;
     // RFC 7643: userName is unique, displayName is not. A dry run or a recording does not
     // consult the cache (a recording must replay the same from a cold one).
     let unique_names =
@@ -188,8 +189,7 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     // An earlier create of this name ended without an answer (its deadline passed, or the
     // legacy app timed out): it may have made the account. Look for it before making another,
     // whether or not the legacy app would refuse a duplicate.
-    let uncertain_key = format!("{}:{name}", kind.name());
-    if unique_names && call.app.uncertain_creates.contains_key(&uncertain_key) {
+    if unique_names && call.app.uncertain_creates.contains_key(&create_key) {
         if let Some(id) = find_by_name(call, kind, rs, given).await? {
             return Err(exists(&id));
         }
@@ -201,12 +201,12 @@ async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
         Err(error) => {
             let wrote = call.scope.stats.writes.load(std::sync::atomic::Ordering::Relaxed) > writes_before;
             if wrote && crate::error::answer(&Error::from(error.clone())).status.is_server_error() {
-                call.app.uncertain_creates.insert(uncertain_key, ());
+                call.app.uncertain_creates.insert(create_key, ());
             }
             return Err(error.into());
         }
     };
-    call.app.uncertain_creates.invalidate(&uncertain_key);
+    call.app.uncertain_creates.invalidate(&create_key);
     let created = finish(call, kind, function, created)?
         .ok_or_else(|| bad_return(function, "() instead of the created resource"))?;
     Ok(Reply::resource(StatusCode::CREATED, created, &projection, rs))

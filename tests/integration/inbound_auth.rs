@@ -407,16 +407,7 @@ async fn inbound_a_weak_or_placeholder_token_file_stops_the_start_and_a_weak_rot
             &format!("      bearer_token_files: [\"{}\"]", file.display()),
             1,
         );
-        let mut vars = scim_proxy::config::Variables::default();
-        for name in ["TOKEN", "OTHER_TOKEN", "ACME_API_KEY"] {
-            vars.set(name, "a-long-enough-secret-0123456789");
-        }
-        vars.set("ACME_BASE_URL", "http://127.0.0.1:1/api");
-        let config = scim_proxy::config::Config::parse(&text, "test.yaml", &vars).unwrap();
-        let error = match scim_proxy::proxy::start(&config, None, None).await {
-            Ok(_) => panic!("{weak:?} was accepted as a token"),
-            Err(error) => error.to_string(),
-        };
+        let error = crate::support::start_error(&text).await;
         assert!(error.contains("auth.bearer_token_files[0]") && error.contains(&file.display().to_string()), "{error}");
         assert!(!error.contains(weak.trim()) || weak.trim().len() < 3, "the token itself is not echoed: {error}");
     }
@@ -438,15 +429,22 @@ async fn inbound_a_weak_or_placeholder_token_file_stops_the_start_and_a_weak_rot
     assert_eq!(bearer(&env, "good-file-token-0123456789").await, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inbound_a_huge_kid_or_alg_is_echoed_bounded_in_the_answer_and_the_log() {
-    let key = SigningKey::es256();
+/// The test proxy accepting JWTs signed by `key` with the key id `the-key`, read from a JWKS
+/// file (kept in the returned folder).
+async fn start_with_jwks_file(key: &SigningKey) -> (tempfile::TempDir, TestEnv) {
     let dir = tempfile::tempdir().unwrap();
-    // Keys by id only, so that an unknown id is refused by name.
     let jwks = dir.path().join("idp.jwks.json");
     std::fs::write(&jwks, json!({"keys": [key.jwk("the-key")]}).to_string()).unwrap();
     let env =
         start_with_auth(&jwt_section(&format!("        keys:\n          - jwks_file: \"{}\"\n", jwks.display()))).await;
+    (dir, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_a_huge_kid_or_alg_is_echoed_bounded_in_the_answer_and_the_log() {
+    let key = SigningKey::es256();
+    // Keys by id only, so that an unknown id is refused by name.
+    let (_dir, env) = start_with_jwks_file(&key).await;
     let huge = "k\u{7}\"".repeat(30_000);
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let forged_alg = format!("{}.{}.c2ln", b64(json!({"alg": huge, "typ": "JWT"}).to_string().as_bytes()), b64(b"{}"));
@@ -476,11 +474,7 @@ async fn inbound_a_huge_kid_or_alg_is_echoed_bounded_in_the_answer_and_the_log()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_a_jwt_with_critical_extensions_is_refused() {
     let key = SigningKey::es256();
-    let dir = tempfile::tempdir().unwrap();
-    let jwks = dir.path().join("idp.jwks.json");
-    std::fs::write(&jwks, json!({"keys": [key.jwk("the-key")]}).to_string()).unwrap();
-    let env =
-        start_with_auth(&jwt_section(&format!("        keys:\n          - jwks_file: \"{}\"\n", jwks.display()))).await;
+    let (_dir, env) = start_with_jwks_file(&key).await;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let signed = |header: Value| {
         let message = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims().to_string().as_bytes()));

@@ -132,6 +132,22 @@ apps:
     )
 }
 
+/// The error with which the proxy refuses to start on the configuration `text` (every
+/// `${env…}` it uses set to a long secret, the legacy app unreachable); fails the test when it
+/// starts.
+pub async fn start_error(text: &str) -> String {
+    let mut vars = Variables::default();
+    for name in ["TOKEN", "OTHER_TOKEN", "ACME_API_KEY"] {
+        vars.set(name, "a-long-enough-secret-0123456789");
+    }
+    vars.set("ACME_BASE_URL", "http://127.0.0.1:1/api");
+    let config = Config::parse(text, "test.yaml", &vars).unwrap();
+    match proxy::start(&config, None, None).await {
+        Ok(_) => panic!("the proxy started on:\n{text}"),
+        Err(error) => error.to_string(),
+    }
+}
+
 /// An Acme Directory with a proxy in front of it.
 pub struct TestEnv {
     pub legacy: AcmeHandle,

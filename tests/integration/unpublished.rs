@@ -243,16 +243,7 @@ async fn a_default_must_suit_its_attribute() {
             ),
             1,
         );
-        let mut vars = scim_proxy::config::Variables::default();
-        for name in ["TOKEN", "OTHER_TOKEN", "ACME_API_KEY"] {
-            vars.set(name, "0123456789abcdef0123");
-        }
-        vars.set("ACME_BASE_URL", "http://127.0.0.1:9/api");
-        let config = scim_proxy::config::Config::parse(&text, "test.yaml", &vars).unwrap();
-        let error = match scim_proxy::proxy::start(&config, None, None).await {
-            Ok(_) => panic!("{default} was accepted"),
-            Err(error) => error.to_string(),
-        };
+        let error = crate::support::start_error(&text).await;
         assert!(error.contains(expected), "{default}: {error}");
     }
 }
