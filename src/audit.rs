@@ -52,10 +52,16 @@ pub fn record(call: &Call<'_>, operation: &Operation, result: &Result<Reply, Err
     let app = call.app.name();
     call.scope.metrics.audit(app, outcome);
     // what the body named that the app does not publish, dropped under `ignore`
-    let ignored = match call.scope.stats.ignored.lock() {
+    let mut ignored = match call.scope.stats.ignored.lock() {
         Ok(paths) => paths.join(","),
         Err(poisoned) => poisoned.into_inner().join(","),
     };
+    // the id may come from the request's URL: bounded like any echoed value
+    let id = id.as_deref().map_or_else(|| "-".to_owned(), crate::error::echoed);
+    let more = call.scope.stats.ignored_more.load(std::sync::atomic::Ordering::Relaxed);
+    if more > 0 {
+        ignored.push_str(&format!(",… ({more} more)"));
+    }
     tracing::info!(
         target: "scim_proxy::audit",
         app,
@@ -63,7 +69,7 @@ pub fn record(call: &Call<'_>, operation: &Operation, result: &Result<Reply, Err
         request_id = %call.scope.request_id,
         operation = operation.name(),
         resource = kind.name(),
-        id = id.as_deref().unwrap_or("-"),
+        id = id.as_str(),
         status,
         outcome,
         legacy_writes,

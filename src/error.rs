@@ -4,6 +4,7 @@ use http::StatusCode;
 
 use crate::legacy::{LegacyError, TlsFault};
 use crate::scim::ScimError;
+pub use crate::scim::error::{ECHO_CHARS, echoed, quoted};
 use crate::script::ScriptError;
 
 /// A failure of a SCIM request, whatever its origin.
@@ -26,9 +27,9 @@ pub enum RequestError {
     Unauthorized,
     #[error("invalid bearer token: {reason}")]
     InvalidToken { reason: String },
-    #[error("no SCIM endpoint at {path}")]
+    #[error("no SCIM endpoint at {}", echoed(.path))]
     NoRoute { path: String },
-    #[error("{method} is not allowed here; allowed: {allowed}")]
+    #[error("{} is not allowed here; allowed: {allowed}", echoed(.method))]
     MethodNotAllowed { method: String, allowed: &'static str },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
@@ -36,11 +37,11 @@ pub enum RequestError {
     TooManyValues { limit: usize },
     #[error("the bulk request has {given} operations; at most {limit} are accepted")]
     TooManyOperations { limit: usize, given: usize },
-    #[error("content type {content_type} is not accepted: send application/scim+json or application/json")]
+    #[error("content type {} is not accepted: send application/scim+json or application/json", quoted(.content_type))]
     UnsupportedMediaType { content_type: String },
     #[error("cannot read the request body: {detail}")]
     Body { detail: String },
-    #[error("{resource} {id} not found")]
+    #[error("{resource} {} not found", echoed(.id))]
     NotFound { resource: &'static str, id: String },
     #[error("the resource changed: its version is no longer {expected}")]
     PreconditionFailed { expected: String },
@@ -102,20 +103,6 @@ pub const MAX_RETRY_AFTER: u32 = 120;
 /// A legacy app's own `Retry-After`, capped, at least a second; the default when it sent none.
 fn passed_on(retry_after: Option<u64>) -> u32 {
     retry_after.map_or(DEFAULT_RETRY_AFTER, |s| u32::try_from(s).unwrap_or(u32::MAX).clamp(1, MAX_RETRY_AFTER))
-}
-
-/// How many characters of a value from a request are echoed in a log field or an error detail.
-pub const ECHO_CHARS: usize = 64;
-
-/// A value from a request as it may be echoed in a log line or an error detail: quotes,
-/// backslashes and control characters escaped, and cut after [`ECHO_CHARS`] characters with its
-/// full length said, so that a client cannot write megabytes into the log or the answer.
-pub fn echoed(text: &str) -> String {
-    let mut out: String = text.chars().take(ECHO_CHARS).flat_map(char::escape_debug).collect();
-    if text.chars().nth(ECHO_CHARS).is_some() {
-        out.push_str(&format!("… ({} bytes)", text.len()));
-    }
-    out
 }
 
 /// Said of a write that failed without an answer: the change may or may not have been made.
@@ -362,7 +349,7 @@ mod tests {
         assert_eq!(echoed("a\"b\n"), "a\\\"b\\n");
         let long = echoed(&"x".repeat(250_000));
         assert!(long.starts_with(&"x".repeat(ECHO_CHARS)) && long.ends_with("… (250000 bytes)"), "{long}");
-        assert!(long.len() < 100);
+        assert!(long.len() < ECHO_CHARS + 30);
     }
 
     #[test]

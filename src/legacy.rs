@@ -16,10 +16,10 @@ use crate::legacy_breaker::{Breaker, Verdict};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LegacyError {
     /// The script asked for a path the proxy refuses to send (escape attempts, bad characters).
-    #[error("legacy {app}: refused path {path:?}: {detail}")]
+    #[error("legacy {app}: refused path {}: {detail}", crate::error::quoted(.path))]
     BadPath { app: String, path: String, detail: String },
     /// The script set a header name or value that is not valid HTTP.
-    #[error("legacy {app}: refused header {name:?}: {detail}")]
+    #[error("legacy {app}: refused header {}: {detail}", crate::error::quoted(.name))]
     BadHeader { app: String, name: String, detail: String },
     /// The request body could not be encoded as JSON.
     #[error("legacy {app}: body is not encodable: {detail}")]

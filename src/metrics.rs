@@ -212,10 +212,10 @@ impl Metrics {
         self.audit_records.get(&[app, outcome]).fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request named an attribute the app does not publish, and it was ignored. `attribute`
-    /// must come from a bounded set (see `App::ignored_label`).
-    pub fn ignored_attribute(&self, app: &str, resource: &str, attribute: &str) {
-        self.ignored_attributes.get(&[app, resource, attribute]).fetch_add(1, Ordering::Relaxed);
+    /// A request named `count` attributes the app does not publish, and they were ignored.
+    /// `attribute` must come from a bounded set (see `App::ignored_label`).
+    pub fn ignored_attributes(&self, app: &str, resource: &str, attribute: &str, count: u64) {
+        self.ignored_attributes.get(&[app, resource, attribute]).fetch_add(count, Ordering::Relaxed);
     }
 
     /// The whole exposition, counters and histograms first, then the values read now.

@@ -17,7 +17,7 @@ use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
 use crate::scim::sort;
-use crate::scim::unpublished::Unpublished;
+use crate::scim::unpublished::{MAX_NOTED, Unpublished};
 use crate::scim::validate::{WriteMode, check_canonical, check_immutable, validate_resource, without_never_returned};
 use crate::script::{CallScope, ScriptEngine, ScriptError};
 
@@ -568,14 +568,14 @@ async fn refused_body(call: &Call<'_>, kind: ResourceKind, id: &str, error: Scim
 /// ignored: on the request (its audit record), in the metric, and in a warning the first time
 /// the app sees each.
 fn note_ignored(call: &Call<'_>, kind: ResourceKind, unpublished: Unpublished) {
-    let ignored = unpublished.into_ignored();
+    let (ignored, more) = unpublished.into_ignored();
     if ignored.is_empty() {
         return;
     }
     let app = call.app.name();
     for path in &ignored {
         let label = call.app.ignored_label(kind, path);
-        call.scope.metrics.ignored_attribute(app, kind.name(), &label);
+        call.scope.metrics.ignored_attributes(app, kind.name(), &label, 1);
         if call.app.first_time_ignored(kind, path) {
             tracing::warn!(
                 app,
@@ -586,12 +586,18 @@ fn note_ignored(call: &Call<'_>, kind: ResourceKind, unpublished: Unpublished) {
             );
         }
     }
+    // Past the paths named, a request's further ones count as `other` (a body of made-up
+    // names), without a warning each.
+    if more > 0 {
+        call.scope.metrics.ignored_attributes(app, kind.name(), crate::app::OTHER_ATTRIBUTE, more as u64);
+        call.scope.stats.ignored_more.fetch_add(more, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut noted = match call.scope.stats.ignored.lock() {
         Ok(noted) => noted,
         Err(poisoned) => poisoned.into_inner(),
     };
     for path in ignored {
-        if !noted.contains(&path) {
+        if noted.len() < MAX_NOTED && !noted.contains(&path) {
             noted.push(path);
         }
     }

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::error::ScimError;
+use super::error::{ScimError, quoted};
 use super::path::{AttrPath, is_attr_name};
 use super::schema::{
     AttrType, Attribute, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, Mutability, ResourceSchema, Returned, Schema,
@@ -229,7 +229,10 @@ pub fn restrict(schema: &Schema, supported: &[String]) -> Result<Schema, ScimErr
             continue;
         };
         let Some(sub) = attribute.sub_attribute(sub) else {
-            return Err(ScimError::invalid_path(entry, format!("no sub-attribute {sub:?} in {}", attribute.name)));
+            return Err(ScimError::invalid_path(
+                entry,
+                format!("no sub-attribute {} in {}", quoted(sub), attribute.name),
+            ));
         };
         match &mut keep[index] {
             Keep::Whole => {}

@@ -8,19 +8,19 @@ pub enum ScimError {
     #[error("invalid filter at position {position}: {detail}")]
     InvalidFilter { position: usize, detail: String },
     /// An attribute path (in a PATCH, `sortBy`, `attributes`) that does not parse or resolve.
-    #[error("invalid path {path:?}: {detail}")]
+    #[error("invalid path {}: {detail}", quoted(.path))]
     InvalidPath { path: String, detail: String },
     /// A request body that is not the JSON or the SCIM message it should be.
     #[error("invalid syntax: {detail}")]
     InvalidSyntax { detail: String },
     /// A value of the wrong type, a missing required attribute, a value outside canonical values.
-    #[error("invalid value for {attribute}: {detail}")]
+    #[error("invalid value for {}: {detail}", echoed(.attribute))]
     InvalidValue { attribute: String, detail: String },
     /// An attempt to change a readOnly attribute or an immutable one once set.
-    #[error("attribute {attribute} cannot be changed: {detail}")]
+    #[error("attribute {} cannot be changed: {detail}", echoed(.attribute))]
     Mutability { attribute: String, detail: String },
     /// A PATCH path whose filter matched nothing where a match is required.
-    #[error("no target for path {path:?}")]
+    #[error("no target for path {}", quoted(.path))]
     NoTarget { path: String },
     /// More results than the service provider will process.
     #[error("too many results: {detail}")]
@@ -29,7 +29,7 @@ pub enum ScimError {
     #[error("uniqueness violated: {detail}")]
     Uniqueness { detail: String },
     /// A query parameter with an unusable value (`count=abc`, `sortOrder=sideways`).
-    #[error("invalid parameter {name}: {detail}")]
+    #[error("invalid parameter {}: {detail}", echoed(.name))]
     InvalidParameter { name: String, detail: String },
     /// A SCIM feature this proxy does not implement (answered 501, never faked).
     #[error("not implemented: {feature}")]
@@ -51,4 +51,24 @@ impl ScimError {
     pub fn invalid_syntax(detail: impl Into<String>) -> Self {
         Self::InvalidSyntax { detail: detail.into() }
     }
+}
+
+/// How many characters of a value from a request are echoed in a log field or an error detail.
+pub const ECHO_CHARS: usize = 128;
+
+/// A value from a request as it may be echoed in a log line or an error detail: quotes,
+/// backslashes and control characters escaped, and cut after [`ECHO_CHARS`] characters with its
+/// full length said, so that a client cannot write megabytes into the log or the answer, nor
+/// start a line of its own in a text log.
+pub fn echoed(text: &str) -> String {
+    let mut out: String = text.chars().take(ECHO_CHARS).flat_map(char::escape_debug).collect();
+    if text.chars().nth(ECHO_CHARS).is_some() {
+        out.push_str(&format!("… ({} bytes)", text.len()));
+    }
+    out
+}
+
+/// [`echoed`] in double quotes: a name or a path from a request, as a detail quotes it.
+pub fn quoted(text: &str) -> String {
+    format!("\"{}\"", echoed(text))
 }

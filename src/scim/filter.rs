@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::{Number, Value, json};
 
-use super::error::ScimError;
+use super::error::{ScimError, quoted};
 use super::path::{AttrPath, is_attr_name};
 
 /// The longest filter accepted, in characters; longer ones are refused before parsing.
@@ -245,7 +245,7 @@ fn describe(tok: &Tok) -> String {
         Tok::RParen => "\")\"".into(),
         Tok::LBracket => "\"[\"".into(),
         Tok::RBracket => "\"]\"".into(),
-        Tok::Word(word) => format!("{word:?}"),
+        Tok::Word(word) => quoted(word),
         Tok::Str(_) => "a string".into(),
         Tok::Num(_) => "a number".into(),
         Tok::End => "the end of the filter".into(),
@@ -284,7 +284,8 @@ fn tokenize(chars: &[char]) -> Result<Vec<Token>, ScimError> {
             c if c.is_ascii_digit() || c == '-' => {
                 i = scan(chars, i, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'));
                 let text: String = chars.get(pos..i).unwrap_or_default().iter().collect();
-                let number = json_number(&text).ok_or_else(|| invalid(pos, format!("{text:?} is not a number")))?;
+                let number =
+                    json_number(&text).ok_or_else(|| invalid(pos, format!("{} is not a number", quoted(&text))))?;
                 Tok::Num(number)
             }
             c if is_word_char(c) => {
@@ -510,7 +511,10 @@ impl Parser {
             return Err(invalid(open, "a \"[ ]\" filter cannot be nested inside another"));
         }
         if path.sub.is_some() {
-            return Err(invalid(open, format!("{word:?} names a sub-attribute; \"[ ]\" filters a complex attribute")));
+            return Err(invalid(
+                open,
+                format!("{} names a sub-attribute; \"[ ]\" filters a complex attribute", quoted(word)),
+            ));
         }
         let mut inner = self.group(open, true, Tok::RBracket)?;
         // the IdP form `attr[filter].sub op value`: the same element must match both
@@ -521,7 +525,10 @@ impl Parser {
             let label = format!("{word}[…]{next}");
             self.bump();
             if !is_attr_name(&sub) {
-                return Err(invalid(sub_pos, format!("expected a sub-attribute name after \"]\", found {sub:?}")));
+                return Err(invalid(
+                    sub_pos,
+                    format!("expected a sub-attribute name after \"]\", found {}", quoted(&sub)),
+                ));
             }
             let last = self.comparison(AttrPath::simple(sub), &label)?;
             inner = Filter::And(Box::new(inner), Box::new(last));
@@ -540,7 +547,7 @@ impl Parser {
         let Some(op) = op else {
             return Err(invalid(
                 token.pos,
-                format!("expected a comparison operator after {label:?}, found {}", describe(&token.tok)),
+                format!("expected a comparison operator after {}, found {}", quoted(label), describe(&token.tok)),
             ));
         };
         let token = self.bump();
@@ -577,7 +584,7 @@ fn parse_path(word: &str, pos: usize, in_brackets: bool) -> Result<AttrPath, Sci
         other => invalid(pos, other.to_string()),
     })?;
     if in_brackets && (path.urn.is_some() || path.sub.is_some()) {
-        return Err(invalid(pos, format!("expected a bare sub-attribute name inside \"[ ]\", found {word:?}")));
+        return Err(invalid(pos, format!("expected a bare sub-attribute name inside \"[ ]\", found {}", quoted(word))));
     }
     Ok(path)
 }

@@ -60,7 +60,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::error::ScimError;
+use super::error::{ScimError, quoted};
 use super::evaluate::Matcher;
 use super::filter::{CompareOp, Filter, MAX_FILTER_CHARS, parse_filter};
 use super::path::{AttrPath, is_attr_name};
@@ -348,7 +348,7 @@ fn resolve_patch_path(
         Some(name) => match attribute.sub_attribute(name) {
             Some(sub) => Some(sub.name.clone()),
             None => {
-                let refusal = bad(format!("{} has no sub-attribute {name:?}", attribute.name));
+                let refusal = bad(format!("{} has no sub-attribute {}", attribute.name, quoted(name)));
                 unpublished.skip(format!("{top}.{name}"), refusal)?;
                 return Ok(None);
             }
@@ -500,7 +500,7 @@ fn read_operation(
     };
     let kind = match member(raw, "op")? {
         Some(Value::String(word)) => PatchKind::from_keyword(word.trim())
-            .ok_or_else(|| ScimError::invalid_syntax(format!("op {word:?} is not add, remove or replace")))?,
+            .ok_or_else(|| ScimError::invalid_syntax(format!("op {} is not add, remove or replace", quoted(word))))?,
         Some(_) => return Err(ScimError::invalid_syntax("op must be a string: add, remove or replace")),
         None => return Err(ScimError::invalid_syntax("op is missing: add, remove or replace")),
     };
@@ -610,7 +610,11 @@ fn canonical_value_filter(filter: &mut Filter, attribute: &Attribute) -> Result<
         match node {
             Filter::Compare { path, .. } | Filter::Present { path } => {
                 let name = element_field(attribute, path).ok_or_else(|| {
-                    invalid(format!("{path:?} inside the filter is not a sub-attribute of {}", attribute.name))
+                    invalid(format!(
+                        "{} inside the filter is not a sub-attribute of {}",
+                        quoted(&path.to_string()),
+                        attribute.name
+                    ))
                 })?;
                 path.name = name.to_owned();
             }

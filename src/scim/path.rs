@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::error::ScimError;
+use super::error::{ScimError, quoted};
 
 /// A parsed attribute path: an optional schema URN, an attribute and an optional sub-attribute.
 ///
@@ -38,11 +38,11 @@ impl AttrPath {
             None => (rest, None),
         };
         if !is_attr_name(name) {
-            return Err(ScimError::invalid_path(text, format!("{name:?} is not an attribute name")));
+            return Err(ScimError::invalid_path(text, format!("{} is not an attribute name", quoted(name))));
         }
         if let Some(sub) = sub {
             if !is_attr_name(sub) {
-                return Err(ScimError::invalid_path(text, format!("{sub:?} is not a sub-attribute name")));
+                return Err(ScimError::invalid_path(text, format!("{} is not a sub-attribute name", quoted(sub))));
             }
         }
         Ok(Self { urn: urn.map(str::to_owned), name: name.to_owned(), sub: sub.map(str::to_owned) })

@@ -14,7 +14,7 @@
 
 use serde::Deserialize;
 
-use super::error::ScimError;
+use super::error::{ScimError, echoed};
 
 /// What happens to an attribute a request names that the app does not publish.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -27,17 +27,24 @@ pub enum UnsupportedAttributes {
     Refuse,
 }
 
+/// How many distinct ignored paths one request notes by name; past it they are only counted,
+/// so a body of thousands of made-up attributes costs linear time and a bounded audit line.
+pub const MAX_NOTED: usize = 32;
+
 /// The unpublished attributes one request named, under the app's policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpublished {
     policy: UnsupportedAttributes,
+    /// Distinct paths, as [`echoed`]: at most [`MAX_NOTED`].
     ignored: Vec<String>,
+    /// Paths ignored after `ignored` was full and not among them.
+    more: usize,
 }
 
 impl Unpublished {
     /// Nothing noted yet.
     pub fn new(policy: UnsupportedAttributes) -> Self {
-        Self { policy, ignored: Vec::new() }
+        Self { policy, ignored: Vec::new(), more: 0 }
     }
 
     /// Runs where a request names an attribute that is not published, at `path` (as the
@@ -47,23 +54,33 @@ impl Unpublished {
         match self.policy {
             UnsupportedAttributes::Refuse => Err(refusal),
             UnsupportedAttributes::Ignore => {
-                let path = without_selectors(&path.into());
-                if !self.ignored.iter().any(|p| p.eq_ignore_ascii_case(&path)) {
+                let path = echoed(&without_selectors(&path.into()));
+                if self.ignored.iter().any(|p| p.eq_ignore_ascii_case(&path)) {
+                    // already noted
+                } else if self.ignored.len() < MAX_NOTED {
                     self.ignored.push(path);
+                } else {
+                    self.more += 1;
                 }
                 Ok(())
             }
         }
     }
 
-    /// The paths ignored so far, each once, in the order they were met.
+    /// The paths ignored so far, each once, in the order they were met (the first
+    /// [`MAX_NOTED`]; values from the request, escaped and bounded as [`echoed`] does).
     pub fn ignored(&self) -> &[String] {
         &self.ignored
     }
 
-    /// The paths ignored.
-    pub fn into_ignored(self) -> Vec<String> {
-        self.ignored
+    /// How many more paths were ignored than [`Self::ignored`] names.
+    pub fn more(&self) -> usize {
+        self.more
+    }
+
+    /// The paths ignored, and how many more were not named.
+    pub fn into_ignored(self) -> (Vec<String>, usize) {
+        (self.ignored, self.more)
     }
 }
 
@@ -106,6 +123,24 @@ mod tests {
         assert_eq!(ignore.ignored(), ["locale", "name.formatted", "emails.display"]);
         let mut refuse = Unpublished::new(UnsupportedAttributes::Refuse);
         assert_eq!(refuse.skip("locale", refusal()), Err(refusal()));
-        assert!(refuse.into_ignored().is_empty());
+        assert!(refuse.into_ignored().0.is_empty());
+    }
+
+    #[test]
+    fn many_paths_are_noted_up_to_a_bound_escaped_and_the_rest_counted() {
+        let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
+        let long = "x".repeat(10_000);
+        assert!(ignore.skip(format!("a\n{long}"), ScimError::invalid_syntax("-")).is_ok());
+        for i in 0..50_000 {
+            assert!(ignore.skip(format!("made{i}"), ScimError::invalid_syntax("-")).is_ok());
+        }
+        assert!(ignore.skip("made1", ScimError::invalid_syntax("-")).is_ok());
+        assert_eq!(ignore.ignored().len(), MAX_NOTED);
+        assert!(
+            ignore.ignored()[0].starts_with("a\\nxxx") && ignore.ignored()[0].len() < 100,
+            "{:?}",
+            ignore.ignored()[0]
+        );
+        assert_eq!(ignore.more(), 50_000 - (MAX_NOTED - 1));
     }
 }

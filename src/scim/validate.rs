@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::error::ScimError;
+use super::error::{ScimError, quoted};
 use super::path::AttrPath;
 use super::schema::{AttrType, Attribute, Mutability, ResourceSchema, Returned, Schema};
 use super::unpublished::Unpublished;
@@ -362,13 +362,24 @@ fn value_object<'a>(value: &'a Value, urn: &str) -> Result<Option<&'a Map<String
 /// Fails when two keys of one object differ only in case: names are case-insensitive
 /// (RFC 7643 §2.1), so they would name the same attribute twice.
 fn reject_duplicates(object: &Map<String, Value>, prefix: &str) -> Result<(), ScimError> {
+    let duplicate = |key: &String| {
+        ScimError::invalid_value(format!("{prefix}{key}"), "given more than once (names are case-insensitive)")
+    };
     let keys: Vec<&String> = object.keys().collect();
-    for (i, key) in keys.iter().enumerate() {
-        if keys[i + 1..].iter().any(|other| other.eq_ignore_ascii_case(key)) {
-            return Err(ScimError::invalid_value(
-                format!("{prefix}{key}"),
-                "given more than once (names are case-insensitive)",
-            ));
+    // Pairwise for the objects SCIM bodies hold; a set for a body of thousands of names, so
+    // that it costs linear time.
+    if keys.len() <= 32 {
+        for (i, key) in keys.iter().enumerate() {
+            if keys[i + 1..].iter().any(|other| other.eq_ignore_ascii_case(key)) {
+                return Err(duplicate(key));
+            }
+        }
+        return Ok(());
+    }
+    let mut seen = std::collections::HashMap::with_capacity(keys.len());
+    for key in keys {
+        if let Some(first) = seen.insert(key.to_ascii_lowercase(), key) {
+            return Err(duplicate(first));
         }
     }
     Ok(())
@@ -421,7 +432,7 @@ pub fn check_canonical(rs: &ResourceSchema, resource: &Value, paths: &[AttrPath]
             if !known {
                 return Err(ScimError::invalid_value(
                     path.to_string(),
-                    format!("{text:?} is not one of {}", target.canonical_values.join(", ")),
+                    format!("{} is not one of {}", quoted(text), target.canonical_values.join(", ")),
                 ));
             }
         }
@@ -682,7 +693,11 @@ mod tests {
             (user(json!({ ACME: { "hired": "2015-09-30" } })), acme("hired")),
             (user(json!({ ACME: { "site": { "secret": "x" } } })), acme("site.code")),
         ];
-        for (body, attribute) in cases {
+        // the same with a body of many names, which is checked through a set
+        let mut many = user(json!({ "USERNAME": "again" }));
+        many.as_object_mut().unwrap().extend((0..2000).map(|i| (format!("made{i}"), json!(1))));
+        let many = vec![(many, "USERNAME".to_owned())];
+        for (body, attribute) in cases.into_iter().chain(many) {
             let err = validate_resource(&users(), &body, WriteMode::Create, &mut refuse()).unwrap_err();
             assert!(matches!(&err, ScimError::InvalidValue { attribute: a, .. } if *a == attribute), "{body}: {err}");
         }

@@ -27,6 +27,8 @@ pub struct CallStats {
     /// Attributes the request named that the app does not publish, ignored under
     /// `schema.unsupported_attributes: ignore` (paths as the client wrote them, each once).
     pub ignored: std::sync::Mutex<Vec<String>>,
+    /// Further attributes ignored past the [`crate::scim::unpublished::MAX_NOTED`] named ones.
+    pub ignored_more: std::sync::atomic::AtomicUsize,
     /// The legacy calls made, each with its answer and time, for the admin listener's
     /// `/requests`; `None` when nothing shows them (the list then costs nothing).
     pub noted: Option<Mutex<Vec<NotedCall>>>,
