@@ -350,6 +350,10 @@ mod tests {
         let long = echoed(&"x".repeat(250_000));
         assert!(long.starts_with(&"x".repeat(ECHO_CHARS)) && long.ends_with("… (250000 bytes)"), "{long}");
         assert!(long.len() < ECHO_CHARS + 30);
+        // a script's text keeps its quotes, loses its line breaks, and is bounded too
+        assert_eq!(crate::scim::error::bounded_detail("say \"no\"\nthen"), "say \"no\"\\nthen");
+        let long = crate::scim::error::bounded_detail(&"é".repeat(5000));
+        assert!(long.ends_with("… (10000 bytes)") && long.chars().count() < 1100, "{long}");
     }
 
     #[test]

@@ -61,8 +61,23 @@ pub const ECHO_CHARS: usize = 128;
 /// full length said, so that a client cannot write megabytes into the log or the answer, nor
 /// start a line of its own in a text log.
 pub fn echoed(text: &str) -> String {
-    let mut out: String = text.chars().take(ECHO_CHARS).flat_map(char::escape_debug).collect();
-    if text.chars().nth(ECHO_CHARS).is_some() {
+    cut(text, ECHO_CHARS, |c| c.escape_debug().collect())
+}
+
+/// The most characters of a longer text an error detail carries (what a script throws, which
+/// may quote a request).
+pub const DETAIL_CHARS: usize = 1024;
+
+/// A script's text as an error detail or a log field carries it: control characters escaped
+/// (no line of its own in a text log), cut after [`DETAIL_CHARS`] with its full length said.
+pub fn bounded_detail(text: &str) -> String {
+    cut(text, DETAIL_CHARS, |c| if c.is_control() { c.escape_debug().collect() } else { c.to_string() })
+}
+
+/// `text`'s first `max` characters, each written by `write`, then its length when longer.
+fn cut(text: &str, max: usize, write: impl Fn(char) -> String) -> String {
+    let mut out: String = text.chars().take(max).map(write).collect();
+    if text.chars().nth(max).is_some() {
         out.push_str(&format!("… ({} bytes)", text.len()));
     }
     out

@@ -17,6 +17,7 @@ pub use host::{CallStats, NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, format_time,
 pub use runner::{AppScript, CallScope};
 
 use crate::legacy::LegacyError;
+use crate::scim::error::bounded_detail;
 
 /// The functions of the script contract, with the arities the proxy can call them with.
 pub const CONTRACT: &[(&str, &[usize])] = &[
@@ -416,18 +417,21 @@ fn failure_site<'e>(mut error: &'e EvalAltResult, function: &'e str) -> (&'e str
 /// Reads a thrown `#{ status, scimType, detail }`; anything else thrown is a runtime fault.
 fn thrown(value: &Dynamic) -> Result<ScriptError, String> {
     let Some(map) = value.read_lock::<rhai::Map>() else {
-        return Err(format!("threw {value}"));
+        return Err(format!("threw {}", bounded_detail(&value.to_string())));
     };
     let status = map.get("status").and_then(|s| s.as_int().ok());
     let status = match status {
         Some(s) if (400..=599).contains(&s) => s as u16,
-        _ => return Err(format!("threw a map without a status between 400 and 599: {value}")),
+        _ => {
+            let value = bounded_detail(&value.to_string());
+            return Err(format!("threw a map without a status between 400 and 599: {value}"));
+        }
     };
     let text = |key: &str| map.get(key).filter(|v| !v.is_unit()).map(|v| v.to_string());
     Ok(ScriptError::Thrown {
         status,
         scim_type: text("scimType").or_else(|| text("scim_type")),
-        detail: text("detail").unwrap_or_default(),
+        detail: text("detail").map(|d| bounded_detail(&d)).unwrap_or_default(),
     })
 }
 

@@ -511,3 +511,26 @@ async fn hostile_a_body_of_forty_thousand_made_up_attributes_is_ignored_in_linea
     assert!(other.ends_with(" 40000"), "{other}");
     still_serving(&env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_what_a_script_throws_is_bounded_in_the_answer_and_the_log() {
+    crate::support::init_logs();
+    const QUOTING: &str = r#"
+fn get_user(id) { () }
+fn list_users(query) { [] }
+fn create_user(user) {
+    throw #{ status: 409, scimType: "uniqueness", detail: "taken: " + user.displayName + "\n" + user.displayName };
+}
+"#;
+    let env = TestEnv::start_script(Some(QUOTING), |text| text).await;
+    let mut body = user("quoted-at-length");
+    body["displayName"] = json!(format!("echo-thrown{}", "y".repeat(20_000)));
+    let reply = env.post("/Users", body).await;
+    reply.assert_error(409, Some("uniqueness"));
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("taken: echo-thrownyyy") && detail.ends_with("… (40030 bytes)"), "{detail:.100}");
+    assert!(detail.chars().count() < 1100 && !detail.contains('\n'), "{detail:.100}");
+    let lines = crate::support::log_lines_with(&["echo-thrown"]);
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l.len() < 2000), "{:?}", lines.iter().map(String::len).collect::<Vec<_>>());
+}
