@@ -2,6 +2,7 @@
 //! Basic, signed JWTs and verified client certificates, each answering who the caller is.
 
 mod jwt;
+pub mod subject;
 mod token_file;
 
 use std::path::Path;
