@@ -512,6 +512,24 @@ mod tests {
     }
 
     #[test]
+    fn every_short_text_is_refused_or_read_back_the_same_from_its_rendering() {
+        // All texts of up to five characters over an alphabet of the characters that matter.
+        let alphabet: Vec<char> = "CN=,+\\#\"; 2é".chars().collect();
+        let mut texts = vec![String::new()];
+        let mut read = 0;
+        for _ in 0..5 {
+            texts = texts.iter().flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}"))).collect();
+            for text in &texts {
+                if let Ok(name) = DistinguishedName::parse(text) {
+                    read += 1;
+                    assert_eq!(DistinguishedName::parse(&name.to_string()).as_ref(), Ok(&name), "{text:?} as {name}");
+                }
+            }
+        }
+        assert!(read > 100, "only {read} texts read");
+    }
+
+    #[test]
     fn a_long_subject_is_shown_cut() {
         let long = der(&[&[(O, &"o".repeat(1000))], &[(CN, "a")]]);
         let shown = long.shown();
