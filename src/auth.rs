@@ -2,6 +2,7 @@
 //! Basic, signed JWTs and verified client certificates, each answering who the caller is.
 
 mod jwt;
+pub mod subject;
 mod token_file;
 
 use std::path::Path;
@@ -83,7 +84,9 @@ pub async fn authenticate(
         if let Some(principal) = match_certificate(accepted, client) {
             return Ok(principal);
         }
-        tracing::info!(app = %auth.app, subject = %client.subject, "client certificate not accepted by this app");
+        // The subject is the client's to choose: escaped, so that no value passes for structure,
+        // and cut short.
+        tracing::info!(app = %auth.app, subject = %client.subject.shown(), "client certificate not accepted by this app");
     }
     let Some((scheme, credential)) = authorization(headers) else {
         return Err(RequestError::Unauthorized);
@@ -169,31 +172,38 @@ fn check_basic(users: &[BasicCredential], credential: &str) -> Option<Principal>
     Some(Principal(format!("basic user {}", user.username)))
 }
 
-/// The principal of a client certificate that one of `accepted` names.
+/// The principal of a client certificate that one of `accepted` names: `client certificate`,
+/// the subject as escaped RFC 4514 text (so `CN=a\,O=b`, one common name, never reads as
+/// `CN=a,O=b`), and the alternative name that matched when that is how it was accepted.
+/// The rules: [`subject::SubjectName::accepts`], [`same_dns_name`], and URIs character for
+/// character.
 fn match_certificate(accepted: &ClientCertificates, client: &ClientIdentity) -> Option<Principal> {
-    let normalize = |s: &str| s.split(',').map(str::trim).collect::<Vec<_>>().join(",");
-    let subject = normalize(&client.subject);
-    let by_subject = accepted.subjects.iter().any(|wanted| {
-        let wanted = normalize(wanted);
-        match (wanted.strip_prefix("CN="), &client.common_name) {
-            (Some(cn), Some(have)) if !cn.contains(',') => cn == have,
-            _ => wanted == subject,
-        }
-    });
-    let name = match &client.common_name {
-        Some(cn) => format!("CN={cn}"),
-        None => client.subject.clone(),
+    let name = if client.subject.is_empty() {
+        "client certificate".to_owned()
+    } else {
+        format!("client certificate {}", client.subject)
     };
-    if by_subject {
-        return Some(Principal(format!("client certificate {name}")));
+    if accepted.subjects.iter().any(|wanted| wanted.accepts(&client.subject)) {
+        return Some(Principal(name));
     }
-    if let Some(dns) = client.dns_names.iter().find(|d| accepted.dns_names.iter().any(|w| w.eq_ignore_ascii_case(d))) {
-        return Some(Principal(format!("client certificate {name} DNS:{dns}")));
+    if let Some(dns) = client.dns_names.iter().find(|d| accepted.dns_names.iter().any(|w| same_dns_name(w, d))) {
+        return Some(Principal(format!("{name} DNS:{dns}")));
     }
     if let Some(uri) = client.uris.iter().find(|u| accepted.uris.contains(u)) {
-        return Some(Principal(format!("client certificate {name} URI:{uri}")));
+        return Some(Principal(format!("{name} URI:{uri}")));
     }
     None
+}
+
+/// Whether a certificate's DNS name is a configured one, as RFC 6125 §6.4 compares them: ASCII
+/// without regard to case, a final dot ignored, internationalised names as their A-labels
+/// (`xn--…`, the form certificates hold). No wildcard is expanded: a configured one is refused
+/// at load, and a certificate's `*.example.com` is no name but itself, so it matches nothing.
+fn same_dns_name(configured: &str, presented: &str) -> bool {
+    fn bare(name: &str) -> &str {
+        name.strip_suffix('.').unwrap_or(name)
+    }
+    !presented.contains('*') && bare(configured).eq_ignore_ascii_case(bare(presented))
 }
 
 #[cfg(test)]
@@ -281,28 +291,62 @@ mod tests {
     }
 
     #[test]
-    fn certificates_match_by_common_name_subject_or_alternative_name() {
-        let client = ClientIdentity {
-            subject: "CN=entra-provisioning, O=Acme".into(),
-            common_name: Some("entra-provisioning".into()),
-            dns_names: vec!["idp.example.com".into()],
+    fn certificates_match_by_subject_or_alternative_name_and_are_named_by_their_escaped_subject() {
+        let subject = |text: &str| subject::DistinguishedName::parse(text).unwrap();
+        let client = |subject: subject::DistinguishedName, dns: &[&str]| ClientIdentity {
+            subject,
+            dns_names: dns.iter().map(|s| (*s).into()).collect(),
             uris: vec!["spiffe://acme/idp".into()],
         };
         let accepted = |subjects: &[&str], dns: &[&str], uris: &[&str]| ClientCertificates {
-            subjects: subjects.iter().map(|s| (*s).into()).collect(),
+            subjects: subjects.iter().map(|s| subject::SubjectName::try_from((*s).to_owned()).unwrap()).collect(),
             dns_names: dns.iter().map(|s| (*s).into()).collect(),
             uris: uris.iter().map(|s| (*s).into()).collect(),
         };
-        let principal = |a: &ClientCertificates| match_certificate(a, &client).map(|p| p.0);
+        let principal = |a: &ClientCertificates, c: &ClientIdentity| match_certificate(a, c).map(|p| p.0);
+        let idp = client(subject("CN=entra-provisioning,O=Acme"), &["idp.example.com"]);
         assert_eq!(
-            principal(&accepted(&["CN=entra-provisioning"], &[], &[])).unwrap(),
-            "client certificate CN=entra-provisioning"
+            principal(&accepted(&["CN=entra-provisioning"], &[], &[]), &idp).unwrap(),
+            "client certificate CN=entra-provisioning,O=Acme"
         );
-        assert!(principal(&accepted(&["CN=entra-provisioning,O=Acme"], &[], &[])).is_some());
-        assert!(principal(&accepted(&["CN=entra"], &[], &[])).is_none());
-        assert!(principal(&accepted(&["CN=entra-provisioning,O=Other"], &[], &[])).is_none());
-        assert!(principal(&accepted(&[], &["IDP.example.com"], &[])).unwrap().ends_with("DNS:idp.example.com"));
-        assert!(principal(&accepted(&[], &[], &["spiffe://acme/idp"])).is_some());
-        assert!(principal(&accepted(&[], &["other.example.com"], &["spiffe://acme/other"])).is_none());
+        assert!(principal(&accepted(&["CN=entra-provisioning, O=Acme"], &[], &[]), &idp).is_some());
+        assert!(principal(&accepted(&["O=Acme,CN=entra-provisioning"], &[], &[]), &idp).is_none());
+        assert!(principal(&accepted(&["CN=entra"], &[], &[]), &idp).is_none());
+        assert!(principal(&accepted(&["CN=entra-provisioning,O=Other"], &[], &[]), &idp).is_none());
+        assert!(
+            principal(&accepted(&[], &[], &["spiffe://acme/idp"]), &idp).unwrap().ends_with(" URI:spiffe://acme/idp")
+        );
+        assert!(principal(&accepted(&[], &[], &["spiffe://acme/IDP"]), &idp).is_none());
+        assert!(principal(&accepted(&[], &["other.example.com"], &["spiffe://acme/other"]), &idp).is_none());
+
+        // The spoof: one common name holding the text of a whole subject.
+        let spoof = client(subject("CN=entra-provisioning\\, O=Acme"), &[]);
+        assert!(principal(&accepted(&["CN=entra-provisioning,O=Acme"], &[], &[]), &spoof).is_none());
+        assert!(principal(&accepted(&["CN=entra-provisioning"], &[], &[]), &spoof).is_none());
+        let configured_so = accepted(&["CN=entra-provisioning\\, O=Acme"], &[], &[]);
+        assert_eq!(principal(&configured_so, &spoof).unwrap(), "client certificate CN=entra-provisioning\\, O=Acme");
+
+        // DNS names: any case, a final dot ignored, no wildcard either way.
+        for (configured, presented, matches) in [
+            ("idp.example.com", "IDP.Example.COM", true),
+            ("idp.example.com", "idp.example.com.", true),
+            ("IDP.example.com.", "idp.example.com", true),
+            ("xn--bcher-kva.example", "XN--BCHER-KVA.example", true),
+            ("idp.example.com", "idp.example.com..", false),
+            ("idp.example.com", "*.example.com", false),
+            ("idp.example.com", "idp.example.com.evil", false),
+            ("a.example.com", "*.example.com", false),
+        ] {
+            let by_dns = principal(&accepted(&[], &[configured], &[]), &client(subject("CN=x"), &[presented]));
+            assert_eq!(by_dns.is_some(), matches, "{configured} / {presented}");
+            if matches {
+                assert_eq!(by_dns.unwrap(), format!("client certificate CN=x DNS:{presented}"));
+            }
+        }
+        let nameless = client(subject::DistinguishedName::default(), &["idp.example.com"]);
+        assert_eq!(
+            principal(&accepted(&[], &["idp.example.com"], &[]), &nameless).unwrap(),
+            "client certificate DNS:idp.example.com"
+        );
     }
 }

@@ -482,13 +482,21 @@ pub struct JwtKey {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCertificates {
-    /// Subjects: `CN=name` matches the common name; a full subject (`CN=a,O=b`) matches exactly.
+    /// Subjects in RFC 4514 text, read at load (malformed text stops the start). `CN=name`
+    /// alone accepts a subject with exactly one common name, `name`, whatever else it holds; any
+    /// other entry (`CN=a,O=b`, last RDN first as RFC 4514 writes it) accepts only that subject:
+    /// the same RDNs in the same order, values compared exactly. A comma or plus inside a value
+    /// is escaped (`CN=Acme\, Inc.`); `#hex` values are not supported.
     #[serde(default)]
-    pub subjects: Vec<String>,
-    /// DNS names of the subject alternative name extension.
+    pub subjects: Vec<crate::auth::subject::SubjectName>,
+    /// DNS names of the subject alternative name extension, compared as RFC 6125 says: without
+    /// regard to case, a final dot ignored, internationalised names as A-labels (`xn--…`). No
+    /// wildcards: `*.example.com` is refused here, and a certificate's `*.example.com` matches
+    /// no configured name.
     #[serde(default)]
     pub dns_names: Vec<String>,
-    /// URIs of the subject alternative name extension (e.g. SPIFFE ids).
+    /// URIs of the subject alternative name extension (e.g. SPIFFE ids), compared character for
+    /// character.
     #[serde(default)]
     pub uris: Vec<String>,
 }
@@ -1140,6 +1148,14 @@ fn validate_auth(auth: &InboundAuth, tls: Option<&TlsConfig>) -> Result<(), (Str
         }
     }
     if let Some(certs) = &auth.client_certificates {
+        for (i, name) in certs.dns_names.iter().enumerate() {
+            if let Some(problem) = dns_name_problem(name) {
+                return err(&format!("client_certificates.dns_names[{i}]"), &problem);
+            }
+        }
+        if let Some(i) = certs.uris.iter().position(|uri| uri.trim().is_empty()) {
+            return err(&format!("client_certificates.uris[{i}]"), "is empty: write the URI, e.g. spiffe://acme/idp");
+        }
         if tls.is_none_or(|t| t.client_ca.is_none()) {
             return err(
                 "client_certificates",
@@ -1151,6 +1167,28 @@ fn validate_auth(auth: &InboundAuth, tls: Option<&TlsConfig>) -> Result<(), (Str
         }
     }
     Ok(())
+}
+
+/// Why a configured DNS name of a client certificate could never be matched as meant: `None`
+/// when it is a plain ASCII host name (a final dot allowed).
+fn dns_name_problem(name: &str) -> Option<String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    if bare.contains('*') {
+        return Some(format!(
+            "{name:?} is a wildcard: certificates are matched by exact name only; list each name, e.g. idp.example.com"
+        ));
+    }
+    if !bare.is_ascii() {
+        return Some(format!(
+            "{name:?} is not ASCII: write an internationalised name as its A-labels (xn--…), as certificates hold it"
+        ));
+    }
+    let label_ok =
+        |label: &str| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !bare.split('.').all(label_ok) {
+        return Some(format!("{name:?} is not a DNS name: use letters, digits, '-' and '.', e.g. idp.example.com"));
+    }
+    None
 }
 
 /// Replaces `${env.NAME}`, `${env.NAME:-default}` and `${file.PATH}` in every string of the tree.

@@ -13,6 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::subject::{Attribute, AttributeValue, DistinguishedName};
 use crate::config::{Config, TlsConfig};
 
 /// Why TLS could not be set up at start; names the file and the reason.
@@ -226,11 +227,9 @@ pub async fn watch_files(certificate: Arc<RotatingCertificate>, interval: Durati
 /// A client certificate verified during the handshake, read once per connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
-    /// The subject as RFC 4514 text, e.g. `CN=entra-provisioning, O=Acme`.
-    pub subject: String,
-    /// The subject's common name, if any.
-    pub common_name: Option<String>,
-    /// DNS names of the subject alternative name extension.
+    /// The subject as it is encoded: its RDNs in DER order, string values decoded.
+    pub subject: DistinguishedName,
+    /// DNS names of the subject alternative name extension, as written (A-labels).
     pub dns_names: Vec<String>,
     /// URIs of the subject alternative name extension.
     pub uris: Vec<String>,
@@ -240,7 +239,6 @@ impl ClientIdentity {
     /// Reads the identity of an end-entity certificate; `None` when it cannot be parsed.
     pub fn from_der(der: &CertificateDer<'_>) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
         let mut dns_names = Vec::new();
         let mut uris = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -252,6 +250,100 @@ impl ClientIdentity {
                 }
             }
         }
-        Some(Self { subject: cert.subject().to_string(), common_name, dns_names, uris })
+        Some(Self { subject: subject_of(cert.subject()), dns_names, uris })
+    }
+}
+
+/// A certificate's subject as a structure: each RDN's attributes with their type's OID and
+/// their value, in the order of the encoding.
+fn subject_of(name: &x509_parser::x509::X509Name<'_>) -> DistinguishedName {
+    let rdn = |rdn: &x509_parser::x509::RelativeDistinguishedName<'_>| {
+        let attribute = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| Attribute {
+            oid: a.attr_type().to_id_string(),
+            value: decoded(a.attr_value()),
+        };
+        rdn.iter().map(attribute).collect()
+    };
+    DistinguishedName::new(name.iter().map(rdn).collect())
+}
+
+/// An attribute value as text when it is of a string type whose characters are all the type
+/// allows: UTF8String, PrintableString, IA5String, VisibleString, NumericString, BMPString and
+/// UniversalString. Anything else, T.61 (TeletexString) included, whose characters have no
+/// single reading, stays undecoded and matches nothing.
+fn decoded(value: &x509_parser::asn1_rs::Any<'_>) -> AttributeValue {
+    use x509_parser::asn1_rs::{Class, Tag, ToDer};
+    let bytes = value.data;
+    let ascii =
+        |allowed: fn(&u8) -> bool| bytes.iter().all(allowed).then(|| bytes.iter().map(|&b| char::from(b)).collect());
+    let units = |width: usize| bytes.len() % width == 0;
+    let text: Option<String> = if value.class() != Class::Universal || value.header.is_constructed() {
+        None
+    } else {
+        match value.tag() {
+            Tag::Utf8String => std::str::from_utf8(bytes).ok().map(str::to_owned),
+            Tag::PrintableString => ascii(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(b)),
+            Tag::Ia5String => ascii(u8::is_ascii),
+            Tag::VisibleString => ascii(|b| (0x20..=0x7e).contains(b)),
+            Tag::NumericString => ascii(|b| b.is_ascii_digit() || *b == b' '),
+            Tag::BmpString if units(2) => {
+                let units = bytes.chunks_exact(2).map(|u| u16::from_be_bytes([u[0], u[1]]));
+                char::decode_utf16(units).collect::<Result<String, _>>().ok()
+            }
+            Tag::UniversalString if units(4) => bytes
+                .chunks_exact(4)
+                .map(|u| char::from_u32(u32::from_be_bytes([u[0], u[1], u[2], u[3]])))
+                .collect::<Option<String>>(),
+            _ => None,
+        }
+    };
+    match text {
+        Some(text) => AttributeValue::Text(text),
+        None => AttributeValue::Undecoded(value.to_der_vec().unwrap_or_else(|_| bytes.to_vec())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::asn1_rs::{Any, Class, Tag};
+
+    #[test]
+    fn only_values_of_string_types_with_characters_their_type_allows_are_text() {
+        let text = |s: &str| AttributeValue::Text(s.into());
+        for (tag, bytes, expected) in [
+            (Tag::Utf8String, "Lučić, Inc.".as_bytes(), Some(text("Lučić, Inc."))),
+            (Tag::Utf8String, &[0x61, 0xC4][..], None),
+            (Tag::PrintableString, b"Acme, Inc. (EU) +1 = ?", Some(text("Acme, Inc. (EU) +1 = ?"))),
+            (Tag::PrintableString, b"a_b", None),
+            (Tag::PrintableString, b"a*b", None),
+            (Tag::Ia5String, b"ops@example.com", Some(text("ops@example.com"))),
+            (Tag::Ia5String, &[0x61, 0x80], None),
+            (Tag::VisibleString, b"a b", Some(text("a b"))),
+            (Tag::VisibleString, b"a\nb", None),
+            (Tag::NumericString, b"12 34", Some(text("12 34"))),
+            (Tag::NumericString, b"12a", None),
+            (Tag::BmpString, &[0, b'L', 0, b'u', 0x01, 0x0D][..], Some(text("Luč"))),
+            (Tag::BmpString, &[0, b'L', 0][..], None),
+            (Tag::BmpString, &[0xD8, 0x00][..], None),
+            (Tag::UniversalString, &[0, 0, 0, b'a', 0, 0x01, 0xF6, 0x00][..], Some(text("a😀"))),
+            (Tag::UniversalString, &[0, 0, 0xD8, 0x00][..], None),
+            (Tag::T61String, b"entra-provisioning", None),
+            (Tag::Integer, &[1][..], None),
+        ] {
+            let value = decoded(&Any::from_tag_and_data(tag, bytes));
+            match expected {
+                Some(expected) => assert_eq!(value, expected, "{tag:?} {bytes:?}"),
+                None => assert!(matches!(value, AttributeValue::Undecoded(_)), "{tag:?} {bytes:?}: {value:?}"),
+            }
+        }
+        // Undecoded values keep their whole encoding, for the log: tag, length, content.
+        assert_eq!(
+            decoded(&Any::from_tag_and_data(Tag::T61String, b"ab")),
+            AttributeValue::Undecoded(vec![0x14, 2, b'a', b'b'])
+        );
+        // A UTF8String's tag number in another class is not a UTF8String.
+        let tagged = Any::from_tag_and_data(Tag::Utf8String, b"x").with_class(Class::ContextSpecific);
+        assert!(matches!(decoded(&tagged), AttributeValue::Undecoded(_)));
     }
 }

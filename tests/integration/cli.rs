@@ -207,3 +207,27 @@ fn values_that_once_panicked_or_failed_every_request_stop_the_start_naming_the_k
         assert!(!output.contains("panicked") && !output.contains("S3cret!pass"), "{to}: {output}");
     }
 }
+
+#[test]
+fn check_names_the_key_of_a_malformed_certificate_subject_or_a_wildcard_dns_name() {
+    for (accepted, key, says) in [
+        (r#"subjects: ["CN=a,,O=b"]"#, "apps[0].auth.client_certificates.subjects[0]", "no attribute"),
+        (r#"subjects: ["CN=ok", "CN=a;O=b"]"#, "apps[0].auth.client_certificates.subjects[1]", r"escape it as \;"),
+        (r#"subjects: ["CN=#0C03616263"]"#, "apps[0].auth.client_certificates.subjects[0]", "#"),
+        (r#"subjects: ["Name=x"]"#, "apps[0].auth.client_certificates.subjects[0]", "unknown attribute type"),
+        (r#"subjects: ['CN=a\x']"#, "apps[0].auth.client_certificates.subjects[0]", r"\x"),
+        (r#"dns_names: ["*.example.com"]"#, "apps[0].auth.client_certificates.dns_names[0]", "wildcard"),
+    ] {
+        let dir = project(None);
+        let path = dir.path().join("proxy.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let tokens = "      bearer_tokens:\n        - \"${env.SCIM_TOKEN}\"\n";
+        assert!(text.contains(tokens));
+        let text = text.replacen(tokens, &format!("      client_certificates:\n        {accepted}\n"), 1);
+        let text = format!("{text}\ntls:\n  cert: tls.crt\n  key: tls.key\n  client_ca: client-ca.pem\n");
+        std::fs::write(&path, text).unwrap();
+        let (ok, text) = check(&path);
+        assert!(!ok, "{accepted}: {text}");
+        assert!(text.contains(&format!("proxy.yaml: {key}")) && text.contains(says), "{accepted}: {text}");
+    }
+}

@@ -379,6 +379,16 @@ async fn inbound_an_app_without_any_credential_is_a_configuration_error() {
             "apps[0].auth.client_certificates",
             "needs tls.client_ca",
         ),
+        (
+            "      client_certificates: {subjects: [\"CN=entra-provisioning,O=Acme,\"]}",
+            "apps[0].auth.client_certificates.subjects[0]",
+            "RFC 4514",
+        ),
+        (
+            "      client_certificates: {dns_names: [\"idp.example.com\", \"*.example.com\"]}",
+            "apps[0].auth.client_certificates.dns_names[1]",
+            "wildcard",
+        ),
         ("      basic: [{username: a, password: short}]", "apps[0].auth.basic[0].password", "shorter than 16"),
     ] {
         let text = crate::support::config_text(std::path::Path::new("app.rhai")).replacen(

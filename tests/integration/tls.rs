@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,8 +62,28 @@ impl Pki {
         self.issue(params, common_name)
     }
 
+    /// A client certificate whose subject holds exactly these attributes, one per RDN, in this
+    /// order of the DER encoding (the reverse of RFC 4514 text), with these DNS names.
+    pub fn client_with_subject(&self, subject: &[(DnType, DnValue)], dns_names: &[&str]) -> Issued {
+        let names: Vec<String> = dns_names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.distinguished_name = DistinguishedName::new();
+        for (kind, value) in subject {
+            // A type pushed twice would replace the first value: a second common name is
+            // written with its OID as a custom type.
+            assert!(params.distinguished_name.get(kind).is_none(), "{kind:?} twice");
+            params.distinguished_name.push(kind.clone(), value.clone());
+        }
+        self.sign(params)
+    }
+
     fn issue(&self, mut params: CertificateParams, common_name: &str) -> Issued {
         params.distinguished_name.push(DnType::CommonName, common_name);
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Issued {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Issued { cert: cert.pem(), key: key.serialize_pem() }
@@ -391,6 +411,141 @@ async fn tls_client_certificates_authenticate_an_app_without_a_token() {
     // A certificate for the right name from another CA does not even complete the handshake.
     let forged = Pki::new("another ca").client("entra-provisioning", &[]);
     assert!(with_identity(&forged).send().await.is_err());
+}
+
+/// Creates a user as the holder of `issued`, with no token and this request id; the status.
+async fn create_as(env: &TestEnv, pki: &Pki, issued: &Issued, user_name: &str, request_id: &str) -> StatusCode {
+    let client = https_client(pki).identity(issued.identity()).build().unwrap();
+    let request = client
+        .post(format!("{}/Users", https_base(env)))
+        .header("content-type", "application/scim+json")
+        .header("x-request-id", request_id)
+        .body(crate::support::user(user_name).to_string());
+    request.send().await.unwrap().status()
+}
+
+/// The status of a listing by the holder of `issued`, with no token.
+async fn list_as(env: &TestEnv, pki: &Pki, issued: &Issued) -> StatusCode {
+    let client = https_client(pki).identity(issued.identity()).build().unwrap();
+    client.get(format!("{}/Users", https_base(env))).send().await.unwrap().status()
+}
+
+/// The audit line of a request, once written.
+async fn audit_line(request_id: &str) -> String {
+    let needles = ["scim_proxy::audit", &format!("request_id={request_id}")];
+    let lines = crate::support::wait_for_log(&needles, Duration::from_secs(5)).await;
+    assert_eq!(lines.len(), 1, "one audit record for {request_id}: {lines:?}");
+    lines.into_iter().next().unwrap()
+}
+
+/// The lines saying that a certificate with this (escaped RFC 4514) subject was not accepted.
+async fn refusal_lines(subject: &str) -> Vec<String> {
+    let needles = ["client certificate not accepted by this app", &format!("subject={subject}")];
+    crate::support::wait_for_log(&needles, Duration::from_secs(5)).await
+}
+
+fn cn(value: &str) -> (DnType, DnValue) {
+    (DnType::CommonName, DnValue::from(value))
+}
+
+fn org(value: &str) -> (DnType, DnValue) {
+    (DnType::OrganizationName, DnValue::from(value))
+}
+
+/// A second common name: rcgen keeps one value per type, and this is the same OID (2.5.4.3)
+/// under another key.
+fn second_cn(value: &str) -> (DnType, DnValue) {
+    (DnType::CustomDnType(vec![2, 5, 4, 3]), DnValue::from(value))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_a_common_name_holding_a_comma_cannot_pass_for_a_full_subject() {
+    let pki = Pki::new("test ca");
+    let (env, _files) = start_mtls(&pki, "        subjects: [\"CN=entra-provisioning,O=Acme\"]\n").await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+
+    // RFC 4514 text names the RDNs last first: this subject is O=Acme, then CN, in the DER.
+    let real = pki.client_with_subject(&[org("Acme"), cn("entra-provisioning")], &[]);
+    let rid = format!("cert-real-{run}");
+    assert_eq!(create_as(&env, &pki, &real, "cert-real", &rid).await, StatusCode::CREATED);
+    let line = audit_line(&rid).await;
+    assert!(line.contains("principal=client certificate CN=entra-provisioning,O=Acme"), "{line}");
+
+    // One common name whose text is the whole configured subject: refused, and the log shows
+    // the comma as part of the value.
+    let spoof = pki.client_with_subject(&[cn("entra-provisioning, O=Acme")], &[]);
+    assert_eq!(
+        create_as(&env, &pki, &spoof, "cert-spoof", &format!("cert-spoof-{run}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!refusal_lines(r"CN=entra-provisioning\, O=Acme").await.is_empty());
+    // The same attributes in the other order are another subject.
+    let reversed = pki.client_with_subject(&[cn("entra-provisioning"), org("Acme")], &[]);
+    assert_eq!(
+        create_as(&env, &pki, &reversed, "cert-reversed", &format!("cert-reversed-{run}")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!refusal_lines("O=Acme,CN=entra-provisioning").await.is_empty());
+
+    // A client chooses its subject's length: the log line shows only its start.
+    let long = "y".repeat(1000);
+    let huge = pki.client_with_subject(&[org(&long), cn("entra-provisioning")], &[]);
+    assert_eq!(list_as(&env, &pki, &huge).await, StatusCode::UNAUTHORIZED);
+    let lines = refusal_lines("CN=entra-provisioning,O=yyyy").await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains('…') && !lines[0].contains(&"y".repeat(300)), "{}", lines[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_a_certificate_with_two_common_names_is_refused_whichever_comes_first() {
+    let pki = Pki::new("test ca");
+    let (env, _files) = start_mtls(&pki, "        subjects: [\"CN=scim-twice\"]\n").await;
+    let only = pki.client_with_subject(&[cn("scim-twice")], &[]);
+    assert_eq!(list_as(&env, &pki, &only).await, StatusCode::OK);
+    // A common-name entry accepts whatever else the subject holds, with that one common name.
+    let with_org = pki.client_with_subject(&[org("Acme"), cn("scim-twice")], &[]);
+    assert_eq!(list_as(&env, &pki, &with_org).await, StatusCode::OK);
+
+    for (subject, rendered) in [
+        ([cn("scim-twice"), second_cn("someone-else")], "CN=someone-else,CN=scim-twice"),
+        ([cn("someone-else"), second_cn("scim-twice")], "CN=scim-twice,CN=someone-else"),
+        ([cn("scim-twice"), second_cn("scim-twice")], "CN=scim-twice,CN=scim-twice"),
+    ] {
+        let twice = pki.client_with_subject(&subject, &[]);
+        assert_eq!(list_as(&env, &pki, &twice).await, StatusCode::UNAUTHORIZED, "{rendered}");
+        assert!(!refusal_lines(rendered).await.is_empty(), "{rendered}");
+    }
+    // A common name in a string type that is not decoded (T.61) matches nothing.
+    let teletex = DnValue::TeletexString("scim-twice".try_into().unwrap());
+    let t61 = pki.client_with_subject(&[(DnType::CommonName, teletex)], &[]);
+    assert_eq!(list_as(&env, &pki, &t61).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_a_subject_with_an_escaped_comma_matches_a_common_name_holding_one() {
+    let pki = Pki::new("test ca");
+    let (env, _files) = start_mtls(&pki, "        subjects: ['CN=Acme\\, Inc. provisioning']\n").await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let holder = pki.client_with_subject(&[cn("Acme, Inc. provisioning")], &[]);
+    let rid = format!("cert-comma-{run}");
+    assert_eq!(create_as(&env, &pki, &holder, "cert-comma", &rid).await, StatusCode::CREATED);
+    let line = audit_line(&rid).await;
+    assert!(line.contains(r"principal=client certificate CN=Acme\, Inc. provisioning"), "{line}");
+    // The text split at the comma into two attributes is another subject.
+    let split = pki.client_with_subject(&[org(" Inc. provisioning"), cn("Acme")], &[]);
+    assert_eq!(list_as(&env, &pki, &split).await, StatusCode::UNAUTHORIZED);
+    assert!(!refusal_lines(r"CN=Acme,O=\ Inc. provisioning").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_dns_names_match_without_case_or_a_trailing_dot_and_never_by_wildcard() {
+    let pki = Pki::new("test ca");
+    let (env, _files) = start_mtls(&pki, "        dns_names: [idp.example.test]\n").await;
+    assert_eq!(list_as(&env, &pki, &pki.client("idp", &["idp.example.test"])).await, StatusCode::OK);
+    assert_eq!(list_as(&env, &pki, &pki.client("idp", &["IDP.Example.TEST."])).await, StatusCode::OK);
+    // A wildcard in the certificate is a name like any other, and it is not idp.example.test.
+    assert_eq!(list_as(&env, &pki, &pki.client("idp", &["*.example.test"])).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(list_as(&env, &pki, &pki.client("idp", &["idp.example.test.other"])).await, StatusCode::UNAUTHORIZED);
 }
 
 #[test]
