@@ -187,10 +187,10 @@ fn match_certificate(accepted: &ClientCertificates, client: &ClientIdentity) -> 
         return Some(Principal(name));
     }
     if let Some(dns) = client.dns_names.iter().find(|d| accepted.dns_names.iter().any(|w| same_dns_name(w, d))) {
-        return Some(Principal(format!("{name} DNS:{dns}")));
+        return Some(Principal(format!("{name} DNS:{}", crate::error::echoed(dns))));
     }
     if let Some(uri) = client.uris.iter().find(|u| accepted.uris.contains(u)) {
-        return Some(Principal(format!("{name} URI:{uri}")));
+        return Some(Principal(format!("{name} URI:{}", crate::error::echoed(uri))));
     }
     None
 }
