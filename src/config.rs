@@ -647,6 +647,9 @@ pub struct OAuth2Config {
     /// How long before its expiry a token is replaced (at most half its lifetime).
     #[serde(default = "default_refresh_before", deserialize_with = "duration")]
     pub refresh_before: Duration,
+    /// The largest token endpoint answer read; a larger one is a failed token request.
+    #[serde(default = "default_token_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 /// Where the client credentials go in a token request (RFC 6749 §2.3.1).
@@ -986,6 +989,7 @@ impl Config {
             size("bulk.max_payload_bytes", app.bulk.max_payload_bytes, (1, 1 << 30))?;
             if let Some(oauth2) = app.legacy.auth.as_ref().and_then(|auth| auth.oauth2.as_ref()) {
                 duration("legacy.auth.oauth2.refresh_before", oauth2.refresh_before, (0, DAY))?;
+                size("legacy.auth.oauth2.max_response_bytes", oauth2.max_response_bytes, (1024, 16 << 20))?;
             }
             if let Some(jwt) = &app.auth.jwt {
                 duration("auth.jwt.jwks_max_age", jwt.jwks_max_age, (1000, 30 * DAY))?;
@@ -1353,6 +1357,10 @@ fn default_breaker_open_for() -> Duration {
 fn default_refresh_before() -> Duration {
     Duration::from_secs(60)
 }
+/// A token answer is a few KB even when the access token is a JWT with many claims.
+fn default_token_max_response_bytes() -> usize {
+    64 * 1024
+}
 fn default_bulk_operations() -> usize {
     100
 }
@@ -1489,6 +1497,14 @@ apps:
                 legacy_with("      breaker: {open_for: 48h}\n"),
                 "apps[0].legacy.breaker.open_for",
                 "must be from 0s to 24h",
+            ),
+            (
+                MINIMAL.replace(
+                    "      headers:\n        X-Api-Key: \"${env.TEST_KEY}\"\n",
+                    "      auth:\n        oauth2: {token_url: \"https://login.example/token\", client_id: id, client_secret: \"${env.TEST_KEY}\", max_response_bytes: 1000}\n",
+                ),
+                "apps[0].legacy.auth.oauth2.max_response_bytes",
+                "must be from 1024 to 16777216",
             ),
             (server("  header_read_timeout: 0s\n"), "server.header_read_timeout", "must be from 100ms to 1h"),
             (server("  shutdown_grace: 2h\n"), "server.shutdown_grace", "must be from 0s to 1h"),
