@@ -458,6 +458,10 @@ pub struct JwtConfig {
     /// so that a key the identity provider withdrew stops being accepted.
     #[serde(default = "default_jwks_max_age", deserialize_with = "duration")]
     pub jwks_max_age: Duration,
+    /// The largest JWKS document read from `jwks_url`; a larger one is a failed fetch (the
+    /// keys held stay in use).
+    #[serde(default = "default_jwks_max_bytes")]
+    pub jwks_max_bytes: usize,
     /// The secret of `HS256`/`HS384`/`HS512` tokens (32 bytes or more).
     #[serde(default)]
     pub shared_secret: Option<Secret>,
@@ -994,6 +998,7 @@ impl Config {
             if let Some(jwt) = &app.auth.jwt {
                 duration("auth.jwt.jwks_max_age", jwt.jwks_max_age, (1000, 30 * DAY))?;
                 duration("auth.jwt.leeway", jwt.leeway, (0, DAY))?;
+                size("auth.jwt.jwks_max_bytes", jwt.jwks_max_bytes, (1024, 16 << 20))?;
             }
             // Refused rather than redacted: a URL is printed by logs, errors and `/readyz`, and
             // every place would have to remember to redact it; `legacy.auth` keeps secrets
@@ -1310,6 +1315,11 @@ fn default_jwks_max_age() -> Duration {
     Duration::from_secs(3600)
 }
 
+/// A JWKS of a dozen keys with their certificate chains (`x5c`) is some tens of KB.
+fn default_jwks_max_bytes() -> usize {
+    256 * 1024
+}
+
 fn default_jwt_leeway() -> Duration {
     Duration::from_secs(60)
 }
@@ -1504,6 +1514,14 @@ apps:
                     "      auth:\n        oauth2: {token_url: \"https://login.example/token\", client_id: id, client_secret: \"${env.TEST_KEY}\", max_response_bytes: 1000}\n",
                 ),
                 "apps[0].legacy.auth.oauth2.max_response_bytes",
+                "must be from 1024 to 16777216",
+            ),
+            (
+                MINIMAL.replace(
+                    "      bearer_tokens:",
+                    "      jwt: {issuer: https://idp, audiences: [scim], algorithms: [RS256], jwks_url: \"https://idp.example/keys\", jwks_max_bytes: 1073741824}\n      bearer_tokens:",
+                ),
+                "apps[0].auth.jwt.jwks_max_bytes",
                 "must be from 1024 to 16777216",
             ),
             (server("  header_read_timeout: 0s\n"), "server.header_read_timeout", "must be from 100ms to 1h"),

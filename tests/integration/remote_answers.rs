@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::inbound_auth::{SigningKey, claims, jwt_section, start_with_auth};
 use crate::outbound::{FakeLegacy, assert_detail, proxy_with};
-use crate::support::log_lines_with;
+use crate::support::{Reply, TestEnv, log_lines_with};
 
 const MIB: usize = 1024 * 1024;
 
@@ -176,6 +178,121 @@ async fn serve(mut stream: TcpStream, answer: Arc<Mutex<Answer>>, delay: Arc<Mut
     } else {
         stats.cut_off.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// JWKS
+
+/// `GET /Users` with `token`, timed.
+async fn timed_bearer(env: &TestEnv, token: &str) -> (Reply, Duration) {
+    let started = Instant::now();
+    let response = env.client.get(format!("{}/Users", env.base())).bearer_auth(token).send().await.unwrap();
+    let reply = Reply::read(response).await;
+    (reply, started.elapsed())
+}
+
+fn jwks(keys: &[serde_json::Value]) -> Answer {
+    Answer::Json(json!({ "keys": keys }).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_a_jwks_document_over_the_limit_is_cut_off_and_the_token_refused_saying_why() {
+    let key = SigningKey::es256();
+    let token = key.sign(&claims(), Some("key-1"));
+    // Streamed without a length, then with a truthful one: the proxy stops at 256 KiB, or
+    // before the body at a Content-Length over it, and closes the connection.
+    for declared in [None, Some(64 * MIB)] {
+        let server = Remote::start(Answer::Huge { bytes: 64 * MIB, declared }).await;
+        let env = start_with_auth(&jwt_section(&format!("        jwks_url: \"{}\"\n", server.url("/keys")))).await;
+        let (reply, took) = timed_bearer(&env, &token).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("the JWKS could not be fetched: the answer is larger than 262144 bytes"),
+            "{declared:?}: {detail}"
+        );
+        assert!(took < Duration::from_secs(3), "{declared:?}: refused after {took:?}");
+        let sent = server.cut_off(1).await;
+        assert!(sent < 16 * MIB, "{declared:?}: {sent} bytes of 64 MiB were sent before the proxy hung up");
+        assert_eq!(server.answered(), 0);
+        assert!(!log_lines_with(&["jwks fetch failed", "larger than 262144 bytes"]).is_empty());
+    }
+    // A Content-Length smaller than what follows: only that much is read, and it is no JWKS.
+    let server = Remote::start(Answer::Huge { bytes: 64 * MIB, declared: Some(100) }).await;
+    let env = start_with_auth(&jwt_section(&format!("        jwks_url: \"{}\"\n", server.url("/keys")))).await;
+    let (reply, took) = timed_bearer(&env, &token).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    assert!(reply.body["detail"].as_str().unwrap().contains("not a JWKS document"), "{}", reply.text);
+    assert!(took < Duration::from_secs(3), "refused after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_an_oversized_jwks_refresh_fails_and_the_keys_held_keep_serving() {
+    let key = SigningKey::es256();
+    let server = Remote::start(jwks(&[key.jwk("key-1")])).await;
+    let section = format!("        jwks_url: \"{}\"\n        jwks_max_age: 1s\n", server.url("/keys"));
+    let env = start_with_auth(&jwt_section(&section)).await;
+    let token = key.sign(&claims(), Some("key-1"));
+    assert_eq!(timed_bearer(&env, &token).await.0.status, StatusCode::OK);
+
+    server.answer(Answer::Huge { bytes: 64 * MIB, declared: None });
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Stale keys: the refresh is cut off, and they go on serving.
+    assert_eq!(timed_bearer(&env, &token).await.0.status, StatusCode::OK);
+    let sent = server.cut_off(1).await;
+    assert!(sent < 16 * MIB, "{sent} bytes of 64 MiB were sent before the proxy hung up");
+    assert_eq!(timed_bearer(&env, &token).await.0.status, StatusCode::OK);
+    // A key id not held is refused with the reason, and does not fetch again within the minute.
+    let stranger = SigningKey::es256().sign(&claims(), Some("key-2"));
+    let (reply, _) = timed_bearer(&env, &stranger).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.body["detail"].as_str().unwrap().contains("larger than 262144 bytes"), "{}", reply.text);
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_a_jwks_url_redirecting_elsewhere_is_not_followed() {
+    let key = SigningKey::es256();
+    let elsewhere = Remote::start(jwks(&[key.jwk("key-1")])).await;
+    let server = Remote::start(Answer::Redirect(302, elsewhere.url("/keys"))).await;
+    let env = start_with_auth(&jwt_section(&format!("        jwks_url: \"{}\"\n", server.url("/keys")))).await;
+    let (reply, _) = timed_bearer(&env, &key.sign(&claims(), Some("key-1"))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "the keys of the host redirected to were taken");
+    assert!(reply.body["detail"].as_str().unwrap().contains("302: redirects are not followed"), "{}", reply.text);
+    assert_eq!((server.requests(), elsewhere.requests()), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_stale_jwks_keys_serve_while_a_slow_server_is_asked_again_in_the_background() {
+    let (first, second) = (SigningKey::es256(), SigningKey::es256());
+    let server = Remote::start(jwks(&[first.jwk("key-1")])).await;
+    let section = format!("        jwks_url: \"{}\"\n        jwks_max_age: 1s\n", server.url("/keys"));
+    let env = start_with_auth(&jwt_section(&section)).await;
+    let token = first.sign(&claims(), Some("key-1"));
+    assert_eq!(timed_bearer(&env, &token).await.0.status, StatusCode::OK, "the first fetch is waited for");
+
+    // The identity provider adds a key and becomes slow: 5 s for every answer from now on.
+    server.answer(jwks(&[first.jwk("key-1"), second.jwk("key-2")]));
+    server.slow_down(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        let (reply, took) = timed_bearer(&env, &token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert!(took < Duration::from_secs(2), "a request waited {took:?} for the slow JWKS server");
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert_eq!(server.requests(), 2, "one refresh under way, not one per request");
+
+    // Once the server has answered, the new key is accepted without another fetch.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.answered() < 2 {
+        assert!(Instant::now() < deadline, "the slow answer never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (reply, _) = timed_bearer(&env, &second.sign(&claims(), Some("key-2"))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(server.requests(), 2);
 }
 
 // ---------------------------------------------------------------------------------------
