@@ -458,6 +458,10 @@ pub struct JwtConfig {
     /// so that a key the identity provider withdrew stops being accepted.
     #[serde(default = "default_jwks_max_age", deserialize_with = "duration")]
     pub jwks_max_age: Duration,
+    /// The largest JWKS document read from `jwks_url`; a larger one is a failed fetch (the
+    /// keys held stay in use).
+    #[serde(default = "default_jwks_max_bytes")]
+    pub jwks_max_bytes: usize,
     /// The secret of `HS256`/`HS384`/`HS512` tokens (32 bytes or more).
     #[serde(default)]
     pub shared_secret: Option<Secret>,
@@ -655,6 +659,9 @@ pub struct OAuth2Config {
     /// How long before its expiry a token is replaced (at most half its lifetime).
     #[serde(default = "default_refresh_before", deserialize_with = "duration")]
     pub refresh_before: Duration,
+    /// The largest token endpoint answer read; a larger one is a failed token request.
+    #[serde(default = "default_token_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 /// Where the client credentials go in a token request (RFC 6749 §2.3.1).
@@ -994,10 +1001,12 @@ impl Config {
             size("bulk.max_payload_bytes", app.bulk.max_payload_bytes, (1, 1 << 30))?;
             if let Some(oauth2) = app.legacy.auth.as_ref().and_then(|auth| auth.oauth2.as_ref()) {
                 duration("legacy.auth.oauth2.refresh_before", oauth2.refresh_before, (0, DAY))?;
+                size("legacy.auth.oauth2.max_response_bytes", oauth2.max_response_bytes, (1024, 16 << 20))?;
             }
             if let Some(jwt) = &app.auth.jwt {
                 duration("auth.jwt.jwks_max_age", jwt.jwks_max_age, (1000, 30 * DAY))?;
                 duration("auth.jwt.leeway", jwt.leeway, (0, DAY))?;
+                size("auth.jwt.jwks_max_bytes", jwt.jwks_max_bytes, (1024, 16 << 20))?;
             }
             // Refused rather than redacted: a URL is printed by logs, errors and `/readyz`, and
             // every place would have to remember to redact it; `legacy.auth` keeps secrets
@@ -1344,6 +1353,11 @@ fn default_jwks_max_age() -> Duration {
     Duration::from_secs(3600)
 }
 
+/// A JWKS of a dozen keys with their certificate chains (`x5c`) is some tens of KB.
+fn default_jwks_max_bytes() -> usize {
+    256 * 1024
+}
+
 fn default_jwt_leeway() -> Duration {
     Duration::from_secs(60)
 }
@@ -1390,6 +1404,10 @@ fn default_breaker_open_for() -> Duration {
 }
 fn default_refresh_before() -> Duration {
     Duration::from_secs(60)
+}
+/// A token answer is a few KB even when the access token is a JWT with many claims.
+fn default_token_max_response_bytes() -> usize {
+    64 * 1024
 }
 fn default_bulk_operations() -> usize {
     100
@@ -1527,6 +1545,22 @@ apps:
                 legacy_with("      breaker: {open_for: 48h}\n"),
                 "apps[0].legacy.breaker.open_for",
                 "must be from 0s to 24h",
+            ),
+            (
+                MINIMAL.replace(
+                    "      headers:\n        X-Api-Key: \"${env.TEST_KEY}\"\n",
+                    "      auth:\n        oauth2: {token_url: \"https://login.example/token\", client_id: id, client_secret: \"${env.TEST_KEY}\", max_response_bytes: 1000}\n",
+                ),
+                "apps[0].legacy.auth.oauth2.max_response_bytes",
+                "must be from 1024 to 16777216",
+            ),
+            (
+                MINIMAL.replace(
+                    "      bearer_tokens:",
+                    "      jwt: {issuer: https://idp, audiences: [scim], algorithms: [RS256], jwks_url: \"https://idp.example/keys\", jwks_max_bytes: 1073741824}\n      bearer_tokens:",
+                ),
+                "apps[0].auth.jwt.jwks_max_bytes",
+                "must be from 1024 to 16777216",
             ),
             (server("  header_read_timeout: 0s\n"), "server.header_read_timeout", "must be from 100ms to 1h"),
             (server("  shutdown_grace: 2h\n"), "server.shutdown_grace", "must be from 0s to 1h"),

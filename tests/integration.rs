@@ -53,6 +53,8 @@ mod deploy;
 mod tls;
 #[path = "integration/inbound_auth.rs"]
 mod inbound_auth;
+#[path = "integration/remote_answers.rs"]
+mod remote_answers;
 #[path = "integration/faults.rs"]
 mod faults;
 #[path = "integration/sandbox.rs"]
