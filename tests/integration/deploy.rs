@@ -327,7 +327,8 @@ fn every_container_meets_the_restricted_pod_security_standard() {
         assert_ne!(pod[host], true, "{host}");
     }
     // Volume types the restricted standard allows.
-    let allowed = ["configMap", "secret", "emptyDir", "projected", "downwardAPI", "csi", "ephemeral", "persistentVolumeClaim"];
+    let allowed =
+        ["configMap", "secret", "emptyDir", "projected", "downwardAPI", "csi", "ephemeral", "persistentVolumeClaim"];
     for volume in pod["volumes"].as_array().unwrap() {
         let kinds: Vec<&String> = volume.as_object().unwrap().keys().filter(|k| *k != "name").collect();
         assert!(kinds.iter().all(|k| allowed.contains(&k.as_str())), "volume {volume}");
@@ -344,7 +345,10 @@ fn every_container_meets_the_restricted_pod_security_standard() {
         assert!(added.iter().all(|c| c == "NET_BIND_SERVICE"), "{name}: capabilities.add {added:?}");
         let seccomp = effective(&container, "seccompProfile")["type"].clone();
         assert!(seccomp == "RuntimeDefault" || seccomp == "Localhost", "{name}: seccompProfile {seccomp}");
-        assert!(container["ports"].as_array().is_none_or(|p| p.iter().all(|p| p["hostPort"].is_null())), "{name}: hostPort");
+        assert!(
+            container["ports"].as_array().is_none_or(|p| p.iter().all(|p| p["hostPort"].is_null())),
+            "{name}: hostPort"
+        );
         // Not in the standard, but what the proxy and the example ask for.
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true, "{name}: readOnlyRootFilesystem");
     }
@@ -381,10 +385,16 @@ fn the_app_outlives_the_proxys_drain_and_the_pod_waits_for_both() {
         (command.first()? == "sleep").then(|| command.get(1)?.as_str()?.parse().ok())?
     });
     let held = held.expect("a preStop sleep on the app container");
-    assert!(held >= drain, "the app's preStop ({held}s) ends before the proxy's drain (shutdown_delay + shutdown_grace = {drain}s)");
+    assert!(
+        held >= drain,
+        "the app's preStop ({held}s) ends before the proxy's drain (shutdown_delay + shutdown_grace = {drain}s)"
+    );
     // The kubelet's grace period includes the preStop; the app needs a few seconds of its own after it.
     let grace = pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
-    assert!(grace >= held + 5, "terminationGracePeriodSeconds {grace} leaves the app under 5 s after its {held}s preStop");
+    assert!(
+        grace >= held + 5,
+        "terminationGracePeriodSeconds {grace} leaves the app under 5 s after its {held}s preStop"
+    );
     assert!(grace > drain, "terminationGracePeriodSeconds {grace} must exceed the proxy's drain ({drain}s)");
 }
 
@@ -412,7 +422,10 @@ fn a_network_policy_keeps_the_admin_port_from_the_cluster() {
                 // The admin port only from one namespace, never from any pod or address.
                 for peer in peers {
                     assert!(peer["ipBlock"].is_null(), "{rule}: the admin port is open to addresses");
-                    assert!(peer["namespaceSelector"]["matchLabels"].is_object(), "{rule}: the admin port is open beyond one namespace");
+                    assert!(
+                        peer["namespaceSelector"]["matchLabels"].is_object(),
+                        "{rule}: the admin port is open beyond one namespace"
+                    );
                 }
             }
         }
@@ -426,7 +439,10 @@ fn a_disruption_budget_keeps_a_pod_serving_through_drains() {
     assert_selects_the_pod(&budget["spec"]["selector"]["matchLabels"], "the PodDisruptionBudget");
     let replicas = the("Deployment")["spec"]["replicas"].as_u64().unwrap_or(1);
     let min = budget["spec"]["minAvailable"].as_u64().expect("minAvailable as a number");
-    assert!(min >= 1 && min < replicas, "minAvailable {min} with {replicas} replicas: a drain keeps none, or cannot proceed");
+    assert!(
+        min >= 1 && min < replicas,
+        "minAvailable {min} with {replicas} replicas: a drain keeps none, or cannot proceed"
+    );
 }
 
 #[test]
