@@ -419,6 +419,11 @@ async fn serve(
     let method = request.method().clone();
     let http1 = request.version() < http::Version::HTTP_2;
     let path = request.uri().path().to_owned();
+    let peer = connection.peer;
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .map_or_else(|| "-".to_owned(), |agent| crate::error::echoed(&String::from_utf8_lossy(agent.as_bytes())));
     let query = keeps_requests.then(|| request.uri().query().map(str::to_owned)).flatten();
     let mut kept_body = None;
     let found = routing::find_app(state.apps.iter().map(|a| a.config.base_path.as_str()), &path);
@@ -470,22 +475,36 @@ async fn serve(
     };
     let app_name = app.map_or("-", |a| a.name());
     let op = operation.as_ref().map_or("-", Operation::name);
+    let route = match (app, &operation) {
+        (Some(app), Some(operation)) => format!("{}{}", app.config.base_path, operation.template()),
+        _ => "-".to_owned(),
+    };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let legacy_calls = stats.calls.load(Ordering::Relaxed);
     let legacy_ms = stats.micros.load(Ordering::Relaxed) as f64 / 1000.0;
+    let bytes_in = stats.request_bytes.load(Ordering::Relaxed);
+    // The access log line: one set of fields, at the level and with the message of the outcome.
+    macro_rules! access {
+        ($level:ident, $response:expr, $message:literal $(, $extra:ident = %$value:expr)?) => {{
+            let response = $response;
+            let status = response.status().as_u16();
+            let bytes_out = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+            tracing::$level!(
+                request_id = %request_id, app = app_name, op, %method, route = route.as_str(), status,
+                latency_ms, legacy_calls, legacy_ms, client = %peer, user_agent = user_agent.as_str(),
+                bytes_in, bytes_out $(, $extra = %$value)?, $message
+            );
+            response
+        }};
+    }
     let mut failure = None;
     let response = match outcome {
-        Ok(reply) => {
-            let status = reply.status.as_u16();
-            tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, "request done");
-            response::reply(reply, &request_id)
-        }
+        Ok(reply) => access!(info, response::reply(reply, &request_id), "request done"),
         Err(error) => {
             let mut answer = answer(&error);
             if state.server.reveal_faults && answer.detail == crate::error::GENERIC {
                 answer.detail = error.to_string();
             }
-            let status = answer.status.as_u16();
             if keeps_requests {
                 let cause = error.to_string();
                 failure = Some(recent::Failure {
@@ -493,14 +512,6 @@ async fn serve(
                     cause: (cause != answer.detail).then_some(cause),
                     detail: answer.detail.clone(),
                 });
-            }
-            match answer.source {
-                Source::Client => {
-                    tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, reason = %error, "request refused")
-                }
-                Source::Legacy | Source::Script | Source::Internal => {
-                    tracing::warn!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, error = %error, "request failed")
-                }
             }
             let mut response = response::error(&answer, &request_id);
             if let Error::Request(RequestError::MethodNotAllowed { allowed, .. }) = &error {
@@ -521,7 +532,12 @@ async fn serve(
                     headers.append(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
                 }
             }
-            response
+            match answer.source {
+                Source::Client => access!(info, response, "request refused", reason = %error),
+                Source::Legacy | Source::Script | Source::Internal => {
+                    access!(warn, response, "request failed", error = %error)
+                }
+            }
         }
     };
     let response = match (noted, app) {
@@ -758,6 +774,7 @@ async fn perform(
             Ok(read) => read?,
             Err(_) => return Err(RequestError::BodyTimeout { millis: app.config.request_timeout.as_millis() }.into()),
         };
+        stats.request_bytes.store(bytes.len(), Ordering::Relaxed);
         (Some(request::parse_json(&bytes, state.server.max_json_nodes)?), bytes.len(), Some(share))
     } else {
         (None, 0, None)
