@@ -286,3 +286,29 @@ cases:
     assert_eq!(notes.len(), 1, "{text}");
     assert!(notes[0].contains("id \"7\" is a User's and a Group's") && notes[0].contains("RFC 7643 §3.1"), "{text}");
 }
+
+/// A mapping that defines `health()` (whose legacy call the proxy makes every
+/// `server.health_interval`) passes its own test file every time: no periodic call lands among
+/// a case's scripted ones.
+#[test]
+fn a_mapping_with_health_passes_its_test_file_ten_runs_out_of_ten() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    let demo = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
+    let health = "\nfn health() {\n    legacy.get(\"/users\", #{ per_page: 1 }).status == 200\n}\n";
+    std::fs::write(dir.path().join("scripts/demo.rhai"), format!("{demo}{health}")).unwrap();
+    std::fs::copy(repo_file("scripts/demo.test.yaml"), dir.path().join("scripts/demo.test.yaml")).unwrap();
+    // A short interval, so that a periodic check would fall within the cases.
+    let config = std::fs::read_to_string(repo_file("proxy.yaml")).unwrap().replacen(
+        "server:\n",
+        "server:\n  health_interval: 1s\n",
+        1,
+    );
+    std::fs::write(dir.path().join("proxy.yaml"), config).unwrap();
+    let config = path_arg(&dir.path().join("proxy.yaml"));
+    for run in 1..=10 {
+        let (code, text) = scim_proxy_test(&["--config", &config]);
+        assert_eq!(code, 0, "run {run}:\n{text}");
+        assert!(text.contains(" passed, 0 failed"), "run {run}:\n{text}");
+    }
+}
