@@ -34,8 +34,9 @@ use crate::{admin, auth, request, response, tls};
 pub enum StartError {
     #[error(transparent)]
     App(#[from] AppError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    /// The cause is in the message, not the error's source: shown once wherever it is printed.
+    #[error("cannot listen on {addr} ({error})")]
+    Bind { addr: SocketAddr, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
 }
@@ -202,13 +203,13 @@ pub async fn start(
     };
     let tls = config.tls.as_ref().map(|settings| tls::Tls::load(config, settings)).transpose()?;
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr, error })
     };
     let scim_listener = bind(listen.unwrap_or(config.listen)).await?;
     let admin_listener = bind(admin_listen.unwrap_or(config.admin_listen)).await?;
-    let scim_addr = scim_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let scim_addr = scim_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen, error })?;
     let admin_addr =
-        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+        admin_listener.local_addr().map_err(|error| StartError::Bind { addr: config.admin_listen, error })?;
     let state = RwLock::new(Arc::new(State {
         apps,
         server: config.server.clone(),
