@@ -700,11 +700,19 @@ impl Noted {
                 parts.headers.insert(DRY_RUN_HEADER, HeaderValue::from_static("no-writes"));
                 return Response::from_parts(parts, Full::new(bytes));
             }
+            let mut detail = format!("dry run: nothing was written to the legacy app; {held_back} write(s) held back");
+            let mut answered = serde_json::json!({ "status": parts.status.as_u16(), "body": json });
+            if parts.status == http::StatusCode::INTERNAL_SERVER_ERROR {
+                detail.push_str(
+                    "; the 500 in `response` is what the mapping made of echoed writes, not a verdict on a real run (see response.explanation)",
+                );
+                answered["explanation"] = crate::script::journal::explain_fault(&calls).into();
+            }
             let report = serde_json::json!({
                 "schemas": [DRY_RUN_SCHEMA],
-                "detail": format!("dry run: nothing was written to the legacy app; {held_back} write(s) held back"),
+                "detail": detail,
                 "legacyCalls": calls,
-                "response": { "status": parts.status.as_u16(), "body": json },
+                "response": answered,
                 "note": "legacyCalls lists every call in order; those with sent: false were held back. `response` is what the mapping made of held-back writes answered with their own body echoed, so an error there may only mean the mapping needed data a real answer would have had.",
             });
             let mut response = Response::new(Full::new(Bytes::from(report.to_string())));

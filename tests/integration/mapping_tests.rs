@@ -312,3 +312,25 @@ fn a_mapping_with_health_passes_its_test_file_ten_runs_out_of_ten() {
         assert!(text.contains(" passed, 0 failed"), "run {run}:\n{text}");
     }
 }
+
+/// A dry run's held-back write is answered with the body the mapping sent; the demo's
+/// `replace_user` reads the written record's id from that answer and fails. The report says
+/// so instead of showing a bare 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_report_explains_a_500_made_from_an_echoed_write_without_an_id() {
+    let env = TestEnv::start().await;
+    let id = env.create_user("echoed").await;
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "Tried"}]
+    });
+    let reply = dry_run(&env, Method::PATCH, &format!("/Users/{id}"), Some(patch)).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert_eq!(reply.body["legacyCalls"][1]["sent"], false, "{}", reply.text);
+    assert!(reply.body["legacyCalls"][1]["body"].get("id").is_none(), "{}", reply.text);
+    assert_eq!(reply.body["response"]["status"], 500, "{}", reply.text);
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("not a verdict on a real run"), "{detail}");
+    let explanation = reply.body["response"]["explanation"].as_str().unwrap_or_default();
+    assert!(explanation.contains(&format!("PUT /users/{id}")) && explanation.contains("has no `id`"), "{}", reply.text);
+}
