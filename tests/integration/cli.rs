@@ -231,7 +231,9 @@ fn a_configuration_that_cannot_be_read_is_one_line_with_its_cause_once_and_exit_
     let missing = dir.path().join("missing.yaml");
     let missing = missing.to_str().unwrap();
     let cause = "(No such file or directory (os error 2))";
-    let cases: [(&[&str], &[(&str, &str)], &str); 7] = [
+    // Arguments, environment, the file the error names.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 7] = [
         (&["run", "--config", missing], &[], missing),
         (&["--config", missing], &[], missing),
         // A bare `scim-proxy` reads the file SCIM_PROXY_CONFIG names, as `run` does.

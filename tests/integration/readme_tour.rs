@@ -105,8 +105,7 @@ fn run(command: &str, env: &[(String, String)], headers: &Path) -> (u16, String)
     let seen = std::fs::read_to_string(headers).unwrap_or_default();
     let status = seen
         .lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .last()
+        .rfind(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no answer to:\n{command}\n{}", String::from_utf8_lossy(&output.stderr)));
