@@ -10,8 +10,9 @@ use serde::{Deserialize, Deserializer};
 /// Anything wrong with the configuration, naming the file, the key and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    /// The cause is in the message, not the error's source: shown once wherever it is printed.
+    #[error("{file}: cannot read ({error})")]
+    Read { file: String, error: std::io::Error },
     #[error("{file}: not valid YAML: {detail}")]
     Yaml { file: String, detail: String },
     #[error("{file}: {key}: {detail}")]
@@ -104,6 +105,10 @@ pub struct Config {
     /// The variable overrides it was read with, so that a reload reads it the same way.
     #[serde(skip)]
     pub overrides: BTreeMap<String, String>,
+    /// Script texts built into the binary, by the `script` path an app names: compiled
+    /// instead of reading that file (the configuration `demo` has built in).
+    #[serde(skip)]
+    pub built_in_scripts: BTreeMap<PathBuf, &'static str>,
 }
 
 /// The admin listener's `/requests`: the last requests of each app, for the people who run it.
@@ -823,7 +828,7 @@ impl Config {
     /// Reads, expands, deserializes and validates a configuration file.
     pub fn load(path: &Path, vars: &Variables) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: file.clone(), error })?;
         let mut config = Self::parse(&text, &file, vars)?;
         config.file = path.to_path_buf();
         Ok(config)

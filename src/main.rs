@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use scim_proxy::config::{Config, Variables};
+use scim_proxy::config::{Config, ConfigError, Variables};
 use scim_proxy::script::{ScriptEngine, lint};
 use scim_proxy::{demo, mapping_test, proxy, telemetry};
 
@@ -14,31 +15,52 @@ use scim_proxy::{demo, mapping_test, proxy, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How a command ends, for scripts and orchestrators; shown by `--help` and in the README's
+/// "Command line" section.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: check found nothing wrong, test passed every case, run and demo stopped on SIGTERM or Ctrl-C
+  1  check found an error in the configuration or a script; test had a failing case
+  2  the command could not do its work: an unknown argument, a configuration that cannot be read,
+     an address already in use; for run, demo and test also a configuration that is not valid
+     or a script that does not compile
+
+A failure is one line on stderr: error: <what> (<cause>)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "scim-proxy",
     version,
-    about = "A SCIM 2.0 endpoint in front of an in-house user API, mapped by a Rhai script"
+    about = "A SCIM 2.0 endpoint in front of an in-house user API, mapped by a Rhai script",
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a command, `run` with these options.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The options of `run`, which are also those of the command line without a command.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The configuration file.
+    #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
+    config: PathBuf,
+    /// Address of the SCIM listener, overriding `listen` (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Address of the admin listener, overriding `admin_listen`.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the apps of a configuration (the default command).
-    Run {
-        /// The configuration file.
-        #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
-        config: PathBuf,
-        /// Address of the SCIM listener, overriding `listen` (port 0 picks a free port).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Address of the admin listener, overriding `admin_listen`.
-        #[arg(long)]
-        admin_listen: Option<SocketAddr>,
-    },
+    Run(RunArgs),
     /// Validate a configuration and compile every script; exit non-zero on any problem.
     Check {
         /// The configuration file.
@@ -67,9 +89,10 @@ enum Command {
     },
     /// Start the bundled Acme Directory API and the proxy in front of it.
     Demo {
-        /// The configuration file.
-        #[arg(long, short, default_value = "proxy.yaml")]
-        config: PathBuf,
+        /// The configuration file [default: proxy.yaml when the working directory has one,
+        /// else the shipped proxy.yaml and scripts/demo.rhai built into the binary]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Address of the SCIM listener, overriding `listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -82,34 +105,59 @@ enum Command {
     },
 }
 
+/// Exit code 1: the command ran and found a problem (`check`).
+const FOUND_A_PROBLEM: u8 = 1;
+/// Exit code 2: the command could not do its work.
+const CANNOT_RUN: u8 = 2;
+
+/// A command that failed: what to tell its user, and the exit code.
+struct Failed {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(error: anyhow::Error) -> Self {
+        Self { code: CANNOT_RUN, error }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command =
-        cli.command.unwrap_or(Command::Run { config: PathBuf::from("proxy.yaml"), listen: None, admin_listen: None });
+    let command = cli.command.unwrap_or(Command::Run(cli.run));
     if let Command::Test { app, config, files, verbose } = command {
         return test(mapping_test::Options { config, app, files }, verbose);
     }
     let result = match command {
         Command::Test { .. } => Ok(()),
         Command::Check { config, idp } => check(&config, idp.as_deref()),
-        Command::Run { config, listen, admin_listen } => {
-            runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen)))
+        Command::Run(RunArgs { config, listen, admin_listen }) => {
+            runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen))).map_err(Failed::from)
         }
-        Command::Demo { config, listen, admin_listen, legacy_listen } => {
-            runtime().and_then(|rt| rt.block_on(demo::run(&config, listen, admin_listen, legacy_listen)))
-        }
+        Command::Demo { config, listen, admin_listen, legacy_listen } => runtime()
+            .and_then(|rt| rt.block_on(demo::run(config.as_deref(), listen, admin_listen, legacy_listen)))
+            .map_err(Failed::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+        Err(Failed { code, error }) => {
+            eprintln!("error: {}", describe(&error));
+            ExitCode::from(code)
         }
     }
 }
 
+/// An error as one line, `what (cause: deeper cause)`: each message of the chain once.
+///
+/// The proxy's own errors either show their cause in their message or expose it as their
+/// source, never both; the causes here come from the context added on the way up.
+fn describe(error: &anyhow::Error) -> String {
+    let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+    if causes.is_empty() { error.to_string() } else { format!("{error} ({})", causes.join(": ")) }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<()> {
@@ -144,10 +192,16 @@ async fn reload_on_sighup(shared: std::sync::Arc<proxy::Shared>) {
     let _ = shared;
 }
 
+/// `check`: exit code 1 for an error in the configuration or a script, 2 when the
+/// configuration cannot be read.
 #[allow(clippy::print_stdout)] // `check` reports to its user on stdout
-fn check(path: &std::path::Path, idp: Option<&str>) -> anyhow::Result<()> {
+fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
+    let found = |error: anyhow::Error| Failed { code: FOUND_A_PROBLEM, error };
     let vars = Variables::offline();
-    let config = Config::load(path, &vars)?;
+    let config = Config::load(path, &vars).map_err(|error| match error {
+        ConfigError::Read { .. } => Failed::from(anyhow::Error::from(error)),
+        invalid => found(invalid.into()),
+    })?;
     let profile = idp.map(scim_proxy::idp::profile).transpose().map_err(anyhow::Error::msg)?;
     let unset = vars.unset();
     if !unset.is_empty() {
@@ -195,7 +249,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> anyhow::Result<()> {
         }
     }
     if failed {
-        anyhow::bail!("{}: some scripts have errors", path.display());
+        return Err(found(anyhow::anyhow!("{}: some scripts have errors", path.display())));
     }
     println!("{}: ok", path.display());
     Ok(())
@@ -223,16 +277,16 @@ fn test(options: mapping_test::Options, verbose: bool) -> ExitCode {
         let log = scim_proxy::config::LogConfig { level: "scim_proxy=debug,warn".into(), ..Default::default() };
         let _ = telemetry::init(&log);
     }
-    let outcome = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+    let outcome = runtime().map_err(|e| describe(&e)).and_then(|rt| {
         let mut stdout = std::io::stdout();
         rt.block_on(mapping_test::run(&options, &mut stdout)).map_err(|e| e.to_string())
     });
     match outcome {
         Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+        Ok(_) => ExitCode::from(FOUND_A_PROBLEM),
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::from(2)
+            ExitCode::from(CANNOT_RUN)
         }
     }
 }

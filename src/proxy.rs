@@ -34,8 +34,9 @@ use crate::{admin, auth, request, response, tls};
 pub enum StartError {
     #[error(transparent)]
     App(#[from] AppError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    /// The cause is in the message, not the error's source: shown once wherever it is printed.
+    #[error("cannot listen on {addr} ({error})")]
+    Bind { addr: SocketAddr, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
 }
@@ -202,13 +203,13 @@ pub async fn start(
     };
     let tls = config.tls.as_ref().map(|settings| tls::Tls::load(config, settings)).transpose()?;
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr, error })
     };
     let scim_listener = bind(listen.unwrap_or(config.listen)).await?;
     let admin_listener = bind(admin_listen.unwrap_or(config.admin_listen)).await?;
-    let scim_addr = scim_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let scim_addr = scim_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen, error })?;
     let admin_addr =
-        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+        admin_listener.local_addr().map_err(|error| StartError::Bind { addr: config.admin_listen, error })?;
     let state = RwLock::new(Arc::new(State {
         apps,
         server: config.server.clone(),
@@ -715,11 +716,19 @@ impl Noted {
                 parts.headers.insert(DRY_RUN_HEADER, HeaderValue::from_static("no-writes"));
                 return Response::from_parts(parts, Full::new(bytes));
             }
+            let mut detail = format!("dry run: nothing was written to the legacy app; {held_back} write(s) held back");
+            let mut answered = serde_json::json!({ "status": parts.status.as_u16(), "body": json });
+            if parts.status == http::StatusCode::INTERNAL_SERVER_ERROR {
+                detail.push_str(
+                    "; the 500 in `response` is what the mapping made of echoed writes, not a verdict on a real run (see response.explanation)",
+                );
+                answered["explanation"] = crate::script::journal::explain_fault(&calls).into();
+            }
             let report = serde_json::json!({
                 "schemas": [DRY_RUN_SCHEMA],
-                "detail": format!("dry run: nothing was written to the legacy app; {held_back} write(s) held back"),
+                "detail": detail,
                 "legacyCalls": calls,
-                "response": { "status": parts.status.as_u16(), "body": json },
+                "response": answered,
                 "note": "legacyCalls lists every call in order; those with sent: false were held back. `response` is what the mapping made of held-back writes answered with their own body echoed, so an error there may only mean the mapping needed data a real answer would have had.",
             });
             let mut response = Response::new(Full::new(Bytes::from(report.to_string())));

@@ -37,6 +37,8 @@ mod docstore;
 mod example_documents;
 #[path = "integration/idp_replays.rs"]
 mod idp_replays;
+#[path = "integration/readme_tour.rs"]
+mod readme_tour;
 #[path = "integration/docs_examples.rs"]
 mod docs_examples;
 #[path = "integration/mapping_tests.rs"]

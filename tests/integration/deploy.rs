@@ -534,13 +534,50 @@ fn the_dockerfile_runs_cargos_binary_as_non_root_with_the_pods_ports_and_command
     // What the build copies from the context exists and is not excluded by .dockerignore.
     let ignored = std::fs::read_to_string(repo_file(".dockerignore")).unwrap();
     let ignored: Vec<&str> = ignored.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let mut copied = Vec::new();
     for copy in build.iter().filter(|i| i.keyword == "COPY" && !i.args.starts_with("--")) {
         let sources: Vec<&str> = copy.args.split_whitespace().collect();
         for source in &sources[..sources.len() - 1] {
             assert!(repo_file(source).exists(), "COPY {source}: no such file in the repository");
             assert!(!ignored.iter().any(|i| i.trim_end_matches('/') == *source), "{source} is in .dockerignore");
+            copied.push(PathBuf::from(source));
         }
     }
+    // What the source builds in (`demo`'s configuration and script) is in the build too.
+    let embedded = included_files();
+    assert!(!embedded.is_empty(), "no include_str! found in src/: the search is broken");
+    for file in embedded {
+        assert!(
+            copied.iter().any(|c| file.starts_with(c)),
+            "{} is built in, but the Dockerfile does not COPY it",
+            file.display()
+        );
+    }
+}
+
+/// The files the crate's source builds in with `include_str!` / `include_bytes!`, relative to
+/// the repository.
+fn included_files() -> Vec<PathBuf> {
+    let root = std::fs::canonicalize(repo_file(".")).unwrap();
+    let mut found = Vec::new();
+    let mut folders = vec![repo_file("src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let after = |macro_call: &'static str| text.split(macro_call).skip(1);
+            for piece in after("include_str!(\"").chain(after("include_bytes!(\"")) {
+                let Some((name, _)) = piece.split_once('"') else { continue };
+                let Ok(file) = std::fs::canonicalize(path.parent().unwrap().join(name)) else { continue };
+                found.push(file.strip_prefix(&root).unwrap().to_path_buf());
+            }
+        }
+    }
+    found
 }
 
 #[test]
