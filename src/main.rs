@@ -227,6 +227,9 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
                     println!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
                     failed = true;
                 }
+                if let Some(gap) = scim_proxy::health::readiness_gap(&compiled, config.server.health_interval) {
+                    println!("app {}: warning: {gap}", app.name);
+                }
                 let deactivate = app.user_delete == scim_proxy::config::UserDelete::Deactivate;
                 for (operation, how) in lint::operations(&compiled, deactivate) {
                     println!("app {}:   {operation:<32} {how}", app.name);

@@ -37,6 +37,26 @@ fn check_accepts_the_shipped_configuration() {
     let (ok, text) = check(&dir.path().join("proxy.yaml"));
     assert!(ok, "{text}");
     assert!(text.contains("create_user/1") && text.contains("list_users/1"), "{text}");
+    // The demo defines health(): readiness covers Acme, and check has nothing to warn of.
+    assert!(text.contains("health/0") && !text.contains("warning"), "{text}");
+}
+
+#[test]
+fn check_warns_when_readiness_does_not_cover_the_legacy_app() {
+    let demo = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
+    let dir = project(Some(&demo.replace("fn health() {", "fn unused_health() {")));
+    let (ok, text) = check(&dir.path().join("proxy.yaml"));
+    assert!(ok, "a warning, not a failure: {text}");
+    assert!(
+        text.contains("app acme: warning: the script defines no health(): /readyz does not cover the legacy app"),
+        "{text}"
+    );
+    let dir = project(None);
+    let path = dir.path().join("proxy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("server:\n", "server:\n  health_interval: 0s\n", 1);
+    std::fs::write(&path, text).unwrap();
+    let (ok, text) = check(&path);
+    assert!(ok && text.contains("warning: server.health_interval is 0s"), "{text}");
 }
 
 #[test]

@@ -639,8 +639,19 @@ async fn the_sidecar_config_serves_scim() {
     let running = proxy::start(&config, any, any).await.unwrap();
     let client = reqwest::Client::new();
 
-    let ready = Reply::read(client.get(format!("http://{}/readyz", running.admin_addr)).send().await.unwrap()).await;
+    // Ready once the script's health() has seen the app, a moment after the start.
+    let readyz = format!("http://{}/readyz", running.admin_addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ready = loop {
+        let ready = Reply::read(client.get(&readyz).send().await.unwrap()).await;
+        if ready.status == StatusCode::OK || std::time::Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_eq!(ready.body["apps"][0]["legacy_health"]["healthy"], true, "{}", ready.text);
+    assert_eq!(ready.body["apps"][0]["readiness_covers_legacy"], true, "{}", ready.text);
     assert!(ready.body["apps"][0]["functions"].as_array().is_some_and(|f| !f.is_empty()), "{}", ready.text);
 
     let base = format!("http://{}/scim/v2", running.scim_addr);

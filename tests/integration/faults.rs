@@ -459,7 +459,7 @@ fn health() { legacy.get("/users", #{ per_page: 1 }).status == 200 }
     let env = TestEnv::start_script(Some(script), move |text| {
         let text = text.replacen("  - name: acme\n", "  - name: health-past-breaker\n", 1);
         let text = text.replacen("base_url: \"${env.ACME_BASE_URL}\"", &format!("base_url: \"{url}\""), 1);
-        let text = text.replacen("server:\n", "server:\n  health_interval: 100ms\n", 1);
+        let text = text.replacen("health_interval: 0s", "health_interval: 100ms", 1);
         text.replacen(
             "      timeout: 5s\n",
             "      timeout: 500ms\n      retry: {attempts: 1}\n      breaker: {failures: 2, open_for: 60s}\n",
@@ -530,7 +530,7 @@ fn health() { legacy.get("/health").status == 200 }
     .await;
     let env = TestEnv::start_script(Some(script), move |text| {
         let text = text.replace("base_url: \"${env.ACME_BASE_URL}\"", &format!("base_url: \"http://{addr}\""));
-        let text = text.replacen("server:\n", "server:\n  health_interval: 100ms\n", 1);
+        let text = text.replacen("health_interval: 0s", "health_interval: 100ms", 1);
         text.replacen("    request_timeout: 10s\n", "    request_timeout: 20s\n    max_concurrent_scripts: 2\n", 1)
     })
     .await;

@@ -500,7 +500,8 @@ async fn outbound_insecure_skip_verify_connects_and_says_so_at_every_start() {
     let ready: Value = env.client.get(format!("{}/readyz", env.admin())).send().await.unwrap().json().await.unwrap();
     let warnings = ready["apps"][0]["warnings"].to_string();
     assert!(warnings.contains("insecure_skip_verify"), "{ready}");
-    assert_eq!(ready["apps"][1]["warnings"], json!([]), "{ready}");
+    let others = ready["apps"][1]["warnings"].to_string();
+    assert!(!others.contains("insecure_skip_verify"), "{ready}");
     env.restart_proxy().await;
     let warned = logs().lines().filter(|l| l.contains("insecure_skip_verify is on") && l.contains("acme")).count();
     assert!(warned >= before + 2, "one warning per start");
