@@ -838,11 +838,11 @@ impl Config {
     pub fn parse(text: &str, file: &str, vars: &Variables) -> Result<Self, ConfigError> {
         let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::Yaml { file: file.to_owned(), detail: e.to_string() })?;
-        expand(&mut value, "", vars).map_err(|(key, detail)| ConfigError::Key {
-            file: file.to_owned(),
-            key,
-            detail,
-        })?;
+        let mut problems = Vec::new();
+        expand(&mut value, "", vars, &mut problems);
+        if let Some((key, detail)) = reported(problems) {
+            return Err(ConfigError::Key { file: file.to_owned(), key, detail });
+        }
         let expanded = serde_yaml_ng::to_string(&value).unwrap_or_default();
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
@@ -860,6 +860,11 @@ impl Config {
 
     /// Checks the relations between fields that deserialization alone cannot.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        // Checked here, not only when the logger is installed, so that `check` refuses what
+        // `run` would.
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(("log.level".into(), format!("{:?} is not a valid filter: {error}", self.log.level)));
+        }
         if self.apps.is_empty() {
             return Err(("apps".into(), "no app is configured: add at least one entry under apps".into()));
         }
@@ -1205,31 +1210,46 @@ fn dns_name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Replaces `${env.NAME}`, `${env.NAME:-default}` and `${file.PATH}` in every string of the tree.
-fn expand(value: &mut serde_yaml_ng::Value, key: &str, vars: &Variables) -> Result<(), (String, String)> {
+/// Replaces `${env.NAME}`, `${env.NAME:-default}` and `${file.PATH}` in every string of the
+/// tree; what cannot be replaced goes to `problems` (key, detail), and the rest goes on, so
+/// that one start names every variable missing.
+fn expand(value: &mut serde_yaml_ng::Value, key: &str, vars: &Variables, problems: &mut Vec<(String, String)>) {
     use serde_yaml_ng::Value;
     match value {
         Value::String(s) => {
             if s.contains("${") {
-                *s = expand_str(s, vars).map_err(|detail| (key.to_owned(), detail))?;
+                match expand_str(s, vars) {
+                    Ok(expanded) => *s = expanded,
+                    Err(detail) => problems.push((key.to_owned(), detail)),
+                }
             }
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand(item, &format!("{key}[{i}]"), vars)?;
+                expand(item, &format!("{key}[{i}]"), vars, problems);
             }
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
                 let name = k.as_str().unwrap_or("?");
                 let child = if key.is_empty() { name.to_owned() } else { format!("{key}.{name}") };
-                expand(v, &child, vars)?;
+                expand(v, &child, vars, problems);
             }
         }
-        Value::Tagged(tagged) => expand(&mut tagged.value, key, vars)?,
+        Value::Tagged(tagged) => expand(&mut tagged.value, key, vars, problems),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
-    Ok(())
+}
+
+/// The one error to report for the references that could not be replaced: the first, with
+/// every other key named after it.
+fn reported(mut problems: Vec<(String, String)>) -> Option<(String, String)> {
+    if problems.len() <= 1 {
+        return problems.pop();
+    }
+    let (key, detail) = problems.remove(0);
+    let others: Vec<String> = problems.iter().map(|(key, detail)| format!("{key}: {detail}")).collect();
+    Some((key, format!("{detail}; also {}", others.join("; "))))
 }
 
 fn expand_str(text: &str, vars: &Variables) -> Result<String, String> {
@@ -1659,6 +1679,15 @@ apps:
                 "unknown unit",
             ),
             (&format!("{MINIMAL}\nlisten: nowhere"), "listen", "invalid socket address"),
+            (&format!("{MINIMAL}\nlog: {{level: \"scim_proxy=loud\"}}"), "log.level", "is not a valid filter"),
+            // Every variable that is not set is named, not only the first.
+            (
+                &MINIMAL
+                    .replace("${env.TEST_KEY}", "${env.MISSING_VAR_X}")
+                    .replace("${env.TEST_TOKEN}", "${env.MISSING_VAR_Y}"),
+                "apps[0].auth.bearer_tokens[0]",
+                "MISSING_VAR_Y is not set: set it, or write ${env.MISSING_VAR_Y:-default}; also apps[0].legacy.headers.X-Api-Key: environment variable MISSING_VAR_X is not set",
+            ),
         ];
         for (text, key, detail) in cases {
             let err = Config::parse(text, "proxy.yaml", &vars()).unwrap_err().to_string();

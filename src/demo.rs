@@ -11,6 +11,13 @@ use crate::acme::{self, AcmeConfig, store::NewUser};
 use crate::config::{Config, ConfigError, Variables};
 use crate::{proxy, telemetry};
 
+/// A line of the command's report on stdout (see [`crate::telemetry::say`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        crate::telemetry::say(format_args!($($arg)*))
+    };
+}
+
 /// The shipped `proxy.yaml` and the script it names, built into the binary: `demo` runs with
 /// them where there is no `proxy.yaml` (an installed binary, the container image).
 const BUILT_IN_CONFIG: &str = include_str!("../proxy.yaml");
@@ -31,7 +38,6 @@ const PEOPLE: &[(&str, &str, &str, &str, &str)] = &[
 /// `${env.ACME_BASE_URL}` and `${env.ACME_API_KEY}` are pointed at the API just started;
 /// `${env.SCIM_TOKEN}` and `${env.SCIM_ADMIN_TOKEN}` (the admin listener's `/requests`) are
 /// taken from the environment or made up, and printed.
-#[allow(clippy::print_stdout)] // the demo's whole point is to tell its user what to type
 pub async fn run(
     config_path: Option<&Path>,
     listen: Option<SocketAddr>,
@@ -57,19 +63,19 @@ pub async fn run(
 
     let app = &config.apps[0];
     let endpoint = format!("http://{}{}", running.scim_addr, app.base_path);
-    println!("Configuration: {source}");
-    println!("Acme Directory API: {}", legacy.base_url());
-    println!("SCIM endpoint: {endpoint}");
-    println!("Bearer token: {token}");
-    println!("Admin: http://{}/readyz", running.admin_addr);
+    say!("Configuration: {source}");
+    say!("Acme Directory API: {}", legacy.base_url());
+    say!("SCIM endpoint: {endpoint}");
+    say!("Bearer token: {token}");
+    say!("Admin: http://{}/readyz", running.admin_addr);
     if config.admin.keeps_requests() {
-        println!("Admin token: {admin_token}");
-        println!(
+        say!("Admin token: {admin_token}");
+        say!(
             "Recent requests: http://{}/requests (a browser asks for a user name and password: any name, the admin token as password)",
             running.admin_addr
         );
     }
-    println!("Try: curl -s -H 'Authorization: Bearer {token}' '{endpoint}/Users?filter=userName%20eq%20%22bjensen%22'");
+    say!("Try: curl -s -H 'Authorization: Bearer {token}' '{endpoint}/Users?filter=userName%20eq%20%22bjensen%22'");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 

@@ -10,6 +10,13 @@ use scim_proxy::config::{Config, ConfigError, Variables};
 use scim_proxy::script::{ScriptEngine, lint};
 use scim_proxy::{demo, mapping_test, proxy, telemetry};
 
+/// A line of the command's report on stdout (see [`telemetry::say`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        telemetry::say(format_args!($($arg)*))
+    };
+}
+
 /// mimalloc: the proxy allocates many small short-lived values per request (JSON, script
 /// values); it serves them faster than the system allocator and gives freed memory back.
 #[global_allocator]
@@ -141,7 +148,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failed { code, error }) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("{}", telemetry::failure(&describe(&error)));
             ExitCode::from(code)
         }
     }
@@ -161,6 +168,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    if telemetry::asks_for_json(&path) {
+        telemetry::json_lines();
+    }
     let config = Config::load(&path, &Variables::default())?;
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
     let running = proxy::start(&config, listen, admin_listen).await?;
@@ -194,7 +204,6 @@ async fn reload_on_sighup(shared: std::sync::Arc<proxy::Shared>) {
 
 /// `check`: exit code 1 for an error in the configuration or a script, 2 when the
 /// configuration cannot be read.
-#[allow(clippy::print_stdout)] // `check` reports to its user on stdout
 fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
     let found = |error: anyhow::Error| Failed { code: FOUND_A_PROBLEM, error };
     let vars = Variables::offline();
@@ -205,7 +214,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
     let profile = idp.map(scim_proxy::idp::profile).transpose().map_err(anyhow::Error::msg)?;
     let unset = vars.unset();
     if !unset.is_empty() {
-        println!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
+        say!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
     }
     let engine = ScriptEngine::new();
     let mut failed = false;
@@ -214,7 +223,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
         let text = match std::fs::read_to_string(&script) {
             Ok(text) => text,
             Err(error) => {
-                println!("app {}: cannot read the script {}: {error}", app.name, script.display());
+                say!("app {}: cannot read the script {}: {error}", app.name, script.display());
                 failed = true;
                 continue;
             }
@@ -222,31 +231,31 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
         match engine.compile(&text, &script) {
             Ok(compiled) => {
                 let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();
-                println!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
+                say!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
                 for finding in lint::lint(&compiled, &text) {
-                    println!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
+                    say!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
                     failed = true;
                 }
                 if let Some(gap) = scim_proxy::health::readiness_gap(&compiled, config.server.health_interval) {
-                    println!("app {}: warning: {gap}", app.name);
+                    say!("app {}: warning: {gap}", app.name);
                 }
                 let deactivate = app.user_delete == scim_proxy::config::UserDelete::Deactivate;
                 for (operation, how) in lint::operations(&compiled, deactivate) {
-                    println!("app {}:   {operation:<32} {how}", app.name);
+                    say!("app {}:   {operation:<32} {how}", app.name);
                 }
                 if let Some(profile) = &profile {
                     let serves_groups = compiled.functions().any(|(name, _)| name == "get_group");
                     match idp_report(app, profile, serves_groups) {
-                        Ok(report) => print!("{report}"),
+                        Ok(report) => say!("{}", report.trim_end_matches('\n')),
                         Err(problem) => {
-                            println!("app {}: {problem}", app.name);
+                            say!("app {}: {problem}", app.name);
                             failed = true;
                         }
                     }
                 }
             }
             Err(error) => {
-                println!("app {}: {error}", app.name);
+                say!("app {}: {error}", app.name);
                 failed = true;
             }
         }
@@ -254,7 +263,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
     if failed {
         return Err(found(anyhow::anyhow!("{}: some scripts have errors", path.display())));
     }
-    println!("{}: ok", path.display());
+    say!("{}: ok", path.display());
     Ok(())
 }
 

@@ -42,6 +42,24 @@ fn check_accepts_the_shipped_configuration() {
 }
 
 #[test]
+fn check_whose_reader_goes_away_ends_quietly() {
+    let dir = project(None);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["check", "--config"])
+        .arg(dir.path().join("proxy.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `check … | head -0`: the reader is gone before the first line is written.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
 fn check_warns_when_readiness_does_not_cover_the_legacy_app() {
     let demo = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
     let dir = project(Some(&demo.replace("fn health() {", "fn unused_health() {")));
@@ -414,5 +432,60 @@ async fn demo_takes_proxy_yaml_from_the_working_directory_and_config_over_it() {
         assert_eq!(demo.printed("Configuration: "), Some(named.to_str().unwrap()), "{:?}", demo.lines);
         let endpoint = demo.printed("SCIM endpoint: ").unwrap();
         assert!(endpoint.ends_with(base_path), "{:?}", demo.lines);
+    }
+}
+
+/// With `log.format: json`, a start that fails writes JSON lines only: whatever stops it (an
+/// unknown key, a variable not set, a script that does not compile, an address in use), every
+/// line of stderr parses strictly as one JSON object, and the failure is in one of them.
+#[test]
+fn with_json_logs_a_failed_start_writes_json_lines_only() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: [(&str, Option<&str>, &str, &str); 4] = [
+        ("unknown key", None, "", "unknown field `bogus_key`"),
+        ("variable not set", None, "SCIM_TOKEN", "SCIM_TOKEN is not set"),
+        ("script", Some("fn get_user(id) {\n    let x = ;\n}\n"), "", "demo.rhai"),
+        ("address in use", None, "", "cannot listen"),
+    ];
+    for (case, script, unset, says) in cases {
+        let dir = project(script);
+        let path = dir.path().join("proxy.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap().replacen("format: pretty", "format: json", 1);
+        if case == "unknown key" {
+            text.push_str("\nbogus_key: 1\n");
+        }
+        std::fs::write(&path, text).unwrap();
+        let listen = if case == "address in use" { taken.as_str() } else { "127.0.0.1:0" };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scim-proxy"));
+        command
+            .args(["run", "--listen", listen, "--admin-listen", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .env("SCIM_TOKEN", "check-token-0123456789abcdef")
+            .env("ACME_API_KEY", "key")
+            .env_remove("RUST_LOG");
+        if !unset.is_empty() {
+            command.env_remove(unset);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{case}");
+        assert!(output.stdout.is_empty(), "{case}: {}", String::from_utf8_lossy(&output.stdout));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!stderr.is_empty(), "{case}");
+        let lines: Vec<serde_json::Value> = stderr
+            .lines()
+            .map(|line| match serde_json::from_str::<crate::observability::Strict>(line) {
+                Ok(strict) => strict.0,
+                Err(e) => panic!("{case}: not a JSON line ({e}): {line}"),
+            })
+            .collect();
+        let failure = lines.last().unwrap();
+        assert_eq!(
+            (&failure["level"], &failure["message"]),
+            (&"ERROR".into(), &"cannot run".into()),
+            "{case}: {stderr}"
+        );
+        assert!(failure["error"].as_str().is_some_and(|e| e.contains(says)), "{case}: {stderr}");
+        assert!(failure["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{case}: {stderr}");
     }
 }

@@ -193,7 +193,7 @@ async fn body_logging_is_opt_in_and_redacted() {
 
 /// A JSON object read strictly: a key given twice anywhere in it is an error (serde_json
 /// would keep the last one silently).
-struct Strict(Value);
+pub(crate) struct Strict(pub(crate) Value);
 
 impl<'de> serde::Deserialize<'de> for Strict {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
