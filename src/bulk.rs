@@ -329,8 +329,7 @@ fn failure(op: &BulkOp, error: &Error) -> Value {
 }
 
 fn conflict(op: &BulkOp, detail: &str) -> Value {
-    let error =
-        Error::Script(crate::script::ScriptError::Thrown { status: 409, scim_type: None, detail: detail.to_owned() });
+    let error = Error::from(crate::error::RequestError::Conflict { detail: detail.to_owned() });
     failure(op, &error)
 }
 

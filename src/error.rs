@@ -18,6 +18,10 @@ pub enum Error {
     Legacy(#[from] LegacyError),
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// A failure after some of a request's writes were made: answered as `error` is, and the
+    /// detail lists what was already done.
+    #[error("{error}; already done before the failure: {}", .done.join(", "))]
+    Partial { error: Box<Error>, done: Vec<String> },
 }
 
 /// Problems with the HTTP request itself, found before the SCIM core sees it.
@@ -25,6 +29,10 @@ pub enum Error {
 pub enum RequestError {
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// The request conflicts with itself or the state it needs (a Bulk request whose
+    /// operations refer to each other in a circle, RFC 7644 §3.7.1).
+    #[error("{detail}")]
+    Conflict { detail: String },
     #[error("invalid bearer token: {reason}")]
     InvalidToken { reason: String },
     #[error("no SCIM endpoint at {}", echoed(.path))]
@@ -124,6 +132,11 @@ fn script_fault() -> Answer {
 pub fn answer(error: &Error) -> Answer {
     use StatusCode as S;
     match error {
+        Error::Partial { error, done } => {
+            let mut answer = answer(error);
+            answer.detail = format!("{}; already done before the failure: {}", answer.detail, done.join(", "));
+            answer
+        }
         Error::Scim(e) => {
             let (status, scim_type) = match e {
                 ScimError::InvalidFilter { .. } => (S::BAD_REQUEST, Some("invalidFilter")),
@@ -144,6 +157,7 @@ pub fn answer(error: &Error) -> Answer {
             let (status, scim_type) = match e {
                 RequestError::Unauthorized | RequestError::InvalidToken { .. } => (S::UNAUTHORIZED, None),
                 RequestError::NoRoute { .. } | RequestError::NotFound { .. } => (S::NOT_FOUND, None),
+                RequestError::Conflict { .. } => (S::CONFLICT, None),
                 RequestError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, None),
                 RequestError::TooLarge { .. }
                 | RequestError::TooManyValues { .. }
@@ -354,6 +368,32 @@ mod tests {
         assert_eq!(crate::scim::error::bounded_detail("say \"no\"\nthen"), "say \"no\"\\nthen");
         let long = crate::scim::error::bounded_detail(&"é".repeat(5000));
         assert!(long.ends_with("… (10000 bytes)") && long.chars().count() < 1100, "{long}");
+    }
+
+    #[test]
+    fn a_partial_failure_is_answered_as_its_cause_with_what_was_done() {
+        let busy = Error::Legacy(LegacyError::Unexpected {
+            app: "acme".into(),
+            status: 503,
+            what: "add member".into(),
+            reason: "busy".into(),
+            retry_after: Some(30),
+        });
+        let partial =
+            Error::Partial { error: Box::new(busy), done: vec!["added member 7".into(), "added member 8".into()] };
+        let a = answer(&partial);
+        // The legacy app's own Retry-After survives, and the fault stays the legacy app's.
+        assert_eq!((a.status, a.retry_after, a.source), (StatusCode::SERVICE_UNAVAILABLE, Some(30), Source::Legacy));
+        assert!(
+            a.detail.ends_with("; already done before the failure: added member 7, added member 8"),
+            "{}",
+            a.detail
+        );
+        let conflict = answer(&Error::from(RequestError::Conflict { detail: "bulkId cycle".into() }));
+        assert_eq!(
+            (conflict.status, conflict.scim_type, conflict.source),
+            (StatusCode::CONFLICT, None, Source::Client)
+        );
     }
 
     #[test]

@@ -472,8 +472,9 @@ async fn patch_members(
     check_canonical(rs, &after, &call.app.canonical)?;
     let ids = |list: &[String]| ScriptEngine::to_dynamic(&json!(list));
     let mut done: Vec<String> = Vec::new();
-    let steps_failed =
-        |error: Error, done: &[String]| -> Error { if done.is_empty() { error } else { partial(error, done) } };
+    let steps_failed = |error: Error, done: &[String]| -> Error {
+        if done.is_empty() { error } else { Error::Partial { error: Box::new(error), done: done.to_vec() } }
+    };
     if removes {
         let args = vec![Dynamic::from(id.to_owned()), ids(&changes.remove)];
         let _ = script.call("remove_members", args, &call.scope).await.map_err(|e| steps_failed(e.into(), &done))?;
@@ -601,17 +602,6 @@ fn note_ignored(call: &Call<'_>, kind: ResourceKind, unpublished: Unpublished) {
             noted.push(path);
         }
     }
-}
-
-/// An error after some writes were done: same status, and the detail says what was done.
-fn partial(error: Error, done: &[String]) -> Error {
-    let answer = crate::error::answer(&error);
-    let detail = format!("{}; already done before the failure: {}", answer.detail, done.join(", "));
-    Error::Script(ScriptError::Thrown {
-        status: answer.status.as_u16(),
-        scim_type: answer.scim_type.map(str::to_owned),
-        detail,
-    })
 }
 
 /// Calls `replace_*(id, resource, before, changed)` with as many arguments as the script takes.

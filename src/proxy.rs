@@ -528,7 +528,6 @@ async fn serve(
             if response.status() == http::StatusCode::UNAUTHORIZED {
                 let invalid_token = matches!(error, Error::Request(RequestError::InvalidToken { .. }));
                 let headers = response.headers_mut();
-                headers.remove(http::header::WWW_AUTHENTICATE);
                 for challenge in challenges(&state, invalid_token) {
                     headers.append(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
                 }
