@@ -16,6 +16,7 @@ pub mod admin;
 pub mod recent;
 pub mod health;
 pub mod metrics;
+pub mod metrics_process;
 pub mod app;
 pub mod routing;
 pub mod auth;
