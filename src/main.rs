@@ -65,6 +65,20 @@ enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Ask a running proxy whether it is ready (`/readyz`) or alive (`/healthz`): exit code 0
+    /// when it answers 200, 1 otherwise, with one line saying why. For container health
+    /// checks: the image has no shell or HTTP client.
+    Probe {
+        /// `ready` asks `/readyz`, `live` asks `/healthz`.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(["ready", "live"]))]
+        what: String,
+        /// The admin listener (`admin_listen`), as a base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9090", env = "SCIM_PROXY_ADMIN")]
+        admin: String,
+        /// How long to wait for the answer, connecting included (e.g. `500ms`, `2s`).
+        #[arg(long, default_value = "2s", value_parser = scim_proxy::config::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Start the bundled Acme Directory API and the proxy in front of it.
     Demo {
         /// The configuration file.
@@ -89,8 +103,11 @@ fn main() -> ExitCode {
     if let Command::Test { app, config, files, verbose } = command {
         return test(mapping_test::Options { config, app, files }, verbose);
     }
+    if let Command::Probe { what, admin, timeout } = command {
+        return probe(&what, &admin, timeout);
+    }
     let result = match command {
-        Command::Test { .. } => Ok(()),
+        Command::Test { .. } | Command::Probe { .. } => Ok(()),
         Command::Check { config, idp } => check(&config, idp.as_deref()),
         Command::Run { config, listen, admin_listen } => {
             runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen)))
@@ -215,6 +232,25 @@ fn idp_report(
     let policy = app.schema.unsupported_attributes;
     let findings = scim_proxy::idp::assess(profile, &users, groups.as_ref(), policy)?;
     Ok(scim_proxy::idp::render(&app.name, profile, policy, &findings, serves_groups))
+}
+
+/// `scim-proxy probe`: 0 when the admin listener answers 200, 1 otherwise (what Docker's
+/// HEALTHCHECK reads as healthy and unhealthy), with one line on stdout or stderr.
+#[allow(clippy::print_stdout)] // the health check's log shows what the probe saw
+fn probe(what: &str, admin: &str, timeout: std::time::Duration) -> ExitCode {
+    let Some(which) = scim_proxy::probe::Probe::named(what) else {
+        return ExitCode::FAILURE;
+    };
+    match scim_proxy::probe::probe(which, admin, timeout) {
+        Ok(line) => {
+            println!("probe {what}: {line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("probe {what}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `scim-proxy test`: 0 when every case passes, 1 when one fails, 2 when the run cannot start.
