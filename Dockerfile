@@ -39,8 +39,11 @@ ARG SCIM_PROXY_GIT_REVISION=unknown
 
 # The cache mount keeps compiled dependencies between builds on the same builder; the
 # binary is copied out in the same step because the mount is not part of the image. The
-# release profile strips symbols and debug information (see Cargo.toml).
+# release profile strips symbols and debug information (see Cargo.toml). `demo` has the
+# shipped configuration and script built in (include_str!).
 COPY src src
+COPY proxy.yaml ./
+COPY scripts/demo.rhai scripts/
 RUN --mount=type=cache,id=scim-proxy-target,target=/build/target \
     cargo build --release --locked --offline --bin scim-proxy \
  && cp target/release/scim-proxy /scim-proxy

@@ -36,8 +36,23 @@ fn options() -> anyhow::Result<Options> {
 }
 
 #[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match serve().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // As `scim-proxy` reports its failures: one line, `error: <what> (<cause>)`, exit code 2.
+            let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+            match causes.is_empty() {
+                true => eprintln!("error: {error}"),
+                false => eprintln!("error: {error} ({})", causes.join(": ")),
+            }
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 #[allow(clippy::print_stdout)] // the address is this program's output
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     let options = options()?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

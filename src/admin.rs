@@ -54,11 +54,14 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                         Shown::HalfOpen => json!({"state": "half_open"}),
                     };
                     let mut warnings = Vec::new();
+                    let gap = crate::health::readiness_gap(&app.script.compiled(), state.server.health_interval);
+                    warnings.extend(gap);
                     if app.config.legacy.insecure_skip_verify {
                         warnings.push("legacy.insecure_skip_verify is on: the legacy app's TLS certificate is not checked");
                     }
                     json!({
                         "legacy_health": health,
+                        "readiness_covers_legacy": gap.is_none(),
                         "legacy_breaker": breaker,
                         "name": app.name(),
                         "base_path": app.config.base_path,

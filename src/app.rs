@@ -20,8 +20,10 @@ use crate::script::{AppScript, ScriptEngine, ScriptError};
 /// Why an app could not be set up at start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("app {app}: {source}")]
-    Script { app: String, source: Box<ScriptError> },
+    /// The script's error is in the message, not the error's source: shown once wherever it
+    /// is printed.
+    #[error("app {app}: {error}")]
+    Script { app: String, error: Box<ScriptError> },
     #[error("app {app}: {key}: {detail}")]
     Setup { app: String, key: String, detail: String },
 }
@@ -99,9 +101,12 @@ impl App {
         previous: Option<&App>,
     ) -> Result<Self, AppError> {
         let setup = |key: &str, detail: String| AppError::Setup { app: app.name.clone(), key: key.to_owned(), detail };
-        let compiled = engine
-            .compile_file(&config.script_path(app))
-            .map_err(|source| AppError::Script { app: app.name.clone(), source: Box::new(source) })?;
+        let path = config.script_path(app);
+        let compiled = match config.built_in_scripts.get(&app.script) {
+            Some(text) => engine.compile(text, &path),
+            None => engine.compile_file(&path),
+        }
+        .map_err(|error| AppError::Script { app: app.name.clone(), error: Box::new(error) })?;
         if let Some(problem) = compiled.contract_problems().into_iter().next() {
             return Err(setup("script", problem));
         }

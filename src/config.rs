@@ -10,8 +10,9 @@ use serde::{Deserialize, Deserializer};
 /// Anything wrong with the configuration, naming the file, the key and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    /// The cause is in the message, not the error's source: shown once wherever it is printed.
+    #[error("{file}: cannot read ({error})")]
+    Read { file: String, error: std::io::Error },
     #[error("{file}: not valid YAML: {detail}")]
     Yaml { file: String, detail: String },
     #[error("{file}: {key}: {detail}")]
@@ -107,6 +108,10 @@ pub struct Config {
     /// The variable overrides it was read with, so that a reload reads it the same way.
     #[serde(skip)]
     pub overrides: BTreeMap<String, String>,
+    /// Script texts built into the binary, by the `script` path an app names: compiled
+    /// instead of reading that file (the configuration `demo` has built in).
+    #[serde(skip)]
+    pub built_in_scripts: BTreeMap<PathBuf, &'static str>,
 }
 
 /// The admin listener's `/requests`: the last requests of each app, for the people who run it.
@@ -481,6 +486,10 @@ pub struct JwtConfig {
     /// so that a key the identity provider withdrew stops being accepted.
     #[serde(default = "default_jwks_max_age", deserialize_with = "duration")]
     pub jwks_max_age: Duration,
+    /// The largest JWKS document read from `jwks_url`; a larger one is a failed fetch (the
+    /// keys held stay in use).
+    #[serde(default = "default_jwks_max_bytes")]
+    pub jwks_max_bytes: usize,
     /// The secret of `HS256`/`HS384`/`HS512` tokens (32 bytes or more).
     #[serde(default)]
     pub shared_secret: Option<Secret>,
@@ -678,6 +687,9 @@ pub struct OAuth2Config {
     /// How long before its expiry a token is replaced (at most half its lifetime).
     #[serde(default = "default_refresh_before", deserialize_with = "duration")]
     pub refresh_before: Duration,
+    /// The largest token endpoint answer read; a larger one is a failed token request.
+    #[serde(default = "default_token_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 /// Where the client credentials go in a token request (RFC 6749 §2.3.1).
@@ -839,7 +851,7 @@ impl Config {
     /// Reads, expands, deserializes and validates a configuration file.
     pub fn load(path: &Path, vars: &Variables) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: file.clone(), error })?;
         let mut config = Self::parse(&text, &file, vars)?;
         config.file = path.to_path_buf();
         Ok(config)
@@ -849,11 +861,11 @@ impl Config {
     pub fn parse(text: &str, file: &str, vars: &Variables) -> Result<Self, ConfigError> {
         let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::Yaml { file: file.to_owned(), detail: e.to_string() })?;
-        expand(&mut value, "", vars).map_err(|(key, detail)| ConfigError::Key {
-            file: file.to_owned(),
-            key,
-            detail,
-        })?;
+        let mut problems = Vec::new();
+        expand(&mut value, "", vars, &mut problems);
+        if let Some((key, detail)) = reported(problems) {
+            return Err(ConfigError::Key { file: file.to_owned(), key, detail });
+        }
         let expanded = serde_yaml_ng::to_string(&value).unwrap_or_default();
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
@@ -871,6 +883,11 @@ impl Config {
 
     /// Checks the relations between fields that deserialization alone cannot.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        // Checked here, not only when the logger is installed, so that `check` refuses what
+        // `run` would.
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(("log.level".into(), format!("{:?} is not a valid filter: {error}", self.log.level)));
+        }
         if self.apps.is_empty() {
             return Err(("apps".into(), "no app is configured: add at least one entry under apps".into()));
         }
@@ -1019,10 +1036,12 @@ impl Config {
             size("bulk.max_payload_bytes", app.bulk.max_payload_bytes, (1, 1 << 30))?;
             if let Some(oauth2) = app.legacy.auth.as_ref().and_then(|auth| auth.oauth2.as_ref()) {
                 duration("legacy.auth.oauth2.refresh_before", oauth2.refresh_before, (0, DAY))?;
+                size("legacy.auth.oauth2.max_response_bytes", oauth2.max_response_bytes, (1024, 16 << 20))?;
             }
             if let Some(jwt) = &app.auth.jwt {
                 duration("auth.jwt.jwks_max_age", jwt.jwks_max_age, (1000, 30 * DAY))?;
                 duration("auth.jwt.leeway", jwt.leeway, (0, DAY))?;
+                size("auth.jwt.jwks_max_bytes", jwt.jwks_max_bytes, (1024, 16 << 20))?;
             }
             // Refused rather than redacted: a URL is printed by logs, errors and `/readyz`, and
             // every place would have to remember to redact it; `legacy.auth` keeps secrets
@@ -1216,31 +1235,46 @@ fn dns_name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Replaces `${env.NAME}`, `${env.NAME:-default}` and `${file.PATH}` in every string of the tree.
-fn expand(value: &mut serde_yaml_ng::Value, key: &str, vars: &Variables) -> Result<(), (String, String)> {
+/// Replaces `${env.NAME}`, `${env.NAME:-default}` and `${file.PATH}` in every string of the
+/// tree; what cannot be replaced goes to `problems` (key, detail), and the rest goes on, so
+/// that one start names every variable missing.
+fn expand(value: &mut serde_yaml_ng::Value, key: &str, vars: &Variables, problems: &mut Vec<(String, String)>) {
     use serde_yaml_ng::Value;
     match value {
         Value::String(s) => {
             if s.contains("${") {
-                *s = expand_str(s, vars).map_err(|detail| (key.to_owned(), detail))?;
+                match expand_str(s, vars) {
+                    Ok(expanded) => *s = expanded,
+                    Err(detail) => problems.push((key.to_owned(), detail)),
+                }
             }
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand(item, &format!("{key}[{i}]"), vars)?;
+                expand(item, &format!("{key}[{i}]"), vars, problems);
             }
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
                 let name = k.as_str().unwrap_or("?");
                 let child = if key.is_empty() { name.to_owned() } else { format!("{key}.{name}") };
-                expand(v, &child, vars)?;
+                expand(v, &child, vars, problems);
             }
         }
-        Value::Tagged(tagged) => expand(&mut tagged.value, key, vars)?,
+        Value::Tagged(tagged) => expand(&mut tagged.value, key, vars, problems),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
-    Ok(())
+}
+
+/// The one error to report for the references that could not be replaced: the first, with
+/// every other key named after it.
+fn reported(mut problems: Vec<(String, String)>) -> Option<(String, String)> {
+    if problems.len() <= 1 {
+        return problems.pop();
+    }
+    let (key, detail) = problems.remove(0);
+    let others: Vec<String> = problems.iter().map(|(key, detail)| format!("{key}: {detail}")).collect();
+    Some((key, format!("{detail}; also {}", others.join("; "))))
 }
 
 fn expand_str(text: &str, vars: &Variables) -> Result<String, String> {
@@ -1388,6 +1422,11 @@ fn default_jwks_max_age() -> Duration {
     Duration::from_secs(3600)
 }
 
+/// A JWKS of a dozen keys with their certificate chains (`x5c`) is some tens of KB.
+fn default_jwks_max_bytes() -> usize {
+    256 * 1024
+}
+
 fn default_jwt_leeway() -> Duration {
     Duration::from_secs(60)
 }
@@ -1434,6 +1473,10 @@ fn default_breaker_open_for() -> Duration {
 }
 fn default_refresh_before() -> Duration {
     Duration::from_secs(60)
+}
+/// A token answer is a few KB even when the access token is a JWT with many claims.
+fn default_token_max_response_bytes() -> usize {
+    64 * 1024
 }
 fn default_bulk_operations() -> usize {
     100
@@ -1572,6 +1615,22 @@ apps:
                 "apps[0].legacy.breaker.open_for",
                 "must be from 0s to 24h",
             ),
+            (
+                MINIMAL.replace(
+                    "      headers:\n        X-Api-Key: \"${env.TEST_KEY}\"\n",
+                    "      auth:\n        oauth2: {token_url: \"https://login.example/token\", client_id: id, client_secret: \"${env.TEST_KEY}\", max_response_bytes: 1000}\n",
+                ),
+                "apps[0].legacy.auth.oauth2.max_response_bytes",
+                "must be from 1024 to 16777216",
+            ),
+            (
+                MINIMAL.replace(
+                    "      bearer_tokens:",
+                    "      jwt: {issuer: https://idp, audiences: [scim], algorithms: [RS256], jwks_url: \"https://idp.example/keys\", jwks_max_bytes: 1073741824}\n      bearer_tokens:",
+                ),
+                "apps[0].auth.jwt.jwks_max_bytes",
+                "must be from 1024 to 16777216",
+            ),
             (server("  header_read_timeout: 0s\n"), "server.header_read_timeout", "must be from 100ms to 1h"),
             (server("  shutdown_grace: 2h\n"), "server.shutdown_grace", "must be from 0s to 1h"),
             (server("  health_interval: 5ms\n"), "server.health_interval", "must be 0s (off) or from 10ms to 24h"),
@@ -1690,6 +1749,15 @@ apps:
                 "unknown unit",
             ),
             (&format!("{MINIMAL}\nlisten: nowhere"), "listen", "invalid socket address"),
+            (&format!("{MINIMAL}\nlog: {{level: \"scim_proxy=loud\"}}"), "log.level", "is not a valid filter"),
+            // Every variable that is not set is named, not only the first.
+            (
+                &MINIMAL
+                    .replace("${env.TEST_KEY}", "${env.MISSING_VAR_X}")
+                    .replace("${env.TEST_TOKEN}", "${env.MISSING_VAR_Y}"),
+                "apps[0].auth.bearer_tokens[0]",
+                "MISSING_VAR_Y is not set: set it, or write ${env.MISSING_VAR_Y:-default}; also apps[0].legacy.headers.X-Api-Key: environment variable MISSING_VAR_X is not set",
+            ),
         ];
         for (text, key, detail) in cases {
             let err = Config::parse(text, "proxy.yaml", &vars()).unwrap_err().to_string();

@@ -1,14 +1,28 @@
 //! The `demo` command: the bundled Acme Directory API and the proxy in front of it, on one machine.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::acme::{self, AcmeConfig, store::NewUser};
-use crate::config::{Config, Variables};
+use crate::config::{Config, ConfigError, Variables};
 use crate::{proxy, telemetry};
+
+/// A line of the command's report on stdout (see [`crate::telemetry::say`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        crate::telemetry::say(format_args!($($arg)*))
+    };
+}
+
+/// The shipped `proxy.yaml` and the script it names, built into the binary: `demo` runs with
+/// them where there is no `proxy.yaml` (an installed binary, the container image).
+const BUILT_IN_CONFIG: &str = include_str!("../proxy.yaml");
+const BUILT_IN_SCRIPT_PATH: &str = "scripts/demo.rhai";
+const BUILT_IN_SCRIPT: &str = include_str!("../scripts/demo.rhai");
 
 /// A few people so that the first `GET /Users` shows something.
 const PEOPLE: &[(&str, &str, &str, &str, &str)] = &[
@@ -19,12 +33,13 @@ const PEOPLE: &[(&str, &str, &str, &str, &str)] = &[
 
 /// Starts the bundled API and the proxy, prints how to reach them, and serves until a signal.
 ///
-/// The configuration's `${env.ACME_BASE_URL}` and `${env.ACME_API_KEY}` are pointed at the API
-/// just started; `${env.SCIM_TOKEN}` and `${env.SCIM_ADMIN_TOKEN}` (the admin listener's
-/// `/requests`) are taken from the environment or made up, and printed.
-#[allow(clippy::print_stdout)] // the demo's whole point is to tell its user what to type
+/// The configuration is the file given (`--config`), else `proxy.yaml` in the working
+/// directory, else the built-in one ([`load`]); the first line printed says which. Its
+/// `${env.ACME_BASE_URL}` and `${env.ACME_API_KEY}` are pointed at the API just started;
+/// `${env.SCIM_TOKEN}` and `${env.SCIM_ADMIN_TOKEN}` (the admin listener's `/requests`) are
+/// taken from the environment or made up, and printed.
 pub async fn run(
-    config_path: &Path,
+    config_path: Option<&Path>,
     listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
     legacy_listen: SocketAddr,
@@ -42,24 +57,25 @@ pub async fn run(
     vars.set("ACME_API_KEY", api_key);
     vars.set("SCIM_TOKEN", token.clone());
     vars.set("SCIM_ADMIN_TOKEN", admin_token.clone());
-    let config = Config::load(config_path, &vars)?;
+    let (config, source) = load(config_path, &vars)?;
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
     let running = proxy::start(&config, listen, admin_listen).await?;
 
     let app = &config.apps[0];
     let endpoint = format!("http://{}{}", running.scim_addr, app.base_path);
-    println!("Acme Directory API: {}", legacy.base_url());
-    println!("SCIM endpoint: {endpoint}");
-    println!("Bearer token: {token}");
-    println!("Admin: http://{}/readyz", running.admin_addr);
+    say!("Configuration: {source}");
+    say!("Acme Directory API: {}", legacy.base_url());
+    say!("SCIM endpoint: {endpoint}");
+    say!("Bearer token: {token}");
+    say!("Admin: http://{}/readyz", running.admin_addr);
     if config.admin.keeps_requests() {
-        println!("Admin token: {admin_token}");
-        println!(
+        say!("Admin token: {admin_token}");
+        say!(
             "Recent requests: http://{}/requests (a browser asks for a user name and password: any name, the admin token as password)",
             running.admin_addr
         );
     }
-    println!("Try: curl -s -H 'Authorization: Bearer {token}' '{endpoint}/Users?filter=userName%20eq%20%22bjensen%22'");
+    say!("Try: curl -s -H 'Authorization: Bearer {token}' '{endpoint}/Users?filter=userName%20eq%20%22bjensen%22'");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 
@@ -68,6 +84,26 @@ pub async fn run(
     running.shutdown().await;
     legacy.shutdown().await;
     Ok(())
+}
+
+/// The demo's configuration and where it came from, as the line `Configuration:` says it:
+/// the file given; else `proxy.yaml` in the working directory, when there is one; else the
+/// shipped one built into the binary.
+pub fn load(given: Option<&Path>, vars: &Variables) -> Result<(Config, String), ConfigError> {
+    let local = Path::new("proxy.yaml");
+    if let Some(path) = given {
+        return Ok((Config::load(path, vars)?, path.display().to_string()));
+    }
+    let here = std::env::current_dir().map_or_else(|_| local.to_path_buf(), |dir| dir.join(local));
+    if local.exists() {
+        return Ok((Config::load(local, vars)?, here.display().to_string()));
+    }
+    let mut config = Config::parse(BUILT_IN_CONFIG, "proxy.yaml (built in)", vars)?;
+    config.built_in_scripts.insert(PathBuf::from(BUILT_IN_SCRIPT_PATH), BUILT_IN_SCRIPT);
+    // Nothing on disk to watch: a `scripts/demo.rhai` in the working directory is not the script.
+    config.server.script_reload_interval = Duration::ZERO;
+    let source = format!("built in (proxy.yaml and {BUILT_IN_SCRIPT_PATH} as shipped; there is no {})", here.display());
+    Ok((config, source))
 }
 
 fn seed(store: &acme::Store) {

@@ -43,6 +43,20 @@ impl Health {
     }
 }
 
+/// Why `/readyz` does not cover an app's legacy app, if it does not: its script defines no
+/// `health()`, or `server.health_interval` is `0s`. Said by `/readyz` and `scim-proxy check`.
+pub fn readiness_gap(script: &crate::script::Compiled, interval: std::time::Duration) -> Option<&'static str> {
+    if script.arity("health").is_none() {
+        Some(
+            "the script defines no health(): /readyz does not cover the legacy app (a pod stays ready while every request fails); define one, see docs/scripting.md",
+        )
+    } else if interval.is_zero() {
+        Some("server.health_interval is 0s: health() is not called and /readyz does not cover the legacy app")
+    } else {
+        None
+    }
+}
+
 /// Longest time one `health()` call may take.
 const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 

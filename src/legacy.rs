@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -403,7 +403,7 @@ impl LegacyClient {
             };
             // Never past the deadline: the answer in hand is better than none.
             let left = deadline.saturating_duration_since(Instant::now());
-            if wait + MIN_ATTEMPT_TIME > left {
+            if wait.saturating_add(MIN_ATTEMPT_TIME) > left {
                 return Sent { result, retries };
             }
             retries += 1;
@@ -508,17 +508,11 @@ impl LegacyClient {
         let mut response = builder.send().await.map_err(classify)?;
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
-        if response.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
-            return Err(self.too_large(call));
+        match read_bounded(response, self.max_response_bytes).await {
+            Ok(body) => Ok(LegacyResponse { status, headers, body }),
+            Err(BodyError::TooLarge) => Err(self.too_large(call)),
+            Err(BodyError::Transport(e)) => Err(classify(e)),
         }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > self.max_response_bytes {
-                return Err(self.too_large(call));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(LegacyResponse { status, headers, body: body.freeze() })
     }
 
     fn too_large(&self, call: &Call) -> LegacyError {
@@ -564,15 +558,56 @@ fn verdict(result: &Result<LegacyResponse, LegacyError>) -> Verdict {
     }
 }
 
-/// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, as a wait from now.
-/// A date in the past is no wait; anything else unreadable is `None`.
+/// The longest wait a `Retry-After` is read as. A legacy app may send any number of seconds
+/// (`18446744073709551615` overflowed the retry arithmetic) or a date in the year 9999; the
+/// identity provider is told at most `error::MAX_RETRY_AFTER` of it anyway.
+pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, as a wait from now, at
+/// most [`LONGEST_RETRY_AFTER`]. A date in the past is no wait; anything else unreadable
+/// (a sign, a fraction, a word) is `None`.
 pub fn retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still a number of seconds: a long one.
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(seconds).min(LONGEST_RETRY_AFTER));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(LONGEST_RETRY_AFTER))
+}
+
+/// Why the body of an answer was not read whole.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// It is larger than the limit, or its `Content-Length` says it is.
+    TooLarge,
+    /// The connection failed or timed out while it was read.
+    Transport(reqwest::Error),
+}
+
+/// Reads the body of an answer as it streams in, holding at most `limit` bytes: a larger
+/// `Content-Length` is refused before a byte of the body is read, and a body that grows past
+/// the limit is dropped there, which closes its connection; the rest is never read. For the
+/// legacy app's answers, the token endpoint's and the JWKS document.
+pub(crate) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    if response.content_length().is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        let needed = body.len() + chunk.len();
+        if needed > limit {
+            return Err(BodyError::TooLarge);
+        }
+        if needed > body.capacity() {
+            // Doubling, as a Vec grows, but never reserving past the limit.
+            let grown = needed.max(body.capacity().saturating_mul(2)).min(limit);
+            body.reserve_exact(grown - body.len());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
 /// True when the answer could not be parsed as HTTP (the peer speaks something else).
@@ -727,7 +762,7 @@ pub(crate) fn transport_failure(e: &reqwest::Error) -> (String, bool) {
 }
 
 /// The whole `source()` chain of an error, which is where reqwest keeps the useful part.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -795,9 +830,17 @@ mod tests {
         let wait = retry_after(&soon).unwrap();
         assert!(wait > Duration::from_secs(28) && wait <= Duration::from_secs(30), "{wait:?}");
         assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a date gone by");
-        for unreadable in ["", "-1", "1.5", "soon"] {
+        for unreadable in ["", "-1", "1.5", "+5", "soon"] {
             assert_eq!(retry_after(unreadable), None, "{unreadable}");
         }
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_read_as_a_day_at_most() {
+        for huge in ["86401", "18446744073709551615", "99999999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+            assert_eq!(retry_after(huge), Some(LONGEST_RETRY_AFTER), "{huge}");
+        }
+        assert_eq!(retry_after("86400"), Some(Duration::from_secs(86_400)));
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub struct TokenSource {
     /// The form parameters other than the client credentials.
     params: Vec<(String, String)>,
     refresh_before: Duration,
+    /// `oauth2.max_response_bytes`: the largest answer read.
+    max_response_bytes: usize,
     /// Held while a token is fetched, so concurrent calls wait for that one fetch.
     state: Mutex<TokenState>,
     /// Fetches finished, successful or not.
@@ -156,6 +158,7 @@ impl TokenSource {
             client_auth: config.client_auth,
             params,
             refresh_before: config.refresh_before,
+            max_response_bytes: config.max_response_bytes,
             state: Mutex::new(TokenState::default()),
             fetches: AtomicU64::new(0),
         }
@@ -232,9 +235,25 @@ impl TokenSource {
             self.failure(&host, &format!("no answer: {reason}"), None, !tls)
         })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| {
-            let (reason, tls) = crate::legacy::transport_failure(&e);
-            self.failure(&host, &format!("the answer broke off: {reason}"), Some(status.as_u16()), !tls)
+        if status.is_redirection() {
+            // The legacy client follows no redirect, and the token request carries the client
+            // secret: it goes to the configured URL only.
+            let detail = format!(
+                "answered {}: redirects are not followed (set oauth2.token_url to the endpoint's own URL)",
+                status.as_u16()
+            );
+            return Err(self.failure(&host, &detail, Some(status.as_u16()), false));
+        }
+        let body = crate::legacy::read_bounded(response, self.max_response_bytes).await.map_err(|e| match e {
+            crate::legacy::BodyError::TooLarge => {
+                let detail =
+                    format!("the answer is larger than {} bytes (oauth2.max_response_bytes)", self.max_response_bytes);
+                self.failure(&host, &detail, Some(status.as_u16()), false)
+            }
+            crate::legacy::BodyError::Transport(e) => {
+                let (reason, tls) = crate::legacy::transport_failure(&e);
+                self.failure(&host, &format!("the answer broke off: {reason}"), Some(status.as_u16()), !tls)
+            }
         })?;
         let answer: Option<TokenAnswer> = serde_json::from_slice(&body).ok();
         if !status.is_success() {
@@ -264,15 +283,24 @@ impl TokenSource {
         let value = sensitive(&format!("Bearer {access_token}")).map_err(|_| {
             self.failure(&host, "the access_token has characters not allowed in a header", Some(status.as_u16()), false)
         })?;
-        let lifetime = answer.expires_in.as_ref().and_then(seconds).map(Duration::from_secs);
-        // Renew ahead of expiry, but never so early that a token is not used at all.
-        let renew_at = lifetime.map(|life| asked + life - self.refresh_before.min(life / 2));
+        let lifetime = answer.expires_in.as_ref().and_then(lifetime);
+        // Renew ahead of expiry, but never so early that a token is not used at all: a token of
+        // no lifetime serves the call it was fetched for, and the next call fetches another.
+        let renew_at =
+            lifetime.map(|life| asked.checked_add(life - self.refresh_before.min(life / 2)).unwrap_or(asked));
         tracing::info!(
             app = self.app,
             token_host = host,
             expires_in_s = lifetime.map(|l| l.as_secs()),
             "access token for the legacy app fetched"
         );
+        if answer.expires_in.as_ref().is_some_and(|given| !given.is_null() && lifetime.is_none()) {
+            tracing::warn!(
+                app = self.app,
+                token_host = host,
+                "the token endpoint's expires_in is not a number: the token is kept until the legacy app refuses it"
+            );
+        }
         Ok(Token { value, renew_at })
     }
 
@@ -307,13 +335,23 @@ fn error_code(text: &str) -> Option<String> {
     (!text.is_empty() && text.len() <= 64 && text.chars().all(allowed)).then(|| text.to_owned())
 }
 
-/// `expires_in` as whole seconds: a number, or a string of digits as some servers send it.
-fn seconds(value: &serde_json::Value) -> Option<u64> {
-    match value {
-        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
+/// The longest lifetime a token is believed to have, whatever its `expires_in` says: a token
+/// endpoint answering `1e20` or `18446744073709551615` (which overflowed the renewal time)
+/// gets its token renewed once a day.
+pub const LONGEST_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// `expires_in` as a lifetime from 0 to [`LONGEST_TOKEN_LIFETIME`]: a number, whole or not,
+/// or a string of one as some servers send it; a negative one is 0 (expired already). `None`
+/// when it is not a number at all.
+fn lifetime(value: &serde_json::Value) -> Option<Duration> {
+    let seconds = match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
+    // `inf` and `NaN` parse from a string, and would make `from_secs_f64` panic.
+    .filter(|s| s.is_finite())?;
+    Some(Duration::from_secs_f64(seconds.clamp(0.0, LONGEST_TOKEN_LIFETIME.as_secs_f64())))
 }
 
 #[cfg(test)]
@@ -329,11 +367,34 @@ mod tests {
     }
 
     #[test]
-    fn expiry_reads_numbers_and_digit_strings() {
-        assert_eq!(seconds(&serde_json::json!(3600)), Some(3600));
-        assert_eq!(seconds(&serde_json::json!("120")), Some(120));
-        assert_eq!(seconds(&serde_json::json!(-1)), None);
-        assert_eq!(seconds(&serde_json::json!(null)), None);
+    fn expiry_reads_numbers_and_digit_strings_clamped_to_a_day() {
+        use serde_json::json;
+        let day = LONGEST_TOKEN_LIFETIME;
+        let cases = [
+            (json!(3600), Some(Duration::from_secs(3600))),
+            (json!("120"), Some(Duration::from_secs(120))),
+            (json!(" 90 "), Some(Duration::from_secs(90))),
+            (json!(2.5), Some(Duration::from_millis(2500))),
+            (json!("2.5"), Some(Duration::from_millis(2500))),
+            (json!(0), Some(Duration::ZERO)),
+            (json!(-1), Some(Duration::ZERO)),
+            (json!(-1e300), Some(Duration::ZERO)),
+            (json!(86_400), Some(day)),
+            (json!(86_401), Some(day)),
+            (json!(1e20), Some(day)),
+            (json!(u64::MAX), Some(day)),
+            (json!(i64::MIN), Some(Duration::ZERO)),
+            (json!("18446744073709551616"), Some(day)),
+            (json!("inf"), None),
+            (json!("NaN"), None),
+            (json!("soon"), None),
+            (json!(null), None),
+            (json!(true), None),
+            (json!([3600]), None),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(lifetime(&given), expected, "{given}");
+        }
     }
 
     #[test]

@@ -4,41 +4,73 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use scim_proxy::config::{Config, Variables};
+use scim_proxy::config::{Config, ConfigError, Variables};
 use scim_proxy::script::{ScriptEngine, lint};
 use scim_proxy::{demo, mapping_test, proxy, telemetry};
+
+/// A line of the command's report on stdout (see [`telemetry::say`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        telemetry::say(format_args!($($arg)*))
+    };
+}
 
 /// mimalloc: the proxy allocates many small short-lived values per request (JSON, script
 /// values); it serves them faster than the system allocator and gives freed memory back.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How a command ends, for scripts and orchestrators; shown by `--help` and in the README's
+/// "Command line" section.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: check found nothing wrong, test passed every case, probe was answered 200,
+     run and demo stopped on SIGTERM or Ctrl-C
+  1  check found an error in the configuration or a script; test had a failing case; probe got
+     no 200 (not ready, not listening, no answer in time, a bad --admin: Docker's HEALTHCHECK
+     reads 2 as reserved)
+  2  the command could not do its work: an unknown argument, a configuration that cannot be read,
+     an address already in use; for run, demo and test also a configuration that is not valid
+     or a script that does not compile
+
+A failure is one line on stderr: error: <what> (<cause>)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "scim-proxy",
     version,
-    about = "A SCIM 2.0 endpoint in front of an in-house user API, mapped by a Rhai script"
+    about = "A SCIM 2.0 endpoint in front of an in-house user API, mapped by a Rhai script",
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a command, `run` with these options.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The options of `run`, which are also those of the command line without a command.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The configuration file.
+    #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
+    config: PathBuf,
+    /// Address of the SCIM listener, overriding `listen` (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Address of the admin listener, overriding `admin_listen`.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the apps of a configuration (the default command).
-    Run {
-        /// The configuration file.
-        #[arg(long, short, default_value = "proxy.yaml", env = "SCIM_PROXY_CONFIG")]
-        config: PathBuf,
-        /// Address of the SCIM listener, overriding `listen` (port 0 picks a free port).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Address of the admin listener, overriding `admin_listen`.
-        #[arg(long)]
-        admin_listen: Option<SocketAddr>,
-    },
+    Run(RunArgs),
     /// Validate a configuration and compile every script; exit non-zero on any problem.
     Check {
         /// The configuration file.
@@ -81,9 +113,10 @@ enum Command {
     },
     /// Start the bundled Acme Directory API and the proxy in front of it.
     Demo {
-        /// The configuration file.
-        #[arg(long, short, default_value = "proxy.yaml")]
-        config: PathBuf,
+        /// The configuration file [default: proxy.yaml when the working directory has one,
+        /// else the shipped proxy.yaml and scripts/demo.rhai built into the binary]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Address of the SCIM listener, overriding `listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -96,10 +129,26 @@ enum Command {
     },
 }
 
+/// Exit code 1: the command ran and found a problem (`check`).
+const FOUND_A_PROBLEM: u8 = 1;
+/// Exit code 2: the command could not do its work.
+const CANNOT_RUN: u8 = 2;
+
+/// A command that failed: what to tell its user, and the exit code.
+struct Failed {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(error: anyhow::Error) -> Self {
+        Self { code: CANNOT_RUN, error }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command =
-        cli.command.unwrap_or(Command::Run { config: PathBuf::from("proxy.yaml"), listen: None, admin_listen: None });
+    let command = cli.command.unwrap_or(Command::Run(cli.run));
     if let Command::Test { app, config, files, verbose } = command {
         return test(mapping_test::Options { config, app, files }, verbose);
     }
@@ -109,27 +158,39 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Test { .. } | Command::Probe { .. } => Ok(()),
         Command::Check { config, idp } => check(&config, idp.as_deref()),
-        Command::Run { config, listen, admin_listen } => {
-            runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen)))
+        Command::Run(RunArgs { config, listen, admin_listen }) => {
+            runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen))).map_err(Failed::from)
         }
-        Command::Demo { config, listen, admin_listen, legacy_listen } => {
-            runtime().and_then(|rt| rt.block_on(demo::run(&config, listen, admin_listen, legacy_listen)))
-        }
+        Command::Demo { config, listen, admin_listen, legacy_listen } => runtime()
+            .and_then(|rt| rt.block_on(demo::run(config.as_deref(), listen, admin_listen, legacy_listen)))
+            .map_err(Failed::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+        Err(Failed { code, error }) => {
+            eprintln!("{}", telemetry::failure(&describe(&error)));
+            ExitCode::from(code)
         }
     }
 }
 
+/// An error as one line, `what (cause: deeper cause)`: each message of the chain once.
+///
+/// The proxy's own errors either show their cause in their message or expose it as their
+/// source, never both; the causes here come from the context added on the way up.
+fn describe(error: &anyhow::Error) -> String {
+    let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+    if causes.is_empty() { error.to_string() } else { format!("{error} ({})", causes.join(": ")) }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    if telemetry::asks_for_json(&path) {
+        telemetry::json_lines();
+    }
     let config = Config::load(&path, &Variables::default())?;
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
     let running = proxy::start(&config, listen, admin_listen).await?;
@@ -161,14 +222,19 @@ async fn reload_on_sighup(shared: std::sync::Arc<proxy::Shared>) {
     let _ = shared;
 }
 
-#[allow(clippy::print_stdout)] // `check` reports to its user on stdout
-fn check(path: &std::path::Path, idp: Option<&str>) -> anyhow::Result<()> {
+/// `check`: exit code 1 for an error in the configuration or a script, 2 when the
+/// configuration cannot be read.
+fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
+    let found = |error: anyhow::Error| Failed { code: FOUND_A_PROBLEM, error };
     let vars = Variables::offline();
-    let config = Config::load(path, &vars)?;
+    let config = Config::load(path, &vars).map_err(|error| match error {
+        ConfigError::Read { .. } => Failed::from(anyhow::Error::from(error)),
+        invalid => found(invalid.into()),
+    })?;
     let profile = idp.map(scim_proxy::idp::profile).transpose().map_err(anyhow::Error::msg)?;
     let unset = vars.unset();
     if !unset.is_empty() {
-        println!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
+        say!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
     }
     let engine = ScriptEngine::new();
     let mut failed = false;
@@ -177,7 +243,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> anyhow::Result<()> {
         let text = match std::fs::read_to_string(&script) {
             Ok(text) => text,
             Err(error) => {
-                println!("app {}: cannot read the script {}: {error}", app.name, script.display());
+                say!("app {}: cannot read the script {}: {error}", app.name, script.display());
                 failed = true;
                 continue;
             }
@@ -185,36 +251,39 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> anyhow::Result<()> {
         match engine.compile(&text, &script) {
             Ok(compiled) => {
                 let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();
-                println!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
+                say!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
                 for finding in lint::lint(&compiled, &text) {
-                    println!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
+                    say!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
                     failed = true;
+                }
+                if let Some(gap) = scim_proxy::health::readiness_gap(&compiled, config.server.health_interval) {
+                    say!("app {}: warning: {gap}", app.name);
                 }
                 let deactivate = app.user_delete == scim_proxy::config::UserDelete::Deactivate;
                 for (operation, how) in lint::operations(&compiled, deactivate) {
-                    println!("app {}:   {operation:<32} {how}", app.name);
+                    say!("app {}:   {operation:<32} {how}", app.name);
                 }
                 if let Some(profile) = &profile {
                     let serves_groups = compiled.functions().any(|(name, _)| name == "get_group");
                     match idp_report(app, profile, serves_groups) {
-                        Ok(report) => print!("{report}"),
+                        Ok(report) => say!("{}", report.trim_end_matches('\n')),
                         Err(problem) => {
-                            println!("app {}: {problem}", app.name);
+                            say!("app {}: {problem}", app.name);
                             failed = true;
                         }
                     }
                 }
             }
             Err(error) => {
-                println!("app {}: {error}", app.name);
+                say!("app {}: {error}", app.name);
                 failed = true;
             }
         }
     }
     if failed {
-        anyhow::bail!("{}: some scripts have errors", path.display());
+        return Err(found(anyhow::anyhow!("{}: some scripts have errors", path.display())));
     }
-    println!("{}: ok", path.display());
+    say!("{}: ok", path.display());
     Ok(())
 }
 
@@ -247,7 +316,7 @@ fn probe(what: &str, admin: &str, timeout: std::time::Duration) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("probe {what}: {error}");
+            eprintln!("error: probe {what}: {error}");
             ExitCode::FAILURE
         }
     }
@@ -259,16 +328,16 @@ fn test(options: mapping_test::Options, verbose: bool) -> ExitCode {
         let log = scim_proxy::config::LogConfig { level: "scim_proxy=debug,warn".into(), ..Default::default() };
         let _ = telemetry::init(&log);
     }
-    let outcome = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+    let outcome = runtime().map_err(|e| describe(&e)).and_then(|rt| {
         let mut stdout = std::io::stdout();
         rt.block_on(mapping_test::run(&options, &mut stdout)).map_err(|e| e.to_string())
     });
     match outcome {
         Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+        Ok(_) => ExitCode::from(FOUND_A_PROBLEM),
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::from(2)
+            ExitCode::from(CANNOT_RUN)
         }
     }
 }

@@ -32,12 +32,12 @@ impl Probe {
     }
 }
 
-/// Why a probe failed, in one line naming the URL asked.
+/// Why a probe failed, in one line naming the URL asked: what, then the cause in parentheses.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("{url}: {detail}")]
     BadUrl { url: String, detail: String },
-    #[error("{url}: cannot connect: {detail}")]
+    #[error("{url}: cannot connect ({detail})")]
     Connect { url: String, detail: String },
     #[error("{url}: no answer within {timeout_ms} ms")]
     Timeout { url: String, timeout_ms: u128 },
@@ -55,7 +55,7 @@ const MAX_ANSWER: usize = 256 * 1024;
 pub fn probe(which: Probe, admin: &str, timeout: Duration) -> Result<String, ProbeError> {
     let url = format!("{}{}", admin.trim_end_matches('/'), which.path());
     let bad = |detail: &str| ProbeError::BadUrl { url: url.clone(), detail: detail.to_owned() };
-    let parsed = url::Url::parse(&url).map_err(|e| bad(&format!("not a URL: {e}")))?;
+    let parsed = url::Url::parse(&url).map_err(|e| bad(&format!("not a URL ({e})")))?;
     if parsed.scheme() != "http" {
         return Err(bad("the admin listener speaks plain http://"));
     }
@@ -90,7 +90,7 @@ pub fn probe(which: Probe, admin: &str, timeout: Duration) -> Result<String, Pro
         parsed.path()
     );
     set_timeouts(&stream, deadline).ok_or_else(timed_out)?;
-    stream.write_all(request.as_bytes()).map_err(|e| exchange(format!("cannot send the request: {e}")))?;
+    stream.write_all(request.as_bytes()).map_err(|e| exchange(format!("cannot send the request ({e})")))?;
     let mut answer = Vec::new();
     let mut chunk = [0u8; 8192];
     // Each read waits at most what is left of the timeout: a server that trickles its answer
@@ -104,7 +104,7 @@ pub fn probe(which: Probe, admin: &str, timeout: Duration) -> Result<String, Pro
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 return Err(timed_out());
             }
-            Err(e) => return Err(exchange(format!("cannot read the answer: {e}"))),
+            Err(e) => return Err(exchange(format!("cannot read the answer ({e})"))),
         }
     }
     let (status, body) = parse_answer(&answer).ok_or_else(|| exchange("not an HTTP answer".into()))?;

@@ -34,8 +34,9 @@ use crate::{admin, auth, request, response, tls};
 pub enum StartError {
     #[error(transparent)]
     App(#[from] AppError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    /// The cause is in the message, not the error's source: shown once wherever it is printed.
+    #[error("cannot listen on {addr} ({error})")]
+    Bind { addr: SocketAddr, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
 }
@@ -212,13 +213,13 @@ pub async fn start(
     };
     let tls = config.tls.as_ref().map(|settings| tls::Tls::load(config, settings)).transpose()?;
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr, error })
     };
     let scim_listener = bind(listen.unwrap_or(config.listen)).await?;
     let admin_listener = bind(admin_listen.unwrap_or(config.admin_listen)).await?;
-    let scim_addr = scim_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let scim_addr = scim_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen, error })?;
     let admin_addr =
-        admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+        admin_listener.local_addr().map_err(|error| StartError::Bind { addr: config.admin_listen, error })?;
     let state = RwLock::new(Arc::new(State {
         apps,
         server: config.server.clone(),
@@ -431,6 +432,11 @@ async fn serve(
     let method = request.method().clone();
     let http1 = request.version() < http::Version::HTTP_2;
     let path = request.uri().path().to_owned();
+    let peer = connection.peer;
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .map_or_else(|| "-".to_owned(), |agent| crate::error::echoed(&String::from_utf8_lossy(agent.as_bytes())));
     let query = keeps_requests.then(|| request.uri().query().map(str::to_owned)).flatten();
     let mut kept_body = None;
     let found = routing::find_app(state.apps.iter().map(|a| a.config.base_path.as_str()), &path);
@@ -482,22 +488,36 @@ async fn serve(
     };
     let app_name = app.map_or("-", |a| a.name());
     let op = operation.as_ref().map_or("-", Operation::name);
+    let route = match (app, &operation) {
+        (Some(app), Some(operation)) => format!("{}{}", app.config.base_path, operation.template()),
+        _ => "-".to_owned(),
+    };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let legacy_calls = stats.calls.load(Ordering::Relaxed);
     let legacy_ms = stats.micros.load(Ordering::Relaxed) as f64 / 1000.0;
+    let bytes_in = stats.request_bytes.load(Ordering::Relaxed);
+    // The access log line: one set of fields, at the level and with the message of the outcome.
+    macro_rules! access {
+        ($level:ident, $response:expr, $message:literal $(, $extra:ident = %$value:expr)?) => {{
+            let response = $response;
+            let status = response.status().as_u16();
+            let bytes_out = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+            tracing::$level!(
+                request_id = %request_id, app = app_name, op, %method, route = route.as_str(), status,
+                latency_ms, legacy_calls, legacy_ms, client = %peer, user_agent = user_agent.as_str(),
+                bytes_in, bytes_out $(, $extra = %$value)?, $message
+            );
+            response
+        }};
+    }
     let mut failure = None;
     let response = match outcome {
-        Ok(reply) => {
-            let status = reply.status.as_u16();
-            tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, "request done");
-            response::reply(reply, &request_id)
-        }
+        Ok(reply) => access!(info, response::reply(reply, &request_id), "request done"),
         Err(error) => {
             let mut answer = answer(&error);
             if state.server.reveal_faults && answer.detail == crate::error::GENERIC {
                 answer.detail = error.to_string();
             }
-            let status = answer.status.as_u16();
             if keeps_requests {
                 let cause = error.to_string();
                 failure = Some(recent::Failure {
@@ -505,14 +525,6 @@ async fn serve(
                     cause: (cause != answer.detail).then_some(cause),
                     detail: answer.detail.clone(),
                 });
-            }
-            match answer.source {
-                Source::Client => {
-                    tracing::info!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, reason = %error, "request refused")
-                }
-                Source::Legacy | Source::Script | Source::Internal => {
-                    tracing::warn!(request_id = %request_id, app = app_name, op, %method, status, latency_ms, legacy_calls, legacy_ms, error = %error, "request failed")
-                }
             }
             let mut response = response::error(&answer, &request_id);
             if let Error::Request(RequestError::MethodNotAllowed { allowed, .. }) = &error {
@@ -533,7 +545,12 @@ async fn serve(
                     headers.append(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
                 }
             }
-            response
+            match answer.source {
+                Source::Client => access!(info, response, "request refused", reason = %error),
+                Source::Legacy | Source::Script | Source::Internal => {
+                    access!(warn, response, "request failed", error = %error)
+                }
+            }
         }
     };
     let response = match (noted, app) {
@@ -711,11 +728,19 @@ impl Noted {
                 parts.headers.insert(DRY_RUN_HEADER, HeaderValue::from_static("no-writes"));
                 return Response::from_parts(parts, Full::new(bytes));
             }
+            let mut detail = format!("dry run: nothing was written to the legacy app; {held_back} write(s) held back");
+            let mut answered = serde_json::json!({ "status": parts.status.as_u16(), "body": json });
+            if parts.status == http::StatusCode::INTERNAL_SERVER_ERROR {
+                detail.push_str(
+                    "; the 500 in `response` is what the mapping made of echoed writes, not a verdict on a real run (see response.explanation)",
+                );
+                answered["explanation"] = crate::script::journal::explain_fault(&calls).into();
+            }
             let report = serde_json::json!({
                 "schemas": [DRY_RUN_SCHEMA],
-                "detail": format!("dry run: nothing was written to the legacy app; {held_back} write(s) held back"),
+                "detail": detail,
                 "legacyCalls": calls,
-                "response": { "status": parts.status.as_u16(), "body": json },
+                "response": answered,
                 "note": "legacyCalls lists every call in order; those with sent: false were held back. `response` is what the mapping made of held-back writes answered with their own body echoed, so an error there may only mean the mapping needed data a real answer would have had.",
             });
             let mut response = Response::new(Full::new(Bytes::from(report.to_string())));
@@ -770,6 +795,7 @@ async fn perform(
             Ok(read) => read?,
             Err(_) => return Err(RequestError::BodyTimeout { millis: app.config.request_timeout.as_millis() }.into()),
         };
+        stats.request_bytes.store(bytes.len(), Ordering::Relaxed);
         (Some(request::parse_json(&bytes, state.server.max_json_nodes)?), bytes.len(), Some(share))
     } else {
         (None, 0, None)

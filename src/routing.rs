@@ -64,6 +64,30 @@ impl Operation {
             Self::Unsupported(_) => "unsupported",
         }
     }
+
+    /// The endpoint's path below the app's base path, with `{id}` for the resource's id: what
+    /// an access log shows, so that lines group by endpoint and carry no ids.
+    pub fn template(&self) -> &'static str {
+        use ResourceKind::{Group, User};
+        match self {
+            Self::ServiceProviderConfig => "/ServiceProviderConfig",
+            Self::ListSchemas => "/Schemas",
+            Self::GetSchema(_) => "/Schemas/{id}",
+            Self::ListResourceTypes => "/ResourceTypes",
+            Self::GetResourceType(_) => "/ResourceTypes/{id}",
+            Self::Create(User) | Self::List(User, ListSource::Query) => "/Users",
+            Self::Create(Group) | Self::List(Group, ListSource::Query) => "/Groups",
+            Self::List(User, ListSource::SearchBody) => "/Users/.search",
+            Self::List(Group, ListSource::SearchBody) => "/Groups/.search",
+            Self::Get(User, _) | Self::Replace(User, _) | Self::Patch(User, _) | Self::Delete(User, _) => "/Users/{id}",
+            Self::Get(Group, _) | Self::Replace(Group, _) | Self::Patch(Group, _) | Self::Delete(Group, _) => {
+                "/Groups/{id}"
+            }
+            Self::SearchAll => "/.search",
+            Self::Bulk => "/Bulk",
+            Self::Unsupported(_) => "/Me",
+        }
+    }
 }
 
 /// Finds the app whose base path prefixes `path` (the longest one wins); returns its index

@@ -37,6 +37,8 @@ mod docstore;
 mod example_documents;
 #[path = "integration/idp_replays.rs"]
 mod idp_replays;
+#[path = "integration/readme_tour.rs"]
+mod readme_tour;
 #[path = "integration/docs_examples.rs"]
 mod docs_examples;
 #[path = "integration/mapping_tests.rs"]
@@ -55,6 +57,8 @@ mod deploy;
 mod tls;
 #[path = "integration/inbound_auth.rs"]
 mod inbound_auth;
+#[path = "integration/remote_answers.rs"]
+mod remote_answers;
 #[path = "integration/faults.rs"]
 mod faults;
 #[path = "integration/sandbox.rs"]

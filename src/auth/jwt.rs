@@ -2,7 +2,8 @@
 //! and validity period.
 
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
@@ -12,6 +13,9 @@ use crate::config::JwtConfig;
 
 /// How often, at most, the JWKS URL is fetched again for a key id it did not hold.
 const REFETCH_EVERY: Duration = Duration::from_secs(60);
+
+/// How long one fetch of the JWKS document may take, its whole body included.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a token was refused; goes to the log and the error detail, never the token itself.
 pub type Refusal = String;
@@ -25,7 +29,8 @@ pub struct JwtValidator {
     leeway: Duration,
     /// Keys from files and the shared secret, read at start.
     fixed: Vec<Key>,
-    remote: Option<Remote>,
+    /// Shared with the background task that refreshes it.
+    remote: Option<Arc<Remote>>,
 }
 
 /// A verification key.
@@ -67,13 +72,54 @@ fn kind_of(alg: Algorithm) -> Kind {
 struct Remote {
     url: url::Url,
     client: reqwest::Client,
-    keys: RwLock<std::sync::Arc<Vec<Key>>>,
-    /// When the next fetch may start; `None` before the first.
+    held: RwLock<Held>,
+    /// Held during every fetch, so that there is one at a time; says when a fetch for a key
+    /// id not held may next start (`None` before the first fetch).
     next_fetch: tokio::sync::Mutex<Option<Instant>>,
-    /// When the keys held are to be fetched again; `None` before the first fetch.
-    due: RwLock<Option<Instant>>,
-    /// `jwt.jwks_max_age`: older keys are fetched again before they are used.
+    /// True while a background refresh is under way or about to start.
+    refreshing: AtomicBool,
+    /// `jwt.jwks_max_age`: older keys are fetched again, in the background.
     max_age: Duration,
+    /// `jwt.jwks_max_bytes`: the largest document read.
+    max_bytes: usize,
+}
+
+/// What the last fetches of a JWKS left.
+#[derive(Debug, Default)]
+struct Held {
+    keys: Arc<Vec<Key>>,
+    /// Counts the key sets stored, so a caller can tell that keys came in while it waited.
+    generation: u64,
+    /// When the keys held are to be fetched again; `None` before the first successful fetch.
+    due: Option<Instant>,
+    /// Why the last fetch failed, until one succeeds.
+    failure: Option<FetchError>,
+}
+
+/// Why a JWKS document could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+enum FetchError {
+    #[error("no answer: {0}")]
+    NoAnswer(String),
+    #[error("answered {0}: redirects are not followed (set jwt.jwks_url to the document's own URL)")]
+    Redirect(u16),
+    #[error("answered {0}")]
+    Status(u16),
+    #[error("the answer is larger than {0} bytes (jwt.jwks_max_bytes)")]
+    TooLarge(usize),
+    #[error("not a JWKS document: {0}")]
+    NotJwks(String),
+}
+
+impl FetchError {
+    /// The reason as a refused token's detail may say it: without the URL or the host, which a
+    /// transport error's text names.
+    fn for_refusal(&self) -> String {
+        match self {
+            Self::NoAnswer(_) => "no answer".to_owned(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// The claims the proxy reads; everything else in the token is ignored.
@@ -125,17 +171,21 @@ impl JwtValidator {
             None => None,
             Some(url) => {
                 let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
+                    .timeout(FETCH_TIMEOUT)
+                    // As for the legacy client: the configured URL is the only place keys come
+                    // from, and a redirect could lead anywhere.
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(|e| ("jwt.jwks_url".to_owned(), e.to_string()))?;
-                Some(Remote {
+                Some(Arc::new(Remote {
                     url: url.clone(),
                     client,
-                    keys: RwLock::default(),
+                    held: RwLock::default(),
                     next_fetch: tokio::sync::Mutex::new(None),
-                    due: RwLock::default(),
+                    refreshing: AtomicBool::new(false),
                     max_age: config.jwks_max_age,
-                })
+                    max_bytes: config.jwks_max_bytes,
+                }))
             }
         };
         Ok(Self {
@@ -174,26 +224,38 @@ impl JwtValidator {
         // A configured key that did not verify the signature (a PEM without `kid` fits every
         // token) does not end the search: the JWKS keys are tried too, and only when none
         // verifies is the token refused, with the first key's reason.
+        let mut fetch_failure = None;
         if let (Some(remote), Err(Miss::NoKey | Miss::BadSignature(_))) = (&self.remote, &outcome) {
             if remote.is_stale() {
-                // A failed fetch leaves the keys held in use, and is tried again a minute on.
-                remote.refresh(app, true).await;
+                // The keys held go on serving while they are fetched again: no request waits
+                // for a slow identity provider once keys are held.
+                remote.refresh_in_background(app);
             }
-            let fixed = std::mem::replace(&mut outcome, self.try_keys(&remote.keys(), header.alg, kid, token));
-            if matches!(outcome, Err(Miss::NoKey)) && remote.refresh(app, false).await {
-                outcome = self.try_keys(&remote.keys(), header.alg, kid, token);
+            let (keys, generation) = remote.keys();
+            let fixed = std::mem::replace(&mut outcome, self.try_keys(&keys, header.alg, kid, token));
+            if matches!(outcome, Err(Miss::NoKey)) && remote.fetch_for_unknown_key(app, generation).await {
+                outcome = self.try_keys(&remote.keys().0, header.alg, kid, token);
             }
             if let (Err(Miss::NoKey), Err(Miss::BadSignature(first))) = (&outcome, fixed) {
                 outcome = Err(Miss::BadSignature(first));
             }
+            fetch_failure = remote.failure();
         }
         match outcome {
             Ok(claims) => Ok((claims.sub.unwrap_or_default(), claims.iss.unwrap_or_default())),
             Err(Miss::BadSignature(refusal) | Miss::Refused(refusal)) => Err(refusal),
-            Err(Miss::NoKey) => Err(match kid {
-                Some(kid) => format!("no key with id \"{}\" for algorithm {:?}", crate::error::echoed(kid), header.alg),
-                None => format!("no key for algorithm {:?}", header.alg),
-            }),
+            Err(Miss::NoKey) => {
+                let mut refusal = match kid {
+                    Some(kid) => {
+                        format!("no key with id \"{}\" for algorithm {:?}", crate::error::echoed(kid), header.alg)
+                    }
+                    None => format!("no key for algorithm {:?}", header.alg),
+                };
+                if let Some(failure) = fetch_failure {
+                    refusal.push_str(&format!("; the JWKS could not be fetched: {}", failure.for_refusal()));
+                }
+                Err(refusal)
+            }
         }
     }
 
@@ -241,40 +303,74 @@ impl JwtValidator {
 }
 
 impl Remote {
-    fn keys(&self) -> std::sync::Arc<Vec<Key>> {
-        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    fn held(&self) -> std::sync::RwLockReadGuard<'_, Held> {
+        self.held.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// True when keys are held and are due to be fetched again (`jwks_max_age`).
+    fn held_mut(&self) -> std::sync::RwLockWriteGuard<'_, Held> {
+        self.held.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The keys held and their generation.
+    fn keys(&self) -> (Arc<Vec<Key>>, u64) {
+        let held = self.held();
+        (held.keys.clone(), held.generation)
+    }
+
+    /// Why the last fetch failed, unless one succeeded since.
+    fn failure(&self) -> Option<FetchError> {
+        self.held().failure.clone()
+    }
+
+    /// True when keys are held and are due to be fetched again (`jwks_max_age`, or a minute
+    /// after a failed fetch of due keys).
     fn is_stale(&self) -> bool {
-        let due = *self.due.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        due.is_some_and(|at| Instant::now() >= at)
+        self.held().due.is_some_and(|at| Instant::now() >= at)
     }
 
-    fn set_due(&self, at: Instant) {
-        *self.due.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+    /// Starts fetching the JWKS again in a task of its own, unless such a task is already
+    /// under way; returns at once. A failure is logged, leaves the keys held in use, and is
+    /// tried again by the first request a minute on (or `jwks_max_age`, when shorter).
+    fn refresh_in_background(self: &Arc<Self>, app: &str) {
+        if self.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Made before the task, so that a task dropped unstarted (the runtime shutting down)
+        // still lets the next refresh start.
+        let refreshing = Refreshing(self.clone());
+        let app = app.to_owned();
+        tokio::spawn(async move {
+            let remote = &refreshing.0;
+            let mut next = remote.next_fetch.lock().await;
+            // A fetch for an unknown key id may have brought fresh keys meanwhile.
+            if remote.is_stale() {
+                remote.fetch(&app, &mut next).await;
+            }
+        });
     }
 
-    /// Fetches the JWKS: the first time whenever needed, after that at most once a minute (a
-    /// failed fetch counts), so tokens naming unknown key ids cannot make the proxy hammer the
-    /// identity provider; and when the keys held are due (`stale`: past `jwks_max_age`, or a
-    /// minute after a failed fetch of due keys). True when new keys were stored; concurrent
-    /// callers wait for one fetch.
-    async fn refresh(&self, app: &str, stale: bool) -> bool {
+    /// Fetches the JWKS for a token whose key is not held (`generation` is that of the keys it
+    /// was tried with): the first time whenever needed, after that at most once a minute (a
+    /// failed fetch and a refresh count), so that tokens naming unknown key ids cannot make
+    /// the proxy hammer the identity provider. Concurrent callers wait for one fetch. True
+    /// when other keys than those tried are held now.
+    async fn fetch_for_unknown_key(&self, app: &str, generation: u64) -> bool {
         let mut next = self.next_fetch.lock().await;
-        // Another caller may have fetched while this one waited.
-        let allowed = if stale { self.is_stale() } else { next.is_none_or(|at| Instant::now() >= at) };
-        if !allowed {
+        // Keys may have come in while this caller waited for another fetch.
+        if self.keys().1 != generation {
+            return true;
+        }
+        if next.is_some_and(|at| Instant::now() < at) {
             return false;
         }
+        self.fetch(app, &mut next).await
+    }
+
+    /// One fetch of the JWKS, with `next` (the fetch lock) held; true when new keys were stored.
+    async fn fetch(&self, app: &str, next: &mut Option<Instant>) -> bool {
         let first = next.is_none();
         *next = Some(Instant::now() + REFETCH_EVERY);
-        let set = async {
-            let response = self.client.get(self.url.clone()).send().await.map_err(|e| e.to_string())?;
-            let response = response.error_for_status().map_err(|e| e.to_string())?;
-            response.json::<JwkSet>().await.map_err(|e| format!("not a JWKS document: {e}"))
-        };
-        match set.await {
+        match self.download().await {
             Ok(set) => {
                 if first {
                     // Loading is not refreshing: the first unknown key id may still fetch again.
@@ -282,18 +378,56 @@ impl Remote {
                 }
                 let keys = jwks_keys(&set);
                 tracing::info!(app, url = %self.url, keys = keys.len(), "jwks fetched");
-                *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(keys);
-                self.set_due(Instant::now() + self.max_age);
+                let mut held = self.held_mut();
+                held.keys = Arc::new(keys);
+                held.generation += 1;
+                held.due = Some(Instant::now() + self.max_age);
+                held.failure = None;
                 true
             }
-            Err(reason) => {
+            Err(failure) => {
+                let reason = failure.to_string();
                 tracing::warn!(app, url = %self.url, reason, "jwks fetch failed; the keys held before stay in use");
-                if self.due.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_some() {
-                    self.set_due(Instant::now() + REFETCH_EVERY.min(self.max_age));
+                let mut held = self.held_mut();
+                if held.due.is_some() {
+                    held.due = Some(Instant::now() + REFETCH_EVERY.min(self.max_age));
                 }
+                held.failure = Some(failure);
                 false
             }
         }
+    }
+
+    /// Asks the JWKS URL for its document: a redirect is not followed, and no more than
+    /// `jwks_max_bytes` of the answer is read.
+    async fn download(&self) -> Result<JwkSet, FetchError> {
+        let response = self
+            .client
+            .get(self.url.clone())
+            .send()
+            .await
+            .map_err(|e| FetchError::NoAnswer(crate::legacy::error_chain(&e)))?;
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(FetchError::Redirect(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        let body = crate::legacy::read_bounded(response, self.max_bytes).await.map_err(|e| match e {
+            crate::legacy::BodyError::TooLarge => FetchError::TooLarge(self.max_bytes),
+            crate::legacy::BodyError::Transport(e) => FetchError::NoAnswer(crate::legacy::error_chain(&e)),
+        })?;
+        serde_json::from_slice(&body).map_err(|e| FetchError::NotJwks(e.to_string()))
+    }
+}
+
+/// Marks a background refresh as over when dropped: finished, failed or never started.
+struct Refreshing(Arc<Remote>);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        self.0.refreshing.store(false, Ordering::SeqCst);
     }
 }
 

@@ -214,7 +214,11 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case, seen: &mut Seen
     app.record = None;
     let mut config = config.clone();
     config.apps = vec![app.clone()];
+    // Nothing runs on a timer during a case: a periodic `health()` or reload would make legacy
+    // calls of its own among the case's scripted ones, at random places.
     config.server.script_reload_interval = Duration::ZERO;
+    config.server.health_interval = Duration::ZERO;
+    config.server.config_reload_interval = Duration::ZERO;
     config.tls = None;
     // The report shows a script fault's file, function and line instead of the generic detail.
     config.server.reveal_faults = true;

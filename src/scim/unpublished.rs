@@ -137,7 +137,8 @@ mod tests {
         assert!(ignore.skip("made1", ScimError::invalid_syntax("-")).is_ok());
         assert_eq!(ignore.ignored().len(), MAX_NOTED);
         assert!(
-            ignore.ignored()[0].starts_with("a\\nxxx") && ignore.ignored()[0].len() < 100,
+            ignore.ignored()[0].starts_with("a\\nxxx")
+                && ignore.ignored()[0].len() < super::super::error::ECHO_CHARS + 30,
             "{:?}",
             ignore.ignored()[0]
         );

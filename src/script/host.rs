@@ -29,6 +29,8 @@ pub struct CallStats {
     pub ignored: std::sync::Mutex<Vec<String>>,
     /// Further attributes ignored past the [`crate::scim::unpublished::MAX_NOTED`] named ones.
     pub ignored_more: std::sync::atomic::AtomicUsize,
+    /// Bytes of the request's body, once read.
+    pub request_bytes: std::sync::atomic::AtomicUsize,
     /// The legacy calls made, each with its answer and time, for the admin listener's
     /// `/requests`; `None` when nothing shows them (the list then costs nothing).
     pub noted: Option<Mutex<Vec<NotedCall>>>,

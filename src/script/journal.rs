@@ -110,3 +110,37 @@ pub fn dry_run_status(method: &http::Method) -> u16 {
         _ => 200,
     }
 }
+
+/// Why a dry run's answer may be a `500` that says nothing about a real run, for its report.
+///
+/// Called when the mapping failed after writes were held back. Each held-back write was
+/// answered with the body the mapping sent; one without an `id` is named, since a mapping
+/// that reads the written record from the answer finds no id there.
+pub fn explain_fault(calls: &[Exchange]) -> String {
+    let without_id: Vec<String> = calls
+        .iter()
+        .filter(|c| !c.sent && c.body.as_ref().is_some_and(|b| b.is_object() && b.get("id").is_none()))
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect();
+    let echoed = match without_id.as_slice() {
+        [] => "Each held-back write was answered with the body the mapping sent, and the mapping failed \
+               after that: if it reads the written record from the answer, a real answer may have had \
+               what it needed; if not, the fault is the mapping's own."
+            .to_owned(),
+        [one] => format!(
+            "The held-back write {one} was answered with the body the mapping sent, which has no `id`: \
+             a mapping that reads the written record (its id, its timestamps) from the answer cannot \
+             make a SCIM resource of it, while the legacy app's real answer would carry the record."
+        ),
+        many => format!(
+            "The held-back writes {} were answered with the bodies the mapping sent, which have no `id`: \
+             a mapping that reads the written record (its id, its timestamps) from the answer cannot \
+             make a SCIM resource of them, while the legacy app's real answers would carry the record.",
+            many.join(", ")
+        ),
+    };
+    format!(
+        "{echoed} legacyCalls shows what a real run would send; the proxy log has the mapping's error \
+         under this request's id (the X-Request-Id header)."
+    )
+}

@@ -267,51 +267,22 @@ async fn a_browser_shows_the_page_with_the_token_and_nothing_without_it() {
     assert!(!refused.contains("document.title") && !refused.contains("recent requests"), "{refused}");
 }
 
-/// A `scim-proxy demo` this test started, stopped when dropped (a failed assertion included).
-struct Demo(std::process::Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `scim-proxy demo` until it has printed its `Try:` line, and what it printed.
-fn start_demo(admin_token: Option<&str>) -> (Demo, Vec<String>) {
-    use std::io::BufRead as _;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"));
-    command
-        .args(["demo", "--config"])
-        .arg(support::repo_file("proxy.yaml"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .env_remove("SCIM_ADMIN_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+/// `scim-proxy demo` with the repository's configuration, until it has printed its `Try:` line.
+fn start_demo(admin_token: Option<&str>) -> support::DemoProcess {
+    let mut command = support::demo_command(&support::repo_file("."));
+    command.arg("--config").arg(support::repo_file("proxy.yaml"));
     if let Some(token) = admin_token {
         command.env("SCIM_ADMIN_TOKEN", token);
     }
-    let mut child = Demo(command.spawn().unwrap());
-    let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        let last = line.starts_with("Try:");
-        lines.push(line);
-        if last {
-            break;
-        }
-    }
-    (child, lines)
+    support::DemoProcess::start(command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_takes_the_admin_token_from_the_environment_or_makes_one_up_and_prints_it() {
     for given in [Some(ADMIN_TOKEN), None] {
-        let (demo, lines) = tokio::task::spawn_blocking(move || start_demo(given)).await.unwrap();
-        let printed = |prefix: &str| lines.iter().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
-        let token = printed("Admin token: ").unwrap_or_else(|| panic!("no admin token printed: {lines:?}"));
+        let demo = tokio::task::spawn_blocking(move || start_demo(given)).await.unwrap();
+        let printed = |prefix: &str| demo.printed(prefix).map(str::to_owned);
+        let token = printed("Admin token: ").unwrap_or_else(|| panic!("no admin token printed: {:?}", demo.lines));
         match given {
             Some(given) => assert_eq!(token, given),
             None => assert!(token.starts_with("admin-") && token.len() >= 16, "{token}"),

@@ -148,14 +148,14 @@ async fn sighup_reloads_the_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_scripts_health() {
     // The demo script, with a health() that fails while a user called "maintenance" exists.
-    let demo = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
+    let demo =
+        std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap().replace("fn health() {", "fn demo_health() {");
     let script = format!(
         "{demo}\nfn health() {{\n    let r = legacy.get(\"/users\", #{{ login: \"maintenance\" }});\n    if r.status != 200 {{ return `Acme answered ${{r.status}}`; }}\n    if r.json.data.len() > 0 {{ return \"Acme is in maintenance\"; }}\n    true\n}}\n"
     );
-    let env = TestEnv::start_script(Some(&script), |text| {
-        text.replacen("server:\n", "server:\n  health_interval: 100ms\n", 1)
-    })
-    .await;
+    let env =
+        TestEnv::start_script(Some(&script), |text| text.replacen("health_interval: 0s", "health_interval: 100ms", 1))
+            .await;
     eventually("ready after the first check", async || readyz(&env).await.0 == StatusCode::OK).await;
     let (_, ready) = readyz(&env).await;
     assert_eq!(ready["apps"][0]["legacy_health"]["healthy"], true, "{ready}");

@@ -35,6 +35,25 @@ fn objects() -> Vec<Value> {
     objects
 }
 
+/// The objects of one file of the folder, listed in the kustomization or not.
+fn file_objects(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_file(&format!("{MANIFESTS}/{file}"))).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|document| serde_json::to_value(serde_yaml_ng::Value::deserialize(document).unwrap()).unwrap())
+        .filter(|value| !value.is_null())
+        .collect()
+}
+
+/// The example Secret, which the user creates: not part of the kustomization.
+fn example_secret() -> Value {
+    file_objects("secret.yaml").remove(0)
+}
+
+/// Files of the folder that the kustomization leaves out on purpose: the Secret the user
+/// creates (so that applying never overwrites it), and the PodMonitor, whose kind exists only
+/// with the Prometheus Operator.
+const NOT_APPLIED: [&str; 2] = ["secret.yaml", "podmonitor.yaml"];
+
 fn kustomization_resources() -> Vec<String> {
     let text = std::fs::read_to_string(repo_file(&format!("{MANIFESTS}/kustomization.yaml"))).unwrap();
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
@@ -112,12 +131,6 @@ fn references(text: &str) -> Vec<String> {
         rest = &after[end + 1..];
     }
     found
-}
-
-/// A security setting of the proxy container, or the pod's when the container has none.
-fn security(field: &str) -> Value {
-    let own = &proxy_container()["securityContext"][field];
-    if own.is_null() { pod_spec()["securityContext"][field].clone() } else { own.clone() }
 }
 
 // ---------------------------------------------------------------- the Dockerfile
@@ -288,7 +301,7 @@ fn the_config_is_mounted_where_the_args_point_and_holds_the_script() {
 #[test]
 fn every_reference_of_the_config_is_provided_to_the_container() {
     let container = proxy_container();
-    let secret = the("Secret");
+    let secret = example_secret();
     let env: BTreeSet<&str> = container["env"]
         .as_array()
         .map_or(&[][..], Vec::as_slice)
@@ -324,42 +337,197 @@ fn every_reference_of_the_config_is_provided_to_the_container() {
     }
 }
 
-#[test]
-fn the_proxy_container_runs_unprivileged_and_asks_for_resources() {
-    assert_eq!(security("runAsNonRoot"), true);
-    assert!(security("runAsUser").as_u64().is_some_and(|uid| uid != 0), "a numeric non-root runAsUser");
-    assert_eq!(security("readOnlyRootFilesystem"), true);
-    assert_eq!(security("allowPrivilegeEscalation"), false);
-    assert_eq!(security("capabilities")["drop"], serde_json::json!(["ALL"]));
-    assert_eq!(security("seccompProfile")["type"], "RuntimeDefault");
-    let resources = &proxy_container()["resources"];
-    for what in ["cpu", "memory"] {
-        assert!(resources["requests"][what].is_string(), "no {what} request");
-    }
-    assert!(resources["limits"]["memory"].is_string(), "no memory limit");
+// What a platform team's policy checker asks of the pod (the "restricted" Pod Security
+// Standard, resources, probes, lifecycle, network, disruption, labels, scraping), one test each.
+
+fn containers() -> Vec<Value> {
+    pod_spec()["containers"].as_array().unwrap().clone()
+}
+
+/// A container's security setting, or the pod's when the container has none.
+fn effective(container: &Value, field: &str) -> Value {
+    let own = &container["securityContext"][field];
+    if own.is_null() { pod_spec()["securityContext"][field].clone() } else { own.clone() }
 }
 
 #[test]
-fn the_pod_waits_longer_than_the_proxy_drains() {
-    let grace = pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+fn every_container_meets_the_restricted_pod_security_standard() {
+    let pod = pod_spec();
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert_ne!(pod[host], true, "{host}");
+    }
+    // Volume types the restricted standard allows.
+    let allowed =
+        ["configMap", "secret", "emptyDir", "projected", "downwardAPI", "csi", "ephemeral", "persistentVolumeClaim"];
+    for volume in pod["volumes"].as_array().unwrap() {
+        let kinds: Vec<&String> = volume.as_object().unwrap().keys().filter(|k| *k != "name").collect();
+        assert!(kinds.iter().all(|k| allowed.contains(&k.as_str())), "volume {volume}");
+    }
+    for container in containers() {
+        let name = container["name"].as_str().unwrap().to_owned();
+        assert_eq!(effective(&container, "runAsNonRoot"), true, "{name}: runAsNonRoot");
+        assert_ne!(effective(&container, "runAsUser"), 0, "{name}: runAsUser 0");
+        assert_ne!(container["securityContext"]["privileged"], true, "{name}: privileged");
+        assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false, "{name}: allowPrivilegeEscalation");
+        let drop = &container["securityContext"]["capabilities"]["drop"];
+        assert!(drop.as_array().is_some_and(|d| d.iter().any(|c| c == "ALL")), "{name}: capabilities.drop ALL");
+        let added = container["securityContext"]["capabilities"]["add"].as_array().cloned().unwrap_or_default();
+        assert!(added.iter().all(|c| c == "NET_BIND_SERVICE"), "{name}: capabilities.add {added:?}");
+        let seccomp = effective(&container, "seccompProfile")["type"].clone();
+        assert!(seccomp == "RuntimeDefault" || seccomp == "Localhost", "{name}: seccompProfile {seccomp}");
+        assert!(
+            container["ports"].as_array().is_none_or(|p| p.iter().all(|p| p["hostPort"].is_null())),
+            "{name}: hostPort"
+        );
+        // Not in the standard, but what the proxy and the example ask for.
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true, "{name}: readOnlyRootFilesystem");
+    }
+}
+
+#[test]
+fn every_container_has_resources_and_probes() {
+    for container in containers() {
+        let name = container["name"].as_str().unwrap().to_owned();
+        let resources = &container["resources"];
+        for what in ["cpu", "memory"] {
+            assert!(resources["requests"][what].is_string(), "{name}: no {what} request");
+        }
+        assert!(resources["limits"]["memory"].is_string(), "{name}: no memory limit");
+        for probe in ["livenessProbe", "readinessProbe"] {
+            let probe_spec = &container[probe];
+            let kinds = ["httpGet", "tcpSocket", "exec", "grpc"];
+            assert!(kinds.iter().any(|k| probe_spec[k].is_object()), "{name}: no {probe}");
+        }
+    }
+}
+
+#[test]
+fn the_app_outlives_the_proxys_drain_and_the_pod_waits_for_both() {
     let server = config().server;
     let drain = server.shutdown_delay.as_secs() + server.shutdown_grace.as_secs();
-    assert!(
-        grace > drain,
-        "terminationGracePeriodSeconds {grace} must exceed server.shutdown_delay + shutdown_grace ({drain}s)"
-    );
     assert!(server.shutdown_delay.as_secs() >= 1, "the Service needs a moment to stop routing to the pod");
+    // Both containers get SIGTERM together: the app's is held back while the proxy may still
+    // call it, or requests fail with "cannot connect" during the drain.
+    let app = containers().into_iter().find(|c| c["name"] != PROXY_CONTAINER).expect("the app container");
+    let pre_stop = &app["lifecycle"]["preStop"];
+    let held = pre_stop["sleep"]["seconds"].as_u64().or_else(|| {
+        let command = pre_stop["exec"]["command"].as_array()?;
+        (command.first()? == "sleep").then(|| command.get(1)?.as_str()?.parse().ok())?
+    });
+    let held = held.expect("a preStop sleep on the app container");
+    assert!(
+        held >= drain,
+        "the app's preStop ({held}s) ends before the proxy's drain (shutdown_delay + shutdown_grace = {drain}s)"
+    );
+    // The kubelet's grace period includes the preStop; the app needs a few seconds of its own after it.
+    let grace = pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    assert!(
+        grace >= held + 5,
+        "terminationGracePeriodSeconds {grace} leaves the app under 5 s after its {held}s preStop"
+    );
+    assert!(grace > drain, "terminationGracePeriodSeconds {grace} must exceed the proxy's drain ({drain}s)");
 }
 
 #[test]
-fn the_kustomization_lists_every_manifest() {
+fn a_network_policy_keeps_the_admin_port_from_the_cluster() {
+    let policy = the("NetworkPolicy");
+    let spec = &policy["spec"];
+    assert_selects_the_pod(&spec["podSelector"]["matchLabels"], "the NetworkPolicy");
+    assert!(spec["policyTypes"].as_array().unwrap().iter().any(|t| t == "Ingress"));
+    let container = proxy_container();
+    let admin = config().admin_listen.port();
+    let scim = config().listen.port();
+    let rules = spec["ingress"].as_array().unwrap();
+    let mut open = BTreeSet::new();
+    for rule in rules {
+        // A rule without ports opens every port; one without peers opens them to everyone.
+        let ports = rule["ports"].as_array().expect("every rule names its ports");
+        let peers = rule["from"].as_array().expect("every rule names who may connect");
+        assert!(!peers.is_empty(), "{rule}: an empty from admits everyone");
+        for port in ports {
+            let number = port_number(&container, &port["port"]);
+            assert!(number == scim || number == admin, "{rule}: port {number} is neither SCIM nor admin");
+            open.insert(number);
+            if number == admin {
+                // The admin port only from one namespace, never from any pod or address.
+                for peer in peers {
+                    assert!(peer["ipBlock"].is_null(), "{rule}: the admin port is open to addresses");
+                    assert!(
+                        peer["namespaceSelector"]["matchLabels"].is_object(),
+                        "{rule}: the admin port is open beyond one namespace"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(open, BTreeSet::from([scim, admin]), "the policy must admit SCIM traffic and the scraper");
+}
+
+#[test]
+fn a_disruption_budget_keeps_a_pod_serving_through_drains() {
+    let budget = the("PodDisruptionBudget");
+    assert_selects_the_pod(&budget["spec"]["selector"]["matchLabels"], "the PodDisruptionBudget");
+    let replicas = the("Deployment")["spec"]["replicas"].as_u64().unwrap_or(1);
+    let min = budget["spec"]["minAvailable"].as_u64().expect("minAvailable as a number");
+    assert!(
+        min >= 1 && min < replicas,
+        "minAvailable {min} with {replicas} replicas: a drain keeps none, or cannot proceed"
+    );
+}
+
+#[test]
+fn every_object_carries_the_recommended_labels() {
+    let recommended = ["name", "instance", "version", "component", "part-of", "managed-by"];
+    let mut all = objects();
+    all.extend(NOT_APPLIED.iter().flat_map(|file| file_objects(file)));
+    let pod = the("Deployment")["spec"]["template"]["metadata"].clone();
+    all.push(serde_json::json!({ "kind": "pod template", "metadata": pod }));
+    for object in all {
+        let labels = &object["metadata"]["labels"];
+        for label in recommended {
+            let key = format!("app.kubernetes.io/{label}");
+            assert!(labels[&key].is_string(), "{} {}: no {key}", object["kind"], object["metadata"]["name"]);
+        }
+        assert_eq!(labels["app.kubernetes.io/version"], env!("CARGO_PKG_VERSION"), "{}: version", object["kind"]);
+    }
+}
+
+#[test]
+fn the_scrape_annotations_and_the_pod_monitor_point_at_the_admin_metrics() {
+    let annotations = &the("Deployment")["spec"]["template"]["metadata"]["annotations"];
+    let admin = config().admin_listen.port();
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], admin.to_string());
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    let monitor = file_objects("podmonitor.yaml").remove(0);
+    assert_eq!(monitor["kind"], "PodMonitor");
+    assert_selects_the_pod(&monitor["spec"]["selector"]["matchLabels"], "the PodMonitor");
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(port_number(&proxy_container(), &endpoint["port"]), admin);
+    assert_eq!(endpoint["path"], "/metrics");
+}
+
+/// Fails unless `selector` is non-empty and every label it names is the pod template's.
+fn assert_selects_the_pod(selector: &Value, what: &str) {
+    let labels = &the("Deployment")["spec"]["template"]["metadata"]["labels"];
+    let selector = selector.as_object().unwrap_or_else(|| panic!("{what} has no matchLabels"));
+    assert!(!selector.is_empty(), "{what} selects every pod");
+    for (key, value) in selector {
+        assert_eq!(&labels[key], value, "{what}: selector {key} does not match the pod's labels");
+    }
+}
+
+#[test]
+fn the_kustomization_lists_every_manifest_but_the_secret_and_the_pod_monitor() {
     let listed: BTreeSet<String> = kustomization_resources().into_iter().collect();
     let present: BTreeSet<String> = std::fs::read_dir(repo_file(MANIFESTS))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml" && !NOT_APPLIED.contains(&name.as_str()))
         .collect();
     assert_eq!(listed, present);
+    // `kubectl apply -k` after creating the real Secret must not put the placeholders back.
+    assert!(objects().iter().all(|o| o["kind"] != "Secret"), "the kustomization applies a Secret");
 }
 
 #[test]
@@ -396,13 +564,50 @@ fn the_dockerfile_runs_cargos_binary_as_non_root_with_the_pods_ports_and_command
     // What the build copies from the context exists and is not excluded by .dockerignore.
     let ignored = std::fs::read_to_string(repo_file(".dockerignore")).unwrap();
     let ignored: Vec<&str> = ignored.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let mut copied = Vec::new();
     for copy in build.iter().filter(|i| i.keyword == "COPY" && !i.args.starts_with("--")) {
         let sources: Vec<&str> = copy.args.split_whitespace().collect();
         for source in &sources[..sources.len() - 1] {
             assert!(repo_file(source).exists(), "COPY {source}: no such file in the repository");
             assert!(!ignored.iter().any(|i| i.trim_end_matches('/') == *source), "{source} is in .dockerignore");
+            copied.push(PathBuf::from(source));
         }
     }
+    // What the source builds in (`demo`'s configuration and script) is in the build too.
+    let embedded = included_files();
+    assert!(!embedded.is_empty(), "no include_str! found in src/: the search is broken");
+    for file in embedded {
+        assert!(
+            copied.iter().any(|c| file.starts_with(c)),
+            "{} is built in, but the Dockerfile does not COPY it",
+            file.display()
+        );
+    }
+}
+
+/// The files the crate's source builds in with `include_str!` / `include_bytes!`, relative to
+/// the repository.
+fn included_files() -> Vec<PathBuf> {
+    let root = std::fs::canonicalize(repo_file(".")).unwrap();
+    let mut found = Vec::new();
+    let mut folders = vec![repo_file("src")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let after = |macro_call: &'static str| text.split(macro_call).skip(1);
+            for piece in after("include_str!(\"").chain(after("include_bytes!(\"")) {
+                let Some((name, _)) = piece.split_once('"') else { continue };
+                let Ok(file) = std::fs::canonicalize(path.parent().unwrap().join(name)) else { continue };
+                found.push(file.strip_prefix(&root).unwrap().to_path_buf());
+            }
+        }
+    }
+    found
 }
 
 #[test]
@@ -480,7 +685,7 @@ async fn the_dockerfile_healthcheck_runs_the_probe_without_a_shell_and_it_tells_
 
 #[test]
 fn the_example_secret_cannot_go_live_unchanged() {
-    let secret = the("Secret");
+    let secret = example_secret();
     let values = secret["stringData"].as_object().unwrap();
     assert!(values.values().all(|v| v.as_str().unwrap().contains("REPLACE")), "placeholders say REPLACE");
     let placeholders: Vec<(String, String)> =
@@ -537,8 +742,19 @@ async fn the_sidecar_config_serves_scim() {
     let running = proxy::start(&config, any, any).await.unwrap();
     let client = reqwest::Client::new();
 
-    let ready = Reply::read(client.get(format!("http://{}/readyz", running.admin_addr)).send().await.unwrap()).await;
+    // Ready once the script's health() has seen the app, a moment after the start.
+    let readyz = format!("http://{}/readyz", running.admin_addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ready = loop {
+        let ready = Reply::read(client.get(&readyz).send().await.unwrap()).await;
+        if ready.status == StatusCode::OK || std::time::Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_eq!(ready.body["apps"][0]["legacy_health"]["healthy"], true, "{}", ready.text);
+    assert_eq!(ready.body["apps"][0]["readiness_covers_legacy"], true, "{}", ready.text);
     assert!(ready.body["apps"][0]["functions"].as_array().is_some_and(|f| !f.is_empty()), "{}", ready.text);
 
     let base = format!("http://{}/scim/v2", running.scim_addr);

@@ -49,4 +49,8 @@ async fn admin_endpoints_report_health_and_readiness() {
     assert_eq!(ready.status(), StatusCode::OK);
     let body: serde_json::Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
     assert_eq!(body["apps"][0]["name"], "acme");
+    // The tests' configuration turns health() off: /readyz says what it does not cover.
+    assert_eq!(body["apps"][0]["readiness_covers_legacy"], false, "{body}");
+    let warnings = body["apps"][0]["warnings"].to_string();
+    assert!(warnings.contains("server.health_interval is 0s"), "{body}");
 }

@@ -171,3 +171,79 @@ fn readme_walkthrough_passes_check_and_its_own_test_file() {
         }
     }
 }
+
+/// The one ```rhai block of docs/scripting.md that defines `function`.
+fn block_defining(function: &str) -> String {
+    let defining: Vec<Block> =
+        rhai_blocks().into_iter().filter(|b| b.text.contains(&format!("fn {function}("))).collect();
+    assert_eq!(defining.len(), 1, "{DOC}: exactly one ```rhai block must define {function}");
+    defining.into_iter().next().map(|b| b.text).unwrap_or_default()
+}
+
+/// What the doc says of `?[`: it gives `()` when there are no `emails` at all (as
+/// scripts/examples/offset_list.rhai relies on), but not for an empty list, whose `[0]` is an
+/// error; and a chain that goes on after it (`user.emails?[0]?.value`) fails where there are no
+/// `emails`. The doc's own function runs in a mapping whose `get_user` reports what it gave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_examples_question_mark_indexing_is_unit_only_at_the_end_of_a_chain() {
+    let example = block_defining("first_email_value");
+    let script = format!(
+        r#"{example}
+// The form the doc warns against.
+fn chained(user) {{
+    user.emails?[0]?.value
+}}
+
+fn get_user(id) {{
+    let records = #{{
+        "1": #{{ userName: "none" }},
+        "2": #{{ userName: "listed", emails: [#{{ value: "ada@example.com" }}] }},
+        "3": #{{ userName: "empty", emails: [] }},
+        "4": #{{ userName: "chained" }},
+    }};
+    let record = records[id];
+    if record == () {{ return (); }}
+    let value = if id == "4" {{ chained(record) }} else {{ first_email_value(record) }};
+    #{{ id: id, userName: record.userName, title: if value == () {{ "unit" }} else {{ value }} }}
+}}
+"#
+    );
+    let env = TestEnv::start_script(Some(&script), |text| text).await;
+    let none = env.get("/Users/1").await;
+    assert_eq!((none.status, &none.body["title"]), (StatusCode::OK, &json!("unit")), "{}", none.text);
+    let listed = env.get("/Users/2").await;
+    assert_eq!((listed.status, &listed.body["title"]), (StatusCode::OK, &json!("ada@example.com")), "{}", listed.text);
+    let empty = env.get("/Users/3").await;
+    assert_eq!(empty.status, StatusCode::INTERNAL_SERVER_ERROR, "an empty list's [0] is an error: {}", empty.text);
+    let chained = env.get("/Users/4").await;
+    assert_eq!(chained.status, StatusCode::INTERNAL_SERVER_ERROR, "?[0]?.value fails on (): {}", chained.text);
+    let logged = crate::support::log_lines_with(&["chained: line", "Indexer unavailable: () [i64]"]);
+    assert_eq!(logged.len(), 1, "{}", crate::support::logs());
+}
+
+/// What docs/testing-mappings.md says of an empty page: `Resources: []`. Its example case runs
+/// against the demo mapping with `scim-proxy test`, and the proxy in front of the real Acme
+/// Directory answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_examples_an_empty_page_is_an_empty_resources_list() {
+    const TESTING: &str = "docs/testing-mappings.md";
+    let examples: Vec<String> = fenced(TESTING, "yaml").into_iter().filter(|b| b.contains("Resources: []")).collect();
+    assert_eq!(examples.len(), 1, "{TESTING}: exactly one yaml example must expect `Resources: []`");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("empty.test.yaml");
+    std::fs::write(&file, &examples[0]).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
+        .args(["test", "--config"])
+        .arg(repo_file("proxy.yaml"))
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && text.contains("1 passed, 0 failed"), "{text}");
+
+    let env = TestEnv::start().await;
+    let page = env.get("/Users?filter=userName%20eq%20%22nobody%22").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!((&page.body["totalResults"], &page.body["Resources"]), (&json!(0), &json!([])), "{}", page.text);
+}

@@ -343,6 +343,23 @@ async fn a_retry_after_beyond_the_deadline_is_passed_on_not_waited_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_of_any_size_is_capped_and_passed_on_without_a_panic() {
+    let server = FaultServer::start(Fault::Healthy).await;
+    let env = proxy_before("retry-after-huge", &server.base_url(), "retry: {attempts: 3}").await;
+    let huge = ["18446744073709551615", "99999999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"];
+    for (n, retry_after) in huge.into_iter().enumerate() {
+        server.next("GET", &[Fault::Status(503, Some(retry_after))]);
+        let started = Instant::now();
+        let reply = env.get(ONE_USER).await;
+        reply.assert_error(503, None);
+        assert_eq!(reply.header("retry-after"), Some("120"), "{retry_after}: the cap");
+        assert_eq!(server.requests("GET"), n + 1, "{retry_after}: not waited for");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    other_app_serves(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_retried_only_when_the_script_marks_them_idempotent() {
     let server = FaultServer::start(Fault::Healthy).await;
     let env = proxy_before("writes", &server.base_url(), "retry: {attempts: 3, base_delay: 10ms}").await;
@@ -442,7 +459,7 @@ fn health() { legacy.get("/users", #{ per_page: 1 }).status == 200 }
     let env = TestEnv::start_script(Some(script), move |text| {
         let text = text.replacen("  - name: acme\n", "  - name: health-past-breaker\n", 1);
         let text = text.replacen("base_url: \"${env.ACME_BASE_URL}\"", &format!("base_url: \"{url}\""), 1);
-        let text = text.replacen("server:\n", "server:\n  health_interval: 100ms\n", 1);
+        let text = text.replacen("health_interval: 0s", "health_interval: 100ms", 1);
         text.replacen(
             "      timeout: 5s\n",
             "      timeout: 500ms\n      retry: {attempts: 1}\n      breaker: {failures: 2, open_for: 60s}\n",
@@ -513,7 +530,7 @@ fn health() { legacy.get("/health").status == 200 }
     .await;
     let env = TestEnv::start_script(Some(script), move |text| {
         let text = text.replace("base_url: \"${env.ACME_BASE_URL}\"", &format!("base_url: \"http://{addr}\""));
-        let text = text.replacen("server:\n", "server:\n  health_interval: 100ms\n", 1);
+        let text = text.replacen("health_interval: 0s", "health_interval: 100ms", 1);
         text.replacen("    request_timeout: 10s\n", "    request_timeout: 20s\n    max_concurrent_scripts: 2\n", 1)
     })
     .await;

@@ -20,7 +20,7 @@ const ISSUER: &str = "https://login.idp.test/tenant-1/";
 const AUDIENCE: &str = "api://scim-proxy";
 
 /// The test configuration with the first app's `auth` section replaced by `auth`.
-async fn start_with_auth(auth: &str) -> TestEnv {
+pub(crate) async fn start_with_auth(auth: &str) -> TestEnv {
     let auth = auth.to_owned();
     TestEnv::start_with(move |text| text.replacen("      bearer_tokens: [\"${env.TOKEN}\"]", &auth, 1)).await
 }
@@ -140,13 +140,13 @@ async fn challenges(env: &TestEnv, authorization: Option<&str>) -> Vec<String> {
 }
 
 /// A signing key made for the test, and its public half as the proxy reads it.
-struct SigningKey {
+pub(crate) struct SigningKey {
     algorithm: Algorithm,
     pair: KeyPair,
 }
 
 impl SigningKey {
-    fn es256() -> Self {
+    pub(crate) fn es256() -> Self {
         Self { algorithm: Algorithm::ES256, pair: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap() }
     }
 
@@ -154,7 +154,7 @@ impl SigningKey {
         Self { algorithm: Algorithm::ES384, pair: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap() }
     }
 
-    fn sign(&self, claims: &Value, kid: Option<&str>) -> String {
+    pub(crate) fn sign(&self, claims: &Value, kid: Option<&str>) -> String {
         let mut header = Header::new(self.algorithm);
         header.kid = kid.map(str::to_owned);
         let key = EncodingKey::from_ec_pem(self.pair.serialize_pem().as_bytes()).unwrap();
@@ -162,7 +162,7 @@ impl SigningKey {
     }
 
     /// The public key as a JWK (P-256 only).
-    fn jwk(&self, kid: &str) -> Value {
+    pub(crate) fn jwk(&self, kid: &str) -> Value {
         let point = self.pair.public_key_raw();
         assert_eq!(point.len(), 65, "an uncompressed P-256 point");
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
@@ -174,7 +174,7 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn claims() -> Value {
+pub(crate) fn claims() -> Value {
     json!({"sub": "entra-sync", "iss": ISSUER, "aud": AUDIENCE, "iat": now(), "exp": now() + 600})
 }
 
@@ -183,7 +183,7 @@ fn with(mut claims: Value, key: &str, value: Value) -> Value {
     claims
 }
 
-fn jwt_section(keys: &str) -> String {
+pub(crate) fn jwt_section(keys: &str) -> String {
     format!(
         "      jwt:\n        issuer: \"{ISSUER}\"\n        audiences: [\"{AUDIENCE}\", \"api://other\"]\n        algorithms: [ES256, RS256]\n        leeway: 30s\n{keys}"
     )
@@ -341,10 +341,16 @@ async fn inbound_jwks_keys_past_their_max_age_are_fetched_again_and_a_withdrawn_
     assert_eq!(bearer(&env, &kept.sign(&claims(), Some("kept"))).await, StatusCode::OK);
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "fresh keys are not fetched again");
 
-    // The identity provider withdraws a key: once the keys held are a second old, it is gone.
+    // The identity provider withdraws a key: once the keys held are a second old, the next
+    // token (checked against the keys held, as it does not wait) has them fetched again in the
+    // background, and once they are in, the withdrawn key is refused.
     jwks.keys.lock().unwrap().retain(|key| key["kid"] == "kept");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(bearer(&env, &withdrawn.sign(&claims(), Some("withdrawn"))).await, StatusCode::UNAUTHORIZED);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bearer(&env, &withdrawn.sign(&claims(), Some("withdrawn"))).await != StatusCode::UNAUTHORIZED {
+        assert!(Instant::now() < deadline, "the withdrawn key is still accepted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2, "fetched again once, not again for the unknown key id");
     assert_eq!(bearer(&env, &kept.sign(&claims(), Some("kept"))).await, StatusCode::OK);
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
@@ -353,6 +359,12 @@ async fn inbound_jwks_keys_past_their_max_age_are_fetched_again_and_a_withdrawn_
     // every token but a second on (the max age here is below the minute).
     jwks.failing.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(bearer(&env, &kept.sign(&claims(), Some("kept"))).await, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while jwks.fetches.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the stale keys were not fetched again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for _ in 0..3 {
         assert_eq!(bearer(&env, &kept.sign(&claims(), Some("kept"))).await, StatusCode::OK);
     }

@@ -286,3 +286,51 @@ cases:
     assert_eq!(notes.len(), 1, "{text}");
     assert!(notes[0].contains("id \"7\" is a User's and a Group's") && notes[0].contains("RFC 7643 §3.1"), "{text}");
 }
+
+/// A mapping that defines `health()` (whose legacy call the proxy makes every
+/// `server.health_interval`) passes its own test file every time: no periodic call lands among
+/// a case's scripted ones. The demo mapping defines one.
+#[test]
+fn a_mapping_with_health_passes_its_test_file_ten_runs_out_of_ten() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    let demo = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
+    assert!(demo.contains("\nfn health() {"), "the demo mapping defines health()");
+    std::fs::write(dir.path().join("scripts/demo.rhai"), demo).unwrap();
+    std::fs::copy(repo_file("scripts/demo.test.yaml"), dir.path().join("scripts/demo.test.yaml")).unwrap();
+    // A short interval, so that a periodic check would fall within the cases.
+    let config = std::fs::read_to_string(repo_file("proxy.yaml")).unwrap().replacen(
+        "server:\n",
+        "server:\n  health_interval: 1s\n",
+        1,
+    );
+    std::fs::write(dir.path().join("proxy.yaml"), config).unwrap();
+    let config = path_arg(&dir.path().join("proxy.yaml"));
+    for run in 1..=10 {
+        let (code, text) = scim_proxy_test(&["--config", &config]);
+        assert_eq!(code, 0, "run {run}:\n{text}");
+        assert!(text.contains(" passed, 0 failed"), "run {run}:\n{text}");
+    }
+}
+
+/// A dry run's held-back write is answered with the body the mapping sent; the demo's
+/// `replace_user` reads the written record's id from that answer and fails. The report says
+/// so instead of showing a bare 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_report_explains_a_500_made_from_an_echoed_write_without_an_id() {
+    let env = TestEnv::start().await;
+    let id = env.create_user("echoed").await;
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "Tried"}]
+    });
+    let reply = dry_run(&env, Method::PATCH, &format!("/Users/{id}"), Some(patch)).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert_eq!(reply.body["legacyCalls"][1]["sent"], false, "{}", reply.text);
+    assert!(reply.body["legacyCalls"][1]["body"].get("id").is_none(), "{}", reply.text);
+    assert_eq!(reply.body["response"]["status"], 500, "{}", reply.text);
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("not a verdict on a real run"), "{detail}");
+    let explanation = reply.body["response"]["explanation"].as_str().unwrap_or_default();
+    assert!(explanation.contains(&format!("PUT /users/{id}")) && explanation.contains("has no `id`"), "{}", reply.text);
+}

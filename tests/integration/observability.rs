@@ -442,7 +442,7 @@ async fn body_logging_is_opt_in_and_redacted() {
 
 /// A JSON object read strictly: a key given twice anywhere in it is an error (serde_json
 /// would keep the last one silently).
-struct Strict(Value);
+pub(crate) struct Strict(pub(crate) Value);
 
 impl<'de> serde::Deserialize<'de> for Strict {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
@@ -584,6 +584,7 @@ apps:
             .get(format!("http://{scim_addr}/scim/v2/Users/{user}"))
             .bearer_auth(TOKEN)
             .header("x-request-id", &request_id)
+            .header("user-agent", "Azure AD SCIM Validator/1.0")
             .send()
             .await
             .unwrap();
@@ -624,4 +625,17 @@ apps:
     }
     let failed = parsed.iter().find(|line| line["message"] == "request failed").unwrap();
     assert_eq!((failed["status"].as_u64(), &failed["span"]["request_id"]), (Some(500), &json!("json-log-broken")));
+    // An access line says what a platform team investigates with: the endpoint (its template,
+    // no ids), who called, with what, and how much went each way.
+    let access = ["request done", "request refused", "request failed"];
+    let access: Vec<&Value> = parsed.iter().filter(|l| access.iter().any(|m| l["message"] == *m)).collect();
+    assert_eq!(access.len(), 3, "{access:#?}");
+    for line in access {
+        assert_eq!(line["route"], "/scim/v2/Users/{id}", "{line}");
+        assert_eq!(line["method"], "GET", "{line}");
+        assert!(line["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.1:")), "{line}");
+        assert_eq!(line["user_agent"], "Azure AD SCIM Validator/1.0", "{line}");
+        assert_eq!(line["bytes_in"], 0, "{line}");
+        assert!(line["bytes_out"].as_u64().is_some_and(|n| n > 50), "{line}");
+    }
 }

@@ -59,7 +59,7 @@ fn list_users(query) {
 
 /// Starts the proxy with the test script and the first app's legacy block replaced by `legacy`
 /// (YAML at the indentation of the keys under `legacy:`).
-async fn proxy_with(legacy: &str) -> TestEnv {
+pub(crate) async fn proxy_with(legacy: &str) -> TestEnv {
     let block = format!("    legacy:\n{legacy}");
     TestEnv::start_script(Some(SCRIPT), |text| {
         assert!(text.contains(LEGACY_BLOCK), "the test configuration changed");
@@ -152,7 +152,7 @@ impl Pki {
 /// What the fake legacy app does; built as a sentence, e.g.
 /// `FakeLegacy::new().tls(&pki).requiring_client_certificates().start()`.
 #[derive(Default, Clone)]
-struct FakeLegacy {
+pub(crate) struct FakeLegacy {
     /// Serve HTTPS with this certificate and key (PEM).
     tls: Option<(String, String)>,
     /// Require client certificates issued by this CA (PEM).
@@ -199,8 +199,8 @@ struct Seen {
     handshake_errors: Mutex<Vec<String>>,
 }
 
-struct Running {
-    addr: SocketAddr,
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
     seen: Arc<Seen>,
     policy: Option<TokenPolicy>,
 }
@@ -214,13 +214,13 @@ impl Running {
         self.seen.token_requests.lock().unwrap().len()
     }
 
-    fn authorizations(&self) -> Vec<String> {
+    pub(crate) fn authorizations(&self) -> Vec<String> {
         self.seen.authorizations.lock().unwrap().clone()
     }
 }
 
 impl FakeLegacy {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -244,7 +244,7 @@ impl FakeLegacy {
         self
     }
 
-    async fn start(self) -> Running {
+    pub(crate) async fn start(self) -> Running {
         let acceptor = self.tls.as_ref().map(|(cert, key)| tls_acceptor(cert, key, self.client_ca.as_deref()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -381,7 +381,7 @@ fn legacy_lines(legacy: &Running, tls: bool) -> String {
 }
 
 /// Asserts a SCIM error answer of this status whose detail says `says`.
-fn assert_detail(reply: &crate::support::Reply, status: u16, says: &str) {
+pub(crate) fn assert_detail(reply: &crate::support::Reply, status: u16, says: &str) {
     reply.assert_error(status, None);
     let detail = reply.body["detail"].as_str().unwrap();
     assert!(detail.contains(says), "detail {detail:?} should say {says:?}");
@@ -500,7 +500,8 @@ async fn outbound_insecure_skip_verify_connects_and_says_so_at_every_start() {
     let ready: Value = env.client.get(format!("{}/readyz", env.admin())).send().await.unwrap().json().await.unwrap();
     let warnings = ready["apps"][0]["warnings"].to_string();
     assert!(warnings.contains("insecure_skip_verify"), "{ready}");
-    assert_eq!(ready["apps"][1]["warnings"], json!([]), "{ready}");
+    let others = ready["apps"][1]["warnings"].to_string();
+    assert!(!others.contains("insecure_skip_verify"), "{ready}");
     env.restart_proxy().await;
     let warned = logs().lines().filter(|l| l.contains("insecure_skip_verify is on") && l.contains("acme")).count();
     assert!(warned >= before + 2, "one warning per start");

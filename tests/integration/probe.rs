@@ -44,7 +44,11 @@ async fn a_ready_proxy_passes_both_probes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_cannot_serve_fails_the_ready_probe_but_not_the_live_one() {
     let script = "fn get_user(id) { () }\nfn list_users(query) { [] }\nfn health() { \"the directory is down\" }\n";
-    let env = TestEnv::start_script(Some(script), |text| text).await;
+    // The tests' configuration turns health() checks off; readiness needs them here.
+    let env = TestEnv::start_script(Some(script), |text| {
+        text.replacen("  health_interval: 0s\n", "  health_interval: 1s\n", 1)
+    })
+    .await;
     let admin = env.admin();
     let (ready, live) = tokio::task::spawn_blocking(move || {
         (probe(&["ready", "--admin", &admin], None).0, probe(&["live", "--admin", &admin], None).0)
@@ -52,7 +56,7 @@ async fn a_proxy_that_cannot_serve_fails_the_ready_probe_but_not_the_live_one() 
     .await
     .unwrap();
     assert_eq!(ready.status.code(), Some(1), "{ready:?}");
-    assert_eq!(said(&ready), format!("probe ready: {}/readyz: answered 503 (not ready)", env.admin()));
+    assert_eq!(said(&ready), format!("error: probe ready: {}/readyz: answered 503 (not ready)", env.admin()));
     assert_eq!(live.status.code(), Some(0), "{live:?}");
 }
 
@@ -64,7 +68,7 @@ fn nothing_listening_fails_at_once_and_a_silent_listener_within_the_timeout() {
     let (output, took) = probe(&["ready", "--admin", &admin], None);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let line = said(&output);
-    assert!(line.starts_with(&format!("probe ready: {admin}/readyz: cannot connect: ")), "{line}");
+    assert!(line.starts_with(&format!("error: probe ready: {admin}/readyz: cannot connect (")), "{line}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 
     // A listener that accepts and never answers: the probe gives up at its timeout.
@@ -72,7 +76,7 @@ fn nothing_listening_fails_at_once_and_a_silent_listener_within_the_timeout() {
     let admin = format!("http://{}", silent.local_addr().unwrap());
     let (output, took) = probe(&["live", "--admin", &admin, "--timeout", "300ms"], None);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    assert_eq!(said(&output), format!("probe live: {admin}/healthz: no answer within 300 ms"));
+    assert_eq!(said(&output), format!("error: probe live: {admin}/healthz: no answer within 300 ms"));
     assert!(took < Duration::from_secs(2), "took {took:?}");
     drop(silent);
 }

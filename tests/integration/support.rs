@@ -101,6 +101,9 @@ listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 server:
   max_body_bytes: 65536
+  # The demo script's health() would add a legacy call every 10 s to what tests count; the
+  # tests of readiness turn it back on.
+  health_interval: 0s
 apps:
   - name: acme
     base_path: /scim/v2
@@ -571,4 +574,59 @@ pub fn spawn_proxy_binary(
         .spawn()
         .unwrap();
     (child, scim, admin)
+}
+
+/// `scim-proxy demo` on free ports, run in `dir`, its stdout read by [`DemoProcess::start`].
+pub fn demo_command(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"));
+    command
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("SCIM_TOKEN")
+        .env_remove("SCIM_ADMIN_TOKEN")
+        .env_remove("ACME_API_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+/// A `scim-proxy demo` a test started, stopped when dropped (a failed assertion included).
+pub struct DemoProcess {
+    child: std::process::Child,
+    /// What it printed, up to its `Try:` line.
+    pub lines: Vec<String>,
+}
+
+impl DemoProcess {
+    /// Starts the demo and reads what it prints until its `Try:` line; fails the test when it
+    /// exits before. Blocking: call it from `spawn_blocking` in an async test.
+    pub fn start(mut command: std::process::Command) -> Self {
+        use std::io::BufRead as _;
+        let child = command.spawn().unwrap();
+        let mut demo = Self { child, lines: Vec::new() };
+        let stdout = std::io::BufReader::new(demo.child.stdout.take().unwrap());
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            let last = line.starts_with("Try:");
+            demo.lines.push(line);
+            if last {
+                return demo;
+            }
+        }
+        let status = demo.child.wait().unwrap();
+        panic!("the demo exited ({status}) after printing {:?}", demo.lines);
+    }
+
+    /// The rest of the line printed after `prefix` (`"SCIM endpoint: "`).
+    pub fn printed(&self, prefix: &str) -> Option<&str> {
+        self.lines.iter().find_map(|line| line.strip_prefix(prefix))
+    }
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
