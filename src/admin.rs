@@ -16,7 +16,8 @@ use hyper::{Request, Response};
 use serde_json::json;
 
 use crate::legacy_breaker::Shown;
-use crate::metrics::{AppGauges, Gauges};
+use crate::metrics::{AppGauges, CertificateGauges, Gauges, ListenerGauges};
+use crate::metrics_process::ProcessStats;
 use crate::proxy::Shared;
 use crate::response::plain_json;
 
@@ -91,23 +92,48 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
                 apps: state
                     .apps
                     .iter()
-                    .map(|app| AppGauges {
-                        app: app.name().to_owned(),
-                        cache_hits: app.ids.stats().hits.load(Ordering::Relaxed),
-                        cache_misses: app.ids.stats().misses.load(Ordering::Relaxed),
-                        script_reloads: app.reload.reloads.load(Ordering::Relaxed),
-                        script_reload_failures: app.reload.failures.load(Ordering::Relaxed),
-                        legacy_healthy: app
-                            .script
-                            .arity("health")
-                            .filter(|_| !state.server.health_interval.is_zero())
-                            .map(|_| app.health.last().is_some_and(|checked| checked.healthy)),
-                        breaker_open: app.script.legacy().breaker().shown() != Shown::Closed,
+                    .map(|app| {
+                        let (in_use, queued) = app.script.occupancy();
+                        AppGauges {
+                            app: app.name().to_owned(),
+                            cache_hits: app.ids.stats().hits.load(Ordering::Relaxed),
+                            cache_misses: app.ids.stats().misses.load(Ordering::Relaxed),
+                            script_reloads: app.reload.reloads.load(Ordering::Relaxed),
+                            script_reload_failures: app.reload.failures.load(Ordering::Relaxed),
+                            legacy_healthy: app
+                                .script
+                                .arity("health")
+                                .filter(|_| !state.server.health_interval.is_zero())
+                                .map(|_| app.health.last().is_some_and(|checked| checked.healthy)),
+                            breaker_open: app.script.legacy().breaker().shown() != Shown::Closed,
+                            script_slots_in_use: in_use as u64,
+                            max_concurrent_scripts: app.config.max_concurrent_scripts as u64,
+                            script_queue_depth: queued as u64,
+                            max_queued_requests: app.config.max_queued_requests as u64,
+                        }
                     })
                     .collect(),
                 config_reloads: shared.config_reload.reloads.load(Ordering::Relaxed),
                 config_reload_failures: shared.config_reload.failures.load(Ordering::Relaxed),
                 ready: shared.ready.load(Ordering::SeqCst),
+                listeners: [("scim", &shared.listeners.scim), ("admin", &shared.listeners.admin)]
+                    .into_iter()
+                    .map(|(listener, connections)| ListenerGauges {
+                        listener,
+                        open: connections.open() as u64,
+                        max: connections.limit() as u64,
+                    })
+                    .collect(),
+                certificates: shared
+                    .listeners
+                    .certificate
+                    .iter()
+                    .map(|certificate| CertificateGauges {
+                        file: certificate.cert_path().display().to_string(),
+                        expires_in_seconds: certificate.not_after().saturating_sub(unix_now()),
+                    })
+                    .collect(),
+                process: ProcessStats::read(),
             };
             let mut response = Response::new(Full::new(Bytes::from(shared.metrics.render(&gauges))));
             response.headers_mut().insert(
@@ -122,6 +148,12 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response
             json!({"error": "not found; try /healthz, /readyz, /metrics or /requests"}),
         ),
     }
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// `/requests`: each app's last requests, newest first, as JSON, or as an HTML page when the

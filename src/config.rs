@@ -93,6 +93,9 @@ pub struct Config {
     /// TLS on the SCIM listener; absent serves plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// What `/metrics` shows.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The applications served, each under its own base path.
     pub apps: Vec<AppConfig>,
     /// The file this configuration was read from; scripts are relative to its folder.
@@ -149,6 +152,26 @@ impl AdminConfig {
     pub fn keeps_requests(&self) -> bool {
         self.token().is_some() && self.recent_requests > 0
     }
+}
+
+/// The metrics of the admin listener's `/metrics`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Upper bounds of the buckets of every latency histogram, in seconds, ascending (`+Inf`
+    /// is always added). Read at start: a reload does not change them.
+    #[serde(default = "default_latency_buckets")]
+    pub latency_buckets: Vec<f64>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { latency_buckets: default_latency_buckets() }
+    }
+}
+
+fn default_latency_buckets() -> Vec<f64> {
+    crate::metrics::DEFAULT_LATENCY_BUCKETS.to_vec()
 }
 
 /// How logs are written.
@@ -884,6 +907,8 @@ impl Config {
                 format!("must be at most {MAX_RECENT_REQUESTS}: each kept request holds up to 16 KiB"),
             ));
         }
+        validate_buckets(&self.metrics.latency_buckets)
+            .map_err(|detail| ("metrics.latency_buckets".to_owned(), detail))?;
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return Err(("server.max_connections".into(), "must be between 1 and 1000000".into()));
         }
@@ -1304,6 +1329,25 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     }
 }
 
+/// Histogram bucket bounds: 1 to [`MAX_LATENCY_BUCKETS`](crate::metrics::MAX_LATENCY_BUCKETS)
+/// of them, each over 0 and at most 1 h (the longest `request_timeout`), strictly ascending.
+fn validate_buckets(buckets: &[f64]) -> Result<(), String> {
+    let max = crate::metrics::MAX_LATENCY_BUCKETS;
+    if buckets.is_empty() || buckets.len() > max {
+        return Err(format!(
+            "list 1 to {max} upper bounds in seconds, e.g. [0.01, 0.1, 1, 10]; it has {}",
+            buckets.len()
+        ));
+    }
+    if let Some(bound) = buckets.iter().find(|b| !(**b > 0.0 && **b <= 3600.0)) {
+        return Err(format!("{bound} is not a bound in seconds over 0 and at most 3600 (+Inf is always added)"));
+    }
+    if let Some(pair) = buckets.windows(2).find(|pair| pair[0] >= pair[1]) {
+        return Err(format!("must be in ascending order, each bound once: {} is followed by {}", pair[0], pair[1]));
+    }
+    Ok(())
+}
+
 /// Parses a duration written as a number and a unit: `ms`, `s`, `m` or `h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -1607,6 +1651,32 @@ apps:
         }
         Config::parse(&server("  health_interval: 0s\n  script_reload_interval: 10ms\n"), "proxy.yaml", &vars())
             .unwrap();
+    }
+
+    #[test]
+    fn latency_buckets_are_ascending_positive_bounded_seconds() {
+        let metrics = |yaml: &str| MINIMAL.replacen("apps:", &format!("metrics:\n  latency_buckets: {yaml}\napps:"), 1);
+        let many = format!("[{}]", (1..=33).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
+        for (yaml, says) in [
+            ("[]", "list 1 to 32 upper bounds"),
+            (many.as_str(), "it has 33"),
+            ("[0.1, 0.05, 1]", "ascending order, each bound once: 0.1 is followed by 0.05"),
+            ("[0.1, 0.1]", "0.1 is followed by 0.1"),
+            ("[0, 1]", "0 is not a bound in seconds over 0"),
+            ("[-1, 1]", "-1 is not a bound"),
+            ("[1, 7200]", "7200 is not a bound"),
+            ("[.nan]", "NaN is not a bound"),
+            ("[.inf]", "inf is not a bound"),
+        ] {
+            let (key, detail) = refusal(&metrics(yaml));
+            assert_eq!((key.as_str(), detail.contains(says)), ("metrics.latency_buckets", true), "{yaml}: {detail}");
+        }
+        let (key, _) = refusal(&metrics("[\"1s\"]"));
+        assert!(key.starts_with("metrics.latency_buckets"), "{key}");
+        let config = Config::parse(&metrics("[0.005, 1, 3600]"), "proxy.yaml", &vars()).unwrap();
+        assert_eq!(config.metrics.latency_buckets, [0.005, 1.0, 3600.0]);
+        let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
+        assert_eq!(config.metrics.latency_buckets, crate::metrics::DEFAULT_LATENCY_BUCKETS);
     }
 
     #[test]

@@ -26,8 +26,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// "Command line" section.
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success: check found nothing wrong, test passed every case, run and demo stopped on SIGTERM or Ctrl-C
-  1  check found an error in the configuration or a script; test had a failing case
+  0  success: check found nothing wrong, test passed every case, probe was answered 200,
+     run and demo stopped on SIGTERM or Ctrl-C
+  1  check found an error in the configuration or a script; test had a failing case; probe got
+     no 200 (not ready, not listening, no answer in time, a bad --admin: Docker's HEALTHCHECK
+     reads 2 as reserved)
   2  the command could not do its work: an unknown argument, a configuration that cannot be read,
      an address already in use; for run, demo and test also a configuration that is not valid
      or a script that does not compile
@@ -94,6 +97,20 @@ enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Ask a running proxy whether it is ready (`/readyz`) or alive (`/healthz`): exit code 0
+    /// when it answers 200, 1 otherwise, with one line saying why. For container health
+    /// checks: the image has no shell or HTTP client.
+    Probe {
+        /// `ready` asks `/readyz`, `live` asks `/healthz`.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(["ready", "live"]))]
+        what: String,
+        /// The admin listener (`admin_listen`), as a base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9090", env = "SCIM_PROXY_ADMIN")]
+        admin: String,
+        /// How long to wait for the answer, connecting included (e.g. `500ms`, `2s`).
+        #[arg(long, default_value = "2s", value_parser = scim_proxy::config::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Start the bundled Acme Directory API and the proxy in front of it.
     Demo {
         /// The configuration file [default: proxy.yaml when the working directory has one,
@@ -135,8 +152,11 @@ fn main() -> ExitCode {
     if let Command::Test { app, config, files, verbose } = command {
         return test(mapping_test::Options { config, app, files }, verbose);
     }
+    if let Command::Probe { what, admin, timeout } = command {
+        return probe(&what, &admin, timeout);
+    }
     let result = match command {
-        Command::Test { .. } => Ok(()),
+        Command::Test { .. } | Command::Probe { .. } => Ok(()),
         Command::Check { config, idp } => check(&config, idp.as_deref()),
         Command::Run(RunArgs { config, listen, admin_listen }) => {
             runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen))).map_err(Failed::from)
@@ -281,6 +301,25 @@ fn idp_report(
     let policy = app.schema.unsupported_attributes;
     let findings = scim_proxy::idp::assess(profile, &users, groups.as_ref(), policy)?;
     Ok(scim_proxy::idp::render(&app.name, profile, policy, &findings, serves_groups))
+}
+
+/// `scim-proxy probe`: 0 when the admin listener answers 200, 1 otherwise (what Docker's
+/// HEALTHCHECK reads as healthy and unhealthy), with one line on stdout or stderr.
+#[allow(clippy::print_stdout)] // the health check's log shows what the probe saw
+fn probe(what: &str, admin: &str, timeout: std::time::Duration) -> ExitCode {
+    let Some(which) = scim_proxy::probe::Probe::named(what) else {
+        return ExitCode::FAILURE;
+    };
+    match scim_proxy::probe::probe(which, admin, timeout) {
+        Ok(line) => {
+            println!("probe {what}: {line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: probe {what}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `scim-proxy test`: 0 when every case passes, 1 when one fails, 2 when the run cannot start.

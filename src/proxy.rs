@@ -51,6 +51,8 @@ pub struct Shared {
     /// False until start-up is complete and again once shutdown begins.
     pub ready: AtomicBool,
     pub metrics: Arc<Metrics>,
+    /// What `/metrics` reads of the listeners.
+    pub listeners: Listeners,
     /// What configuration reloads have done.
     pub config_reload: ConfigReload,
     /// The last requests of each app, for the admin listener's `/requests`.
@@ -58,6 +60,14 @@ pub struct Shared {
     engine: Arc<ScriptEngine>,
     /// The settings only a restart changes, as the proxy started with them.
     started_with: RestartOnly,
+}
+
+/// The listeners' connections, and the certificate the SCIM listener serves, for `/metrics`.
+#[derive(Debug)]
+pub struct Listeners {
+    pub scim: Arc<server::Connections>,
+    pub admin: Arc<server::Connections>,
+    pub certificate: Option<Arc<tls::RotatingCertificate>>,
 }
 
 /// What configuration reloads have done, for `/readyz` and `/metrics`.
@@ -220,7 +230,12 @@ pub async fn start(
         state,
         scim_addr,
         ready: AtomicBool::new(false),
-        metrics: Arc::default(),
+        metrics: Arc::new(Metrics::new(&config.metrics.latency_buckets)),
+        listeners: Listeners {
+            scim: server::Connections::new(config.server.max_connections),
+            admin: server::Connections::new(config.admin.max_connections),
+            certificate: tls.as_ref().map(|tls| tls.certificate.clone()),
+        },
         config_reload,
         recent: RecentRequests::default(),
         engine,
@@ -231,7 +246,6 @@ pub async fn start(
         header_read_timeout: config.server.header_read_timeout,
         idle_timeout: config.server.idle_timeout,
         shutdown_grace: config.server.shutdown_grace,
-        max_connections: config.server.max_connections,
         max_concurrent_streams: config.server.max_concurrent_streams,
         body_budget: config.server.max_body_bytes,
     };
@@ -241,22 +255,19 @@ pub async fn start(
         "scim",
         move |request, connection| handle(scim_shared.clone(), request, connection),
         limits,
+        shared.listeners.scim.clone(),
         tls.as_ref().map(|tls| tls.acceptor.clone()),
         stopped.clone(),
     ));
     let admin_shared = shared.clone();
     // The admin handler reads no body.
-    let admin_limits = ConnLimits {
-        shutdown_grace: Duration::from_secs(1),
-        max_connections: config.admin.max_connections,
-        body_budget: 0,
-        ..limits
-    };
+    let admin_limits = ConnLimits { shutdown_grace: Duration::from_secs(1), body_budget: 0, ..limits };
     let admin = tokio::spawn(server::serve(
         admin_listener,
         "admin",
         move |request, _| admin::handle(admin_shared.clone(), request),
         admin_limits,
+        shared.listeners.admin.clone(),
         None,
         stopped.clone(),
     ));
@@ -358,6 +369,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
             }
             let names: Vec<&str> = state.apps.iter().map(App::name).collect();
             shared.recent.retain(&names, state.admin.recent_requests, state.admin.keeps_requests());
+            shared.metrics.reloaded(&names, &config.metrics.latency_buckets);
             shared.replace_state(state);
             reload.fingerprint.store(config.fingerprint, Ordering::SeqCst);
             reload.refused_text.store(0, Ordering::SeqCst);

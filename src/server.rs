@@ -58,13 +58,36 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
-    /// Connections served at once; past it, the connection idle the longest is closed to make
-    /// room, and when none is idle new ones wait in the kernel's accept queue.
-    pub max_connections: usize,
     /// h2 streams (requests) served at once on one connection.
     pub max_concurrent_streams: u32,
     /// Request body bytes held at once per connection (see [`Connection::body_budget`]).
     pub body_budget: usize,
+}
+
+/// The connections of one listener: a slot for each connection served, at most `limit`.
+/// Past it, the connection idle the longest is closed to make room, and when none is idle new
+/// ones wait in the kernel's accept queue. `/metrics` reads how many are open.
+#[derive(Debug)]
+pub struct Connections {
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Connections {
+    /// Room for `limit` connections at once.
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self { slots: Arc::new(Semaphore::new(limit)), limit })
+    }
+
+    /// Connections open now (accepted, TLS handshake under way included).
+    pub fn open(&self) -> usize {
+        self.limit.saturating_sub(self.slots.available_permits())
+    }
+
+    /// The most served at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 /// Serves `handler` on `listener` until `shutdown` turns true, then drains within the grace time.
@@ -78,6 +101,7 @@ pub async fn serve<F, Fut>(
     name: &'static str,
     handler: F,
     limits: ConnLimits,
+    connections: Arc<Connections>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -96,7 +120,8 @@ pub async fn serve<F, Fut>(
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .max_header_list_size(H2_MAX_HEADER_LIST);
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = connections.slots.clone();
+    let max_connections = connections.limit;
     let mut open: Vec<Weak<Activity>> = Vec::new();
     loop {
         let accepted = tokio::select! {
@@ -134,7 +159,7 @@ pub async fn serve<F, Fut>(
         let Some(slot) = slot else { break };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new(Instant::now()));
-        if open.len() >= 2 * limits.max_connections {
+        if open.len() >= 2 * max_connections {
             open.retain(|weak| weak.strong_count() > 0);
         }
         open.push(Arc::downgrade(&activity));
@@ -173,9 +198,8 @@ pub async fn serve<F, Fut>(
         });
     }
     drop(listener);
-    let open = limits.max_connections - slots.available_permits();
-    tracing::info!(listener = name, open_connections = open, "draining");
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    tracing::info!(listener = name, open_connections = connections.open(), "draining");
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(
             listener = name,

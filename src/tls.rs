@@ -2,6 +2,7 @@
 //! identity of a verified client certificate.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -98,6 +99,8 @@ pub struct RotatingCertificate {
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
+    /// When the served certificate expires, in seconds since the Unix epoch.
+    not_after: AtomicI64,
     /// The file contents last looked at, good or bad, so each change is loaded (or refused and
     /// logged) once.
     seen: Mutex<(Vec<u8>, Vec<u8>)>,
@@ -121,6 +124,7 @@ impl RotatingCertificate {
             key_path,
             provider,
             current: RwLock::new(Arc::new(loaded.key)),
+            not_after: AtomicI64::new(loaded.expires),
             seen: Mutex::new((cert, key)),
         })
     }
@@ -128,6 +132,16 @@ impl RotatingCertificate {
     /// The pair served now.
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The certificate file, as configured.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
+    /// When the certificate served now expires, in seconds since the Unix epoch.
+    pub fn not_after(&self) -> i64 {
+        self.not_after.load(Ordering::Relaxed)
     }
 
     /// Reads both files and, when they changed and form a valid pair, serves the new pair.
@@ -154,6 +168,7 @@ impl RotatingCertificate {
         match certified_key(&cert, &key, &self.provider) {
             Ok(loaded) => {
                 *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded.key);
+                self.not_after.store(loaded.expires, Ordering::Relaxed);
                 tracing::info!(cert = %self.cert_path.display(), subject = %loaded.subject, serial = %loaded.serial, not_after = %loaded.not_after, "tls certificate reloaded");
             }
             Err((which, reason)) => {
@@ -176,6 +191,8 @@ struct Loaded {
     subject: String,
     serial: String,
     not_after: String,
+    /// `not_after` in seconds since the Unix epoch.
+    expires: i64,
 }
 
 /// Builds a pair from PEM text; the error says whether the certificate (`true`) or the key
@@ -192,6 +209,7 @@ fn certified_key(cert: &[u8], key: &[u8], provider: &CryptoProvider) -> Result<L
     let subject = parsed.subject().to_string();
     let serial = parsed.raw_serial_as_string();
     let not_after = parsed.validity().not_after.to_string();
+    let expires = parsed.validity().not_after.timestamp();
     if !parsed.validity().is_valid() {
         return Err((true, format!("the certificate is not valid now (valid until {not_after})")));
     }
@@ -199,7 +217,7 @@ fn certified_key(cert: &[u8], key: &[u8], provider: &CryptoProvider) -> Result<L
         .map_err(|e| (false, format!("not a PEM private key: {}", pem_reason(&e))))?;
     let key = CertifiedKey::from_der(chain, key, provider)
         .map_err(|e| (false, format!("not usable with the certificate: {e}")))?;
-    Ok(Loaded { key, subject, serial, not_after })
+    Ok(Loaded { key, subject, serial, not_after, expires })
 }
 
 /// A PEM problem in words (the library's own text shows markers as byte lists).

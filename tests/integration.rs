@@ -45,6 +45,8 @@ mod docs_examples;
 mod mapping_tests;
 #[path = "integration/observability.rs"]
 mod observability;
+#[path = "integration/probe.rs"]
+mod probe;
 #[path = "integration/config_reload.rs"]
 mod config_reload;
 #[path = "integration/outbound.rs"]

@@ -65,11 +65,18 @@ impl MockLegacy {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(1),
-            max_connections: 64,
             max_concurrent_streams: 100,
             body_budget: 1024 * 1024,
         };
-        let task = tokio::spawn(server::serve(listener, "mock-legacy", handler, limits, None, stopped));
+        let task = tokio::spawn(server::serve(
+            listener,
+            "mock-legacy",
+            handler,
+            limits,
+            server::Connections::new(64),
+            None,
+            stopped,
+        ));
         Ok(Self { addr, state, stop, task })
     }
 

@@ -128,6 +128,11 @@ impl AppScript {
         self.compiled().arity(function)
     }
 
+    /// Requests' script calls running now and requests waiting for a slot, for `/metrics`.
+    pub fn occupancy(&self) -> (usize, usize) {
+        (self.limit.saturating_sub(self.slots.available_permits()), self.queued.load(Ordering::Relaxed))
+    }
+
     /// A slot for a request's script call: at once when one is free, else after waiting in
     /// the bounded queue until the request's deadline.
     async fn request_slot(&self, scope: &CallScope) -> Result<tokio::sync::OwnedSemaphorePermit, ScriptError> {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::support::{API_KEY, Reply, TOKEN, repo_file, user};
+use crate::support::{API_KEY, Reply, TOKEN, TestEnv, repo_file, user};
 
 const MANIFESTS: &str = "deploy/kubernetes";
 const PROXY_CONTAINER: &str = "scim-proxy";
@@ -171,6 +171,36 @@ fn dockerfile_stages() -> Vec<Vec<Instruction>> {
 fn instruction<'a>(stage: &'a [Instruction], keyword: &str) -> &'a str {
     let found = stage.iter().rev().find(|i| i.keyword == keyword);
     &found.unwrap_or_else(|| panic!("no {keyword} in the stage")).args
+}
+
+/// The `key=value` pairs of a stage's `LABEL` instructions, quotes and escapes removed.
+fn labels(stage: &[Instruction]) -> std::collections::BTreeMap<String, String> {
+    let mut labels = std::collections::BTreeMap::new();
+    for label in stage.iter().filter(|i| i.keyword == "LABEL") {
+        let mut rest = label.args.trim_start();
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=').unwrap_or_else(|| panic!("LABEL {}: a key without =", label.args));
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let end = if after.starts_with('"') {
+                chars.next();
+                loop {
+                    match chars.next().unwrap_or_else(|| panic!("LABEL {}: an unclosed quote", label.args)) {
+                        (_, '\\') => value.extend(chars.next().map(|(_, c)| c)),
+                        (at, '"') => break at + 1,
+                        (_, c) => value.push(c),
+                    }
+                }
+            } else {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                value.push_str(&after[..end]);
+                end
+            };
+            labels.insert(key.trim().to_owned(), value);
+            rest = after[end..].trim_start();
+        }
+    }
+    labels
 }
 
 /// The names of the binaries Cargo builds (`[[bin]]` entries of Cargo.toml).
@@ -578,6 +608,79 @@ fn included_files() -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[test]
+fn the_dockerfile_pins_its_builder_and_labels_the_image_as_cargo_describes_it() {
+    let stages = dockerfile_stages();
+    // A digest, not a tag that moves: the same commit builds with the same toolchain.
+    let from = instruction(&stages[0], "FROM").split_whitespace().next().unwrap().to_owned();
+    let (tag, digest) = from.split_once("@sha256:").unwrap_or_else(|| panic!("{from}: pin the builder by digest"));
+    assert!(digest.len() == 64 && digest.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')), "{from}");
+    // And a tag that says which Rust and which Alpine, for the reader and for updates.
+    let (rust, alpine) = tag.strip_prefix("rust:").and_then(|t| t.split_once("-alpine")).expect("rust:X.Y.Z-alpineA.B");
+    let rust: Vec<u32> = rust.split('.').map(|n| n.parse().unwrap_or_else(|_| panic!("{tag}"))).collect();
+    assert_eq!(rust.len(), 3, "{tag}: an exact Rust release");
+    assert!(alpine.split('.').count() == 2 && alpine.split('.').all(|n| n.parse::<u32>().is_ok()), "{tag}");
+    let needed: Vec<u32> = env!("CARGO_PKG_RUST_VERSION").split('.').map(|n| n.parse().unwrap()).collect();
+    assert!(rust[..2] >= needed[..2], "{tag} is older than Cargo.toml's rust-version");
+
+    let last = stages.last().unwrap();
+    let labels = labels(last);
+    let label = |key: &str| labels.get(&format!("org.opencontainers.image.{key}")).map(String::as_str);
+    assert_eq!(label("title"), Some(env!("CARGO_PKG_NAME")), "{labels:?}");
+    assert_eq!(label("version"), Some(env!("CARGO_PKG_VERSION")), "bump the image's version label with Cargo's");
+    assert_eq!(label("licenses"), Some(env!("CARGO_PKG_LICENSE")));
+    assert_eq!(label("description"), Some(env!("CARGO_PKG_DESCRIPTION")));
+    // The revision is a build argument, which build.rs reads too (for scim_proxy_build_info).
+    assert_eq!(label("revision"), Some("${SCIM_PROXY_GIT_REVISION}"));
+    for stage in [&stages[0], last] {
+        let declared = stage.iter().position(|i| i.keyword == "ARG" && i.args.starts_with("SCIM_PROXY_GIT_REVISION"));
+        let built = stage.iter().position(|i| i.keyword == "RUN" && i.args.contains("cargo build"));
+        let labelled = stage.iter().position(|i| i.keyword == "LABEL");
+        let used = built.or(labelled).unwrap_or_else(|| panic!("no build and no label in a stage"));
+        assert!(declared.is_some_and(|at| at < used), "ARG SCIM_PROXY_GIT_REVISION must come before its use");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dockerfile_healthcheck_runs_the_probe_without_a_shell_and_it_tells_up_from_down() {
+    let stages = dockerfile_stages();
+    let last = stages.last().unwrap();
+    let healthcheck = instruction(last, "HEALTHCHECK");
+    let (options, command) = healthcheck.split_once("CMD ").expect("HEALTHCHECK [OPTIONS] CMD [...]");
+    let command: Vec<String> =
+        serde_json::from_str(command.trim()).expect("the exec form, a JSON array: scratch has no shell");
+    let entrypoint: Vec<String> = serde_json::from_str(instruction(last, "ENTRYPOINT")).unwrap();
+    assert_eq!(command[0], entrypoint[0], "the image's binary");
+    assert_eq!(command[1], "probe");
+    assert!(["live", "ready"].contains(&command[2].as_str()), "{command:?}");
+    // Docker's timeout leaves the probe its own (2 s) to answer in.
+    let timeout = options.split_whitespace().find_map(|o| o.strip_prefix("--timeout=")).expect("a --timeout");
+    assert!(scim_proxy::config::parse_duration(timeout).unwrap() > std::time::Duration::from_secs(2), "{timeout}");
+
+    // The probe's default address is the admin port of the image and the example pod.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy")).args(["probe", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let admin = config().admin_listen.port();
+    assert!(help.contains(&format!("[default: http://127.0.0.1:{admin}]")), "{help}");
+    assert!(instruction(last, "EXPOSE").split_whitespace().any(|p| p == admin.to_string()));
+
+    // The very command, run against a proxy (its admin address given as a container would).
+    let mut env = TestEnv::start().await;
+    let run = |admin: String| {
+        let args = command[1..].to_vec();
+        tokio::task::spawn_blocking(move || {
+            let binary = env!("CARGO_BIN_EXE_scim-proxy");
+            std::process::Command::new(binary).args(args).env("SCIM_PROXY_ADMIN", admin).output().unwrap()
+        })
+    };
+    let up = run(env.admin()).await.unwrap();
+    assert_eq!(up.status.code(), Some(0), "{up:?}");
+    let admin = env.admin();
+    env.proxy.take().unwrap().shutdown().await;
+    let down = run(admin).await.unwrap();
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
 }
 
 #[test]

@@ -5,15 +5,18 @@ use std::collections::BTreeMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{self, Reply, TOKEN, TestEnv, user};
+use crate::support::{self, OTHER_TOKEN, Reply, TOKEN, TestEnv, user};
 
-/// `/metrics` parsed: each sample (`name{labels}`) to its value. Fails on any malformed line.
-async fn scrape(env: &TestEnv) -> BTreeMap<String, f64> {
+/// `/metrics` parsed: each sample (`name{labels}`) to its value. Fails on anything promtool's
+/// `check metrics` would refuse (see [`lint`]), and runs promtool itself when it is installed.
+pub async fn scrape(env: &TestEnv) -> BTreeMap<String, f64> {
     let response = env.client.get(format!("{}/metrics", env.admin())).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     let text = response.text().await.unwrap();
+    lint(&text);
+    promtool(&text);
     let mut samples = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
@@ -29,6 +32,86 @@ async fn scrape(env: &TestEnv) -> BTreeMap<String, f64> {
         assert!(samples.insert(series.to_owned(), value).is_none(), "duplicate series {series}");
     }
     samples
+}
+
+/// The rules of the text exposition format that promtool checks: every sample belongs to the
+/// family whose `# HELP` and `# TYPE` (once each) come right before its samples, which are
+/// not split; counters end in `_total`; a histogram's buckets ascend in `le`, are cumulative
+/// and end with `+Inf`, which equals `_count`.
+fn lint(text: &str) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut current: Option<(String, String)> = None;
+    let mut helped = None;
+    let mut histogram: Option<(String, f64, f64)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap().to_owned();
+            assert!(!seen.contains(&name), "family {name} appears twice");
+            helped = Some(name);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert_eq!(helped.as_deref(), Some(name), "# TYPE {name} without its # HELP right before");
+            assert!(seen.insert(name.to_owned()), "family {name} appears twice");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "counter {name} must end in _total");
+            } else {
+                assert!(!name.ends_with("_total"), "{kind} {name} must not end in _total");
+            }
+            current = Some((name.to_owned(), kind.to_owned()));
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment {line}");
+        let (family, kind) = current.clone().unwrap_or_else(|| panic!("{line} before any # TYPE"));
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("malformed value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        if kind != "histogram" {
+            assert_eq!(name, family, "{line} is not in its family's block");
+            continue;
+        }
+        let suffix = name.strip_prefix(family.as_str()).unwrap_or_else(|| panic!("{line} outside {family}"));
+        assert!(["_bucket", "_sum", "_count"].contains(&suffix), "{line}");
+        let labels = series.strip_prefix(name).unwrap();
+        if suffix == "_bucket" {
+            let (rest, le) = labels.rsplit_once("le=\"").unwrap_or_else(|| panic!("{line} has no le"));
+            let le = le.trim_end_matches("\"}");
+            let le: f64 = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+            let key = rest.to_owned();
+            if let Some((last_key, last_le, last_count)) = &histogram {
+                if *last_key == key && *last_le < f64::INFINITY {
+                    assert!(le > *last_le, "{line}: le must ascend");
+                    assert!(value >= *last_count, "{line}: buckets must be cumulative");
+                } else {
+                    assert!(*last_le == f64::INFINITY, "the series before {line} has no +Inf bucket");
+                }
+            }
+            histogram = Some((key, le, value));
+        } else if suffix == "_count" {
+            let (_, le, inf) = histogram.clone().unwrap_or_else(|| panic!("{line} without buckets"));
+            assert_eq!((le, inf), (f64::INFINITY, value), "{line}: the +Inf bucket must equal the count");
+        }
+    }
+}
+
+/// promtool's own `check metrics`, when it is installed (it is not needed to run the tests).
+fn promtool(text: &str) {
+    use std::io::Write as _;
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        return;
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{text}");
 }
 
 fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
@@ -65,6 +148,14 @@ async fn metrics_are_prometheus_text_and_move_with_requests() {
     assert!(after.contains_key(r#"scim_proxy_script_reloads_total{app="acme"}"#));
     let created = r#"scim_proxy_audit_records_total{app="acme",outcome="success"}"#;
     assert!(value(&after, created) >= 1.0);
+
+    // The README's list of metrics names every family served.
+    let text = env.client.get(format!("{}/metrics", env.admin())).send().await.unwrap().text().await.unwrap();
+    let readme = std::fs::read_to_string(support::repo_file("README.md")).unwrap();
+    let families: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
+    let missing: Vec<&&str> = families.iter().filter(|family| !readme.contains(&format!("`{family}"))).collect();
+    assert!(missing.is_empty(), "not in the README's list of metrics: {missing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,6 +168,164 @@ async fn legacy_faults_are_counted_by_kind() {
     let after = scrape(&env).await;
     let connect = r#"scim_proxy_legacy_errors_total{app="acme",kind="connect"}"#;
     assert_eq!(value(&after, connect) - value(&before, connect), 1.0);
+}
+
+/// Waits (10 s at most) until `check` holds for a scrape; returns that scrape.
+async fn scrape_until(
+    env: &TestEnv,
+    what: &str,
+    check: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let started = std::time::Instant::now();
+    loop {
+        let samples = scrape(env).await;
+        if check(&samples) {
+            return samples;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "never happened: {what}\n{samples:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The revision `scim_proxy_build_info` must name: what `build.rs` was told or found.
+fn expected_revision() -> String {
+    if let Some(given) = option_env!("SCIM_PROXY_GIT_REVISION").map(str::trim).filter(|g| !g.is_empty()) {
+        return given.to_owned();
+    }
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success());
+    git.map_or_else(|| "unknown".to_owned(), |output| String::from_utf8(output.stdout).unwrap().trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_build_and_connection_metrics_say_what_the_process_is_and_holds() {
+    let env = TestEnv::start().await;
+    let samples = scrape(&env).await;
+    let build = format!(
+        r#"scim_proxy_build_info{{version="{}",revision="{}"}}"#,
+        env!("CARGO_PKG_VERSION"),
+        expected_revision()
+    );
+    assert_eq!(samples.get(&build), Some(&1.0), "{build} in {samples:#?}");
+
+    // The process's own figures (this test binary's: the proxy runs in it).
+    let figure = |name: &str| *samples.get(name).unwrap_or_else(|| panic!("no {name} in {samples:#?}"));
+    assert!(figure("process_open_fds") >= 3.0);
+    assert!(figure("process_max_fds") >= figure("process_open_fds"));
+    assert!(figure("process_resident_memory_bytes") > 1_048_576.0);
+    assert!(figure("process_virtual_memory_bytes") >= figure("process_resident_memory_bytes"));
+    assert!(figure("process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = figure("process_start_time_seconds");
+    assert!(started <= now + 1.0 && started > now - 86_400.0, "started {started}, now {now}");
+
+    // Connections against their limits (the defaults), the scrape's own on the admin listener.
+    let scim = r#"scim_proxy_open_connections{listener="scim"}"#;
+    assert_eq!(figure(r#"scim_proxy_max_connections{listener="scim"}"#), 1024.0);
+    assert_eq!(figure(r#"scim_proxy_max_connections{listener="admin"}"#), 64.0);
+    assert!(figure(r#"scim_proxy_open_connections{listener="admin"}"#) >= 1.0);
+    let before = figure(scim);
+    let addr = env.proxy.as_ref().unwrap().scim_addr;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    scrape_until(&env, "five more open SCIM connections", |s| value(s, scim) == before + 5.0).await;
+    drop(held);
+    scrape_until(&env, "the five closed", |s| value(s, scim) == before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_slots_and_queue_depth_follow_requests_waiting_for_the_app() {
+    // A legacy app that answers only when the test lets it.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (addr, _task) = support::serve_fake(gate.clone(), |gate, _request| async move {
+        gate.acquire().await.unwrap().forget();
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+    })
+    .await;
+    let script = r#"
+fn get_user(id) { legacy.get(["users", id]); #{ id: id, userName: "held" } }
+fn list_users(query) { [] }
+"#;
+    let env = TestEnv::start_script(Some(script), |text| {
+        text.replacen("${env.ACME_BASE_URL}", &format!("http://{addr}"), 1).replacen(
+            "    request_timeout: 10s\n",
+            "    request_timeout: 10s\n    max_concurrent_scripts: 1\n    max_queued_requests: 4\n",
+            1,
+        )
+    })
+    .await;
+    let in_use = r#"scim_proxy_script_slots_in_use{app="acme"}"#;
+    let queued = r#"scim_proxy_script_queue_depth{app="acme"}"#;
+    let idle = scrape(&env).await;
+    assert_eq!((value(&idle, in_use), value(&idle, queued)), (0.0, 0.0));
+    assert_eq!(idle.get(r#"scim_proxy_max_concurrent_scripts{app="acme"}"#), Some(&1.0));
+    assert_eq!(idle.get(r#"scim_proxy_max_queued_requests{app="acme"}"#), Some(&4.0));
+    assert_eq!(idle.get(r#"scim_proxy_max_concurrent_scripts{app="other"}"#), Some(&16.0));
+
+    let requests: Vec<_> = (0..3)
+        .map(|i| {
+            let (client, url) = (env.client.clone(), format!("{}/Users/{i}", env.base()));
+            tokio::spawn(async move { client.get(url).bearer_auth(TOKEN).send().await.unwrap().status() })
+        })
+        .collect();
+    scrape_until(&env, "one script running, two waiting", |s| value(s, in_use) == 1.0 && value(s, queued) == 2.0).await;
+    gate.add_permits(3);
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    let after = scrape(&env).await;
+    assert_eq!((value(&after, in_use), value(&after, queued)), (0.0, 0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_removed_by_a_reload_leaves_no_series() {
+    let env =
+        TestEnv::start_from_file(|text| text.replacen("server:\n", "server:\n  config_reload_interval: 100ms\n", 1))
+            .await;
+    assert_eq!(env.get("/Users").await.status, StatusCode::OK);
+    let other = format!("http://{}/other/scim/Users", env.proxy.as_ref().unwrap().scim_addr);
+    assert_eq!(env.send_as(OTHER_TOKEN, Method::GET, &other, None).await.status, StatusCode::OK);
+    let before = scrape(&env).await;
+    let of_other: Vec<&String> = before.keys().filter(|series| series.contains(r#"app="other""#)).collect();
+    assert!(of_other.iter().any(|s| s.starts_with("scim_proxy_requests_total")), "{of_other:#?}");
+    assert!(of_other.iter().any(|s| s.starts_with("scim_proxy_script_duration_seconds")), "{of_other:#?}");
+
+    let file = env.config_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (without, _) = text.split_once("  - name: other\n").unwrap();
+    std::fs::write(&file, without).unwrap();
+    let after = scrape_until(&env, "the reload", |s| value(s, "scim_proxy_config_reloads_total") == 1.0).await;
+    let left: Vec<&String> = after.keys().filter(|series| series.contains(r#"app="other""#)).collect();
+    assert!(left.is_empty(), "series of the removed app: {left:#?}");
+    let acme = r#"scim_proxy_requests_total{app="acme",operation="list_users",status="200"}"#;
+    assert_eq!(after.get(acme), Some(&1.0), "the app still served keeps its series");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_buckets_come_from_the_configuration() {
+    let env = TestEnv::start_with(|text| format!("metrics:\n  latency_buckets: [0.05, 0.5, 5]\n{text}")).await;
+    assert_eq!(env.get("/Users").await.status, StatusCode::OK);
+    let samples = scrape(&env).await;
+    for family in [
+        r#"scim_proxy_request_duration_seconds_bucket{app="acme",operation="list_users","#,
+        r#"scim_proxy_script_duration_seconds_bucket{app="acme",function="list_users","#,
+    ] {
+        let bounds: Vec<&str> = samples
+            .keys()
+            .filter_map(|series| series.strip_prefix(family))
+            .map(|le| le.trim_start_matches("le=\"").trim_end_matches("\"}"))
+            .collect();
+        let mut bounds = bounds;
+        let number = |le: &str| le.parse::<f64>().unwrap_or(f64::INFINITY);
+        bounds.sort_by(|a, b| number(a).total_cmp(&number(b)));
+        assert_eq!(bounds, ["0.05", "0.5", "5", "+Inf"], "{family}");
+    }
 }
 
 async fn send_with_id(env: &TestEnv, method: Method, path: &str, body: Option<Value>, request_id: &str) -> Reply {

@@ -54,6 +54,16 @@ impl Pki {
         self.issue(params, common_name)
     }
 
+    /// A server certificate like [`Pki::server`] that expires `days` from now.
+    pub fn server_expiring_in(&self, common_name: &str, days: i64) -> Issued {
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+        self.issue(params, common_name)
+    }
+
     /// A client certificate with this common name and DNS names.
     pub fn client(&self, common_name: &str, dns_names: &[&str]) -> Issued {
         let names: Vec<String> = dns_names.iter().map(|n| (*n).to_owned()).collect();
@@ -598,4 +608,31 @@ async fn tls_a_completed_handshake_then_silence_is_closed_after_header_read_time
             "{alpn}: closed after {after:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_when_the_served_certificate_expires_and_follow_a_rotation() {
+    const DAY: f64 = 86_400.0;
+    let pki = Pki::new("test ca");
+    let files = TlsFiles::new(&pki.server_expiring_in("expiring", 30), None);
+    let section = files.config("100ms", false);
+    let env = TestEnv::start_with(|text| format!("{text}{section}")).await;
+    let series =
+        format!(r#"scim_proxy_tls_certificate_expires_in_seconds{{file="{}"}}"#, files.path("tls.crt").display());
+    let samples = crate::observability::scrape(&env).await;
+    let left = *samples.get(&series).unwrap_or_else(|| panic!("no {series} in {samples:#?}"));
+    assert!((30.0 * DAY - 600.0..=30.0 * DAY).contains(&left), "{left} s is not 30 days");
+
+    // A renewed certificate: the figure follows once the new pair is served.
+    files.write_pair(&pki.server_expiring_in("renewed", 60));
+    let started = Instant::now();
+    loop {
+        let left = crate::observability::scrape(&env).await.get(&series).copied().unwrap_or_default();
+        if (60.0 * DAY - 600.0..=60.0 * DAY).contains(&left) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still {left} s after the rotation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served_name(&pki, &format!("{}/Users", https_base(&env))).await, "renewed");
 }
