@@ -193,6 +193,40 @@ fn main() {
     if whole.iter().any(|name| name.contains(&filter)) {
         runtime.block_on(whole_request(&filter));
     }
+    if "compile: a script".contains(&filter) {
+        compile_times();
+    }
+}
+
+/// How long Rhai takes to compile scripts of growing size, once each (seconds, not batches):
+/// the figures behind the defaults of `script.max_bytes` and `script.max_functions`.
+fn compile_times() {
+    let engine = ScriptEngine::with_bounds(&scim_proxy::config::ScriptConfig {
+        max_bytes: 16 * 1024 * 1024,
+        max_functions: 100_000,
+        compile_timeout: Duration::from_secs(600),
+    });
+    let time = |name: String, text: String| {
+        let started = Instant::now();
+        let compiled = engine.compile(&text, std::path::Path::new("bench.rhai")).unwrap();
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        println!("{name:<52} {took:>12.1} ms {:>8} bytes {:>6} functions", text.len(), compiled.functions().count());
+    };
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai")).unwrap();
+    time("compile: a script, scripts/demo.rhai".into(), demo);
+    for n in [1000, 2000, 4000, 8000, 16000, 32000] {
+        let text = (0..n).map(|i| format!("fn f{i}(x) {{ x + {i} }}\n")).collect();
+        time(format!("compile: a script of {n} one-line functions"), text);
+    }
+    // Statements without effect, which the optimiser drops one at a time from their block.
+    for kib in [64, 128, 256, 512, 1024] {
+        let text = format!("fn big(x) {{\n{}}}\n", "x;".repeat(kib * 512));
+        time(format!("compile: a script of {kib} KiB of `x;` in one function"), text);
+    }
+    for kib in [128, 256, 512] {
+        let text = format!("fn big(x) {{\n{}}}\n", "let y = x;".repeat(kib * 1024 / 10));
+        time(format!("compile: a script of {kib} KiB of `let y = x;`"), text);
+    }
 }
 
 /// The whole request path: the proxy and Acme in this process, over loopback HTTP/1.1 with

@@ -229,6 +229,7 @@ pub fn answer(error: &Error) -> Answer {
                 retry_after: Some(5),
             },
             ScriptError::Compile { .. }
+            | ScriptError::TooBig { .. }
             | ScriptError::Runtime { .. }
             | ScriptError::BadReturn { .. }
             | ScriptError::Stopped { .. } => script_fault(),

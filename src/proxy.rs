@@ -54,7 +54,6 @@ pub struct Shared {
     pub config_reload: ConfigReload,
     /// The last requests of each app, for the admin listener's `/requests`.
     pub recent: RecentRequests,
-    engine: Arc<ScriptEngine>,
     /// The settings only a restart changes, as the proxy started with them.
     started_with: RestartOnly,
 }
@@ -131,6 +130,8 @@ pub struct State {
     pub log_bodies: bool,
     /// Who may see `/requests`, and how many requests of each app it keeps.
     pub admin: AdminConfig,
+    /// The engine of the `script.*` bounds now in force, which reloads compile with.
+    pub engine: Arc<ScriptEngine>,
 }
 
 impl Shared {
@@ -192,7 +193,7 @@ pub async fn start(
     listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
 ) -> Result<Running, StartError> {
-    let engine = Arc::new(ScriptEngine::new());
+    let engine = Arc::new(ScriptEngine::with_bounds(&config.script));
     let apps = config.apps.iter().map(|app| App::build(config, app, engine.clone())).collect::<Result<Vec<_>, _>>()?;
     let config_reload = ConfigReload {
         path: (!config.file.as_os_str().is_empty()).then(|| config.file.clone()),
@@ -214,6 +215,7 @@ pub async fn start(
         server: config.server.clone(),
         log_bodies: config.log.bodies,
         admin: config.admin.clone(),
+        engine,
     }));
     let shared = Arc::new(Shared {
         state,
@@ -222,7 +224,6 @@ pub async fn start(
         metrics: Arc::default(),
         config_reload,
         recent: RecentRequests::default(),
-        engine,
         started_with: RestartOnly::of(config),
     });
     let (stop, stopped) = watch::channel(false);
@@ -302,35 +303,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
         return Reloaded::Unchanged;
     };
     let _one_at_a_time = reload.running.lock().await;
-    let builder = shared.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        let text = std::fs::read(&path).unwrap_or_default();
-        let text_hash = crate::scim::fingerprint(&text);
-        let vars = crate::config::Variables::with_overrides(builder.config_reload.overrides.clone());
-        let config = match Config::load(&path, &vars) {
-            Ok(config) => config,
-            Err(error) => return Err((text_hash, error.to_string())),
-        };
-        if config.fingerprint == builder.config_reload.fingerprint.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let current = builder.state();
-        let apps = config
-            .apps
-            .iter()
-            .map(|app| {
-                let previous = current.apps.iter().find(|p| p.name() == app.name);
-                App::build_after(&config, app, builder.engine.clone(), previous)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| (text_hash, error.to_string()))?;
-        Ok(Some((config, apps)))
-    })
-    .await;
-    let built = match built {
-        Ok(built) => built,
-        Err(join) => Err((0, format!("the reload task failed: {join}"))),
-    };
+    let built = build_reloaded(shared, path).await;
     match built {
         Ok(None) => {
             // Back to what serves (a refused edit undone): nothing is wrong any more.
@@ -338,7 +311,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
             reload.set_error(None);
             Reloaded::Unchanged
         }
-        Ok(Some((config, apps))) => {
+        Ok(Some((config, engine, apps))) => {
             let restart_only = RestartOnly::of(&config);
             if restart_only != shared.started_with {
                 tracing::warn!(
@@ -350,6 +323,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
                 server: config.server.clone(),
                 log_bodies: config.log.bodies,
                 admin: config.admin.clone(),
+                engine,
             };
             // New apps answer /readyz by their health() from the start.
             for app in &state.apps {
@@ -378,18 +352,77 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
     }
 }
 
+/// A reloaded configuration with its script engine and its apps built, `None` when it did not
+/// change; or why it is refused, with a hash of the file's text.
+type Built = Result<Option<(Config, Arc<ScriptEngine>, Vec<App>)>, (u64, String)>;
+
+/// Reads the configuration file again and, when it changed, compiles its scripts and builds
+/// its apps. Reading and building are blocking work, off the runtime threads; each script is
+/// compiled on a thread of its own within `script.compile_timeout`, so that neither the
+/// reload nor shutdown waits longer for a script that compiles too slowly.
+async fn build_reloaded(shared: &Arc<Shared>, path: std::path::PathBuf) -> Built {
+    let current = shared.state();
+    let (engine, serving, overrides) = (
+        current.engine.clone(),
+        shared.config_reload.fingerprint.load(Ordering::SeqCst),
+        shared.config_reload.overrides.clone(),
+    );
+    let loaded = tokio::task::spawn_blocking(move || {
+        let text = std::fs::read(&path).unwrap_or_default();
+        let text_hash = crate::scim::fingerprint(&text);
+        let config = Config::load(&path, &crate::config::Variables::with_overrides(overrides))
+            .map_err(|error| (text_hash, error.to_string()))?;
+        if config.fingerprint == serving {
+            return Ok(None);
+        }
+        // An engine of the new bounds, when `script.*` changed; apps keep their own until replaced.
+        let engine = if engine.bounds() == &config.script {
+            engine
+        } else {
+            Arc::new(ScriptEngine::with_bounds(&config.script))
+        };
+        let texts: Vec<_> = config.apps.iter().map(|app| engine.read_source(&config.script_path(app))).collect();
+        Ok(Some((text_hash, config, engine, texts)))
+    })
+    .await
+    .map_err(|join| (0, format!("the reload task failed: {join}")))??;
+    let Some((text_hash, config, engine, texts)) = loaded else {
+        return Ok(None);
+    };
+    let refused = |app: &crate::config::AppConfig, source| {
+        (text_hash, AppError::Script { app: app.name.clone(), source: Box::new(source) }.to_string())
+    };
+    let mut compiled = Vec::with_capacity(texts.len());
+    for (app, text) in config.apps.iter().zip(texts) {
+        let text = text.map_err(|source| refused(app, source))?;
+        compiled
+            .push(engine.compile_in_time(text, &config.script_path(app)).await.map_err(|source| refused(app, source))?);
+    }
+    tokio::task::spawn_blocking(move || {
+        let apps = config
+            .apps
+            .iter()
+            .zip(compiled)
+            .map(|(app, compiled)| {
+                let previous = current.apps.iter().find(|p| p.name() == app.name);
+                App::build_after(&config, app, engine.clone(), compiled, previous)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| (text_hash, error.to_string()))?;
+        Ok(Some((config, engine, apps)))
+    })
+    .await
+    .map_err(|join| (0, format!("the reload task failed: {join}")))?
+}
+
 /// Checks every app's script for changes until shutdown (hot reload).
 async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, true, stop, || {
-        let shared = shared.clone();
+        let state = shared.state();
         async move {
-            // Reading and compiling files is blocking work: keep it off the runtime threads.
-            let _ = tokio::task::spawn_blocking(move || {
-                for app in &shared.state().apps {
-                    crate::script::reload::check(&app.script, &app.reload);
-                }
-            })
-            .await;
+            for app in &state.apps {
+                crate::script::reload::check(&app.script, &app.reload).await;
+            }
         }
     })
     .await;

@@ -455,6 +455,10 @@ where
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        work().await;
+        // Shutdown does not wait for work under way (a reload compiling a script): it is dropped.
+        tokio::select! {
+            () = work() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
