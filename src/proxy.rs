@@ -54,8 +54,9 @@ pub struct Shared {
     pub config_reload: ConfigReload,
     /// The last requests of each app, for the admin listener's `/requests`.
     pub recent: RecentRequests,
-    /// The settings only a restart changes, as the proxy started with them.
-    started_with: RestartOnly,
+    /// The configuration the proxy started with: what a reload compares the keys only a
+    /// restart applies with, and keeps in force.
+    started_with: Config,
 }
 
 /// What configuration reloads have done, for `/readyz` and `/metrics`.
@@ -85,26 +86,6 @@ impl ConfigReload {
     fn set_error(&self, error: Option<String>) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = error;
-        }
-    }
-}
-
-/// Settings a reload cannot change while the listeners and the log run.
-#[derive(Debug, Clone, PartialEq)]
-struct RestartOnly {
-    listen: SocketAddr,
-    admin_listen: SocketAddr,
-    log: String,
-    tls: String,
-}
-
-impl RestartOnly {
-    fn of(config: &Config) -> Self {
-        Self {
-            listen: config.listen,
-            admin_listen: config.admin_listen,
-            log: format!("{:?} {}", config.log.format, config.log.level),
-            tls: format!("{:?}", config.tls),
         }
     }
 }
@@ -224,17 +205,11 @@ pub async fn start(
         metrics: Arc::default(),
         config_reload,
         recent: RecentRequests::default(),
-        started_with: RestartOnly::of(config),
+        started_with: config.clone(),
     });
     let (stop, stopped) = watch::channel(false);
-    let limits = ConnLimits {
-        header_read_timeout: config.server.header_read_timeout,
-        idle_timeout: config.server.idle_timeout,
-        shutdown_grace: config.server.shutdown_grace,
-        max_connections: config.server.max_connections,
-        max_concurrent_streams: config.server.max_concurrent_streams,
-        body_budget: config.server.max_body_bytes,
-    };
+    let live = shared.clone();
+    let limits = server::Limits::live(move || scim_limits(&live.state()));
     let scim_shared = shared.clone();
     let scim = tokio::spawn(server::serve(
         scim_listener,
@@ -245,13 +220,8 @@ pub async fn start(
         stopped.clone(),
     ));
     let admin_shared = shared.clone();
-    // The admin handler reads no body.
-    let admin_limits = ConnLimits {
-        shutdown_grace: Duration::from_secs(1),
-        max_connections: config.admin.max_connections,
-        body_budget: 0,
-        ..limits
-    };
+    let live = shared.clone();
+    let admin_limits = server::Limits::live(move || admin_limits(&live.state()));
     let admin = tokio::spawn(server::serve(
         admin_listener,
         "admin",
@@ -285,6 +255,30 @@ pub async fn start(
     Ok(Running { scim_addr, admin_addr, shared, stop, tasks })
 }
 
+/// The limits of the SCIM listener's connections, from the state now serving.
+fn scim_limits(state: &State) -> ConnLimits {
+    let server = &state.server;
+    ConnLimits {
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
+        shutdown_grace: server.shutdown_grace,
+        max_connections: server.max_connections,
+        max_concurrent_streams: server.max_concurrent_streams,
+        body_budget: server.max_body_bytes,
+    }
+}
+
+/// The limits of the admin listener's connections: the SCIM listener's timeouts, its own
+/// connection count, a short grace time and no body (the admin handler reads none).
+fn admin_limits(state: &State) -> ConnLimits {
+    ConnLimits {
+        shutdown_grace: Duration::from_secs(1),
+        max_connections: state.admin.max_connections,
+        body_budget: 0,
+        ..scim_limits(state)
+    }
+}
+
 /// Reloads the configuration whenever it changes, until shutdown.
 async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, false, stop, || async {
@@ -312,12 +306,14 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
             Reloaded::Unchanged
         }
         Ok(Some((config, engine, apps))) => {
-            let restart_only = RestartOnly::of(&config);
-            if restart_only != shared.started_with {
+            let restart = crate::restart_only::changed(&shared.started_with, &config);
+            if !restart.is_empty() {
                 tracing::warn!(
-                    "configuration reload: listen, admin_listen, log.format, log.level and tls take effect at the next restart"
+                    keys = %restart.join(", "),
+                    "configuration reload: these keys changed and take effect at the next restart; the rest is applied"
                 );
             }
+            let config = crate::restart_only::in_force(config, &shared.started_with);
             let state = State {
                 apps,
                 server: config.server.clone(),
@@ -492,7 +488,7 @@ async fn serve(
                         started,
                         scim_addr: shared.scim_addr,
                         tls: connection.tls,
-                        body_budget: &connection.body_budget,
+                        body_budget: (&connection.body_budget, connection.body_budget_bytes),
                     };
                     let kept = keeps_requests.then_some(&mut kept_body);
                     let outcome = perform(context, app, &operation, request, &mut noted, kept).await;
@@ -624,8 +620,8 @@ struct Context<'a> {
     scim_addr: SocketAddr,
     /// The request came over TLS (so `meta.location` says https).
     tls: bool,
-    /// The request body bytes its connection may still hold.
-    body_budget: &'a Arc<tokio::sync::Semaphore>,
+    /// The request body bytes its connection may still hold, and may hold in all.
+    body_budget: (&'a Arc<tokio::sync::Semaphore>, usize),
 }
 
 impl Noted {
