@@ -73,6 +73,11 @@ pub struct ConfigReload {
     fingerprint: AtomicU64,
     /// A hash of the file text last refused, so the same broken edit is reported once.
     refused_text: AtomicU64,
+    /// Scripts that failed to compile at a reload, by path, text and bounds: while an edit
+    /// stays refused, its script is not compiled again at every tick (a slow one would leave
+    /// an abandoned compile running at each). At most [`FAILED_COMPILES`], cleared when a
+    /// reload is applied.
+    failed_compiles: Mutex<std::collections::HashMap<u64, crate::script::ScriptError>>,
     /// One reload at a time (the timer and SIGHUP may meet).
     running: tokio::sync::Mutex<()>,
 }
@@ -89,6 +94,9 @@ impl ConfigReload {
         }
     }
 }
+
+/// How many failed compiles a configuration reload remembers.
+const FAILED_COMPILES: usize = 64;
 
 /// What a configuration reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,6 +338,9 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
             shared.replace_state(state);
             reload.fingerprint.store(config.fingerprint, Ordering::SeqCst);
             reload.refused_text.store(0, Ordering::SeqCst);
+            if let Ok(mut failed) = reload.failed_compiles.lock() {
+                failed.clear();
+            }
             reload.reloads.fetch_add(1, Ordering::Relaxed);
             reload.set_error(None);
             tracing::info!(file = %config.file.display(), apps = config.apps.len(), "configuration reloaded");
@@ -391,8 +402,8 @@ async fn build_reloaded(shared: &Arc<Shared>, path: std::path::PathBuf) -> Built
     let mut compiled = Vec::with_capacity(texts.len());
     for (app, text) in config.apps.iter().zip(texts) {
         let text = text.map_err(|source| refused(app, source))?;
-        compiled
-            .push(engine.compile_in_time(text, &config.script_path(app)).await.map_err(|source| refused(app, source))?);
+        let script = reload_script(&shared.config_reload, &current, &engine, &app.name, config.script_path(app), text);
+        compiled.push(script.await.map_err(|source| refused(app, source))?);
     }
     tokio::task::spawn_blocking(move || {
         let apps = config
@@ -409,6 +420,38 @@ async fn build_reloaded(shared: &Arc<Shared>, path: std::path::PathBuf) -> Built
     })
     .await
     .map_err(|join| (0, format!("the reload task failed: {join}")))?
+}
+
+/// The compiled script of app `name` in a reloaded configuration: the one serving when neither
+/// its text nor the bounds changed, else a new compile. A text that failed to compile under
+/// these bounds fails again at once.
+async fn reload_script(
+    reload: &ConfigReload,
+    current: &State,
+    engine: &Arc<ScriptEngine>,
+    name: &str,
+    path: std::path::PathBuf,
+    text: String,
+) -> Result<crate::script::Compiled, crate::script::ScriptError> {
+    let fingerprint = crate::scim::fingerprint(text.as_bytes());
+    let serving = current.apps.iter().find(|app| app.name() == name).map(|app| app.script.compiled());
+    if let Some(serving) =
+        serving.filter(|s| Arc::ptr_eq(&current.engine, engine) && s.path() == path && s.fingerprint() == fingerprint)
+    {
+        return Ok((*serving).clone());
+    }
+    let key = crate::scim::fingerprint(format!("{}\0{fingerprint}\0{:?}", path.display(), engine.bounds()).as_bytes());
+    if let Some(failed) = reload.failed_compiles.lock().ok().and_then(|failed| failed.get(&key).cloned()) {
+        return Err(failed);
+    }
+    let compiled = engine.compile_in_time(text, &path).await;
+    if let (Err(error), Ok(mut failed)) = (&compiled, reload.failed_compiles.lock()) {
+        if failed.len() >= FAILED_COMPILES {
+            failed.clear();
+        }
+        failed.insert(key, error.clone());
+    }
+    compiled
 }
 
 /// Checks every app's script for changes until shutdown (hot reload).

@@ -229,3 +229,31 @@ async fn script_bounds_sigterm_during_a_long_compile_exits_at_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_bounds_a_configuration_refused_for_a_slow_script_does_not_compile_it_again_at_every_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow.rhai");
+    std::fs::write(&slow, slow_to_compile(512 * 1024)).unwrap();
+    let env = TestEnv::start_from_file(|text| {
+        let server = text.replacen("server:\n", "server:\n  config_reload_interval: 100ms\n", 1);
+        format!("script:\n  max_bytes: 1048576\n  compile_timeout: 300ms\n{server}")
+    })
+    .await;
+    let file = env.config_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let demo = repo_file("scripts/demo.rhai").display().to_string();
+    std::fs::write(&file, text.replace(&demo, &slow.display().to_string())).unwrap();
+    let refused = crate::support::wait_for_log(
+        &["configuration reload refused", "slow.rhai: not compiled within script.compile_timeout (300ms)"],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(!refused.is_empty(), "the slow script is refused");
+    // Twenty ticks on: the edit is still refused, and its script was compiled once, not at
+    // each tick (each would have left a compile of some 10 s running).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let compiling = thread_names(std::process::id()).iter().filter(|name| *name == "scim-compile").count();
+    assert!(compiling <= 3, "{compiling} compiles running");
+    assert_eq!(env.get("/Users?count=1").await.status, StatusCode::OK, "the running configuration serves");
+}
