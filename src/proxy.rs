@@ -296,7 +296,7 @@ async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::Rece
 }
 
 /// Reads the configuration file again and, when it (or a secret file it references) changed,
-/// validates it whole — every app built, every script compiled — and swaps it in. A refused
+/// validates it whole — every app built, every changed script compiled — and swaps it in. A refused
 /// edit leaves the running configuration serving and is reported in the log, `/readyz` and
 /// `/metrics`. The timer and SIGHUP both call this.
 pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
