@@ -229,7 +229,7 @@ pub fn answer(error: &Error) -> Answer {
                 retry_after: Some(5),
             },
             ScriptError::Compile { .. }
-            | ScriptError::TooBig { .. }
+            | ScriptError::Refused { .. }
             | ScriptError::Runtime { .. }
             | ScriptError::BadReturn { .. }
             | ScriptError::Stopped { .. } => script_fault(),

@@ -45,9 +45,10 @@ pub enum ScriptError {
     /// The script does not compile.
     #[error("{file}:{line}:{column}: {message}")]
     Compile { file: String, line: usize, column: usize, message: String },
-    /// The script is over a bound of `script.*` (its size, its compile time): not served.
+    /// The script is not served: it is over a bound of `script.*` (its size, its compile
+    /// time), or its compile could not run.
     #[error("{file}: {reason}")]
-    TooBig { file: String, reason: String },
+    Refused { file: String, reason: String },
     /// The script threw a SCIM error on purpose (`throw #{ status, scimType, detail }`).
     #[error("script error {status}: {detail}")]
     Thrown { status: u16, scim_type: Option<String>, detail: String },
@@ -235,14 +236,14 @@ impl ScriptEngine {
             .stack_size(COMPILE_STACK_BYTES)
             .spawn(move || deliver(engine.compile(&text, &owned)))
             .map(drop)
-            .map_err(|e| ScriptError::TooBig {
+            .map_err(|e| ScriptError::Refused {
                 file: path.display().to_string(),
                 reason: format!("cannot start a thread to compile it: {e}"),
             })
     }
 
     fn too_large(&self, file: &str, size: u64) -> ScriptError {
-        ScriptError::TooBig {
+        ScriptError::Refused {
             file: file.to_owned(),
             reason: format!(
                 "{size} bytes, over script.max_bytes ({}): make the script smaller or raise script.max_bytes",
@@ -252,7 +253,7 @@ impl ScriptEngine {
     }
 
     fn too_slow(&self, path: &Path) -> ScriptError {
-        ScriptError::TooBig {
+        ScriptError::Refused {
             file: path.display().to_string(),
             reason: format!(
                 "not compiled within script.compile_timeout ({}): make the script smaller or raise script.compile_timeout",
@@ -262,7 +263,7 @@ impl ScriptEngine {
     }
 
     fn compile_panicked(&self, path: &Path) -> ScriptError {
-        ScriptError::TooBig { file: path.display().to_string(), reason: "the compile failed (panicked)".into() }
+        ScriptError::Refused { file: path.display().to_string(), reason: "the compile failed (panicked)".into() }
     }
 
     /// Compiles script text on the calling thread; `path` names it in errors and logs. Text

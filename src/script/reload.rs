@@ -56,7 +56,7 @@ pub async fn check(script: &AppScript, state: &ReloadState) {
     let text = match read {
         Ok(text) => text,
         // Over script.max_bytes: refused (once for each size met), without reading it whole.
-        Err(too_big @ ScriptError::TooBig { .. }) => {
+        Err(too_big @ ScriptError::Refused { .. }) => {
             if state.note(crate::scim::fingerprint(too_big.to_string().as_bytes())) {
                 refuse(script, state, &path, too_big.to_string(), (0, 0));
             }
