@@ -3,7 +3,8 @@
 //!
 //! Run with `cargo bench --bench micro` (optionally a name filter: `cargo bench --bench micro
 //! -- patch`). Each figure is the median of 11 timed batches of ~50 ms after a warm-up;
-//! compare the rows of one run.
+//! compare the rows of one run. `cargo bench --bench micro -- compile` times one compile of
+//! scripts of growing size instead (the figures behind the `script.*` defaults).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -192,6 +193,41 @@ fn main() {
     let whole = ["request: GET /Users/{id} in-process", "request: GET /Users?filter=userName eq in-process"];
     if whole.iter().any(|name| name.contains(&filter)) {
         runtime.block_on(whole_request(&filter));
+    }
+    // A minute and a half: only when asked for by name.
+    if !filter.is_empty() && "compile: a script".contains(&filter) {
+        compile_times();
+    }
+}
+
+/// How long Rhai takes to compile scripts of growing size, once each (seconds, not batches):
+/// the figures behind the defaults of `script.max_bytes` and `script.max_functions`.
+fn compile_times() {
+    let engine = ScriptEngine::with_bounds(&scim_proxy::config::ScriptConfig {
+        max_bytes: 16 * 1024 * 1024,
+        max_functions: 100_000,
+        compile_timeout: Duration::from_secs(600),
+    });
+    let time = |name: String, text: String| {
+        let started = Instant::now();
+        let compiled = engine.compile(&text, std::path::Path::new("bench.rhai")).unwrap();
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        println!("{name:<52} {took:>12.1} ms {:>8} bytes {:>6} functions", text.len(), compiled.functions().count());
+    };
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai")).unwrap();
+    time("compile: a script, scripts/demo.rhai".into(), demo);
+    for n in [1000, 2000, 4000, 8000, 16000, 32000] {
+        let text = (0..n).map(|i| format!("fn f{i}(x) {{ x + {i} }}\n")).collect();
+        time(format!("compile: a script of {n} one-line functions"), text);
+    }
+    // Statements without effect, which the optimiser drops one at a time from their block.
+    for kib in [64, 128, 256, 512, 1024] {
+        let text = format!("fn big(x) {{\n{}}}\n", "x;".repeat(kib * 512));
+        time(format!("compile: a script of {kib} KiB of `x;` in one function"), text);
+    }
+    for kib in [128, 256, 512] {
+        let text = format!("fn big(x) {{\n{}}}\n", "let y = x;".repeat(kib * 1024 / 10));
+        time(format!("compile: a script of {kib} KiB of `let y = x;`"), text);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::scim::schema::{
 };
 use crate::scim::unpublished::Unpublished;
 use crate::script::reload::ReloadState;
-use crate::script::{AppScript, ScriptEngine, ScriptError};
+use crate::script::{AppScript, Compiled, ScriptEngine, ScriptError};
 
 /// Why an app could not be set up at start.
 #[derive(Debug, thiserror::Error)]
@@ -87,26 +87,34 @@ const MAX_WARNED: usize = 256;
 pub const OTHER_ATTRIBUTE: &str = "other";
 
 impl App {
-    /// Builds an app from its configuration: compiles its script, builds its schema and client.
+    /// Builds an app from its configuration at start: compiles its script (within
+    /// `script.compile_timeout`, blocking the caller), builds its schema and client.
     pub fn build(config: &Config, app: &AppConfig, engine: Arc<ScriptEngine>) -> Result<Self, AppError> {
-        Self::build_after(config, app, engine, None)
+        let compiled = Self::compile(config, app, &engine)?;
+        Self::build_after(config, app, engine, compiled, None)
     }
 
-    /// Builds an app to replace `previous` (a configuration reload): the ID cache carries
-    /// over when the app keeps its name, legacy base URL and cache settings.
+    /// Compiles the app's script within `script.compile_timeout`, blocking the caller.
+    pub fn compile(config: &Config, app: &AppConfig, engine: &Arc<ScriptEngine>) -> Result<Compiled, AppError> {
+        let path = config.script_path(app);
+        match config.built_in_scripts.get(&app.script) {
+            Some(text) => engine.compile_in_time_blocking((*text).to_owned(), &path),
+            None => engine.compile_file(&path),
+        }
+        .map_err(|error| AppError::Script { app: app.name.clone(), error: Box::new(error) })
+    }
+
+    /// Builds an app around its compiled script, to replace `previous` (a configuration
+    /// reload) if any: the ID cache carries over when the app keeps its name, legacy base URL
+    /// and cache settings.
     pub fn build_after(
         config: &Config,
         app: &AppConfig,
         engine: Arc<ScriptEngine>,
+        compiled: Compiled,
         previous: Option<&App>,
     ) -> Result<Self, AppError> {
         let setup = |key: &str, detail: String| AppError::Setup { app: app.name.clone(), key: key.to_owned(), detail };
-        let path = config.script_path(app);
-        let compiled = match config.built_in_scripts.get(&app.script) {
-            Some(text) => engine.compile(text, &path),
-            None => engine.compile_file(&path),
-        }
-        .map_err(|error| AppError::Script { app: app.name.clone(), error: Box::new(error) })?;
         if let Some(problem) = compiled.contract_problems().into_iter().next() {
             return Err(setup("script", problem));
         }
@@ -171,9 +179,8 @@ impl App {
         let mut known_extensions = vec![(definitions::enterprise_user_schema(), false)];
         known_extensions.extend(users.extensions.iter().filter(|(s, _)| s.id != ENTERPRISE_USER_SCHEMA).cloned());
         let known = (definitions::user_resource(known_extensions), definitions::group_resource(Vec::new()));
-        let reload = ReloadState::default();
-        // Record the text the app starts with, so the first change is the first reload.
-        crate::script::reload::check(&script, &reload);
+        // The text the app starts with: the first change is the first reload.
+        let reload = ReloadState::serving(script.compiled().fingerprint());
         Ok(Self {
             config: app.clone(),
             auth,

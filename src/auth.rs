@@ -236,6 +236,7 @@ mod tests {
             tls: false,
             client: None,
             body_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+            body_budget_bytes: 0,
         }
     }
 

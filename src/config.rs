@@ -90,6 +90,9 @@ pub struct Config {
     /// Limits and timeouts of the SCIM listener.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Bounds of every app's mapping script, checked when it is compiled.
+    #[serde(default)]
+    pub script: ScriptConfig,
     /// TLS on the SCIM listener; absent serves plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -273,6 +276,36 @@ impl Default for ServerConfig {
             health_interval: default_health_interval(),
             config_reload_interval: default_config_reload(),
             reveal_faults: false,
+        }
+    }
+}
+
+/// Bounds of a mapping script's source: what the proxy compiles at all, and for how long.
+///
+/// Rhai's compile time grows with the square of a script's statements and of its functions
+/// (`docs/scripting.md`, *Limits*), so these are what keeps a huge file from holding a core.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// Largest script file, in bytes (1024 to 16 MiB); a larger one is refused before it is read.
+    #[serde(default = "default_script_max_bytes")]
+    pub max_bytes: usize,
+    /// Most functions (closures included) one script may define (1 to 100,000); the parser
+    /// stops at the first one over.
+    #[serde(default = "default_script_max_functions")]
+    pub max_functions: usize,
+    /// Longest a script's compile may take (100ms to 10m); past it the script is refused (at a
+    /// reload, the previous one keeps serving).
+    #[serde(default = "default_script_compile_timeout", deserialize_with = "duration")]
+    pub compile_timeout: Duration,
+}
+
+impl Default for ScriptConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_script_max_bytes(),
+            max_functions: default_script_max_functions(),
+            compile_timeout: default_script_compile_timeout(),
         }
     }
 }
@@ -1008,6 +1041,9 @@ impl Config {
         check_interval("server.script_reload_interval", server.script_reload_interval)?;
         check_interval("server.health_interval", server.health_interval)?;
         check_interval("server.config_reload_interval", server.config_reload_interval)?;
+        check_size("script.max_bytes", self.script.max_bytes, (1024, MAX_SCRIPT_BYTES))?;
+        check_size("script.max_functions", self.script.max_functions, (1, 100_000))?;
+        check_duration("script.compile_timeout", self.script.compile_timeout, (100, 10 * 60_000))?;
         if let Some(tls) = &self.tls {
             check_interval("tls.reload_interval", tls.reload_interval)?;
         }
@@ -1086,7 +1122,7 @@ const HOUR: u64 = 3_600_000;
 const DAY: u64 = 24 * HOUR;
 
 /// Writes milliseconds as the configuration does: `500ms`, `10s`, `5m`, `1h`.
-fn written(ms: u64) -> String {
+pub(crate) fn written(ms: u64) -> String {
     match ms {
         0 => "0s".into(),
         ms if ms % HOUR == 0 => format!("{}h", ms / HOUR),
@@ -1385,6 +1421,20 @@ fn default_max_body_bytes() -> usize {
 }
 /// The largest `server.max_body_bytes`.
 const MAX_BODY_BYTES: usize = 1024 * 1024 * 1024;
+/// The largest `script.max_bytes`: compiling 16 MiB of the worst statements takes hours.
+const MAX_SCRIPT_BYTES: usize = 16 * 1024 * 1024;
+/// 256 KiB: twelve times the largest example script; the worst text of that size compiles
+/// in about 2.5 s (measured: `cargo bench --bench micro -- compile`).
+fn default_script_max_bytes() -> usize {
+    256 * 1024
+}
+/// 1000: thirty times the example scripts' functions; 1000 compile in about 35 ms.
+fn default_script_max_functions() -> usize {
+    1000
+}
+fn default_script_compile_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_max_json_nodes() -> usize {
     100_000
 }
@@ -1579,6 +1629,7 @@ apps:
     #[test]
     fn every_duration_and_size_is_checked_against_its_range() {
         let server = |yaml: &str| MINIMAL.replacen("apps:", &format!("server:\n{yaml}apps:"), 1);
+        let script = |yaml: &str| MINIMAL.replacen("apps:", &format!("script:\n{yaml}apps:"), 1);
         let cases: &[(String, &str, &str)] = &[
             // Values that once made every request fail, or panicked.
             (app_with("    request_timeout: 0s\n"), "apps[0].request_timeout", "must be from 100ms to 1h"),
@@ -1635,6 +1686,12 @@ apps:
             (server("  shutdown_grace: 2h\n"), "server.shutdown_grace", "must be from 0s to 1h"),
             (server("  health_interval: 5ms\n"), "server.health_interval", "must be 0s (off) or from 10ms to 24h"),
             (server("  script_reload_interval: 25h\n"), "server.script_reload_interval", "must be 0s (off)"),
+            (script("  max_bytes: 100\n"), "script.max_bytes", "must be from 1024 to 16777216"),
+            (script("  max_bytes: 100000000\n"), "script.max_bytes", "must be from 1024 to 16777216"),
+            (script("  max_functions: 0\n"), "script.max_functions", "must be from 1 to 100000"),
+            (script("  compile_timeout: 50ms\n"), "script.compile_timeout", "must be from 100ms to 10m"),
+            (script("  compile_timeout: 1h\n"), "script.compile_timeout", "must be from 100ms to 10m"),
+            (script("  max_size: 1000\n"), "script.max_size", "unknown field `max_size`"),
         ];
         for (text, key, says) in cases {
             let (got_key, detail) = refusal(text);
@@ -1650,6 +1707,14 @@ apps:
             Config::parse(&app_with(yaml), "proxy.yaml", &vars()).unwrap_or_else(|e| panic!("{yaml}: {e}"));
         }
         Config::parse(&server("  health_interval: 0s\n  script_reload_interval: 10ms\n"), "proxy.yaml", &vars())
+            .unwrap();
+        let defaults = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap().script;
+        assert_eq!((defaults.max_bytes, defaults.max_functions), (256 * 1024, 1000));
+        assert_eq!(defaults.compile_timeout, Duration::from_secs(10));
+        let ends = "  max_bytes: 16777216\n  max_functions: 100000\n  compile_timeout: 10m\n";
+        let set = Config::parse(&script(ends), "proxy.yaml", &vars()).unwrap().script;
+        assert_eq!((set.max_bytes, set.max_functions), (16 * 1024 * 1024, 100_000));
+        Config::parse(&script("  max_bytes: 1024\n  max_functions: 1\n  compile_timeout: 100ms\n"), "p.yaml", &vars())
             .unwrap();
     }
 

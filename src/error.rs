@@ -230,6 +230,7 @@ pub fn answer(error: &Error) -> Answer {
                 retry_after: Some(5),
             },
             ScriptError::Compile { .. }
+            | ScriptError::Refused { .. }
             | ScriptError::Runtime { .. }
             | ScriptError::BadReturn { .. }
             | ScriptError::Stopped { .. } => script_fault(),

@@ -1,6 +1,6 @@
 //! scim-proxy: a SCIM 2.0 server in front of an in-house user API, mapped by a Rhai script.
 //!
-//! The modules follow a request: configuration and start-up, the listener (and its TLS), the
+//! The modules follow a request: configuration and start-up (and what a reload applies), the listener (and its TLS), the
 //! admin side (health and its probe command, metrics, recent requests), routing to an app, authentication, reading the request, the
 //! SCIM core, the operation and its audit record, the mapping script, the legacy client (with
 //! its credentials and circuit breaker) and the ID cache, then the response and the error table. Last come the
@@ -10,6 +10,7 @@
 pub mod config;
 pub mod telemetry;
 pub mod proxy;
+pub mod restart_only;
 pub mod server;
 pub mod tls;
 pub mod admin;

@@ -236,7 +236,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
     if !unset.is_empty() {
         say!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
     }
-    let engine = ScriptEngine::new();
+    let engine = std::sync::Arc::new(ScriptEngine::with_bounds(&config.script));
     let mut failed = false;
     for app in &config.apps {
         let script = config.script_path(app);
@@ -248,7 +248,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
                 continue;
             }
         };
-        match engine.compile(&text, &script) {
+        match engine.compile_in_time_blocking(text.clone(), &script) {
             Ok(compiled) => {
                 let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();
                 say!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));

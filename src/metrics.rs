@@ -285,7 +285,7 @@ impl Metrics {
     /// longer served, so `/metrics` stops showing them, and says when the new configuration
     /// asks for other histogram buckets (they are set at start: a histogram's buckets cannot
     /// change under it).
-    pub fn reloaded(&self, apps: &[&str], latency_buckets: &[f64]) {
+    pub fn reloaded(&self, apps: &[&str]) {
         let kept: BTreeSet<&str> = apps.iter().copied().collect();
         {
             let mut live = match self.live_apps.write() {
@@ -302,9 +302,6 @@ impl Metrics {
         self.in_flight.retain_apps(&kept);
         for family in [&self.request_seconds, &self.script_seconds, &self.legacy_seconds] {
             family.retain_apps(&kept);
-        }
-        if *self.buckets != *latency_buckets {
-            tracing::warn!("configuration reload: metrics.latency_buckets takes effect at the next restart");
         }
     }
 
@@ -679,7 +676,7 @@ mod tests {
         }
         let straggler = m.in_flight("gone");
         assert!(m.render(&Gauges::default()).contains(r#"app="gone""#));
-        m.reloaded(&["kept", "new"], &DEFAULT_LATENCY_BUCKETS);
+        m.reloaded(&["kept", "new"]);
         // A request of the removed app that finishes after the reload counts nowhere.
         m.request("gone", "get_user", 200, Duration::from_millis(3));
         m.legacy_error("gone", "timeout");

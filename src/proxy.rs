@@ -57,9 +57,9 @@ pub struct Shared {
     pub config_reload: ConfigReload,
     /// The last requests of each app, for the admin listener's `/requests`.
     pub recent: RecentRequests,
-    engine: Arc<ScriptEngine>,
-    /// The settings only a restart changes, as the proxy started with them.
-    started_with: RestartOnly,
+    /// The configuration the proxy started with: what a reload compares the keys only a
+    /// restart applies with, and keeps in force.
+    started_with: Config,
 }
 
 /// The listeners' connections, and the certificate the SCIM listener serves, for `/metrics`.
@@ -84,6 +84,11 @@ pub struct ConfigReload {
     fingerprint: AtomicU64,
     /// A hash of the file text last refused, so the same broken edit is reported once.
     refused_text: AtomicU64,
+    /// Scripts that failed to compile at a reload, by path, text and bounds: while an edit
+    /// stays refused, its script is not compiled again at every tick (a slow one would leave
+    /// an abandoned compile running at each). At most [`FAILED_COMPILES`], cleared when a
+    /// reload is applied.
+    failed_compiles: Mutex<std::collections::HashMap<u64, crate::script::ScriptError>>,
     /// One reload at a time (the timer and SIGHUP may meet).
     running: tokio::sync::Mutex<()>,
 }
@@ -101,25 +106,8 @@ impl ConfigReload {
     }
 }
 
-/// Settings a reload cannot change while the listeners and the log run.
-#[derive(Debug, Clone, PartialEq)]
-struct RestartOnly {
-    listen: SocketAddr,
-    admin_listen: SocketAddr,
-    log: String,
-    tls: String,
-}
-
-impl RestartOnly {
-    fn of(config: &Config) -> Self {
-        Self {
-            listen: config.listen,
-            admin_listen: config.admin_listen,
-            log: format!("{:?} {}", config.log.format, config.log.level),
-            tls: format!("{:?}", config.tls),
-        }
-    }
-}
+/// How many failed compiles a configuration reload remembers.
+const FAILED_COMPILES: usize = 64;
 
 /// What a configuration reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +130,8 @@ pub struct State {
     pub log_bodies: bool,
     /// Who may see `/requests`, and how many requests of each app it keeps.
     pub admin: AdminConfig,
+    /// The engine of the `script.*` bounds now in force, which reloads compile with.
+    pub engine: Arc<ScriptEngine>,
 }
 
 impl Shared {
@@ -203,7 +193,7 @@ pub async fn start(
     listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
 ) -> Result<Running, StartError> {
-    let engine = Arc::new(ScriptEngine::new());
+    let engine = Arc::new(ScriptEngine::with_bounds(&config.script));
     let apps = config.apps.iter().map(|app| App::build(config, app, engine.clone())).collect::<Result<Vec<_>, _>>()?;
     let config_reload = ConfigReload {
         path: (!config.file.as_os_str().is_empty()).then(|| config.file.clone()),
@@ -225,6 +215,7 @@ pub async fn start(
         server: config.server.clone(),
         log_bodies: config.log.bodies,
         admin: config.admin.clone(),
+        engine,
     }));
     let shared = Arc::new(Shared {
         state,
@@ -238,17 +229,11 @@ pub async fn start(
         },
         config_reload,
         recent: RecentRequests::default(),
-        engine,
-        started_with: RestartOnly::of(config),
+        started_with: config.clone(),
     });
     let (stop, stopped) = watch::channel(false);
-    let limits = ConnLimits {
-        header_read_timeout: config.server.header_read_timeout,
-        idle_timeout: config.server.idle_timeout,
-        shutdown_grace: config.server.shutdown_grace,
-        max_concurrent_streams: config.server.max_concurrent_streams,
-        body_budget: config.server.max_body_bytes,
-    };
+    let live = shared.clone();
+    let limits = server::Limits::live(move || scim_limits(&live.state()));
     let scim_shared = shared.clone();
     let scim = tokio::spawn(server::serve(
         scim_listener,
@@ -260,8 +245,8 @@ pub async fn start(
         stopped.clone(),
     ));
     let admin_shared = shared.clone();
-    // The admin handler reads no body.
-    let admin_limits = ConnLimits { shutdown_grace: Duration::from_secs(1), body_budget: 0, ..limits };
+    let live = shared.clone();
+    let admin_limits = server::Limits::live(move || admin_limits(&live.state()));
     let admin = tokio::spawn(server::serve(
         admin_listener,
         "admin",
@@ -296,6 +281,25 @@ pub async fn start(
     Ok(Running { scim_addr, admin_addr, shared, stop, tasks })
 }
 
+/// The limits of the SCIM listener's connections, from the state now serving.
+fn scim_limits(state: &State) -> ConnLimits {
+    let server = &state.server;
+    ConnLimits {
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
+        shutdown_grace: server.shutdown_grace,
+        max_concurrent_streams: server.max_concurrent_streams,
+        body_budget: server.max_body_bytes,
+    }
+}
+
+/// The limits of the admin listener's connections: the SCIM listener's timeouts, a short grace
+/// time and no body (the admin handler reads none). Its connection count is its own
+/// (`admin.max_connections`, see `Listeners`).
+fn admin_limits(state: &State) -> ConnLimits {
+    ConnLimits { shutdown_grace: Duration::from_secs(1), body_budget: 0, ..scim_limits(state) }
+}
+
 /// Reloads the configuration whenever it changes, until shutdown.
 async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, false, stop, || async {
@@ -305,7 +309,7 @@ async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::Rece
 }
 
 /// Reads the configuration file again and, when it (or a secret file it references) changed,
-/// validates it whole — every app built, every script compiled — and swaps it in. A refused
+/// validates it whole — every app built, every changed script compiled — and swaps it in. A refused
 /// edit leaves the running configuration serving and is reported in the log, `/readyz` and
 /// `/metrics`. The timer and SIGHUP both call this.
 pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
@@ -314,35 +318,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
         return Reloaded::Unchanged;
     };
     let _one_at_a_time = reload.running.lock().await;
-    let builder = shared.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        let text = std::fs::read(&path).unwrap_or_default();
-        let text_hash = crate::scim::fingerprint(&text);
-        let vars = crate::config::Variables::with_overrides(builder.config_reload.overrides.clone());
-        let config = match Config::load(&path, &vars) {
-            Ok(config) => config,
-            Err(error) => return Err((text_hash, error.to_string())),
-        };
-        if config.fingerprint == builder.config_reload.fingerprint.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        let current = builder.state();
-        let apps = config
-            .apps
-            .iter()
-            .map(|app| {
-                let previous = current.apps.iter().find(|p| p.name() == app.name);
-                App::build_after(&config, app, builder.engine.clone(), previous)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| (text_hash, error.to_string()))?;
-        Ok(Some((config, apps)))
-    })
-    .await;
-    let built = match built {
-        Ok(built) => built,
-        Err(join) => Err((0, format!("the reload task failed: {join}"))),
-    };
+    let built = build_reloaded(shared, path).await;
     match built {
         Ok(None) => {
             // Back to what serves (a refused edit undone): nothing is wrong any more.
@@ -350,18 +326,21 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
             reload.set_error(None);
             Reloaded::Unchanged
         }
-        Ok(Some((config, apps))) => {
-            let restart_only = RestartOnly::of(&config);
-            if restart_only != shared.started_with {
+        Ok(Some((config, engine, apps))) => {
+            let restart = crate::restart_only::changed(&shared.started_with, &config);
+            if !restart.is_empty() {
                 tracing::warn!(
-                    "configuration reload: listen, admin_listen, log.format, log.level and tls take effect at the next restart"
+                    keys = %restart.join(", "),
+                    "configuration reload: these keys changed and take effect at the next restart; the rest is applied"
                 );
             }
+            let config = crate::restart_only::in_force(config, &shared.started_with);
             let state = State {
                 apps,
                 server: config.server.clone(),
                 log_bodies: config.log.bodies,
                 admin: config.admin.clone(),
+                engine,
             };
             // New apps answer /readyz by their health() from the start.
             for app in &state.apps {
@@ -369,10 +348,13 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
             }
             let names: Vec<&str> = state.apps.iter().map(App::name).collect();
             shared.recent.retain(&names, state.admin.recent_requests, state.admin.keeps_requests());
-            shared.metrics.reloaded(&names, &config.metrics.latency_buckets);
+            shared.metrics.reloaded(&names);
             shared.replace_state(state);
             reload.fingerprint.store(config.fingerprint, Ordering::SeqCst);
             reload.refused_text.store(0, Ordering::SeqCst);
+            if let Ok(mut failed) = reload.failed_compiles.lock() {
+                failed.clear();
+            }
             reload.reloads.fetch_add(1, Ordering::Relaxed);
             reload.set_error(None);
             tracing::info!(file = %config.file.display(), apps = config.apps.len(), "configuration reloaded");
@@ -391,18 +373,109 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
     }
 }
 
+/// A reloaded configuration with its script engine and its apps built, `None` when it did not
+/// change; or why it is refused, with a hash of the file's text.
+type Built = Result<Option<(Config, Arc<ScriptEngine>, Vec<App>)>, (u64, String)>;
+
+/// Reads the configuration file again and, when it changed, compiles its scripts and builds
+/// its apps. Reading and building are blocking work, off the runtime threads; each script is
+/// compiled on a thread of its own within `script.compile_timeout`, so that neither the
+/// reload nor shutdown waits longer for a script that compiles too slowly.
+async fn build_reloaded(shared: &Arc<Shared>, path: std::path::PathBuf) -> Built {
+    let current = shared.state();
+    let (engine, serving, overrides) = (
+        current.engine.clone(),
+        shared.config_reload.fingerprint.load(Ordering::SeqCst),
+        shared.config_reload.overrides.clone(),
+    );
+    let loaded = tokio::task::spawn_blocking(move || {
+        let text = std::fs::read(&path).unwrap_or_default();
+        let text_hash = crate::scim::fingerprint(&text);
+        let config = Config::load(&path, &crate::config::Variables::with_overrides(overrides))
+            .map_err(|error| (text_hash, error.to_string()))?;
+        if config.fingerprint == serving {
+            return Ok(None);
+        }
+        // An engine of the new bounds, when `script.*` changed; apps keep their own until replaced.
+        let engine = if engine.bounds() == &config.script {
+            engine
+        } else {
+            Arc::new(ScriptEngine::with_bounds(&config.script))
+        };
+        let texts: Vec<_> = config.apps.iter().map(|app| engine.read_source(&config.script_path(app))).collect();
+        Ok(Some((text_hash, config, engine, texts)))
+    })
+    .await
+    .map_err(|join| (0, format!("the reload task failed: {join}")))??;
+    let Some((text_hash, config, engine, texts)) = loaded else {
+        return Ok(None);
+    };
+    let refused = |app: &crate::config::AppConfig, source| {
+        (text_hash, AppError::Script { app: app.name.clone(), error: Box::new(source) }.to_string())
+    };
+    let mut compiled = Vec::with_capacity(texts.len());
+    for (app, text) in config.apps.iter().zip(texts) {
+        let text = text.map_err(|source| refused(app, source))?;
+        let script = reload_script(&shared.config_reload, &current, &engine, &app.name, config.script_path(app), text);
+        compiled.push(script.await.map_err(|source| refused(app, source))?);
+    }
+    tokio::task::spawn_blocking(move || {
+        let apps = config
+            .apps
+            .iter()
+            .zip(compiled)
+            .map(|(app, compiled)| {
+                let previous = current.apps.iter().find(|p| p.name() == app.name);
+                App::build_after(&config, app, engine.clone(), compiled, previous)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| (text_hash, error.to_string()))?;
+        Ok(Some((config, engine, apps)))
+    })
+    .await
+    .map_err(|join| (0, format!("the reload task failed: {join}")))?
+}
+
+/// The compiled script of app `name` in a reloaded configuration: the one serving when neither
+/// its text nor the bounds changed, else a new compile. A text that failed to compile under
+/// these bounds fails again at once.
+async fn reload_script(
+    reload: &ConfigReload,
+    current: &State,
+    engine: &Arc<ScriptEngine>,
+    name: &str,
+    path: std::path::PathBuf,
+    text: String,
+) -> Result<crate::script::Compiled, crate::script::ScriptError> {
+    let fingerprint = crate::scim::fingerprint(text.as_bytes());
+    let serving = current.apps.iter().find(|app| app.name() == name).map(|app| app.script.compiled());
+    if let Some(serving) =
+        serving.filter(|s| Arc::ptr_eq(&current.engine, engine) && s.path() == path && s.fingerprint() == fingerprint)
+    {
+        return Ok((*serving).clone());
+    }
+    let key = crate::scim::fingerprint(format!("{}\0{fingerprint}\0{:?}", path.display(), engine.bounds()).as_bytes());
+    if let Some(failed) = reload.failed_compiles.lock().ok().and_then(|failed| failed.get(&key).cloned()) {
+        return Err(failed);
+    }
+    let compiled = engine.compile_in_time(text, &path).await;
+    if let (Err(error), Ok(mut failed)) = (&compiled, reload.failed_compiles.lock()) {
+        if failed.len() >= FAILED_COMPILES {
+            failed.clear();
+        }
+        failed.insert(key, error.clone());
+    }
+    compiled
+}
+
 /// Checks every app's script for changes until shutdown (hot reload).
 async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, true, stop, || {
-        let shared = shared.clone();
+        let state = shared.state();
         async move {
-            // Reading and compiling files is blocking work: keep it off the runtime threads.
-            let _ = tokio::task::spawn_blocking(move || {
-                for app in &shared.state().apps {
-                    crate::script::reload::check(&app.script, &app.reload);
-                }
-            })
-            .await;
+            for app in &state.apps {
+                crate::script::reload::check(&app.script, &app.reload).await;
+            }
         }
     })
     .await;
@@ -477,7 +550,7 @@ async fn serve(
                         started,
                         scim_addr: shared.scim_addr,
                         tls: connection.tls,
-                        body_budget: &connection.body_budget,
+                        body_budget: (&connection.body_budget, connection.body_budget_bytes),
                     };
                     let kept = keeps_requests.then_some(&mut kept_body);
                     let outcome = perform(context, app, &operation, request, &mut noted, kept).await;
@@ -619,8 +692,8 @@ struct Context<'a> {
     scim_addr: SocketAddr,
     /// The request came over TLS (so `meta.location` says https).
     tls: bool,
-    /// The request body bytes its connection may still hold.
-    body_budget: &'a Arc<tokio::sync::Semaphore>,
+    /// The request body bytes its connection may still hold, and may hold in all.
+    body_budget: (&'a Arc<tokio::sync::Semaphore>, usize),
 }
 
 impl Noted {

@@ -17,12 +17,14 @@ use crate::scim::ScimError;
 /// First takes the body's share of its connection's `budget` (the declared length, or `limit`
 /// when none is declared), and returns it with the body: the request holds it until it is
 /// answered. The h2 streams of one connection so hold at most the budget together; a stream
-/// waiting for its share reads nothing, and h2 flow control stops its client.
+/// waiting for its share reads nothing, and h2 flow control stops its client. A share larger
+/// than the whole budget (`budget_bytes`, when a reload raised `limit` since the connection
+/// was accepted) is cut to all of it: the request waits to be alone, not for ever.
 pub async fn read_body<B>(
     headers: &HeaderMap,
     body: B,
     limit: usize,
-    budget: &Arc<Semaphore>,
+    (budget, budget_bytes): (&Arc<Semaphore>, usize),
 ) -> Result<(Bytes, OwnedSemaphorePermit), Error>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -33,7 +35,7 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(RequestError::TooLarge { limit }.into());
     }
-    let wanted = declared.map_or(limit, |n| n as usize);
+    let wanted = declared.map_or(limit, |n| n as usize).min(budget_bytes);
     let mut share = budget
         .clone()
         .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))

@@ -46,6 +46,9 @@ pub struct Connection {
     /// Request body bytes this connection may hold at once, over all its requests (h2 streams
     /// share it): a request takes its share before reading its body and gives it back when done.
     pub body_budget: Arc<Semaphore>,
+    /// The bytes `body_budget` holds in all: a request larger than that (the limit raised by a
+    /// reload since the connection was accepted) takes all of it.
+    pub body_budget_bytes: usize,
 }
 
 /// Limits applied to every connection of a listener.
@@ -90,6 +93,46 @@ impl Connections {
     }
 }
 
+/// Where a listener reads its limits: each new connection takes those of the moment, so that a
+/// configuration reload applies to the connections accepted after it, and shutdown the grace
+/// time of the moment. `max_connections` is read once, when the listener starts.
+#[derive(Clone)]
+pub struct Limits(Arc<dyn Fn() -> ConnLimits + Send + Sync>);
+
+impl Limits {
+    /// Limits read from `read` whenever they are needed.
+    pub fn live(read: impl Fn() -> ConnLimits + Send + Sync + 'static) -> Self {
+        Self(Arc::new(read))
+    }
+
+    /// The limits of the moment.
+    pub fn now(&self) -> ConnLimits {
+        (self.0)()
+    }
+}
+
+impl From<ConnLimits> for Limits {
+    fn from(fixed: ConnLimits) -> Self {
+        Self::live(move || fixed)
+    }
+}
+
+/// The HTTP/1.1 and h2 settings of a listener's connections.
+fn http_builder(max_concurrent_streams: u32) -> Arc<auto::Builder<TokioExecutor>> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The watchdog times request heads (hyper's own timer would also close idle keep-alive
+    // connections after `header_read_timeout`, whatever `idle_timeout` says).
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(max_concurrent_streams)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    Arc::new(builder)
+}
+
 /// Serves `handler` on `listener` until `shutdown` turns true, then drains within the grace time.
 ///
 /// Each connection runs in its own task with a watchdog (see [`Activity`]): it completes its
@@ -100,7 +143,7 @@ pub async fn serve<F, Fut>(
     listener: TcpListener,
     name: &'static str,
     handler: F,
-    limits: ConnLimits,
+    limits: impl Into<Limits>,
     connections: Arc<Connections>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
@@ -108,18 +151,9 @@ pub async fn serve<F, Fut>(
     F: Fn(Request<Incoming>, Connection) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The watchdog times request heads (hyper's own timer would also close idle keep-alive
-    // connections after `header_read_timeout`, whatever `idle_timeout` says).
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW)
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .max_header_list_size(H2_MAX_HEADER_LIST);
-    let builder = Arc::new(builder);
+    let source: Limits = limits.into();
+    let first = source.now();
+    let mut builder = (first.max_concurrent_streams, http_builder(first.max_concurrent_streams));
     let slots = connections.slots.clone();
     let max_connections = connections.limit;
     let mut open: Vec<Weak<Activity>> = Vec::new();
@@ -157,6 +191,10 @@ pub async fn serve<F, Fut>(
             }
         };
         let Some(slot) = slot else { break };
+        let limits = source.now();
+        if limits.max_concurrent_streams != builder.0 {
+            builder = (limits.max_concurrent_streams, http_builder(limits.max_concurrent_streams));
+        }
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new(Instant::now()));
         if open.len() >= 2 * max_connections {
@@ -164,13 +202,14 @@ pub async fn serve<F, Fut>(
         }
         open.push(Arc::downgrade(&activity));
         let stream = Heard { io: stream, activity: activity.clone() };
-        let (handler, builder, stop) = (handler.clone(), builder.clone(), shutdown.clone());
-        let body_budget = Arc::new(Semaphore::new(limits.body_budget));
+        let (handler, builder, stop, source) = (handler.clone(), builder.1.clone(), shutdown.clone(), source.clone());
+        let (body_budget, body_budget_bytes) = (Arc::new(Semaphore::new(limits.body_budget)), limits.body_budget);
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let Some(acceptor) = tls else {
-                let connection = Connection { peer, tls: false, client: None, body_budget };
+                let connection = Connection { peer, tls: false, client: None, body_budget, body_budget_bytes };
+                let limits = (limits, &source);
                 run_connection(name, &builder, stream, connection, handler, activity, limits, stop).await;
                 return;
             };
@@ -193,24 +232,27 @@ pub async fn serve<F, Fut>(
                 .and_then(|chain| chain.first())
                 .and_then(ClientIdentity::from_der)
                 .map(Arc::new);
-            let connection = Connection { peer, tls: true, client, body_budget };
+            let connection = Connection { peer, tls: true, client, body_budget, body_budget_bytes };
+            let limits = (limits, &source);
             run_connection(name, &builder, stream, connection, handler, activity, limits, stop).await;
         });
     }
     drop(listener);
     tracing::info!(listener = name, open_connections = connections.open(), "draining");
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await.is_err() {
+    let grace = source.now().shutdown_grace;
+    if tokio::time::timeout(grace, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(
             listener = name,
-            grace_ms = limits.shutdown_grace.as_millis() as u64,
+            grace_ms = grace.as_millis() as u64,
             "grace time over; closing the remaining connections"
         );
     }
 }
 
 /// Serves the requests of one connection until it closes, its watchdog closes it, or shutdown
-/// does (within the grace time).
+/// does (within the grace time of the moment). `limits` are those it was accepted with, and
+/// where to read the grace time.
 #[allow(clippy::too_many_arguments)] // one connection's parts, handed over once
 async fn run_connection<I, F, Fut>(
     name: &'static str,
@@ -219,7 +261,7 @@ async fn run_connection<I, F, Fut>(
     connection: Connection,
     handler: F,
     activity: Arc<Activity>,
-    limits: ConnLimits,
+    (limits, source): (ConnLimits, &Limits),
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -255,7 +297,7 @@ async fn run_connection<I, F, Fut>(
             }
             _ = stop.wait_for(|stop| *stop), if closing.is_none() => {
                 served.as_mut().graceful_shutdown();
-                closing = Some(Instant::now() + limits.shutdown_grace);
+                closing = Some(Instant::now() + source.now().shutdown_grace);
             }
             _ = activity.changed.notified() => {}
             _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {
@@ -479,6 +521,10 @@ where
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        work().await;
+        // Shutdown does not wait for work under way (a reload compiling a script): it is dropped.
+        tokio::select! {
+            () = work() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }

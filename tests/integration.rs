@@ -24,6 +24,8 @@ mod patch;
 mod groups;
 #[path = "integration/reload.rs"]
 mod reload;
+#[path = "integration/script_bounds.rs"]
+mod script_bounds;
 #[path = "integration/example_login_keyed.rs"]
 mod example_login_keyed;
 #[path = "integration/example_offset_list.rs"]

@@ -8,6 +8,7 @@ mod runner;
 mod threads;
 
 use std::collections::BTreeSet;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use rhai::{Dynamic, EvalAltResult, Position};
 pub use host::{CallStats, NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, format_time, shorten};
 pub use runner::{AppScript, CallScope};
 
+use crate::config::ScriptConfig;
 use crate::legacy::LegacyError;
 use crate::scim::error::bounded_detail;
 
@@ -44,6 +46,10 @@ pub enum ScriptError {
     /// The script does not compile.
     #[error("{file}:{line}:{column}: {message}")]
     Compile { file: String, line: usize, column: usize, message: String },
+    /// The script is not served: it is over a bound of `script.*` (its size, its compile
+    /// time), or its compile could not run.
+    #[error("{file}: {reason}")]
+    Refused { file: String, reason: String },
     /// The script threw a SCIM error on purpose (`throw #{ status, scimType, detail }`).
     #[error("script error {status}: {detail}")]
     Thrown { status: u16, scim_type: Option<String>, detail: String },
@@ -80,6 +86,8 @@ pub enum ScriptError {
 /// The process-wide Rhai engine, with every limit set and the host API registered.
 pub struct ScriptEngine {
     engine: rhai::Engine,
+    /// What the engine compiles at all, and for how long (`script.*`).
+    bounds: ScriptConfig,
 }
 
 impl std::fmt::Debug for ScriptEngine {
@@ -114,11 +122,24 @@ pub mod limits {
     pub const MAX_VALUE_DEPTH: usize = 128;
 }
 
+/// The stack of a thread compiling a script: Rhai's parser and optimiser recurse as deep as
+/// the expression depth limits allow, as on the main thread.
+const COMPILE_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 impl ScriptEngine {
-    /// Builds the engine; runs once at start.
+    /// Builds the engine with the default `script.*` bounds.
     pub fn new() -> Self {
+        Self::with_bounds(&ScriptConfig::default())
+    }
+
+    /// Builds the engine with these `script.*` bounds; runs once at start, and again at a
+    /// configuration reload that changes them.
+    pub fn with_bounds(bounds: &ScriptConfig) -> Self {
         let mut engine = rhai::Engine::new();
         engine
+            // The parser counts functions (closures included) as it meets them and stops at
+            // the first one over: compile time grows with their square.
+            .set_max_functions(bounds.max_functions)
             .set_max_operations(limits::MAX_OPERATIONS)
             .set_max_call_levels(limits::MAX_CALL_LEVELS)
             .set_max_expr_depths(limits::MAX_EXPR_DEPTH, limits::MAX_FN_EXPR_DEPTH)
@@ -136,31 +157,137 @@ impl ScriptEngine {
         engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
         engine.disable_symbol("eval");
         host::register(&mut engine);
-        Self { engine }
+        Self { engine, bounds: bounds.clone() }
     }
 
-    /// Compiles a script file, naming file, line and column in a syntax error.
-    pub fn compile_file(&self, path: &Path) -> Result<Compiled, ScriptError> {
+    /// The `script.*` bounds the engine compiles with.
+    pub fn bounds(&self) -> &ScriptConfig {
+        &self.bounds
+    }
+
+    /// Reads a script file; one over `script.max_bytes` is refused before it is read whole.
+    pub fn read_source(&self, path: &Path) -> Result<String, ScriptError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScriptError::Compile {
+        let unreadable = |e: std::io::Error| ScriptError::Compile {
             file: file.clone(),
             line: 0,
             column: 0,
             message: format!("cannot read: {e}"),
-        })?;
-        self.compile(&text, path)
+        };
+        let opened = std::fs::File::open(path).map_err(unreadable)?;
+        if let Some(size) = opened.metadata().ok().map(|m| m.len()).filter(|&len| len > self.bounds.max_bytes as u64) {
+            return Err(self.too_large(&file, size));
+        }
+        // One byte past the bound tells a file that grew since, without reading it whole.
+        let mut bytes = Vec::new();
+        opened.take(self.bounds.max_bytes as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+        if bytes.len() > self.bounds.max_bytes {
+            return Err(self.too_large(&file, bytes.len() as u64));
+        }
+        String::from_utf8(bytes).map_err(|e| unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
     }
 
-    /// Compiles script text; `path` names it in errors and logs.
+    /// Reads and compiles a script file within `script.compile_timeout`, blocking the caller
+    /// (start-up); see [`ScriptEngine::compile_in_time`].
+    pub fn compile_file(self: &Arc<Self>, path: &Path) -> Result<Compiled, ScriptError> {
+        let text = self.read_source(path)?;
+        self.compile_in_time_blocking(text, path)
+    }
+
+    /// Compiles `text` on a thread of its own and waits for it at most `script.compile_timeout`,
+    /// without holding a runtime thread: for reloads, which run while the proxy serves.
+    ///
+    /// Rhai cannot stop a compile under way: one that takes too long is abandoned, its thread
+    /// left to finish and its result dropped, so that the caller (a watcher, shutdown) goes on.
+    pub async fn compile_in_time(self: &Arc<Self>, text: String, path: &Path) -> Result<Compiled, ScriptError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.compile_aside(text, path, move |compiled| {
+            let _ = sender.send(compiled);
+        })?;
+        match tokio::time::timeout(self.bounds.compile_timeout, receiver).await {
+            Ok(Ok(compiled)) => compiled,
+            Ok(Err(_)) => Err(self.compile_panicked(path)),
+            Err(_) => Err(self.too_slow(path)),
+        }
+    }
+
+    /// [`ScriptEngine::compile_in_time`], blocking the caller: for start-up and the command line.
+    pub fn compile_in_time_blocking(self: &Arc<Self>, text: String, path: &Path) -> Result<Compiled, ScriptError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.compile_aside(text, path, move |compiled| {
+            let _ = sender.send(compiled);
+        })?;
+        match receiver.recv_timeout(self.bounds.compile_timeout) {
+            Ok(compiled) => compiled,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(self.compile_panicked(path)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(self.too_slow(path)),
+        }
+    }
+
+    /// Starts compiling `text` on a new thread, which hands the result to `deliver`.
+    fn compile_aside(
+        self: &Arc<Self>,
+        text: String,
+        path: &Path,
+        deliver: impl FnOnce(Result<Compiled, ScriptError>) + Send + 'static,
+    ) -> Result<(), ScriptError> {
+        let (engine, owned) = (self.clone(), path.to_path_buf());
+        std::thread::Builder::new()
+            .name("scim-compile".into())
+            .stack_size(COMPILE_STACK_BYTES)
+            .spawn(move || deliver(engine.compile(&text, &owned)))
+            .map(drop)
+            .map_err(|e| ScriptError::Refused {
+                file: path.display().to_string(),
+                reason: format!("cannot start a thread to compile it: {e}"),
+            })
+    }
+
+    fn too_large(&self, file: &str, size: u64) -> ScriptError {
+        ScriptError::Refused {
+            file: file.to_owned(),
+            reason: format!(
+                "{size} bytes, over script.max_bytes ({}): make the script smaller or raise script.max_bytes",
+                self.bounds.max_bytes
+            ),
+        }
+    }
+
+    fn too_slow(&self, path: &Path) -> ScriptError {
+        ScriptError::Refused {
+            file: path.display().to_string(),
+            reason: format!(
+                "not compiled within script.compile_timeout ({}): make the script smaller or raise script.compile_timeout",
+                crate::config::written(u64::try_from(self.bounds.compile_timeout.as_millis()).unwrap_or(u64::MAX))
+            ),
+        }
+    }
+
+    fn compile_panicked(&self, path: &Path) -> ScriptError {
+        ScriptError::Refused { file: path.display().to_string(), reason: "the compile failed (panicked)".into() }
+    }
+
+    /// Compiles script text on the calling thread; `path` names it in errors and logs. Text
+    /// over `script.max_bytes`, or defining more than `script.max_functions`, is refused.
     pub fn compile(&self, text: &str, path: &Path) -> Result<Compiled, ScriptError> {
         let file = path.display().to_string();
+        if text.len() > self.bounds.max_bytes {
+            return Err(self.too_large(&file, text.len() as u64));
+        }
         let mut ast = self.engine.compile_with_scope(&host::compile_scope(), text).map_err(|e| {
             let position = e.position();
+            let message = match e.err_type() {
+                rhai::ParseErrorType::TooManyFunctions => format!(
+                    "more than {} functions (closures included), over script.max_functions: make the script smaller or raise script.max_functions",
+                    self.bounds.max_functions
+                ),
+                other => other.to_string(),
+            };
             ScriptError::Compile {
                 file: file.clone(),
                 line: position.line().unwrap_or(0),
                 column: position.position().unwrap_or(0),
-                message: e.err_type().to_string(),
+                message,
             }
         })?;
         ast.set_source(file.as_str());
@@ -187,7 +314,13 @@ impl ScriptEngine {
             .filter(|f| !f.name.starts_with("anon$"))
             .map(|f| (f.name.to_owned(), f.params.len()))
             .collect();
-        Ok(Compiled { ast: Arc::new(ast), functions, path: path.to_path_buf(), file: Arc::from(file) })
+        Ok(Compiled {
+            ast: Arc::new(ast),
+            functions,
+            path: path.to_path_buf(),
+            file: Arc::from(file),
+            fingerprint: crate::scim::fingerprint(text.as_bytes()),
+        })
     }
 
     /// Converts JSON into a script value: `null` is `()`, integers that fit are `INT`, other
@@ -328,12 +461,21 @@ pub struct Compiled {
     functions: BTreeSet<(String, usize)>,
     path: PathBuf,
     file: Arc<str>,
+    /// A fingerprint of the text it was compiled from.
+    fingerprint: u64,
 }
 
 impl Compiled {
-    /// The arity the script defines `name` with, if it defines it at all.
+    /// The arity the script defines `name` with (the highest, when several), if it defines it.
     pub fn arity(&self, name: &str) -> Option<usize> {
-        self.functions.iter().rev().find(|(n, _)| n == name).map(|(_, a)| *a)
+        // A range, not a scan: `check` asks this for each function the script defines.
+        let name = name.to_owned();
+        self.functions.range((name.clone(), 0)..=(name, usize::MAX)).next_back().map(|(_, a)| *a)
+    }
+
+    /// A fingerprint of the text the script was compiled from.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Every function the script defines, as `(name, arity)`.
@@ -438,4 +580,87 @@ fn thrown(value: &Dynamic) -> Result<ScriptError, String> {
 fn strip_position(mut error: EvalAltResult) -> String {
     error.set_position(Position::NONE);
     error.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounded(max_bytes: usize, max_functions: usize, compile_timeout_ms: u64) -> Arc<ScriptEngine> {
+        Arc::new(ScriptEngine::with_bounds(&ScriptConfig {
+            max_bytes,
+            max_functions,
+            compile_timeout: std::time::Duration::from_millis(compile_timeout_ms),
+        }))
+    }
+
+    /// `n` functions of one line each, as an attacker's generated script has them.
+    fn functions(n: usize) -> String {
+        (0..n).map(|i| format!("fn f{i}(x) {{ x + {i} }}\n")).collect()
+    }
+
+    #[test]
+    fn a_script_over_max_bytes_is_refused_naming_the_file_and_the_bound() {
+        let engine = bounded(1024, 1000, 10_000);
+        let text = functions(60);
+        assert!(text.len() > 1024);
+        let error = engine.compile(&text, Path::new("big.rhai")).unwrap_err().to_string();
+        let says = format!("big.rhai: {} bytes, over script.max_bytes (1024)", text.len());
+        assert!(error.starts_with(&says), "{error}");
+        // From a file: refused by its size, before it is read whole.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.rhai");
+        std::fs::write(&path, &text).unwrap();
+        let error = engine.read_source(&path).unwrap_err().to_string();
+        assert!(error.contains(&format!("{} bytes, over script.max_bytes (1024)", text.len())), "{error}");
+        assert!(engine.compile_file(&path).unwrap_err().to_string().contains("script.max_bytes"));
+        // At the bound it is read and compiled.
+        let exact = format!("{text:<1024}", text = functions(40));
+        std::fs::write(&path, &exact).unwrap();
+        assert_eq!(engine.compile_file(&path).unwrap().functions().count(), 40);
+    }
+
+    #[test]
+    fn a_script_with_more_functions_than_max_functions_is_refused_where_the_first_one_over_is() {
+        let engine = bounded(1024 * 1024, 100, 10_000);
+        assert_eq!(engine.compile(&functions(100), Path::new("a.rhai")).unwrap().functions().count(), 100);
+        let error = engine.compile(&functions(101), Path::new("a.rhai")).unwrap_err().to_string();
+        assert!(
+            error.starts_with("a.rhai:101:1: more than 100 functions (closures included), over script.max_functions"),
+            "{error}"
+        );
+        // Closures count: each is a function of its own.
+        let closures = |name: &str| format!("fn {name}() {{\n{}}}\n", "    let f = |x| x;\n".repeat(60));
+        let two = format!("{}{}", closures("g"), closures("h"));
+        let error = engine.compile(&two, Path::new("a.rhai")).unwrap_err().to_string();
+        assert!(error.contains("over script.max_functions"), "{error}");
+        assert_eq!(engine.compile(&closures("g"), Path::new("a.rhai")).unwrap().functions().count(), 1);
+    }
+
+    #[test]
+    fn a_compile_over_compile_timeout_is_abandoned_and_the_script_refused() {
+        // Rhai's optimiser drops each statement without effect from the middle of its block:
+        // compile time grows with the square of their number (0.7 s for 128 KiB).
+        let text = format!("fn big(x) {{\n{}}}\n", "x;".repeat(64 * 1024));
+        let engine = bounded(1024 * 1024, 1000, 100);
+        let error = engine.compile_in_time_blocking(text.clone(), Path::new("slow.rhai")).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "slow.rhai: not compiled within script.compile_timeout (100ms): make the script smaller or raise script.compile_timeout"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let error = runtime.block_on(engine.compile_in_time(text, Path::new("slow.rhai"))).unwrap_err();
+        assert!(error.to_string().contains("script.compile_timeout (100ms)"), "{error}");
+        // A script that compiles in time is served.
+        let quick = runtime.block_on(engine.compile_in_time(functions(3), Path::new("quick.rhai"))).unwrap();
+        assert_eq!(quick.arity("f2"), Some(1));
+    }
+
+    #[test]
+    fn arity_names_the_highest_arity_a_function_is_defined_with() {
+        let text = "fn get_user(id) { id }\nfn get_user(id, attributes) { id }\nfn get_userx() { 1 }\n";
+        let compiled = ScriptEngine::new().compile(text, Path::new("a.rhai")).unwrap();
+        assert_eq!((compiled.arity("get_user"), compiled.arity("get_userx")), (Some(2), Some(0)));
+        assert_eq!((compiled.arity("get_use"), compiled.arity("list_users")), (None, None));
+    }
 }

@@ -119,7 +119,7 @@ impl AppScript {
     }
 
     /// The engine scripts of this app are compiled with.
-    pub fn engine(&self) -> &ScriptEngine {
+    pub fn engine(&self) -> &Arc<ScriptEngine> {
         &self.engine
     }
 

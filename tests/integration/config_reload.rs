@@ -172,3 +172,134 @@ async fn readiness_follows_the_scripts_health() {
     assert_eq!(env.delete(&format!("/Users/{id}")).await.status, StatusCode::NO_CONTENT);
     eventually("ready again", async || readyz(&env).await.0 == StatusCode::OK).await;
 }
+
+/// Writes the configuration file with `from` replaced by `to` (which must be in it), and
+/// waits until the reload applied it.
+async fn reload_with(env: &TestEnv, from: &str, to: &str) {
+    let file = env.config_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(from), "the test configuration no longer has {from}");
+    let before = readyz(env).await.1["config"]["reloads"].as_u64().unwrap();
+    std::fs::write(&file, text.replacen(from, to, 1)).unwrap();
+    eventually("the edit is applied", async || readyz(env).await.1["config"]["reloads"] == before + 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_names_the_keys_only_a_restart_applies_and_applies_the_rest() {
+    let env = TestEnv::start_from_file(with_reload_interval).await;
+    assert_eq!(status_with(&env, ROTATED).await, StatusCode::UNAUTHORIZED);
+    let server = "server:\n  config_reload_interval: 100ms\n";
+    let edited = "admin:\n  max_connections: 7\nserver:\n  config_reload_interval: 100ms\n  max_connections: 10\n  \
+                  header_read_timeout: 3s\n  shutdown_grace: 2s\n  idle_timeout: 30s\n";
+    let text = std::fs::read_to_string(env.config_file()).unwrap();
+    let text = text.replacen(server, edited, 1).replacen(
+        r#"bearer_tokens: ["${env.TOKEN}"]"#,
+        &format!(r#"bearer_tokens: ["${{env.TOKEN}}", "{ROTATED}"]"#),
+        1,
+    );
+    std::fs::write(env.config_file(), text).unwrap();
+    eventually("the new token is accepted", async || status_with(&env, ROTATED).await == StatusCode::OK).await;
+    // Named exactly: the two connection counts; the timeouts and the grace time are applied.
+    let warned = crate::support::wait_for_log(&["take effect at the next restart"], Duration::from_secs(5)).await;
+    assert!(
+        warned.iter().any(|line| line.trim_end().ends_with("keys=admin.max_connections, server.max_connections")),
+        "{warned:?}"
+    );
+    let state = env.proxy.as_ref().unwrap().shared.state();
+    assert_eq!((state.server.max_connections, state.admin.max_connections), (1024, 64), "kept until a restart");
+    assert_eq!(state.server.shutdown_grace, Duration::from_secs(2));
+    assert_eq!(state.server.header_read_timeout, Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_header_read_timeout_applies_to_the_next_connections() {
+    let env = TestEnv::start_from_file(with_reload_interval).await;
+    reload_with(&env, "server:\n", "server:\n  header_read_timeout: 300ms\n").await;
+    // A silent client is closed after the new 300ms, not the 10s the proxy started with.
+    let scim = env.proxy.as_ref().unwrap().scim_addr;
+    let mut silent = tokio::net::TcpStream::connect(scim).await.unwrap();
+    let after = crate::support::closed_after(&mut silent, Instant::now(), Duration::from_secs(5)).await;
+    assert!(after.is_some_and(|after| after < Duration::from_secs(3)), "closed after {after:?}");
+    let warned = crate::support::log_lines_with(&["take effect at the next restart", "header_read_timeout"]);
+    assert!(warned.is_empty(), "{warned:?}");
+}
+
+/// Sends one HTTP/1.1 request on `stream` and reads the answer's status, within 15 s.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.ok()?;
+    let read = async {
+        let mut received = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if received.len() >= end + 4 + length {
+                    return head.split(' ').nth(1).and_then(|s| s.parse().ok());
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read).await.ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_max_body_bytes_serves_a_larger_body_on_a_connection_opened_before() {
+    let env = TestEnv::start_from_file(with_reload_interval).await;
+    let scim = env.proxy.as_ref().unwrap().scim_addr;
+    let mut open = tokio::net::TcpStream::connect(scim).await.unwrap();
+    let get = format!("GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    assert_eq!(exchange(&mut open, get.as_bytes()).await, Some(200));
+    reload_with(&env, "max_body_bytes: 65536", "max_body_bytes: 200000").await;
+    // 100 kB: within the new limit, over the share the connection was accepted with.
+    let search = r#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "count": 1}"#;
+    let body = format!("{search}{}", " ".repeat(100_000 - search.len()));
+    let post = format!(
+        "POST /scim/v2/Users/.search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(exchange(&mut open, post.as_bytes()).await, Some(200), "on the connection opened before the reload");
+    let mut new = tokio::net::TcpStream::connect(scim).await.unwrap();
+    assert_eq!(exchange(&mut new, post.as_bytes()).await, Some(200), "on a new connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_shutdown_grace_is_the_one_shutdown_waits() {
+    // A legacy app that takes 30 s to answer: a request to it is in flight at shutdown.
+    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (slow, _server) = crate::support::serve_fake(asked.clone(), |asked, _request| async move {
+        asked.notify_one();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("slow.rhai");
+    std::fs::write(&script, r#"fn get_user(id) { legacy.get("/users/" + id); #{ id: id, userName: "x" } }"#).unwrap();
+    let mut env = TestEnv::start_from_file(|text| {
+        with_reload_interval(text)
+            .replace(&repo_file("scripts/demo.rhai").display().to_string(), &script.display().to_string())
+            .replace("${env.ACME_BASE_URL}", &format!("http://{slow}/api"))
+    })
+    .await;
+    // Started with 20 s (the default); the reload makes it 1 s.
+    reload_with(&env, "server:\n", "server:\n  shutdown_grace: 1s\n").await;
+    let request = env.client.get(format!("{}/Users/1", env.base())).bearer_auth(TOKEN).send();
+    let in_flight = tokio::spawn(request);
+    asked.notified().await;
+    let started = Instant::now();
+    env.proxy.take().unwrap().shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?} with a grace time of 1 s");
+    in_flight.abort();
+}
