@@ -127,6 +127,7 @@ apps:
         ("server.script_reload_interval", "apps:", "server: {script_reload_interval: 1s}\napps:"),
         ("server.config_reload_interval", "apps:", "server: {config_reload_interval: 1s}\napps:"),
         ("server.health_interval", "apps:", "server: {health_interval: 1s}\napps:"),
+        ("metrics.latency_buckets", "apps:", "metrics: {latency_buckets: [0.1, 1]}\napps:"),
         ("tls", "tls: {cert: a.pem, key: a.key}\n", ""),
         ("tls.cert", "cert: a.pem", "cert: b.pem"),
         ("tls.key", "key: a.key", "key: b.key"),

@@ -599,6 +599,8 @@ fn included_files() -> Vec<PathBuf> {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // What only the unit tests include (after `#[cfg(test)]`) is not in a release build.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
             let after = |macro_call: &'static str| text.split(macro_call).skip(1);
             for piece in after("include_str!(\"").chain(after("include_bytes!(\"")) {
                 let Some((name, _)) = piece.split_once('"') else { continue };
