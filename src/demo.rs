@@ -44,6 +44,7 @@ pub async fn run(
     admin_listen: Option<SocketAddr>,
     legacy_listen: SocketAddr,
 ) -> anyhow::Result<()> {
+    let mut signals = crate::signals::StopSignals::listen();
     let api_key = std::env::var("ACME_API_KEY").unwrap_or_else(|_| random_secret("acme"));
     let token = std::env::var("SCIM_TOKEN").unwrap_or_else(|_| random_secret("demo"));
     let admin_token = std::env::var("SCIM_ADMIN_TOKEN").unwrap_or_else(|_| random_secret("admin"));
@@ -79,7 +80,7 @@ pub async fn run(
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 
-    wait_for_signal().await;
+    signals.next().await;
     tracing::info!("shutting down");
     running.shutdown().await;
     legacy.shutdown().await;
@@ -126,27 +127,4 @@ fn seed(store: &acme::Store) {
 
 fn random_secret(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Waits for SIGTERM or SIGINT (Ctrl-C).
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

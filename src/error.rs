@@ -65,6 +65,10 @@ pub enum RequestError {
     BadHeader { name: &'static str, detail: String },
     #[error("the request body did not arrive within the request's deadline of {millis} ms")]
     BodyTimeout { millis: u128 },
+    /// The proxy was shutting down and its `server.shutdown_grace` ran out before the request
+    /// finished; `write` when it may have changed something.
+    #[error("the proxy shut down before this request finished")]
+    ShutDown { write: bool },
 }
 
 /// Whose fault an error is: decides the log level and how much detail the client sees.
@@ -175,6 +179,16 @@ pub fn answer(error: &Error) -> Answer {
                         detail: e.to_string(),
                         source: Source::Legacy,
                         retry_after: Some(5),
+                    };
+                }
+                RequestError::ShutDown { write } => {
+                    let then = if *write { OUTCOME_UNKNOWN } else { "; send it again" };
+                    return Answer {
+                        status: S::SERVICE_UNAVAILABLE,
+                        scim_type: None,
+                        detail: format!("{e}{then}"),
+                        source: Source::Internal,
+                        retry_after: Some(1),
                     };
                 }
                 RequestError::WriteDeadline { .. } => {

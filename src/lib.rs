@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod telemetry;
+pub mod signals;
 pub mod proxy;
 pub mod restart_only;
 pub mod server;

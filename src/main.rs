@@ -34,6 +34,9 @@ Exit codes:
   2  the command could not do its work: an unknown argument, a configuration that cannot be read,
      an address already in use; for run, demo and test also a configuration that is not valid
      or a script that does not compile
+  3  run stopped before every request had finished: those still running when
+     server.shutdown_grace ran out were answered 503 (and logged), or a second SIGTERM or
+     Ctrl-C asked it to exit at once
 
 A failure is one line on stderr: error: <what> (<cause>)";
 
@@ -133,6 +136,9 @@ enum Command {
 const FOUND_A_PROBLEM: u8 = 1;
 /// Exit code 2: the command could not do its work.
 const CANNOT_RUN: u8 = 2;
+/// Exit code 3: `run` stopped before every request had finished (`server.shutdown_grace` ran
+/// out, or a second signal asked it to stop at once).
+const CUT_SHORT: u8 = 3;
 
 /// A command that failed: what to tell its user, and the exit code.
 struct Failed {
@@ -159,7 +165,21 @@ fn main() -> ExitCode {
         Command::Test { .. } | Command::Probe { .. } => Ok(()),
         Command::Check { config, idp } => check(&config, idp.as_deref()),
         Command::Run(RunArgs { config, listen, admin_listen }) => {
-            runtime().and_then(|rt| rt.block_on(run(config, listen, admin_listen))).map_err(Failed::from)
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(error) => return failed(&error, CANNOT_RUN),
+            };
+            let code = match rt.block_on(run(config, listen, admin_listen)) {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("{}", telemetry::failure(&describe(&error)));
+                    CANNOT_RUN
+                }
+            };
+            // Exit with the runtime still alive: dropping it would shut its drivers down under
+            // script threads still running a request cut short (they would panic), and wait
+            // for them past the grace time they were given.
+            std::process::exit(code.into());
         }
         Command::Demo { config, listen, admin_listen, legacy_listen } => runtime()
             .and_then(|rt| rt.block_on(demo::run(config.as_deref(), listen, admin_listen, legacy_listen)))
@@ -167,11 +187,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failed { code, error }) => {
-            eprintln!("{}", telemetry::failure(&describe(&error)));
-            ExitCode::from(code)
-        }
+        Err(Failed { code, error }) => failed(&error, code),
     }
+}
+
+/// Prints a failure as the log format asks and answers its exit code.
+fn failed(error: &anyhow::Error, code: u8) -> ExitCode {
+    eprintln!("{}", telemetry::failure(&describe(error)));
+    ExitCode::from(code)
 }
 
 /// An error as one line, `what (cause: deeper cause)`: each message of the chain once.
@@ -187,7 +210,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<()> {
+/// Serves until SIGTERM or SIGINT, then drains; answers the exit code: 0, or [`CUT_SHORT`]
+/// when requests were still running at the end of `server.shutdown_grace`.
+async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<u8> {
+    // Before anything is bound: a SIGTERM from then on drains.
+    let mut signals = scim_proxy::signals::StopSignals::listen();
     if telemetry::asks_for_json(&path) {
         telemetry::json_lines();
     }
@@ -195,11 +222,25 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<Soc
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
     let running = proxy::start(&config, listen, admin_listen).await?;
     let reloader = tokio::spawn(reload_on_sighup(running.shared.clone()));
-    demo::wait_for_signal().await;
+    signals.next().await;
     tracing::info!("shutting down");
+    // A second signal means now: whoever sends it has stopped waiting for the drain.
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::warn!("second signal: exiting now, requests in flight get no answer");
+        std::process::exit(CUT_SHORT.into());
+    });
     reloader.abort();
-    running.shutdown().await;
-    Ok(())
+    let drained = running.shutdown().await;
+    if drained.cut > 0 {
+        tracing::warn!(
+            cut = drained.cut,
+            "stopped before every request finished: those still running at the end of server.shutdown_grace were answered 503"
+        );
+        return Ok(CUT_SHORT);
+    }
+    tracing::info!("stopped");
+    Ok(0)
 }
 
 /// Reloads the configuration on every SIGHUP.

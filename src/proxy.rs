@@ -168,7 +168,7 @@ impl Running {
     ///
     /// With `server.shutdown_delay`, `/readyz` fails first and requests are still served for
     /// that long, so that load balancers stop sending new ones before the listener closes.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(self) -> Drained {
         self.shared.ready.store(false, Ordering::SeqCst);
         let delay = self.shared.state().server.shutdown_delay;
         if !delay.is_zero() {
@@ -182,7 +182,16 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
+        let listeners = &self.shared.listeners;
+        Drained { cut: listeners.scim.cut() + listeners.admin.cut() }
     }
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Requests still running when `server.shutdown_grace` ran out, answered `503`.
+    pub cut: usize,
 }
 
 /// Builds every app (compiling its script), binds both listeners and starts serving.

@@ -55,6 +55,16 @@ pub fn error(answer: &Answer, request_id: &str) -> Response<Full<Bytes>> {
     response
 }
 
+/// The answer to a request still running when shutdown's grace time ran out: `503`, saying
+/// whether a change may have been made, on a connection that closes.
+pub fn cut_short(method: &http::Method, request_id: &str) -> Response<Full<Bytes>> {
+    let write = !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+    let shut_down = crate::error::Error::from(crate::error::RequestError::ShutDown { write });
+    let mut response = error(&crate::error::answer(&shut_down), request_id);
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn set_request_id(response: &mut Response<Full<Bytes>>, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", value);

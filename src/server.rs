@@ -74,12 +74,19 @@ pub struct ConnLimits {
 pub struct Connections {
     slots: Arc<Semaphore>,
     limit: usize,
+    /// Requests answered `503` because shutdown's grace time ran out before they finished.
+    cut: std::sync::atomic::AtomicUsize,
 }
 
 impl Connections {
     /// Room for `limit` connections at once.
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Self { slots: Arc::new(Semaphore::new(limit)), limit })
+        Arc::new(Self { slots: Arc::new(Semaphore::new(limit)), limit, cut: std::sync::atomic::AtomicUsize::new(0) })
+    }
+
+    /// Requests cut short by the end of shutdown's grace time so far.
+    pub fn cut(&self) -> usize {
+        self.cut.load(Ordering::Relaxed)
     }
 
     /// Connections open now (accepted, TLS handshake under way included).
@@ -203,6 +210,7 @@ pub async fn serve<F, Fut>(
         open.push(Arc::downgrade(&activity));
         let stream = Heard { io: stream, activity: activity.clone() };
         let (handler, builder, stop, source) = (handler.clone(), builder.1.clone(), shutdown.clone(), source.clone());
+        let connections = connections.clone();
         let (body_budget, body_budget_bytes) = (Arc::new(Semaphore::new(limits.body_budget)), limits.body_budget);
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -210,7 +218,7 @@ pub async fn serve<F, Fut>(
             let Some(acceptor) = tls else {
                 let connection = Connection { peer, tls: false, client: None, body_budget, body_budget_bytes };
                 let limits = (limits, &source);
-                run_connection(name, &builder, stream, connection, handler, activity, limits, stop).await;
+                run_connection(name, &builder, stream, connection, handler, activity, limits, stop, &connections).await;
                 return;
             };
             let deadline = activity.accepted + limits.header_read_timeout;
@@ -234,14 +242,16 @@ pub async fn serve<F, Fut>(
                 .map(Arc::new);
             let connection = Connection { peer, tls: true, client, body_budget, body_budget_bytes };
             let limits = (limits, &source);
-            run_connection(name, &builder, stream, connection, handler, activity, limits, stop).await;
+            run_connection(name, &builder, stream, connection, handler, activity, limits, stop, &connections).await;
         });
     }
     drop(listener);
     tracing::info!(listener = name, open_connections = connections.open(), "draining");
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     let grace = source.now().shutdown_grace;
-    if tokio::time::timeout(grace, slots.acquire_many(all)).await.is_err() {
+    // Past the grace time, each connection answers what is still running (see
+    // `run_connection`) and has `CLOSE_GRACE` to send it.
+    if tokio::time::timeout(grace + CLOSE_GRACE + CLOSE_GRACE, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(
             listener = name,
             grace_ms = grace.as_millis() as u64,
@@ -263,6 +273,7 @@ async fn run_connection<I, F, Fut>(
     activity: Arc<Activity>,
     (limits, source): (ConnLimits, &Limits),
     mut stop: watch::Receiver<bool>,
+    connections: &Arc<Connections>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>, Connection) -> Fut + Clone + Send + Sync + 'static,
@@ -270,21 +281,45 @@ async fn run_connection<I, F, Fut>(
 {
     let peer = connection.peer;
     let counted = activity.clone();
-    let service = hyper::service::service_fn(move |request| {
+    // Turned on when shutdown's grace time is over: what is still running is answered then.
+    let (cut_tx, cut_rx) = watch::channel(false);
+    let cut_counted = connections.clone();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         // Called once a request head is complete (HTTP/1.1 head, h2 HEADERS with END_HEADERS).
         let in_flight = InFlight::start(counted.clone());
         let handler = handler.clone();
         let connection = connection.clone();
+        let mut cut = cut_rx.clone();
+        let cut_counted = cut_counted.clone();
         async move {
-            let response = handler(request, connection).await;
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "-".to_owned(), crate::error::echoed);
+            let response = tokio::select! {
+                response = handler(request, connection) => response,
+                _ = cut.wait_for(|cut| *cut) => {
+                    cut_counted.cut.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        listener = name, %peer, %method, path = %crate::error::echoed(&path), request_id,
+                        status = 503, "request cut short: server.shutdown_grace is over"
+                    );
+                    crate::response::cut_short(&method, &request_id)
+                }
+            };
             drop(in_flight);
             Ok::<_, Infallible>(response)
         }
     });
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
-    // Set once the connection was asked to close: it is dropped at this instant if still open.
+    // Set once the connection was asked to close: at this instant what still runs is answered
+    // (once), and `CLOSE_GRACE` later the connection is dropped if still open.
     let mut closing: Option<Instant> = None;
+    let mut answered_the_rest = false;
     loop {
         let expiry = activity.expiry(&limits);
         let wakeup = closing.or(expiry.map(|(at, _)| at));
@@ -302,7 +337,12 @@ async fn run_connection<I, F, Fut>(
             _ = activity.changed.notified() => {}
             _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {
                 match (closing, expiry) {
-                    (Some(_), _) => return,
+                    (Some(_), _) if answered_the_rest => return,
+                    (Some(_), _) => {
+                        let _ = cut_tx.send(true);
+                        answered_the_rest = true;
+                        closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
                     (None, Some((_, reason @ (Expiry::Idle | Expiry::SlowHead)))) => {
                         // A client already served is closed politely: h2 gets a GOAWAY, so it
                         // opens a new connection instead of failing a request sent meanwhile.

@@ -15,6 +15,9 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A reader of stderr that went away (a log collector restarting) must not take the
+        // proxy down: the default reports a failed write with `eprintln!`, which panics then.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     let result = match config.format {
         // The event's fields at the top level, and the span it happened in (the request's:
@@ -42,6 +45,7 @@ static JSON_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 /// plain-text report). Runs before the configuration is fully valid, so that its own errors
 /// follow the format too.
 pub fn json_lines() {
+    use std::io::Write as _;
     JSON_LINES.store(true, std::sync::atomic::Ordering::SeqCst);
     std::panic::set_hook(Box::new(|info| {
         let payload = info.payload();
@@ -52,7 +56,9 @@ pub fn json_lines() {
             .unwrap_or_else(|| "a panic without a message".to_owned());
         let location = info.location().map_or_else(String::new, |l| format!("{}:{}", l.file(), l.line()));
         let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
-        eprintln!("{}", json_line("ERROR", "panic", &[("panic", &text), ("location", &location), ("thread", &thread)]));
+        let line = json_line("ERROR", "panic", &[("panic", &text), ("location", &location), ("thread", &thread)]);
+        // Not `eprintln!`: a failed write would panic inside the hook and abort the process.
+        let _ = writeln!(std::io::stderr(), "{line}");
     }));
 }
 

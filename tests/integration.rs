@@ -75,3 +75,7 @@ mod admin_requests;
 mod concurrency;
 #[path = "integration/connections.rs"]
 mod connections;
+
+/// The process shutting down past its grace time, and on a second signal.
+#[path = "integration/lifecycle.rs"]
+mod lifecycle;
