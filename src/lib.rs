@@ -1,7 +1,7 @@
 //! scim-proxy: a SCIM 2.0 server in front of an in-house user API, mapped by a Rhai script.
 //!
 //! The modules follow a request: configuration and start-up, the listener (and its TLS), the
-//! admin side (health, metrics, recent requests), routing to an app, authentication, reading the request, the
+//! admin side (health, metrics, recent requests, traces), routing to an app, authentication, reading the request, the
 //! SCIM core, the operation and its audit record, the mapping script, the legacy client (with
 //! its credentials and circuit breaker) and the ID cache, then the response and the error table. Last come the
 //! bundled demo API and the tools for writing mappings: test files, recordings,
@@ -16,6 +16,7 @@ pub mod admin;
 pub mod recent;
 pub mod health;
 pub mod metrics;
+pub mod trace;
 pub mod app;
 pub mod routing;
 pub mod auth;
