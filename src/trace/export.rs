@@ -27,6 +27,7 @@ pub(super) struct Exporter {
     resource: Json,
     batch_size: usize,
     interval: Duration,
+    timeout: Duration,
 }
 
 impl Exporter {
@@ -57,7 +58,15 @@ impl Exporter {
                 attribute("service.version", &Value::from(env!("CARGO_PKG_VERSION"))),
             ]
         });
-        Ok(Self { client, url, headers, resource, batch_size: config.batch_size, interval: config.export_interval })
+        Ok(Self {
+            client,
+            url,
+            headers,
+            resource,
+            batch_size: config.batch_size,
+            interval: config.export_interval,
+            timeout: config.export_timeout,
+        })
     }
 
     /// Where the spans are POSTed.
@@ -91,8 +100,8 @@ impl Exporter {
 
 /// The exporter's task: batches spans as they are queued and sends a batch when it is full
 /// or every `export_interval`, until `stop`. Then it waits up to `drain` for the spans of
-/// requests still being answered and sends what is left, giving up at the first failure so
-/// that a collector that is down does not hold up the shutdown.
+/// requests still being answered and sends what is left, within `export_timeout` in all and
+/// giving up at the first failure, so that a collector that is down does not hold up the exit.
 pub(super) async fn run(
     exporter: Exporter,
     tracer: Arc<Tracer>,
@@ -130,14 +139,20 @@ pub(super) async fn run(
         }
     }
     tracer.all_ended(Instant::now() + drain).await;
-    while let Ok(span) = spans.try_recv() {
-        batch.push(span);
-        if batch.len() >= exporter.batch_size && !send(&exporter, &tracer, &mut batch, &mut report).await {
-            return;
+    let last = async {
+        while let Ok(span) = spans.try_recv() {
+            batch.push(span);
+            if batch.len() >= exporter.batch_size && !send(&exporter, &tracer, &mut batch, &mut report).await {
+                return;
+            }
         }
-    }
-    if !batch.is_empty() {
-        send(&exporter, &tracer, &mut batch, &mut report).await;
+        if !batch.is_empty() {
+            send(&exporter, &tracer, &mut batch, &mut report).await;
+        }
+    };
+    // All of it within one export's time: a collector that is slow does not hold up the exit.
+    if tokio::time::timeout(exporter.timeout, last).await.is_err() {
+        tracing::warn!(endpoint = %exporter.url, "trace export at shutdown cut short: the spans left are dropped");
     }
     report.check_dropped(&exporter, &tracer);
 }
@@ -147,6 +162,8 @@ async fn send(exporter: &Exporter, tracer: &Tracer, batch: &mut Vec<Finished>, r
     let outcome = exporter.post(batch).await;
     let spans = batch.len();
     batch.clear();
+    // Here too, not only at the timer: a queue that overflows keeps this task sending.
+    report.check_dropped(exporter, tracer);
     match outcome {
         Ok(()) => {
             tracer.exported.fetch_add(spans as u64, Ordering::Relaxed);

@@ -65,6 +65,12 @@ impl From<u16> for Value {
     }
 }
 
+impl From<usize> for Value {
+    fn from(n: usize) -> Self {
+        Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
 impl From<u32> for Value {
     fn from(n: u32) -> Self {
         Value::Int(i64::from(n))
