@@ -71,3 +71,5 @@ mod admin_requests;
 mod concurrency;
 #[path = "integration/connections.rs"]
 mod connections;
+#[path = "integration/traces.rs"]
+mod traces;
