@@ -220,7 +220,7 @@ pub async fn start(
     let (stop, stopped) = watch::channel(false);
     let traces =
         Tracer::start(&config.traces, stopped.clone(), config.server.shutdown_grace).map_err(StartError::Traces)?;
-    let (tracer, exporter) = traces.unzip();
+    let (tracer, exporter) = traces.map(|t| (t.tracer, t.task)).unzip();
     let state = RwLock::new(Arc::new(State {
         apps,
         server: config.server.clone(),

@@ -113,7 +113,7 @@ impl Tracer {
         config: &TracesConfig,
         stop: watch::Receiver<bool>,
         drain: Duration,
-    ) -> Result<Option<(Arc<Tracer>, JoinHandle<()>)>, String> {
+    ) -> Result<Option<Exporting>, String> {
         let Some(endpoint) = &config.otlp_endpoint else {
             return Ok(None);
         };
@@ -129,7 +129,7 @@ impl Tracer {
         });
         tracing::info!(endpoint = %exporter.url(), sample_ratio = config.sample_ratio, "traces are exported");
         let task = tokio::spawn(export::run(exporter, tracer.clone(), spans, stop, drain));
-        Ok(Some((tracer, task)))
+        Ok(Some(Exporting { tracer, task }))
     }
 
     /// Spans dropped so far because the export queue was full.
@@ -162,6 +162,14 @@ impl Tracer {
             }
         }
     }
+}
+
+/// A tracer and the task that exports its spans.
+#[derive(Debug)]
+pub struct Exporting {
+    pub tracer: Arc<Tracer>,
+    /// Ends after the last export once the proxy stops.
+    pub task: JoinHandle<()>,
 }
 
 /// The `traceparent` (and `tracestate`) a legacy call is sent with.
