@@ -440,6 +440,15 @@ async fn serve(
     if let Some(trace_id) = trace.trace_id() {
         tracing::Span::current().record("trace_id", tracing::field::display(trace_id));
     }
+    if trace.recording() {
+        // What the span says if the request is dropped unanswered, which ends it.
+        trace.rename(|| request.method().to_string());
+        trace.set("http.request.method", request.method().as_str());
+        trace.set("scim.request_id", &*request_id);
+        trace.fail("abandoned", || {
+            "the request ended unanswered: the client went away, or the shutdown grace ran out".into()
+        });
+    }
     let state = shared.state();
     let keeps_requests = state.admin.keeps_requests();
     let stats = Arc::new(if keeps_requests { CallStats::noting_calls() } else { CallStats::default() });
@@ -605,7 +614,6 @@ async fn serve(
     if trace.recording() {
         let status = response.status().as_u16();
         trace.rename(|| if route == "-" { method.to_string() } else { format!("{method} {route}") });
-        trace.set("http.request.method", method.as_str());
         if route != "-" {
             trace.set("http.route", route.as_str());
         }
@@ -614,12 +622,12 @@ async fn serve(
         trace.set("user_agent.original", user_agent.as_str());
         trace.set("scim.app", app_name);
         trace.set("scim.operation", op);
-        trace.set("scim.request_id", &*request_id);
         trace.set("scim.legacy_calls", legacy_calls);
         // Only the proxy's and the legacy app's faults fail the span, as OpenTelemetry's
         // HTTP conventions say of a server: a client's mistake is the client's.
-        if let Some(fault) = fault {
-            trace.fail(&status.to_string(), || fault);
+        match fault {
+            Some(fault) => trace.fail(&status.to_string(), || fault),
+            None => trace.succeed(),
         }
     }
     response

@@ -303,6 +303,14 @@ impl Span {
         }
     }
 
+    /// Takes back a failure set before: the work ended well after all.
+    pub fn succeed(&mut self) {
+        if let Some(record) = &mut self.record {
+            record.error = None;
+            record.attributes.retain(|(key, _)| *key != "error.type");
+        }
+    }
+
     /// Marks the span failed: `error.type` says what kind of failure, `message` (called only
     /// for a recorded span) the specifics.
     pub fn fail(&mut self, kind: &str, message: impl FnOnce() -> String) {
@@ -368,12 +376,17 @@ mod tests {
         let legacy = script.scope().child(SpanKind::Client, || "GET".into());
         let sent = legacy.headers().unwrap().traceparent;
         script.fail("thrown", || "script error 404".into());
+        let mut retried = script.scope().child(SpanKind::Client, || "GET".into());
+        retried.fail("abandoned", || "not yet".into());
+        retried.succeed();
+        assert!(retried.record.as_ref().is_some_and(|r| r.error.is_none() && r.attributes.is_empty()));
+        drop(retried);
         drop((legacy, script, request));
         let mut finished = Vec::new();
         while let Ok(span) = spans.try_recv() {
             finished.push(span);
         }
-        let [legacy, script, request] = &finished[..] else { panic!("{finished:#?}") };
+        let [_, legacy, script, request] = &finished[..] else { panic!("{finished:#?}") };
         assert!(finished.iter().all(|s| context::hex(&s.context.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(request.parent.map(|p| context::hex(&p)).as_deref(), Some("00f067aa0ba902b7"));
         assert_eq!(script.parent, Some(request.context.span_id));

@@ -280,6 +280,41 @@ async fn traces_of_the_last_requests_are_sent_at_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_a_request_its_client_abandons_ends_as_abandoned() {
+    let receiver = Receiver::start().await;
+    // A legacy app that answers after a second.
+    let (slow, _task) = support::serve_fake(Arc::new(()), |_, _| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut answer = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
+        answer.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+        answer
+    })
+    .await;
+    let base = format!("base_url: \"http://{slow}/api\"");
+    let traces = receiver.traces("  export_interval: 100ms\n");
+    let env = TestEnv::start_script(Some(TWO_CALLS), |text| {
+        format!("{traces}{}", text.replace("base_url: \"${env.ACME_BASE_URL}\"", &base))
+    })
+    .await;
+    // h2: the client's giving up resets the stream, and the proxy drops the request.
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let request = client
+        .get(format!("{}/Users/15", env.base()))
+        .bearer_auth(TOKEN)
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .send();
+    assert!(tokio::time::timeout(Duration::from_millis(300), request).await.is_err());
+    let spans = receiver.trace(CALLER_TRACE, 1).await;
+    let request = of_kind(&spans, 2)[0].clone();
+    assert_eq!(attribute(&request, "error.type").as_deref(), Some("abandoned"), "{request:#}");
+    assert_eq!(request["status"]["code"], 2, "{request:#}");
+    assert_eq!(request["name"], "GET");
+    // The script runs on to its end, and its spans still hang below the request's.
+    let spans = receiver.trace(CALLER_TRACE, 4).await;
+    assert!(of_kind(&spans, 1).iter().all(|script| script["parentSpanId"] == request["spanId"]), "{spans:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_off_the_callers_traceparent_reaches_the_legacy_app_unchanged() {
     let (env, legacy) = start(None).await;
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
