@@ -178,6 +178,7 @@ fn main() {
         stats: Arc::new(CallStats::default()),
         journal: None,
         metrics: Arc::new(Metrics::default()),
+        trace: scim_proxy::trace::TraceScope::default(),
     };
     measure(&filter, "rhai: call to_scim(record) on the blocking pool, to JSON", || {
         let args = vec![ScriptEngine::to_dynamic(&record)];

@@ -99,6 +99,9 @@ pub struct Config {
     /// What `/metrics` shows.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// OpenTelemetry traces of requests; off unless `traces.otlp_endpoint` is set.
+    #[serde(default)]
+    pub traces: TracesConfig,
     /// The applications served, each under its own base path.
     pub apps: Vec<AppConfig>,
     /// The file this configuration was read from; scripts are relative to its folder.
@@ -195,6 +198,97 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { format: LogFormat::default(), level: default_log_level(), bodies: false }
+    }
+}
+
+/// Traces of SCIM requests, sent to an OpenTelemetry collector as OTLP/HTTP with JSON bodies.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://localhost:4318`: spans are POSTed to
+    /// `<otlp_endpoint>/v1/traces`. Unset or empty (as `${env.NAME:-}` gives) turns traces off:
+    /// no span is made and nothing is sent.
+    #[serde(default, deserialize_with = "optional_url")]
+    pub otlp_endpoint: Option<url::Url>,
+    /// The `service.name` the spans are exported under.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// The share of new traces recorded, from 0 to 1. A request that comes with a
+    /// `traceparent` is recorded when its caller recorded it (the sampled flag), whatever this says.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// Headers sent with every export, e.g. a hosted backend's API key by reference.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Most spans sent in one request to the collector (1 to 10000).
+    #[serde(default = "default_trace_batch_size")]
+    pub batch_size: usize,
+    /// Most finished spans waiting to be sent (1 to 1000000); past it new spans are dropped
+    /// (and counted in the log), so a slow collector never holds up a request.
+    #[serde(default = "default_trace_queue_size")]
+    pub queue_size: usize,
+    /// How often the spans waiting are sent, when fewer than `batch_size` (100ms to 1m).
+    #[serde(default = "default_trace_export_interval", deserialize_with = "duration")]
+    pub export_interval: Duration,
+    /// How long one request to the collector may take (100ms to 1m).
+    #[serde(default = "default_trace_export_timeout", deserialize_with = "duration")]
+    pub export_timeout: Duration,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+            sample_ratio: default_sample_ratio(),
+            headers: BTreeMap::new(),
+            batch_size: default_trace_batch_size(),
+            queue_size: default_trace_queue_size(),
+            export_interval: default_trace_export_interval(),
+            export_timeout: default_trace_export_timeout(),
+        }
+    }
+}
+
+impl TracesConfig {
+    /// Checks the settings of the exporter; the key returned is below `traces`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            if !matches!(endpoint.scheme(), "http" | "https") {
+                return Err((
+                    "otlp_endpoint".into(),
+                    "must be an http:// or https:// URL, e.g. http://localhost:4318".into(),
+                ));
+            }
+            if endpoint.query().is_some() || endpoint.fragment().is_some() {
+                return Err(("otlp_endpoint".into(), "must not have a query or fragment".into()));
+            }
+            if holds_credentials(endpoint) {
+                return Err((
+                    "otlp_endpoint".into(),
+                    "must not hold credentials (user:password@): put them in traces.headers".into(),
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() || self.service_name.len() > 255 {
+            return Err(("service_name".into(), "must be 1 to 255 characters".into()));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(("sample_ratio".into(), "must be from 0 (none) to 1 (every new trace)".into()));
+        }
+        for (name, value) in &self.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err((format!("headers.{name}"), "is not a valid HTTP header name".into()));
+            }
+            if http::HeaderValue::from_str(value.expose()).is_err() {
+                return Err((format!("headers.{name}"), "the value has characters not allowed in a header".into()));
+            }
+        }
+        check_size("batch_size", self.batch_size, (1, 10_000))?;
+        check_size("queue_size", self.queue_size, (1, 1_000_000))?;
+        check_duration("export_interval", self.export_interval, (100, 60_000))?;
+        check_duration("export_timeout", self.export_timeout, (100, 60_000))?;
+        Ok(())
     }
 }
 
@@ -925,6 +1019,7 @@ impl Config {
             return Err(("apps".into(), "no app is configured: add at least one entry under apps".into()));
         }
         self.validate_ranges()?;
+        self.traces.validate().map_err(|(field, detail)| (format!("traces.{field}"), detail))?;
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err((
                 "admin_listen".into(),
@@ -1096,7 +1191,7 @@ impl Config {
                 ),
             ];
             for (field, url, fix) in urls {
-                if url.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+                if url.is_some_and(holds_credentials) {
                     return Err((key(field), format!("must not hold credentials (user:password@): {fix}")));
                 }
             }
@@ -1351,6 +1446,21 @@ fn resolve_reference(reference: &str, vars: &Variables) -> Result<String, String
     Err(format!("unknown reference ${{{reference}}}: use ${{env.NAME}} or ${{file.PATH}}"))
 }
 
+/// Whether a URL carries a user name or a password (`user:password@`).
+fn holds_credentials(url: &url::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Deserializes an optional URL, where an empty string (`${env.NAME:-}` unset) is none.
+fn optional_url<'de, D: Deserializer<'de>>(de: D) -> Result<Option<url::Url>, D::Error> {
+    match Option::<String>::deserialize(de)? {
+        Some(text) if !text.trim().is_empty() => {
+            url::Url::parse(text.trim()).map(Some).map_err(serde::de::Error::custom)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Deserializes `250ms`, `10s`, `5m`, `1h` (or a bare number of seconds).
 fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
@@ -1413,6 +1523,24 @@ fn default_recent_requests() -> usize {
 /// The most requests `admin.recent_requests` may keep per app.
 pub const MAX_RECENT_REQUESTS: usize = 10_000;
 
+fn default_service_name() -> String {
+    "scim-proxy".into()
+}
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+fn default_trace_batch_size() -> usize {
+    512
+}
+fn default_trace_queue_size() -> usize {
+    4096
+}
+fn default_trace_export_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_trace_export_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -1786,6 +1914,50 @@ apps:
         }
         Config::parse(&oauth2("https://login.example/token"), "proxy.yaml", &vars()).unwrap();
         Config::parse(&jwks("https://idp.example/keys"), "proxy.yaml", &vars()).unwrap();
+    }
+
+    #[test]
+    fn traces_are_off_unless_an_endpoint_is_set_and_their_settings_are_checked() {
+        let traced = |yaml: &str| format!("traces:\n{yaml}{MINIMAL}");
+        assert_eq!(Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap().traces, TracesConfig::default());
+        assert_eq!(TracesConfig::default().otlp_endpoint, None);
+        // `${env.NAME:-}` with the variable unset: off, not an error.
+        let unset =
+            Config::parse(&traced("  otlp_endpoint: \"${env.NO_SUCH_OTLP_ENDPOINT:-}\"\n"), "proxy.yaml", &vars());
+        assert_eq!(unset.unwrap().traces.otlp_endpoint, None);
+        let on = Config::parse(
+            &traced("  otlp_endpoint: http://collector:4318\n  sample_ratio: 0.25\n  headers: {X-Team: \"${env.TEST_KEY}\"}\n"),
+            "proxy.yaml",
+            &vars(),
+        )
+        .unwrap();
+        assert_eq!(on.traces.otlp_endpoint.map(String::from).as_deref(), Some("http://collector:4318/"));
+        assert_eq!((on.traces.sample_ratio, on.traces.service_name.as_str()), (0.25, "scim-proxy"));
+        assert_eq!(on.traces.headers["X-Team"].expose(), "key");
+        let cases = [
+            (
+                "  otlp_endpoint: http://otel:Hunter2@collector:4318\n",
+                "traces.otlp_endpoint",
+                "put them in traces.headers",
+            ),
+            ("  otlp_endpoint: grpc://collector:4317\n", "traces.otlp_endpoint", "http:// or https://"),
+            ("  otlp_endpoint: http://collector:4318/?x=1\n", "traces.otlp_endpoint", "query"),
+            ("  otlp_endpoint: not a url\n", "traces.otlp_endpoint", ""),
+            ("  sample_ratio: 1.5\n", "traces.sample_ratio", "from 0"),
+            ("  sample_ratio: -0.1\n", "traces.sample_ratio", "from 0"),
+            ("  service_name: \"\"\n", "traces.service_name", "1 to 255"),
+            ("  batch_size: 0\n", "traces.batch_size", "from 1 to 10000"),
+            ("  queue_size: 0\n", "traces.queue_size", "from 1 to 1000000"),
+            ("  export_interval: 0s\n", "traces.export_interval", "from 100ms to 1m"),
+            ("  export_timeout: 2m\n", "traces.export_timeout", "from 100ms to 1m"),
+            ("  headers: {\"bad name\": x}\n", "traces.headers.bad name", "header name"),
+            ("  endpoint: http://collector:4318\n", "traces.endpoint", "unknown field"),
+        ];
+        for (yaml, key, says) in cases {
+            let (got_key, detail) = refusal(&traced(yaml));
+            assert_eq!(got_key, key, "{yaml}: {detail}");
+            assert!(detail.contains(says) && !detail.contains("Hunter2"), "{yaml}: {detail}");
+        }
     }
 
     #[test]

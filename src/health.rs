@@ -73,6 +73,8 @@ pub async fn check(app: &App, metrics: &Arc<Metrics>) -> Option<Checked> {
         stats: Arc::new(CallStats::default()),
         journal: None,
         metrics: metrics.clone(),
+        // A check is no request: it makes no spans, and its legacy calls go without a trace.
+        trace: crate::trace::TraceScope::default(),
     };
     // Its own span, as a request has: what `health()` logs names the check and the app.
     let span = tracing::info_span!("health", request_id = %scope.request_id, app = app.name());

@@ -11,6 +11,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use crate::config::{LegacyConfig, RetryConfig};
 use crate::legacy_auth::{Authorization, Credentials, TokenError};
 use crate::legacy_breaker::{Breaker, Verdict};
+use crate::trace::TraceHeaders;
 
 /// A legacy call that did not produce an HTTP answer the script can read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -328,8 +329,16 @@ impl LegacyClient {
     ///
     /// With OAuth2 credentials, a token is fetched first when none is fresh, and a 401 answer
     /// renews the token and sends the call once more: only a second 401 reaches the script.
-    pub async fn send(&self, request: LegacyRequest, request_id: &str, timeout: Duration) -> Sent {
-        let prepared = match self.prepare(request, request_id) {
+    ///
+    /// `trace` (the call's span, or the caller's passed on) goes as `traceparent` and `tracestate`.
+    pub async fn send(
+        &self,
+        request: LegacyRequest,
+        request_id: &str,
+        trace: Option<&TraceHeaders>,
+        timeout: Duration,
+    ) -> Sent {
+        let prepared = match self.prepare(request, request_id, trace) {
             Ok(prepared) => prepared,
             Err(fault) => return fault.into(),
         };
@@ -347,15 +356,26 @@ impl LegacyClient {
 
     /// Sends one call as [`Self::send`] does, whatever the circuit breaker says, and without
     /// telling it the outcome: for readiness checks, which must see the legacy app itself.
-    pub async fn send_past_breaker(&self, request: LegacyRequest, request_id: &str, timeout: Duration) -> Sent {
-        match self.prepare(request, request_id) {
+    pub async fn send_past_breaker(
+        &self,
+        request: LegacyRequest,
+        request_id: &str,
+        trace: Option<&TraceHeaders>,
+        timeout: Duration,
+    ) -> Sent {
+        match self.prepare(request, request_id, trace) {
             Ok(prepared) => self.send_prepared(&prepared, timeout).await,
             Err(fault) => fault.into(),
         }
     }
 
     /// Checks a call and builds what every try of it sends.
-    fn prepare(&self, request: LegacyRequest, request_id: &str) -> Result<Prepared, LegacyError> {
+    fn prepare(
+        &self,
+        request: LegacyRequest,
+        request_id: &str,
+        trace: Option<&TraceHeaders>,
+    ) -> Result<Prepared, LegacyError> {
         let url = self.url_for(&request.path, &request.query)?;
         let write = !matches!(request.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let call = Call { method: request.method.to_string(), host: host_of(&url), path: url.path().to_owned(), write };
@@ -375,6 +395,14 @@ impl LegacyClient {
         }
         if let Ok(id) = HeaderValue::from_str(request_id) {
             headers.append("x-request-id", id);
+        }
+        // The proxy's trace context replaces any a script set: the legacy app has one parent.
+        if let Some(trace) = trace {
+            headers.insert("traceparent", trace.traceparent.clone());
+            match &trace.tracestate {
+                Some(state) => headers.insert("tracestate", state.clone()),
+                None => headers.remove("tracestate"),
+            };
         }
         headers.append(http::header::ACCEPT, HeaderValue::from_static("application/json"));
         let body = match &request.body {

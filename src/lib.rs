@@ -1,7 +1,7 @@
 //! scim-proxy: a SCIM 2.0 server in front of an in-house user API, mapped by a Rhai script.
 //!
 //! The modules follow a request: configuration and start-up (and what a reload applies), the listener (and its TLS), the
-//! admin side (health and its probe command, metrics, recent requests), routing to an app, authentication, reading the request, the
+//! admin side (health and its probe command, metrics, recent requests, traces), routing to an app, authentication, reading the request, the
 //! SCIM core, the operation and its audit record, the mapping script, the legacy client (with
 //! its credentials and circuit breaker) and the ID cache, then the response and the error table. Last come the
 //! bundled demo API and the tools for writing mappings: test files, recordings,
@@ -20,6 +20,7 @@ pub mod health;
 pub mod probe;
 pub mod metrics;
 pub mod metrics_process;
+pub mod trace;
 pub mod app;
 pub mod routing;
 pub mod auth;

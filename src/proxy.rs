@@ -27,6 +27,7 @@ use crate::routing::{self, Operation};
 use crate::script::journal::Journal;
 use crate::script::{CallScope, CallStats, ScriptEngine};
 use crate::server::{self, ConnLimits, Connection};
+use crate::trace::{self, TraceScope, Tracer};
 use crate::{admin, auth, request, response, tls};
 
 /// Why the proxy could not start.
@@ -39,6 +40,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Traces(String),
 }
 
 /// What every request handler shares.
@@ -60,6 +63,8 @@ pub struct Shared {
     /// The configuration the proxy started with: what a reload compares the keys only a
     /// restart applies with, and keeps in force.
     started_with: Config,
+    /// Where request spans go; none when traces are off.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 /// The listeners' connections, and the certificate the SCIM listener serves, for `/metrics`.
@@ -219,6 +224,10 @@ pub async fn start(
     let scim_addr = scim_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen, error })?;
     let admin_addr =
         admin_listener.local_addr().map_err(|error| StartError::Bind { addr: config.admin_listen, error })?;
+    let (stop, stopped) = watch::channel(false);
+    let traces =
+        Tracer::start(&config.traces, stopped.clone(), config.server.shutdown_grace).map_err(StartError::Traces)?;
+    let (tracer, exporter) = traces.map(|t| (t.tracer, t.task)).unzip();
     let state = RwLock::new(Arc::new(State {
         apps,
         server: config.server.clone(),
@@ -239,8 +248,8 @@ pub async fn start(
         config_reload,
         recent: RecentRequests::default(),
         started_with: config.clone(),
+        tracer,
     });
-    let (stop, stopped) = watch::channel(false);
     let live = shared.clone();
     let limits = server::Limits::live(move || scim_limits(&live.state()));
     let scim_shared = shared.clone();
@@ -282,6 +291,9 @@ pub async fn start(
     if !config.server.script_reload_interval.is_zero() {
         tasks.push(tokio::spawn(watch_scripts(shared.clone(), config.server.script_reload_interval, stopped_reload)));
     }
+    // Last: shutdown awaits the tasks in turn, and the exporter sends the spans of the
+    // requests the listener drained.
+    tasks.extend(exporter);
     shared.ready.store(true, Ordering::SeqCst);
     for app in &shared.state().apps {
         tracing::info!(app = app.name(), base_path = %app.config.base_path, script = %app.script.compiled().path().display(), legacy = %app.config.legacy.base_url, "app ready");
@@ -492,11 +504,17 @@ async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Rec
 
 /// One SCIM request: route, authenticate, read, perform, answer, and log one line; all of it,
 /// and the script calls it makes on their own threads, within one `request` span that names
-/// the request id (and the app, once routed), so every line the request causes carries them.
+/// the request id (and the app, once routed, and the trace id when there is a trace), so every
+/// line the request causes carries them.
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection: Connection) -> Response<Full<Bytes>> {
     use tracing::Instrument as _;
     let request_id = request_id(request.headers());
-    let span = tracing::info_span!("request", request_id = %request_id, app = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        app = tracing::field::Empty,
+        trace_id = tracing::field::Empty
+    );
     serve(shared, request, connection, request_id).instrument(span).await
 }
 
@@ -508,6 +526,21 @@ async fn serve(
     request_id: Arc<str>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
+    // The request's span in its trace: the caller's trace continued, or passed on as it came
+    // with traces off.
+    let mut trace = trace::Span::request(shared.tracer.as_ref(), trace::Incoming::read(request.headers()));
+    if let Some(trace_id) = trace.trace_id() {
+        tracing::Span::current().record("trace_id", tracing::field::display(trace_id));
+    }
+    if trace.recording() {
+        // What the span says if the request is dropped unanswered, which ends it.
+        trace.rename(|| request.method().to_string());
+        trace.set("http.request.method", request.method().as_str());
+        trace.set("scim.request_id", &*request_id);
+        trace.fail("abandoned", || {
+            "the request ended unanswered: the client went away, or the shutdown grace ran out".into()
+        });
+    }
     let state = shared.state();
     let keeps_requests = state.admin.keeps_requests();
     let stats = Arc::new(if keeps_requests { CallStats::noting_calls() } else { CallStats::default() });
@@ -560,6 +593,7 @@ async fn serve(
                         scim_addr: shared.scim_addr,
                         tls: connection.tls,
                         body_budget: (&connection.body_budget, connection.body_budget_bytes),
+                        trace: trace.scope(),
                     };
                     let kept = keeps_requests.then_some(&mut kept_body);
                     let outcome = perform(context, app, &operation, request, &mut noted, kept).await;
@@ -593,6 +627,7 @@ async fn serve(
         }};
     }
     let mut failure = None;
+    let mut fault = None;
     let response = match outcome {
         Ok(reply) => access!(info, response::reply(reply, &request_id), "request done"),
         Err(error) => {
@@ -607,6 +642,9 @@ async fn serve(
                     cause: (cause != answer.detail).then_some(cause),
                     detail: answer.detail.clone(),
                 });
+            }
+            if trace.recording() && answer.status.is_server_error() {
+                fault = Some(error.to_string());
             }
             let mut response = response::error(&answer, &request_id);
             if let Error::Request(RequestError::MethodNotAllowed { allowed, .. }) = &error {
@@ -664,6 +702,25 @@ async fn serve(
         shared.recent.push(entry.bounded(&app.redactor), state.admin.recent_requests);
     }
     shared.metrics.request(app_name, op, response.status().as_u16(), started.elapsed());
+    if trace.recording() {
+        let status = response.status().as_u16();
+        trace.rename(|| if route == "-" { method.to_string() } else { format!("{method} {route}") });
+        if route != "-" {
+            trace.set("http.route", route.as_str());
+        }
+        trace.set("http.response.status_code", status);
+        trace.set("client.address", peer.ip().to_string());
+        trace.set("user_agent.original", user_agent.as_str());
+        trace.set("scim.app", app_name);
+        trace.set("scim.operation", op);
+        trace.set("scim.legacy_calls", legacy_calls);
+        // Only the proxy's and the legacy app's faults fail the span, as OpenTelemetry's
+        // HTTP conventions say of a server: a client's mistake is the client's.
+        match fault {
+            Some(fault) => trace.fail(&status.to_string(), || fault),
+            None => trace.succeed(),
+        }
+    }
     response
 }
 
@@ -703,6 +760,8 @@ struct Context<'a> {
     tls: bool,
     /// The request body bytes its connection may still hold, and may hold in all.
     body_budget: (&'a Arc<tokio::sync::Semaphore>, usize),
+    /// The trace the request's script and legacy calls continue.
+    trace: TraceScope,
 }
 
 impl Noted {
@@ -860,7 +919,8 @@ async fn perform(
     noted: &mut Option<Noted>,
     kept_body: Option<&mut Option<(String, bool)>>,
 ) -> Result<operations::Reply, Error> {
-    let Context { state, index, metrics, principal, request_id, stats, started, scim_addr, tls, body_budget } = context;
+    let Context { state, index, metrics, principal, request_id, stats, started, scim_addr, tls, body_budget, trace } =
+        context;
     let scim_host = scim_addr.to_string();
     let (parts, body) = request.into_parts();
     let query = request::query_pairs(parts.uri.query());
@@ -893,8 +953,14 @@ async fn perform(
     });
     let deadline = started + app.config.request_timeout;
     let millis = app.config.request_timeout.as_millis();
-    let scope =
-        CallScope { request_id: request_id.clone(), deadline, stats: stats.clone(), journal, metrics: metrics.clone() };
+    let scope = CallScope {
+        request_id: request_id.clone(),
+        deadline,
+        stats: stats.clone(),
+        journal,
+        metrics: metrics.clone(),
+        trace,
+    };
     let principal: Arc<str> = Arc::from(principal.0);
     if !operation.writes() {
         let call = Call { app, base_url, headers: &parts.headers, query, body, body_bytes, principal, scope };

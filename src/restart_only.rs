@@ -56,6 +56,8 @@ const KEYS: &[Key] = &[
         read: |c| format!("{:?}", c.metrics.latency_buckets),
         keep: |c, s| c.metrics.latency_buckets.clone_from(&s.metrics.latency_buckets),
     },
+    // The exporter and its queue are made at start.
+    Key { name: "traces", read: |c| format!("{:?}", c.traces), keep: |c, s| c.traces.clone_from(&s.traces) },
     // Turned on or off; its keys below are compared when it is on both times.
     Key { name: "tls", read: |c| c.tls.is_some().to_string(), keep: keep_tls },
     Key { name: "tls.cert", read: |c| format!("{:?}", c.tls.as_ref().map(|t| &t.cert)), keep: keep_tls },
@@ -128,6 +130,7 @@ apps:
         ("server.config_reload_interval", "apps:", "server: {config_reload_interval: 1s}\napps:"),
         ("server.health_interval", "apps:", "server: {health_interval: 1s}\napps:"),
         ("metrics.latency_buckets", "apps:", "metrics: {latency_buckets: [0.1, 1]}\napps:"),
+        ("traces", "apps:", "traces: {otlp_endpoint: \"http://127.0.0.1:4318\"}\napps:"),
         ("tls", "tls: {cert: a.pem, key: a.key}\n", ""),
         ("tls.cert", "cert: a.pem", "cert: b.pem"),
         ("tls.key", "key: a.key", "key: b.key"),

@@ -79,3 +79,5 @@ mod connections;
 /// The process shutting down past its grace time, and on a second signal.
 #[path = "integration/lifecycle.rs"]
 mod lifecycle;
+#[path = "integration/traces.rs"]
+mod traces;

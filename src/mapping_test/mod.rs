@@ -220,6 +220,8 @@ async fn run_case(config: &Config, app: &AppConfig, case: &Case, seen: &mut Seen
     config.server.health_interval = Duration::ZERO;
     config.server.config_reload_interval = Duration::ZERO;
     config.tls = None;
+    // A case's requests go to a stand-in app: their spans are nobody's to collect.
+    config.traces = crate::config::TracesConfig::default();
     // The report shows a script fault's file, function and line instead of the generic detail.
     config.server.reveal_faults = true;
     let localhost = "127.0.0.1:0".parse().ok();

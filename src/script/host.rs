@@ -16,6 +16,7 @@ use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 use super::journal::{self, Exchange, Journal};
 use crate::cache::IdCache;
 use crate::legacy::{LegacyClient, LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
+use crate::trace::{SpanKind, TraceScope};
 
 /// Legacy calls made by one request, and the time they took.
 #[derive(Debug, Default)]
@@ -104,6 +105,8 @@ pub(super) struct CallContext {
     pub probe: bool,
     /// What the call's `results()` lists hold, bounded by the engine's size limits.
     pub held: Mutex<DataSizes>,
+    /// The trace the call's legacy calls continue: the script call's span is their parent.
+    pub trace: TraceScope,
 }
 
 thread_local! {
@@ -675,18 +678,45 @@ fn send(
         }
         (None, _) => None,
     };
+    // The call's span: the legacy app gets it as the parent of what it does (`traceparent`).
+    let mut span = ctx.trace.child(SpanKind::Client, || request.method.to_string());
+    if span.recording() {
+        span.set("http.request.method", request.method.as_str());
+        if let Ok(url) = ctx.legacy.url_for(&request.path, &request.query) {
+            span.set("url.path", url.path());
+            span.set("server.address", url.host_str().unwrap_or_default());
+            if let Some(port) = url.port_or_known_default() {
+                span.set("server.port", port);
+            }
+        }
+        span.set("scim.app", &*ctx.app);
+    }
+    let trace = span.headers();
     let started = Instant::now();
     let method_label = request.method.clone();
     let writes = journal::is_write(&request.method);
     let sent = if ctx.probe {
-        ctx.runtime.block_on(ctx.legacy.send_past_breaker(request, &ctx.request_id, remaining))
+        ctx.runtime.block_on(ctx.legacy.send_past_breaker(request, &ctx.request_id, trace.as_ref(), remaining))
     } else {
-        ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, remaining))
+        ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, trace.as_ref(), remaining))
     };
     let result = sent.result;
     if sent.retries > 0 {
         ctx.metrics.legacy_retries(&ctx.app, sent.retries);
+        span.set("http.request.resend_count", sent.retries);
     }
+    // A 4xx answer is the script's to read (a lookup that finds nothing is no failure); a 5xx
+    // answer and a call with no answer fail the span.
+    match &result {
+        Ok(response) => {
+            span.set("http.response.status_code", response.status);
+            if response.status >= 500 {
+                span.fail(&response.status.to_string(), || format!("the legacy app answered {}", response.status));
+            }
+        }
+        Err(fault) => span.fail(fault_kind(fault), || fault.to_string()),
+    }
+    drop(span);
     let elapsed = started.elapsed();
     // A call the breaker refused made no exchange at all: it is counted as its fault only.
     if !matches!(result, Err(LegacyError::BreakerOpen { .. })) {

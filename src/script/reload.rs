@@ -90,9 +90,10 @@ pub async fn check(script: &AppScript, state: &ReloadState) {
 
 /// Reports a refused edit: the previous script keeps serving.
 fn refuse(script: &AppScript, state: &ReloadState, path: &Path, message: String, (line, column): (usize, usize)) {
-    state.failures.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(app = script.app(), file = %path.display(), line, column, error = %message, "script reload refused; the previous script keeps serving");
+    // The error first: whoever sees the count go up (`/readyz`) finds the error it counts.
     if let Ok(mut last) = state.last_error.lock() {
         *last = Some(message);
     }
+    state.failures.fetch_add(1, Ordering::Release);
 }

@@ -14,6 +14,7 @@ use crate::cache::IdCache;
 use crate::legacy::LegacyClient;
 use crate::legacy::LegacyError;
 use crate::metrics::Metrics;
+use crate::trace::{SpanKind, TraceScope};
 
 /// What a script call needs from the request that makes it.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct CallScope {
     pub journal: Option<Arc<Journal>>,
     /// Where script and legacy call times are counted.
     pub metrics: Arc<Metrics>,
+    /// The trace the call continues (none for `health()`).
+    pub trace: TraceScope,
 }
 
 /// One app's compiled script and what its calls run with.
@@ -162,6 +165,11 @@ impl AppScript {
         if compiled.arity(function).is_none() {
             return Err(ScriptError::Missing { function: function.to_owned() });
         }
+        // The call's span, from its wait for a slot to the script's end on its thread.
+        let mut span = scope.trace.child(SpanKind::Internal, || format!("script {function}"));
+        span.set("scim.app", &*self.app);
+        span.set("code.function.name", function);
+        span.set("code.file.path", &*compiled.file);
         let permit = if function == "health" {
             // A check still running when the next is due makes the next wait for it.
             let wait = scope.deadline.saturating_duration_since(Instant::now());
@@ -170,7 +178,13 @@ impl AppScript {
                 _ => return Err(ScriptError::Overloaded { app: self.app.to_string(), limit: 1 }),
             }
         } else {
-            self.request_slot(scope).await?
+            match self.request_slot(scope).await {
+                Ok(permit) => permit,
+                Err(error) => {
+                    span.fail(fault_kind(&error), || error.to_string());
+                    return Err(error);
+                }
+            }
         };
         let context = Arc::new(CallContext {
             app: self.app.clone(),
@@ -186,15 +200,16 @@ impl AppScript {
             metrics: scope.metrics.clone(),
             probe: function == "health",
             held: Mutex::default(),
+            trace: span.scope(),
         });
         let engine = self.engine.clone();
         let function_name = function;
         let function = function.to_owned();
         let file = compiled.file.clone();
         // The request's span goes with the call, so what the script logs names the request.
-        let span = tracing::Span::current();
-        let task = super::threads::run(move || {
-            let _entered = span.enter();
+        let log_span = tracing::Span::current();
+        let call = move || {
+            let _entered = log_span.enter();
             let _permit = permit;
             let _installed = Installed::new(context.clone());
             let mut rhai_scope = rhai::Scope::new();
@@ -224,6 +239,17 @@ impl AppScript {
                 });
             }
             Ok(result)
+        };
+        // The span ends on the script's thread: a call runs to its end even when its request
+        // is abandoned, and its legacy calls are children of it until then.
+        let task = super::threads::run(move || {
+            let result = call();
+            if let Err(error) = &result {
+                if !matches!(error, ScriptError::Thrown { status: ..500, .. }) {
+                    span.fail(fault_kind(error), || error.to_string());
+                }
+            }
+            result
         });
         let started = Instant::now();
         let outcome = match task {
@@ -237,6 +263,23 @@ impl AppScript {
                 Err(ScriptError::Runtime { file: file.to_string(), function: "?".into(), line: 0, message })
             }
         }
+    }
+}
+
+/// The kind of a script call's failure, as its span's `error.type`.
+fn fault_kind(error: &ScriptError) -> &'static str {
+    match error {
+        ScriptError::Compile { .. } => "compile",
+        ScriptError::Refused { .. } => "refused",
+        ScriptError::Thrown { .. } => "thrown",
+        ScriptError::Runtime { .. } => "runtime",
+        ScriptError::BadReturn { .. } => "bad_return",
+        ScriptError::Stopped { .. } => "stopped",
+        ScriptError::Late { .. } => "late",
+        ScriptError::Legacy(_) => "legacy",
+        ScriptError::Overloaded { .. } => "overloaded",
+        ScriptError::QueueFull { .. } => "queue_full",
+        ScriptError::Missing { .. } => "missing",
     }
 }
 
