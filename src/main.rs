@@ -293,6 +293,15 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
             Ok(compiled) => {
                 let functions: Vec<String> = compiled.functions().map(|(n, a)| format!("{n}/{a}")).collect();
                 say!("app {}: {} compiles; defines {}", app.name, script.display(), functions.join(", "));
+                // The rest of what `run` builds for the app, by the same code: the script's
+                // contract, the schema and its overrides, the credentials and keys it reads,
+                // the legacy client.
+                if let Err(error) =
+                    scim_proxy::app::App::build_after(&config, app, engine.clone(), compiled.clone(), None)
+                {
+                    say!("{error}");
+                    failed = true;
+                }
                 for finding in lint::lint(&compiled, &text) {
                     say!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
                     failed = true;
@@ -321,8 +330,14 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
             }
         }
     }
+    if let Some(settings) = &config.tls {
+        if let Err(error) = scim_proxy::tls::Tls::load(&config, settings) {
+            say!("{error}");
+            failed = true;
+        }
+    }
     if failed {
-        return Err(found(anyhow::anyhow!("{}: some scripts have errors", path.display())));
+        return Err(found(anyhow::anyhow!("{}: some apps have errors", path.display())));
     }
     say!("{}: ok", path.display());
     Ok(())

@@ -489,3 +489,28 @@ fn with_json_logs_a_failed_start_writes_json_lines_only() {
         assert!(failure["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{case}: {stderr}");
     }
 }
+
+/// What `run` refuses when it builds an app or the listener's TLS, `check` refuses too, by the
+/// same code: a JWT key file that is not there, a certificate that cannot be read.
+#[test]
+fn check_refuses_what_run_refuses_when_it_builds_the_app_and_the_listener() {
+    let cases = [
+        (
+            "      bearer_tokens:\n",
+            "      jwt: {issuer: \"https://idp.example\", audiences: [scim], algorithms: [RS256], keys: [{pem_file: missing-key.pem}]}\n      bearer_tokens:\n",
+            "missing-key.pem",
+        ),
+        ("apps:\n", "tls: {cert: missing.crt, key: missing.key}\napps:\n", "missing.crt"),
+    ];
+    for (from, to, says) in cases {
+        let dir = project(None);
+        let path = dir.path().join("proxy.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "proxy.yaml no longer has {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let (ok, output) = run_until_exit(&path).unwrap_or_else(|| panic!("{to}: the proxy started"));
+        assert!(!ok && output.contains(says), "run: {to}: {output}");
+        let (ok, output) = check(&path);
+        assert!(!ok && output.contains(says), "check: {to}: {output}");
+    }
+}
