@@ -56,12 +56,15 @@ pub fn error(answer: &Answer, request_id: &str) -> Response<Full<Bytes>> {
 }
 
 /// The answer to a request still running when shutdown's grace time ran out: `503`, saying
-/// whether a change may have been made, on a connection that closes.
-pub fn cut_short(method: &http::Method, request_id: &str) -> Response<Full<Bytes>> {
+/// whether a change may have been made; over HTTP/1.1 with `Connection: close` (h2 has had its
+/// `GOAWAY`, and forbids the header).
+pub fn cut_short(method: &http::Method, version: http::Version, request_id: &str) -> Response<Full<Bytes>> {
     let write = !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
     let shut_down = crate::error::Error::from(crate::error::RequestError::ShutDown { write });
     let mut response = error(&crate::error::answer(&shut_down), request_id);
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if version < http::Version::HTTP_2 {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -292,7 +292,7 @@ async fn run_connection<I, F, Fut>(
         let mut cut = cut_rx.clone();
         let cut_counted = cut_counted.clone();
         async move {
-            let method = request.method().clone();
+            let (method, version) = (request.method().clone(), request.version());
             let path = request.uri().path().to_owned();
             let request_id = request
                 .headers()
@@ -307,7 +307,7 @@ async fn run_connection<I, F, Fut>(
                         listener = name, %peer, %method, path = %crate::error::echoed(&path), request_id,
                         status = 503, "request cut short: server.shutdown_grace is over"
                     );
-                    crate::response::cut_short(&method, &request_id)
+                    crate::response::cut_short(&method, version, &request_id)
                 }
             };
             drop(in_flight);
