@@ -39,7 +39,7 @@ pub const ENTRY_MAX_BYTES: usize = TARGET_BYTES
     + NOTED_CALLS * (NOTED_PATH_BYTES + FIXED_CALL)
     + FIXED_ENTRY;
 
-// The README states the bound as 16 KiB an entry.
+// The README (`admin.recent_requests`) states the bound as 16 KiB an entry.
 const _: () = assert!(ENTRY_MAX_BYTES <= 16 * 1024, "the documented bound is 16 KiB an entry");
 
 /// What a `String` costs besides its text.

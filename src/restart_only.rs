@@ -74,7 +74,7 @@ fn keep_tls(config: &mut Config, started: &Config) {
     config.tls.clone_from(&started.tls);
 }
 
-/// The names of the keys only a restart applies, in the order of the README's list.
+/// The names of the keys only a restart applies, in the order of docs/operations.md's list.
 pub fn names() -> impl Iterator<Item = &'static str> {
     KEYS.iter().map(|key| key.name)
 }
@@ -171,11 +171,12 @@ apps:
         assert!(applied.log.bodies && applied.admin.recent_requests == 5);
     }
 
-    /// The README's configuration table marks exactly these keys "takes a restart", and its
-    /// list under *Reload of `proxy.yaml`* names exactly these.
+    /// The README's configuration table marks exactly these keys "takes a restart", and
+    /// docs/operations.md's list under *Reload of `proxy.yaml`* names exactly these.
     #[test]
     fn the_readme_names_the_same_restart_only_keys() {
         let readme = include_str!("../README.md");
+        let operations = include_str!("../docs/operations.md");
         let sorted = |mut keys: Vec<&'static str>| {
             keys.sort_unstable();
             keys
@@ -186,7 +187,7 @@ apps:
             .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
             .collect();
         assert_eq!(sorted(marked), sorted(names().collect()), "the configuration table");
-        let (_, list) = readme.split_once("Only a restart applies these keys: ").unwrap();
+        let (_, list) = operations.split_once("Only a restart applies these keys: ").unwrap();
         let list = list.split_once(';').map_or(list, |(list, _)| list);
         let listed = list.split('`').skip(1).step_by(2).collect();
         assert_eq!(sorted(listed), sorted(names().collect()), "the list under Reload of proxy.yaml");

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::tls::ClientIdentity;
 
 /// The h2 flow-control window of a connection: body bytes a client may send that no request
-/// has read yet. Part of the memory bound stated in the README.
+/// has read yet. Part of the memory bound stated in docs/operations.md.
 pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// The h2 flow-control window of one stream.
 const H2_STREAM_WINDOW: u32 = 256 * 1024;

@@ -748,15 +748,16 @@ cases:
     assert!(text.contains("1 passed, 0 failed"), "{text}");
 }
 
-/// The README's TLS and OAuth2 example is a valid `legacy` block.
+/// The TLS and OAuth2 example of docs/operations.md is a valid `legacy` block.
 #[test]
 fn outbound_the_readme_example_is_valid() {
-    let readme = std::fs::read_to_string(crate::support::repo_file("README.md")).unwrap();
-    let start = readme.find("```yaml\n    legacy:\n      base_url: https://").expect("the README's TLS example");
+    let readme = std::fs::read_to_string(crate::support::repo_file("docs/operations.md")).unwrap();
+    let start =
+        readme.find("```yaml\n    legacy:\n      base_url: https://").expect("the operations guide's TLS example");
     let block = &readme[start + "```yaml\n".len()..];
     let block = &block[..block.find("```").unwrap()];
     let text = crate::support::config_text(Path::new("unused.rhai")).replacen(LEGACY_BLOCK, block, 1);
-    let config = scim_proxy::config::Config::parse(&text, "README.md", &scim_proxy::config::Variables::offline())
+    let config = scim_proxy::config::Config::parse(&text, "operations.md", &scim_proxy::config::Variables::offline())
         .unwrap_or_else(|e| panic!("{e}"));
     let legacy = &config.apps[0].legacy;
     assert!(legacy.ca_file.is_some() && legacy.client_certificate.is_some());
