@@ -1,29 +1,14 @@
 //! Hot reload of scripts: an edit is served without restart; a broken edit is refused and reported.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::support::TestEnv;
+use crate::support::{TestEnv, readyz_until};
 
 const VERSION_ONE: &str = r#"fn get_user(id) { #{ id: id, userName: "one" } }"#;
 const VERSION_TWO: &str = r#"fn get_user(id) { #{ id: id, userName: "two" } }"#;
 const BROKEN: &str = "fn get_user(id) {\n    #{ id: id, userName: \"three\" \n}\n";
-
-/// The app's entry in `/readyz`, polled until `done` holds (bounded: a reload takes one interval).
-async fn readyz_until(env: &TestEnv, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = env.client.get(format!("{}/readyz", env.admin())).send().await.unwrap().text().await.unwrap();
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let app = body["apps"][0].clone();
-        if done(&app) {
-            return app;
-        }
-        assert!(Instant::now() < deadline, "reload not seen: {app}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_is_served_and_a_broken_edit_keeps_the_previous_script() {
@@ -42,11 +27,11 @@ async fn an_edit_is_served_and_a_broken_edit_keeps_the_previous_script() {
         std::fs::rename(&next, &script).unwrap();
     };
     replace(VERSION_TWO);
-    readyz_until(&env, |app| app["script_reloads"] == 1).await;
+    readyz_until(&env, Duration::from_secs(10), |app| app["script_reloads"] == 1).await;
     assert_eq!(env.get("/Users/1").await.body["userName"], "two");
 
     replace(BROKEN);
-    let app = readyz_until(&env, |app| app["script_reload_failures"] == 1).await;
+    let app = readyz_until(&env, Duration::from_secs(10), |app| app["script_reload_failures"] == 1).await;
     let error = app["script_error"].as_str().unwrap();
     assert!(error.contains("app.rhai:4:1"), "the error names file, line and column: {error}");
     let reply = env.get("/Users/1").await;

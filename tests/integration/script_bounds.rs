@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::support::{TestEnv, repo_file};
+use crate::support::{TestEnv, readyz_until, repo_file};
 
 const VERSION_ONE: &str = r#"fn get_user(id) { #{ id: id, userName: "one" } }"#;
 const VERSION_TWO: &str = r#"fn get_user(id) { #{ id: id, userName: "two" } }"#;
@@ -108,22 +108,6 @@ async fn script_bounds_the_proxy_does_not_start_on_a_script_over_the_bounds() {
     let error = crate::support::start_error(&config).await;
     assert!(error.contains("app.rhai:1001:1: more than 1000 functions"), "{error}");
     assert!(error.contains("over script.max_functions"), "{error}");
-}
-
-/// The app's entry in `/readyz`, polled until `done` holds, for at most `within`.
-async fn readyz_until(env: &TestEnv, within: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let text = env.client.get(format!("{}/readyz", env.admin())).send().await.unwrap().text().await.unwrap();
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let app = body["apps"][0].clone();
-        if done(&app) {
-            return app;
-        }
-        let seen = [&app["script_reloads"], &app["script_reload_failures"], &app["script_error"]];
-        assert!(Instant::now() < deadline, "not seen within {within:?}: reloads, failures, error: {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Replaces the script file whole, as an editor or a ConfigMap update does.

@@ -633,3 +633,23 @@ impl Drop for DemoProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The app's entry in `/readyz`, polled until `done` holds, for at most `within`.
+pub async fn readyz_until(
+    env: &TestEnv,
+    within: std::time::Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let text = env.client.get(format!("{}/readyz", env.admin())).send().await.unwrap().text().await.unwrap();
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let app = body["apps"][0].clone();
+        if done(&app) {
+            return app;
+        }
+        let seen = [&app["script_reloads"], &app["script_reload_failures"], &app["script_error"]];
+        assert!(std::time::Instant::now() < deadline, "not seen within {within:?}: reloads, failures, error: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
