@@ -1,5 +1,7 @@
 //! `proxy.yaml` to typed, validated configuration: read, expand references, deserialize, validate.
 
+pub mod subject;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -177,7 +179,7 @@ impl Default for MetricsConfig {
 }
 
 fn default_latency_buckets() -> Vec<f64> {
-    crate::metrics::DEFAULT_LATENCY_BUCKETS.to_vec()
+    crate::observe::metrics::DEFAULT_LATENCY_BUCKETS.to_vec()
 }
 
 /// How logs are written.
@@ -647,7 +649,7 @@ pub struct ClientCertificates {
     /// the same RDNs in the same order, values compared exactly. A comma or plus inside a value
     /// is escaped (`CN=Acme\, Inc.`); `#hex` values are not supported.
     #[serde(default)]
-    pub subjects: Vec<crate::auth::subject::SubjectName>,
+    pub subjects: Vec<crate::config::subject::SubjectName>,
     /// DNS names of the subject alternative name extension, compared as RFC 6125 says: without
     /// regard to case, a final dot ignored, internationalised names as A-labels (`xn--…`). No
     /// wildcards: `*.example.com` is refused here, and a certificate's `*.example.com` matches
@@ -1475,10 +1477,10 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     }
 }
 
-/// Histogram bucket bounds: 1 to [`MAX_LATENCY_BUCKETS`](crate::metrics::MAX_LATENCY_BUCKETS)
+/// Histogram bucket bounds: 1 to [`MAX_LATENCY_BUCKETS`](crate::observe::metrics::MAX_LATENCY_BUCKETS)
 /// of them, each over 0 and at most 1 h (the longest `request_timeout`), strictly ascending.
 fn validate_buckets(buckets: &[f64]) -> Result<(), String> {
-    let max = crate::metrics::MAX_LATENCY_BUCKETS;
+    let max = crate::observe::metrics::MAX_LATENCY_BUCKETS;
     if buckets.is_empty() || buckets.len() > max {
         return Err(format!(
             "list 1 to {max} upper bounds in seconds, e.g. [0.01, 0.1, 1, 10]; it has {}",
@@ -1869,7 +1871,7 @@ apps:
         let config = Config::parse(&metrics("[0.005, 1, 3600]"), "proxy.yaml", &vars()).unwrap();
         assert_eq!(config.metrics.latency_buckets, [0.005, 1.0, 3600.0]);
         let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
-        assert_eq!(config.metrics.latency_buckets, crate::metrics::DEFAULT_LATENCY_BUCKETS);
+        assert_eq!(config.metrics.latency_buckets, crate::observe::metrics::DEFAULT_LATENCY_BUCKETS);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 use super::journal::{self, Exchange, Journal};
 use crate::cache::IdCache;
 use crate::legacy::{LegacyClient, LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
-use crate::trace::{SpanKind, TraceScope};
+use crate::observe::trace::{SpanKind, TraceScope};
 
 /// Legacy calls made by one request, and the time they took.
 #[derive(Debug, Default)]
@@ -99,7 +99,7 @@ pub(super) struct CallContext {
     /// Where the calls are written down, for a dry run or a recording.
     pub journal: Option<Arc<Journal>>,
     /// Where legacy call times and faults are counted.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::observe::metrics::Metrics>,
     /// A readiness check (`health()`): its calls go past the circuit breaker, which must not
     /// hide the legacy app from it, and do not move it.
     pub probe: bool,
