@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use scim_proxy::config::{Config, ConfigError, Variables};
-use scim_proxy::script::{ScriptEngine, lint};
 use scim_proxy::authoring::mapping_test;
+use scim_proxy::config::{Config, ConfigError, Variables};
 use scim_proxy::observe::telemetry;
+use scim_proxy::script::{ScriptEngine, lint};
 use scim_proxy::{demo, runtime};
 
 /// A line of the command's report on stdout (see [`telemetry::say`]).

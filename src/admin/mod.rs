@@ -21,8 +21,8 @@ use serde_json::json;
 use crate::legacy::breaker::Shown;
 use crate::observe::metrics::{AppGauges, CertificateGauges, Gauges, ListenerGauges};
 use crate::observe::process::ProcessStats;
-use crate::state::Shared;
 use crate::pipeline::response::plain_json;
+use crate::state::Shared;
 
 /// Answers one admin request.
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -191,7 +191,8 @@ fn requests(shared: &Shared, headers: &HeaderMap) -> Response<Full<Bytes>> {
         return private(plain_json(StatusCode::OK, json!({"recent_requests": capacity, "requests": requests})));
     }
     let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let mut response = Response::new(Full::new(Bytes::from(crate::admin::requests::render(&entries, capacity, &nonce))));
+    let mut response =
+        Response::new(Full::new(Bytes::from(crate::admin::requests::render(&entries, capacity, &nonce))));
     let policy = format!(
         "default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     );

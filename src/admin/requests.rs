@@ -167,10 +167,10 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::recording::Redactor;
     use crate::state::recent::tests::entry;
     use crate::state::recent::{Entry, Failure, body_text};
+    use serde_json::json;
 
     #[test]
     fn every_value_from_a_client_is_escaped() {

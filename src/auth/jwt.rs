@@ -414,9 +414,9 @@ impl Remote {
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));
         }
-        let body = crate::legacy::read_bounded(response, self.max_bytes).await.map_err(|e| match e {
-            crate::legacy::BodyError::TooLarge => FetchError::TooLarge(self.max_bytes),
-            crate::legacy::BodyError::Transport(e) => FetchError::NoAnswer(crate::observe::error_chain(&e)),
+        let body = crate::legacy::body::read_bounded(response, self.max_bytes).await.map_err(|e| match e {
+            crate::legacy::body::BodyError::TooLarge => FetchError::TooLarge(self.max_bytes),
+            crate::legacy::body::BodyError::Transport(e) => FetchError::NoAnswer(crate::observe::error_chain(&e)),
         })?;
         serde_json::from_slice(&body).map_err(|e| FetchError::NotJwks(e.to_string()))
     }

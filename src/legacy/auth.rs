@@ -231,7 +231,7 @@ impl TokenSource {
         }
         let asked = Instant::now();
         let response = request.body(form.finish()).send().await.map_err(|e| {
-            let (reason, tls) = crate::legacy::transport_failure(&e);
+            let (reason, tls) = crate::legacy::client::transport_failure(&e);
             self.failure(&host, &format!("no answer: {reason}"), None, !tls)
         })?;
         let status = response.status();
@@ -244,14 +244,14 @@ impl TokenSource {
             );
             return Err(self.failure(&host, &detail, Some(status.as_u16()), false));
         }
-        let body = crate::legacy::read_bounded(response, self.max_response_bytes).await.map_err(|e| match e {
-            crate::legacy::BodyError::TooLarge => {
+        let body = crate::legacy::body::read_bounded(response, self.max_response_bytes).await.map_err(|e| match e {
+            crate::legacy::body::BodyError::TooLarge => {
                 let detail =
                     format!("the answer is larger than {} bytes (oauth2.max_response_bytes)", self.max_response_bytes);
                 self.failure(&host, &detail, Some(status.as_u16()), false)
             }
-            crate::legacy::BodyError::Transport(e) => {
-                let (reason, tls) = crate::legacy::transport_failure(&e);
+            crate::legacy::body::BodyError::Transport(e) => {
+                let (reason, tls) = crate::legacy::client::transport_failure(&e);
                 self.failure(&host, &format!("the answer broke off: {reason}"), Some(status.as_u16()), !tls)
             }
         })?;

@@ -224,7 +224,18 @@ pub async fn serve<F, Fut>(
             let Some(acceptor) = tls else {
                 let connection = Connection { peer, tls: false, client: None, body_budget, body_budget_bytes };
                 let limits = (limits, &source);
-                run_connection(name, &builder, stream, (handler, cut_short), connection, activity, limits, stop, &connections).await;
+                run_connection(
+                    name,
+                    &builder,
+                    stream,
+                    (handler, cut_short),
+                    connection,
+                    activity,
+                    limits,
+                    stop,
+                    &connections,
+                )
+                .await;
                 return;
             };
             let deadline = activity.accepted + limits.header_read_timeout;
@@ -248,7 +259,18 @@ pub async fn serve<F, Fut>(
                 .map(Arc::new);
             let connection = Connection { peer, tls: true, client, body_budget, body_budget_bytes };
             let limits = (limits, &source);
-            run_connection(name, &builder, stream, (handler, cut_short), connection, activity, limits, stop, &connections).await;
+            run_connection(
+                name,
+                &builder,
+                stream,
+                (handler, cut_short),
+                connection,
+                activity,
+                limits,
+                stop,
+                &connections,
+            )
+            .await;
         });
     }
     drop(listener);

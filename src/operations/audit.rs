@@ -9,8 +9,8 @@
 use serde_json::Value;
 
 use crate::error::{Error, answer};
-use crate::operations::{Call, Reply};
 use crate::operations::operation::Operation;
+use crate::operations::{Call, Reply};
 use crate::scim::schema::ResourceKind;
 
 /// The resource a write operation changes: its type, and its id when the request names it.

@@ -6,8 +6,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::{Error, RequestError, answer};
-use crate::operations::{self, Call, Reply};
 use crate::operations::operation::{self, Operation};
+use crate::operations::{self, Call, Reply};
 use crate::scim::ScimError;
 
 /// The BulkRequest message URN.
@@ -232,7 +232,7 @@ fn target(op: &BulkOp, created: &BTreeMap<String, String>) -> Result<Operation, 
         .path
         .split('/')
         .map(|segment| match segment.strip_prefix("bulkId:").and_then(|r| created.get(r)) {
-            Some(id) => crate::legacy::encode_segment(id),
+            Some(id) => crate::legacy::path::encode_segment(id),
             None => segment.to_owned(),
         })
         .collect();
@@ -260,7 +260,7 @@ fn location(base_url: &str, operation: &Operation) -> Option<String> {
             "{}/{}/{}",
             base_url.trim_end_matches('/'),
             kind.endpoint(),
-            crate::legacy::encode_segment(id)
+            crate::legacy::path::encode_segment(id)
         )),
         _ => None,
     }

@@ -4,8 +4,8 @@
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use crate::error::RequestError;
 use super::text_at;
+use crate::error::RequestError;
 
 /// The fingerprint a resource's version is made of when the script gives none: that of the
 /// resource as compact JSON, `meta` included, without its membership lists and location.
@@ -15,8 +15,9 @@ use super::text_at;
 /// location: the same resource reached under two host names is one version. The JSON is fed
 /// to the hash as it is written, not built (this runs for every resource answered).
 pub(super) fn version_hash(object: &Map<String, Value>, meta: &Map<String, Value>) -> u64 {
-    use crate::scim::Fingerprinter;
     use std::io::Write as _;
+
+    use crate::scim::Fingerprinter;
     let mut out = Fingerprinter::default();
     // Writing to a hasher cannot fail; serde_json writes maps as `{"key":value,…}` in key order.
     fn entry(out: &mut Fingerprinter, first: &mut bool, key: &str, value: &dyn Fn(&mut Fingerprinter)) {
@@ -81,8 +82,9 @@ pub(super) fn etag_matches(header: &http::HeaderValue, etag: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
+
+    use super::*;
 
     #[test]
     fn etags_compare_weakly() {

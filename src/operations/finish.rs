@@ -4,15 +4,20 @@
 use rhai::Dynamic;
 use serde_json::{Map, Value};
 
+use super::conditional::version_hash;
+use super::{Call, bad_return};
 use crate::error::Error;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
 use crate::scim::validate::without_never_returned;
 use crate::script::ScriptEngine;
-use super::conditional::version_hash;
-use super::{Call, bad_return};
 
 /// Turns a script's answer into a finished SCIM resource; `()` means "no such resource".
-pub(super) fn finish(call: &Call<'_>, kind: ResourceKind, function: &str, value: Dynamic) -> Result<Option<Value>, Error> {
+pub(super) fn finish(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    function: &str,
+    value: Dynamic,
+) -> Result<Option<Value>, Error> {
     if value.is_unit() {
         return Ok(None);
     }
@@ -45,7 +50,7 @@ pub(super) fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, 
         _ => Map::new(),
     };
     meta.insert("resourceType".into(), Value::String(rs.name.clone()));
-    let location = format!("{}/{}/{}", call.base_url, kind.endpoint(), crate::legacy::encode_segment(&id));
+    let location = format!("{}/{}/{}", call.base_url, kind.endpoint(), crate::legacy::path::encode_segment(&id));
     meta.insert("location".into(), Value::String(location));
     let version = match meta.remove("version").and_then(|v| v.as_str().map(str::to_owned)) {
         Some(v) if v.starts_with("W/\"") || v.starts_with('"') => v,
@@ -83,7 +88,7 @@ pub(super) fn fill_references(rs: &ResourceSchema, object: &mut Map<String, Valu
             Some(t) if t.eq_ignore_ascii_case("User") => "Users",
             _ => default_endpoint,
         };
-        Some(format!("{base_url}/{endpoint}/{}", crate::legacy::encode_segment(id)))
+        Some(format!("{base_url}/{endpoint}/{}", crate::legacy::path::encode_segment(id)))
     };
     let publishes_ref =
         |attribute: Option<&crate::scim::schema::Attribute>| attribute.and_then(|a| a.sub_attribute("$ref")).is_some();

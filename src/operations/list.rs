@@ -4,21 +4,19 @@
 use rhai::Dynamic;
 use serde_json::{Value, json};
 
-use crate::error::{Error, RequestError};
-use crate::scim::params::{self, ListParams};
-use crate::operations::operation::ListSource;
-use crate::scim::ScimError;
-use crate::scim::discovery;
-use crate::scim::evaluate::Matcher;
-use crate::scim::filter::{Filter, parse_filter};
-use crate::scim::path::AttrPath;
-use crate::scim::projection::Projection;
-use crate::scim::schema::{ResourceKind, ResourceSchema};
-use crate::scim::sort;
-use crate::script::ScriptEngine;
 use super::finish::finish_value;
 use super::read::{Wanted, fetch};
 use super::{Call, Reply, bad_return, functions, text_at};
+use crate::error::{Error, RequestError};
+use crate::operations::operation::ListSource;
+use crate::scim::evaluate::Matcher;
+use crate::scim::filter::{Filter, parse_filter};
+use crate::scim::params::{self, ListParams};
+use crate::scim::path::AttrPath;
+use crate::scim::projection::Projection;
+use crate::scim::schema::{ResourceKind, ResourceSchema};
+use crate::scim::{ScimError, discovery, sort};
+use crate::script::ScriptEngine;
 
 pub(super) fn list_params(call: &Call<'_>, source: ListSource) -> Result<ListParams, ScimError> {
     match source {
@@ -288,7 +286,12 @@ pub(super) struct Listing {
 }
 
 /// Reads a listing: an array of resources, or `#{ resources, total_results, paged }`.
-pub(super) fn read_listing(call: &Call<'_>, kind: ResourceKind, function: &str, answer: Dynamic) -> Result<Listing, Error> {
+pub(super) fn read_listing(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    function: &str,
+    answer: Dynamic,
+) -> Result<Listing, Error> {
     let value = ScriptEngine::to_json(&answer).map_err(|e| bad_return(function, &e))?;
     let (items, total, paged, filtered) = match value {
         Value::Array(items) => (items, None, false, false),

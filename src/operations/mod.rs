@@ -15,15 +15,15 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::{Error, RequestError};
-use crate::scim::params::{self};
 use crate::operations::operation::Operation;
 use crate::scim::ScimError;
 use crate::scim::discovery;
+use crate::scim::params::{self};
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 use crate::script::{CallScope, ScriptError};
 use list::{list, list_params, search_all};
-use read::{get};
+use read::get;
 use write::{create, delete, patch, replace};
 
 /// What an operation answers; turned into an HTTP response by the server.

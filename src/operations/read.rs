@@ -5,15 +5,15 @@ use http::StatusCode;
 use rhai::Dynamic;
 use serde_json::Value;
 
+use super::conditional::etag_matches;
+use super::finish::finish;
+use super::{Call, Reply, bad_return, functions, projection, text_at, trim_args};
 use crate::error::{Error, RequestError};
 use crate::scim::filter::Filter;
 use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 use crate::script::ScriptEngine;
-use super::conditional::etag_matches;
-use super::finish::finish;
-use super::{Call, Reply, bad_return, functions, projection, text_at, trim_args};
 
 pub(super) async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;

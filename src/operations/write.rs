@@ -5,6 +5,11 @@ use http::StatusCode;
 use rhai::Dynamic;
 use serde_json::{Map, Value, json};
 
+use super::conditional::check_if_match;
+use super::finish::finish;
+use super::list::{find_by_name, same_name};
+use super::read::{Wanted, fetch};
+use super::{Call, Reply, bad_return, body, functions, projection, trim_args};
 use crate::app::App;
 use crate::error::{Error, RequestError};
 use crate::scim::ScimError;
@@ -14,11 +19,6 @@ use crate::scim::schema::{ResourceKind, ResourceSchema};
 use crate::scim::unpublished::{MAX_NOTED, Unpublished};
 use crate::scim::validate::{WriteMode, check_canonical, check_immutable, validate_resource};
 use crate::script::ScriptEngine;
-use super::conditional::check_if_match;
-use super::finish::finish;
-use super::list::{find_by_name, same_name};
-use super::read::{Wanted, fetch};
-use super::{Call, Reply, bad_return, body, functions, projection, trim_args};
 
 pub(super) async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;
@@ -279,7 +279,11 @@ pub(super) async fn patch_members(
 /// read–modify–write (and the `If-Match` check inside it) is not interleaved with another.
 /// Waits at most until the request's deadline; past it nothing was done, so the answer is a
 /// plain `504`.
-pub(super) async fn hold<'c>(call: &Call<'c>, kind: ResourceKind, id: &str) -> Result<crate::app::flight::Held<'c>, Error> {
+pub(super) async fn hold<'c>(
+    call: &Call<'c>,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<crate::app::flight::Held<'c>, Error> {
     hold_key(call, &call.app.writes, format!("{}:{id}", kind.name())).await
 }
 
@@ -354,7 +358,13 @@ pub(super) fn note_ignored(call: &Call<'_>, kind: ResourceKind, unpublished: Unp
 }
 
 /// Calls `replace_*(id, resource, before, changed)` with as many arguments as the script takes.
-pub(super) async fn write(call: &Call<'_>, kind: ResourceKind, id: &str, before: &Value, after: &Value) -> Result<Value, Error> {
+pub(super) async fn write(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    id: &str,
+    before: &Value,
+    after: &Value,
+) -> Result<Value, Error> {
     let function = functions(kind).replace;
     let changed: Vec<Value> = changed_attributes(before, after).into_iter().map(Value::String).collect();
     let args = vec![

@@ -16,20 +16,18 @@ use hyper::{Request, Response};
 use tracing::Instrument as _;
 
 use super::note::{Noted, dry_run_asked};
-use super::routing;
-use crate::operations::operation::Operation;
-use super::{request, response};
+use super::{request, response, routing};
 use crate::app::App;
 use crate::auth;
 use crate::error::{Error, RequestError, Source, answer};
 use crate::listener::server::Connection;
 use crate::observe::metrics::Metrics;
 use crate::observe::trace::{self, TraceScope};
+use crate::operations::operation::Operation;
 use crate::operations::{self, Call};
 use crate::script::journal::Journal;
 use crate::script::{CallScope, CallStats};
-use crate::state::recent;
-use crate::state::{Shared, State};
+use crate::state::{Shared, State, recent};
 
 /// One SCIM request: route, authenticate, read, perform, answer, and log one line; all of it,
 /// and the script calls it makes on their own threads, within one `request` span that names

@@ -160,4 +160,3 @@ impl Noted {
         Response::from_parts(parts, Full::new(bytes))
     }
 }
-

@@ -6,13 +6,12 @@ use http_body_util::Full;
 use hyper::Response;
 use serde_json::json;
 
-use crate::error::ERROR_SCHEMA;
 use crate::error::Answer;
+use crate::error::ERROR_SCHEMA;
 use crate::operations::Reply;
 
 /// The media type of every SCIM response (RFC 7644 §3.1).
 pub const SCIM_JSON: &str = "application/scim+json";
-
 
 /// Builds the HTTP response of a successful operation.
 pub fn reply(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
-use crate::recording::fixture::{Case, Expect, LegacyCall, Reply, Request, TestFile};
 use crate::recording::fixture::TEST_HOST;
+use crate::recording::fixture::{Case, Expect, LegacyCall, Reply, Request, TestFile};
 use crate::scim::schema::{Attribute, Returned};
 use crate::script::journal::Exchange;
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+pub use reload::{Reloaded, reload_config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,8 +30,6 @@ use crate::pipeline::handle::handle;
 use crate::script::ScriptEngine;
 use crate::state::recent::RecentRequests;
 use crate::state::{ConfigReload, Listeners, Shared, State};
-
-pub use reload::{Reloaded, reload_config};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +169,11 @@ pub async fn start(
         tasks.push(tokio::spawn(tasks::watch_health(shared.clone(), config.server.health_interval, stopped.clone())));
     }
     if !config.server.config_reload_interval.is_zero() && shared.config_reload.path.is_some() {
-        tasks.push(tokio::spawn(tasks::watch_config(shared.clone(), config.server.config_reload_interval, stopped.clone())));
+        tasks.push(tokio::spawn(tasks::watch_config(
+            shared.clone(),
+            config.server.config_reload_interval,
+            stopped.clone(),
+        )));
     }
     if let (Some(tls), Some(settings)) = (&tls, &config.tls) {
         if !settings.reload_interval.is_zero() {
@@ -179,7 +182,11 @@ pub async fn start(
         }
     }
     if !config.server.script_reload_interval.is_zero() {
-        tasks.push(tokio::spawn(tasks::watch_scripts(shared.clone(), config.server.script_reload_interval, stopped_reload)));
+        tasks.push(tokio::spawn(tasks::watch_scripts(
+            shared.clone(),
+            config.server.script_reload_interval,
+            stopped_reload,
+        )));
     }
     // Last: shutdown awaits the tasks in turn, and the exporter sends the spans of the
     // requests the listener drained.
@@ -210,4 +217,3 @@ fn scim_limits(state: &State) -> ConnLimits {
 fn admin_limits(state: &State) -> ConnLimits {
     ConnLimits { shutdown_grace: Duration::from_secs(1), body_budget: 0, ..scim_limits(state) }
 }
-

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-
 use crate::app::{App, AppError};
 use crate::config::Config;
 use crate::script::ScriptEngine;
@@ -24,7 +23,6 @@ pub enum Reloaded {
     /// The edit was refused; the previous configuration keeps serving.
     Refused(String),
 }
-
 
 /// Reads the configuration file again and, when it (or a secret file it references) changed,
 /// validates it whole — every app built, every changed script compiled — and swaps it in. A refused

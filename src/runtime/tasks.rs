@@ -42,4 +42,3 @@ pub async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch:
     })
     .await;
 }
-

@@ -10,13 +10,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
+use recent::RecentRequests;
+
 use crate::app::App;
 use crate::config::{AdminConfig, Config, ServerConfig};
 use crate::listener::{server, tls};
 use crate::observe::metrics::Metrics;
 use crate::observe::trace::Tracer;
 use crate::script::ScriptEngine;
-use recent::RecentRequests;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -117,4 +118,3 @@ impl Shared {
         *guard = Arc::new(state);
     }
 }
-

@@ -6,7 +6,6 @@
 //! cut to a fixed size, so an entry holds at most [`ENTRY_MAX_BYTES`], and each app keeps its
 //! `admin.recent_requests` latest: the memory is at most apps × N × [`ENTRY_MAX_BYTES`].
 
-
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +14,6 @@ use serde_json::{Value, json};
 
 use crate::recording::{REDACTED, Redactor};
 use crate::script::{NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, shorten};
-
 
 /// The longest request target (path and query) an entry keeps, in bytes.
 pub const TARGET_BYTES: usize = 512;

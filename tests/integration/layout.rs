@@ -16,7 +16,10 @@ const OFF_PATH: [&str; 3] = ["authoring", "acme", "demo"];
 
 fn modules() -> Vec<String> {
     let lib = std::fs::read_to_string(repo_file("src/lib.rs")).unwrap();
-    lib.lines().filter_map(|line| line.strip_prefix("pub mod")).map(|rest| rest.trim().trim_end_matches(';').to_owned()).collect()
+    lib.lines()
+        .filter_map(|line| line.strip_prefix("pub mod"))
+        .map(|rest| rest.trim().trim_end_matches(';').to_owned())
+        .collect()
 }
 
 fn sources(dir: &Path, out: &mut Vec<String>) {
@@ -89,15 +92,21 @@ fn layout_each_module_imports_only_what_comes_after_it_in_lib_rs() {
     let mut wrong = Vec::new();
     for (module, names) in &graph {
         for name in names {
-            let allowed = rank(name) > rank(module) || (OFF_PATH.contains(&module.as_str()) && OFF_PATH.contains(&name.as_str()) && name != "demo");
+            let allowed = rank(name) > rank(module)
+                || (OFF_PATH.contains(&module.as_str()) && OFF_PATH.contains(&name.as_str()) && name != "demo");
             if !allowed {
                 wrong.push(format!("{module} imports {name}"));
             }
         }
     }
-    assert!(wrong.is_empty(), "imports against the order of src/lib.rs (a circle, or a stage reaching up): {wrong:?}\nwhole graph: {graph:#?}");
+    assert!(
+        wrong.is_empty(),
+        "imports against the order of src/lib.rs (a circle, or a stage reaching up): {wrong:?}\nwhole graph: {graph:#?}"
+    );
     // The graph a reviewer relies on: the request path really goes through these stages.
-    for (from, to) in [("runtime", "pipeline"), ("pipeline", "operations"), ("operations", "script"), ("script", "legacy")] {
+    for (from, to) in
+        [("runtime", "pipeline"), ("pipeline", "operations"), ("operations", "script"), ("script", "legacy")]
+    {
         assert!(graph[from].contains(to), "{from} no longer imports {to}: update src/lib.rs and this test");
     }
 }

@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::recording::fixture::Reply;
 use crate::listener::server::{self, ConnLimits};
+use crate::recording::fixture::Reply;
 
 /// A call the stand-in received.
 #[derive(Debug, Clone)]
