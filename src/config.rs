@@ -21,6 +21,14 @@ pub enum ConfigError {
     Key { file: String, key: String, detail: String },
 }
 
+/// Upper bounds of the latency buckets, in seconds, unless `metrics.latency_buckets` says otherwise.
+pub const DEFAULT_LATENCY_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The most buckets `metrics.latency_buckets` may have: each one is a series of every
+/// histogram series.
+pub const MAX_LATENCY_BUCKETS: usize = 32;
+
 /// Where `${env.NAME}` references take their values from.
 ///
 /// The process environment, with overrides that win over it (the `demo` command uses them
@@ -179,7 +187,7 @@ impl Default for MetricsConfig {
 }
 
 fn default_latency_buckets() -> Vec<f64> {
-    crate::observe::metrics::DEFAULT_LATENCY_BUCKETS.to_vec()
+    DEFAULT_LATENCY_BUCKETS.to_vec()
 }
 
 /// How logs are written.
@@ -1477,10 +1485,10 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     }
 }
 
-/// Histogram bucket bounds: 1 to [`MAX_LATENCY_BUCKETS`](crate::observe::metrics::MAX_LATENCY_BUCKETS)
+/// Histogram bucket bounds: 1 to [`MAX_LATENCY_BUCKETS`](MAX_LATENCY_BUCKETS)
 /// of them, each over 0 and at most 1 h (the longest `request_timeout`), strictly ascending.
 fn validate_buckets(buckets: &[f64]) -> Result<(), String> {
-    let max = crate::observe::metrics::MAX_LATENCY_BUCKETS;
+    let max = MAX_LATENCY_BUCKETS;
     if buckets.is_empty() || buckets.len() > max {
         return Err(format!(
             "list 1 to {max} upper bounds in seconds, e.g. [0.01, 0.1, 1, 10]; it has {}",
@@ -1871,7 +1879,7 @@ apps:
         let config = Config::parse(&metrics("[0.005, 1, 3600]"), "proxy.yaml", &vars()).unwrap();
         assert_eq!(config.metrics.latency_buckets, [0.005, 1.0, 3600.0]);
         let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
-        assert_eq!(config.metrics.latency_buckets, crate::observe::metrics::DEFAULT_LATENCY_BUCKETS);
+        assert_eq!(config.metrics.latency_buckets, DEFAULT_LATENCY_BUCKETS);
     }
 
     #[test]

@@ -11,15 +11,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::config::DEFAULT_LATENCY_BUCKETS;
 use crate::observe::process::ProcessStats;
-
-/// Upper bounds of the latency buckets, in seconds, unless `metrics.latency_buckets` says otherwise.
-pub const DEFAULT_LATENCY_BUCKETS: [f64; 14] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-
-/// The most buckets `metrics.latency_buckets` may have: each one is a series of every
-/// histogram series.
-pub const MAX_LATENCY_BUCKETS: usize = 32;
 
 /// The git revision the binary was built from (see `build.rs`), or `unknown`.
 pub const REVISION: &str = env!("SCIM_PROXY_BUILD_REVISION");
