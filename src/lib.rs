@@ -4,8 +4,8 @@
 //! admin side (health and its probe command, metrics, recent requests, traces), routing to an app, authentication, reading the request, the
 //! SCIM core, the operation and its audit record, the mapping script, the legacy client (with
 //! its credentials and circuit breaker) and the ID cache, then the response and the error table. Last come the
-//! bundled demo API and the tools for writing mappings: test files, recordings,
-//! `scim-proxy test`, and the identity-provider profiles of `scim-proxy check --idp`.
+//! demo command (with the `demo` feature; its API is the workspace crate `acme/`) and the tools for writing
+//! mappings: test files, recordings, `scim-proxy test`, and the identity-provider profiles of `scim-proxy check --idp`.
 
 pub mod config;
 pub mod telemetry;
@@ -37,7 +37,7 @@ pub mod legacy_breaker;
 pub mod cache;
 pub mod response;
 pub mod error;
-pub mod acme;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod fixture;
 pub mod record;
