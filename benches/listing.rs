@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use scim_proxy::acme::{self, AcmeConfig};
+use acme::AcmeConfig;
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::runtime;
 use tokio::net::TcpListener;

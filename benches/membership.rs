@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use scim_proxy::acme::{self, AcmeConfig, store::NewTeam};
+use acme::{AcmeConfig, store::NewTeam};
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::runtime;
 use serde_json::json;

@@ -12,10 +12,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use acme::AcmeConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use scim_proxy::acme::{self, AcmeConfig};
 use scim_proxy::app::App;
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::observe::metrics::Metrics;

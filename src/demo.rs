@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use acme::{AcmeConfig, store::NewUser};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::acme::{self, AcmeConfig, store::NewUser};
 use crate::config::{Config, ConfigError, Variables};
 use crate::observe::telemetry;
 use crate::runtime;

@@ -25,8 +25,8 @@
 //! - `scim`: the SCIM core, pure: schemas, filters, PATCH, projection, validation.
 //!
 //! Off the request path, free to import anything and imported by nothing on it: `authoring`
-//! (`scim-proxy test`, `check --idp`), `acme` and `demo` (the bundled stand-in API and the
-//! `demo` command).
+//! (`scim-proxy test`, `check --idp`) and, with the `demo` feature (on by default), `demo`: the
+//! `scim-proxy demo` command, which starts the stand-in API of the workspace crate `acme/`.
 
 pub mod config;
 pub mod observe;
@@ -45,5 +45,5 @@ pub mod cache;
 pub mod legacy;
 pub mod scim;
 pub mod authoring;
-pub mod acme;
+#[cfg(feature = "demo")]
 pub mod demo;

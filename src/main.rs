@@ -8,9 +8,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use scim_proxy::authoring::mapping_test;
 use scim_proxy::config::{Config, ConfigError, Variables};
+#[cfg(feature = "demo")]
+use scim_proxy::demo;
 use scim_proxy::observe::telemetry;
+use scim_proxy::runtime;
 use scim_proxy::script::{ScriptEngine, lint};
-use scim_proxy::{demo, runtime};
 
 /// A line of the command's report on stdout (see [`telemetry::say`]).
 macro_rules! say {
@@ -117,6 +119,9 @@ enum Command {
         timeout: std::time::Duration,
     },
     /// Start the bundled Acme Directory API and the proxy in front of it.
+    // Without the `demo` feature the command stays, to say why it does nothing.
+    #[cfg_attr(not(feature = "demo"), command(about = "Not in this build: it was built without the `demo` feature"))]
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     Demo {
         /// The configuration file [default: proxy.yaml when the working directory has one,
         /// else the shipped proxy.yaml and scripts/demo.rhai built into the binary]
@@ -183,9 +188,14 @@ fn main() -> ExitCode {
             // for them past the grace time they were given.
             std::process::exit(code.into());
         }
+        #[cfg(feature = "demo")]
         Command::Demo { config, listen, admin_listen, legacy_listen } => runtime()
             .and_then(|rt| rt.block_on(demo::run(config.as_deref(), listen, admin_listen, legacy_listen)))
             .map_err(Failed::from),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => Err(Failed::from(anyhow::anyhow!(
+            "this scim-proxy was built without the demo (the cargo feature `demo`, on by default): build it with the default features"
+        ))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

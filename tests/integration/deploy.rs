@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use acme::AcmeConfig;
 use reqwest::StatusCode;
-use scim_proxy::acme::{self, AcmeConfig};
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::runtime;
 use serde::Deserialize;

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use acme::{AcmeConfig, AcmeHandle};
 use reqwest::{Method, StatusCode};
-use scim_proxy::acme::{self, AcmeConfig, AcmeHandle};
 use scim_proxy::config::{Config, Variables};
 use scim_proxy::runtime::{self, Running};
 use serde_json::{Value, json};
@@ -49,10 +49,11 @@ pub fn contains_secret(line: &str) -> bool {
     NEVER_LOGGED.iter().any(|secret| line.contains(secret))
 }
 
-/// Installs the capturing log subscriber (once per test binary), at debug level.
+/// Installs the capturing log subscriber (once per test binary), at debug level for the proxy
+/// and for the Acme Directory crate (`acme`), the legacy side of the tests.
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("scim_proxy=debug,info")
+        .with_env_filter("scim_proxy=debug,acme=debug,info")
         .with_ansi(false)
         .with_writer(|| CaptureWriter)
         .try_init();

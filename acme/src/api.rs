@@ -724,7 +724,7 @@ fn remove_member(state: &ApiState, team: u64, user: &str, query: Option<&str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acme::{AcmeConfig, AcmeHandle, start};
+    use crate::{AcmeConfig, AcmeHandle, start};
     use reqwest::header::HeaderMap;
     use serde_json::json;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,6 +7,10 @@
 //!
 //! [`start`] binds the API to a listener and returns an [`AcmeHandle`], through which tests
 //! seed the [`Store`], count the requests the proxy made and shut the server down.
+//!
+//! A crate of its own in the workspace (package `acme-directory`, library `acme`), so that
+//! the proxy's library does not carry it: `scim-proxy demo` links it through the proxy's
+//! `demo` feature (on by default), the tests and benchmarks as a dev-dependency.
 
 pub mod api;
 pub mod store;
