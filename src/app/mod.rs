@@ -48,13 +48,13 @@ pub struct App {
     /// Values a create gets for the top-level attributes it leaves out (`schema.overrides.*.default`).
     pub create_defaults: Vec<CreateDefault>,
     /// What hot reload of the script has done.
-    pub reload: ReloadState,
+    pub reload: Arc<ReloadState>,
     /// Which values dry-run reports and recordings never show.
     pub redactor: Redactor,
     /// Where exchanges are recorded as test files, when `record` is configured.
     pub recorder: Option<Recorder>,
     /// The last answer of the script's `health()`.
-    pub health: crate::app::health::Health,
+    pub health: Arc<crate::app::health::Health>,
     /// Creates under way, by name: identical ones run one at a time. Shared with the app
     /// this one replaces on a configuration reload, so creates in flight keep their hold.
     pub creates: Arc<crate::app::flight::KeyedLocks>,
@@ -132,7 +132,7 @@ impl App {
         let ids = previous
             .filter(|p| p.config.legacy.base_url == app.legacy.base_url && p.config.cache == app.cache)
             .map_or_else(|| Arc::new(IdCache::new(&app.cache)), |p| p.ids.clone());
-        let script = AppScript::new(
+        let mut script = AppScript::new(
             &app.name,
             engine,
             compiled,
@@ -140,6 +140,9 @@ impl App {
             Arc::new(legacy),
             ids.clone(),
         );
+        if let Some(previous) = previous {
+            script.keep_slots(&previous.script);
+        }
         let capabilities = Capabilities {
             patch: true,
             bulk: app
@@ -182,8 +185,19 @@ impl App {
         let mut known_extensions = vec![(definitions::enterprise_user_schema(), false)];
         known_extensions.extend(users.extensions.iter().filter(|(s, _)| s.id != ENTERPRISE_USER_SCHEMA).cloned());
         let known = (definitions::user_resource(known_extensions), definitions::group_resource(Vec::new()));
-        // The text the app starts with: the first change is the first reload.
-        let reload = ReloadState::serving(script.compiled().fingerprint());
+        // What reloads have done, and the last health check, carry over to the app replacing
+        // this one while it serves the same script file (a reload of its configuration or of
+        // its script): `/readyz` neither forgets an error nor flaps. Else the text the app
+        // starts with is its first: the first change is the first reload.
+        let fingerprint = script.compiled().fingerprint();
+        let same_file = previous.filter(|p| p.script.compiled().path() == script.compiled().path());
+        let (reload, health) = match same_file {
+            Some(previous) => {
+                previous.reload.serve(fingerprint);
+                (previous.reload.clone(), previous.health.clone())
+            }
+            None => (Arc::new(ReloadState::serving(fingerprint)), Arc::default()),
+        };
         Ok(Self {
             config: app.clone(),
             auth,
@@ -197,7 +211,7 @@ impl App {
             reload,
             redactor,
             recorder,
-            health: Default::default(),
+            health,
             creates: previous.map_or_else(Default::default, |p| p.creates.clone()),
             writes: previous.map_or_else(Default::default, |p| p.writes.clone()),
             uncertain_creates: previous.map_or_else(

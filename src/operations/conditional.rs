@@ -1,63 +1,89 @@
 //! Versions and preconditions: the version a resource's `ETag` carries, and `If-Match`
 //! (RFC 7644 §3.14, RFC 7232).
 
+use std::io::Write as _;
+
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::text_at;
 use crate::error::RequestError;
+use crate::scim::Fingerprinter;
 
 /// The fingerprint a resource's version is made of when the script gives none: that of the
 /// resource as compact JSON, `meta` included, without its membership lists and location.
 ///
 /// Membership lists are left out: a read that skips them (excludedAttributes=members) must
 /// show the same version; their changes reach the version through lastModified. So is the
-/// location: the same resource reached under two host names is one version. The JSON is fed
-/// to the hash as it is written, not built (this runs for every resource answered).
+/// location: the same resource reached under two host names is one version.
+///
+/// The text hashed is defined here, not by how a JSON library happens to order a map: every
+/// object's members sorted by key, byte for byte, at every depth; strings and numbers written
+/// as serde_json writes them. A version so stays the same across releases and replicas
+/// whatever features the dependency graph turns on (`serde_json/preserve_order` keeps insertion
+/// order, which would change every ETag). The text is fed to the hash as it is written, never
+/// built (this runs for every resource answered).
 pub(super) fn version_hash(object: &Map<String, Value>, meta: &Map<String, Value>) -> u64 {
-    use std::io::Write as _;
-
-    use crate::scim::Fingerprinter;
     let mut out = Fingerprinter::default();
-    // Writing to a hasher cannot fail; serde_json writes maps as `{"key":value,…}` in key order.
-    fn entry(out: &mut Fingerprinter, first: &mut bool, key: &str, value: &dyn Fn(&mut Fingerprinter)) {
-        if !std::mem::take(first) {
+    let members = object
+        .iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "members" | "groups" | "meta"))
+        .map(|(key, value)| (key.as_str(), Member::Value(value)))
+        .chain(std::iter::once(("meta", Member::Meta(meta))))
+        .collect();
+    write_object(&mut out, members);
+    out.finish()
+}
+
+/// A member of an object being hashed: a value, or the resource's `meta` (without `location`).
+enum Member<'a> {
+    Value(&'a Value),
+    Meta(&'a Map<String, Value>),
+}
+
+/// Writes `{"key":value,…}` with the members in byte order of their keys.
+fn write_object(out: &mut Fingerprinter, mut members: Vec<(&str, Member<'_>)>) {
+    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    // Writing to a hasher cannot fail.
+    let _ = out.write_all(b"{");
+    for (index, (key, member)) in members.into_iter().enumerate() {
+        if index > 0 {
             let _ = out.write_all(b",");
         }
         let _ = serde_json::to_writer(&mut *out, key);
         let _ = out.write_all(b":");
-        value(out);
-    }
-    let write_meta = |out: &mut Fingerprinter| {
-        let _ = out.write_all(b"{");
-        let mut first = true;
-        for (key, value) in meta.iter().filter(|(k, _)| k.as_str() != "location") {
-            if !std::mem::take(&mut first) {
-                let _ = out.write_all(b",");
-            }
-            let _ = serde_json::to_writer(&mut *out, key);
-            let _ = out.write_all(b":");
-            let _ = serde_json::to_writer(&mut *out, value);
+        match member {
+            Member::Value(value) => write_value(out, value),
+            Member::Meta(meta) => write_object(
+                out,
+                meta.iter()
+                    .filter(|(k, _)| k.as_str() != "location")
+                    .map(|(k, v)| (k.as_str(), Member::Value(v)))
+                    .collect(),
+            ),
         }
-        let _ = out.write_all(b"}");
-    };
-    let _ = out.write_all(b"{");
-    let mut first = true;
-    let mut meta_written = false;
-    for (key, value) in object.iter().filter(|(k, _)| !matches!(k.as_str(), "members" | "groups" | "meta")) {
-        if !meta_written && key.as_str() > "meta" {
-            entry(&mut out, &mut first, "meta", &write_meta);
-            meta_written = true;
-        }
-        entry(&mut out, &mut first, key, &|out| {
-            let _ = serde_json::to_writer(&mut *out, value);
-        });
-    }
-    if !meta_written {
-        entry(&mut out, &mut first, "meta", &write_meta);
     }
     let _ = out.write_all(b"}");
-    out.finish()
+}
+
+/// Writes a value as compact JSON, its objects in key order.
+fn write_value(out: &mut Fingerprinter, value: &Value) {
+    match value {
+        Value::Object(map) => write_object(out, map.iter().map(|(k, v)| (k.as_str(), Member::Value(v))).collect()),
+        Value::Array(items) => {
+            let _ = out.write_all(b"[");
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    let _ = out.write_all(b",");
+                }
+                write_value(out, item);
+            }
+            let _ = out.write_all(b"]");
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
 }
 
 /// Enforces `If-Match` against the current version (RFC 7644 §3.14).
@@ -118,5 +144,28 @@ mod tests {
             crate::scim::fingerprint(br#"{"aaa":1,"meta":{}}"#),
             "meta after every key before it"
         );
+    }
+
+    /// The version hash of the resource below, as every release so far computed it.
+    const PINNED: u64 = 4_756_263_033_788_759_188;
+
+    #[test]
+    fn a_version_is_the_hash_of_a_text_defined_here_and_fixed_across_releases() {
+        // The keys of every object sorted byte for byte at every depth, whatever order the
+        // map holds them in: this text, and this number, are what every ETag has been made
+        // of. A change here changes the ETag of every resource an identity provider holds.
+        let object = json!({"userName": "bjensen", "id": "2819c223", "emails": [{"value": "b@example.com",
+            "type": "work", "primary": true}], "name": {"givenName": "Barbara", "familyName": "Jensen"},
+            "active": true, "groups": [{"value": "e9e30dba"}], "x": [1.5, -2, null, "é\u{1}"]});
+        let meta = json!({"resourceType": "User", "lastModified": "2026-12-06T12:00:00Z",
+            "location": "https://scim.example.com/Users/2819c223", "created": "2026-12-01T08:00:00Z"});
+        let (Value::Object(object), Value::Object(meta)) = (object, meta) else { unreachable!() };
+        let text = concat!(
+            r#"{"active":true,"emails":[{"primary":true,"type":"work","value":"b@example.com"}],"id":"2819c223","#,
+            r#""meta":{"created":"2026-12-01T08:00:00Z","lastModified":"2026-12-06T12:00:00Z","resourceType":"User"},"#,
+            r#""name":{"familyName":"Jensen","givenName":"Barbara"},"userName":"bjensen","x":[1.5,-2,null,"é\u0001"]}"#
+        );
+        assert_eq!(version_hash(&object, &meta), crate::scim::fingerprint(text.as_bytes()));
+        assert_eq!(version_hash(&object, &meta), PINNED, "the version of this resource changed: every ETag would");
     }
 }

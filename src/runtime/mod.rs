@@ -115,13 +115,7 @@ pub async fn start(
     let traces =
         Tracer::start(&config.traces, stopped.clone(), config.server.shutdown_grace).map_err(StartError::Traces)?;
     let (tracer, exporter) = traces.map(|t| (t.tracer, t.task)).unzip();
-    let state = RwLock::new(Arc::new(State {
-        apps,
-        server: config.server.clone(),
-        log_bodies: config.log.bodies,
-        admin: config.admin.clone(),
-        engine,
-    }));
+    let state = RwLock::new(Arc::new(State::new(config.clone(), apps.into_iter().map(Arc::new).collect(), engine)));
     let shared = Arc::new(Shared {
         state,
         scim_addr,

@@ -51,29 +51,25 @@ pub async fn reload_config(shared: &Arc<Shared>) -> Reloaded {
                 );
             }
             let config = crate::runtime::restart_only::in_force(config, &shared.started_with);
-            let state = State {
-                apps,
-                server: config.server.clone(),
-                log_bodies: config.log.bodies,
-                admin: config.admin.clone(),
-                engine,
-            };
+            let (file, count) = (config.file.clone(), config.apps.len());
+            let fingerprint = config.fingerprint;
+            let state = State::new(config, apps.into_iter().map(Arc::new).collect(), engine);
             // New apps answer /readyz by their health() from the start.
             for app in &state.apps {
                 let _ = crate::app::health::check(app, &shared.metrics).await;
             }
-            let names: Vec<&str> = state.apps.iter().map(App::name).collect();
+            let names: Vec<&str> = state.apps.iter().map(|app| app.name()).collect();
             shared.recent.retain(&names, state.admin.recent_requests, state.admin.keeps_requests());
             shared.metrics.reloaded(&names);
             shared.replace_state(state);
-            reload.fingerprint.store(config.fingerprint, Ordering::SeqCst);
+            reload.fingerprint.store(fingerprint, Ordering::SeqCst);
             reload.refused_text.store(0, Ordering::SeqCst);
             if let Ok(mut failed) = reload.failed_compiles.lock() {
                 failed.clear();
             }
             reload.reloads.fetch_add(1, Ordering::Relaxed);
             reload.set_error(None);
-            tracing::info!(file = %config.file.display(), apps = config.apps.len(), "configuration reloaded");
+            tracing::info!(file = %file.display(), apps = count, "configuration reloaded");
             Reloaded::Applied
         }
         Err((text_hash, error)) => {
@@ -141,7 +137,7 @@ async fn build_reloaded(shared: &Arc<Shared>, path: std::path::PathBuf) -> Built
             .iter()
             .zip(compiled)
             .map(|(app, compiled)| {
-                let previous = current.apps.iter().find(|p| p.name() == app.name);
+                let previous = current.apps.iter().find(|p| p.name() == app.name).map(|p| &**p);
                 App::build_after(&config, app, engine.clone(), compiled, previous)
             })
             .collect::<Result<Vec<_>, _>>()
@@ -182,4 +178,35 @@ async fn reload_script(
         failed.insert(key, error.clone());
     }
     compiled
+}
+
+/// Swaps in the script of app `name` that `script::reload::check` found changed and sound: the
+/// app is built again around it from the configuration in force — its Groups, schemas and
+/// capabilities follow the new script — and takes over the running app's ID cache, locks,
+/// script slots and reload history. Requests under way finish with the app they started with.
+/// One swap or configuration reload at a time.
+pub async fn swap_script(shared: &Arc<Shared>, name: &str, compiled: crate::script::Compiled) {
+    let _one_at_a_time = shared.config_reload.running.lock().await;
+    let current = shared.state();
+    let path = compiled.path().to_path_buf();
+    // A configuration reload since the look may have replaced the app, or moved its script.
+    let Some(previous) =
+        current.apps.iter().find(|app| app.name() == name && app.script.compiled().path() == path).cloned()
+    else {
+        return;
+    };
+    let (config, engine) = (current.config.clone(), previous.script.engine().clone());
+    let building = previous.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        App::build_after(&config, &building.config, engine, compiled, Some(&building))
+    })
+    .await;
+    match built {
+        Ok(Ok(app)) => {
+            shared.replace_state(current.with_app(app));
+            previous.reload.swapped(name, &path);
+        }
+        Ok(Err(error)) => previous.reload.refused(name, &path, error.to_string(), (0, 0)),
+        Err(join) => previous.reload.refused(name, &path, format!("building the app failed: {join}"), (0, 0)),
+    }
 }

@@ -33,10 +33,12 @@ pub async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::
 /// Checks every app's script for changes until shutdown (hot reload).
 pub async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, true, stop, || {
-        let state = shared.state();
+        let (shared, state) = (shared.clone(), shared.state());
         async move {
             for app in &state.apps {
-                crate::script::reload::check(&app.script, &app.reload).await;
+                if let Some(compiled) = crate::script::reload::check(&app.script, &app.reload).await {
+                    super::reload::swap_script(&shared, app.name(), compiled).await;
+                }
             }
         }
     })

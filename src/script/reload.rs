@@ -1,10 +1,11 @@
-//! Hot reload of mapping scripts: a changed file is compiled and swapped in; a broken one is refused.
+//! Hot reload of mapping scripts: a changed file is compiled and, when sound, handed over to be
+//! swapped in (the app is built again around it); a broken or unreadable one is reported.
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::{AppScript, ScriptError};
+use super::{AppScript, Compiled, ScriptError};
 
 /// What reloading has done for one app, shown by `/readyz`.
 #[derive(Debug, Default)]
@@ -17,7 +18,16 @@ pub struct ReloadState {
     pub last_error: Mutex<Option<String>>,
     /// A fingerprint of the script text last looked at: the one serving, or the last refused.
     fingerprint: Mutex<Option<u64>>,
+    /// Why the script file cannot be read, once it could not be on [`UNREADABLE_TICKS`] looks
+    /// in a row; cleared when it can be again.
+    unreadable: Mutex<Option<String>>,
+    /// Looks in a row at which the file could not be read.
+    misses: AtomicU32,
 }
+
+/// Looks in a row at which a script file must be unreadable before it is reported: a
+/// Kubernetes ConfigMap update swaps a symlink, and one look may fall in between.
+const UNREADABLE_TICKS: u32 = 2;
 
 impl ReloadState {
     /// The state of an app that starts serving the script compiled from text of this
@@ -26,9 +36,59 @@ impl ReloadState {
         Self { fingerprint: Mutex::new(Some(fingerprint)), ..Self::default() }
     }
 
-    /// The last refused edit, if the serving script is not the file's current text.
+    /// Notes the script now serving, built from text of this fingerprint, when an app taking
+    /// over this state is built (a reload of its configuration or of its script).
+    pub fn serve(&self, fingerprint: u64) {
+        self.note(fingerprint);
+    }
+
+    /// Why the serving script is not the file's current text: the file cannot be read, or the
+    /// last edit was refused.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
+        let unreadable = self.unreadable.lock().ok().and_then(|e| e.clone());
+        unreadable.or_else(|| self.last_error.lock().ok().and_then(|e| e.clone()))
+    }
+
+    /// Notes a script swapped in: reloads counts it, and no error stands any more.
+    pub fn swapped(&self, app: &str, path: &Path) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = None;
+        }
+        tracing::info!(app, file = %path.display(), "script reloaded");
+    }
+
+    /// Reports a refused edit: the previous script keeps serving.
+    pub fn refused(&self, app: &str, path: &Path, message: String, (line, column): (usize, usize)) {
+        tracing::warn!(app, file = %path.display(), line, column, error = %message, "script reload refused; the previous script keeps serving");
+        // The error first: whoever sees the count go up (`/readyz`) finds the error it counts.
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(message);
+        }
+        self.failures.fetch_add(1, Ordering::Release);
+    }
+
+    /// Notes a look at which the file could not be read; reported (once) from the
+    /// [`UNREADABLE_TICKS`]th look in a row.
+    fn missed(&self, app: &str, path: &Path, error: &ScriptError) {
+        if self.misses.fetch_add(1, Ordering::Relaxed) + 1 < UNREADABLE_TICKS {
+            return;
+        }
+        let Ok(mut unreadable) = self.unreadable.lock() else { return };
+        if unreadable.is_none() {
+            tracing::warn!(app, file = %path.display(), error = %error, "script file cannot be read; the script loaded before keeps serving");
+            *unreadable = Some(format!("cannot read the script file; the script loaded before keeps serving: {error}"));
+        }
+    }
+
+    /// Notes a look at which the file could be read.
+    fn read(&self, app: &str, path: &Path) {
+        self.misses.store(0, Ordering::Relaxed);
+        if let Ok(mut unreadable) = self.unreadable.lock() {
+            if unreadable.take().is_some() {
+                tracing::info!(app, file = %path.display(), "script file readable again");
+            }
+        }
     }
 
     /// Notes `fingerprint` as the text looked at; false when it was already the last one.
@@ -38,62 +98,55 @@ impl ReloadState {
     }
 }
 
-/// Compiles the app's script file if its text changed, and swaps it in when it is sound.
+/// Compiles the app's script file if its text changed, and returns it when it is sound, for the
+/// caller to swap in (`runtime::reload::swap_script`); a refused or unreadable file is reported
+/// here, and the script serving stays.
 ///
 /// The file's text is compared, not its modification time: a Kubernetes ConfigMap update
 /// swaps a symlink, and some file systems keep whole-second times. Each text is looked at
 /// once: a refused one (over `script.*`, not compiling in time, broken) is not compiled
 /// again at every tick, and the next edit is looked at even while an abandoned compile of
 /// an earlier one still runs.
-pub async fn check(script: &AppScript, state: &ReloadState) {
+pub async fn check(script: &AppScript, state: &ReloadState) -> Option<Compiled> {
     let path = script.compiled().path().to_path_buf();
     let engine = script.engine().clone();
     let reading = path.clone();
     // Reading a file is blocking work: keep it off the runtime threads.
-    let Ok(read) = tokio::task::spawn_blocking(move || engine.read_source(&reading)).await else {
-        return;
-    };
+    let read = tokio::task::spawn_blocking(move || engine.read_source(&reading)).await.ok()?;
     let text = match read {
         Ok(text) => text,
         // Over script.max_bytes: refused (once for each size met), without reading it whole.
         Err(too_big @ ScriptError::Refused { .. }) => {
+            state.read(script.app(), &path);
             if state.note(crate::scim::fingerprint(too_big.to_string().as_bytes())) {
-                refuse(script, state, &path, too_big.to_string(), (0, 0));
+                state.refused(script.app(), &path, too_big.to_string(), (0, 0));
             }
-            return;
+            return None;
         }
-        // Unreadable for a moment (a ConfigMap's symlink swapped): the next tick reads it.
-        Err(_) => return,
+        Err(unreadable) => {
+            state.missed(script.app(), &path, &unreadable);
+            return None;
+        }
     };
+    state.read(script.app(), &path);
     if !state.note(crate::scim::fingerprint(text.as_bytes())) {
-        return;
+        return None;
     }
     match script.engine().compile_in_time(text, &path).await {
         Err(ScriptError::Compile { file, line, column, message }) => {
-            refuse(script, state, &path, format!("{file}:{line}:{column}: {message}"), (line, column));
+            state.refused(script.app(), &path, format!("{file}:{line}:{column}: {message}"), (line, column));
+            None
         }
-        Err(other) => refuse(script, state, &path, other.to_string(), (0, 0)),
-        Ok(compiled) => {
-            if let Some(problem) = compiled.contract_problems().into_iter().next() {
-                refuse(script, state, &path, problem, (0, 0));
-                return;
-            }
-            script.replace(compiled);
-            state.reloads.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut last) = state.last_error.lock() {
-                *last = None;
-            }
-            tracing::info!(app = script.app(), file = %path.display(), "script reloaded");
+        Err(other) => {
+            state.refused(script.app(), &path, other.to_string(), (0, 0));
+            None
         }
+        Ok(compiled) => match compiled.contract_problems().into_iter().next() {
+            Some(problem) => {
+                state.refused(script.app(), &path, problem, (0, 0));
+                None
+            }
+            None => Some(compiled),
+        },
     }
-}
-
-/// Reports a refused edit: the previous script keeps serving.
-fn refuse(script: &AppScript, state: &ReloadState, path: &Path, message: String, (line, column): (usize, usize)) {
-    tracing::warn!(app = script.app(), file = %path.display(), line, column, error = %message, "script reload refused; the previous script keeps serving");
-    // The error first: whoever sees the count go up (`/readyz`) finds the error it counts.
-    if let Ok(mut last) = state.last_error.lock() {
-        *last = Some(message);
-    }
-    state.failures.fetch_add(1, Ordering::Release);
 }

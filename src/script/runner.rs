@@ -1,7 +1,7 @@
 //! Running one app's script: a bounded number of calls at once, each on a script thread, before a deadline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rhai::{CallFnOptions, Dynamic};
@@ -34,14 +34,15 @@ pub struct CallScope {
 pub struct AppScript {
     app: Arc<str>,
     engine: Arc<ScriptEngine>,
-    compiled: RwLock<Arc<Compiled>>,
+    /// The script this app serves; a reloaded script comes with an app built again around it.
+    compiled: Arc<Compiled>,
     slots: Arc<Semaphore>,
     /// The slot of `health()`, apart from the requests' so that a busy app is not taken for
     /// an unready one: one check at a time, never waiting behind traffic.
     health_slot: Arc<Semaphore>,
     limit: usize,
     /// Calls waiting for a slot now, and the most allowed to wait.
-    queued: AtomicUsize,
+    queued: Arc<AtomicUsize>,
     max_queued: usize,
     legacy: Arc<LegacyClient>,
     ids: Arc<IdCache>,
@@ -83,32 +84,48 @@ impl AppScript {
         Self {
             app: Arc::from(app),
             engine,
-            compiled: RwLock::new(Arc::new(compiled)),
+            compiled: Arc::new(compiled),
             slots: Arc::new(Semaphore::new(max_concurrent)),
             health_slot: Arc::new(Semaphore::new(1)),
             limit: max_concurrent,
-            queued: AtomicUsize::new(0),
+            queued: Arc::new(AtomicUsize::new(0)),
             max_queued,
             legacy,
             ids,
         }
     }
 
-    /// The compiled script now serving.
-    pub fn compiled(&self) -> Arc<Compiled> {
-        match self.compiled.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+    /// Takes over the script slots and the queue of the app this one replaces at a reload, so
+    /// that the calls still running on the old state and those starting on the new one share
+    /// one bound: a reload never doubles an app's concurrency. A changed
+    /// `max_concurrent_scripts` resizes the shared slots: up at once, down as running calls give
+    /// theirs back.
+    pub fn keep_slots(&mut self, previous: &AppScript) {
+        self.slots = previous.slots.clone();
+        self.health_slot = previous.health_slot.clone();
+        self.queued = previous.queued.clone();
+        if self.limit > previous.limit {
+            self.slots.add_permits(self.limit - previous.limit);
+        } else if self.limit < previous.limit {
+            let excess = previous.limit - self.limit;
+            let rest = excess - self.slots.forget_permits(excess);
+            if rest > 0 {
+                // Held by running calls: taken as they come back, and never given out again.
+                let slots = self.slots.clone();
+                if let (Ok(runtime), Ok(rest)) = (tokio::runtime::Handle::try_current(), u32::try_from(rest)) {
+                    runtime.spawn(async move {
+                        if let Ok(taken) = slots.acquire_many_owned(rest).await {
+                            taken.forget();
+                        }
+                    });
+                }
+            }
         }
     }
 
-    /// Swaps in a newly compiled script; calls already running finish with the old one.
-    pub fn replace(&self, compiled: Compiled) {
-        let mut guard = match self.compiled.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = Arc::new(compiled);
+    /// The compiled script now serving.
+    pub fn compiled(&self) -> Arc<Compiled> {
+        self.compiled.clone()
     }
 
     /// The app's legacy client.

@@ -90,7 +90,8 @@ impl ConfigReload {
 /// request limits. Requests under way finish with the state they started with.
 #[derive(Debug)]
 pub struct State {
-    pub apps: Vec<App>,
+    /// The apps, each shared so that a reload of one app's script replaces that app alone.
+    pub apps: Vec<Arc<App>>,
     pub server: ServerConfig,
     /// `log.bodies`: each request's bodies are logged, redacted.
     pub log_bodies: bool,
@@ -98,6 +99,36 @@ pub struct State {
     pub admin: AdminConfig,
     /// The engine of the `script.*` bounds now in force, which reloads compile with.
     pub engine: Arc<ScriptEngine>,
+    /// The configuration in force, which an app is built again from when its script changes.
+    pub config: Arc<Config>,
+}
+
+impl State {
+    /// The state of a configuration in force, its apps built with `engine`.
+    pub fn new(config: Config, apps: Vec<Arc<App>>, engine: Arc<ScriptEngine>) -> Self {
+        Self {
+            apps,
+            server: config.server.clone(),
+            log_bodies: config.log.bodies,
+            admin: config.admin.clone(),
+            engine,
+            config: Arc::new(config),
+        }
+    }
+
+    /// This state with `app` in the place of the app of the same name.
+    pub fn with_app(&self, app: App) -> Self {
+        let app = Arc::new(app);
+        let apps = self.apps.iter().map(|a| if a.name() == app.name() { app.clone() } else { a.clone() }).collect();
+        Self {
+            apps,
+            server: self.server.clone(),
+            log_bodies: self.log_bodies,
+            admin: self.admin.clone(),
+            engine: self.engine.clone(),
+            config: self.config.clone(),
+        }
+    }
 }
 
 impl Shared {

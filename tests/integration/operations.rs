@@ -209,7 +209,7 @@ fn list_users(query) { [] }
 }
 
 /// A legacy API that answers every request after `delay`, with `{"id": 1, "name": "slow"}`.
-async fn slow_legacy_api(delay: Duration) -> String {
+pub(crate) async fn slow_legacy_api(delay: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api", listener.local_addr().unwrap());
     tokio::spawn(async move {
