@@ -52,9 +52,15 @@
 //!   attribute with a `value` sub-attribute (Entra's `manager`), and `""` or a `value` of
 //!   `""`/null for such an attribute meaning "remove it".
 
+mod operation;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use operation::{PatchKind, PatchOp, PatchPath};
+
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -80,93 +86,6 @@ const MAX_PATH_CHARS: usize = MAX_FILTER_CHARS + 512;
 
 /// How deep pruning looks into a resource: extension object, attribute, value, sub-attribute.
 const PRUNE_DEPTH: usize = 4;
-
-/// The three PATCH operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PatchKind {
-    Add,
-    Remove,
-    Replace,
-}
-
-impl PatchKind {
-    /// The operation's name in lowercase, as printed and handed to mapping scripts.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Add => "add",
-            Self::Remove => "remove",
-            Self::Replace => "replace",
-        }
-    }
-
-    /// The operation an `op` names, in any case (`add`, `Add`); `None` for any other word.
-    pub fn from_keyword(word: &str) -> Option<Self> {
-        [Self::Add, Self::Remove, Self::Replace].into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(word))
-    }
-}
-
-impl fmt::Display for PatchKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The target of an operation: `attr`, `attr.sub`, `attr[filter]`, `attr[filter].sub`, any
-/// of them URN-qualified, or a bare extension URN.
-///
-/// As [`parse_patch_path`] returns it, names are in the schema's spelling, `attr.urn` is the
-/// extension URN for extension attributes and `None` for core ones, and a bare extension URN
-/// is `attr.name` (the JSON key its object sits under) with no URN, filter or sub.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatchPath {
-    /// The attribute, with its sub-attribute when there is no filter (`name.givenName`).
-    pub attr: AttrPath,
-    /// The value selection filter of `attr[filter]`; its paths are sub-attribute names.
-    pub filter: Option<Filter>,
-    /// The sub-attribute after a filter: `value` in `emails[type eq "work"].value`.
-    pub sub: Option<String>,
-}
-
-/// Prints the path so that [`parse_patch_path`] reads it back to the same path:
-/// `emails[type eq "work"].value`, `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value`.
-impl fmt::Display for PatchPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.attr)?;
-        if let Some(filter) = &self.filter {
-            write!(f, "[{filter}]")?;
-        }
-        if let Some(sub) = &self.sub {
-            write!(f, ".{sub}")?;
-        }
-        Ok(())
-    }
-}
-
-/// One PATCH operation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatchOp {
-    pub kind: PatchKind,
-    /// The target; `None` means the resource itself (add and replace only).
-    pub path: Option<PatchPath>,
-    /// The value as sent (an explicit JSON `null` is `Some(Value::Null)`); normalised to the
-    /// attribute's type and shape in operations [`parse_patch`] returns.
-    pub value: Option<Value>,
-}
-
-impl PatchOp {
-    /// The operation as mapping scripts see it:
-    /// `{"op":"add","path":"emails[type eq \"work\"].value","value":"bjensen@example.com"}`.
-    ///
-    /// `op` is lowercase, `path` is the canonical text of [`PatchPath`]'s `Display` (or null),
-    /// and `value` is null for a removal unless it names the values to remove.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "op": self.kind.as_str(),
-            "path": self.path.as_ref().map(ToString::to_string),
-            "value": self.value.clone().unwrap_or(Value::Null),
-        })
-    }
-}
 
 /// The membership changes of a PATCH that only touches a group's `members` (and perhaps its
 /// `displayName`), for the optional `add_members`/`remove_members` script hooks.
@@ -1791,45 +1710,12 @@ fn kind_of(value: &Value) -> &'static str {
 mod tests {
     use serde_json::json;
 
-    use super::*;
-    use crate::scim::definitions::{
-        custom_schema_from_json, enterprise_user_schema, group_resource, rfc_examples, user_resource,
+    use super::fixtures::{
+        ACME, BABS, CORE, ENTERPRISE, JAMES, MANDY, PLURALS, Rng, bjensen, body, groups, member, minimal_user, patch,
+        random_user, refuse, scim_type, users, with,
     };
-
-    const CORE: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-    const ACME: &str = "urn:example:scim:acme:1.0:User";
-    const BABS: &str = "2819c223-7f76-453a-919d-413861904646";
-    const MANDY: &str = "902c246b-6245-4190-8e05-00816be7344a";
-    const JAMES: &str = "08e1d05d-121c-4561-8b96-473d93df9210";
-
-    fn acme() -> Schema {
-        custom_schema_from_json(&json!({
-            "id": ACME,
-            "attributes": [
-                { "name": "badge", "mutability": "immutable" },
-                { "name": "level", "type": "integer" },
-                { "name": "tags", "multiValued": true },
-            ]
-        }))
-        .unwrap()
-    }
-
-    fn users() -> ResourceSchema {
-        user_resource(vec![(enterprise_user_schema(), false), (acme(), false)])
-    }
-
-    fn groups() -> ResourceSchema {
-        group_resource(vec![])
-    }
-
-    fn body(ops: Value) -> Value {
-        json!({ "schemas": [PATCH_OP_SCHEMA], "Operations": ops })
-    }
-
-    fn refuse() -> Unpublished {
-        Unpublished::new(UnsupportedAttributes::Refuse)
-    }
+    use super::*;
+    use crate::scim::definitions::{custom_schema_from_json, group_resource, rfc_examples, user_resource};
 
     #[test]
     fn operations_on_unpublished_attributes_are_left_out_or_refused() {
@@ -1867,41 +1753,6 @@ mod tests {
         let mut ignore = Unpublished::new(UnsupportedAttributes::Ignore);
         let err = parse_patch(&body(json!([{"op": "remove", "path": "name..x"}])), &rs, &mut ignore).unwrap_err();
         assert!(matches!(&err, ScimError::InvalidPath { .. }), "{err}");
-    }
-
-    fn patch(rs: &ResourceSchema, resource: &Value, ops: Value) -> Result<Value, ScimError> {
-        let ops = parse_patch(&body(ops), rs, &mut refuse())?;
-        apply_patch(rs, resource, &ops)
-    }
-
-    fn member(id: &str, display: &str) -> Value {
-        json!({ "display": display, "$ref": format!("https://example.com/v2/Users/{id}"), "value": id })
-    }
-
-    /// The §8.2 user with the §8.3 enterprise data.
-    fn bjensen() -> Value {
-        rfc_examples::enterprise_user()
-    }
-
-    fn minimal_user() -> Value {
-        json!({ "schemas": [CORE], "id": "42", "userName": "bjensen", "meta": { "resourceType": "User" } })
-    }
-
-    fn with(mut resource: Value, edit: impl FnOnce(&mut Value)) -> Value {
-        edit(&mut resource);
-        resource
-    }
-
-    fn scim_type(error: &ScimError) -> &'static str {
-        match error {
-            ScimError::InvalidFilter { .. } => "invalidFilter",
-            ScimError::InvalidPath { .. } => "invalidPath",
-            ScimError::InvalidSyntax { .. } => "invalidSyntax",
-            ScimError::InvalidValue { .. } => "invalidValue",
-            ScimError::Mutability { .. } => "mutability",
-            ScimError::NoTarget { .. } => "noTarget",
-            _ => "other",
-        }
     }
 
     #[test]
@@ -2750,83 +2601,6 @@ mod tests {
         }
     }
 
-    /// xorshift64: a seeded generator, so a failing case can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.next() % 100 < percent
-        }
-
-        fn pick<T: Clone>(&mut self, items: &[T]) -> T {
-            items[self.below(items.len())].clone()
-        }
-
-        fn word(&mut self) -> String {
-            let len = 1 + self.below(8);
-            (0..len).map(|_| (b'a' + self.below(26) as u8) as char).collect()
-        }
-    }
-
-    const PLURALS: [&str; 5] = ["emails", "phoneNumbers", "ims", "roles", "entitlements"];
-
-    fn random_user(rng: &mut Rng, n: usize) -> Value {
-        let mut user = json!({
-            "schemas": [CORE],
-            "id": format!("id-{n}"),
-            "userName": rng.word(),
-            "meta": { "resourceType": "User", "version": format!("W/\"{n}\"") },
-        });
-        if rng.chance(50) {
-            user["name"] = json!({ "givenName": rng.word(), "familyName": rng.word() });
-        }
-        if rng.chance(50) {
-            user["active"] = json!(rng.chance(50));
-        }
-        if rng.chance(30) {
-            user["title"] = json!(rng.word());
-        }
-        for plural in PLURALS {
-            let count = rng.below(4);
-            if count == 0 {
-                continue;
-            }
-            let primary = rng.below(count + 1);
-            let values: Vec<Value> = (0..count)
-                .map(|i| {
-                    let mut value = json!({ "value": format!("{plural}-{i}-{}", rng.word()) });
-                    if rng.chance(50) {
-                        value["type"] = json!(rng.pick(&["work", "home", "other"]));
-                    }
-                    if i == primary {
-                        value["primary"] = json!(true);
-                    }
-                    value
-                })
-                .collect();
-            user[plural] = Value::Array(values);
-        }
-        if rng.chance(40) {
-            user["schemas"] = json!([CORE, ENTERPRISE]);
-            user[ENTERPRISE] =
-                json!({ "department": rng.word(), "manager": { "value": rng.word(), "displayName": "Boss" } });
-        }
-        user
-    }
-
     #[test]
     fn adding_then_removing_a_value_gives_back_the_resource() {
         let rs = users();
@@ -3214,14 +2988,5 @@ mod tests {
         assert_eq!(members.last().unwrap()["value"], "u2");
         assert_eq!(members[members.len() - 2]["display"], "back");
         assert!(!members.iter().any(|m| m["value"] == "u1"));
-    }
-
-    #[test]
-    fn patch_kinds_read_in_any_case() {
-        for (word, kind) in [("add", PatchKind::Add), ("Remove", PatchKind::Remove), ("REPLACE", PatchKind::Replace)] {
-            assert_eq!(PatchKind::from_keyword(word), Some(kind));
-            assert_eq!(kind.to_string(), word.to_lowercase());
-        }
-        assert_eq!(PatchKind::from_keyword("copy"), None);
     }
 }
