@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::operation::{PatchKind, PatchOp};
+use super::prepare::{kind_of, prepare};
 use super::target::resolve_patch_path;
-use super::{kind_of, prepare};
 use crate::scim::error::{ScimError, quoted};
 use crate::scim::schema::ResourceSchema;
 use crate::scim::unpublished::Unpublished;
