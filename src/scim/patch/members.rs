@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::as_items;
 use super::operation::{PatchKind, PatchOp};
+use super::resource::as_items;
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::schema::GROUP_SCHEMA;
 use crate::scim::value::get_key;

@@ -7,10 +7,10 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::is_primary;
+use super::multi_valued::is_primary;
 use super::operation::{PatchKind, PatchOp, PatchPath};
+use super::resource::{as_items, is_assigned};
 use super::target::{Slot, Target, parse_patch_path, resolve_patch_path, resolve_target};
-use super::{as_items, is_assigned};
 use crate::scim::error::ScimError;
 use crate::scim::schema::{AttrType, Attribute, Mutability, ResourceSchema, Schema};
 use crate::scim::unpublished::{Unpublished, UnsupportedAttributes};
