@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder, prometheus_text};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -34,99 +34,58 @@ pub const MAX_LATENCY_BUCKETS: usize = 32;
 /// The git revision the binary was built from (see `build.rs`), or `unknown`.
 pub const REVISION: &str = env!("SCIM_PROXY_BUILD_REVISION");
 
-/// A label set whose first label is the app's name, by which a reload drops the series.
-trait ByApp: Clone + Hash + Eq {
-    fn app(&self) -> &str;
-}
-
+/// The first label of every series recorded on the request path: a reload drops the series
+/// of the apps it removed by it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabels {
     app: String,
 }
 
+/// No label beside `app`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct NoMore;
+
+impl EncodeLabelSet for NoMore {
+    fn encode(&self, _: &mut LabelSetEncoder) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    app: String,
     operation: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
-    app: String,
     operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
-    app: String,
     function: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
-    app: String,
     method: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
-    app: String,
     kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    app: String,
     outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IgnoredLabels {
-    app: String,
     resource: String,
     attribute: String,
-}
-
-impl ByApp for AppLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
-}
-impl ByApp for RequestLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
-}
-impl ByApp for OperationLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
-}
-impl ByApp for FunctionLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
-}
-impl ByApp for MethodLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
-}
-impl ByApp for KindLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
-}
-impl ByApp for OutcomeLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
-}
-impl ByApp for IgnoredLabels {
-    fn app(&self) -> &str {
-        &self.app
-    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,42 +118,44 @@ impl MetricConstructor<Histogram> for Buckets {
 /// (`None` before: every app).
 type LiveApps = RwLock<Option<BTreeSet<String>>>;
 
-/// A family whose series are created only for apps still served, and dropped with their app.
+/// A family whose series are created only for apps still served, and dropped with their app:
+/// its label sets are `app` and then `L`'s labels.
 #[derive(Debug)]
-struct AppFamily<S, M, C = fn() -> M> {
-    family: Family<S, M, C>,
+struct AppFamily<L, M, C = fn() -> M> {
+    family: Family<(AppLabels, L), M, C>,
     /// Every label set created: a `Family` cannot list its own, and a reload must find those
     /// of the apps it removed.
-    created: Mutex<HashSet<S>>,
+    created: Mutex<HashSet<(AppLabels, L)>>,
 }
 
-impl<S: ByApp, M, C: MetricConstructor<M>> AppFamily<S, M, C> {
-    fn new(family: Family<S, M, C>) -> Self {
+impl<L: Clone + Hash + Eq, M, C: MetricConstructor<M>> AppFamily<L, M, C> {
+    fn new(family: Family<(AppLabels, L), M, C>) -> Self {
         Self { family, created: Mutex::new(HashSet::new()) }
     }
 
-    /// The series of `labels`, created when new; `None` for an app a configuration reload
-    /// removed (a request of it still finishing counts for nothing).
-    fn series(&self, live: &LiveApps, labels: &S) -> Option<impl Deref<Target = M> + '_> {
-        if let Some(found) = self.family.get(labels) {
+    /// The series of `app` and `labels`, created when new; `None` for an app a configuration
+    /// reload removed (a request of it still finishing counts for nothing).
+    fn series(&self, live: &LiveApps, app: &str, labels: L) -> Option<impl Deref<Target = M> + '_> {
+        let key = (AppLabels { app: app.to_owned() }, labels);
+        if let Some(found) = self.family.get(&key) {
             return Some(found);
         }
         // Held until the series exists and is indexed: a reload then either drops it or has
         // already kept it from being created.
         let live = live.read().unwrap_or_else(PoisonError::into_inner);
-        if live.as_ref().is_some_and(|apps| !apps.contains(labels.app())) {
+        if live.as_ref().is_some_and(|apps| !apps.contains(app)) {
             return None;
         }
-        self.created.lock().unwrap_or_else(PoisonError::into_inner).insert(labels.clone());
-        Some(self.family.get_or_create(labels))
+        self.created.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone());
+        Some(self.family.get_or_create(&key))
     }
 
     /// Drops the series of every app not in `apps`.
     fn retain_apps(&self, apps: &BTreeSet<String>) {
-        self.created.lock().unwrap_or_else(PoisonError::into_inner).retain(|labels| {
-            let kept = apps.contains(labels.app());
+        self.created.lock().unwrap_or_else(PoisonError::into_inner).retain(|key| {
+            let kept = apps.contains(&key.0.app);
             if !kept {
-                self.family.remove(labels);
+                self.family.remove(key);
             }
             kept
         });
@@ -214,8 +175,8 @@ pub struct Metrics {
     script_seconds: AppFamily<FunctionLabels, Histogram, Buckets>,
     legacy_seconds: AppFamily<MethodLabels, Histogram, Buckets>,
     legacy_errors: AppFamily<KindLabels, Counter>,
-    legacy_retries: AppFamily<AppLabels, Counter>,
-    in_flight: AppFamily<AppLabels, Gauge>,
+    legacy_retries: AppFamily<NoMore, Counter>,
+    in_flight: AppFamily<NoMore, Gauge>,
     audit_records: AppFamily<OutcomeLabels, Counter>,
     ignored_attributes: AppFamily<IgnoredLabels, Counter>,
 }
@@ -366,10 +327,6 @@ pub struct CertificateGauges {
 }
 
 impl Metrics {
-    fn labels(app: &str) -> AppLabels {
-        AppLabels { app: app.to_owned() }
-    }
-
     /// After a configuration reload, before its apps serve: drops every series of the apps no
     /// longer served, so `/metrics` stops showing them. (The histograms keep the buckets they
     /// started with: a histogram's buckets cannot change under it.)
@@ -391,58 +348,58 @@ impl Metrics {
 
     /// Counts a request as in flight for `app` until the guard is dropped.
     pub fn in_flight(&self, app: &str) -> InFlight {
-        let gauge = self.in_flight.series(&self.live_apps, &Self::labels(app)).map(|g| g.clone()).unwrap_or_default();
+        let gauge = self.in_flight.series(&self.live_apps, app, NoMore).map(|g| g.clone()).unwrap_or_default();
         gauge.inc();
         InFlight(gauge)
     }
 
     /// A SCIM request answered.
     pub fn request(&self, app: &str, operation: &str, status: u16, elapsed: Duration) {
-        let labels = RequestLabels { app: app.to_owned(), operation: operation.to_owned(), status };
-        if let Some(counter) = self.requests.series(&self.live_apps, &labels) {
+        let labels = RequestLabels { operation: operation.to_owned(), status };
+        if let Some(counter) = self.requests.series(&self.live_apps, app, labels) {
             counter.inc();
         }
-        let RequestLabels { app, operation, .. } = labels;
-        if let Some(histogram) = self.request_seconds.series(&self.live_apps, &OperationLabels { app, operation }) {
+        let labels = OperationLabels { operation: operation.to_owned() };
+        if let Some(histogram) = self.request_seconds.series(&self.live_apps, app, labels) {
             histogram.observe(elapsed.as_secs_f64());
         }
     }
 
     /// A mapping-script call finished.
     pub fn script_call(&self, app: &str, function: &str, elapsed: Duration) {
-        let labels = FunctionLabels { app: app.to_owned(), function: function.to_owned() };
-        if let Some(histogram) = self.script_seconds.series(&self.live_apps, &labels) {
+        let labels = FunctionLabels { function: function.to_owned() };
+        if let Some(histogram) = self.script_seconds.series(&self.live_apps, app, labels) {
             histogram.observe(elapsed.as_secs_f64());
         }
     }
 
     /// A legacy call finished (with an answer or a fault).
     pub fn legacy_call(&self, app: &str, method: &str, elapsed: Duration) {
-        let labels = MethodLabels { app: app.to_owned(), method: method.to_owned() };
-        if let Some(histogram) = self.legacy_seconds.series(&self.live_apps, &labels) {
+        let labels = MethodLabels { method: method.to_owned() };
+        if let Some(histogram) = self.legacy_seconds.series(&self.live_apps, app, labels) {
             histogram.observe(elapsed.as_secs_f64());
         }
     }
 
     /// A legacy call failed, or answered 429 or 5xx.
     pub fn legacy_error(&self, app: &str, kind: &str) {
-        let labels = KindLabels { app: app.to_owned(), kind: kind.to_owned() };
-        if let Some(counter) = self.legacy_errors.series(&self.live_apps, &labels) {
+        let labels = KindLabels { kind: kind.to_owned() };
+        if let Some(counter) = self.legacy_errors.series(&self.live_apps, app, labels) {
             counter.inc();
         }
     }
 
     /// Legacy calls were tried again.
     pub fn legacy_retries(&self, app: &str, retries: u32) {
-        if let Some(counter) = self.legacy_retries.series(&self.live_apps, &Self::labels(app)) {
+        if let Some(counter) = self.legacy_retries.series(&self.live_apps, app, NoMore) {
             counter.inc_by(u64::from(retries));
         }
     }
 
     /// An audit record was written.
     pub fn audit(&self, app: &str, outcome: &str) {
-        let labels = OutcomeLabels { app: app.to_owned(), outcome: outcome.to_owned() };
-        if let Some(counter) = self.audit_records.series(&self.live_apps, &labels) {
+        let labels = OutcomeLabels { outcome: outcome.to_owned() };
+        if let Some(counter) = self.audit_records.series(&self.live_apps, app, labels) {
             counter.inc();
         }
     }
@@ -450,9 +407,8 @@ impl Metrics {
     /// A request named `count` attributes the app does not publish, and they were ignored.
     /// `attribute` must come from a bounded set (see `App::ignored_label`).
     pub fn ignored_attributes(&self, app: &str, resource: &str, attribute: &str, count: u64) {
-        let labels =
-            IgnoredLabels { app: app.to_owned(), resource: resource.to_owned(), attribute: attribute.to_owned() };
-        if let Some(counter) = self.ignored_attributes.series(&self.live_apps, &labels) {
+        let labels = IgnoredLabels { resource: resource.to_owned(), attribute: attribute.to_owned() };
+        if let Some(counter) = self.ignored_attributes.series(&self.live_apps, app, labels) {
             counter.inc_by(count);
         }
     }
@@ -495,7 +451,7 @@ fn scrape_registry(gauges: &Gauges) -> Registry {
     for (name, help, read) in counters {
         let family = Family::<AppLabels, Counter>::default();
         for app in &gauges.apps {
-            family.get_or_create(&Metrics::labels(&app.app)).inc_by(read(app));
+            family.get_or_create(&AppLabels { app: app.app.clone() }).inc_by(read(app));
         }
         registry.register(name, help, family);
     }
@@ -530,7 +486,7 @@ fn scrape_registry(gauges: &Gauges) -> Registry {
         let family = Family::<AppLabels, Gauge<u64, AtomicU64>>::default();
         for app in &gauges.apps {
             if let Some(value) = read(app) {
-                family.get_or_create(&Metrics::labels(&app.app)).set(value);
+                family.get_or_create(&AppLabels { app: app.app.clone() }).set(value);
             }
         }
         registry.register(name, help, family);
