@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the steps of a request: filter parse and evaluation, PATCH apply,
-//! projection, JSON ↔ Rhai conversion and a Rhai call, and the whole request path in-process.
+//! projection, JSON ↔ Rhai conversion and a Rhai call, recording metrics, and the whole request
+//! path in-process.
 //!
 //! Run with `cargo bench --bench micro` (optionally a name filter: `cargo bench --bench micro
 //! -- patch`). Each figure is the median of 11 timed batches of ~50 ms after a warm-up;
@@ -189,6 +190,24 @@ fn main() {
         let args = vec![ScriptEngine::to_dynamic(&user)];
         let out = runtime.block_on(app.script.call("to_acme", args, &scope)).unwrap();
         black_box(ScriptEngine::to_json(&out).unwrap());
+    });
+
+    // What a GET /Users/{id} records: in flight, the request, its script call, two legacy calls.
+    let metrics = Metrics::default();
+    let elapsed = Duration::from_micros(1500);
+    measure(&filter, "metrics: record a request (count + histogram)", || {
+        metrics.request(black_box("acme"), black_box("get_user"), black_box(200), elapsed);
+    });
+    measure(&filter, "metrics: record a GET /Users/{id}'s series", || {
+        let in_flight = metrics.in_flight(black_box("acme"));
+        metrics.script_call(black_box("acme"), black_box("get_user"), elapsed);
+        metrics.legacy_call(black_box("acme"), black_box("GET"), elapsed);
+        metrics.legacy_call(black_box("acme"), black_box("GET"), elapsed);
+        metrics.request(black_box("acme"), black_box("get_user"), black_box(200), elapsed);
+        drop(in_flight);
+    });
+    measure(&filter, "metrics: render /metrics (one app's series)", || {
+        black_box(metrics.render(&scim_proxy::observe::metrics::Gauges::default()));
     });
 
     let whole = ["request: GET /Users/{id} in-process", "request: GET /Users?filter=userName eq in-process"];

@@ -1,15 +1,25 @@
 //! Prometheus metrics, served on the admin listener at `/metrics` in the text exposition format.
 //!
-//! A small registry of our own: counter and histogram families keyed by label values, each
-//! series a set of atomics, so recording on the request path is a read-locked map lookup and
-//! a few atomic adds. Values kept elsewhere (cache hits, script slots, connections, the
-//! process's own figures) are read at scrape time.
+//! The series are `prometheus-client` families, written out by its Prometheus text encoder
+//! (format version 0.0.4): recording on the request path is a read-locked map lookup and an
+//! atomic add (a histogram's, an uncontended lock). Values kept elsewhere (cache hits, script
+//! slots, connections, the process's own figures) are read at scrape time into a registry
+//! made for that scrape.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, HashSet};
+use std::hash::Hash;
+use std::ops::Deref;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder, prometheus_text};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
 use crate::config::DEFAULT_LATENCY_BUCKETS;
 use crate::observe::process::ProcessStats;
@@ -17,109 +27,151 @@ use crate::observe::process::ProcessStats;
 /// The git revision the binary was built from (see `build.rs`), or `unknown`.
 pub const REVISION: &str = env!("SCIM_PROXY_BUILD_REVISION");
 
-/// One histogram series: a count per bucket of the family's bounds, not cumulative.
+/// The first label of every series recorded on the request path: a reload drops the series
+/// of the apps it removed by it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+/// No label beside `app`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct NoMore;
+
+impl EncodeLabelSet for NoMore {
+    fn encode(&self, _: &mut LabelSetEncoder) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IgnoredLabels {
+    resource: String,
+    attribute: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: String,
+}
+
+/// Makes each histogram series with the configured bucket bounds.
+#[derive(Clone, Debug)]
+struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// The apps series may be created for, once a configuration reload has said which serve
+/// (`None` before: every app).
+type LiveApps = RwLock<Option<BTreeSet<String>>>;
+
+/// A family whose series are created only for apps still served, and dropped with their app:
+/// its label sets are `app` and then `L`'s labels.
 #[derive(Debug)]
-struct Histogram {
-    buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+struct AppFamily<L, M, C = fn() -> M> {
+    family: Family<(AppLabels, L), M, C>,
+    /// Every label set created: a `Family` cannot list its own, and a reload must find those
+    /// of the apps it removed.
+    created: Mutex<HashSet<(AppLabels, L)>>,
 }
 
-impl Histogram {
-    fn new(bounds: usize) -> Self {
-        Self {
-            buckets: (0..bounds).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
+impl<L: Clone + Hash + Eq, M, C: MetricConstructor<M>> AppFamily<L, M, C> {
+    fn new(family: Family<(AppLabels, L), M, C>) -> Self {
+        Self { family, created: Mutex::new(HashSet::new()) }
+    }
+
+    /// The series of `app` and `labels`, created when new; `None` for an app a configuration
+    /// reload removed (a request of it still finishing counts for nothing).
+    fn series(&self, live: &LiveApps, app: &str, labels: L) -> Option<impl Deref<Target = M> + '_> {
+        let key = (AppLabels { app: app.to_owned() }, labels);
+        if let Some(found) = self.family.get(&key) {
+            return Some(found);
         }
-    }
-
-    fn observe(&self, bounds: &[f64], elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        if let Some(i) = bounds.iter().position(|&bound| seconds <= bound) {
-            if let Some(bucket) = self.buckets.get(i) {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        // Held until the series exists and is indexed: a reload then either drops it or has
+        // already kept it from being created.
+        let live = live.read().unwrap_or_else(PoisonError::into_inner);
+        if live.as_ref().is_some_and(|apps| !apps.contains(app)) {
+            return None;
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-}
-
-/// One series: its label values and its value.
-type Series<T> = (Vec<String>, Arc<T>);
-
-/// A family of series of one kind, by label values. The first label of every family is `app`.
-#[derive(Debug)]
-struct Family<T> {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    /// By the label values joined with a separator no label value holds in practice.
-    series: RwLock<BTreeMap<String, Series<T>>>,
-}
-
-impl<T> Family<T> {
-    const fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Self { name, help, labels, series: RwLock::new(BTreeMap::new()) }
-    }
-
-    fn key(values: &[&str]) -> String {
-        values.join("\u{1f}")
-    }
-
-    fn find(&self, key: &str) -> Option<Arc<T>> {
-        match self.series.read() {
-            Ok(map) => map.get(key).map(|(_, series)| series.clone()),
-            Err(poisoned) => poisoned.into_inner().get(key).map(|(_, series)| series.clone()),
-        }
-    }
-
-    fn insert(&self, key: String, values: &[&str], make: impl FnOnce() -> T) -> Arc<T> {
-        let labels = values.iter().map(|v| (*v).to_owned()).collect();
-        let mut map = match self.series.write() {
-            Ok(map) => map,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(key).or_insert_with(|| (labels, Arc::new(make()))).1.clone()
+        self.created.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone());
+        Some(self.family.get_or_create(&key))
     }
 
     /// Drops the series of every app not in `apps`.
-    fn retain_apps(&self, apps: &BTreeSet<&str>) {
-        let mut map = match self.series.write() {
-            Ok(map) => map,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.retain(|_, (labels, _)| labels.first().is_some_and(|app| apps.contains(app.as_str())));
-    }
-
-    fn snapshot(&self) -> Vec<(Vec<String>, Arc<T>)> {
-        let map = match self.series.read() {
-            Ok(map) => map,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.values().map(|(labels, series)| (labels.clone(), series.clone())).collect()
+    fn retain_apps(&self, apps: &BTreeSet<String>) {
+        self.created.lock().unwrap_or_else(PoisonError::into_inner).retain(|key| {
+            let kept = apps.contains(&key.0.app);
+            if !kept {
+                self.family.remove(key);
+            }
+            kept
+        });
     }
 }
 
 /// The metrics of one running proxy.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Upper bounds of the latency histograms' buckets, in seconds, ascending.
-    buckets: Box<[f64]>,
-    /// The apps series may be created for, once a configuration reload has said which serve
-    /// (`None` before: every app). A request of a removed app that finishes after the reload
-    /// creates no series again.
-    live_apps: RwLock<Option<BTreeSet<String>>>,
-    requests: Family<AtomicU64>,
-    request_seconds: Family<Histogram>,
-    script_seconds: Family<Histogram>,
-    legacy_seconds: Family<Histogram>,
-    legacy_errors: Family<AtomicU64>,
-    legacy_retries: Family<AtomicU64>,
-    in_flight: Family<AtomicI64>,
-    audit_records: Family<AtomicU64>,
-    ignored_attributes: Family<AtomicU64>,
+    /// What the build is and the series recorded on the request path; `/metrics` adds the
+    /// values read at scrape time.
+    registry: Registry,
+    /// A request of an app removed by a reload that finishes after it creates no series again.
+    live_apps: LiveApps,
+    requests: AppFamily<RequestLabels, Counter>,
+    request_seconds: AppFamily<OperationLabels, Histogram, Buckets>,
+    script_seconds: AppFamily<FunctionLabels, Histogram, Buckets>,
+    legacy_seconds: AppFamily<MethodLabels, Histogram, Buckets>,
+    legacy_errors: AppFamily<KindLabels, Counter>,
+    legacy_retries: AppFamily<NoMore, Counter>,
+    in_flight: AppFamily<NoMore, Gauge>,
+    audit_records: AppFamily<OutcomeLabels, Counter>,
+    ignored_attributes: AppFamily<IgnoredLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -132,61 +184,83 @@ impl Metrics {
     /// The metrics of a proxy whose histograms have these bucket bounds (`metrics.latency_buckets`,
     /// validated: ascending, positive).
     pub fn new(buckets: &[f64]) -> Self {
-        Self {
-            buckets: buckets.into(),
+        let buckets = Buckets(buckets.into());
+        let metrics = Self {
+            registry: Registry::default(),
             live_apps: RwLock::new(None),
-            requests: Family::new(
-                "scim_proxy_requests_total",
-                "SCIM requests answered, by app, operation and HTTP status.",
-                &["app", "operation", "status"],
-            ),
-            request_seconds: Family::new(
-                "scim_proxy_request_duration_seconds",
-                "Time to answer a SCIM request, from its headers to its answer.",
-                &["app", "operation"],
-            ),
-            script_seconds: Family::new(
-                "scim_proxy_script_duration_seconds",
-                "Time of one mapping-script call, legacy calls made from it included.",
-                &["app", "function"],
-            ),
-            legacy_seconds: Family::new(
-                "scim_proxy_legacy_request_duration_seconds",
-                "Time of one call to the legacy app, by HTTP method.",
-                &["app", "method"],
-            ),
-            legacy_errors: Family::new(
-                "scim_proxy_legacy_errors_total",
-                "Legacy calls that failed, by kind: connect, timeout, transport, malformed, too_large, tls, token, breaker_open, bad_path, bad_header, bad_body, http_429, http_5xx.",
-                &["app", "kind"],
-            ),
-            legacy_retries: Family::new(
-                "scim_proxy_legacy_retries_total",
-                "Legacy calls tried again after a transient failure.",
-                &["app"],
-            ),
-            in_flight: Family::new("scim_proxy_in_flight_requests", "SCIM requests being answered now.", &["app"]),
-            audit_records: Family::new(
-                "scim_proxy_audit_records_total",
-                "Audit records written for changes requested of the legacy app, by outcome.",
-                &["app", "outcome"],
-            ),
-            ignored_attributes: Family::new(
-                "scim_proxy_ignored_attributes_total",
-                "Attributes of requests that the app does not publish, dropped under schema.unsupported_attributes: ignore; attribute is its path in the RFC 7643 schemas or the app's extensions, other for any other name.",
-                &["app", "resource", "attribute"],
-            ),
-        }
+            requests: AppFamily::new(Family::default()),
+            request_seconds: AppFamily::new(Family::new_with_constructor(buckets.clone())),
+            script_seconds: AppFamily::new(Family::new_with_constructor(buckets.clone())),
+            legacy_seconds: AppFamily::new(Family::new_with_constructor(buckets.clone())),
+            legacy_errors: AppFamily::new(Family::default()),
+            legacy_retries: AppFamily::new(Family::default()),
+            in_flight: AppFamily::new(Family::default()),
+            audit_records: AppFamily::new(Family::default()),
+            ignored_attributes: AppFamily::new(Family::default()),
+        };
+        let mut registry = Registry::default();
+        // Names as registered: the encoder adds `_total` to a counter's and `_info` to an info's.
+        registry.register(
+            "scim_proxy_build",
+            "The running version and the git revision it was built from",
+            Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION"), revision: REVISION }),
+        );
+        registry.register(
+            "scim_proxy_requests",
+            "SCIM requests answered, by app, operation and HTTP status",
+            metrics.requests.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_request_duration_seconds",
+            "Time to answer a SCIM request, from its headers to its answer",
+            metrics.request_seconds.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_script_duration_seconds",
+            "Time of one mapping-script call, legacy calls made from it included",
+            metrics.script_seconds.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_legacy_request_duration_seconds",
+            "Time of one call to the legacy app, by HTTP method",
+            metrics.legacy_seconds.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_legacy_errors",
+            "Legacy calls that failed, by kind: connect, timeout, transport, malformed, too_large, tls, token, breaker_open, bad_path, bad_header, bad_body, http_429, http_5xx",
+            metrics.legacy_errors.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_legacy_retries",
+            "Legacy calls tried again after a transient failure",
+            metrics.legacy_retries.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_audit_records",
+            "Audit records written for changes requested of the legacy app, by outcome",
+            metrics.audit_records.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_ignored_attributes",
+            "Attributes of requests that the app does not publish, dropped under schema.unsupported_attributes: ignore; attribute is its path in the RFC 7643 schemas or the app's extensions, other for any other name",
+            metrics.ignored_attributes.family.clone(),
+        );
+        registry.register(
+            "scim_proxy_in_flight_requests",
+            "SCIM requests being answered now",
+            metrics.in_flight.family.clone(),
+        );
+        Self { registry, ..metrics }
     }
 }
 
 /// Keeps a request counted as in flight until dropped.
 #[derive(Debug)]
-pub struct InFlight(Arc<AtomicI64>);
+pub struct InFlight(Gauge);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -246,336 +320,206 @@ pub struct CertificateGauges {
 }
 
 impl Metrics {
-    /// The series of `family` with these label values (`app` first), created by `make` when
-    /// new. For an app a configuration reload removed, a series of its own that is kept
-    /// nowhere: a request of that app still finishing counts for nothing.
-    fn series<T>(&self, family: &Family<T>, values: &[&str], make: impl FnOnce() -> T) -> Arc<T> {
-        let key = Family::<T>::key(values);
-        if let Some(found) = family.find(&key) {
-            return found;
-        }
-        let live = match self.live_apps.read() {
-            Ok(live) => live.as_ref().is_none_or(|apps| values.first().is_some_and(|app| apps.contains(*app))),
-            Err(poisoned) => {
-                poisoned.into_inner().as_ref().is_none_or(|apps| values.first().is_some_and(|app| apps.contains(*app)))
-            }
-        };
-        if !live {
-            return Arc::new(make());
-        }
-        family.insert(key, values, make)
-    }
-
-    fn histogram(&self, family: &Family<Histogram>, values: &[&str], elapsed: Duration) {
-        self.series(family, values, || Histogram::new(self.buckets.len())).observe(&self.buckets, elapsed);
-    }
-
-    fn count(&self, family: &Family<AtomicU64>, values: &[&str], by: u64) {
-        self.series(family, values, AtomicU64::default).fetch_add(by, Ordering::Relaxed);
-    }
-
     /// After a configuration reload, before its apps serve: drops every series of the apps no
-    /// longer served, so `/metrics` stops showing them, and says when the new configuration
-    /// asks for other histogram buckets (they are set at start: a histogram's buckets cannot
-    /// change under it).
+    /// longer served, so `/metrics` stops showing them. (The histograms keep the buckets they
+    /// started with: a histogram's buckets cannot change under it.)
     pub fn reloaded(&self, apps: &[&str]) {
-        let kept: BTreeSet<&str> = apps.iter().copied().collect();
-        {
-            let mut live = match self.live_apps.write() {
-                Ok(live) => live,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            *live = Some(kept.iter().map(|app| (*app).to_owned()).collect());
-        }
-        let counters =
-            [&self.requests, &self.legacy_errors, &self.legacy_retries, &self.audit_records, &self.ignored_attributes];
-        for family in counters {
-            family.retain_apps(&kept);
-        }
+        let mut live = self.live_apps.write().unwrap_or_else(PoisonError::into_inner);
+        let kept: BTreeSet<String> = apps.iter().map(|app| (*app).to_owned()).collect();
+        // Under the write lock: no series of a removed app is created meanwhile.
+        self.requests.retain_apps(&kept);
+        self.request_seconds.retain_apps(&kept);
+        self.script_seconds.retain_apps(&kept);
+        self.legacy_seconds.retain_apps(&kept);
+        self.legacy_errors.retain_apps(&kept);
+        self.legacy_retries.retain_apps(&kept);
         self.in_flight.retain_apps(&kept);
-        for family in [&self.request_seconds, &self.script_seconds, &self.legacy_seconds] {
-            family.retain_apps(&kept);
-        }
+        self.audit_records.retain_apps(&kept);
+        self.ignored_attributes.retain_apps(&kept);
+        *live = Some(kept);
     }
 
     /// Counts a request as in flight for `app` until the guard is dropped.
     pub fn in_flight(&self, app: &str) -> InFlight {
-        let gauge = self.series(&self.in_flight, &[app], AtomicI64::default);
-        gauge.fetch_add(1, Ordering::Relaxed);
+        let gauge = self.in_flight.series(&self.live_apps, app, NoMore).map(|g| g.clone()).unwrap_or_default();
+        gauge.inc();
         InFlight(gauge)
     }
 
     /// A SCIM request answered.
     pub fn request(&self, app: &str, operation: &str, status: u16, elapsed: Duration) {
-        let code = status.to_string();
-        self.count(&self.requests, &[app, operation, &code], 1);
-        self.histogram(&self.request_seconds, &[app, operation], elapsed);
+        let labels = RequestLabels { operation: operation.to_owned(), status };
+        if let Some(counter) = self.requests.series(&self.live_apps, app, labels) {
+            counter.inc();
+        }
+        let labels = OperationLabels { operation: operation.to_owned() };
+        if let Some(histogram) = self.request_seconds.series(&self.live_apps, app, labels) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
     }
 
     /// A mapping-script call finished.
     pub fn script_call(&self, app: &str, function: &str, elapsed: Duration) {
-        self.histogram(&self.script_seconds, &[app, function], elapsed);
+        let labels = FunctionLabels { function: function.to_owned() };
+        if let Some(histogram) = self.script_seconds.series(&self.live_apps, app, labels) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
     }
 
     /// A legacy call finished (with an answer or a fault).
     pub fn legacy_call(&self, app: &str, method: &str, elapsed: Duration) {
-        self.histogram(&self.legacy_seconds, &[app, method], elapsed);
+        let labels = MethodLabels { method: method.to_owned() };
+        if let Some(histogram) = self.legacy_seconds.series(&self.live_apps, app, labels) {
+            histogram.observe(elapsed.as_secs_f64());
+        }
     }
 
     /// A legacy call failed, or answered 429 or 5xx.
     pub fn legacy_error(&self, app: &str, kind: &str) {
-        self.count(&self.legacy_errors, &[app, kind], 1);
+        let labels = KindLabels { kind: kind.to_owned() };
+        if let Some(counter) = self.legacy_errors.series(&self.live_apps, app, labels) {
+            counter.inc();
+        }
     }
 
     /// Legacy calls were tried again.
     pub fn legacy_retries(&self, app: &str, retries: u32) {
-        self.count(&self.legacy_retries, &[app], u64::from(retries));
+        if let Some(counter) = self.legacy_retries.series(&self.live_apps, app, NoMore) {
+            counter.inc_by(u64::from(retries));
+        }
     }
 
     /// An audit record was written.
     pub fn audit(&self, app: &str, outcome: &str) {
-        self.count(&self.audit_records, &[app, outcome], 1);
+        let labels = OutcomeLabels { outcome: outcome.to_owned() };
+        if let Some(counter) = self.audit_records.series(&self.live_apps, app, labels) {
+            counter.inc();
+        }
     }
 
     /// A request named `count` attributes the app does not publish, and they were ignored.
     /// `attribute` must come from a bounded set (see `App::ignored_label`).
     pub fn ignored_attributes(&self, app: &str, resource: &str, attribute: &str, count: u64) {
-        self.count(&self.ignored_attributes, &[app, resource, attribute], count);
+        let labels = IgnoredLabels { resource: resource.to_owned(), attribute: attribute.to_owned() };
+        if let Some(counter) = self.ignored_attributes.series(&self.live_apps, app, labels) {
+            counter.inc_by(count);
+        }
     }
 
-    /// The whole exposition: what the build and the process are, counters and histograms,
-    /// then the values read now.
+    /// The whole exposition: what the build is, the series recorded on the request path, then
+    /// the values read now. A family without a series is left out.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::with_capacity(8192);
-        header(
-            &mut out,
-            "scim_proxy_build_info",
-            "The running version and the git revision it was built from.",
-            "gauge",
-        );
-        let build = [env!("CARGO_PKG_VERSION").to_owned(), REVISION.to_owned()];
-        sample(&mut out, "scim_proxy_build_info", &["version", "revision"], &build, None, "1");
-        process(&mut out, &gauges.process);
-        let _ = writeln!(
-            out,
-            "# HELP scim_proxy_ready 1 once start-up is complete and until shutdown begins (health() is scim_proxy_legacy_healthy)."
-        );
-        let _ = writeln!(out, "# TYPE scim_proxy_ready gauge");
-        let _ = writeln!(out, "scim_proxy_ready {}", u8::from(gauges.ready));
-        counters(&mut out, &self.requests);
-        self.histograms(&mut out, &self.request_seconds);
-        self.histograms(&mut out, &self.script_seconds);
-        self.histograms(&mut out, &self.legacy_seconds);
-        counters(&mut out, &self.legacy_errors);
-        counters(&mut out, &self.legacy_retries);
-        counters(&mut out, &self.audit_records);
-        counters(&mut out, &self.ignored_attributes);
-        header(&mut out, self.in_flight.name, self.in_flight.help, "gauge");
-        for (values, value) in self.in_flight.snapshot() {
-            sample(
-                &mut out,
-                self.in_flight.name,
-                self.in_flight.labels,
-                &values,
-                None,
-                &value.load(Ordering::Relaxed).to_string(),
-            );
-        }
-        type Read = fn(&AppGauges) -> Option<u64>;
-        let per_app: [(&str, &str, &str, Read); 10] = [
-            ("scim_proxy_id_cache_hits_total", "ID-cache lookups that found an entry.", "counter", |a| {
-                Some(a.cache_hits)
-            }),
-            ("scim_proxy_id_cache_misses_total", "ID-cache lookups that found none.", "counter", |a| {
-                Some(a.cache_misses)
-            }),
-            ("scim_proxy_script_reloads_total", "Script edits compiled and swapped in.", "counter", |a| {
-                Some(a.script_reloads)
-            }),
-            (
-                "scim_proxy_script_reload_failures_total",
-                "Script edits refused (the previous script kept serving).",
-                "counter",
-                |a| Some(a.script_reload_failures),
-            ),
-            (
-                "scim_proxy_legacy_healthy",
-                "1 while the script's health() passes, for apps whose script defines it.",
-                "gauge",
-                |a| a.legacy_healthy.map(u64::from),
-            ),
-            (
-                "scim_proxy_legacy_breaker_open",
-                "1 while the circuit breaker of the app's legacy calls is open or half-open.",
-                "gauge",
-                |a| Some(u64::from(a.breaker_open)),
-            ),
-            (
-                "scim_proxy_script_slots_in_use",
-                "Script calls of requests running now (health() has a slot of its own).",
-                "gauge",
-                |a| Some(a.script_slots_in_use),
-            ),
-            (
-                "scim_proxy_max_concurrent_scripts",
-                "Script calls of requests that may run at once (max_concurrent_scripts).",
-                "gauge",
-                |a| Some(a.max_concurrent_scripts),
-            ),
-            ("scim_proxy_script_queue_depth", "Requests waiting for a script slot now.", "gauge", |a| {
-                Some(a.script_queue_depth)
-            }),
-            (
-                "scim_proxy_max_queued_requests",
-                "Requests that may wait for a script slot (max_queued_requests); past them, 503 at once.",
-                "gauge",
-                |a| Some(a.max_queued_requests),
-            ),
-        ];
-        for (name, help, kind, read) in per_app {
-            header(&mut out, name, help, kind);
-            for app in &gauges.apps {
-                if let Some(value) = read(app) {
-                    sample(&mut out, name, &["app"], std::slice::from_ref(&app.app), None, &value.to_string());
-                }
-            }
-        }
-        type Listener = fn(&ListenerGauges) -> u64;
-        let listeners: [(&str, &str, Listener); 2] = [
-            ("scim_proxy_open_connections", "Connections open now, by listener (scim, admin).", |l| l.open),
-            (
-                "scim_proxy_max_connections",
-                "Connections a listener serves at once (server.max_connections, admin.max_connections).",
-                |l| l.max,
-            ),
-        ];
-        for (name, help, read) in listeners {
-            header(&mut out, name, help, "gauge");
-            for listener in &gauges.listeners {
-                let values = [listener.listener.to_owned()];
-                sample(&mut out, name, &["listener"], &values, None, &read(listener).to_string());
-            }
-        }
-        let name = "scim_proxy_tls_certificate_expires_in_seconds";
-        header(
-            &mut out,
-            name,
-            "Seconds until the certificate the SCIM listener serves expires (negative once it has), by its file.",
-            "gauge",
-        );
-        for certificate in &gauges.certificates {
-            let values = [certificate.file.clone()];
-            sample(&mut out, name, &["file"], &values, None, &certificate.expires_in_seconds.to_string());
-        }
-        for (name, help, value) in [
-            ("scim_proxy_config_reloads_total", "Configuration edits validated and applied.", gauges.config_reloads),
-            (
-                "scim_proxy_config_reload_failures_total",
-                "Configuration edits refused (the previous configuration kept serving).",
-                gauges.config_reload_failures,
-            ),
-        ] {
-            header(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {value}");
+        let scraped = scrape_registry(gauges);
+        let encoded = prometheus_text::encode(&mut out, &self.registry)
+            .and_then(|()| prometheus_text::encode(&mut out, &scraped));
+        // Writing to a String fails only when a label or value cannot be formatted, and none of
+        // ours can fail: this is a bug, not a scrape to refuse.
+        if let Err(error) = encoded {
+            tracing::error!(%error, "metrics: encoding failed");
         }
         out
     }
-
-    fn histograms(&self, out: &mut String, family: &Family<Histogram>) {
-        header(out, family.name, family.help, "histogram");
-        let bucket = format!("{}_bucket", family.name);
-        for (values, h) in family.snapshot() {
-            let mut cumulative = 0;
-            for (bound, count) in self.buckets.iter().zip(h.buckets.iter()) {
-                cumulative += count.load(Ordering::Relaxed);
-                sample(out, &bucket, family.labels, &values, Some(&bound.to_string()), &cumulative.to_string());
-            }
-            let count = h.count.load(Ordering::Relaxed);
-            sample(out, &bucket, family.labels, &values, Some("+Inf"), &count.to_string());
-            let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            sample(out, &format!("{}_sum", family.name), family.labels, &values, None, &sum.to_string());
-            sample(out, &format!("{}_count", family.name), family.labels, &values, None, &count.to_string());
-        }
-    }
 }
 
-/// The process's own figures, under the names and types every Prometheus client library
-/// gives them; a figure that could not be read is left out.
-fn process(out: &mut String, stats: &ProcessStats) {
-    let figures: [(&str, &str, &str, Option<String>); 6] = [
+/// A registry of the values read at this scrape: the process's, readiness, each app's, each
+/// listener's, the served certificate's and the configuration reloads.
+fn scrape_registry(gauges: &Gauges) -> Registry {
+    let mut registry = Registry::default();
+    gauges.process.register(&mut registry);
+    registry.register(
+        "scim_proxy_ready",
+        "1 once start-up is complete and until shutdown begins (health() is scim_proxy_legacy_healthy)",
+        ConstGauge::new(u64::from(gauges.ready)),
+    );
+    type Read = fn(&AppGauges) -> u64;
+    let counters: [(&str, &str, Read); 4] = [
+        ("scim_proxy_id_cache_hits", "ID-cache lookups that found an entry", |a| a.cache_hits),
+        ("scim_proxy_id_cache_misses", "ID-cache lookups that found none", |a| a.cache_misses),
+        ("scim_proxy_script_reloads", "Script edits compiled and swapped in", |a| a.script_reloads),
+        ("scim_proxy_script_reload_failures", "Script edits refused (the previous script kept serving)", |a| {
+            a.script_reload_failures
+        }),
+    ];
+    for (name, help, read) in counters {
+        let family = Family::<AppLabels, Counter>::default();
+        for app in &gauges.apps {
+            family.get_or_create(&AppLabels { app: app.app.clone() }).inc_by(read(app));
+        }
+        registry.register(name, help, family);
+    }
+    type ReadSome = fn(&AppGauges) -> Option<u64>;
+    let per_app: [(&str, &str, ReadSome); 6] = [
+        ("scim_proxy_legacy_healthy", "1 while the script's health() passes, for apps whose script defines it", |a| {
+            a.legacy_healthy.map(u64::from)
+        }),
         (
-            "process_cpu_seconds_total",
-            "Total user and system CPU time spent in seconds.",
-            "counter",
-            stats.cpu_seconds.map(|s| s.to_string()),
+            "scim_proxy_legacy_breaker_open",
+            "1 while the circuit breaker of the app's legacy calls is open or half-open",
+            |a| Some(u64::from(a.breaker_open)),
         ),
         (
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            "gauge",
-            stats.resident_memory_bytes.map(|b| b.to_string()),
+            "scim_proxy_script_slots_in_use",
+            "Script calls of requests running now (health() has a slot of its own)",
+            |a| Some(a.script_slots_in_use),
         ),
         (
-            "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
-            "gauge",
-            stats.virtual_memory_bytes.map(|b| b.to_string()),
+            "scim_proxy_max_concurrent_scripts",
+            "Script calls of requests that may run at once (max_concurrent_scripts)",
+            |a| Some(a.max_concurrent_scripts),
         ),
-        ("process_open_fds", "Number of open file descriptors.", "gauge", stats.open_fds.map(|n| n.to_string())),
-        ("process_max_fds", "Maximum number of open file descriptors.", "gauge", stats.max_fds.map(|n| n.to_string())),
+        ("scim_proxy_script_queue_depth", "Requests waiting for a script slot now", |a| Some(a.script_queue_depth)),
         (
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            "gauge",
-            stats.start_time_seconds.map(|s| s.to_string()),
+            "scim_proxy_max_queued_requests",
+            "Requests that may wait for a script slot (max_queued_requests); past them, 503 at once",
+            |a| Some(a.max_queued_requests),
         ),
     ];
-    for (name, help, kind, value) in figures {
-        if let Some(value) = value {
-            header(out, name, help, kind);
-            let _ = writeln!(out, "{name} {value}");
-        }
-    }
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn counters(out: &mut String, family: &Family<AtomicU64>) {
-    header(out, family.name, family.help, "counter");
-    for (values, value) in family.snapshot() {
-        sample(out, family.name, family.labels, &values, None, &value.load(Ordering::Relaxed).to_string());
-    }
-}
-
-/// One sample line: `name{label="value",…,le="…"} value`, label values escaped.
-fn sample(out: &mut String, name: &str, labels: &[&str], values: &[String], le: Option<&str>, value: &str) {
-    out.push_str(name);
-    if !labels.is_empty() || le.is_some() {
-        out.push('{');
-        let mut first = true;
-        let pairs = labels.iter().copied().zip(values.iter().map(String::as_str)).chain(le.map(|le| ("le", le)));
-        for (label, value) in pairs {
-            if !first {
-                out.push(',');
+    for (name, help, read) in per_app {
+        let family = Family::<AppLabels, Gauge<u64, AtomicU64>>::default();
+        for app in &gauges.apps {
+            if let Some(value) = read(app) {
+                family.get_or_create(&AppLabels { app: app.app.clone() }).set(value);
             }
-            first = false;
-            let _ = write!(out, "{label}=\"");
-            for c in value.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
         }
-        out.push('}');
+        registry.register(name, help, family);
     }
-    let _ = writeln!(out, " {value}");
+    type Listener = fn(&ListenerGauges) -> u64;
+    let listeners: [(&str, &str, Listener); 2] = [
+        ("scim_proxy_open_connections", "Connections open now, by listener (scim, admin)", |l| l.open),
+        (
+            "scim_proxy_max_connections",
+            "Connections a listener serves at once (server.max_connections, admin.max_connections)",
+            |l| l.max,
+        ),
+    ];
+    for (name, help, read) in listeners {
+        let family = Family::<ListenerLabels, Gauge<u64, AtomicU64>>::default();
+        for listener in &gauges.listeners {
+            family.get_or_create(&ListenerLabels { listener: listener.listener }).set(read(listener));
+        }
+        registry.register(name, help, family);
+    }
+    let certificates = Family::<FileLabels, Gauge>::default();
+    for certificate in &gauges.certificates {
+        certificates.get_or_create(&FileLabels { file: certificate.file.clone() }).set(certificate.expires_in_seconds);
+    }
+    registry.register(
+        "scim_proxy_tls_certificate_expires_in_seconds",
+        "Seconds until the certificate the SCIM listener serves expires (negative once it has), by its file",
+        certificates,
+    );
+    registry.register(
+        "scim_proxy_config_reloads",
+        "Configuration edits validated and applied",
+        ConstCounter::new(gauges.config_reloads),
+    );
+    registry.register(
+        "scim_proxy_config_reload_failures",
+        "Configuration edits refused (the previous configuration kept serving)",
+        ConstCounter::new(gauges.config_reload_failures),
+    );
+    registry
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 
 use std::sync::OnceLock;
 
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
 /// What `/proc` says of this process now; a figure that could not be read is `None` (all of
 /// them on a system without `/proc`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +39,33 @@ impl ProcessStats {
             open_fds,
             max_fds,
             start_time_seconds: stat.zip(boot_time).map(|(s, boot)| boot as f64 + s.starttime as f64 / ticks),
+        }
+    }
+}
+
+impl ProcessStats {
+    /// Adds the figures read to a scrape's `registry`, under the names and types every
+    /// Prometheus client library gives them; a figure that could not be read is left out.
+    pub fn register(&self, registry: &mut Registry) {
+        // Registered as `process_cpu_seconds`: the encoder adds a counter's `_total`.
+        if let Some(seconds) = self.cpu_seconds {
+            let help = "Total user and system CPU time spent in seconds";
+            registry.register("process_cpu_seconds", help, ConstCounter::new(seconds));
+        }
+        let sizes = [
+            ("process_resident_memory_bytes", "Resident memory size in bytes", self.resident_memory_bytes),
+            ("process_virtual_memory_bytes", "Virtual memory size in bytes", self.virtual_memory_bytes),
+            ("process_open_fds", "Number of open file descriptors", self.open_fds),
+            ("process_max_fds", "Maximum number of open file descriptors", self.max_fds),
+        ];
+        for (name, help, value) in sizes {
+            if let Some(value) = value {
+                registry.register(name, help, ConstGauge::new(value));
+            }
+        }
+        if let Some(seconds) = self.start_time_seconds {
+            let help = "Start time of the process since unix epoch in seconds";
+            registry.register("process_start_time_seconds", help, ConstGauge::new(seconds));
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Matching an expected JSON value against an actual one, and showing the difference as a line diff.
 
+use std::time::Duration;
+
 use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
 
 /// True when `actual` matches `expected`.
 ///
@@ -67,45 +70,21 @@ pub fn pretty(value: &Value) -> String {
 
 /// A line diff of two texts: unchanged lines indented, `-` for expected only, `+` for actual only.
 ///
-/// Longest common subsequence over lines; texts too large for that are shown whole, one after the other.
+/// `similar`'s Myers diff over lines (a line ending is no difference). Past a second, which only
+/// texts far larger than a SCIM resource take, the rest is shown as removed, then added lines.
 pub fn diff(expected: &str, actual: &str) -> String {
-    let a: Vec<&str> = expected.lines().collect();
-    let b: Vec<&str> = actual.lines().collect();
+    let expected: Vec<&str> = expected.lines().collect();
+    let actual: Vec<&str> = actual.lines().collect();
+    let lines = TextDiff::configure().timeout(Duration::from_secs(1)).diff_slices(&expected, &actual);
     let mut out = String::new();
-    if a.len().saturating_mul(b.len()) > 4_000_000 {
-        for line in &a {
-            out.push_str(&format!("- {line}\n"));
-        }
-        for line in &b {
-            out.push_str(&format!("+ {line}\n"));
-        }
-        return out;
-    }
-    // lcs[i][j]: length of the longest common subsequence of a[i..] and b[j..].
-    let width = b.len() + 1;
-    let mut lcs = vec![0u32; (a.len() + 1) * width];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i * width + j] = if a[i] == b[j] {
-                lcs[(i + 1) * width + j + 1] + 1
-            } else {
-                lcs[(i + 1) * width + j].max(lcs[i * width + j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push_str(&format!("  {}\n", a[i]));
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[(i + 1) * width + j] >= lcs[i * width + j + 1]) {
-            out.push_str(&format!("- {}\n", a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        }
+    for change in lines.iter_all_changes() {
+        out.push_str(match change.tag() {
+            ChangeTag::Equal => "  ",
+            ChangeTag::Delete => "- ",
+            ChangeTag::Insert => "+ ",
+        });
+        out.push_str(change.value());
+        out.push('\n');
     }
     out
 }
@@ -152,5 +131,16 @@ mod tests {
         assert!(d.contains("+   \"b\": 5,\n"), "{d}");
         assert!(d.contains("    \"a\": 1,\n"), "{d}");
         assert_eq!(d.lines().filter(|l| l.starts_with(['+', '-'])).count(), 2, "{d}");
+    }
+
+    #[test]
+    fn diffs_show_lines_missing_and_added_in_place() {
+        let expected = "GET /users/7\nGET /users/7/roles\nGET /teams?member=7";
+        let actual = "GET /users/7\nGET /teams?member=7\nGET /teams/3";
+        assert_eq!(
+            diff(expected, actual),
+            "  GET /users/7\n- GET /users/7/roles\n  GET /teams?member=7\n+ GET /teams/3\n"
+        );
+        assert_eq!(diff("a\nb\n", "a\nb"), "  a\n  b\n", "a final line ending is no difference");
     }
 }
