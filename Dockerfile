@@ -26,11 +26,13 @@ FROM rust:1.95.0-alpine3.23@sha256:606fd313a0f49743ee2a7bd49a0914bab7deedb12791f
 RUN apk add --no-cache gcc musl-dev ca-certificates
 WORKDIR /build
 
-# Dependencies are downloaded first, in their own layer: it is redone only when the manifest, the lock
+# Dependencies are downloaded first, in their own layer: it is redone only when the manifests (the
+# workspace's and that of acme/, the bundled Acme Directory API that `demo` starts), the lock
 # file, the build script or the benchmarks change (Cargo reads benches/ to validate the manifest's
 # [[bench]] entries), not when the source does.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches benches
+COPY acme/Cargo.toml acme/
 RUN cargo fetch --locked
 
 # The commit built, for the scim_proxy_build_info metric and the image's revision label: the
@@ -40,8 +42,10 @@ ARG SCIM_PROXY_GIT_REVISION=unknown
 # The cache mount keeps compiled dependencies between builds on the same builder; the
 # binary is copied out in the same step because the mount is not part of the image. The
 # release profile strips symbols and debug information (see Cargo.toml). `demo` has the
-# shipped configuration and script built in (include_str!).
+# shipped configuration and script built in (include_str!), and the Acme Directory crate linked
+# in (the `demo` feature, on by default).
 COPY src src
+COPY acme acme
 COPY proxy.yaml ./
 COPY scripts/demo.rhai scripts/
 RUN --mount=type=cache,id=scim-proxy-target,target=/build/target \

@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use scim_proxy::acme::{self, AcmeConfig};
+use acme::AcmeConfig;
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy;
+use scim_proxy::runtime;
 use tokio::net::TcpListener;
 
 const USERS: usize = 10_000;
@@ -43,7 +43,7 @@ apps:
     );
     let config = Config::parse(&text, "bench.yaml", &Variables::default()).unwrap();
     let any = Some("127.0.0.1:0".parse().unwrap());
-    let running = proxy::start(&config, any, any).await.unwrap();
+    let running = runtime::start(&config, any, any).await.unwrap();
     let base = format!("http://{}/scim/v2", running.scim_addr);
     let client = reqwest::Client::new();
     println!("{USERS} users in Acme Directory; demo mapping; release build; one connection");

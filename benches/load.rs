@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use acme::{AcmeConfig, AcmeHandle, store::NewTeam};
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -45,7 +46,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use scim_proxy::acme::{self, AcmeConfig, AcmeHandle, store::NewTeam};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 

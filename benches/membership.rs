@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use scim_proxy::acme::{self, AcmeConfig, store::NewTeam};
+use acme::{AcmeConfig, store::NewTeam};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy;
+use scim_proxy::runtime;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -76,7 +76,7 @@ apps:
     );
     let config = Config::parse(&text, "bench.yaml", &Variables::default()).unwrap();
     let any = Some("127.0.0.1:0".parse().unwrap());
-    let running = proxy::start(&config, any, any).await.unwrap();
+    let running = runtime::start(&config, any, any).await.unwrap();
     let url = format!("http://{}/scim/v2/Groups/team-{}", running.scim_addr, team.id);
     reset_peak();
     let settled = peak_rss_mib();

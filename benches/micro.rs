@@ -12,14 +12,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use acme::AcmeConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use scim_proxy::acme::{self, AcmeConfig};
 use scim_proxy::app::App;
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::metrics::Metrics;
-use scim_proxy::proxy;
+use scim_proxy::observe::metrics::Metrics;
+use scim_proxy::runtime;
 use scim_proxy::scim::evaluate::Matcher;
 use scim_proxy::scim::filter::parse_filter;
 use scim_proxy::scim::patch::{apply_patch, parse_patch};
@@ -178,7 +178,7 @@ fn main() {
         stats: Arc::new(CallStats::default()),
         journal: None,
         metrics: Arc::new(Metrics::default()),
-        trace: scim_proxy::trace::TraceScope::default(),
+        trace: scim_proxy::observe::trace::TraceScope::default(),
     };
     measure(&filter, "rhai: call to_scim(record) on the blocking pool, to JSON", || {
         let args = vec![ScriptEngine::to_dynamic(&record)];
@@ -241,7 +241,7 @@ async fn whole_request(filter: &str) {
         legacy.store().seed_users(10_000).into_iter().map(|id| legacy.store().get_user(id).unwrap().login).collect();
     let config = config(&legacy.base_url());
     let any = Some("127.0.0.1:0".parse().unwrap());
-    let running = proxy::start(&config, any, any).await.unwrap();
+    let running = runtime::start(&config, any, any).await.unwrap();
     let stream = TcpStream::connect(running.scim_addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use acme::AcmeConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use scim_proxy::acme::{self, AcmeConfig};
 use serde_json::json;
 use tokio::net::TcpListener;
 

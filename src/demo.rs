@@ -4,17 +4,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use acme::{AcmeConfig, store::NewUser};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::acme::{self, AcmeConfig, store::NewUser};
 use crate::config::{Config, ConfigError, Variables};
-use crate::{proxy, telemetry};
+use crate::observe::telemetry;
+use crate::runtime;
 
-/// A line of the command's report on stdout (see [`crate::telemetry::say`]).
+/// A line of the command's report on stdout (see [`crate::observe::telemetry::say`]).
 macro_rules! say {
     ($($arg:tt)*) => {
-        crate::telemetry::say(format_args!($($arg)*))
+        crate::observe::telemetry::say(format_args!($($arg)*))
     };
 }
 
@@ -44,7 +45,7 @@ pub async fn run(
     admin_listen: Option<SocketAddr>,
     legacy_listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let mut signals = crate::signals::StopSignals::listen();
+    let mut signals = crate::runtime::signals::StopSignals::listen();
     let api_key = std::env::var("ACME_API_KEY").unwrap_or_else(|_| random_secret("acme"));
     let token = std::env::var("SCIM_TOKEN").unwrap_or_else(|_| random_secret("demo"));
     let admin_token = std::env::var("SCIM_ADMIN_TOKEN").unwrap_or_else(|_| random_secret("admin"));
@@ -60,7 +61,7 @@ pub async fn run(
     vars.set("SCIM_ADMIN_TOKEN", admin_token.clone());
     let (config, source) = load(config_path, &vars)?;
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
-    let running = proxy::start(&config, listen, admin_listen).await?;
+    let running = runtime::start(&config, listen, admin_listen).await?;
 
     let app = &config.apps[0];
     let endpoint = format!("http://{}{}", running.scim_addr, app.base_path);

@@ -101,6 +101,9 @@ impl Answer {
     }
 }
 
+/// The schema of a SCIM error body (RFC 7644 §3.12).
+pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+
 /// Detail shown for script and internal faults; the specifics go to the log under the request id.
 pub const GENERIC: &str = "the request could not be completed because of an error in the application mapping; the proxy log has the details under this request's id";
 
@@ -441,7 +444,7 @@ mod tests {
     #[test]
     fn tls_and_token_failures_say_what_failed_without_internals() {
         use crate::legacy::TlsFailure;
-        use crate::legacy_auth::TokenError;
+        use crate::legacy::auth::TokenError;
         let tls = |fault| {
             let failure =
                 Box::new(TlsFailure { host: "hr.internal:8443".into(), reason: "secret reason".into(), fault });

@@ -6,9 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use scim_proxy::authoring::mapping_test;
 use scim_proxy::config::{Config, ConfigError, Variables};
+#[cfg(feature = "demo")]
+use scim_proxy::demo;
+use scim_proxy::observe::telemetry;
+use scim_proxy::runtime;
 use scim_proxy::script::{ScriptEngine, lint};
-use scim_proxy::{demo, mapping_test, proxy, telemetry};
 
 /// A line of the command's report on stdout (see [`telemetry::say`]).
 macro_rules! say {
@@ -81,7 +85,7 @@ enum Command {
         config: PathBuf,
         /// Also show, for each app, which attributes this identity provider sends by default
         /// are stored, ignored or refused, and what to change on either side.
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(scim_proxy::idp::NAMES))]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(scim_proxy::authoring::idp::NAMES))]
         idp: Option<String>,
     },
     /// Run the mapping test files kept beside the scripts, against a stand-in legacy app.
@@ -115,6 +119,9 @@ enum Command {
         timeout: std::time::Duration,
     },
     /// Start the bundled Acme Directory API and the proxy in front of it.
+    // Without the `demo` feature the command stays, to say why it does nothing.
+    #[cfg_attr(not(feature = "demo"), command(about = "Not in this build: it was built without the `demo` feature"))]
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
     Demo {
         /// The configuration file [default: proxy.yaml when the working directory has one,
         /// else the shipped proxy.yaml and scripts/demo.rhai built into the binary]
@@ -181,9 +188,14 @@ fn main() -> ExitCode {
             // for them past the grace time they were given.
             std::process::exit(code.into());
         }
+        #[cfg(feature = "demo")]
         Command::Demo { config, listen, admin_listen, legacy_listen } => runtime()
             .and_then(|rt| rt.block_on(demo::run(config.as_deref(), listen, admin_listen, legacy_listen)))
             .map_err(Failed::from),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => Err(Failed::from(anyhow::anyhow!(
+            "this scim-proxy was built without the demo (the cargo feature `demo`, on by default): build it with the default features"
+        ))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,13 +226,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// when requests were still running at the end of `server.shutdown_grace`.
 async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> anyhow::Result<u8> {
     // Before anything is bound: a SIGTERM from then on drains.
-    let mut signals = scim_proxy::signals::StopSignals::listen();
+    let mut signals = scim_proxy::runtime::signals::StopSignals::listen();
     if telemetry::asks_for_json(&path) {
         telemetry::json_lines();
     }
     let config = Config::load(&path, &Variables::default())?;
     telemetry::init(&config.log).map_err(anyhow::Error::msg)?;
-    let running = proxy::start(&config, listen, admin_listen).await?;
+    let running = runtime::start(&config, listen, admin_listen).await?;
     let reloader = tokio::spawn(reload_on_sighup(running.shared.clone()));
     signals.next().await;
     tracing::info!("shutting down");
@@ -244,7 +256,7 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<Soc
 }
 
 /// Reloads the configuration on every SIGHUP.
-async fn reload_on_sighup(shared: std::sync::Arc<proxy::Shared>) {
+async fn reload_on_sighup(shared: std::sync::Arc<scim_proxy::state::Shared>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -254,7 +266,7 @@ async fn reload_on_sighup(shared: std::sync::Arc<proxy::Shared>) {
         };
         while hangup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
-            if proxy::reload_config(&shared).await == proxy::Reloaded::Unchanged {
+            if runtime::reload_config(&shared).await == runtime::Reloaded::Unchanged {
                 tracing::info!("configuration unchanged");
             }
         }
@@ -272,7 +284,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
         ConfigError::Read { .. } => Failed::from(anyhow::Error::from(error)),
         invalid => found(invalid.into()),
     })?;
-    let profile = idp.map(scim_proxy::idp::profile).transpose().map_err(anyhow::Error::msg)?;
+    let profile = idp.map(scim_proxy::authoring::idp::profile).transpose().map_err(anyhow::Error::msg)?;
     let unset = vars.unset();
     if !unset.is_empty() {
         say!("note: not set here, so checked with placeholders (they must be set for run): {}", unset.join(", "));
@@ -306,7 +318,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
                     say!("app {}: {}:{}: {}", app.name, script.display(), finding.line, finding.message);
                     failed = true;
                 }
-                if let Some(gap) = scim_proxy::health::readiness_gap(&compiled, config.server.health_interval) {
+                if let Some(gap) = scim_proxy::app::health::readiness_gap(&compiled, config.server.health_interval) {
                     say!("app {}: warning: {gap}", app.name);
                 }
                 let deactivate = app.user_delete == scim_proxy::config::UserDelete::Deactivate;
@@ -331,7 +343,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
         }
     }
     if let Some(settings) = &config.tls {
-        if let Err(error) = scim_proxy::tls::Tls::load(&config, settings) {
+        if let Err(error) = scim_proxy::listener::tls::Tls::load(&config, settings) {
             say!("{error}");
             failed = true;
         }
@@ -346,7 +358,7 @@ fn check(path: &std::path::Path, idp: Option<&str>) -> Result<(), Failed> {
 /// `check --idp`: what an app does with each attribute the identity provider sends by default.
 fn idp_report(
     app: &scim_proxy::config::AppConfig,
-    profile: &scim_proxy::idp::Profile,
+    profile: &scim_proxy::authoring::idp::Profile,
     serves_groups: bool,
 ) -> Result<String, String> {
     let users = scim_proxy::app::user_schema(app).map_err(|(key, detail)| format!("{key}: {detail}"))?;
@@ -355,18 +367,18 @@ fn idp_report(
         .transpose()
         .map_err(|(key, detail)| format!("{key}: {detail}"))?;
     let policy = app.schema.unsupported_attributes;
-    let findings = scim_proxy::idp::assess(profile, &users, groups.as_ref(), policy)?;
-    Ok(scim_proxy::idp::render(&app.name, profile, policy, &findings, serves_groups))
+    let findings = scim_proxy::authoring::idp::assess(profile, &users, groups.as_ref(), policy)?;
+    Ok(scim_proxy::authoring::idp::render(&app.name, profile, policy, &findings, serves_groups))
 }
 
 /// `scim-proxy probe`: 0 when the admin listener answers 200, 1 otherwise (what Docker's
 /// HEALTHCHECK reads as healthy and unhealthy), with one line on stdout or stderr.
 #[allow(clippy::print_stdout)] // the health check's log shows what the probe saw
 fn probe(what: &str, admin: &str, timeout: std::time::Duration) -> ExitCode {
-    let Some(which) = scim_proxy::probe::Probe::named(what) else {
+    let Some(which) = scim_proxy::admin::probe::Probe::named(what) else {
         return ExitCode::FAILURE;
     };
-    match scim_proxy::probe::probe(which, admin, timeout) {
+    match scim_proxy::admin::probe::probe(which, admin, timeout) {
         Ok(line) => {
             println!("probe {what}: {line}");
             ExitCode::SUCCESS

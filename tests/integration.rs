@@ -39,6 +39,8 @@ mod docstore;
 mod example_documents;
 #[path = "integration/idp_replays.rs"]
 mod idp_replays;
+#[path = "integration/layout.rs"]
+mod layout;
 #[path = "integration/readme_tour.rs"]
 mod readme_tour;
 #[path = "integration/docs_examples.rs"]

@@ -406,7 +406,7 @@ impl Remote {
             .get(self.url.clone())
             .send()
             .await
-            .map_err(|e| FetchError::NoAnswer(crate::legacy::error_chain(&e)))?;
+            .map_err(|e| FetchError::NoAnswer(crate::observe::error_chain(&e)))?;
         let status = response.status();
         if status.is_redirection() {
             return Err(FetchError::Redirect(status.as_u16()));
@@ -414,9 +414,9 @@ impl Remote {
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));
         }
-        let body = crate::legacy::read_bounded(response, self.max_bytes).await.map_err(|e| match e {
-            crate::legacy::BodyError::TooLarge => FetchError::TooLarge(self.max_bytes),
-            crate::legacy::BodyError::Transport(e) => FetchError::NoAnswer(crate::legacy::error_chain(&e)),
+        let body = crate::legacy::body::read_bounded(response, self.max_bytes).await.map_err(|e| match e {
+            crate::legacy::body::BodyError::TooLarge => FetchError::TooLarge(self.max_bytes),
+            crate::legacy::body::BodyError::Transport(e) => FetchError::NoAnswer(crate::observe::error_chain(&e)),
         })?;
         serde_json::from_slice(&body).map_err(|e| FetchError::NotJwks(e.to_string()))
     }

@@ -88,7 +88,7 @@ pub struct ClientCertificates {
     /// other entry (`CN=a,O=b`, last RDN first as RFC 4514 writes it) accepts only that subject:
     /// the same RDNs in the same order, values compared exactly. A comma or plus inside a value
     /// is escaped (`CN=Acme\, Inc.`); `#hex` values are not supported.
-    pub subjects: Vec<crate::auth::subject::SubjectName>,
+    pub subjects: Vec<super::subject::SubjectName>,
     /// DNS names of the subject alternative name extension, compared as RFC 6125 says: without
     /// regard to case, a final dot ignored, internationalised names as A-labels (`xn--…`). No
     /// wildcards: `*.example.com` is refused here, and a certificate's `*.example.com` matches

@@ -12,6 +12,7 @@ mod legacy;
 mod observe;
 mod secret;
 mod server;
+pub mod subject;
 #[cfg(test)]
 mod testing;
 mod validate;
@@ -35,7 +36,7 @@ pub use legacy::{
     BasicAuth, BearerAuth, BreakerConfig, ClientAuth, ClientCertificate, LegacyAuthConfig, LegacyConfig, OAuth2Config,
     RetryConfig,
 };
-pub use observe::{LogConfig, LogFormat, MetricsConfig, TracesConfig};
+pub use observe::{DEFAULT_LATENCY_BUCKETS, LogConfig, LogFormat, MAX_LATENCY_BUCKETS, MetricsConfig, TracesConfig};
 pub use secret::{MIN_SECRET_CHARS, Secret, weak_secret};
 pub use server::{AdminConfig, MAX_RECENT_REQUESTS, ScriptConfig, ServerConfig, TlsConfig};
 pub use variables::Variables;

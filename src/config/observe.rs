@@ -8,6 +8,14 @@ use serde::{Deserialize, Deserializer};
 use super::validate::{check_duration, check_size, holds_credentials};
 use super::{KeyProblem, Secret, duration};
 
+/// Upper bounds of the latency buckets, in seconds, unless `metrics.latency_buckets` says otherwise.
+pub const DEFAULT_LATENCY_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The most buckets `metrics.latency_buckets` may have: each one is a series of every
+/// histogram series.
+pub const MAX_LATENCY_BUCKETS: usize = 32;
+
 /// How logs are written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -46,18 +54,18 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { latency_buckets: crate::metrics::DEFAULT_LATENCY_BUCKETS.to_vec() }
+        Self { latency_buckets: DEFAULT_LATENCY_BUCKETS.to_vec() }
     }
 }
 
 impl MetricsConfig {
-    /// Histogram bucket bounds: 1 to [`MAX_LATENCY_BUCKETS`](crate::metrics::MAX_LATENCY_BUCKETS)
+    /// Histogram bucket bounds: 1 to [`MAX_LATENCY_BUCKETS`]
     /// of them, each over 0 and at most 1 h (the longest `request_timeout`), strictly ascending.
     /// The key returned is below `metrics`.
     pub(super) fn validate(&self) -> Result<(), KeyProblem> {
         let problem = |detail: String| Err(KeyProblem::new("latency_buckets", detail));
         let buckets = &self.latency_buckets;
-        let max = crate::metrics::MAX_LATENCY_BUCKETS;
+        let max = MAX_LATENCY_BUCKETS;
         if buckets.is_empty() || buckets.len() > max {
             return problem(format!(
                 "list 1 to {max} upper bounds in seconds, e.g. [0.01, 0.1, 1, 10]; it has {}",
@@ -207,7 +215,7 @@ mod tests {
         let config = Config::parse(&metrics("[0.005, 1, 3600]"), "proxy.yaml", &vars()).unwrap();
         assert_eq!(config.metrics.latency_buckets, [0.005, 1.0, 3600.0]);
         let config = Config::parse(MINIMAL, "proxy.yaml", &vars()).unwrap();
-        assert_eq!(config.metrics.latency_buckets, crate::metrics::DEFAULT_LATENCY_BUCKETS);
+        assert_eq!(config.metrics.latency_buckets, DEFAULT_LATENCY_BUCKETS);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod error;
 pub mod evaluate;
 pub mod filter;
+pub mod params;
 pub mod patch;
 pub mod path;
 pub mod projection;

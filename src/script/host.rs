@@ -16,7 +16,7 @@ use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 use super::journal::{self, Exchange, Journal};
 use crate::cache::IdCache;
 use crate::legacy::{LegacyClient, LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
-use crate::trace::{SpanKind, TraceScope};
+use crate::observe::trace::{SpanKind, TraceScope};
 
 /// Legacy calls made by one request, and the time they took.
 #[derive(Debug, Default)]
@@ -99,7 +99,7 @@ pub(super) struct CallContext {
     /// Where the calls are written down, for a dry run or a recording.
     pub journal: Option<Arc<Journal>>,
     /// Where legacy call times and faults are counted.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::observe::metrics::Metrics>,
     /// A readiness check (`health()`): its calls go past the circuit breaker, which must not
     /// hide the legacy app from it, and do not move it.
     pub probe: bool,
@@ -464,7 +464,7 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("url_encode", |text: &str| {
         percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
     });
-    engine.register_fn("path_segment", |text: &str| crate::legacy::encode_segment(text));
+    engine.register_fn("path_segment", |text: &str| crate::legacy::path::encode_segment(text));
     engine.register_fn("now", || format_time(time::OffsetDateTime::now_utc()));
     engine.register_fn("unix_time", || time::OffsetDateTime::now_utc().unix_timestamp());
 }

@@ -13,8 +13,8 @@ use super::{Compiled, ScriptEngine, ScriptError, classify, failure_site};
 use crate::cache::IdCache;
 use crate::legacy::LegacyClient;
 use crate::legacy::LegacyError;
-use crate::metrics::Metrics;
-use crate::trace::{SpanKind, TraceScope};
+use crate::observe::metrics::Metrics;
+use crate::observe::trace::{SpanKind, TraceScope};
 
 /// What a script call needs from the request that makes it.
 #[derive(Debug, Clone)]

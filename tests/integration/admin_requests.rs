@@ -311,13 +311,13 @@ async fn a_reload_applies_a_smaller_size_at_once_and_a_removed_token_forgets_eve
     let text = std::fs::read_to_string(&file).unwrap();
 
     std::fs::write(&file, text.replacen("recent_requests: 10", "recent_requests: 1", 1)).unwrap();
-    assert_eq!(scim_proxy::proxy::reload_config(&shared).await, scim_proxy::proxy::Reloaded::Applied);
+    assert_eq!(scim_proxy::runtime::reload_config(&shared).await, scim_proxy::runtime::Reloaded::Applied);
     let kept = entries(&env).await;
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["path"], "/scim/v2/Users?count=3");
 
     std::fs::write(&file, text.replacen(&format!("  token: \"{ADMIN_TOKEN}\"\n"), "", 1)).unwrap();
-    assert_eq!(scim_proxy::proxy::reload_config(&shared).await, scim_proxy::proxy::Reloaded::Applied);
+    assert_eq!(scim_proxy::runtime::reload_config(&shared).await, scim_proxy::runtime::Reloaded::Applied);
     let off = requests(&env, Some(&format!("Bearer {ADMIN_TOKEN}")), "application/json").await;
     assert_eq!(off.status, StatusCode::NOT_FOUND, "{}", off.text);
     assert!(shared.recent.newest_first().is_empty(), "entries kept after the token was removed");

@@ -56,7 +56,7 @@ async fn a_stale_entry_leads_to_a_fresh_lookup_not_a_wrong_answer() {
     let env = TestEnv::start_script(Some(LIST_ALL), |t| t).await;
     let id = env.create_user("oldname").await;
     // Renamed behind the proxy's back: the cache still maps "oldname" to this id.
-    let patch = scim_proxy::acme::store::UserPatch { login: Some("newname".into()), ..Default::default() };
+    let patch = acme::store::UserPatch { login: Some("newname".into()), ..Default::default() };
     env.legacy.store().patch_user(id.parse().unwrap(), patch).unwrap();
     let old = env.get("/Users?filter=userName%20eq%20%22oldname%22").await;
     assert_eq!(old.body["totalResults"], 0, "{}", old.text);

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use acme::AcmeConfig;
 use reqwest::StatusCode;
-use scim_proxy::acme::{self, AcmeConfig};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy;
+use scim_proxy::runtime;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -741,7 +741,7 @@ async fn the_sidecar_config_serves_scim() {
     vars.set("ACME_BASE_URL", legacy.base_url());
     let config = Config::load(&pod.config, &vars).unwrap();
     let any: Option<SocketAddr> = Some("127.0.0.1:0".parse().unwrap());
-    let running = proxy::start(&config, any, any).await.unwrap();
+    let running = runtime::start(&config, any, any).await.unwrap();
     let client = reqwest::Client::new();
 
     // Ready once the script's health() has seen the app, a moment after the start.

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy::{self, Running};
+use scim_proxy::runtime::{self, Running};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -36,7 +36,7 @@ impl Env {
         vars.set("DOCSTORE_BASE_URL", docstore.base_url());
         let config = Config::load(&repo_file("scripts/examples/documents.yaml"), &vars).unwrap();
         let any = Some("127.0.0.1:0".parse().unwrap());
-        let proxy = proxy::start(&config, any, any).await.unwrap();
+        let proxy = runtime::start(&config, any, any).await.unwrap();
         Self { docstore, proxy, client: reqwest::Client::new() }
     }
 

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use reqwest::{Method, StatusCode};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy::{self, Running};
+use scim_proxy::runtime::{self, Running};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -293,7 +293,7 @@ impl Env {
             running.shutdown().await;
         }
         let any = Some("127.0.0.1:0".parse().unwrap());
-        self.proxy = Some(proxy::start(&self.config, any, any).await.unwrap());
+        self.proxy = Some(runtime::start(&self.config, any, any).await.unwrap());
     }
 
     fn base(&self) -> String {

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use reqwest::{Method, StatusCode};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy::{self, Running};
+use scim_proxy::runtime::{self, Running};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -240,7 +240,7 @@ impl Env {
         let config = Config::load(&repo_file(CONFIG), &vars).unwrap();
         assert_eq!(config.apps[0].list.max_scan, MAX_SCAN);
         let any = Some("127.0.0.1:0".parse().unwrap());
-        let proxy = proxy::start(&config, any, any).await.unwrap();
+        let proxy = runtime::start(&config, any, any).await.unwrap();
         Self { api, proxy, client: reqwest::Client::new() }
     }
 

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use reqwest::{Method, StatusCode};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy::{self, Running};
+use scim_proxy::runtime::{self, Running};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -358,7 +358,7 @@ impl Env {
         vars.set("ROSTER_BASE_URL", roster.base_url());
         let config = Config::load(&repo_file("scripts/examples/roles.yaml"), &vars).unwrap();
         let any = Some("127.0.0.1:0".parse().unwrap());
-        let proxy = proxy::start(&config, any, any).await.unwrap();
+        let proxy = runtime::start(&config, any, any).await.unwrap();
         Self { roster, proxy, client: reqwest::Client::new() }
     }
 

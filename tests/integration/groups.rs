@@ -30,7 +30,7 @@ fn team_number(group_id: &str) -> u64 {
 }
 
 fn members_of(env: &TestEnv, group_id: &str) -> Vec<u64> {
-    let page = scim_proxy::acme::store::PageRequest { page: 1, per_page: 100_000 };
+    let page = acme::store::PageRequest { page: 1, per_page: 100_000 };
     let members = env.legacy.store().list_members(team_number(group_id), page).unwrap().data;
     members.into_iter().map(|m| m.user_id).collect()
 }
@@ -182,11 +182,8 @@ async fn membership_changes_for_unknown_users_or_groups_change_nothing() {
 async fn reading_without_members_does_not_fetch_them() {
     let env = TestEnv::start().await;
     let ids = env.legacy.store().seed_users(250);
-    let team = env
-        .legacy
-        .store()
-        .create_team(scim_proxy::acme::store::NewTeam { name: "Big".into(), ..Default::default() })
-        .unwrap();
+    let team =
+        env.legacy.store().create_team(acme::store::NewTeam { name: "Big".into(), ..Default::default() }).unwrap();
     env.legacy.store().seed_team_members(team.id, &ids).unwrap();
     let before = env.legacy.requests_served();
     let reply = env.get(&format!("/Groups/team-{}?excludedAttributes=members", team.id)).await;

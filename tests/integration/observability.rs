@@ -505,7 +505,7 @@ fn the_strict_reader_refuses_duplicate_keys_at_any_depth() {
 async fn json_logs_have_no_duplicate_keys_and_every_line_of_a_request_names_it() {
     use std::io::BufRead as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let legacy = scim_proxy::acme::start(listener, scim_proxy::acme::AcmeConfig::new(support::API_KEY)).await.unwrap();
+    let legacy = acme::start(listener, acme::AcmeConfig::new(support::API_KEY)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("app.rhai"),
@@ -575,7 +575,7 @@ apps:
         }
     };
     let client = reqwest::Client::new();
-    let new = scim_proxy::acme::store::NewUser { login: "logged".into(), ..Default::default() };
+    let new = acme::store::NewUser { login: "logged".into(), ..Default::default() };
     let id = legacy.store().create_user(new).unwrap().id.to_string();
     let mut sent = Vec::new();
     for (user, status) in [(id.as_str(), 200), ("999999", 404), ("broken", 500)] {

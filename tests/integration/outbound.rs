@@ -535,7 +535,7 @@ async fn outbound_unreadable_tls_files_stop_the_start_with_the_key_named() {
         let mut config = config;
         config.apps[0].script = crate::support::repo_file("scripts/demo.rhai");
         config.apps[1].script = crate::support::repo_file("scripts/demo.rhai");
-        let error = match scim_proxy::proxy::start(&config, None, None).await {
+        let error = match scim_proxy::runtime::start(&config, None, None).await {
             Ok(_) => panic!("the start should fail for {lines}"),
             Err(error) => error.to_string(),
         };

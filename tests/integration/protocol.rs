@@ -103,7 +103,7 @@ async fn bulk_stops_after_fail_on_errors_and_refuses_circles_and_oversize() {
 
 /// Every user of the store whose login contains `needle`, by id.
 fn expected_ids(env: &TestEnv, needle: &str) -> Vec<String> {
-    let page = scim_proxy::acme::store::UserQuery { per_page: 100_000, ..Default::default() };
+    let page = acme::store::UserQuery { per_page: 100_000, ..Default::default() };
     let mut ids: Vec<u64> = env
         .legacy
         .store()

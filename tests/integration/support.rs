@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
+use acme::{AcmeConfig, AcmeHandle};
 use reqwest::{Method, StatusCode};
-use scim_proxy::acme::{self, AcmeConfig, AcmeHandle};
 use scim_proxy::config::{Config, Variables};
-use scim_proxy::proxy::{self, Running};
+use scim_proxy::runtime::{self, Running};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -49,10 +49,11 @@ pub fn contains_secret(line: &str) -> bool {
     NEVER_LOGGED.iter().any(|secret| line.contains(secret))
 }
 
-/// Installs the capturing log subscriber (once per test binary), at debug level.
+/// Installs the capturing log subscriber (once per test binary), at debug level for the proxy
+/// and for the Acme Directory crate (`acme`), the legacy side of the tests.
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("scim_proxy=debug,info")
+        .with_env_filter("scim_proxy=debug,acme=debug,info")
         .with_ansi(false)
         .with_writer(|| CaptureWriter)
         .try_init();
@@ -145,7 +146,7 @@ pub async fn start_error(text: &str) -> String {
     }
     vars.set("ACME_BASE_URL", "http://127.0.0.1:1/api");
     let config = Config::parse(text, "test.yaml", &vars).unwrap();
-    match proxy::start(&config, None, None).await {
+    match runtime::start(&config, None, None).await {
         Ok(_) => panic!("the proxy started on:\n{text}"),
         Err(error) => error.to_string(),
     }
@@ -187,7 +188,7 @@ impl TestEnv {
         let legacy = acme::start(listener, AcmeConfig::new(API_KEY)).await.unwrap();
         let text = edit(config_text(&script_path));
         let config = Config::parse(&text, "test.yaml", &Self::variables(&legacy.base_url())).unwrap();
-        let proxy = proxy::start(&config, None, None).await.unwrap();
+        let proxy = runtime::start(&config, None, None).await.unwrap();
         Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
     }
 
@@ -201,7 +202,7 @@ impl TestEnv {
         let file = dir.path().join("proxy.yaml");
         std::fs::write(&file, edit(config_text(&repo_file("scripts/demo.rhai")))).unwrap();
         let config = Config::load(&file, &Self::variables(&legacy.base_url())).unwrap();
-        let proxy = proxy::start(&config, None, None).await.unwrap();
+        let proxy = runtime::start(&config, None, None).await.unwrap();
         Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
     }
 
@@ -223,7 +224,7 @@ impl TestEnv {
         // every 10 s.
         config.server.health_interval = std::time::Duration::ZERO;
         let any = Some("127.0.0.1:0".parse().unwrap());
-        let proxy = proxy::start(&config, any, any).await.unwrap();
+        let proxy = runtime::start(&config, any, any).await.unwrap();
         Self { legacy, proxy: Some(proxy), config, client: reqwest::Client::new(), _dir: dir }
     }
 
@@ -261,7 +262,7 @@ impl TestEnv {
             running.shutdown().await;
         }
         let any = Some("127.0.0.1:0".parse().unwrap());
-        self.proxy = Some(proxy::start(&self.config, any, any).await.unwrap());
+        self.proxy = Some(runtime::start(&self.config, any, any).await.unwrap());
     }
 
     /// Sends a request with the first app's token.

@@ -575,7 +575,7 @@ fn tls_start_fails_on_a_broken_pair_naming_the_file() {
     }
     let config = scim_proxy::config::Config::parse(&text, "test.yaml", &vars).unwrap();
     let settings = config.tls.clone().unwrap();
-    let error = scim_proxy::tls::Tls::load(&config, &settings).unwrap_err().to_string();
+    let error = scim_proxy::listener::tls::Tls::load(&config, &settings).unwrap_err().to_string();
     assert!(error.contains("tls.key") && error.contains("not usable with the certificate"), "{error}");
 }
 

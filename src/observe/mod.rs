@@ -1,0 +1,21 @@
+//! What the proxy tells its operators: the log set-up, Prometheus metrics and OpenTelemetry
+//! traces, which every stage writes to.
+//!
+//! May import: `config`.
+
+pub mod metrics;
+pub mod process;
+pub mod telemetry;
+pub mod trace;
+
+/// The whole `source()` chain of an error, which is where reqwest keeps the useful part.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,133 @@
+//! Finishing what a script answered: the resource checked against the schema, its `schemas`,
+//! `meta` (location, version) and references filled in, ready to be projected.
+
+use rhai::Dynamic;
+use serde_json::{Map, Value};
+
+use super::conditional::version_hash;
+use super::{Call, bad_return};
+use crate::error::Error;
+use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
+use crate::scim::validate::without_never_returned;
+use crate::script::ScriptEngine;
+
+/// Turns a script's answer into a finished SCIM resource; `()` means "no such resource".
+pub(super) fn finish(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    function: &str,
+    value: Dynamic,
+) -> Result<Option<Value>, Error> {
+    if value.is_unit() {
+        return Ok(None);
+    }
+    let json = ScriptEngine::to_json(&value).map_err(|e| bad_return(function, &e))?;
+    finish_value(call, kind, function, json).map(Some)
+}
+
+/// Adds what the proxy owns to a resource the script returned: `schemas`, `meta`, the
+/// version; drops what is never returned; remembers it in the ID cache.
+pub(super) fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Value) -> Result<Value, Error> {
+    let rs = call.app.resource(kind)?;
+    let Value::Object(mut object) = value else {
+        return Err(bad_return(function, "a value that is not a map").into());
+    };
+    let id = match object.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad_return(function, "a resource without an id").into()),
+    };
+    object.insert("id".into(), Value::String(id.clone()));
+    let name = match object.get(kind.name_attribute()) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(bad_return(function, &format!("a resource without a {}", kind.name_attribute())).into()),
+    };
+    let external_id = object.get("externalId").and_then(Value::as_str).map(str::to_owned);
+    object.insert("schemas".into(), Value::Array(schemas_of(rs, &object)));
+    fill_references(rs, &mut object, &call.base_url);
+    let mut meta = match object.remove("meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    meta.insert("resourceType".into(), Value::String(rs.name.clone()));
+    let location = format!("{}/{}/{}", call.base_url, kind.endpoint(), crate::legacy::path::encode_segment(&id));
+    meta.insert("location".into(), Value::String(location));
+    let version = match meta.remove("version").and_then(|v| v.as_str().map(str::to_owned)) {
+        Some(v) if v.starts_with("W/\"") || v.starts_with('"') => v,
+        Some(v) => format!("W/\"{v}\""),
+        None => format!("W/\"{:016x}\"", version_hash(&object, &meta)),
+    };
+    meta.insert("version".into(), Value::String(version));
+    object.insert("meta".into(), Value::Object(meta));
+    let mut resource = Value::Object(object);
+    without_never_returned(rs, &mut resource);
+    // A dry run's answers are made up: nothing learnt from them is kept.
+    let dry_run = call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run());
+    if !dry_run
+        && call.app.ids.observe(kind, &id, Some(&name), external_id.as_deref()) == crate::cache::Observed::SharedId
+    {
+        // Clients keep resources by id alone (a member's `value`, a Bulk `location`):
+        // a shared id makes one resource stand for the other (RFC 7643 §3.1).
+        tracing::warn!(
+            app = call.app.name(),
+            id = %id,
+            resource_type = rs.name.as_str(),
+            "a user and a group share an id: give each resource type ids of its own"
+        );
+    }
+    Ok(resource)
+}
+
+/// Adds the absolute `$ref` of references the script gave by `value` only — a group's
+/// `members`, a user's `groups`, the enterprise `manager` — where the app publishes `$ref`.
+pub(super) fn fill_references(rs: &ResourceSchema, object: &mut Map<String, Value>, base_url: &str) {
+    let reference = |value: &Map<String, Value>, default_endpoint: &str| -> Option<String> {
+        let id = value.get("value")?.as_str()?;
+        let endpoint = match value.get("type").and_then(Value::as_str) {
+            Some(t) if t.eq_ignore_ascii_case("Group") => "Groups",
+            Some(t) if t.eq_ignore_ascii_case("User") => "Users",
+            _ => default_endpoint,
+        };
+        Some(format!("{base_url}/{endpoint}/{}", crate::legacy::path::encode_segment(id)))
+    };
+    let publishes_ref =
+        |attribute: Option<&crate::scim::schema::Attribute>| attribute.and_then(|a| a.sub_attribute("$ref")).is_some();
+    for (name, endpoint) in [("members", "Users"), ("groups", "Groups")] {
+        if !publishes_ref(rs.core.attribute(name)) {
+            continue;
+        }
+        let key = object.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+        if let Some(Value::Array(items)) = key.and_then(|k| object.get_mut(&k)) {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                if !item.contains_key("$ref") {
+                    if let Some(link) = reference(item, endpoint) {
+                        item.insert("$ref".into(), Value::String(link));
+                    }
+                }
+            }
+        }
+    }
+    let Some(enterprise) = rs.extension(ENTERPRISE_USER_SCHEMA) else { return };
+    if !publishes_ref(enterprise.attribute("manager")) {
+        return;
+    }
+    let manager = object.get_mut(&enterprise.id).and_then(|e| e.get_mut("manager")).and_then(Value::as_object_mut);
+    if let Some(manager) = manager {
+        if !manager.contains_key("$ref") {
+            if let Some(link) = reference(manager, "Users") {
+                manager.insert("$ref".into(), Value::String(link));
+            }
+        }
+    }
+}
+
+/// `schemas`: the core URN and each extension the resource carries data for.
+pub(super) fn schemas_of(rs: &ResourceSchema, object: &Map<String, Value>) -> Vec<Value> {
+    let mut schemas = vec![Value::String(rs.core.id.clone())];
+    for (extension, _) in &rs.extensions {
+        if object.get(&extension.id).is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+            schemas.push(Value::String(extension.id.clone()));
+        }
+    }
+    schemas
+}

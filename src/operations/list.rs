@@ -1,0 +1,344 @@
+//! Listing and searching: `GET /Users?filter=…`, `POST /.search`, and finding a resource by
+//! name; pushed down to the script where it can, evaluated in the proxy where it must, bounded.
+
+use rhai::Dynamic;
+use serde_json::{Value, json};
+
+use super::finish::finish_value;
+use super::read::{Wanted, fetch};
+use super::{Call, Reply, bad_return, functions, text_at};
+use crate::error::{Error, RequestError};
+use crate::operations::operation::ListSource;
+use crate::scim::evaluate::Matcher;
+use crate::scim::filter::{Filter, parse_filter};
+use crate::scim::params::{self, ListParams};
+use crate::scim::path::AttrPath;
+use crate::scim::projection::Projection;
+use crate::scim::schema::{ResourceKind, ResourceSchema};
+use crate::scim::{ScimError, discovery, sort};
+use crate::script::ScriptEngine;
+
+pub(super) fn list_params(call: &Call<'_>, source: ListSource) -> Result<ListParams, ScimError> {
+    match source {
+        ListSource::Query => params::list_params(&call.query),
+        ListSource::SearchBody => {
+            let body =
+                call.body.as_ref().ok_or_else(|| ScimError::invalid_syntax("a SearchRequest body is required"))?;
+            params::list_params(&params::search_request_pairs(body)?)
+        }
+    }
+}
+
+/// The id of the resource whose name attribute is `name`, asked of the script's listing
+/// (one native search where the script passes `eq` filters down); `None` when there is none.
+pub(super) async fn find_by_name(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    rs: &ResourceSchema,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    let quoted = serde_json::to_string(name).unwrap_or_default();
+    let params = ListParams {
+        filter: Some(format!("{} eq {quoted}", kind.name_attribute())),
+        start_index: 1,
+        count: Some(1),
+        ..ListParams::default()
+    };
+    let query = Query::parse(rs, &params)?;
+    let wanted = Wanted::writable(rs);
+    let (found, _) = select(call, kind, rs, &query, &params, &wanted, (1, 1)).await?;
+    Ok(found.first().and_then(|r| r.get("id")).and_then(Value::as_str).map(str::to_owned))
+}
+
+/// True when a resource read back still carries the name a create is about to use.
+pub(super) fn same_name(kind: ResourceKind, resource: &Value, name: &str) -> bool {
+    resource.get(kind.name_attribute()).and_then(Value::as_str).is_some_and(|n| n.to_lowercase() == name)
+}
+
+/// A list request, parsed and checked against the schema before any legacy call.
+pub(super) struct Query<'a> {
+    filter: Option<Filter>,
+    matcher: Option<Matcher<'a>>,
+    sort_by: Option<AttrPath>,
+    descending: bool,
+}
+
+impl<'a> Query<'a> {
+    fn parse(rs: &'a ResourceSchema, params: &ListParams) -> Result<Self, ScimError> {
+        let filter = params.filter.as_deref().map(parse_filter).transpose()?;
+        let matcher = filter.as_ref().map(|f| Matcher::new(f, rs)).transpose()?;
+        let sort_by = params.sort_by.as_deref().map(AttrPath::parse).transpose()?;
+        if let Some(path) = &sort_by {
+            if rs.resolve(path).is_none() {
+                return Err(ScimError::invalid_path(
+                    path.to_string(),
+                    "sortBy names no attribute of this resource type",
+                ));
+            }
+        }
+        Ok(Self { filter, matcher, sort_by, descending: params.descending })
+    }
+}
+
+pub(super) async fn list(call: &Call<'_>, kind: ResourceKind, params: ListParams) -> Result<Reply, Error> {
+    let rs = call.app.resource(kind)?;
+    let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+    let query = Query::parse(rs, &params)?;
+    let count = params.count.unwrap_or(call.app.config.list.default_count).min(call.app.config.list.max_results);
+    let wanted = Wanted::by(rs, &projection, query.filter.as_ref());
+    let (page, total) = select(call, kind, rs, &query, &params, &wanted, (params.start_index, count)).await?;
+    let resources = page.into_iter().map(|r| projection.apply_owned(rs, r)).collect();
+    Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
+}
+
+/// The page `[start_index, start_index + count)` of the resources matching `query`, and the total.
+pub(super) async fn select(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    rs: &ResourceSchema,
+    query: &Query<'_>,
+    params: &ListParams,
+    wanted: &Wanted,
+    (start_index, count): (usize, usize),
+) -> Result<(Vec<Value>, usize), Error> {
+    if let Some(found) = lookup_by_cached_key(call, kind, query, wanted).await? {
+        let total = found.len();
+        return Ok((page_of(found, start_index, count), total));
+    }
+    let function = functions(kind).list;
+    let argument = script_query(call, params, query.filter.as_ref(), wanted, start_index, count);
+    let answer = call.app.script.call(function, vec![argument], &call.scope).await?;
+    let large = listed_count(&answer) > LARGE_LISTING;
+    let settle = || settle_listing(call, kind, rs, query, function, answer, (start_index, count));
+    // Converting, finishing, filtering and sorting thousands of resources takes milliseconds of
+    // CPU: the worker thread hands its other tasks to the rest of the runtime meanwhile, so one
+    // large listing does not stall the requests queued behind it.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread && large { tokio::task::block_in_place(settle) } else { settle() }
+}
+
+/// Listings longer than this are settled with the worker thread's other tasks handed away.
+pub(super) const LARGE_LISTING: usize = 256;
+
+/// How many resources a listing function answered (an array, or a map's `resources`).
+pub(super) fn listed_count(answer: &Dynamic) -> usize {
+    if let Some(items) = answer.read_lock::<rhai::Array>() {
+        return items.len();
+    }
+    answer
+        .read_lock::<rhai::Map>()
+        .and_then(|map| map.get("resources").and_then(|r| r.read_lock::<rhai::Array>().map(|items| items.len())))
+        .unwrap_or(0)
+}
+
+/// The script's answer to a listing, read, finished, filtered, sorted and paged.
+pub(super) fn settle_listing(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    rs: &ResourceSchema,
+    query: &Query<'_>,
+    function: &str,
+    answer: Dynamic,
+    (start_index, count): (usize, usize),
+) -> Result<(Vec<Value>, usize), Error> {
+    let listed = read_listing(call, kind, function, answer)?;
+    if listed.paged {
+        let total = listed.total.unwrap_or(listed.resources.len());
+        let mut resources = listed.resources;
+        resources.truncate(count);
+        return Ok((resources, total));
+    }
+    let mut matching = listed.resources;
+    if let (Some(matcher), false) = (&query.matcher, listed.filtered) {
+        matching.retain(|resource| matcher.matches(resource));
+    }
+    if let Some(path) = &query.sort_by {
+        sort::sort_resources(&mut matching, path, query.descending, rs)?;
+    }
+    let total = matching.len();
+    Ok((page_of(matching, start_index, count), total))
+}
+
+/// `POST /.search`: the same query over every resource type the app serves (RFC 7644 §3.4.3).
+pub(super) async fn search_all(call: &Call<'_>) -> Result<Reply, Error> {
+    let params = list_params(call, ListSource::SearchBody)?;
+    let count = params.count.unwrap_or(call.app.config.list.default_count).min(call.app.config.list.max_results);
+    let max_scan = call.app.config.list.max_scan;
+    let several = call.app.resource_types().count() > 1;
+    let mut all = Vec::new();
+    let mut sort_schema = None;
+    for rs in call.app.resource_types() {
+        let query = match Query::parse(rs, &params) {
+            Ok(query) => query,
+            // A filter naming attributes another resource type lacks matches none of its resources.
+            Err(ScimError::InvalidFilter { .. } | ScimError::InvalidPath { .. }) if several => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if query.sort_by.is_some() && sort_schema.is_none() {
+            sort_schema = Some(rs);
+        }
+        let unsorted = Query { sort_by: None, ..query };
+        let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+        let wanted = Wanted::by(rs, &projection, unsorted.filter.as_ref());
+        let (found, total) = select(call, rs.kind(), rs, &unsorted, &params, &wanted, (1, max_scan)).await?;
+        if total > found.len() || all.len() + found.len() > max_scan {
+            return Err(too_many(max_scan).into());
+        }
+        all.extend(found);
+    }
+    if let (Some(sort_by), Some(rs)) = (params.sort_by.as_deref(), sort_schema) {
+        // Resources of a type without the attribute have no value for it and sort last.
+        sort::sort_resources(&mut all, &AttrPath::parse(sort_by)?, params.descending, rs)?;
+    }
+    let total = all.len();
+    let mut resources = Vec::new();
+    for resource in page_of(all, params.start_index, count) {
+        let kind_name = text_at(&resource, "/meta/resourceType").unwrap_or_default();
+        let Some(rs) = call.app.resource_types().find(|rs| rs.name == kind_name) else { continue };
+        let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
+        resources.push(projection.apply_owned(rs, resource));
+    }
+    Ok(Reply::ok(discovery::list_response(resources, total, params.start_index)))
+}
+
+pub(super) fn too_many(max_scan: usize) -> ScimError {
+    ScimError::TooMany {
+        detail: format!(
+            "answering needs more than {max_scan} resources filtered in the proxy; narrow the filter (e.g. userName eq \"…\")"
+        ),
+    }
+}
+
+/// Answers `userName eq "x"` from the ID cache and one read.
+///
+/// The cache is only a hint: the resource read back must still match the filter, else the
+/// normal listing answers. Only a key the schema makes unique can answer this way: a user's
+/// `userName` (uniqueness `server`, RFC 7643 §4.1.1). `externalId` and a group's
+/// `displayName` may be shared by several resources, and one read can say that one of them
+/// matches but not that it is the only one, so those filters go to the listing (which the
+/// script can answer with one native search).
+pub(super) async fn lookup_by_cached_key(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    query: &Query<'_>,
+    wanted: &Wanted,
+) -> Result<Option<Vec<Value>>, Error> {
+    let (Some((path, value)), Some(matcher)) = (query.filter.as_ref().and_then(Filter::as_simple_eq), &query.matcher)
+    else {
+        return Ok(None);
+    };
+    let (Some(text), None, None) = (value.as_str(), &path.sub, &path.urn) else {
+        return Ok(None);
+    };
+    if call.scope.journal.as_ref().is_some_and(|j| j.is_recording()) {
+        return Ok(None);
+    }
+    let unique = kind == ResourceKind::User && path.name.eq_ignore_ascii_case(kind.name_attribute());
+    let Some(id) = call.app.ids.id_for_name(kind, text).filter(|_| unique) else {
+        return Ok(None);
+    };
+    match fetch(call, kind, &id, wanted).await {
+        Ok(resource) if matcher.matches(&resource) => Ok(Some(vec![resource])),
+        Ok(_) | Err(Error::Request(RequestError::NotFound { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The `query` map `list_*` receives.
+pub(super) fn script_query(
+    call: &Call<'_>,
+    params: &ListParams,
+    filter: Option<&Filter>,
+    wanted: &Wanted,
+    start_index: usize,
+    count: usize,
+) -> Dynamic {
+    let attributes: Option<Vec<Value>> =
+        params.attributes.as_deref().map(|a| a.split(',').map(|s| Value::String(s.trim().to_owned())).collect());
+    let excluded: Option<Vec<Value>> = params
+        .excluded_attributes
+        .as_deref()
+        .map(|a| a.split(',').map(|s| Value::String(s.trim().to_owned())).collect());
+    let query = json!({
+        "filter": filter.map(Filter::to_json),
+        "filter_text": filter.map(|f| f.to_string()),
+        "start_index": start_index,
+        "count": count,
+        "sort_by": params.sort_by,
+        "sort_order": if params.descending { "descending" } else { "ascending" },
+        "attributes": attributes,
+        "excluded_attributes": excluded,
+        "max_scan": call.app.config.list.max_scan,
+        "wanted": wanted.0,
+    });
+    ScriptEngine::to_dynamic(&query)
+}
+
+/// What a `list_*` function returned, finished.
+pub(super) struct Listing {
+    resources: Vec<Value>,
+    total: Option<usize>,
+    /// The script applied the filter, sort and paging itself.
+    paged: bool,
+    /// The script applied the whole filter exactly (its legacy search is exact).
+    filtered: bool,
+}
+
+/// Reads a listing: an array of resources, or `#{ resources, total_results, paged }`.
+pub(super) fn read_listing(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    function: &str,
+    answer: Dynamic,
+) -> Result<Listing, Error> {
+    let value = ScriptEngine::to_json(&answer).map_err(|e| bad_return(function, &e))?;
+    let (items, total, paged, filtered) = match value {
+        Value::Array(items) => (items, None, false, false),
+        Value::Object(mut map) => {
+            let items = match map.remove("resources") {
+                Some(Value::Array(items)) => items,
+                _ => return Err(bad_return(function, "a map without a resources array").into()),
+            };
+            let total = map.get("total_results").and_then(Value::as_u64).map(|n| n as usize);
+            let paged = map.get("paged").and_then(Value::as_bool).unwrap_or(false);
+            let filtered = paged || map.get("filtered").and_then(Value::as_bool).unwrap_or(false);
+            if paged && total.is_none() {
+                return Err(bad_return(function, "paged: true without total_results").into());
+            }
+            (items, total, paged, filtered)
+        }
+        _ => return Err(bad_return(function, "neither an array nor a map").into()),
+    };
+    let max_scan = call.app.config.list.max_scan;
+    if !paged && items.len() > max_scan {
+        return Err(too_many(max_scan).into());
+    }
+    let resources =
+        items.into_iter().map(|item| finish_value(call, kind, function, item)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Listing { resources, total, paged, filtered })
+}
+
+pub(super) fn page_of(mut items: Vec<Value>, start_index: usize, count: usize) -> Vec<Value> {
+    let skip = start_index.saturating_sub(1);
+    if skip >= items.len() {
+        return Vec::new();
+    }
+    items.drain(..skip);
+    items.truncate(count);
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_one_based_and_bounded() {
+        let items: Vec<Value> = (1..=5).map(|i| json!(i)).collect();
+        assert_eq!(page_of(items.clone(), 1, 2), vec![json!(1), json!(2)]);
+        assert_eq!(page_of(items.clone(), 4, 10), vec![json!(4), json!(5)]);
+        assert!(page_of(items.clone(), 6, 10).is_empty());
+        assert!(page_of(items, 1, 0).is_empty());
+    }
+}
