@@ -17,6 +17,7 @@
 //!   arrays and objects are unassigned (RFC 7643 §2.5) and removed.
 //! - canonicalValues are not enforced (RFC 7643 §7 calls them suggestions).
 
+use crate::scim::value::kind_of;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -388,18 +389,6 @@ fn reject_duplicates(object: &Map<String, Value>, prefix: &str) -> Result<(), Sc
 /// The member of an object whose key matches `name` case-insensitively.
 fn get_ignore_case<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     value.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
-}
-
-/// The JSON type of a value, for error messages.
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Refuses values outside the `canonicalValues` of the attributes at `paths`: the ones an app

@@ -10,6 +10,18 @@ use time::format_description::well_known::Rfc3339;
 
 use super::schema::{AttrType, Attribute};
 
+/// The JSON type of a value, for error messages: `a string`, `an array`, `null`…
+pub fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// A JSON value read as the type its attribute declares, ready to compare.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TypedValue {

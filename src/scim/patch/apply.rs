@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::multi_valued::{add_values, remove_given, same_value, settle_primary};
 use super::operation::{PatchKind, PatchOp};
-use super::prepare::{kind_of, normalise_single, prepare};
+use super::prepare::{normalise_single, prepare};
 use super::resource::{
     PRUNE_DEPTH, as_items, finish, into_items, into_object, is_assigned, prune, put_attr, take_attr, take_key,
 };
@@ -16,6 +16,7 @@ use crate::scim::error::ScimError;
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::schema::{AttrType, Attribute, Mutability, ResourceSchema};
 use crate::scim::unpublished::{Unpublished, UnsupportedAttributes};
+use crate::scim::value::kind_of;
 
 /// Applies operations in order to a copy of `resource` and returns the new resource, or the
 /// first error; `resource` is never changed, so a failed PATCH leaves nothing half-done

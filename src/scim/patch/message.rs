@@ -4,11 +4,12 @@
 use serde_json::{Map, Value};
 
 use super::operation::{PatchKind, PatchOp};
-use super::prepare::{kind_of, prepare};
+use super::prepare::prepare;
 use super::target::resolve_patch_path;
 use crate::scim::error::{ScimError, quoted};
 use crate::scim::schema::ResourceSchema;
 use crate::scim::unpublished::Unpublished;
+use crate::scim::value::kind_of;
 
 /// The URN a PATCH body must list in `schemas` (RFC 7644 §3.5.2).
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";

@@ -1,6 +1,7 @@
 //! Checking operations against the resource type and putting them in normal form: one operation
 //! per attribute, a canonical path each, values in the schema's names, types and shapes.
 
+use crate::scim::value::kind_of;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
@@ -358,18 +359,6 @@ fn reject_duplicate_keys(object: &Map<String, Value>, prefix: &str) -> Result<()
         }
     }
     Ok(())
-}
-
-/// The JSON type of a value, for error messages.
-pub(super) fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
