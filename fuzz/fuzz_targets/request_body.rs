@@ -5,9 +5,10 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use scim_proxy::request::{list_params, parse_json, search_request_pairs};
+use scim_proxy::pipeline::request::parse_json;
 use scim_proxy::scim::evaluate::Matcher;
 use scim_proxy::scim::filter::parse_filter;
+use scim_proxy::scim::params::{list_params, search_request_pairs};
 use scim_proxy::scim::path::AttrPath;
 use scim_proxy::scim::projection::Projection;
 use scim_proxy::scim::schema::ResourceSchema;
