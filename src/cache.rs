@@ -9,11 +9,11 @@ use moka::sync::Cache;
 
 use crate::config::CacheConfig;
 
-pub use crate::scim::schema::ResourceKind as Kind;
+pub(crate) use crate::scim::schema::ResourceKind as Kind;
 
 /// What the cache remembers of one resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The legacy key, when the script linked one that differs from the SCIM id.
     pub legacy_key: Option<String>,
     /// `userName` (Users) or `displayName` (Groups) as last seen.
@@ -25,7 +25,7 @@ pub struct Entry {
 /// What [`IdCache::observe`] noticed about an id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
-pub enum Observed {
+pub(crate) enum Observed {
     /// Nothing to report.
     Fine,
     /// The id is also a resource of the other type, seen for the first time.
@@ -34,13 +34,13 @@ pub enum Observed {
 
 /// Counts of lookups, for logs and tests.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub hits: std::sync::atomic::AtomicU64,
     pub misses: std::sync::atomic::AtomicU64,
 }
 
 /// The ID-mapping cache of one app.
-pub struct IdCache {
+pub(crate) struct IdCache {
     by_id: Cache<(Kind, Arc<str>), Entry>,
     by_name: Cache<(Kind, String), Arc<str>>,
     by_external: Cache<(Kind, String), Arc<str>>,
@@ -59,7 +59,7 @@ impl std::fmt::Debug for IdCache {
 
 impl IdCache {
     /// Builds an empty cache with the configured size and lifetime.
-    pub fn new(config: &CacheConfig) -> Self {
+    pub(crate) fn new(config: &CacheConfig) -> Self {
         Self {
             by_id: build(config),
             by_name: build(config),
@@ -77,7 +77,7 @@ impl IdCache {
     /// a User's and as a Group's, which RFC 7643 §3.1 forbids: the caller reports it. Only an
     /// id new to its resource type is looked up under the other one, so the check costs one
     /// cache read per new id and nothing on the reads that see what is known already.
-    pub fn observe(&self, kind: Kind, id: &str, name: Option<&str>, external_id: Option<&str>) -> Observed {
+    pub(crate) fn observe(&self, kind: Kind, id: &str, name: Option<&str>, external_id: Option<&str>) -> Observed {
         let key: Arc<str> = Arc::from(id);
         let previous = self.by_id.get(&(kind, key.clone()));
         let other = match kind {
@@ -127,7 +127,8 @@ impl IdCache {
     }
 
     /// Links a SCIM id to the legacy app's own key for it.
-    pub fn link(&self, kind: Kind, id: &str, legacy_key: &str) {
+    #[cfg(test)]
+    pub(crate) fn link(&self, kind: Kind, id: &str, legacy_key: &str) {
         let key: Arc<str> = Arc::from(id);
         let mut entry = self.by_id.get(&(kind, key.clone())).unwrap_or_default();
         entry.legacy_key = Some(legacy_key.to_owned());
@@ -135,7 +136,7 @@ impl IdCache {
     }
 
     /// Forgets a resource that was deleted (or found missing).
-    pub fn forget(&self, kind: Kind, id: &str) {
+    pub(crate) fn forget(&self, kind: Kind, id: &str) {
         let key: Arc<str> = Arc::from(id);
         if let Some(entry) = self.by_id.remove(&(kind, key)) {
             if let Some(name) = entry.name {
@@ -148,46 +149,39 @@ impl IdCache {
     }
 
     /// What is known of an id.
-    pub fn entry(&self, kind: Kind, id: &str) -> Option<Entry> {
+    #[cfg(test)]
+    pub(crate) fn entry(&self, kind: Kind, id: &str) -> Option<Entry> {
         self.count(self.by_id.get(&(kind, Arc::from(id))))
     }
 
     /// The id last seen with this `userName` / `displayName` (compared case-insensitively).
-    pub fn id_for_name(&self, kind: Kind, name: &str) -> Option<String> {
+    pub(crate) fn id_for_name(&self, kind: Kind, name: &str) -> Option<String> {
         self.count(self.by_name.get(&(kind, fold(name)))).map(|id| id.to_string())
     }
 
     /// The id last seen with this `externalId` (compared exactly).
-    pub fn id_for_external_id(&self, kind: Kind, external_id: &str) -> Option<String> {
+    #[cfg(test)]
+    pub(crate) fn id_for_external_id(&self, kind: Kind, external_id: &str) -> Option<String> {
         self.count(self.by_external.get(&(kind, external_id.to_owned()))).map(|id| id.to_string())
     }
 
     /// A script's own entry.
-    pub fn custom_get(&self, namespace: &str, key: &str) -> Option<String> {
+    pub(crate) fn custom_get(&self, namespace: &str, key: &str) -> Option<String> {
         self.count(self.custom.get(&(namespace.to_owned(), key.to_owned())))
     }
 
     /// Sets a script's own entry.
-    pub fn custom_set(&self, namespace: &str, key: &str, value: &str) {
+    pub(crate) fn custom_set(&self, namespace: &str, key: &str, value: &str) {
         self.custom.insert((namespace.to_owned(), key.to_owned()), value.to_owned());
     }
 
     /// Removes a script's own entry.
-    pub fn custom_remove(&self, namespace: &str, key: &str) {
+    pub(crate) fn custom_remove(&self, namespace: &str, key: &str) {
         self.custom.invalidate(&(namespace.to_owned(), key.to_owned()));
     }
 
-    /// Drops everything, as a restarted replica would have it.
-    pub fn clear(&self) {
-        self.by_id.invalidate_all();
-        self.by_name.invalidate_all();
-        self.by_external.invalidate_all();
-        self.custom.invalidate_all();
-        self.shared.invalidate_all();
-    }
-
     /// Lookup hit and miss counts.
-    pub fn stats(&self) -> &Stats {
+    pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
 

@@ -91,7 +91,7 @@ pub async fn run(
 /// The demo's configuration and where it came from, as the line `Configuration:` says it:
 /// the file given; else `proxy.yaml` in the working directory, when there is one; else the
 /// shipped one built into the binary.
-pub fn load(given: Option<&Path>, vars: &Variables) -> Result<(Config, String), ConfigError> {
+pub(crate) fn load(given: Option<&Path>, vars: &Variables) -> Result<(Config, String), ConfigError> {
     let local = Path::new("proxy.yaml");
     if let Some(path) = given {
         return Ok((Config::load(path, vars)?, path.display().to_string()));

@@ -4,7 +4,7 @@ use http::StatusCode;
 
 use crate::legacy::{LegacyError, TlsFault};
 use crate::scim::ScimError;
-pub use crate::scim::error::{ECHO_CHARS, echoed, quoted};
+pub(crate) use crate::scim::error::{echoed, quoted};
 use crate::script::ScriptError;
 
 /// A failure of a SCIM request, whatever its origin.
@@ -14,6 +14,8 @@ pub enum Error {
     Scim(#[from] ScimError),
     #[error(transparent)]
     Script(#[from] ScriptError),
+    // `LegacyError` stays crate-internal: outside the crate it is read through `Display` only.
+    #[allow(private_interfaces)]
     #[error(transparent)]
     Legacy(#[from] LegacyError),
     #[error(transparent)]
@@ -73,7 +75,7 @@ pub enum RequestError {
 
 /// Whose fault an error is: decides the log level and how much detail the client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The identity provider sent something wrong: 4xx, full detail.
     Client,
     /// The legacy app failed or is unreachable: 502/503/504, detail without internals.
@@ -86,7 +88,7 @@ pub enum Source {
 
 /// The SCIM answer chosen for an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: StatusCode,
     pub scim_type: Option<&'static str>,
     pub detail: String,
@@ -102,18 +104,18 @@ impl Answer {
 }
 
 /// The schema of a SCIM error body (RFC 7644 §3.12).
-pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub(crate) const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// Detail shown for script and internal faults; the specifics go to the log under the request id.
 pub const GENERIC: &str = "the request could not be completed because of an error in the application mapping; the proxy log has the details under this request's id";
 
 /// `Retry-After` of a legacy fault when the legacy app did not say: long enough for a
 /// restarting app, short enough that provisioning does not stall.
-pub const DEFAULT_RETRY_AFTER: u32 = 10;
+pub(crate) const DEFAULT_RETRY_AFTER: u32 = 10;
 
 /// The longest `Retry-After` passed on from the legacy app: a longer one (or a date far ahead)
 /// would park the identity provider's provisioning cycle on one app's say-so.
-pub const MAX_RETRY_AFTER: u32 = 120;
+pub(crate) const MAX_RETRY_AFTER: u32 = 120;
 
 /// A legacy app's own `Retry-After`, capped, at least a second; the default when it sent none.
 fn passed_on(retry_after: Option<u64>) -> u32 {
@@ -136,7 +138,7 @@ fn script_fault() -> Answer {
 }
 
 /// Chooses the answer to an error. This is the only place a status code is chosen for an error.
-pub fn answer(error: &Error) -> Answer {
+pub(crate) fn answer(error: &Error) -> Answer {
     use StatusCode as S;
     match error {
         Error::Partial { error, done } => {
@@ -374,6 +376,7 @@ fn known_scim_type(text: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::error::ECHO_CHARS;
 
     #[test]
     fn echoed_values_are_escaped_and_bounded() {

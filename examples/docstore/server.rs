@@ -91,7 +91,7 @@ struct Data {
 }
 
 /// A running Docstore on 127.0.0.1 (or any address), stopped when dropped.
-pub struct Docstore {
+pub(crate) struct Docstore {
     /// The address it listens on.
     pub addr: SocketAddr,
     data: Arc<Mutex<Data>>,
@@ -111,7 +111,7 @@ type Answer = Response<Full<Bytes>>;
 
 impl Docstore {
     /// Serves the API on `listener`; `api_key`, when given, is required as a bearer token.
-    pub fn start(listener: TcpListener, api_key: Option<String>) -> std::io::Result<Self> {
+    pub(crate) fn start(listener: TcpListener, api_key: Option<String>) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let data = Arc::new(Mutex::new(Data::default()));
         let key: Arc<Option<String>> = Arc::new(api_key);
@@ -133,7 +133,7 @@ impl Docstore {
     }
 
     /// `http://ADDR/v1`, the base URL a mapping is given.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 
@@ -142,13 +142,13 @@ impl Docstore {
     }
 
     /// The `data` of a stored document, or `None`.
-    pub fn document(&self, collection: &str, id: &str) -> Option<Value> {
+    pub(crate) fn document(&self, collection: &str, id: &str) -> Option<Value> {
         let data = self.data();
         data.documents.get(collection)?.iter().find(|d| d.id == id).map(|d| d.data.clone())
     }
 
     /// The `data` of every document of a collection, in creation order.
-    pub fn documents(&self, collection: &str) -> Vec<Value> {
+    pub(crate) fn documents(&self, collection: &str) -> Vec<Value> {
         self.data()
             .documents
             .get(collection)
@@ -156,7 +156,7 @@ impl Docstore {
     }
 
     /// Stores a document as a client's `POST` would (no uniqueness check); returns its id.
-    pub fn insert(&self, collection: &str, document: Value) -> Option<String> {
+    pub(crate) fn insert(&self, collection: &str, document: Value) -> Option<String> {
         let spec = COLLECTIONS.iter().find(|c| c.name == collection)?;
         let document = new_document(document);
         let id = document.id.clone();
@@ -165,13 +165,13 @@ impl Docstore {
     }
 
     /// The requests received since the last call, as `METHOD /path?query`.
-    pub fn take_calls(&self) -> Vec<String> {
+    pub(crate) fn take_calls(&self) -> Vec<String> {
         std::mem::take(&mut self.data().calls)
     }
 
     /// Before the next `PUT` of this document is served, another writer changes its data
     /// with `change` (and its version goes up), as a second replica or an administrator would.
-    pub fn interfere(&self, collection: &str, id: &str, change: impl FnOnce(&mut Value) + Send + 'static) {
+    pub(crate) fn interfere(&self, collection: &str, id: &str, change: impl FnOnce(&mut Value) + Send + 'static) {
         self.data().interference = Some((collection.to_owned(), id.to_owned(), Box::new(change)));
     }
 }

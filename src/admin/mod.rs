@@ -2,7 +2,7 @@
 //! and `/requests` (each app's last requests, for whoever holds the admin token).
 
 pub mod probe;
-pub mod requests;
+pub(crate) mod requests;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,7 +25,7 @@ use crate::pipeline::response::plain_json;
 use crate::state::Shared;
 
 /// Answers one admin request.
-pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return plain_json(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "only GET is allowed"}));
     }

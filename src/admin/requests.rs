@@ -29,7 +29,7 @@ summary{cursor:pointer;color:#0969da}";
 /// The page: every entry, newest first, as a table.
 ///
 /// `nonce` must be the one the response's `Content-Security-Policy` names for its style.
-pub fn render(entries: &[Arc<Entry>], capacity: usize, nonce: &str) -> String {
+pub(crate) fn render(entries: &[Arc<Entry>], capacity: usize, nonce: &str) -> String {
     let mut page = String::with_capacity(4096 + entries.len() * 1024);
     let _ = write!(
         page,
@@ -149,7 +149,7 @@ fn status_class(status: u16) -> &'static str {
 }
 
 /// Text made safe inside an HTML element or a quoted attribute.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -9,13 +9,13 @@ use tokio::sync::OwnedMutexGuard;
 
 /// Locks by key, created on demand and dropped when no one holds or waits for them.
 #[derive(Debug, Default)]
-pub struct KeyedLocks {
+pub(crate) struct KeyedLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Holds a key until dropped.
 #[derive(Debug)]
-pub struct Held<'a> {
+pub(crate) struct Held<'a> {
     owner: &'a KeyedLocks,
     key: String,
     guard: Option<OwnedMutexGuard<()>>,
@@ -23,7 +23,7 @@ pub struct Held<'a> {
 
 impl KeyedLocks {
     /// Waits until no one else holds `key`, then holds it.
-    pub async fn lock(&self, key: String) -> Held<'_> {
+    pub(crate) async fn lock(&self, key: String) -> Held<'_> {
         let lock = {
             let mut locks = match self.locks.lock() {
                 Ok(locks) => locks,
@@ -36,12 +36,14 @@ impl KeyedLocks {
     }
 
     /// Keys in use now (held or waited for).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.locks.lock().map(|l| l.len()).unwrap_or(0)
     }
 
     /// True when no key is in use.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -12,7 +12,7 @@ use crate::script::{CallScope, CallStats};
 
 /// The last answer of an app's `health()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub healthy: bool,
     /// Why not, when not.
     pub detail: Option<String>,
@@ -20,13 +20,13 @@ pub struct Checked {
 
 /// What is known of an app's health: nothing until the first check.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     last: Mutex<Option<Checked>>,
 }
 
 impl Health {
     /// The last check, if any.
-    pub fn last(&self) -> Option<Checked> {
+    pub(crate) fn last(&self) -> Option<Checked> {
         match self.last.lock() {
             Ok(last) => last.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -63,7 +63,7 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 /// `health()` answers `true` (or nothing) when it is, `false` or a text saying why when it is
 /// not; a throw or a legacy fault is "not well" too. It runs on a script slot of its own
 /// (`AppScript::call`), so requests holding every slot of the app do not make it unready.
-pub async fn check(app: &App, metrics: &Arc<Metrics>) -> Option<Checked> {
+pub(crate) async fn check(app: &App, metrics: &Arc<Metrics>) -> Option<Checked> {
     app.script.arity("health")?;
     let scope = CallScope {
         request_id: Arc::from(format!("health-{}", app.name())),

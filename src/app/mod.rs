@@ -1,6 +1,6 @@
 //! One application at run time: its schema, tokens, script, legacy client and ID cache.
 
-pub mod flight;
+pub(crate) mod flight;
 pub mod health;
 
 use std::sync::Arc;
@@ -34,36 +34,36 @@ pub enum AppError {
 /// An application served by the proxy.
 #[derive(Debug)]
 pub struct App {
-    pub config: AppConfig,
+    pub(crate) config: AppConfig,
     /// How callers authenticate, with the token files and JWT keys it reads.
-    pub auth: crate::auth::AppAuth,
-    pub users: ResourceSchema,
+    pub(crate) auth: crate::auth::AppAuth,
+    pub(crate) users: ResourceSchema,
     /// The Group resource type, when the app serves groups.
-    pub groups: Option<ResourceSchema>,
+    pub(crate) groups: Option<ResourceSchema>,
     pub script: AppScript,
-    pub ids: Arc<IdCache>,
-    pub capabilities: Capabilities,
+    pub(crate) ids: Arc<IdCache>,
+    pub(crate) capabilities: Capabilities,
     /// Attributes whose `canonicalValues` the app declared as the only ones it knows.
-    pub canonical: Vec<AttrPath>,
+    pub(crate) canonical: Vec<AttrPath>,
     /// Values a create gets for the top-level attributes it leaves out (`schema.overrides.*.default`).
-    pub create_defaults: Vec<CreateDefault>,
+    pub(crate) create_defaults: Vec<CreateDefault>,
     /// What hot reload of the script has done.
-    pub reload: Arc<ReloadState>,
+    pub(crate) reload: Arc<ReloadState>,
     /// Which values dry-run reports and recordings never show.
-    pub redactor: Redactor,
+    pub(crate) redactor: Redactor,
     /// Where exchanges are recorded as test files, when `record` is configured.
-    pub recorder: Option<Recorder>,
+    pub(crate) recorder: Option<Recorder>,
     /// The last answer of the script's `health()`.
-    pub health: Arc<crate::app::health::Health>,
+    pub(crate) health: Arc<crate::app::health::Health>,
     /// Creates under way, by name: identical ones run one at a time. Shared with the app
     /// this one replaces on a configuration reload, so creates in flight keep their hold.
-    pub creates: Arc<crate::app::flight::KeyedLocks>,
+    pub(crate) creates: Arc<crate::app::flight::KeyedLocks>,
     /// Writes under way, by resource: a read–modify–write of one resource (PUT, PATCH,
     /// deactivation, delete) holds it from its read to its write. Shared across reloads too.
-    pub writes: Arc<crate::app::flight::KeyedLocks>,
+    pub(crate) writes: Arc<crate::app::flight::KeyedLocks>,
     /// Creates (`User:name`) that ended without an answer after a write was sent: the next
     /// create of the name looks for the account first. Bounded, and forgotten after a while.
-    pub uncertain_creates: moka::sync::Cache<String, ()>,
+    pub(crate) uncertain_creates: moka::sync::Cache<String, ()>,
     /// Everything RFC 7643 defines for Users (Enterprise User included, with the app's own
     /// extensions) and for Groups: the names an ignored attribute is counted under.
     known: (ResourceSchema, ResourceSchema),
@@ -73,7 +73,7 @@ pub struct App {
 
 /// A value a create gets when it leaves an attribute out.
 #[derive(Debug, Clone)]
-pub struct CreateDefault {
+pub(crate) struct CreateDefault {
     pub kind: ResourceKind,
     /// The extension URN whose object holds the attribute; `None` for core attributes.
     pub extension: Option<String>,
@@ -87,7 +87,7 @@ pub struct CreateDefault {
 const MAX_WARNED: usize = 256;
 
 /// The metric label of an ignored attribute outside the schemas the app knows.
-pub const OTHER_ATTRIBUTE: &str = "other";
+pub(crate) const OTHER_ATTRIBUTE: &str = "other";
 
 impl App {
     /// Builds an app from its configuration at start: compiles its script (within
@@ -98,7 +98,7 @@ impl App {
     }
 
     /// Compiles the app's script within `script.compile_timeout`, blocking the caller.
-    pub fn compile(config: &Config, app: &AppConfig, engine: &Arc<ScriptEngine>) -> Result<Compiled, AppError> {
+    pub(crate) fn compile(config: &Config, app: &AppConfig, engine: &Arc<ScriptEngine>) -> Result<Compiled, AppError> {
         let path = config.script_path(app);
         match config.built_in_scripts.get(&app.script) {
             Some(text) => engine.compile_in_time_blocking((*text).to_owned(), &path),
@@ -229,14 +229,14 @@ impl App {
     }
 
     /// What a request that names attributes this app does not publish does with them.
-    pub fn unpublished(&self) -> Unpublished {
+    pub(crate) fn unpublished(&self) -> Unpublished {
         Unpublished::new(self.config.schema.unsupported_attributes)
     }
 
     /// The metric label of an ignored attribute: its path in the schemas RFC 7643 defines
     /// (or the app's own extensions), in their spelling, or [`OTHER_ATTRIBUTE`] — a bounded set
     /// whatever names clients invent.
-    pub fn ignored_label(&self, kind: ResourceKind, path: &str) -> String {
+    pub(crate) fn ignored_label(&self, kind: ResourceKind, path: &str) -> String {
         let known = match kind {
             ResourceKind::User => &self.known.0,
             ResourceKind::Group => &self.known.1,
@@ -262,7 +262,7 @@ impl App {
 
     /// True the first time this app ignores the attribute at `path` of a `kind` resource
     /// (names compared case-insensitively), and never once [`MAX_WARNED`] are known.
-    pub fn first_time_ignored(&self, kind: ResourceKind, path: &str) -> bool {
+    pub(crate) fn first_time_ignored(&self, kind: ResourceKind, path: &str) -> bool {
         let mut warned = match self.warned.lock() {
             Ok(warned) => warned,
             Err(poisoned) => poisoned.into_inner(),
@@ -284,18 +284,18 @@ impl App {
     }
 
     /// The resource types this app serves.
-    pub fn resource_types(&self) -> impl Iterator<Item = &ResourceSchema> {
+    pub(crate) fn resource_types(&self) -> impl Iterator<Item = &ResourceSchema> {
         std::iter::once(&self.users).chain(self.groups.as_ref())
     }
 
     /// Every schema this app publishes, each once.
-    pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
+    pub(crate) fn schemas(&self) -> impl Iterator<Item = &Schema> {
         let mut seen = std::collections::BTreeSet::new();
         self.resource_types().flat_map(ResourceSchema::schemas).filter(move |s| seen.insert(s.id.clone()))
     }
 
     /// The app's name, for logs.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 }

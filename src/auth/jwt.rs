@@ -18,11 +18,11 @@ const REFETCH_EVERY: Duration = Duration::from_secs(60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a token was refused; goes to the log and the error detail, never the token itself.
-pub type Refusal = String;
+pub(super) type Refusal = String;
 
 /// The keys and rules of one app's JWT validation.
 #[derive(Debug)]
-pub struct JwtValidator {
+pub(crate) struct JwtValidator {
     issuer: String,
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
@@ -134,7 +134,10 @@ struct Claims {
 impl JwtValidator {
     /// Reads the key files; `resolve` turns a configured path into a readable one. The error
     /// names the key (`jwt.keys[1]`) and the reason.
-    pub fn new(config: &JwtConfig, resolve: impl Fn(&Path) -> std::path::PathBuf) -> Result<Self, (String, String)> {
+    pub(crate) fn new(
+        config: &JwtConfig,
+        resolve: impl Fn(&Path) -> std::path::PathBuf,
+    ) -> Result<Self, (String, String)> {
         let mut fixed = Vec::new();
         for (i, source) in config.keys.iter().enumerate() {
             let at = |detail: String| (format!("jwt.keys[{i}]"), detail);
@@ -200,12 +203,12 @@ impl JwtValidator {
 
     /// Whether `token` looks like a JWT at all (three parts, a JSON header naming an `alg`);
     /// other bearer tokens are not this validator's business.
-    pub fn looks_like_jwt(token: &str) -> bool {
+    pub(crate) fn looks_like_jwt(token: &str) -> bool {
         token.split('.').count() == 3 && header_alg(token).is_some()
     }
 
     /// Validates a token; answers `(sub, iss)` or why it was refused.
-    pub async fn validate(&self, app: &str, token: &str) -> Result<(String, String), Refusal> {
+    pub(crate) async fn validate(&self, app: &str, token: &str) -> Result<(String, String), Refusal> {
         // The allow-list is checked on the raw header first, so `none` and unknown names are
         // refused by name before any parsing of the rest.
         let alg = header_alg(token).unwrap_or_default();

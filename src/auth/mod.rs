@@ -15,13 +15,13 @@ use crate::error::RequestError;
 use crate::listener::server::Connection;
 use crate::listener::tls::ClientIdentity;
 
-pub use jwt::JwtValidator;
-pub use token_file::TokenFile;
+pub(crate) use jwt::JwtValidator;
+pub(crate) use token_file::TokenFile;
 
 /// Who a request was authenticated as: the credential, never its secret (`bearer token #2`).
 /// Audit records and logs name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal(pub String);
+pub(crate) struct Principal(pub String);
 
 impl std::fmt::Display for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,7 +32,7 @@ impl std::fmt::Display for Principal {
 /// An app's inbound authentication at run time: its configuration with the files and keys it
 /// names read in.
 #[derive(Debug)]
-pub struct AppAuth {
+pub(crate) struct AppAuth {
     app: String,
     tokens: Vec<Secret>,
     token_files: Vec<TokenFile>,
@@ -44,7 +44,7 @@ pub struct AppAuth {
 impl AppAuth {
     /// Reads the JWT keys an app's configuration names; runs at start. The error names the
     /// key under `auth` and the reason.
-    pub fn new(config: &Config, app: &str, auth: &InboundAuth) -> Result<Self, (String, String)> {
+    pub(crate) fn new(config: &Config, app: &str, auth: &InboundAuth) -> Result<Self, (String, String)> {
         let resolve = |path: &Path| config.relative_path(path);
         let jwt = auth
             .jwt
@@ -74,7 +74,7 @@ impl AppAuth {
 ///
 /// Runs before routing. A JWT that fails validation is `InvalidToken` with the reason (also
 /// logged); every other failure is `Unauthorized`.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     auth: &AppAuth,
     headers: &HeaderMap,
     connection: &Connection,
@@ -116,7 +116,7 @@ pub async fn authenticate(
 /// Whether a request carries the admin token: `Bearer <token>`, or HTTP Basic with the token
 /// as the password and any user name (what a browser asks a person for). Compared in
 /// constant time, like the apps' tokens.
-pub fn has_admin_token(expected: &Secret, headers: &HeaderMap) -> bool {
+pub(crate) fn has_admin_token(expected: &Secret, headers: &HeaderMap) -> bool {
     let matches = |presented: &str| bool::from(expected.expose().as_bytes().ct_eq(presented.as_bytes()));
     match authorization(headers) {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => matches(token),

@@ -11,7 +11,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// One token file and the token last read from it.
 #[derive(Debug)]
-pub struct TokenFile {
+pub(crate) struct TokenFile {
     pub path: PathBuf,
     app: String,
     state: Mutex<State>,
@@ -29,14 +29,14 @@ struct State {
 
 impl TokenFile {
     /// A token file; read on first use.
-    pub fn new(app: &str, path: PathBuf) -> Self {
+    pub(crate) fn new(app: &str, path: PathBuf) -> Self {
         Self { path, app: app.to_owned(), state: Mutex::default() }
     }
 
     /// Reads the file at start: a token in it that is too short or a placeholder is an
     /// error naming the file (the proxy does not start). A missing or empty file is not (a
     /// Secret may be mounted a moment later): it is logged and accepts nothing meanwhile.
-    pub fn check_at_start(&self) -> Result<(), String> {
+    pub(crate) fn check_at_start(&self) -> Result<(), String> {
         let _ = self.token();
         let text = std::fs::read_to_string(&self.path).unwrap_or_default();
         let token = text.trim();
@@ -50,7 +50,7 @@ impl TokenFile {
     ///
     /// Called per request: at most once a second it stats the file, and reads it only when
     /// its modification time or size changed, so a rotated Secret is picked up within a second.
-    pub fn token(&self) -> Option<Secret> {
+    pub(crate) fn token(&self) -> Option<Secret> {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if state.checked.is_some_and(|at| now.duration_since(at) < CHECK_EVERY) {

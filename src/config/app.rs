@@ -16,25 +16,25 @@ pub struct AppConfig {
     /// Short name, used in logs and metrics.
     pub name: String,
     /// Path prefix of the SCIM endpoint, e.g. `/scim/v2`.
-    pub base_path: String,
+    pub(crate) base_path: String,
     /// The Rhai mapping script, relative to the configuration file.
     pub script: PathBuf,
     /// How identity providers authenticate to this app.
-    pub auth: InboundAuth,
+    pub(crate) auth: InboundAuth,
     /// The in-house API behind this app.
     pub legacy: LegacyConfig,
     /// Deadline for one whole SCIM request, script and legacy calls included.
     #[serde(default = "secs::<30>", with = "duration")]
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Mapping scripts of this app running at the same time; further requests wait.
     #[serde(default = "count::<16>")]
-    pub max_concurrent_scripts: usize,
+    pub(crate) max_concurrent_scripts: usize,
     /// Requests of this app that may wait for a script slot; past them, `503` at once.
     #[serde(default = "count::<256>")]
-    pub max_queued_requests: usize,
+    pub(crate) max_queued_requests: usize,
     /// The ID-mapping cache.
     #[serde(default)]
-    pub cache: CacheConfig,
+    pub(crate) cache: CacheConfig,
     /// Listing and filtering limits.
     #[serde(default)]
     pub list: ListConfig,
@@ -46,16 +46,16 @@ pub struct AppConfig {
     pub schema: SchemaConfig,
     /// Limits of `POST /Bulk`.
     #[serde(default)]
-    pub bulk: BulkConfig,
+    pub(crate) bulk: BulkConfig,
     /// Write every request of this app, with its legacy calls, as a test file (redacted).
     #[serde(default)]
-    pub record: Option<RecordConfig>,
+    pub(crate) record: Option<RecordConfig>,
 }
 
 /// Sizes and lifetime of the ID-mapping cache.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct CacheConfig {
+pub(crate) struct CacheConfig {
     /// Entries kept per resource type and per index.
     pub max_entries: u64,
     /// Time after which an entry is dropped.
@@ -74,9 +74,9 @@ impl Default for CacheConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ListConfig {
     /// Page size when the IdP gives no `count`.
-    pub default_count: usize,
+    pub(crate) default_count: usize,
     /// Largest page returned (`filter.maxResults` in `/ServiceProviderConfig`).
-    pub max_results: usize,
+    pub(crate) max_results: usize,
     /// Most resources the proxy filters and sorts in memory; past it a list is `400 tooMany`.
     pub max_scan: usize,
 }
@@ -101,7 +101,7 @@ pub enum UserDelete {
 /// Recording of exchanges into mapping test files.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RecordConfig {
+pub(crate) struct RecordConfig {
     /// The folder the files go to, relative to the configuration file; created if missing.
     pub dir: PathBuf,
     /// More names (JSON keys, SCIM attributes) whose values are written as `[redacted]`.
@@ -112,7 +112,7 @@ pub struct RecordConfig {
 /// Limits of `POST /Bulk` (RFC 7644 §3.7), published in `/ServiceProviderConfig`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct BulkConfig {
+pub(crate) struct BulkConfig {
     /// Whether `/Bulk` is offered at all.
     pub enabled: bool,
     /// Most operations in one request; more is `413`.
@@ -133,20 +133,20 @@ impl Default for BulkConfig {
 pub struct SchemaConfig {
     /// Core User attributes the app supports (`name` keeps all sub-attributes, `name.givenName`
     /// just that one); absent means all of RFC 7643 §4.1.
-    pub user_attributes: Option<Vec<String>>,
+    pub(crate) user_attributes: Option<Vec<String>>,
     /// Enterprise User extension attributes the app supports; absent means the extension is
     /// not published.
-    pub enterprise_user: Option<Vec<String>>,
+    pub(crate) enterprise_user: Option<Vec<String>>,
     /// Core Group attributes the app supports; absent means all of RFC 7643 §4.2. Groups are
     /// served when the script defines `get_group`.
-    pub group_attributes: Option<Vec<String>>,
+    pub(crate) group_attributes: Option<Vec<String>>,
     /// Custom extension schemas of the User resource type.
-    pub user_extensions: Vec<ExtensionConfig>,
+    pub(crate) user_extensions: Vec<ExtensionConfig>,
     /// Characteristics this app changes for some attributes, by path (`emails.type`,
     /// `urn:…:enterprise:2.0:User:department`): what the app's data really allows.
-    pub overrides: BTreeMap<String, AttributeOverride>,
+    pub(crate) overrides: BTreeMap<String, AttributeOverride>,
     /// The same for Group attributes (`members.display`).
-    pub group_overrides: BTreeMap<String, AttributeOverride>,
+    pub(crate) group_overrides: BTreeMap<String, AttributeOverride>,
     /// What happens to an attribute a request names that this app does not publish:
     /// `ignore` (dropped, named in the audit record, a metric and a warning) or `refuse`
     /// (`400`).
@@ -156,7 +156,7 @@ pub struct SchemaConfig {
 /// Characteristics of one attribute that an app sets differently from RFC 7643.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AttributeOverride {
+pub(crate) struct AttributeOverride {
     /// `true` when the app cannot hold the resource without it.
     pub required: Option<bool>,
     /// `readOnly` for values the app assigns itself, `immutable` for values set once.
@@ -175,7 +175,7 @@ pub struct AttributeOverride {
 /// A custom schema extension, written as `/Schemas` publishes one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExtensionConfig {
+pub(crate) struct ExtensionConfig {
     /// Whether every resource must carry the extension.
     #[serde(default)]
     pub required: bool,

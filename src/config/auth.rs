@@ -10,7 +10,7 @@ use super::{KeyProblem, Secret, TlsConfig, duration, kib, secs, weak_secret};
 /// Inbound authentication of an app: a request is accepted when any configured method accepts it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct InboundAuth {
+pub(crate) struct InboundAuth {
     /// Accepted bearer tokens; several allow rotation without downtime.
     pub bearer_tokens: Vec<Secret>,
     /// Files holding one bearer token each (e.g. a mounted Kubernetes Secret), re-read when
@@ -27,7 +27,7 @@ pub struct InboundAuth {
 /// One HTTP Basic user.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BasicCredential {
+pub(crate) struct BasicCredential {
     /// The user name, as the identity provider sends it.
     pub username: String,
     /// Its password (16 characters or more), by reference: `${env.NAME}` or `${file.PATH}`.
@@ -37,7 +37,7 @@ pub struct BasicCredential {
 /// Validation of JWT bearer tokens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JwtConfig {
+pub(crate) struct JwtConfig {
     /// The `iss` a token must carry.
     pub issuer: String,
     /// Accepted `aud` values; a token must name one of them.
@@ -72,7 +72,7 @@ pub struct JwtConfig {
 /// Where a JWT verification key comes from: exactly one of the two.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct JwtKey {
+pub(crate) struct JwtKey {
     /// A PEM public key (`-----BEGIN PUBLIC KEY-----`, RSA, EC or Ed25519).
     pub pem_file: Option<PathBuf>,
     /// A JWKS document (`{"keys": [...]}`) on disk.
@@ -82,7 +82,7 @@ pub struct JwtKey {
 /// Client certificates accepted as credentials: any entry that matches accepts.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ClientCertificates {
+pub(crate) struct ClientCertificates {
     /// Subjects in RFC 4514 text, read at load (malformed text stops the start). `CN=name`
     /// alone accepts a subject with exactly one common name, `name`, whatever else it holds; any
     /// other entry (`CN=a,O=b`, last RDN first as RFC 4514 writes it) accepts only that subject:

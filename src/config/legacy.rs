@@ -13,19 +13,19 @@ use super::{KeyProblem, Secret, duration, kib, mib, secs};
 #[serde(deny_unknown_fields)]
 pub struct LegacyConfig {
     /// Base URL; scripts call paths relative to it and can reach nothing else.
-    pub base_url: url::Url,
+    pub(crate) base_url: url::Url,
     /// Headers sent with every legacy call, e.g. an API key.
     #[serde(default)]
-    pub headers: BTreeMap<String, Secret>,
+    pub(crate) headers: BTreeMap<String, Secret>,
     /// Timeout of one legacy call.
     #[serde(default = "secs::<10>", with = "duration")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Timeout to establish a connection to the legacy app.
     #[serde(default = "secs::<3>", with = "duration")]
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Largest legacy response body accepted.
     #[serde(default = "mib::<16>")]
-    pub max_response_bytes: usize,
+    pub(crate) max_response_bytes: usize,
     /// PEM file of the CA certificates trusted for the legacy app (and its token endpoint),
     /// relative to the configuration file. When set, only these are trusted; when absent, the
     /// Mozilla root certificates built into the proxy are.
@@ -37,22 +37,22 @@ pub struct LegacyConfig {
     /// Accept any certificate from the legacy app: no chain, name or expiry check. For trials
     /// only; every start logs a warning and `/readyz` shows it.
     #[serde(default)]
-    pub insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
     /// Credentials sent with every legacy call, in the `Authorization` header.
     #[serde(default)]
     pub auth: Option<LegacyAuthConfig>,
     /// When a failed legacy call is tried again.
     #[serde(default)]
-    pub retry: RetryConfig,
+    pub(crate) retry: RetryConfig,
     /// When the app's legacy calls fail fast for a while, after consecutive transient failures.
     #[serde(default)]
-    pub breaker: BreakerConfig,
+    pub(crate) breaker: BreakerConfig,
 }
 
 /// Retries of legacy calls that are safe to repeat: capped exponential backoff with full jitter.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RetryConfig {
+pub(crate) struct RetryConfig {
     /// Tries of one call in all, the first included; `1` turns retries off.
     pub attempts: u32,
     /// The longest wait before the first retry; each further retry may wait twice as long.
@@ -73,7 +73,7 @@ impl Default for RetryConfig {
 /// The circuit breaker of an app's legacy calls.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct BreakerConfig {
+pub(crate) struct BreakerConfig {
     /// Consecutive transient failures (no connection, reset, timeout, 502/503/504/429) that
     /// open the breaker; `0` turns it off.
     pub failures: u32,
@@ -93,9 +93,9 @@ impl Default for BreakerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClientCertificate {
     /// The certificate, optionally followed by its intermediate CA certificates.
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// The private key of the certificate (PKCS#8, PKCS#1 or SEC1, not encrypted).
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// How the proxy authenticates to the legacy app: exactly one of the three.
@@ -103,9 +103,9 @@ pub struct ClientCertificate {
 #[serde(default, deny_unknown_fields)]
 pub struct LegacyAuthConfig {
     /// HTTP Basic authentication with fixed credentials.
-    pub basic: Option<BasicAuth>,
+    pub(crate) basic: Option<BasicAuth>,
     /// A fixed bearer token.
-    pub bearer: Option<BearerAuth>,
+    pub(crate) bearer: Option<BearerAuth>,
     /// Tokens fetched from an OAuth2 token endpoint (client credentials grant).
     pub oauth2: Option<OAuth2Config>,
 }
@@ -113,7 +113,7 @@ pub struct LegacyAuthConfig {
 /// HTTP Basic credentials for the legacy app.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BasicAuth {
+pub(crate) struct BasicAuth {
     /// The user name; it cannot contain ':'.
     pub username: Secret,
     /// The password.
@@ -123,7 +123,7 @@ pub struct BasicAuth {
 /// A fixed bearer token for the legacy app.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BearerAuth {
+pub(crate) struct BearerAuth {
     /// The token, sent as `Authorization: Bearer <token>`.
     pub token: Secret,
 }
@@ -133,36 +133,36 @@ pub struct BearerAuth {
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Config {
     /// The token endpoint, called with the app's TLS settings.
-    pub token_url: url::Url,
+    pub(crate) token_url: url::Url,
     /// The client identifier.
-    pub client_id: Secret,
+    pub(crate) client_id: Secret,
     /// The client secret.
-    pub client_secret: Secret,
+    pub(crate) client_secret: Secret,
     /// How the client authenticates to the token endpoint.
     #[serde(default)]
-    pub client_auth: ClientAuth,
+    pub(crate) client_auth: ClientAuth,
     /// The `scope` parameter, when the token endpoint needs one.
     #[serde(default)]
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// The `audience` parameter, when the token endpoint needs one.
     #[serde(default)]
-    pub audience: Option<String>,
+    pub(crate) audience: Option<String>,
     /// More form parameters of the token request.
     #[serde(default)]
-    pub extra_params: BTreeMap<String, String>,
+    pub(crate) extra_params: BTreeMap<String, String>,
     /// How long before its expiry a token is replaced (at most half its lifetime).
     #[serde(default = "secs::<60>", with = "duration")]
-    pub refresh_before: Duration,
+    pub(crate) refresh_before: Duration,
     /// The largest token endpoint answer read; a larger one is a failed token request. 64 KiB
     /// by default: a token answer is a few KB even when the access token is a JWT with many claims.
     #[serde(default = "kib::<64>")]
-    pub max_response_bytes: usize,
+    pub(crate) max_response_bytes: usize,
 }
 
 /// Where the client credentials go in a token request (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// HTTP Basic authentication with the client id and secret.
     #[default]
     Basic,

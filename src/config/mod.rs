@@ -12,7 +12,7 @@ mod legacy;
 mod observe;
 mod secret;
 mod server;
-pub mod subject;
+pub(crate) mod subject;
 #[cfg(test)]
 mod testing;
 mod validate;
@@ -25,20 +25,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use app::{
-    AppConfig, AttributeOverride, BulkConfig, CacheConfig, ExtensionConfig, ListConfig, RecordConfig, SchemaConfig,
-    UserDelete,
-};
-pub use auth::{BasicCredential, ClientCertificates, InboundAuth, JwtConfig, JwtKey};
+pub use app::{AppConfig, ListConfig, SchemaConfig, UserDelete};
+pub(crate) use app::{AttributeOverride, CacheConfig};
+pub(crate) use auth::{BasicCredential, ClientCertificates, InboundAuth, JwtConfig};
 pub(crate) use duration::written;
 pub use duration::{DurationError, parse_duration};
-pub use legacy::{
-    BasicAuth, BearerAuth, BreakerConfig, ClientAuth, ClientCertificate, LegacyAuthConfig, LegacyConfig, OAuth2Config,
-    RetryConfig,
-};
-pub use observe::{DEFAULT_LATENCY_BUCKETS, LogConfig, LogFormat, MAX_LATENCY_BUCKETS, MetricsConfig, TracesConfig};
-pub use secret::{MIN_SECRET_CHARS, Secret, weak_secret};
-pub use server::{AdminConfig, MAX_RECENT_REQUESTS, ScriptConfig, ServerConfig, TlsConfig};
+pub(crate) use legacy::{BreakerConfig, ClientAuth, RetryConfig};
+pub use legacy::{ClientCertificate, LegacyAuthConfig, LegacyConfig, OAuth2Config};
+pub(crate) use observe::{DEFAULT_LATENCY_BUCKETS, MetricsConfig, TracesConfig};
+pub use observe::{LogConfig, LogFormat};
+pub(crate) use secret::{Secret, weak_secret};
+pub(crate) use server::MAX_RECENT_REQUESTS;
+pub use server::{AdminConfig, ScriptConfig, ServerConfig, TlsConfig};
 pub use variables::Variables;
 
 /// Anything wrong with the configuration, naming the file, the key and the fix.
@@ -57,7 +55,7 @@ pub enum ConfigError {
 /// it, before the file is named: [`Config::parse`] makes it a [`ConfigError::Key`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {detail}")]
-pub struct KeyProblem {
+pub(crate) struct KeyProblem {
     /// The key's path from the top of the file, e.g. `apps[0].legacy.timeout`.
     pub key: String,
     /// What is wrong and the fix.
@@ -100,7 +98,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// What the admin listener shows beyond health and metrics, and to whom.
     #[serde(default)]
-    pub admin: AdminConfig,
+    pub(crate) admin: AdminConfig,
     /// Logging format and level.
     #[serde(default)]
     pub log: LogConfig,
@@ -115,10 +113,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// What `/metrics` shows.
     #[serde(default)]
-    pub metrics: MetricsConfig,
+    pub(crate) metrics: MetricsConfig,
     /// OpenTelemetry traces of requests; off unless `traces.otlp_endpoint` is set.
     #[serde(default)]
-    pub traces: TracesConfig,
+    pub(crate) traces: TracesConfig,
     /// The applications served, each under its own base path.
     pub apps: Vec<AppConfig>,
     /// The file this configuration was read from; scripts are relative to its folder.
@@ -127,14 +125,14 @@ pub struct Config {
     /// A hash of the configuration after `${…}` expansion: a reload compares it to tell a
     /// real change (a rotated secret file included) from none.
     #[serde(skip)]
-    pub fingerprint: u64,
+    pub(crate) fingerprint: u64,
     /// The variable overrides it was read with, so that a reload reads it the same way.
     #[serde(skip)]
-    pub overrides: BTreeMap<String, String>,
+    pub(crate) overrides: BTreeMap<String, String>,
     /// Script texts built into the binary, by the `script` path an app names: compiled
     /// instead of reading that file (the configuration `demo` has built in).
     #[serde(skip)]
-    pub built_in_scripts: BTreeMap<PathBuf, &'static str>,
+    pub(crate) built_in_scripts: BTreeMap<PathBuf, &'static str>,
 }
 
 impl Config {
@@ -171,7 +169,7 @@ impl Config {
     }
 
     /// A path of the configuration, resolved against the configuration file's folder.
-    pub fn relative_path(&self, path: &Path) -> PathBuf {
+    pub(crate) fn relative_path(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
             return path.to_path_buf();
         }

@@ -9,12 +9,12 @@ use super::validate::{check_duration, check_size, holds_credentials};
 use super::{KeyProblem, Secret, duration};
 
 /// Upper bounds of the latency buckets, in seconds, unless `metrics.latency_buckets` says otherwise.
-pub const DEFAULT_LATENCY_BUCKETS: [f64; 14] =
+pub(crate) const DEFAULT_LATENCY_BUCKETS: [f64; 14] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The most buckets `metrics.latency_buckets` may have: each one is a series of every
 /// histogram series.
-pub const MAX_LATENCY_BUCKETS: usize = 32;
+pub(crate) const MAX_LATENCY_BUCKETS: usize = 32;
 
 /// How logs are written.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +46,7 @@ pub enum LogFormat {
 /// The metrics of the admin listener's `/metrics`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// Upper bounds of the buckets of every latency histogram, in seconds, ascending (`+Inf`
     /// is always added). Read at start: a reload does not change them.
     pub latency_buckets: Vec<f64>,
@@ -90,7 +90,7 @@ impl MetricsConfig {
 /// Traces of SCIM requests, sent to an OpenTelemetry collector as OTLP/HTTP with JSON bodies.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TracesConfig {
+pub(crate) struct TracesConfig {
     /// The collector's OTLP/HTTP base URL, e.g. `http://localhost:4318`: spans are POSTed to
     /// `<otlp_endpoint>/v1/traces`. Unset or empty (as `${env.NAME:-}` gives) turns traces off:
     /// no span is made and nothing is sent.

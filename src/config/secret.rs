@@ -3,12 +3,12 @@
 use serde::Deserialize;
 
 /// Fewest characters of a secret a client presents (bearer token, Basic password, admin token).
-pub const MIN_SECRET_CHARS: usize = 16;
+pub(crate) const MIN_SECRET_CHARS: usize = 16;
 
 /// What is wrong with a secret a client must present, wherever it comes from (inline, an
 /// environment variable, a file): shorter than [`MIN_SECRET_CHARS`], or a placeholder left
 /// from an example (`REPLACE_ME`, `changeme`), which anyone who read the example knows.
-pub fn weak_secret(value: &str) -> Option<String> {
+pub(crate) fn weak_secret(value: &str) -> Option<String> {
     let folded: String = value.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
     if ["replaceme", "changeme"].iter().any(|placeholder| folded.contains(placeholder)) {
         return Some("is a placeholder from an example: set a long random secret".to_owned());
@@ -20,16 +20,16 @@ pub fn weak_secret(value: &str) -> Option<String> {
 /// A secret value, already expanded from `${env.NAME}` or `${file.PATH}`; never printed.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// Wraps a value that must not be printed.
-    pub fn new(value: impl Into<String>) -> Self {
+    pub(crate) fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
 
     /// The secret value, for the places that must send or compare it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{Secret, duration, secs};
 
 /// The most requests `admin.recent_requests` may keep per app.
-pub const MAX_RECENT_REQUESTS: usize = 10_000;
+pub(crate) const MAX_RECENT_REQUESTS: usize = 10_000;
 /// The default `server.max_body_bytes`, and `bulk.max_payload_bytes`'s.
 pub(super) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The largest `server.max_body_bytes`.
@@ -23,9 +23,9 @@ pub struct AdminConfig {
     /// The token `/requests` answers to (as a bearer token, or as the password of HTTP Basic
     /// with any user name); unset or empty turns `/requests` off. `/healthz`, `/readyz` and
     /// `/metrics` never ask for it.
-    pub token: Option<Secret>,
+    pub(crate) token: Option<Secret>,
     /// How many of each app's latest requests `/requests` keeps; `0` keeps none.
-    pub recent_requests: usize,
+    pub(crate) recent_requests: usize,
     /// Connections the admin listener serves at once (1 to 4096). When it is full, the
     /// connection idle the longest is closed to make room, so probes are answered even then.
     pub max_connections: usize,
@@ -39,12 +39,12 @@ impl Default for AdminConfig {
 
 impl AdminConfig {
     /// The token, when one is set (an empty one, as `${env.X:-}` gives, is none).
-    pub fn token(&self) -> Option<&Secret> {
+    pub(crate) fn token(&self) -> Option<&Secret> {
         self.token.as_ref().filter(|t| !t.expose().is_empty())
     }
 
     /// Whether requests are kept for `/requests`: a token to show them with and room for some.
-    pub fn keeps_requests(&self) -> bool {
+    pub(crate) fn keeps_requests(&self) -> bool {
         self.token().is_some() && self.recent_requests > 0
     }
 }
@@ -55,11 +55,11 @@ impl AdminConfig {
 pub struct ServerConfig {
     /// Largest request body accepted; larger bodies are answered 413 before parsing. Also the
     /// request body bytes one connection may hold at once, over all its h2 streams.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Most JSON values (objects, arrays, strings, numbers, booleans, nulls) one request body
     /// may hold (1000 to 10,000,000); more is answered 413 while parsing. Each costs 42 to 340
     /// bytes once parsed, whatever its text.
-    pub max_json_nodes: usize,
+    pub(crate) max_json_nodes: usize,
     /// Time a client has to send a complete request head: a new connection from its TCP
     /// accept (TLS handshake included), an idle one from its first byte. Both listeners.
     #[serde(with = "duration")]
@@ -67,9 +67,9 @@ pub struct ServerConfig {
     /// How long a connection with no request in flight is kept open for the next request
     /// (HTTP/1.1 keep-alive and h2 alike; 1s to 1h). Both listeners.
     #[serde(with = "duration")]
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// h2 requests served at once on one connection (1 to 1000); more streams are refused.
-    pub max_concurrent_streams: u32,
+    pub(crate) max_concurrent_streams: u32,
     /// How long shutdown waits for in-flight requests before closing them.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
@@ -80,21 +80,21 @@ pub struct ServerConfig {
     #[serde(with = "duration")]
     pub shutdown_delay: Duration,
     /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` when building `meta.location`.
-    pub trust_forwarded_headers: bool,
+    pub(crate) trust_forwarded_headers: bool,
     /// How often scripts are checked for changes and reloaded; `0s` turns reloading off.
     #[serde(with = "duration")]
-    pub script_reload_interval: Duration,
+    pub(crate) script_reload_interval: Duration,
     /// How often each app's `health()` (when its script defines one) is called for `/readyz`.
     #[serde(with = "duration")]
     pub health_interval: Duration,
     /// How often `proxy.yaml` (and the secret files it references) is checked for changes
     /// and reloaded; `0s` turns it off (SIGHUP still reloads).
     #[serde(with = "duration")]
-    pub config_reload_interval: Duration,
+    pub(crate) config_reload_interval: Duration,
     /// Put the specifics of script and internal faults in the answer's detail instead of the
     /// generic text. Not a configuration key: only `scim-proxy test` sets it, for its report.
     #[serde(skip)]
-    pub reveal_faults: bool,
+    pub(crate) reveal_faults: bool,
 }
 
 impl Default for ServerConfig {
@@ -153,16 +153,16 @@ impl Default for ScriptConfig {
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain, the server's certificate first; relative to the configuration file.
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// PEM private key of that certificate (PKCS#8, PKCS#1 RSA or SEC1 EC).
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
     /// How often `cert` and `key` are checked for a new pair; `0s` turns reloading off.
     #[serde(default = "secs::<10>", with = "duration")]
-    pub reload_interval: Duration,
+    pub(crate) reload_interval: Duration,
     /// PEM bundle of the CAs whose client certificates are accepted; when set, clients are asked
     /// for a certificate (optional) and apps may authenticate by it.
     #[serde(default)]
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::fmt;
 const COMMON_NAME: &str = "2.5.4.3";
 
 /// How many characters of a subject a log line shows: a client chooses its certificate's subject.
-pub const SHOWN_CHARS: usize = 256;
+pub(crate) const SHOWN_CHARS: usize = 256;
 
 /// Attribute types known by name: the OID, the name written, and other names read (any case).
 const TYPES: &[(&str, &str, &[&str])] = &[
@@ -36,7 +36,7 @@ const TYPES: &[(&str, &str, &[&str])] = &[
 
 /// The value of one attribute.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AttributeValue {
+pub(crate) enum AttributeValue {
     /// A value of a string type, decoded.
     Text(String),
     /// Any other value, or a string whose bytes its type does not allow: its DER encoding,
@@ -46,7 +46,7 @@ pub enum AttributeValue {
 
 /// One attribute of a name: its type as a dotted OID (`2.5.4.3`) and its value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Attribute {
+pub(crate) struct Attribute {
     pub oid: String,
     pub value: AttributeValue,
 }
@@ -58,13 +58,13 @@ pub struct Attribute {
 /// `==` is structural; whether a certificate is the one a configured subject names is
 /// [`SubjectName::accepts`], where an undecoded value equals nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DistinguishedName {
+pub(crate) struct DistinguishedName {
     rdns: Vec<Vec<Attribute>>,
 }
 
 impl DistinguishedName {
     /// A name of these RDNs, in DER order.
-    pub fn new(rdns: Vec<Vec<Attribute>>) -> Self {
+    pub(crate) fn new(rdns: Vec<Vec<Attribute>>) -> Self {
         Self { rdns }
     }
 
@@ -75,7 +75,7 @@ impl DistinguishedName {
     /// belongs to a value at its start or end is escaped (`\ `). Refused: empty text, an empty
     /// value, an unknown attribute type name, unescaped `"`, `;`, `<`, `>` or control
     /// characters, a `\` that escapes nothing, and `#hex` values (write the value as text).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
             return Err("is empty: write a subject such as CN=entra-provisioning".into());
         }
@@ -97,7 +97,7 @@ impl DistinguishedName {
     }
 
     /// Whether the name has no RDN at all.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rdns.is_empty()
     }
 
@@ -117,7 +117,7 @@ impl DistinguishedName {
 
     /// The name as a log line shows it: escaped RFC 4514 text, cut after [`SHOWN_CHARS`]
     /// characters with `…`.
-    pub fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         let text = self.to_string();
         if text.chars().nth(SHOWN_CHARS).is_none() {
             return text;
@@ -190,7 +190,7 @@ fn hidden(c: char) -> bool {
 /// is loaded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
-pub struct SubjectName(DistinguishedName);
+pub(crate) struct SubjectName(DistinguishedName);
 
 impl TryFrom<String> for SubjectName {
     type Error = String;
@@ -209,7 +209,7 @@ impl SubjectName {
     /// same set of attributes. Types compare by OID (so by name in any case); values compare
     /// exactly, case and spaces included, and a value that is not text compares equal to
     /// nothing.
-    pub fn accepts(&self, subject: &DistinguishedName) -> bool {
+    pub(crate) fn accepts(&self, subject: &DistinguishedName) -> bool {
         match self.0.rdns.as_slice() {
             [rdn] if rdn.len() == 1 && rdn[0].oid == COMMON_NAME => {
                 subject.sole_common_name().is_some_and(|name| Some(name) == self.0.sole_common_name())

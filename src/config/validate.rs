@@ -9,7 +9,7 @@ use super::{Config, KeyProblem, MAX_RECENT_REQUESTS, weak_secret};
 impl Config {
     /// Checks the relations between fields that deserialization alone cannot; run by every
     /// load, after `${…}` expansion. The first problem found is the one reported.
-    pub fn validate(&self) -> Result<(), KeyProblem> {
+    pub(crate) fn validate(&self) -> Result<(), KeyProblem> {
         // Checked here, not only when the logger is installed, so that `check` refuses what
         // `run` would.
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

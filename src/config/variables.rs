@@ -26,7 +26,7 @@ impl Variables {
     }
 
     /// Variables with these overrides (those a configuration was first read with).
-    pub fn with_overrides(overrides: BTreeMap<String, String>) -> Self {
+    pub(crate) fn with_overrides(overrides: BTreeMap<String, String>) -> Self {
         Self { overrides, placeholders: None }
     }
 

@@ -12,7 +12,7 @@ use crate::config::{ClientAuth, LegacyAuthConfig, OAuth2Config, Secret};
 /// Why no access token could be had from the token endpoint.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("token endpoint {host}: {detail}")]
-pub struct TokenError {
+pub(crate) struct TokenError {
     /// The host of the token endpoint.
     pub host: String,
     /// What went wrong, without the token or the secret.
@@ -23,7 +23,7 @@ pub struct TokenError {
 
 /// The `Authorization` value of one call, and which token it carries.
 #[derive(Debug, Clone)]
-pub struct Authorization {
+pub(crate) struct Authorization {
     pub value: HeaderValue,
     /// The token's number, for OAuth2; `None` for fixed credentials, which a 401 cannot renew.
     generation: Option<u64>,
@@ -31,7 +31,7 @@ pub struct Authorization {
 
 /// How an app authenticates to its legacy app.
 #[derive(Debug)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     /// Nothing beyond `legacy.headers`.
     None,
     /// The same `Authorization` value on every call (Basic or bearer).
@@ -42,7 +42,7 @@ pub enum Credentials {
 
 impl Credentials {
     /// Builds an app's credentials from its configuration; runs once at start.
-    pub fn new(app: &str, config: Option<&LegacyAuthConfig>) -> Result<Self, String> {
+    pub(crate) fn new(app: &str, config: Option<&LegacyAuthConfig>) -> Result<Self, String> {
         let Some(config) = config else { return Ok(Self::None) };
         if let Some(basic) = &config.basic {
             let pair = format!("{}:{}", basic.username.expose(), basic.password.expose());
@@ -63,7 +63,7 @@ impl Credentials {
     }
 
     /// The `Authorization` value for the next call, fetching a token first when none is fresh.
-    pub async fn authorization(&self, client: &reqwest::Client) -> Result<Option<Authorization>, TokenError> {
+    pub(crate) async fn authorization(&self, client: &reqwest::Client) -> Result<Option<Authorization>, TokenError> {
         match self {
             Self::None => Ok(None),
             Self::Fixed(value) => Ok(Some(Authorization { value: value.clone(), generation: None })),
@@ -73,7 +73,7 @@ impl Credentials {
 
     /// After the legacy app answered 401 to `used`: a new token to retry with once, or `None`
     /// when the credentials are fixed and a retry would change nothing.
-    pub async fn renew(
+    pub(crate) async fn renew(
         &self,
         client: &reqwest::Client,
         used: &Authorization,
@@ -92,7 +92,7 @@ fn sensitive(text: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue
 }
 
 /// Access tokens of one app: fetched from the token endpoint when needed, one fetch at a time.
-pub struct TokenSource {
+pub(crate) struct TokenSource {
     app: String,
     token_url: url::Url,
     client_id: Secret,
@@ -338,7 +338,7 @@ fn error_code(text: &str) -> Option<String> {
 /// The longest lifetime a token is believed to have, whatever its `expires_in` says: a token
 /// endpoint answering `1e20` or `18446744073709551615` (which overflowed the renewal time)
 /// gets its token renewed once a day.
-pub const LONGEST_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const LONGEST_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// `expires_in` as a lifetime from 0 to [`LONGEST_TOKEN_LIFETIME`]: a number, whole or not,
 /// or a string of one as some servers send it; a negative one is 0 (expired already). `None`

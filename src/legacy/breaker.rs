@@ -11,7 +11,7 @@ use crate::config::BreakerConfig;
 
 /// What a finished call says about the legacy app's availability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// It answered (any status but 502, 503, 504 and 429).
     Up,
     /// A transient failure: no connection, a reset, a timeout, or 502/503/504/429.
@@ -22,7 +22,7 @@ pub enum Verdict {
 
 /// The breaker's state as `/readyz` and `/metrics` show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shown {
+pub(crate) enum Shown {
     Closed,
     /// Calls fail fast for this much longer.
     Open(Duration),
@@ -40,7 +40,7 @@ enum State {
 /// The breaker of one app; shared by all its requests, and kept across configuration reloads
 /// that leave the app's legacy settings alone.
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     app: String,
     config: BreakerConfig,
     state: Mutex<State>,
@@ -48,7 +48,7 @@ pub struct Breaker {
 
 /// Leave for one call to go to the legacy app; report how it went with [`Ticket::record`].
 #[derive(Debug)]
-pub struct Ticket<'a> {
+pub(crate) struct Ticket<'a> {
     breaker: &'a Breaker,
     probe: bool,
     recorded: bool,
@@ -56,12 +56,12 @@ pub struct Ticket<'a> {
 
 impl Breaker {
     /// A closed breaker; `config.failures == 0` makes one that never opens.
-    pub fn new(app: &str, config: &BreakerConfig) -> Self {
+    pub(crate) fn new(app: &str, config: &BreakerConfig) -> Self {
         Self { app: app.to_owned(), config: config.clone(), state: Mutex::new(State::Closed { failures: 0 }) }
     }
 
     /// The settings it was made with.
-    pub fn config(&self) -> &BreakerConfig {
+    pub(crate) fn config(&self) -> &BreakerConfig {
         &self.config
     }
 
@@ -74,7 +74,7 @@ impl Breaker {
 
     /// Lets a call through, or says how long the breaker stays open (at least a second while a
     /// probe is in flight, whose outcome decides).
-    pub fn admit(&self) -> Result<Ticket<'_>, Duration> {
+    pub(crate) fn admit(&self) -> Result<Ticket<'_>, Duration> {
         let mut state = self.lock();
         let probe = match &*state {
             State::Closed { .. } => false,
@@ -96,7 +96,7 @@ impl Breaker {
     }
 
     /// The state now, for `/readyz` and `/metrics`.
-    pub fn shown(&self) -> Shown {
+    pub(crate) fn shown(&self) -> Shown {
         match &*self.lock() {
             State::Closed { .. } => Shown::Closed,
             State::Open { until } => match until.checked_duration_since(Instant::now()) {
@@ -124,7 +124,7 @@ impl Ticket<'_> {
     ///
     /// Only calls let through while closed count toward opening, and only the probe closes
     /// or re-opens a half-open breaker: a slow call finishing late changes nothing.
-    pub fn record(mut self, verdict: Verdict) {
+    pub(crate) fn record(mut self, verdict: Verdict) {
         self.recorded = true;
         let breaker = self.breaker;
         if breaker.config.failures == 0 {

@@ -21,7 +21,7 @@ use crate::observe::trace::TraceHeaders;
 impl LegacyClient {
     /// Builds the pooled client of an app; runs once at start. `resolve` turns the paths of
     /// the configuration (CA and client certificate files) into paths to open.
-    pub fn new(app: &str, config: &LegacyConfig, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, String> {
+    pub(crate) fn new(app: &str, config: &LegacyConfig, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, String> {
         let builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -67,21 +67,16 @@ impl LegacyClient {
     }
 
     /// The app's circuit breaker.
-    pub fn breaker(&self) -> &Arc<Breaker> {
+    pub(crate) fn breaker(&self) -> &Arc<Breaker> {
         &self.breaker
     }
 
     /// Takes over another client's breaker (a configuration reload that kept the app's legacy
     /// base URL and breaker settings), so that an open breaker stays open.
-    pub fn keep_breaker(&mut self, previous: &LegacyClient) {
+    pub(crate) fn keep_breaker(&mut self, previous: &LegacyClient) {
         if previous.base == self.base && previous.breaker.config() == self.breaker.config() {
             self.breaker = previous.breaker.clone();
         }
-    }
-
-    /// The app's configured per-call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// Sends one call and reads its whole answer, within `timeout` (the time left before the
@@ -95,7 +90,7 @@ impl LegacyClient {
     /// renews the token and sends the call once more: only a second 401 reaches the script.
     ///
     /// `trace` (the call's span, or the caller's passed on) goes as `traceparent` and `tracestate`.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: LegacyRequest,
         request_id: &str,
@@ -120,7 +115,7 @@ impl LegacyClient {
 
     /// Sends one call as [`Self::send`] does, whatever the circuit breaker says, and without
     /// telling it the outcome: for readiness checks, which must see the legacy app itself.
-    pub async fn send_past_breaker(
+    pub(crate) async fn send_past_breaker(
         &self,
         request: LegacyRequest,
         request_id: &str,

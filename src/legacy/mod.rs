@@ -1,12 +1,12 @@
 //! The HTTP client of one app's in-house API: pooled, confined to its base URL, bounded in time and size.
 
-pub mod auth;
-pub mod body;
-pub mod breaker;
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod breaker;
 mod client;
 mod retry;
 mod tls;
-pub mod path;
+pub(crate) mod path;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +18,11 @@ use crate::config::RetryConfig;
 use crate::legacy::auth::{Credentials, TokenError};
 use crate::legacy::breaker::Breaker;
 
-pub use retry::{LONGEST_RETRY_AFTER, retry_after};
+pub(crate) use retry::retry_after;
 
 /// A legacy call that did not produce an HTTP answer the script can read.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum LegacyError {
+pub(crate) enum LegacyError {
     /// The script asked for a path the proxy refuses to send (escape attempts, bad characters).
     #[error("legacy {app}: refused path {}: {detail}", crate::scim::error::quoted(.path))]
     BadPath { app: String, path: String, detail: String },
@@ -78,7 +78,7 @@ pub enum LegacyError {
 impl LegacyError {
     /// True when the call certainly did not reach the legacy app: refused before it was sent,
     /// no connection, no TLS session, no token, or an open circuit breaker.
-    pub fn not_sent(&self) -> bool {
+    pub(crate) fn not_sent(&self) -> bool {
         matches!(
             self,
             Self::BadPath { .. }
@@ -92,14 +92,14 @@ impl LegacyError {
     }
 
     /// True when the legacy app may have made a change although the call failed.
-    pub fn outcome_unknown(&self) -> bool {
+    pub(crate) fn outcome_unknown(&self) -> bool {
         matches!(self, Self::Timeout { write: true, .. } | Self::Transport { write: true, .. })
     }
 }
 
 /// What failed in a TLS handshake with the legacy app.
 #[derive(Debug, Clone)]
-pub struct TlsFailure {
+pub(crate) struct TlsFailure {
     /// `host` or `host:port` of the legacy app.
     pub host: String,
     /// In words an operator can act on, then the TLS library's own.
@@ -109,7 +109,7 @@ pub struct TlsFailure {
 
 /// Which side of a TLS handshake gave up, as far as the proxy can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsFault {
+pub(crate) enum TlsFault {
     /// The proxy does not trust the legacy app's certificate (unknown CA, wrong name, expired).
     Untrusted,
     /// The legacy app refused the proxy's client certificate, or wanted one and got none.
@@ -120,14 +120,14 @@ pub enum TlsFault {
 
 /// The path of a legacy call: text (`/users/12`) or segments (`["users", id]`), which are encoded.
 #[derive(Debug, Clone)]
-pub enum LegacyPath {
+pub(crate) enum LegacyPath {
     Text(String),
     Segments(Vec<String>),
 }
 
 /// A request a script makes to the legacy app.
 #[derive(Debug, Clone)]
-pub struct LegacyRequest {
+pub(crate) struct LegacyRequest {
     pub method: Method,
     pub path: LegacyPath,
     pub query: Vec<(String, String)>,
@@ -140,7 +140,7 @@ pub struct LegacyRequest {
 
 /// What became of a call: its answer or fault, and how many times it was retried.
 #[derive(Debug)]
-pub struct Sent {
+pub(crate) struct Sent {
     pub result: Result<LegacyResponse, LegacyError>,
     pub retries: u32,
 }
@@ -153,7 +153,7 @@ impl From<LegacyError> for Sent {
 
 /// What the legacy app answered.
 #[derive(Debug, Clone)]
-pub struct LegacyResponse {
+pub(crate) struct LegacyResponse {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -161,7 +161,7 @@ pub struct LegacyResponse {
 
 /// The client of one app's in-house API.
 #[derive(Debug)]
-pub struct LegacyClient {
+pub(crate) struct LegacyClient {
     app: String,
     client: reqwest::Client,
     credentials: Credentials,

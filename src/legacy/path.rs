@@ -29,13 +29,13 @@ pub(super) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'=');
 
 /// Encodes a value for use as one path segment.
-pub fn encode_segment(segment: &str) -> String {
+pub(crate) fn encode_segment(segment: &str) -> String {
     utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 impl LegacyClient {
     /// Builds the absolute URL of a call, refusing anything that would leave the base URL.
-    pub fn url_for(&self, path: &LegacyPath, query: &[(String, String)]) -> Result<url::Url, LegacyError> {
+    pub(crate) fn url_for(&self, path: &LegacyPath, query: &[(String, String)]) -> Result<url::Url, LegacyError> {
         let relative = match path {
             LegacyPath::Segments(segments) => {
                 // URL parsers treat "." and ".." (even percent-encoded) as navigation: no id is one.
@@ -63,7 +63,7 @@ impl LegacyClient {
     }
 
     /// The part of a URL built by [`Self::url_for`] below the base URL: `/users/12?login=x`.
-    pub fn relative(&self, url: &url::Url) -> String {
+    pub(crate) fn relative(&self, url: &url::Url) -> String {
         let below = url.path().strip_prefix(self.base.path()).unwrap_or(url.path());
         match url.query() {
             Some(query) => format!("/{below}?{query}"),

@@ -50,12 +50,12 @@ impl LegacyClient {
 /// The longest wait a `Retry-After` is read as. A legacy app may send any number of seconds
 /// (`18446744073709551615` overflowed the retry arithmetic) or a date in the year 9999; the
 /// identity provider is told at most `error::MAX_RETRY_AFTER` of it anyway.
-pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, as a wait from now, at
 /// most [`LONGEST_RETRY_AFTER`]. A date in the past is no wait; anything else unreadable
 /// (a sign, a fraction, a word) is `None`.
-pub fn retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Too many digits for a u64 is still a number of seconds: a long one.

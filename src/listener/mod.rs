@@ -3,5 +3,5 @@
 //! May import: `config`, `observe`, `scim` (for echoing values). Knows nothing of SCIM
 //! requests: the handler it serves is given to it.
 
-pub mod server;
+pub(crate) mod server;
 pub mod tls;

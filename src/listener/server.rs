@@ -26,21 +26,21 @@ use crate::listener::tls::ClientIdentity;
 
 /// The h2 flow-control window of a connection: body bytes a client may send that no request
 /// has read yet. Part of the memory bound stated in docs/operations.md.
-pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+pub(crate) const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// The h2 flow-control window of one stream.
 const H2_STREAM_WINDOW: u32 = 256 * 1024;
 /// The largest header block of one h2 request (decoded); larger ones are refused by h2.
-pub const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+pub(crate) const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
 /// How long an idle connection that was asked to close (h2: GOAWAY) has before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// How a listener answers a request still running when shutdown's grace time is over, from its
 /// method, HTTP version and request id (the SCIM listener's is `pipeline::response::cut_short`).
-pub type CutShort = fn(&http::Method, http::Version, &str) -> Response<Full<Bytes>>;
+pub(crate) type CutShort = fn(&http::Method, http::Version, &str) -> Response<Full<Bytes>>;
 
 /// What a handler knows of the connection a request came on.
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// The client's address.
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
@@ -57,7 +57,7 @@ pub struct Connection {
 
 /// Limits applied to every connection of a listener.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Time a new connection has, from its TCP accept (TLS handshake included), to send a
     /// complete request head, and an idle one from its first byte.
     pub header_read_timeout: Duration,
@@ -75,7 +75,7 @@ pub struct ConnLimits {
 /// Past it, the connection idle the longest is closed to make room, and when none is idle new
 /// ones wait in the kernel's accept queue. `/metrics` reads how many are open.
 #[derive(Debug)]
-pub struct Connections {
+pub(crate) struct Connections {
     slots: Arc<Semaphore>,
     limit: usize,
     /// Requests answered `503` because shutdown's grace time ran out before they finished.
@@ -84,22 +84,22 @@ pub struct Connections {
 
 impl Connections {
     /// Room for `limit` connections at once.
-    pub fn new(limit: usize) -> Arc<Self> {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self { slots: Arc::new(Semaphore::new(limit)), limit, cut: std::sync::atomic::AtomicUsize::new(0) })
     }
 
     /// Requests cut short by the end of shutdown's grace time so far.
-    pub fn cut(&self) -> usize {
+    pub(crate) fn cut(&self) -> usize {
         self.cut.load(Ordering::Relaxed)
     }
 
     /// Connections open now (accepted, TLS handshake under way included).
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.limit.saturating_sub(self.slots.available_permits())
     }
 
     /// The most served at once.
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 }
@@ -108,16 +108,16 @@ impl Connections {
 /// configuration reload applies to the connections accepted after it, and shutdown the grace
 /// time of the moment. `max_connections` is read once, when the listener starts.
 #[derive(Clone)]
-pub struct Limits(Arc<dyn Fn() -> ConnLimits + Send + Sync>);
+pub(crate) struct Limits(Arc<dyn Fn() -> ConnLimits + Send + Sync>);
 
 impl Limits {
     /// Limits read from `read` whenever they are needed.
-    pub fn live(read: impl Fn() -> ConnLimits + Send + Sync + 'static) -> Self {
+    pub(crate) fn live(read: impl Fn() -> ConnLimits + Send + Sync + 'static) -> Self {
         Self(Arc::new(read))
     }
 
     /// The limits of the moment.
-    pub fn now(&self) -> ConnLimits {
+    pub(crate) fn now(&self) -> ConnLimits {
         (self.0)()
     }
 }
@@ -151,7 +151,7 @@ fn http_builder(max_concurrent_streams: u32) -> Arc<auto::Builder<TokioExecutor>
 /// accepted, or is closed; so a client that stalls holds up no one else.
 /// Runs as its own task; returns when every connection has finished or the grace time is up.
 #[allow(clippy::too_many_arguments)] // a listener's parts, handed over once
-pub async fn serve<F, Fut>(
+pub(crate) async fn serve<F, Fut>(
     listener: TcpListener,
     name: &'static str,
     handler: F,
@@ -574,7 +574,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Heard<I> {
 
 /// Runs `work` every `interval` until `stop` turns true: the tasks that watch files and the
 /// legacy apps while the proxy serves. With `now`, the first run is right away.
-pub async fn every<F, Fut>(interval: Duration, now: bool, mut stop: watch::Receiver<bool>, mut work: F)
+pub(crate) async fn every<F, Fut>(interval: Duration, now: bool, mut stop: watch::Receiver<bool>, mut work: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,

@@ -21,8 +21,8 @@ use crate::config::{Config, TlsConfig};
 #[derive(Debug, thiserror::Error)]
 #[error("tls: {file}: {reason}")]
 pub struct TlsError {
-    pub file: String,
-    pub reason: String,
+    pub(crate) file: String,
+    pub(crate) reason: String,
 }
 
 impl TlsError {
@@ -34,8 +34,8 @@ impl TlsError {
 /// TLS of the SCIM listener: the acceptor handed to the server and the certificate it serves.
 #[derive(Clone)]
 pub struct Tls {
-    pub acceptor: TlsAcceptor,
-    pub certificate: Arc<RotatingCertificate>,
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) certificate: Arc<RotatingCertificate>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -94,7 +94,7 @@ fn read_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
 }
 
 /// The served certificate pair, swapped in place when its files change.
-pub struct RotatingCertificate {
+pub(crate) struct RotatingCertificate {
     cert_path: PathBuf,
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -130,17 +130,17 @@ impl RotatingCertificate {
     }
 
     /// The pair served now.
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    pub(crate) fn current(&self) -> Arc<CertifiedKey> {
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The certificate file, as configured.
-    pub fn cert_path(&self) -> &Path {
+    pub(crate) fn cert_path(&self) -> &Path {
         &self.cert_path
     }
 
     /// When the certificate served now expires, in seconds since the Unix epoch.
-    pub fn not_after(&self) -> i64 {
+    pub(crate) fn not_after(&self) -> i64 {
         self.not_after.load(Ordering::Relaxed)
     }
 
@@ -148,7 +148,7 @@ impl RotatingCertificate {
     ///
     /// Blocking file I/O: runs on the blocking pool. A broken pair is refused and logged with
     /// the file and the reason; the previous pair goes on serving.
-    pub fn check(&self) {
+    pub(crate) fn check(&self) {
         let read = |path: &Path| std::fs::read(path).map_err(|e| (path.to_path_buf(), format!("cannot read: {e}")));
         let (cert, key) = match read(&self.cert_path).and_then(|c| Ok((c, read(&self.key_path)?))) {
             Ok(pair) => pair,
@@ -232,7 +232,11 @@ fn pem_reason(error: &rustls_pki_types::pem::Error) -> String {
 }
 
 /// Checks the certificate files every `interval` until shutdown.
-pub async fn watch_files(certificate: Arc<RotatingCertificate>, interval: Duration, stop: watch::Receiver<bool>) {
+pub(crate) async fn watch_files(
+    certificate: Arc<RotatingCertificate>,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) {
     crate::listener::server::every(interval, false, stop, || {
         let certificate = certificate.clone();
         async move {
@@ -244,7 +248,7 @@ pub async fn watch_files(certificate: Arc<RotatingCertificate>, interval: Durati
 
 /// A client certificate verified during the handshake, read once per connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     /// The subject as it is encoded: its RDNs in DER order, string values decoded.
     pub subject: DistinguishedName,
     /// DNS names of the subject alternative name extension, as written (A-labels).
@@ -255,7 +259,7 @@ pub struct ClientIdentity {
 
 impl ClientIdentity {
     /// Reads the identity of an end-entity certificate; `None` when it cannot be parsed.
-    pub fn from_der(der: &CertificateDer<'_>) -> Option<Self> {
+    pub(crate) fn from_der(der: &CertificateDer<'_>) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let mut dns_names = Vec::new();
         let mut uris = Vec::new();

@@ -25,7 +25,7 @@ use crate::config::DEFAULT_LATENCY_BUCKETS;
 use crate::observe::process::ProcessStats;
 
 /// The git revision the binary was built from (see `build.rs`), or `unknown`.
-pub const REVISION: &str = env!("SCIM_PROXY_BUILD_REVISION");
+pub(crate) const REVISION: &str = env!("SCIM_PROXY_BUILD_REVISION");
 
 /// The first label of every series recorded on the request path: a reload drops the series
 /// of the apps it removed by it.
@@ -183,7 +183,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The metrics of a proxy whose histograms have these bucket bounds (`metrics.latency_buckets`,
     /// validated: ascending, positive).
-    pub fn new(buckets: &[f64]) -> Self {
+    pub(crate) fn new(buckets: &[f64]) -> Self {
         let buckets = Buckets(buckets.into());
         let metrics = Self {
             registry: Registry::default(),
@@ -268,21 +268,21 @@ impl Drop for InFlight {
 #[derive(Debug, Default)]
 pub struct Gauges {
     /// Per app: ID-cache hits, misses, script reloads, refused script edits, script slots.
-    pub apps: Vec<AppGauges>,
-    pub config_reloads: u64,
-    pub config_reload_failures: u64,
-    pub ready: bool,
+    pub(crate) apps: Vec<AppGauges>,
+    pub(crate) config_reloads: u64,
+    pub(crate) config_reload_failures: u64,
+    pub(crate) ready: bool,
     /// Per listener: its connections now and its limit.
-    pub listeners: Vec<ListenerGauges>,
+    pub(crate) listeners: Vec<ListenerGauges>,
     /// The certificate the SCIM listener serves, when it serves TLS.
-    pub certificates: Vec<CertificateGauges>,
+    pub(crate) certificates: Vec<CertificateGauges>,
     /// The process's own figures.
-    pub process: ProcessStats,
+    pub(crate) process: ProcessStats,
 }
 
 /// Per-app values read at scrape time.
 #[derive(Debug, Default)]
-pub struct AppGauges {
+pub(crate) struct AppGauges {
     pub app: String,
     pub cache_hits: u64,
     pub cache_misses: u64,
@@ -302,7 +302,7 @@ pub struct AppGauges {
 
 /// One listener's connections, read at scrape time.
 #[derive(Debug)]
-pub struct ListenerGauges {
+pub(crate) struct ListenerGauges {
     /// `scim` or `admin`.
     pub listener: &'static str,
     pub open: u64,
@@ -312,7 +312,7 @@ pub struct ListenerGauges {
 
 /// A served certificate, read at scrape time.
 #[derive(Debug)]
-pub struct CertificateGauges {
+pub(crate) struct CertificateGauges {
     /// The certificate file, as configured (`tls.cert`).
     pub file: String,
     /// Seconds until it expires; negative once it has.
@@ -323,7 +323,7 @@ impl Metrics {
     /// After a configuration reload, before its apps serve: drops every series of the apps no
     /// longer served, so `/metrics` stops showing them. (The histograms keep the buckets they
     /// started with: a histogram's buckets cannot change under it.)
-    pub fn reloaded(&self, apps: &[&str]) {
+    pub(crate) fn reloaded(&self, apps: &[&str]) {
         let mut live = self.live_apps.write().unwrap_or_else(PoisonError::into_inner);
         let kept: BTreeSet<String> = apps.iter().map(|app| (*app).to_owned()).collect();
         // Under the write lock: no series of a removed app is created meanwhile.
@@ -375,7 +375,7 @@ impl Metrics {
     }
 
     /// A legacy call failed, or answered 429 or 5xx.
-    pub fn legacy_error(&self, app: &str, kind: &str) {
+    pub(crate) fn legacy_error(&self, app: &str, kind: &str) {
         let labels = KindLabels { kind: kind.to_owned() };
         if let Some(counter) = self.legacy_errors.series(&self.live_apps, app, labels) {
             counter.inc();
@@ -383,14 +383,14 @@ impl Metrics {
     }
 
     /// Legacy calls were tried again.
-    pub fn legacy_retries(&self, app: &str, retries: u32) {
+    pub(crate) fn legacy_retries(&self, app: &str, retries: u32) {
         if let Some(counter) = self.legacy_retries.series(&self.live_apps, app, NoMore) {
             counter.inc_by(u64::from(retries));
         }
     }
 
     /// An audit record was written.
-    pub fn audit(&self, app: &str, outcome: &str) {
+    pub(crate) fn audit(&self, app: &str, outcome: &str) {
         let labels = OutcomeLabels { outcome: outcome.to_owned() };
         if let Some(counter) = self.audit_records.series(&self.live_apps, app, labels) {
             counter.inc();
@@ -399,7 +399,7 @@ impl Metrics {
 
     /// A request named `count` attributes the app does not publish, and they were ignored.
     /// `attribute` must come from a bounded set (see `App::ignored_label`).
-    pub fn ignored_attributes(&self, app: &str, resource: &str, attribute: &str, count: u64) {
+    pub(crate) fn ignored_attributes(&self, app: &str, resource: &str, attribute: &str, count: u64) {
         let labels = IgnoredLabels { resource: resource.to_owned(), attribute: attribute.to_owned() };
         if let Some(counter) = self.ignored_attributes.series(&self.live_apps, app, labels) {
             counter.inc_by(count);

@@ -4,12 +4,12 @@
 //! May import: `config`.
 
 pub mod metrics;
-pub mod process;
+pub(crate) mod process;
 pub mod telemetry;
 pub mod trace;
 
 /// The whole `source()` chain of an error, which is where reqwest keeps the useful part.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

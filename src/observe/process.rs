@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 /// What `/proc` says of this process now; a figure that could not be read is `None` (all of
 /// them on a system without `/proc`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     /// User and system CPU time spent, over all threads.
     pub cpu_seconds: Option<f64>,
     pub resident_memory_bytes: Option<u64>,
@@ -25,7 +25,7 @@ pub struct ProcessStats {
 impl ProcessStats {
     /// Reads the figures now. Called at each scrape on the admin handler's thread: `/proc`
     /// files are made from kernel memory when read, never wait for a disk.
-    pub fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let units = units();
         let stat = std::fs::read_to_string("/proc/self/stat").ok().and_then(|text| Stat::parse(&text));
         let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|text| boot_time(&text));
@@ -46,7 +46,7 @@ impl ProcessStats {
 impl ProcessStats {
     /// Adds the figures read to a scrape's `registry`, under the names and types every
     /// Prometheus client library gives them; a figure that could not be read is left out.
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         // Registered as `process_cpu_seconds`: the encoder adds a counter's `_total`.
         if let Some(seconds) = self.cpu_seconds {
             let help = "Total user and system CPU time spent in seconds";

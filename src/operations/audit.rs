@@ -28,7 +28,7 @@ fn target(operation: &Operation) -> Option<(ResourceKind, Option<&str>)> {
 ///
 /// `legacy_writes` is the number of calls other than reads sent to the legacy app for it,
 /// whatever their answer.
-pub fn record(call: &Call<'_>, operation: &Operation, result: &Result<Reply, Error>, legacy_writes: u32) {
+pub(crate) fn record(call: &Call<'_>, operation: &Operation, result: &Result<Reply, Error>, legacy_writes: u32) {
     let Some((kind, named)) = target(operation) else {
         return;
     };

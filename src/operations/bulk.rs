@@ -11,9 +11,9 @@ use crate::operations::{self, Call, Reply};
 use crate::scim::ScimError;
 
 /// The BulkRequest message URN.
-pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+pub(crate) const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 /// The BulkResponse message URN.
-pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+pub(crate) const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 
 /// One operation of a BulkRequest, as sent.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ struct BulkOp {
 }
 
 /// Performs a BulkRequest: each operation in dependency order, until `failOnErrors` errors.
-pub async fn perform(call: &Call<'_>) -> Result<Reply, Error> {
+pub(crate) async fn perform(call: &Call<'_>) -> Result<Reply, Error> {
     let (max_operations, max_payload) = call
         .app
         .capabilities

@@ -1,11 +1,11 @@
 //! SCIM operations on an app: plan what the script must do, call it, and finish its answer per RFC 7644.
 
-pub mod audit;
-pub mod bulk;
+pub(crate) mod audit;
+pub(crate) mod bulk;
 mod conditional;
 mod finish;
 mod list;
-pub mod operation;
+pub(crate) mod operation;
 mod read;
 mod write;
 
@@ -28,7 +28,7 @@ use write::{create, delete, patch, replace};
 
 /// What an operation answers; turned into an HTTP response by the server.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Option<Value>,
     pub etag: Option<String>,
@@ -54,7 +54,7 @@ impl Reply {
 
 /// The parts of a request an operation reads.
 #[derive(Debug)]
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub app: &'a App,
     /// The app's absolute base URL as the client sees it.
     pub base_url: String,
@@ -100,7 +100,7 @@ pub(super) fn functions(kind: ResourceKind) -> Functions {
 }
 
 /// Performs one SCIM operation.
-pub async fn perform(operation: &Operation, call: &Call<'_>) -> Result<Reply, Error> {
+pub(crate) async fn perform(operation: &Operation, call: &Call<'_>) -> Result<Reply, Error> {
     let writes_before = call.scope.stats.writes.load(std::sync::atomic::Ordering::Relaxed);
     let result = perform_unaudited(operation, call).await;
     let writes = call.scope.stats.writes.load(std::sync::atomic::Ordering::Relaxed) - writes_before;

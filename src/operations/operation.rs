@@ -8,7 +8,7 @@ use crate::scim::schema::ResourceKind;
 
 /// A SCIM operation the proxy performs; also the `op` field of request logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     ServiceProviderConfig,
     ListSchemas,
     GetSchema(String),
@@ -30,19 +30,19 @@ pub enum Operation {
 
 /// Where the parameters of a list come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListSource {
+pub(crate) enum ListSource {
     Query,
     SearchBody,
 }
 
 impl Operation {
     /// True for the operations that may change something in the legacy app.
-    pub fn writes(&self) -> bool {
+    pub(crate) fn writes(&self) -> bool {
         matches!(self, Self::Create(_) | Self::Replace(..) | Self::Patch(..) | Self::Delete(..) | Self::Bulk)
     }
 
     /// A short stable name for logs.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         use ResourceKind::{Group, User};
         match self {
             Self::ServiceProviderConfig => "service_provider_config",
@@ -68,7 +68,7 @@ impl Operation {
 
     /// The endpoint's path below the app's base path, with `{id}` for the resource's id: what
     /// an access log shows, so that lines group by endpoint and carry no ids.
-    pub fn template(&self) -> &'static str {
+    pub(crate) fn template(&self) -> &'static str {
         use ResourceKind::{Group, User};
         match self {
             Self::ServiceProviderConfig => "/ServiceProviderConfig",
@@ -92,7 +92,7 @@ impl Operation {
 }
 
 /// Maps a method and the path below an app's base path to a SCIM operation.
-pub fn route(method: &Method, rest: &str, full_path: &str) -> Result<Operation, RequestError> {
+pub(crate) fn route(method: &Method, rest: &str, full_path: &str) -> Result<Operation, RequestError> {
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let mut parts = rest.trim_start_matches('/').splitn(2, '/');
     let first = parts.next().unwrap_or("");

@@ -33,7 +33,11 @@ use crate::state::{Shared, State, recent};
 /// and the script calls it makes on their own threads, within one `request` span that names
 /// the request id (and the app, once routed, and the trace id when there is a trace), so every
 /// line the request causes carries them.
-pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, connection: Connection) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    connection: Connection,
+) -> Response<Full<Bytes>> {
     use tracing::Instrument as _;
     let request_id = request_id(request.headers());
     let span = tracing::info_span!(

@@ -4,8 +4,8 @@
 //! May import everything below it in `lib.rs`: `state`, `operations`, `app`, `auth`, `error`,
 //! `recording`, `script`, `observe`, `config`, `scim`; never `runtime` or `admin`.
 
-pub mod handle;
-pub mod note;
+pub(crate) mod handle;
+pub(crate) mod note;
 pub mod request;
-pub mod response;
-pub mod routing;
+pub(crate) mod response;
+pub(crate) mod routing;

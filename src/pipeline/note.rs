@@ -45,10 +45,10 @@ impl Noted {
 }
 
 /// The header that asks for a dry run.
-pub const DRY_RUN_HEADER: &str = "scim-proxy-dry-run";
+pub(crate) const DRY_RUN_HEADER: &str = "scim-proxy-dry-run";
 
 /// The schema of the answer to a dry run that held writes back.
-pub const DRY_RUN_SCHEMA: &str = "urn:scim-proxy:api:messages:DryRun";
+pub(crate) const DRY_RUN_SCHEMA: &str = "urn:scim-proxy:api:messages:DryRun";
 
 /// Whether the request asks for a dry run: `Scim-Proxy-Dry-Run: true` (or `1`); `false`/`0` or
 /// no header for a normal request.

@@ -21,7 +21,7 @@ use crate::scim::ScimError;
 /// waiting for its share reads nothing, and h2 flow control stops its client. A share larger
 /// than the whole budget (`budget_bytes`, when a reload raised `limit` since the connection
 /// was accepted) is cut to all of it: the request waits to be alone, not for ever.
-pub async fn read_body<B>(
+pub(crate) async fn read_body<B>(
     headers: &HeaderMap,
     body: B,
     limit: usize,
@@ -55,7 +55,7 @@ where
 }
 
 /// Checks that a request with a body declares a JSON media type (or none at all).
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
     let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -187,7 +187,13 @@ impl<'de> Visitor<'de> for Counted<'_> {
 }
 
 /// The absolute base URL of an app as the client sees it (for `meta.location` and `Location`).
-pub fn base_url(headers: &HeaderMap, trust_forwarded: bool, tls: bool, fallback_host: &str, base_path: &str) -> String {
+pub(crate) fn base_url(
+    headers: &HeaderMap,
+    trust_forwarded: bool,
+    tls: bool,
+    fallback_host: &str,
+    base_path: &str,
+) -> String {
     let header =
         |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim());
     let forwarded = |name| if trust_forwarded { header(name).filter(|v| !v.is_empty()) } else { None };

@@ -11,10 +11,10 @@ use crate::error::ERROR_SCHEMA;
 use crate::operations::Reply;
 
 /// The media type of every SCIM response (RFC 7644 §3.1).
-pub const SCIM_JSON: &str = "application/scim+json";
+pub(crate) const SCIM_JSON: &str = "application/scim+json";
 
 /// Builds the HTTP response of a successful operation.
-pub fn reply(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
+pub(crate) fn reply(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
     let body = reply.body.map(|b| Bytes::from(serde_json::to_vec(&b).unwrap_or_default())).unwrap_or_default();
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = reply.status;
@@ -33,7 +33,7 @@ pub fn reply(reply: Reply, request_id: &str) -> Response<Full<Bytes>> {
 }
 
 /// Builds a SCIM error response (RFC 7644 §3.12).
-pub fn error(answer: &Answer, request_id: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error(answer: &Answer, request_id: &str) -> Response<Full<Bytes>> {
     let mut body = json!({
         "schemas": [ERROR_SCHEMA],
         "status": answer.status.as_u16().to_string(),
@@ -56,7 +56,7 @@ pub fn error(answer: &Answer, request_id: &str) -> Response<Full<Bytes>> {
 /// The answer to a request still running when shutdown's grace time ran out: `503`, saying
 /// whether a change may have been made; over HTTP/1.1 with `Connection: close` (h2 has had its
 /// `GOAWAY`, and forbids the header).
-pub fn cut_short(method: &http::Method, version: http::Version, request_id: &str) -> Response<Full<Bytes>> {
+pub(crate) fn cut_short(method: &http::Method, version: http::Version, request_id: &str) -> Response<Full<Bytes>> {
     let write = !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
     let shut_down = crate::error::Error::from(crate::error::RequestError::ShutDown { write });
     let mut response = error(&crate::error::answer(&shut_down), request_id);
@@ -73,7 +73,7 @@ fn set_request_id(response: &mut Response<Full<Bytes>>, request_id: &str) {
 }
 
 /// A plain JSON response for the admin listener.
-pub fn plain_json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn plain_json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -3,7 +3,7 @@
 
 /// Finds the app whose base path prefixes `path` (the longest one wins); returns its index
 /// and the rest of the path.
-pub fn find_app<'a>(base_paths: impl Iterator<Item = &'a str>, path: &'a str) -> Option<(usize, &'a str)> {
+pub(crate) fn find_app<'a>(base_paths: impl Iterator<Item = &'a str>, path: &'a str) -> Option<(usize, &'a str)> {
     base_paths
         .enumerate()
         .filter_map(|(i, base)| {

@@ -11,12 +11,12 @@ use serde_json::Value;
 
 /// The host the test requests name, so `meta.location` is the same on every machine (and in
 /// every recording).
-pub const TEST_HOST: &str = "scim.test";
+pub(crate) const TEST_HOST: &str = "scim.test";
 
 /// One test file: the cases of one app.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TestFile {
+pub(crate) struct TestFile {
     /// The app of the configuration under test; by default the app whose script the file is beside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
@@ -26,7 +26,7 @@ pub struct TestFile {
 /// One case: a single step written inline, or several `steps` sharing one proxy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Case {
+pub(crate) struct Case {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Request>,
@@ -41,7 +41,7 @@ pub struct Case {
 /// One SCIM request, the legacy calls it must make, and the answer expected.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Step {
+pub(crate) struct Step {
     pub request: Request,
     #[serde(default)]
     pub legacy: Vec<LegacyCall>,
@@ -51,7 +51,7 @@ pub struct Step {
 /// The SCIM request of a step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Request {
+pub(crate) struct Request {
     /// `METHOD /path?query`, the path relative to the app's base path.
     pub call: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -63,7 +63,7 @@ pub struct Request {
 /// A legacy call the mapping must make, and what the legacy app answers it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LegacyCall {
+pub(crate) struct LegacyCall {
     /// `METHOD /path?query`, the path relative to `legacy.base_url`, as sent.
     pub call: String,
     /// The JSON body the mapping must send (matched like response bodies).
@@ -76,7 +76,7 @@ pub struct LegacyCall {
 /// A scripted legacy answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Reply {
+pub(crate) struct Reply {
     #[serde(default = "ok")]
     pub status: u16,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -99,7 +99,7 @@ fn ok() -> u16 {
 /// The SCIM answer a step expects.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Expect {
+pub(crate) struct Expect {
     pub status: u16,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -109,7 +109,7 @@ pub struct Expect {
 
 impl Case {
     /// The steps of the case, whichever way it was written.
-    pub fn steps(&self) -> Result<Vec<Step>, String> {
+    pub(crate) fn steps(&self) -> Result<Vec<Step>, String> {
         match (&self.request, &self.expect, self.steps.is_empty()) {
             (Some(request), Some(expect), true) => Ok(vec![Step {
                 request: request.clone(),
@@ -125,7 +125,7 @@ impl Case {
 }
 
 /// Splits `METHOD /path?query` into its method and target.
-pub fn split_call(call: &str) -> Result<(http::Method, &str), String> {
+pub(crate) fn split_call(call: &str) -> Result<(http::Method, &str), String> {
     let (method, target) = call
         .trim()
         .split_once(char::is_whitespace)
@@ -139,7 +139,7 @@ pub fn split_call(call: &str) -> Result<(http::Method, &str), String> {
 }
 
 /// Reads and parses a test file.
-pub fn load(path: &Path) -> Result<TestFile, String> {
+pub(crate) fn load(path: &Path) -> Result<TestFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let file: TestFile =
         serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(&text)).map_err(|e| {
@@ -160,7 +160,7 @@ pub fn load(path: &Path) -> Result<TestFile, String> {
 }
 
 /// The test file kept beside a script: `scripts/demo.rhai` → `scripts/demo.test.yaml`.
-pub fn beside(script: &Path) -> PathBuf {
+pub(crate) fn beside(script: &Path) -> PathBuf {
     script.with_extension("test.yaml")
 }
 

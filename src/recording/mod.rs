@@ -1,7 +1,7 @@
 //! Recording: each SCIM request of an app, with the legacy calls it caused, written as a
 //! mapping test file (redacted), ready for `scim-proxy test --file`.
 
-pub mod fixture;
+pub(crate) mod fixture;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use crate::scim::schema::{Attribute, Returned};
 use crate::script::journal::Exchange;
 
 /// What replaces a redacted value.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Names whose values are never written, whatever the schema says (compared case-insensitively).
 const SECRET_NAMES: &[&str] = &[
@@ -37,13 +37,13 @@ const SECRET_NAMES: &[&str] = &[
 /// Which values are secrets: the secret names, the configured ones, and the attributes the
 /// app's schemas never return.
 #[derive(Debug, Clone, Default)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     names: BTreeSet<String>,
 }
 
 impl Redactor {
     /// A redactor for these extra names and schema attributes.
-    pub fn new<'a>(extra: &[String], attributes: impl Iterator<Item = &'a Attribute>) -> Self {
+    pub(crate) fn new<'a>(extra: &[String], attributes: impl Iterator<Item = &'a Attribute>) -> Self {
         let mut names: BTreeSet<String> = SECRET_NAMES.iter().map(|s| (*s).to_owned()).collect();
         names.extend(extra.iter().map(|s| s.to_ascii_lowercase()));
         for attribute in attributes {
@@ -56,7 +56,7 @@ impl Redactor {
     /// names one.
     ///
     /// Answers whether anything was redacted.
-    pub fn redact(&self, value: &mut Value) -> bool {
+    pub(crate) fn redact(&self, value: &mut Value) -> bool {
         match value {
             Value::Object(map) => {
                 let patch_target = map.get("path").and_then(Value::as_str).map(|p| self.is_secret(last_name(p)));
@@ -78,14 +78,14 @@ impl Redactor {
     }
 
     /// Whether values under this name (a JSON key, a query parameter) are never shown.
-    pub fn is_secret(&self, name: &str) -> bool {
+    pub(crate) fn is_secret(&self, name: &str) -> bool {
         self.names.contains(&name.to_ascii_lowercase())
     }
 }
 
 /// One app's recorder.
 #[derive(Debug)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     app: String,
     dir: PathBuf,
     redactor: Redactor,
@@ -94,7 +94,7 @@ pub struct Recorder {
 
 /// One SCIM exchange with the legacy calls it caused.
 #[derive(Debug)]
-pub struct Recording {
+pub(crate) struct Recording {
     pub request_id: String,
     pub method: String,
     /// Path below the app's base path, and query.
@@ -112,13 +112,13 @@ pub struct Recording {
 
 impl Recorder {
     /// A recorder writing into `dir` (created if missing).
-    pub fn new(app: &str, dir: PathBuf, redactor: Redactor) -> Result<Self, String> {
+    pub(crate) fn new(app: &str, dir: PathBuf, redactor: Redactor) -> Result<Self, String> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         Ok(Self { app: app.to_owned(), dir, redactor, sequence: AtomicU64::new(0) })
     }
 
     /// Writes a recording as its own test file, off the runtime threads; problems are logged.
-    pub fn write(&self, recording: Recording) {
+    pub(crate) fn write(&self, recording: Recording) {
         if let Some(fault) = recording.calls.iter().find_map(|c| c.fault.as_ref()) {
             tracing::info!(app = %self.app, request_id = %recording.request_id, fault = %fault, "not recorded: a legacy call got no answer, which a test file cannot replay");
             return;
@@ -143,7 +143,7 @@ impl Recorder {
     }
 
     /// The test file of one recording, redacted.
-    pub fn test_file(&self, recording: Recording) -> TestFile {
+    pub(crate) fn test_file(&self, recording: Recording) -> TestFile {
         let test_base = format!("http://{TEST_HOST}{}", recording.base_path.trim_end_matches('/'));
         let mut body = recording.body;
         if let Some(body) = &mut body {

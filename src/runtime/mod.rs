@@ -4,10 +4,10 @@
 //! The composition root: may import every module on the request path; only `authoring` and
 //! the commands in `main.rs` import it.
 
-pub mod reload;
-pub mod restart_only;
+pub(crate) mod reload;
+pub(crate) mod restart_only;
 pub mod signals;
-pub mod tasks;
+pub(crate) mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

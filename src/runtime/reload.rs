@@ -185,7 +185,7 @@ async fn reload_script(
 /// capabilities follow the new script — and takes over the running app's ID cache, locks,
 /// script slots and reload history. Requests under way finish with the app they started with.
 /// One swap or configuration reload at a time.
-pub async fn swap_script(shared: &Arc<Shared>, name: &str, compiled: crate::script::Compiled) {
+pub(crate) async fn swap_script(shared: &Arc<Shared>, name: &str, compiled: crate::script::Compiled) {
     let _one_at_a_time = shared.config_reload.running.lock().await;
     let current = shared.state();
     let path = compiled.path().to_path_buf();

@@ -75,14 +75,15 @@ fn keep_tls(config: &mut Config, started: &Config) {
 }
 
 /// The names of the keys only a restart applies, in the order of docs/operations.md's list.
-pub fn names() -> impl Iterator<Item = &'static str> {
+#[cfg(test)]
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
     KEYS.iter().map(|key| key.name)
 }
 
 /// The restart-only keys whose value in `config` differs from the one the proxy `started`
 /// with; a key inside a section that appeared or went (`tls.cert` when `tls` did) is not
 /// named besides the section.
-pub fn changed(started: &Config, config: &Config) -> Vec<&'static str> {
+pub(crate) fn changed(started: &Config, config: &Config) -> Vec<&'static str> {
     let differs: Vec<&'static str> =
         KEYS.iter().filter(|key| (key.read)(started) != (key.read)(config)).map(|key| key.name).collect();
     differs
@@ -94,7 +95,7 @@ pub fn changed(started: &Config, config: &Config) -> Vec<&'static str> {
 
 /// `config` with every restart-only key put back to the value the proxy `started` with: the
 /// configuration a reload puts in force.
-pub fn in_force(mut config: Config, started: &Config) -> Config {
+pub(crate) fn in_force(mut config: Config, started: &Config) -> Config {
     for key in KEYS {
         (key.keep)(&mut config, started);
     }

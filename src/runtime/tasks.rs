@@ -10,12 +10,12 @@ use crate::listener::server;
 use crate::state::Shared;
 
 /// Checks every app now and then every `interval`, until shutdown.
-pub async fn watch_health(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
+pub(crate) async fn watch_health(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, true, stop, || check_all(&shared)).await;
 }
 
 /// Checks every app of the state now serving.
-pub async fn check_all(shared: &Shared) {
+pub(crate) async fn check_all(shared: &Shared) {
     let state = shared.state();
     for app in &state.apps {
         let _ = crate::app::health::check(app, &shared.metrics).await;
@@ -23,7 +23,7 @@ pub async fn check_all(shared: &Shared) {
 }
 
 /// Reloads the configuration whenever it changes, until shutdown.
-pub async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
+pub(crate) async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, false, stop, || async {
         super::reload_config(&shared).await;
     })
@@ -31,7 +31,7 @@ pub async fn watch_config(shared: Arc<Shared>, interval: Duration, stop: watch::
 }
 
 /// Checks every app's script for changes until shutdown (hot reload).
-pub async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
+pub(crate) async fn watch_scripts(shared: Arc<Shared>, interval: Duration, stop: watch::Receiver<bool>) {
     server::every(interval, true, stop, || {
         let (shared, state) = (shared.clone(), shared.state());
         async move {

@@ -19,7 +19,7 @@ static COMMON: LazyLock<Vec<Attribute>> = LazyLock::new(common_attributes);
 ///
 /// They are not listed in any schema's `attributes` (the RFC's own §8.7.1 leaves them out);
 /// resolution, validation and projection find them through [`common_attribute`].
-pub fn common_attributes() -> Vec<Attribute> {
+pub(crate) fn common_attributes() -> Vec<Attribute> {
     vec![
         attr("id", AttrType::String, "Identifier of the resource, assigned by the service provider")
             .required()
@@ -41,7 +41,7 @@ pub fn common_attributes() -> Vec<Attribute> {
 }
 
 /// The common attribute called `name` (case-insensitive), if it is one.
-pub fn common_attribute(name: &str) -> Option<&'static Attribute> {
+pub(crate) fn common_attribute(name: &str) -> Option<&'static Attribute> {
     COMMON.iter().find(|a| a.name.eq_ignore_ascii_case(name))
 }
 
@@ -50,7 +50,7 @@ pub fn common_attribute(name: &str) -> Option<&'static Attribute> {
 /// One departure from the §8.7.1 listing, backed by the RFC's own text: `addresses` has a
 /// `primary` sub-attribute (§2.4 gives it to multi-valued attributes and the §8.2 example
 /// uses it).
-pub fn user_schema() -> Schema {
+pub(crate) fn user_schema() -> Schema {
     let ims = ["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"];
     let phones = ["work", "home", "mobile", "fax", "pager", "other"];
     Schema {
@@ -157,7 +157,7 @@ pub fn enterprise_user_schema() -> Schema {
 /// Two departures from the §8.7.1 listing, both backed by the RFC's own text:
 /// `displayName` is required (§4.2 says REQUIRED while §8.7.1 says `"required": false`), and
 /// `members` has a `display` sub-attribute (used by the §8.4 example and sent by IdPs).
-pub fn group_schema() -> Schema {
+pub(crate) fn group_schema() -> Schema {
     Schema {
         id: GROUP_SCHEMA.to_owned(),
         name: "Group".to_owned(),
@@ -209,7 +209,7 @@ pub fn group_resource(extensions: Vec<(Schema, bool)>) -> ResourceSchema {
 /// URN. Required attributes and required sub-attributes are always kept. Common attributes
 /// (`id`, `externalId`, `meta`) are accepted and have no effect. Runs at config load; an
 /// entry the schema does not have is an `InvalidPath` error naming it.
-pub fn restrict(schema: &Schema, supported: &[String]) -> Result<Schema, ScimError> {
+pub(crate) fn restrict(schema: &Schema, supported: &[String]) -> Result<Schema, ScimError> {
     let mut keep: Vec<Keep> =
         schema.attributes.iter().map(|a| if a.required { Keep::Whole } else { Keep::Drop }).collect();
     for entry in supported {
@@ -271,7 +271,7 @@ enum Keep<'a> {
 /// optional, case-insensitive, readWrite, returned by default, no uniqueness); `schemas`
 /// and `meta` keys are accepted and ignored so a published document can be pasted as is.
 /// Runs at config load; an error names the attribute and what is wrong with it.
-pub fn custom_schema_from_json(value: &serde_json::Value) -> Result<Schema, ScimError> {
+pub(crate) fn custom_schema_from_json(value: &serde_json::Value) -> Result<Schema, ScimError> {
     let def = SchemaDef::deserialize(value).map_err(|e| ScimError::invalid_value("schema", e.to_string()))?;
     if !def.id.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) || def.id.ends_with(':') {
         return Err(ScimError::invalid_value("schema.id", format!("{:?} is not a schema URN", def.id)));

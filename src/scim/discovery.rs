@@ -5,17 +5,17 @@ use serde_json::{Value, json};
 use super::schema::{ResourceSchema, Schema};
 
 /// The URN of a schema definition document (RFC 7643 §7).
-pub const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+pub(crate) const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 /// The URN of a resource type document (RFC 7643 §6).
-pub const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+pub(crate) const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 /// The URN of the service provider configuration document (RFC 7643 §5).
-pub const SERVICE_PROVIDER_CONFIG_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub(crate) const SERVICE_PROVIDER_CONFIG_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 /// The URN of a list or query response (RFC 7644 §3.4.2).
-pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub(crate) const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
 /// What this proxy, for one app, can do; published in `/ServiceProviderConfig`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capabilities {
+pub(crate) struct Capabilities {
     /// PATCH is supported.
     pub patch: bool,
     /// Bulk is supported, with (maximum operations, maximum payload size in bytes).
@@ -36,7 +36,7 @@ pub struct Capabilities {
 
 /// A way a client may authenticate to an app, published in `authenticationSchemes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthScheme {
+pub(crate) enum AuthScheme {
     /// A shared secret sent as a bearer token (RFC 6750).
     BearerToken,
     /// A signed JWT access token from an OAuth 2.0 authorization server, sent as a bearer token.
@@ -95,7 +95,7 @@ impl AuthScheme {
 /// The `/Schemas/{id}` document for one schema: every attribute with all its characteristics.
 ///
 /// `base_url` is the app's SCIM base URL (`https://host/scim/v2`), with or without a trailing slash.
-pub fn schema_document(schema: &Schema, base_url: &str) -> Value {
+pub(crate) fn schema_document(schema: &Schema, base_url: &str) -> Value {
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": schema.id,
@@ -112,7 +112,7 @@ pub fn schema_document(schema: &Schema, base_url: &str) -> Value {
 /// The `/ResourceTypes/{name}` document for one resource type.
 ///
 /// `schemaExtensions` is left out when there are none, as in the RFC's Group example (RFC 7643 §8.6).
-pub fn resource_type_document(rt: &ResourceSchema, base_url: &str) -> Value {
+pub(crate) fn resource_type_document(rt: &ResourceSchema, base_url: &str) -> Value {
     let mut doc = json!({
         "schemas": [RESOURCE_TYPE_SCHEMA],
         "id": rt.name,
@@ -140,7 +140,7 @@ pub fn resource_type_document(rt: &ResourceSchema, base_url: &str) -> Value {
 ///
 /// Unsupported bulk is published with zero limits, since `maxOperations` and
 /// `maxPayloadSize` are required sub-attributes (RFC 7643 §8.7.2).
-pub fn service_provider_config(caps: &Capabilities, base_url: &str) -> Value {
+pub(crate) fn service_provider_config(caps: &Capabilities, base_url: &str) -> Value {
     let (max_operations, max_payload_size) = caps.bulk.unwrap_or((0, 0));
     let mut doc = json!({
         "schemas": [SERVICE_PROVIDER_CONFIG_SCHEMA],
@@ -168,7 +168,7 @@ pub fn service_provider_config(caps: &Capabilities, base_url: &str) -> Value {
 
 /// A ListResponse (RFC 7644 §3.4.2) holding one page of `resources` out of `total` matches,
 /// the first of them at 1-based `start_index`.
-pub fn list_response(resources: Vec<Value>, total: usize, start_index: usize) -> Value {
+pub(crate) fn list_response(resources: Vec<Value>, total: usize, start_index: usize) -> Value {
     // Built by hand: `json!` would serialise the resources into a copy of themselves.
     let mut list = json!({
         "schemas": [LIST_RESPONSE],

@@ -38,39 +38,39 @@ pub enum ScimError {
 
 impl ScimError {
     /// Shorthand for an `invalidValue` error about one attribute.
-    pub fn invalid_value(attribute: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid_value(attribute: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::InvalidValue { attribute: attribute.into(), detail: detail.into() }
     }
 
     /// Shorthand for an `invalidPath` error.
-    pub fn invalid_path(path: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid_path(path: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::InvalidPath { path: path.into(), detail: detail.into() }
     }
 
     /// Shorthand for an `invalidSyntax` error.
-    pub fn invalid_syntax(detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid_syntax(detail: impl Into<String>) -> Self {
         Self::InvalidSyntax { detail: detail.into() }
     }
 }
 
 /// How many characters of a value from a request are echoed in a log field or an error detail.
-pub const ECHO_CHARS: usize = 128;
+pub(crate) const ECHO_CHARS: usize = 128;
 
 /// A value from a request as it may be echoed in a log line or an error detail: quotes,
 /// backslashes and control characters escaped, and cut after [`ECHO_CHARS`] characters with its
 /// full length said, so that a client cannot write megabytes into the log or the answer, nor
 /// start a line of its own in a text log.
-pub fn echoed(text: &str) -> String {
+pub(crate) fn echoed(text: &str) -> String {
     cut(text, ECHO_CHARS, |c| c.escape_debug().collect())
 }
 
 /// The most characters of a longer text an error detail carries (what a script throws, which
 /// may quote a request).
-pub const DETAIL_CHARS: usize = 1024;
+pub(crate) const DETAIL_CHARS: usize = 1024;
 
 /// A script's text as an error detail or a log field carries it: control characters escaped
 /// (no line of its own in a text log), cut after [`DETAIL_CHARS`] with its full length said.
-pub fn bounded_detail(text: &str) -> String {
+pub(crate) fn bounded_detail(text: &str) -> String {
     cut(text, DETAIL_CHARS, |c| if c.is_control() { c.escape_debug().collect() } else { c.to_string() })
 }
 
@@ -84,6 +84,6 @@ fn cut(text: &str, max: usize, write: impl Fn(char) -> String) -> String {
 }
 
 /// [`echoed`] in double quotes: a name or a path from a request, as a detail quotes it.
-pub fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     format!("\"{}\"", echoed(text))
 }

@@ -16,7 +16,7 @@ use super::path::{AttrPath, is_attr_name};
 pub const MAX_FILTER_CHARS: usize = 4096;
 
 /// How deep `( )`, `not ( )` and `[ ]` may nest; it bounds the parser's recursion.
-pub const MAX_FILTER_DEPTH: usize = 32;
+pub(crate) const MAX_FILTER_DEPTH: usize = 32;
 
 /// An attribute operator comparing an attribute's value with a literal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,7 +36,7 @@ impl CompareOp {
     const ALL: [Self; 9] = [Self::Eq, Self::Ne, Self::Co, Self::Sw, Self::Ew, Self::Gt, Self::Lt, Self::Ge, Self::Le];
 
     /// The operator's keyword in lowercase, as printed and as handed to mapping scripts.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Eq => "eq",
             Self::Ne => "ne",
@@ -51,7 +51,7 @@ impl CompareOp {
     }
 
     /// The operator a keyword names, in any case (`eq`, `EQ`); `None` for any other word.
-    pub fn from_keyword(word: &str) -> Option<Self> {
+    pub(crate) fn from_keyword(word: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|op| op.as_str().eq_ignore_ascii_case(word))
     }
 }
@@ -84,7 +84,7 @@ pub enum Filter {
 impl Filter {
     /// The attribute and value when the whole filter is a single `attr eq value`, the
     /// lookup a mapping script can most often hand to the legacy API as it is.
-    pub fn as_simple_eq(&self) -> Option<(&AttrPath, &Value)> {
+    pub(crate) fn as_simple_eq(&self) -> Option<(&AttrPath, &Value)> {
         match self {
             Self::Compare { path, op: CompareOp::Eq, value } => Some((path, value)),
             _ => None,
@@ -93,13 +93,13 @@ impl Filter {
 
     /// The filters of the top-level `and` chain, left to right; the filter itself when it is
     /// no `and`. A resource matches when it matches every one of them.
-    pub fn conjuncts(&self) -> Vec<&Filter> {
+    pub(crate) fn conjuncts(&self) -> Vec<&Filter> {
         self.chain(true)
     }
 
     /// The filters of the top-level `or` chain, left to right; the filter itself when it is
     /// no `or`. A resource matches when it matches any one of them.
-    pub fn disjuncts(&self) -> Vec<&Filter> {
+    pub(crate) fn disjuncts(&self) -> Vec<&Filter> {
         self.chain(false)
     }
 

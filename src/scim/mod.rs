@@ -1,8 +1,8 @@
 //! The SCIM core (RFC 7643/7644): pure, I/O-free rules every request goes through.
 
 pub mod definitions;
-pub mod discovery;
-pub mod error;
+pub(crate) mod discovery;
+pub(crate) mod error;
 pub mod evaluate;
 pub mod filter;
 pub mod params;
@@ -13,13 +13,13 @@ pub mod schema;
 pub mod sort;
 pub mod unpublished;
 pub mod validate;
-pub mod value;
+pub(crate) mod value;
 
-pub use error::ScimError;
+pub(crate) use error::ScimError;
 
 /// FNV-1a, 64 bits: a stable, fast fingerprint (resource versions, script texts) that every
 /// replica computes alike.
-pub fn fingerprint(bytes: &[u8]) -> u64 {
+pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
     let mut hasher = Fingerprinter::default();
     hasher.update(bytes);
     hasher.finish()
@@ -28,7 +28,7 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
 /// [`fingerprint`] of bytes given piece by piece, e.g. written by a serializer: the same
 /// value as over the whole buffer, without building it.
 #[derive(Debug, Clone, Copy)]
-pub struct Fingerprinter(u64);
+pub(crate) struct Fingerprinter(u64);
 
 impl Default for Fingerprinter {
     fn default() -> Self {
@@ -38,12 +38,12 @@ impl Default for Fingerprinter {
 
 impl Fingerprinter {
     /// Adds bytes.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.0 = bytes.iter().fold(self.0, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     }
 
     /// The fingerprint of everything added.
-    pub fn finish(&self) -> u64 {
+    pub(crate) fn finish(&self) -> u64 {
         self.0
     }
 }

@@ -19,18 +19,18 @@ pub struct ListParams {
 
 /// The `attributes` / `excludedAttributes` parameters of any request.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProjectionParams {
+pub(crate) struct ProjectionParams {
     pub attributes: Option<String>,
     pub excluded_attributes: Option<String>,
 }
 
 /// Decodes `a=b&c=d` into pairs.
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
 }
 
 /// Reads `attributes` and `excludedAttributes` from query pairs.
-pub fn projection_params(pairs: &[(String, String)]) -> ProjectionParams {
+pub(crate) fn projection_params(pairs: &[(String, String)]) -> ProjectionParams {
     ProjectionParams {
         attributes: param(pairs, "attributes").map(str::to_owned),
         excluded_attributes: param(pairs, "excludedAttributes").map(str::to_owned),

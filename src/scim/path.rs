@@ -11,16 +11,16 @@ use super::error::{ScimError, quoted};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AttrPath {
     /// The schema URN prefix, when the path was written fully qualified.
-    pub urn: Option<String>,
+    pub(crate) urn: Option<String>,
     /// The top-level attribute name.
-    pub name: String,
+    pub(crate) name: String,
     /// The sub-attribute name of a complex attribute.
-    pub sub: Option<String>,
+    pub(crate) sub: Option<String>,
 }
 
 impl AttrPath {
     /// A path to a top-level attribute of the core schema.
-    pub fn simple(name: impl Into<String>) -> Self {
+    pub(crate) fn simple(name: impl Into<String>) -> Self {
         Self { urn: None, name: name.into(), sub: None }
     }
 
@@ -47,20 +47,10 @@ impl AttrPath {
         }
         Ok(Self { urn: urn.map(str::to_owned), name: name.to_owned(), sub: sub.map(str::to_owned) })
     }
-
-    /// True when both paths name the same attribute, ignoring case and URN qualification.
-    pub fn same_attribute(&self, other: &Self) -> bool {
-        self.name.eq_ignore_ascii_case(&other.name)
-            && match (&self.sub, &other.sub) {
-                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                (None, None) => true,
-                _ => false,
-            }
-    }
 }
 
 /// Splits a leading schema URN (`urn:…:Name:`) from the attribute part of a path.
-pub fn split_urn(text: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_urn(text: &str) -> (Option<&str>, &str) {
     if text.len() > 4 && text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
         match text.rfind(':') {
             Some(i) if i > 3 => (Some(&text[..i]), &text[i + 1..]),
@@ -72,7 +62,7 @@ pub fn split_urn(text: &str) -> (Option<&str>, &str) {
 }
 
 /// `ATTRNAME = ALPHA *(nameChar)`, `nameChar = "-" / "_" / DIGIT / ALPHA`, plus `$ref`.
-pub fn is_attr_name(name: &str) -> bool {
+pub(crate) fn is_attr_name(name: &str) -> bool {
     if name == "$ref" {
         return true;
     }

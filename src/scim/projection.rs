@@ -86,7 +86,7 @@ impl Projection {
 
     /// Every attribute the resource type defines, `request`-returned ones included, and
     /// nothing else: what PATCH applies to.
-    pub fn everything() -> Projection {
+    pub(crate) fn everything() -> Projection {
         Projection { mode: Mode::All }
     }
 
@@ -101,7 +101,7 @@ impl Projection {
 
     /// [`Projection::apply`] to a resource no longer needed otherwise: what is kept is moved,
     /// not copied.
-    pub fn apply_owned(&self, rs: &ResourceSchema, resource: Value) -> Value {
+    pub(crate) fn apply_owned(&self, rs: &ResourceSchema, resource: Value) -> Value {
         let Value::Object(object) = resource else { return resource };
         let mut out = Map::new();
         for (key, value) in object {
@@ -133,7 +133,7 @@ impl Projection {
     /// Whether the attribute at `path` (and its sub-attribute, when the path names one)
     /// would appear in a response. Lets the script skip fetching what nobody will see,
     /// such as group members.
-    pub fn wants(&self, rs: &ResourceSchema, path: &AttrPath) -> bool {
+    pub(crate) fn wants(&self, rs: &ResourceSchema, path: &AttrPath) -> bool {
         if path.urn.is_none() && path.sub.is_none() && path.name.eq_ignore_ascii_case("schemas") {
             return true;
         }

@@ -6,11 +6,11 @@ use super::definitions::common_attribute;
 use super::path::AttrPath;
 
 /// The core User schema URN.
-pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// The Enterprise User extension URN.
-pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub(crate) const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 /// The core Group schema URN.
-pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub(crate) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 /// The resource types the proxy serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,7 +21,7 @@ pub enum ResourceKind {
 
 impl ResourceKind {
     /// The resource type's name, as in `meta.resourceType` and `/ResourceTypes/{name}`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::User => "User",
             Self::Group => "Group",
@@ -29,7 +29,7 @@ impl ResourceKind {
     }
 
     /// The endpoint's path segment, without its slash.
-    pub fn endpoint(self) -> &'static str {
+    pub(crate) fn endpoint(self) -> &'static str {
         match self {
             Self::User => "Users",
             Self::Group => "Groups",
@@ -37,7 +37,7 @@ impl ResourceKind {
     }
 
     /// The attribute that names a resource uniquely: `userName` or `displayName`.
-    pub fn name_attribute(self) -> &'static str {
+    pub(crate) fn name_attribute(self) -> &'static str {
         match self {
             Self::User => "userName",
             Self::Group => "displayName",
@@ -48,7 +48,7 @@ impl ResourceKind {
 /// An attribute's data type (RFC 7643 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum AttrType {
+pub(crate) enum AttrType {
     String,
     Boolean,
     Decimal,
@@ -62,7 +62,7 @@ pub enum AttrType {
 /// Whether and when an attribute may be written (RFC 7643 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Mutability {
+pub(crate) enum Mutability {
     ReadOnly,
     ReadWrite,
     Immutable,
@@ -72,7 +72,7 @@ pub enum Mutability {
 /// When an attribute is returned in a response (RFC 7643 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Returned {
+pub(crate) enum Returned {
     Always,
     Never,
     Default,
@@ -82,7 +82,7 @@ pub enum Returned {
 /// How unique an attribute's value is (RFC 7643 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Uniqueness {
+pub(crate) enum Uniqueness {
     None,
     Server,
     Global,
@@ -91,7 +91,7 @@ pub enum Uniqueness {
 /// One attribute definition with its characteristics, as published in `/Schemas`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Attribute {
+pub(crate) struct Attribute {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: AttrType,
@@ -112,7 +112,7 @@ pub struct Attribute {
 
 impl Attribute {
     /// The sub-attribute called `name` (case-insensitive).
-    pub fn sub_attribute(&self, name: &str) -> Option<&Attribute> {
+    pub(crate) fn sub_attribute(&self, name: &str) -> Option<&Attribute> {
         self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
@@ -120,15 +120,15 @@ impl Attribute {
 /// A schema: its URN and its attributes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Schema {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub attributes: Vec<Attribute>,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) attributes: Vec<Attribute>,
 }
 
 impl Schema {
     /// The top-level attribute called `name` (case-insensitive).
-    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
+    pub(crate) fn attribute(&self, name: &str) -> Option<&Attribute> {
         self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
@@ -139,16 +139,16 @@ pub struct ResourceSchema {
     /// `User` or `Group`.
     pub name: String,
     /// `/Users` or `/Groups`.
-    pub endpoint: String,
-    pub description: String,
-    pub core: Schema,
+    pub(crate) endpoint: String,
+    pub(crate) description: String,
+    pub(crate) core: Schema,
     /// Extension schemas, each with whether the extension is required.
-    pub extensions: Vec<(Schema, bool)>,
+    pub(crate) extensions: Vec<(Schema, bool)>,
 }
 
 /// Where a path landed in a resource schema.
 #[derive(Debug, Clone, Copy)]
-pub struct Resolved<'a> {
+pub(crate) struct Resolved<'a> {
     /// The schema the attribute belongs to.
     pub schema: &'a Schema,
     /// True when that schema is an extension (its attributes live under the URN key in JSON).
@@ -161,30 +161,30 @@ pub struct Resolved<'a> {
 
 impl<'a> Resolved<'a> {
     /// The definition of the attribute the path ends at.
-    pub fn target(&self) -> &'a Attribute {
+    pub(crate) fn target(&self) -> &'a Attribute {
         self.sub.unwrap_or(self.attribute)
     }
 }
 
 impl ResourceSchema {
     /// Which resource type this is, from its core schema.
-    pub fn kind(&self) -> ResourceKind {
+    pub(crate) fn kind(&self) -> ResourceKind {
         if self.core.id == GROUP_SCHEMA { ResourceKind::Group } else { ResourceKind::User }
     }
 
     /// Every schema of this resource type, core first.
-    pub fn schemas(&self) -> impl Iterator<Item = &Schema> {
+    pub(crate) fn schemas(&self) -> impl Iterator<Item = &Schema> {
         std::iter::once(&self.core).chain(self.extensions.iter().map(|(s, _)| s))
     }
 
     /// The extension schema with this URN (case-insensitive).
-    pub fn extension(&self, urn: &str) -> Option<&Schema> {
+    pub(crate) fn extension(&self, urn: &str) -> Option<&Schema> {
         self.extensions.iter().map(|(s, _)| s).find(|s| s.id.eq_ignore_ascii_case(urn))
     }
 
     /// A top-level attribute of the core schema, or one of the common attributes every
     /// resource has (`id`, `externalId`, `meta`, RFC 7643 §3.1), which live beside them in JSON.
-    pub fn core_attribute(&self, name: &str) -> Option<&Attribute> {
+    pub(crate) fn core_attribute(&self, name: &str) -> Option<&Attribute> {
         self.core.attribute(name).or_else(|| common_attribute(name))
     }
 
@@ -193,7 +193,7 @@ impl ResourceSchema {
     /// An unqualified name is looked up in the core schema first, then among the common
     /// attributes, then in the extensions (RFC 7644 §3.10 allows a client to omit the URN of
     /// a core attribute). Common attributes resolve as part of the core schema.
-    pub fn resolve(&self, path: &AttrPath) -> Option<Resolved<'_>> {
+    pub(crate) fn resolve(&self, path: &AttrPath) -> Option<Resolved<'_>> {
         let (schema, in_extension, attribute) = match &path.urn {
             Some(urn) if urn.eq_ignore_ascii_case(&self.core.id) => {
                 (&self.core, false, self.core_attribute(&path.name)?)

@@ -29,7 +29,7 @@ pub enum UnsupportedAttributes {
 
 /// How many distinct ignored paths one request notes by name; past it they are only counted,
 /// so a body of thousands of made-up attributes costs linear time and a bounded audit line.
-pub const MAX_NOTED: usize = 32;
+pub(crate) const MAX_NOTED: usize = 32;
 
 /// The unpublished attributes one request named, under the app's policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl Unpublished {
     /// Runs where a request names an attribute that is not published, at `path` (as the
     /// client wrote it, URN-qualified for extensions): under `ignore` notes the path and
     /// answers `Ok` (the caller skips the attribute); under `refuse` answers `refusal`.
-    pub fn skip(&mut self, path: impl Into<String>, refusal: ScimError) -> Result<(), ScimError> {
+    pub(crate) fn skip(&mut self, path: impl Into<String>, refusal: ScimError) -> Result<(), ScimError> {
         match self.policy {
             UnsupportedAttributes::Refuse => Err(refusal),
             UnsupportedAttributes::Ignore => {
@@ -69,17 +69,19 @@ impl Unpublished {
 
     /// The paths ignored so far, each once, in the order they were met (the first
     /// [`MAX_NOTED`]; values from the request, escaped and bounded as [`echoed`] does).
-    pub fn ignored(&self) -> &[String] {
+    #[cfg(test)]
+    pub(crate) fn ignored(&self) -> &[String] {
         &self.ignored
     }
 
     /// How many more paths were ignored than [`Self::ignored`] names.
-    pub fn more(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn more(&self) -> usize {
         self.more
     }
 
     /// The paths ignored, and how many more were not named.
-    pub fn into_ignored(self) -> (Vec<String>, usize) {
+    pub(crate) fn into_ignored(self) -> (Vec<String>, usize) {
         (self.ignored, self.more)
     }
 }

@@ -117,7 +117,7 @@ pub fn validate_resource(
 /// is "not asserted" by the client. Immutable sub-attributes of multi-valued attributes
 /// (`members.value`) are not compared: values may be added and removed as a whole, and
 /// there is no key to pair old and new ones.
-pub fn check_immutable(rs: &ResourceSchema, before: &Value, after: &Value) -> Result<(), ScimError> {
+pub(crate) fn check_immutable(rs: &ResourceSchema, before: &Value, after: &Value) -> Result<(), ScimError> {
     let changed = |old: Option<&Value>, new: Option<&Value>| match (old, new) {
         (Some(old), Some(new)) => !old.is_null() && !new.is_null() && old != new,
         _ => false,
@@ -156,7 +156,7 @@ pub fn check_immutable(rs: &ResourceSchema, before: &Value, after: &Value) -> Re
 
 /// Removes, in place, every attribute and sub-attribute whose `returned` is `never` (such
 /// as `password`) from a resource. Runs on every resource before it leaves the proxy.
-pub fn without_never_returned(rs: &ResourceSchema, resource: &mut Value) {
+pub(crate) fn without_never_returned(rs: &ResourceSchema, resource: &mut Value) {
     let Some(object) = resource.as_object_mut() else { return };
     object.retain(|key, value| {
         if let Some(ext) = rs.extension(key) {
@@ -394,7 +394,7 @@ fn get_ignore_case<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
 /// Refuses values outside the `canonicalValues` of the attributes at `paths`: the ones an app
 /// declared as the only values it knows (RFC 7643's own canonical values stay suggestions).
 /// Runs on the resource a POST, PUT or PATCH would write.
-pub fn check_canonical(rs: &ResourceSchema, resource: &Value, paths: &[AttrPath]) -> Result<(), ScimError> {
+pub(crate) fn check_canonical(rs: &ResourceSchema, resource: &Value, paths: &[AttrPath]) -> Result<(), ScimError> {
     for path in paths {
         let Some(resolved) = rs.resolve(path) else { continue };
         let target = resolved.target();

@@ -24,7 +24,7 @@ pub fn kind_of(value: &Value) -> &'static str {
 
 /// A JSON value read as the type its attribute declares, ready to compare.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TypedValue {
+pub(crate) enum TypedValue {
     /// A string, reference or binary value; Unicode-lowercased when the attribute is not caseExact.
     Text(String),
     /// An integer or decimal; the two compare numerically.
@@ -40,7 +40,7 @@ impl TypedValue {
     ///
     /// Lenient where IdPs and scripts are: `"true"`/`"false"` strings for booleans, numeric
     /// strings for numbers, and numbers or booleans for strings (read as their JSON text).
-    pub fn read(value: &Value, attr: &Attribute) -> Option<Self> {
+    pub(crate) fn read(value: &Value, attr: &Attribute) -> Option<Self> {
         match attr.kind {
             AttrType::String | AttrType::Reference | AttrType::Binary => {
                 let text = match value {
@@ -88,7 +88,7 @@ fn parse_number(text: &str) -> Option<Number> {
 /// Orders two typed values: strings by code point (already case-folded when the attribute
 /// is not caseExact), numbers numerically across integer and decimal, dateTimes as
 /// instants, `false` before `true`. `None` when the two are of different kinds.
-pub fn compare_typed(a: &TypedValue, b: &TypedValue) -> Option<Ordering> {
+pub(crate) fn compare_typed(a: &TypedValue, b: &TypedValue) -> Option<Ordering> {
     match (a, b) {
         (TypedValue::Text(a), TypedValue::Text(b)) => Some(a.cmp(b)),
         (TypedValue::Number(a), TypedValue::Number(b)) => compare_numbers(a, b),
@@ -100,7 +100,7 @@ pub fn compare_typed(a: &TypedValue, b: &TypedValue) -> Option<Ordering> {
 
 /// Orders two JSON values as `attr`'s type says (see [`TypedValue::read`] and
 /// [`compare_typed`]); `None` when either does not read as that type.
-pub fn compare_values(a: &Value, b: &Value, attr: &Attribute) -> Option<Ordering> {
+pub(crate) fn compare_values(a: &Value, b: &Value, attr: &Attribute) -> Option<Ordering> {
     compare_typed(&TypedValue::read(a, attr)?, &TypedValue::read(b, attr)?)
 }
 
@@ -117,14 +117,14 @@ fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
 
 /// The member `key` of a JSON object, matched exactly first and then ignoring ASCII case
 /// (attribute names are case-insensitive, and scripts write `username` as often as `userName`).
-pub fn get_key<'v>(object: &'v Value, key: &str) -> Option<&'v Value> {
+pub(crate) fn get_key<'v>(object: &'v Value, key: &str) -> Option<&'v Value> {
     let map = object.as_object()?;
     map.get(key).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 /// Whether a value counts as present for `pr`: not null, not an empty string, and for arrays
 /// and objects at least one present member.
-pub fn is_present(value: &Value) -> bool {
+pub(crate) fn is_present(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::String(s) => !s.is_empty(),
@@ -135,7 +135,7 @@ pub fn is_present(value: &Value) -> bool {
 }
 
 /// The lowercase RFC 7643 name of a data type, for messages.
-pub fn type_name(kind: AttrType) -> &'static str {
+pub(crate) fn type_name(kind: AttrType) -> &'static str {
     match kind {
         AttrType::String => "string",
         AttrType::Boolean => "boolean",

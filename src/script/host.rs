@@ -21,30 +21,30 @@ use crate::observe::trace::{SpanKind, TraceScope};
 /// Legacy calls made by one request, and the time they took.
 #[derive(Debug, Default)]
 pub struct CallStats {
-    pub calls: AtomicU32,
+    pub(crate) calls: AtomicU32,
     /// Calls other than reads (`GET`, `HEAD`, `OPTIONS`) that were sent: changes asked of the legacy app.
-    pub writes: AtomicU32,
-    pub micros: AtomicU64,
+    pub(crate) writes: AtomicU32,
+    pub(crate) micros: AtomicU64,
     /// Attributes the request named that the app does not publish, ignored under
     /// `schema.unsupported_attributes: ignore` (paths as the client wrote them, each once).
-    pub ignored: std::sync::Mutex<Vec<String>>,
+    pub(crate) ignored: std::sync::Mutex<Vec<String>>,
     /// Further attributes ignored past the [`crate::scim::unpublished::MAX_NOTED`] named ones.
-    pub ignored_more: std::sync::atomic::AtomicUsize,
+    pub(crate) ignored_more: std::sync::atomic::AtomicUsize,
     /// Bytes of the request's body, once read.
-    pub request_bytes: std::sync::atomic::AtomicUsize,
+    pub(crate) request_bytes: std::sync::atomic::AtomicUsize,
     /// The legacy calls made, each with its answer and time, for the admin listener's
     /// `/requests`; `None` when nothing shows them (the list then costs nothing).
-    pub noted: Option<Mutex<Vec<NotedCall>>>,
+    pub(crate) noted: Option<Mutex<Vec<NotedCall>>>,
 }
 
 impl CallStats {
     /// Stats that also note each legacy call (at most [`NOTED_CALLS`] of them).
-    pub fn noting_calls() -> Self {
+    pub(crate) fn noting_calls() -> Self {
         Self { noted: Some(Mutex::new(Vec::new())), ..Self::default() }
     }
 
     /// The legacy calls noted so far, in order.
-    pub fn noted_calls(&self) -> Vec<NotedCall> {
+    pub(crate) fn noted_calls(&self) -> Vec<NotedCall> {
         self.noted.as_ref().and_then(|noted| noted.lock().ok().map(|calls| calls.clone())).unwrap_or_default()
     }
 
@@ -66,14 +66,14 @@ impl CallStats {
 }
 
 /// The most legacy calls one request notes for `/requests`.
-pub const NOTED_CALLS: usize = 20;
+pub(crate) const NOTED_CALLS: usize = 20;
 
 /// The longest legacy path (with its query) a noted call keeps, in bytes.
-pub const NOTED_PATH_BYTES: usize = 256;
+pub(crate) const NOTED_PATH_BYTES: usize = 256;
 
 /// One legacy call as `/requests` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotedCall {
+pub(crate) struct NotedCall {
     pub method: Method,
     /// Below the app's base URL, with the query as sent (shortened to [`NOTED_PATH_BYTES`]).
     pub path: String,
@@ -117,7 +117,7 @@ thread_local! {
 pub(super) struct Installed;
 
 impl Installed {
-    pub fn new(context: Arc<CallContext>) -> Self {
+    pub(super) fn new(context: Arc<CallContext>) -> Self {
         CURRENT.with(|c| *c.borrow_mut() = Some(context));
         Installed
     }
@@ -152,7 +152,7 @@ fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
 /// or cycle of lists can form, whatever the order of the appends, and converting or dropping
 /// one never recurses deeper than its data.
 #[derive(Debug, Clone, Default)]
-pub struct Results(Arc<List>);
+pub(super) struct Results(Arc<List>);
 
 #[derive(Debug, Default)]
 struct List {
@@ -307,11 +307,11 @@ pub(super) fn is_plain(value: &Dynamic) -> bool {
 
 /// The `legacy` object of scripts.
 #[derive(Debug, Clone, Copy)]
-pub struct LegacyApi;
+pub(super) struct LegacyApi;
 
 /// The `id_cache` object of scripts.
 #[derive(Debug, Clone, Copy)]
-pub struct IdsApi;
+pub(super) struct IdsApi;
 
 /// Names scripts use for the proxy's objects and may not define themselves.
 pub(super) const RESERVED: [&str; 2] = ["legacy", "id_cache"];
@@ -504,7 +504,7 @@ fn compact_within(value: Dynamic, depth: usize) -> Option<Dynamic> {
 }
 
 /// Formats a time as SCIM writes it: RFC 3339 in UTC, whole seconds.
-pub fn format_time(t: time::OffsetDateTime) -> String {
+pub(crate) fn format_time(t: time::OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
@@ -763,7 +763,7 @@ fn send(
 }
 
 /// `text` cut to at most `max` bytes at a character boundary, `…` marking a cut.
-pub fn shorten(mut text: String, max: usize) -> String {
+pub(crate) fn shorten(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max.saturating_sub('…'.len_utf8());
         while !text.is_char_boundary(end) {

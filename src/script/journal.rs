@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// One call a mapping made to its legacy app, and its outcome.
 #[derive(Debug, Clone, Serialize)]
-pub struct Exchange {
+pub(crate) struct Exchange {
     pub method: String,
     /// Path and query relative to the app's `legacy.base_url`, as sent (percent-encoded).
     pub path: String,
@@ -51,28 +51,28 @@ pub struct Journal {
 
 impl Journal {
     /// A journal that records every call (sent as usual) for a test file.
-    pub fn recording() -> Self {
+    pub(crate) fn recording() -> Self {
         Self { mode: Mode::Record, entries: Mutex::default() }
     }
 
     /// A journal under which writes are recorded and not sent.
-    pub fn dry_run() -> Self {
+    pub(crate) fn dry_run() -> Self {
         Self { mode: Mode::DryRun, entries: Mutex::default() }
     }
 
     /// A journal that only keeps the calls, for the body log.
-    pub fn observing() -> Self {
+    pub(crate) fn observing() -> Self {
         Self { mode: Mode::Observe, entries: Mutex::default() }
     }
 
     /// True when writes are to be held back.
-    pub fn is_dry_run(&self) -> bool {
+    pub(crate) fn is_dry_run(&self) -> bool {
         self.mode == Mode::DryRun
     }
 
     /// True when the calls are recorded for a test file: the request then runs as if the ID
     /// cache were cold, so that the recording replays the same in a fresh proxy.
-    pub fn is_recording(&self) -> bool {
+    pub(crate) fn is_recording(&self) -> bool {
         self.mode == Mode::Record
     }
 
@@ -84,26 +84,21 @@ impl Journal {
     }
 
     /// The calls made so far.
-    pub fn entries(&self) -> Vec<Exchange> {
+    pub(crate) fn entries(&self) -> Vec<Exchange> {
         match self.entries.lock() {
             Ok(entries) => entries.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
-
-    /// True when a dry run held back at least one write.
-    pub fn held_back_writes(&self) -> bool {
-        self.entries().iter().any(|e| !e.sent)
-    }
 }
 
 /// True for the methods a dry run holds back: everything but reads.
-pub fn is_write(method: &http::Method) -> bool {
+pub(crate) fn is_write(method: &http::Method) -> bool {
     !matches!(*method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS)
 }
 
 /// The status a dry run answers a held-back write with, as a typical API would.
-pub fn dry_run_status(method: &http::Method) -> u16 {
+pub(crate) fn dry_run_status(method: &http::Method) -> u16 {
     match *method {
         http::Method::POST => 201,
         http::Method::DELETE => 204,
@@ -116,7 +111,7 @@ pub fn dry_run_status(method: &http::Method) -> u16 {
 /// Called when the mapping failed after writes were held back. Each held-back write was
 /// answered with the body the mapping sent; one without an `id` is named, since a mapping
 /// that reads the written record from the answer finds no id there.
-pub fn explain_fault(calls: &[Exchange]) -> String {
+pub(crate) fn explain_fault(calls: &[Exchange]) -> String {
     let without_id: Vec<String> = calls
         .iter()
         .filter(|c| !c.sent && c.body.as_ref().is_some_and(|b| b.is_object() && b.get("id").is_none()))

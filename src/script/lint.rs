@@ -35,7 +35,7 @@ pub fn lint(compiled: &Compiled, text: &str) -> Vec<Finding> {
 }
 
 /// The problem with a contract function defined with parameters the proxy cannot pass.
-pub fn arity_problem(name: &str, arity: usize) -> Option<String> {
+pub(crate) fn arity_problem(name: &str, arity: usize) -> Option<String> {
     let (_, arities) = CONTRACT.iter().find(|(n, _)| *n == name)?;
     if arities.contains(&arity) {
         return None;

@@ -1,9 +1,9 @@
 //! Mapping scripts: the one Rhai engine, compiled scripts, and the errors of running them.
 
 mod host;
-pub mod journal;
+pub(crate) mod journal;
 pub mod lint;
-pub mod reload;
+pub(crate) mod reload;
 mod runner;
 mod threads;
 
@@ -14,15 +14,17 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, Position};
 
-pub use host::{CallStats, NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, format_time, shorten};
-pub use runner::{AppScript, CallScope};
+pub use host::CallStats;
+pub(crate) use host::{NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, format_time, shorten};
+pub(crate) use runner::AppScript;
+pub use runner::CallScope;
 
 use crate::config::ScriptConfig;
 use crate::legacy::LegacyError;
 use crate::scim::error::bounded_detail;
 
 /// The functions of the script contract, with the arities the proxy can call them with.
-pub const CONTRACT: &[(&str, &[usize])] = &[
+pub(crate) const CONTRACT: &[(&str, &[usize])] = &[
     ("create_user", &[1]),
     ("get_user", &[1, 2]),
     ("list_users", &[1]),
@@ -70,6 +72,8 @@ pub enum ScriptError {
     #[error("script {file}: {function}: stopped: the request's deadline passed")]
     Late { file: String, function: String },
     /// A legacy call the script made failed without an HTTP answer, and the script let it through.
+    // `LegacyError` stays crate-internal: outside the crate it is read through `Display` only.
+    #[allow(private_interfaces)]
     #[error(transparent)]
     Legacy(#[from] LegacyError),
     /// No script slot became free before the request's deadline.
@@ -97,29 +101,29 @@ impl std::fmt::Debug for ScriptEngine {
 }
 
 /// Limits every script call runs under.
-pub mod limits {
+pub(crate) mod limits {
     /// Rhai operations one call may perform.
-    pub const MAX_OPERATIONS: u64 = 50_000_000;
+    pub(crate) const MAX_OPERATIONS: u64 = 50_000_000;
     /// Nested function calls.
-    pub const MAX_CALL_LEVELS: usize = 32;
+    pub(crate) const MAX_CALL_LEVELS: usize = 32;
     /// Expression nesting, at the top level and inside functions.
-    pub const MAX_EXPR_DEPTH: usize = 64;
+    pub(crate) const MAX_EXPR_DEPTH: usize = 64;
     /// Expression nesting inside functions.
-    pub const MAX_FN_EXPR_DEPTH: usize = 32;
+    pub(crate) const MAX_FN_EXPR_DEPTH: usize = 32;
     // Rhai counts the three sizes below over a whole value, nested arrays and maps included:
     // a listing of 50,000 users (the default scan bound) must fit.
     /// Bytes of the strings in one value.
-    pub const MAX_STRING_BYTES: usize = 64 * 1024 * 1024;
+    pub(crate) const MAX_STRING_BYTES: usize = 64 * 1024 * 1024;
     /// Elements of the arrays in one value.
-    pub const MAX_ARRAY_LEN: usize = 1_000_000;
+    pub(crate) const MAX_ARRAY_LEN: usize = 1_000_000;
     /// Entries of the object maps in one value.
-    pub const MAX_MAP_LEN: usize = 4_000_000;
+    pub(crate) const MAX_MAP_LEN: usize = 4_000_000;
     /// Nesting of a value crossing between a script and the proxy (an answer, a legacy body,
     /// `json_encode`, `compact`, a `results()` item), so that converting or dropping one is
     /// safe on any thread. Above what serde_json parses (127 levels), so any JSON the proxy
     /// receives fits. Values inside a script are bounded by the script thread's stack instead
     /// (see `threads`).
-    pub const MAX_VALUE_DEPTH: usize = 128;
+    pub(crate) const MAX_VALUE_DEPTH: usize = 128;
 }
 
 /// The stack of a thread compiling a script: Rhai's parser and optimiser recurse as deep as
@@ -161,12 +165,12 @@ impl ScriptEngine {
     }
 
     /// The `script.*` bounds the engine compiles with.
-    pub fn bounds(&self) -> &ScriptConfig {
+    pub(crate) fn bounds(&self) -> &ScriptConfig {
         &self.bounds
     }
 
     /// Reads a script file; one over `script.max_bytes` is refused before it is read whole.
-    pub fn read_source(&self, path: &Path) -> Result<String, ScriptError> {
+    pub(crate) fn read_source(&self, path: &Path) -> Result<String, ScriptError> {
         let file = path.display().to_string();
         let unreadable = |e: std::io::Error| ScriptError::Compile {
             file: file.clone(),
@@ -189,7 +193,7 @@ impl ScriptEngine {
 
     /// Reads and compiles a script file within `script.compile_timeout`, blocking the caller
     /// (start-up); see [`ScriptEngine::compile_in_time`].
-    pub fn compile_file(self: &Arc<Self>, path: &Path) -> Result<Compiled, ScriptError> {
+    pub(crate) fn compile_file(self: &Arc<Self>, path: &Path) -> Result<Compiled, ScriptError> {
         let text = self.read_source(path)?;
         self.compile_in_time_blocking(text, path)
     }
@@ -199,7 +203,7 @@ impl ScriptEngine {
     ///
     /// Rhai cannot stop a compile under way: one that takes too long is abandoned, its thread
     /// left to finish and its result dropped, so that the caller (a watcher, shutdown) goes on.
-    pub async fn compile_in_time(self: &Arc<Self>, text: String, path: &Path) -> Result<Compiled, ScriptError> {
+    pub(crate) async fn compile_in_time(self: &Arc<Self>, text: String, path: &Path) -> Result<Compiled, ScriptError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         self.compile_aside(text, path, move |compiled| {
             let _ = sender.send(compiled);
@@ -474,7 +478,7 @@ impl Compiled {
     }
 
     /// A fingerprint of the text the script was compiled from.
-    pub fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
 
@@ -484,7 +488,7 @@ impl Compiled {
     }
 
     /// Contract functions defined with an arity the proxy cannot call, as messages.
-    pub fn contract_problems(&self) -> Vec<String> {
+    pub(crate) fn contract_problems(&self) -> Vec<String> {
         self.functions()
             .filter_map(|(name, arity)| lint::arity_problem(name, arity))
             .map(|problem| format!("{}: {problem}", self.file))

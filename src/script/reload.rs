@@ -9,7 +9,7 @@ use super::{AppScript, Compiled, ScriptError};
 
 /// What reloading has done for one app, shown by `/readyz`.
 #[derive(Debug, Default)]
-pub struct ReloadState {
+pub(crate) struct ReloadState {
     /// Scripts swapped in since start.
     pub reloads: AtomicU64,
     /// Edits refused since start.
@@ -32,25 +32,25 @@ const UNREADABLE_TICKS: u32 = 2;
 impl ReloadState {
     /// The state of an app that starts serving the script compiled from text of this
     /// fingerprint ([`super::Compiled::fingerprint`]): the first change is the first reload.
-    pub fn serving(fingerprint: u64) -> Self {
+    pub(crate) fn serving(fingerprint: u64) -> Self {
         Self { fingerprint: Mutex::new(Some(fingerprint)), ..Self::default() }
     }
 
     /// Notes the script now serving, built from text of this fingerprint, when an app taking
     /// over this state is built (a reload of its configuration or of its script).
-    pub fn serve(&self, fingerprint: u64) {
+    pub(crate) fn serve(&self, fingerprint: u64) {
         self.note(fingerprint);
     }
 
     /// Why the serving script is not the file's current text: the file cannot be read, or the
     /// last edit was refused.
-    pub fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<String> {
         let unreadable = self.unreadable.lock().ok().and_then(|e| e.clone());
         unreadable.or_else(|| self.last_error.lock().ok().and_then(|e| e.clone()))
     }
 
     /// Notes a script swapped in: reloads counts it, and no error stands any more.
-    pub fn swapped(&self, app: &str, path: &Path) {
+    pub(crate) fn swapped(&self, app: &str, path: &Path) {
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut last) = self.last_error.lock() {
             *last = None;
@@ -59,7 +59,7 @@ impl ReloadState {
     }
 
     /// Reports a refused edit: the previous script keeps serving.
-    pub fn refused(&self, app: &str, path: &Path, message: String, (line, column): (usize, usize)) {
+    pub(crate) fn refused(&self, app: &str, path: &Path, message: String, (line, column): (usize, usize)) {
         tracing::warn!(app, file = %path.display(), line, column, error = %message, "script reload refused; the previous script keeps serving");
         // The error first: whoever sees the count go up (`/readyz`) finds the error it counts.
         if let Ok(mut last) = self.last_error.lock() {
@@ -107,7 +107,7 @@ impl ReloadState {
 /// once: a refused one (over `script.*`, not compiling in time, broken) is not compiled
 /// again at every tick, and the next edit is looked at even while an abandoned compile of
 /// an earlier one still runs.
-pub async fn check(script: &AppScript, state: &ReloadState) -> Option<Compiled> {
+pub(crate) async fn check(script: &AppScript, state: &ReloadState) -> Option<Compiled> {
     let path = script.compiled().path().to_path_buf();
     let engine = script.engine().clone();
     let reading = path.clone();

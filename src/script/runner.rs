@@ -73,7 +73,7 @@ impl std::fmt::Debug for AppScript {
 
 impl AppScript {
     /// Wraps a compiled script for an app.
-    pub fn new(
+    pub(crate) fn new(
         app: &str,
         engine: Arc<ScriptEngine>,
         compiled: Compiled,
@@ -100,7 +100,7 @@ impl AppScript {
     /// one bound: a reload never doubles an app's concurrency. A changed
     /// `max_concurrent_scripts` resizes the shared slots: up at once, down as running calls give
     /// theirs back.
-    pub fn keep_slots(&mut self, previous: &AppScript) {
+    pub(crate) fn keep_slots(&mut self, previous: &AppScript) {
         self.slots = previous.slots.clone();
         self.health_slot = previous.health_slot.clone();
         self.queued = previous.queued.clone();
@@ -129,27 +129,27 @@ impl AppScript {
     }
 
     /// The app's legacy client.
-    pub fn legacy(&self) -> &Arc<LegacyClient> {
+    pub(crate) fn legacy(&self) -> &Arc<LegacyClient> {
         &self.legacy
     }
 
     /// The app's name.
-    pub fn app(&self) -> &str {
+    pub(crate) fn app(&self) -> &str {
         &self.app
     }
 
     /// The engine scripts of this app are compiled with.
-    pub fn engine(&self) -> &Arc<ScriptEngine> {
+    pub(crate) fn engine(&self) -> &Arc<ScriptEngine> {
         &self.engine
     }
 
     /// The arity the serving script defines `function` with, if it defines it.
-    pub fn arity(&self, function: &str) -> Option<usize> {
+    pub(crate) fn arity(&self, function: &str) -> Option<usize> {
         self.compiled().arity(function)
     }
 
     /// Requests' script calls running now and requests waiting for a slot, for `/metrics`.
-    pub fn occupancy(&self) -> (usize, usize) {
+    pub(crate) fn occupancy(&self) -> (usize, usize) {
         (self.limit.saturating_sub(self.slots.available_permits()), self.queued.load(Ordering::Relaxed))
     }
 

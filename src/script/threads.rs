@@ -15,7 +15,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// The stack of each script thread.
-pub const STACK_BYTES: usize = 256 * 1024 * 1024;
+pub(super) const STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// How long an idle thread waits for work before it ends.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -46,7 +46,7 @@ fn lock() -> MutexGuard<'static, Queue> {
 /// The job runs to its end even when the receiver is dropped (an abandoned request), so a
 /// legacy write it makes is never cut in half. A job that panics gives no result: the
 /// receiver sees its sender dropped.
-pub fn run<T: Send + 'static>(
+pub(super) fn run<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<T>> {
     let (sender, receiver) = tokio::sync::oneshot::channel();

@@ -4,7 +4,7 @@
 //!
 //! May import: `app`, `listener`, `observe`, `recording`, `script`, `config`.
 
-pub mod recent;
+pub(crate) mod recent;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -25,26 +25,26 @@ pub struct Shared {
     /// The apps and server settings now serving; a configuration reload swaps them whole.
     pub(crate) state: RwLock<Arc<State>>,
     /// The address the SCIM listener is bound to, the host of last resort for `meta.location`.
-    pub scim_addr: SocketAddr,
+    pub(crate) scim_addr: SocketAddr,
     /// False until start-up is complete and again once shutdown begins.
-    pub ready: AtomicBool,
-    pub metrics: Arc<Metrics>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) metrics: Arc<Metrics>,
     /// What `/metrics` reads of the listeners.
-    pub listeners: Listeners,
+    pub(crate) listeners: Listeners,
     /// What configuration reloads have done.
-    pub config_reload: ConfigReload,
+    pub(crate) config_reload: ConfigReload,
     /// The last requests of each app, for the admin listener's `/requests`.
     pub recent: RecentRequests,
     /// The configuration the proxy started with: what a reload compares the keys only a
     /// restart applies with, and keeps in force.
     pub(crate) started_with: Config,
     /// Where request spans go; none when traces are off.
-    pub tracer: Option<Arc<Tracer>>,
+    pub(crate) tracer: Option<Arc<Tracer>>,
 }
 
 /// The listeners' connections, and the certificate the SCIM listener serves, for `/metrics`.
 #[derive(Debug)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     pub scim: Arc<server::Connections>,
     pub admin: Arc<server::Connections>,
     pub certificate: Option<Arc<tls::RotatingCertificate>>,
@@ -52,7 +52,7 @@ pub struct Listeners {
 
 /// What configuration reloads have done, for `/readyz` and `/metrics`.
 #[derive(Debug, Default)]
-pub struct ConfigReload {
+pub(crate) struct ConfigReload {
     /// The file reloads read; none for a configuration that was not read from a file.
     pub(crate) path: Option<std::path::PathBuf>,
     /// The variable overrides the configuration was first read with (the demo's, say).
@@ -75,7 +75,7 @@ pub struct ConfigReload {
 
 impl ConfigReload {
     /// The last refused edit, until a good one replaces it.
-    pub fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
@@ -94,18 +94,18 @@ pub struct State {
     pub apps: Vec<Arc<App>>,
     pub server: ServerConfig,
     /// `log.bodies`: each request's bodies are logged, redacted.
-    pub log_bodies: bool,
+    pub(crate) log_bodies: bool,
     /// Who may see `/requests`, and how many requests of each app it keeps.
     pub admin: AdminConfig,
     /// The engine of the `script.*` bounds now in force, which reloads compile with.
-    pub engine: Arc<ScriptEngine>,
+    pub(crate) engine: Arc<ScriptEngine>,
     /// The configuration in force, which an app is built again from when its script changes.
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
 }
 
 impl State {
     /// The state of a configuration in force, its apps built with `engine`.
-    pub fn new(config: Config, apps: Vec<Arc<App>>, engine: Arc<ScriptEngine>) -> Self {
+    pub(crate) fn new(config: Config, apps: Vec<Arc<App>>, engine: Arc<ScriptEngine>) -> Self {
         Self {
             apps,
             server: config.server.clone(),
@@ -117,7 +117,7 @@ impl State {
     }
 
     /// This state with `app` in the place of the app of the same name.
-    pub fn with_app(&self, app: App) -> Self {
+    pub(crate) fn with_app(&self, app: App) -> Self {
         let app = Arc::new(app);
         let apps = self.apps.iter().map(|a| if a.name() == app.name() { app.clone() } else { a.clone() }).collect();
         Self {
@@ -141,7 +141,7 @@ impl Shared {
     }
 
     /// Swaps in a new state.
-    pub fn replace_state(&self, state: State) {
+    pub(crate) fn replace_state(&self, state: State) {
         let mut guard = match self.state.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),

@@ -16,19 +16,19 @@ use crate::recording::{REDACTED, Redactor};
 use crate::script::{NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, shorten};
 
 /// The longest request target (path and query) an entry keeps, in bytes.
-pub const TARGET_BYTES: usize = 512;
+pub(crate) const TARGET_BYTES: usize = 512;
 /// The longest request body an entry keeps, in bytes of its redacted JSON text.
-pub const BODY_BYTES: usize = 4096;
+pub(crate) const BODY_BYTES: usize = 4096;
 /// The longest error detail (and cause) an entry keeps, in bytes.
-pub const DETAIL_BYTES: usize = 512;
+pub(crate) const DETAIL_BYTES: usize = 512;
 /// The most ignored attributes an entry names.
-pub const IGNORED_NAMES: usize = 20;
+pub(crate) const IGNORED_NAMES: usize = 20;
 /// The longest ignored attribute path an entry keeps, in bytes.
-pub const IGNORED_BYTES: usize = 128;
+pub(crate) const IGNORED_BYTES: usize = 128;
 
 /// Bytes one entry may hold at most: its bounded texts and lists, plus the fixed part (the
 /// request id, app and operation names, numbers and the containers themselves).
-pub const ENTRY_MAX_BYTES: usize = TARGET_BYTES
+pub(crate) const ENTRY_MAX_BYTES: usize = TARGET_BYTES
     + BODY_BYTES
     + 2 * DETAIL_BYTES
     + IGNORED_NAMES * (IGNORED_BYTES + FIXED_STRING)
@@ -49,35 +49,35 @@ const FIXED_ENTRY: usize = std::mem::size_of::<Entry>() + 128 + 64 + 32 + 64;
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// Orders entries across apps: a higher one was answered later.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// When the answer was sent, RFC 3339 in UTC (set by [`Entry::bounded`]).
-    pub time: String,
-    pub request_id: String,
-    pub app: String,
+    pub(crate) time: String,
+    pub(crate) request_id: String,
+    pub(crate) app: String,
     /// The operation the request was routed to (`create_user`), `-` before routing.
-    pub operation: String,
-    pub method: String,
+    pub(crate) operation: String,
+    pub(crate) method: String,
     /// Path and query as received (secret query values redacted by [`Entry::bounded`]).
-    pub target: String,
-    pub status: u16,
-    pub latency_ms: f64,
+    pub(crate) target: String,
+    pub(crate) status: u16,
+    pub(crate) latency_ms: f64,
     /// The SCIM error answered, when the request failed.
-    pub error: Option<Failure>,
+    pub(crate) error: Option<Failure>,
     /// Attributes the app does not publish that the request named, ignored.
-    pub ignored: Vec<String>,
+    pub(crate) ignored: Vec<String>,
     /// The first [`NOTED_CALLS`] legacy calls, secret query values redacted.
-    pub legacy_calls: Vec<NotedCall>,
+    pub(crate) legacy_calls: Vec<NotedCall>,
     /// All legacy calls the request made, noted or not.
-    pub legacy_calls_total: u32,
-    pub legacy_ms: f64,
+    pub(crate) legacy_calls_total: u32,
+    pub(crate) legacy_ms: f64,
     /// The request body's JSON, redacted, cut to [`BODY_BYTES`].
-    pub body: Option<String>,
-    pub body_truncated: bool,
+    pub(crate) body: Option<String>,
+    pub(crate) body_truncated: bool,
 }
 
 /// The SCIM error a request was answered with.
 #[derive(Debug, Clone)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub scim_type: Option<&'static str>,
     /// The detail the client saw.
     pub detail: String,
@@ -87,7 +87,7 @@ pub struct Failure {
 
 /// A request body as an entry keeps it: its JSON text with the app's secrets redacted, cut
 /// to [`BODY_BYTES`]; and whether it was cut.
-pub fn body_text(redactor: &Redactor, body: &Value) -> (String, bool) {
+pub(crate) fn body_text(redactor: &Redactor, body: &Value) -> (String, bool) {
     let mut body = body.clone();
     redactor.redact(&mut body);
     let text = body.to_string();
@@ -98,7 +98,7 @@ pub fn body_text(redactor: &Redactor, body: &Value) -> (String, bool) {
 impl Entry {
     /// The entry cut to its bounds, with secret query values (`?access_token=…`) redacted by
     /// the app's redactor, and stamped with the time: runs once, before it is kept.
-    pub fn bounded(self, redactor: &Redactor) -> Self {
+    pub(crate) fn bounded(self, redactor: &Redactor) -> Self {
         let cut_failure = |failure: Failure| Failure {
             scim_type: failure.scim_type,
             detail: shorten(failure.detail, DETAIL_BYTES),
@@ -124,7 +124,8 @@ impl Entry {
     }
 
     /// The bytes this entry holds (its texts and lists, and its fixed part).
-    pub fn held_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
         let text = |s: &String| s.capacity();
         FIXED_ENTRY
             + text(&self.target)
@@ -135,7 +136,7 @@ impl Entry {
     }
 
     /// The entry as `/requests` answers it in JSON.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let calls: Vec<Value> = self
             .legacy_calls
             .iter()
@@ -203,7 +204,7 @@ pub struct RecentRequests {
 
 impl RecentRequests {
     /// Keeps an entry as its app's newest, forgetting the app's oldest beyond `capacity`.
-    pub fn push(&self, mut entry: Entry, capacity: usize) {
+    pub(crate) fn push(&self, mut entry: Entry, capacity: usize) {
         if capacity == 0 {
             return;
         }
@@ -233,7 +234,7 @@ impl RecentRequests {
 
     /// After a configuration reload: forgets the apps no longer served and the entries
     /// beyond a smaller `capacity` (nothing at all when `keep` is false).
-    pub fn retain(&self, apps: &[&str], capacity: usize, keep: bool) {
+    pub(crate) fn retain(&self, apps: &[&str], capacity: usize, keep: bool) {
         let Ok(mut rings) = self.rings.lock() else { return };
         rings.retain(|app, _| keep && apps.contains(&app.as_str()));
         for ring in rings.values_mut() {

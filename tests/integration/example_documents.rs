@@ -12,7 +12,7 @@ use crate::support::{Reply, repo_file};
 use crate::users::urlencode;
 
 /// The bearer token the identity provider sends.
-pub const TOKEN: &str = "docstore-scim-token-0123456789";
+pub(crate) const TOKEN: &str = "docstore-scim-token-0123456789";
 const KEY: &str = "docstore-test-key";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -20,14 +20,14 @@ const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 /// Docstore, empty, and the proxy with `documents.yaml` in front of it.
-pub struct Env {
+pub(crate) struct Env {
     pub docstore: Docstore,
     pub proxy: Running,
     pub client: reqwest::Client,
 }
 
 impl Env {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         crate::support::init_logs();
         let docstore = Docstore::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), Some(KEY.into())).unwrap();
         let mut vars = Variables::default();
@@ -41,7 +41,7 @@ impl Env {
     }
 
     /// The SCIM base URL.
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("http://{}/scim/v2", self.proxy.scim_addr)
     }
 

@@ -17,7 +17,8 @@ const OFF_PATH: [&str; 2] = ["authoring", "demo"];
 fn modules() -> Vec<String> {
     let lib = std::fs::read_to_string(repo_file("src/lib.rs")).unwrap();
     lib.lines()
-        .filter_map(|line| line.strip_prefix("pub mod"))
+        // `pub mod x;` for the modules outside callers use, `pub(crate) mod x;` for the rest.
+        .filter_map(|line| line.strip_prefix("pub mod").or_else(|| line.strip_prefix("pub(crate) mod")))
         .map(|rest| rest.trim().trim_end_matches(';').to_owned())
         .collect()
 }

@@ -9,7 +9,7 @@ use crate::support::{self, OTHER_TOKEN, Reply, TOKEN, TestEnv, user};
 
 /// `/metrics` parsed: each sample (`name{labels}`) to its value. Fails on anything promtool's
 /// `check metrics` would refuse (see [`lint`]), and runs promtool itself when it is installed.
-pub async fn scrape(env: &TestEnv) -> BTreeMap<String, f64> {
+pub(crate) async fn scrape(env: &TestEnv) -> BTreeMap<String, f64> {
     let response = env.client.get(format!("{}/metrics", env.admin())).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::TestEnv;
 
 /// Runs `scim-proxy probe ARGS…` and returns its output and how long it took.
-pub fn probe(args: &[&str], admin: Option<&str>) -> (Output, Duration) {
+pub(crate) fn probe(args: &[&str], admin: Option<&str>) -> (Output, Duration) {
     let started = Instant::now();
     let mut command = Command::new(env!("CARGO_BIN_EXE_scim-proxy"));
     command.arg("probe").args(args).env_remove("SCIM_PROXY_ADMIN");

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 /// Secrets the tests send: none may appear in any log line of the whole suite (checked as
 /// each line is written, and asserted when every test environment is dropped).
-pub const NEVER_LOGGED: &[&str] =
+pub(crate) const NEVER_LOGGED: &[&str] =
     &[TOKEN, OTHER_TOKEN, API_KEY, "Hunter2-secret", "Correct-Horse-9", "S3cret!pass", "audit-Passw0rd"];
 
 static LOGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -45,13 +45,13 @@ impl std::io::Write for CaptureWriter {
 }
 
 /// True when a line holds one of the secrets that must never be logged.
-pub fn contains_secret(line: &str) -> bool {
+pub(crate) fn contains_secret(line: &str) -> bool {
     NEVER_LOGGED.iter().any(|secret| line.contains(secret))
 }
 
 /// Installs the capturing log subscriber (once per test binary), at debug level for the proxy
 /// and for the Acme Directory crate (`acme`), the legacy side of the tests.
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("scim_proxy=debug,acme=debug,info")
         .with_ansi(false)
@@ -60,33 +60,33 @@ pub fn init_logs() {
 }
 
 /// The log lines written so far that contain every one of `needles`.
-pub fn log_lines_with(needles: &[&str]) -> Vec<String> {
+pub(crate) fn log_lines_with(needles: &[&str]) -> Vec<String> {
     LOGS.lock().unwrap().iter().filter(|line| needles.iter().all(|n| line.contains(n))).cloned().collect()
 }
 
 /// Fails when a log line so far contained a secret.
-pub fn assert_no_secret_logged() {
+pub(crate) fn assert_no_secret_logged() {
     let leaks = LEAKS.lock().unwrap();
     assert!(leaks.is_empty(), "secrets reached the log:\n{}", leaks.join(""));
 }
 
-pub const TOKEN: &str = "test-token-0123456789abcdef";
-pub const OTHER_TOKEN: &str = "other-app-token-0123456789";
-pub const API_KEY: &str = "acme-test-key";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const OTHER_TOKEN: &str = "other-app-token-0123456789";
+pub(crate) const API_KEY: &str = "acme-test-key";
 
 /// Everything logged so far by any test of this binary, as one text.
-pub fn logs() -> String {
+pub(crate) fn logs() -> String {
     LOGS.lock().unwrap().concat()
 }
 
 /// The path of a file in the repository.
-pub fn repo_file(relative: &str) -> PathBuf {
+pub(crate) fn repo_file(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
 /// The demo script with the prefix of its group ids taken away, as it was before groups got
 /// ids of their own: team 7 is group "7", the id of user 7. For tests of the shared-id warning.
-pub fn demo_script_sharing_ids() -> String {
+pub(crate) fn demo_script_sharing_ids() -> String {
     let demo = std::fs::read_to_string(repo_file("scripts/demo.rhai")).unwrap();
     let prefix = r#"fn team_prefix() { "team-" }"#;
     assert!(demo.contains(prefix), "scripts/demo.rhai no longer has {prefix}");
@@ -94,7 +94,7 @@ pub fn demo_script_sharing_ids() -> String {
 }
 
 /// The test configuration: the demo app and a second app with its own token and base path.
-pub fn config_text(script: &std::path::Path) -> String {
+pub(crate) fn config_text(script: &std::path::Path) -> String {
     let script = script.display();
     format!(
         r#"
@@ -139,7 +139,7 @@ apps:
 /// The error with which the proxy refuses to start on the configuration `text` (every
 /// `${env…}` it uses set to a long secret, the legacy app unreachable); fails the test when it
 /// starts.
-pub async fn start_error(text: &str) -> String {
+pub(crate) async fn start_error(text: &str) -> String {
     let mut vars = Variables::default();
     for name in ["TOKEN", "OTHER_TOKEN", "ACME_API_KEY"] {
         vars.set(name, "a-long-enough-secret-0123456789");
@@ -153,7 +153,7 @@ pub async fn start_error(text: &str) -> String {
 }
 
 /// An Acme Directory with a proxy in front of it.
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     pub legacy: AcmeHandle,
     pub proxy: Option<Running>,
     pub config: Config,
@@ -163,17 +163,17 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// The demo script and the test configuration.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(|text| text).await
     }
 
     /// The test configuration after `edit`.
-    pub async fn start_with(edit: impl FnOnce(String) -> String) -> Self {
+    pub(crate) async fn start_with(edit: impl FnOnce(String) -> String) -> Self {
         Self::start_script(None, edit).await
     }
 
     /// A script of the test's own (`Some`) or the demo script, and the configuration after `edit`.
-    pub async fn start_script(script: Option<&str>, edit: impl FnOnce(String) -> String) -> Self {
+    pub(crate) async fn start_script(script: Option<&str>, edit: impl FnOnce(String) -> String) -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         let script_path = match script {
@@ -194,7 +194,7 @@ impl TestEnv {
 
     /// The test configuration after `edit`, written to `proxy.yaml` in a temporary folder and
     /// loaded from there, so that the proxy can reload it (see `config_file`).
-    pub async fn start_from_file(edit: impl FnOnce(String) -> String) -> Self {
+    pub(crate) async fn start_from_file(edit: impl FnOnce(String) -> String) -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -207,12 +207,12 @@ impl TestEnv {
     }
 
     /// The file the configuration was loaded from (`start_from_file`).
-    pub fn config_file(&self) -> PathBuf {
+    pub(crate) fn config_file(&self) -> PathBuf {
         self.config.file.clone()
     }
 
     /// The shipped `proxy.yaml` and demo script, as `scim-proxy demo` runs them.
-    pub async fn start_shipped_config() -> Self {
+    pub(crate) async fn start_shipped_config() -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -238,7 +238,7 @@ impl TestEnv {
     }
 
     /// The path of the first app's script.
-    pub fn script_path(&self) -> PathBuf {
+    pub(crate) fn script_path(&self) -> PathBuf {
         self.running().shared.state().apps[0].script.compiled().path().to_path_buf()
     }
 
@@ -247,17 +247,17 @@ impl TestEnv {
     }
 
     /// The SCIM base URL of the first app.
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("http://{}/scim/v2", self.running().scim_addr)
     }
 
     /// The admin base URL.
-    pub fn admin(&self) -> String {
+    pub(crate) fn admin(&self) -> String {
         format!("http://{}", self.running().admin_addr)
     }
 
     /// Stops the proxy and starts a fresh one (cold caches) in front of the same legacy API.
-    pub async fn restart_proxy(&mut self) {
+    pub(crate) async fn restart_proxy(&mut self) {
         if let Some(running) = self.proxy.take() {
             running.shutdown().await;
         }
@@ -266,33 +266,33 @@ impl TestEnv {
     }
 
     /// Sends a request with the first app's token.
-    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.send_as(TOKEN, method, &format!("{}{path}", self.base()), body).await
     }
 
     /// Sends a request to a full URL with a given token.
-    pub async fn send_as(&self, token: &str, method: Method, url: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn send_as(&self, token: &str, method: Method, url: &str, body: Option<Value>) -> Reply {
         send_scim(&self.client, token, method, url, body).await
     }
 
-    pub async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Reply {
         self.send(Method::POST, path, Some(body)).await
     }
 
-    pub async fn put(&self, path: &str, body: Value) -> Reply {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> Reply {
         self.send(Method::PUT, path, Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str) -> Reply {
+    pub(crate) async fn delete(&self, path: &str) -> Reply {
         self.send(Method::DELETE, path, None).await
     }
 
     /// Creates a user through SCIM and returns its id.
-    pub async fn create_user(&self, user_name: &str) -> String {
+    pub(crate) async fn create_user(&self, user_name: &str) -> String {
         let reply = self.post("/Users", user(user_name)).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
@@ -308,7 +308,13 @@ impl Drop for TestEnv {
 }
 
 /// Sends a SCIM request to a full URL with a token (and a JSON body as `application/scim+json`).
-pub async fn send_scim(client: &reqwest::Client, token: &str, method: Method, url: &str, body: Option<Value>) -> Reply {
+pub(crate) async fn send_scim(
+    client: &reqwest::Client,
+    token: &str,
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+) -> Reply {
     let mut request = client.request(method, url).bearer_auth(token);
     if let Some(body) = body {
         request = request.header("content-type", "application/scim+json").body(body.to_string());
@@ -317,7 +323,7 @@ pub async fn send_scim(client: &reqwest::Client, token: &str, method: Method, ur
 }
 
 /// A SCIM User body.
-pub fn user(user_name: &str) -> Value {
+pub(crate) fn user(user_name: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "userName": user_name,
@@ -330,7 +336,7 @@ pub fn user(user_name: &str) -> Value {
 
 /// A response, read whole.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
@@ -338,7 +344,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub async fn read(response: reqwest::Response) -> Self {
+    pub(crate) async fn read(response: reqwest::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
@@ -346,12 +352,12 @@ impl Reply {
         Self { status, headers, body, text }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// Asserts a SCIM error with this status and scimType (`None`: no scimType).
-    pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
+    pub(crate) fn assert_error(&self, status: u16, scim_type: Option<&str>) {
         assert_eq!(self.status.as_u16(), status, "{}", self.text);
         assert_eq!(self.header("content-type"), Some("application/scim+json"), "{}", self.text);
         assert_eq!(self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{}", self.text);
@@ -364,14 +370,14 @@ impl Reply {
 /// A legacy app written at the socket level: it records the head (request line and headers)
 /// of every request exactly as received, and answers each with what `answer` makes of the
 /// head. One request per connection.
-pub struct RawLegacy {
+pub(crate) struct RawLegacy {
     pub addr: std::net::SocketAddr,
     heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RawLegacy {
-    pub async fn start(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+    pub(crate) async fn start(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         use std::sync::atomic::Ordering;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -408,28 +414,28 @@ impl RawLegacy {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The heads received so far, in order.
-    pub fn heads(&self) -> Vec<String> {
+    pub(crate) fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
 
     /// The request lines received so far (`GET /api/users/12 HTTP/1.1`).
-    pub fn request_lines(&self) -> Vec<String> {
+    pub(crate) fn request_lines(&self) -> Vec<String> {
         self.heads().iter().map(|head| head.lines().next().unwrap_or("").to_owned()).collect()
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 /// An HTTP/1.1 answer as bytes on the wire, closing the connection.
-pub fn http_answer(status: u16, headers: &[(&str, &str)], body: &str) -> String {
+pub(crate) fn http_answer(status: u16, headers: &[(&str, &str)], body: &str) -> String {
     let mut text = format!("HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));
@@ -441,7 +447,7 @@ pub fn http_answer(status: u16, headers: &[(&str, &str)], body: &str) -> String 
 
 /// Waits up to `within` for a log line containing every one of `needles` (lines written on
 /// a script's thread may follow the answer by a moment), and returns the lines found.
-pub async fn wait_for_log(needles: &[&str], within: std::time::Duration) -> Vec<String> {
+pub(crate) async fn wait_for_log(needles: &[&str], within: std::time::Duration) -> Vec<String> {
     let until = std::time::Instant::now() + within;
     loop {
         let lines = log_lines_with(needles);
@@ -454,14 +460,14 @@ pub async fn wait_for_log(needles: &[&str], within: std::time::Duration) -> Vec<
 
 /// Normal requests sent by several clients in a loop while a test does something hostile,
 /// each timed.
-pub struct Traffic {
+pub(crate) struct Traffic {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     clients: Vec<tokio::task::JoinHandle<Vec<(StatusCode, std::time::Duration)>>>,
 }
 
 impl Traffic {
     /// `per_url` clients for each `(token, url)`, each sending GETs until [`Traffic::finish`].
-    pub fn start(targets: &[(&str, String)], per_url: usize) -> Self {
+    pub(crate) fn start(targets: &[(&str, String)], per_url: usize) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = reqwest::Client::new();
         let mut clients = Vec::new();
@@ -488,7 +494,7 @@ impl Traffic {
 
     /// Stops the clients and asserts that every request they sent succeeded within `bound`;
     /// returns how many there were.
-    pub async fn finish(self, bound: std::time::Duration) -> usize {
+    pub(crate) async fn finish(self, bound: std::time::Duration) -> usize {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut all = Vec::new();
         for client in self.clients {
@@ -510,7 +516,7 @@ impl Traffic {
 
 /// Serves a fake in-house API on a fresh 127.0.0.1 port: `answer` gets the shared `state`
 /// and each request. The task serves until aborted.
-pub async fn serve_fake<S, F, Fut>(
+pub(crate) async fn serve_fake<S, F, Fut>(
     state: std::sync::Arc<S>,
     answer: F,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
@@ -539,7 +545,7 @@ where
 
 /// Reads (and discards) what the server sends until it closes the connection; the time from
 /// `since` until then, or `None` when it was still open `within` after `since`.
-pub async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
+pub(crate) async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     since: std::time::Instant,
     within: std::time::Duration,
@@ -559,7 +565,7 @@ pub async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
 
 /// The `scim-proxy` binary in a process of its own, running `config` (written by the test) in
 /// front of the legacy app at `legacy_base_url`; returns it with its SCIM and admin addresses.
-pub fn spawn_proxy_binary(
+pub(crate) fn spawn_proxy_binary(
     config: &std::path::Path,
     legacy_base_url: &str,
 ) -> (std::process::Child, std::net::SocketAddr, std::net::SocketAddr) {
@@ -581,7 +587,7 @@ pub fn spawn_proxy_binary(
 }
 
 /// `scim-proxy demo` on free ports, run in `dir`, its stdout read by [`DemoProcess::start`].
-pub fn demo_command(dir: &std::path::Path) -> std::process::Command {
+pub(crate) fn demo_command(dir: &std::path::Path) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"));
     command
         .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
@@ -596,7 +602,7 @@ pub fn demo_command(dir: &std::path::Path) -> std::process::Command {
 }
 
 /// A `scim-proxy demo` a test started, stopped when dropped (a failed assertion included).
-pub struct DemoProcess {
+pub(crate) struct DemoProcess {
     child: std::process::Child,
     /// What it printed, up to its `Try:` line.
     pub lines: Vec<String>,
@@ -605,7 +611,7 @@ pub struct DemoProcess {
 impl DemoProcess {
     /// Starts the demo and reads what it prints until its `Try:` line; fails the test when it
     /// exits before. Blocking: call it from `spawn_blocking` in an async test.
-    pub fn start(mut command: std::process::Command) -> Self {
+    pub(crate) fn start(mut command: std::process::Command) -> Self {
         use std::io::BufRead as _;
         let child = command.spawn().unwrap();
         let mut demo = Self { child, lines: Vec::new() };
@@ -623,7 +629,7 @@ impl DemoProcess {
     }
 
     /// The rest of the line printed after `prefix` (`"SCIM endpoint: "`).
-    pub fn printed(&self, prefix: &str) -> Option<&str> {
+    pub(crate) fn printed(&self, prefix: &str) -> Option<&str> {
         self.lines.iter().find_map(|line| line.strip_prefix(prefix))
     }
 }
@@ -636,7 +642,7 @@ impl Drop for DemoProcess {
 }
 
 /// The app's entry in `/readyz`, polled until `done` holds, for at most `within`.
-pub async fn readyz_until(
+pub(crate) async fn readyz_until(
     env: &TestEnv,
     within: std::time::Duration,
     done: impl Fn(&serde_json::Value) -> bool,

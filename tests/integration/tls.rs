@@ -17,26 +17,26 @@ use tokio::net::TcpStream;
 use crate::support::{OTHER_TOKEN, TOKEN, TestEnv};
 
 /// A test certificate authority that issues server and client certificates.
-pub struct Pki {
+pub(crate) struct Pki {
     issuer: Issuer<'static, KeyPair>,
     pub ca_pem: String,
 }
 
 /// A certificate and its private key, as PEM.
-pub struct Issued {
+pub(crate) struct Issued {
     pub cert: String,
     pub key: String,
 }
 
 impl Issued {
     /// The certificate followed by its key, as reqwest's `Identity::from_pem` takes them.
-    pub fn identity(&self) -> reqwest::Identity {
+    pub(crate) fn identity(&self) -> reqwest::Identity {
         reqwest::Identity::from_pem(format!("{}{}", self.cert, self.key).as_bytes()).unwrap()
     }
 }
 
 impl Pki {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -47,7 +47,7 @@ impl Pki {
     }
 
     /// A server certificate for 127.0.0.1 and localhost, with this common name.
-    pub fn server(&self, common_name: &str) -> Issued {
+    pub(crate) fn server(&self, common_name: &str) -> Issued {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -55,7 +55,7 @@ impl Pki {
     }
 
     /// A server certificate like [`Pki::server`] that expires `days` from now.
-    pub fn server_expiring_in(&self, common_name: &str, days: i64) -> Issued {
+    pub(crate) fn server_expiring_in(&self, common_name: &str, days: i64) -> Issued {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -65,7 +65,7 @@ impl Pki {
     }
 
     /// A client certificate with this common name and DNS names.
-    pub fn client(&self, common_name: &str, dns_names: &[&str]) -> Issued {
+    pub(crate) fn client(&self, common_name: &str, dns_names: &[&str]) -> Issued {
         let names: Vec<String> = dns_names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -74,7 +74,7 @@ impl Pki {
 
     /// A client certificate whose subject holds exactly these attributes, one per RDN, in this
     /// order of the DER encoding (the reverse of RFC 4514 text), with these DNS names.
-    pub fn client_with_subject(&self, subject: &[(DnType, DnValue)], dns_names: &[&str]) -> Issued {
+    pub(crate) fn client_with_subject(&self, subject: &[(DnType, DnValue)], dns_names: &[&str]) -> Issued {
         let names: Vec<String> = dns_names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

@@ -170,6 +170,6 @@ async fn etags_make_conditional_requests_work() {
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
 }
 
-pub fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

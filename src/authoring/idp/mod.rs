@@ -28,23 +28,23 @@ pub const NAMES: [&str; 2] = ["entra", "okta"];
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Its name, as people know it.
-    pub name: String,
+    pub(crate) name: String,
     /// Where its user attribute mappings are edited.
-    pub user_mappings: String,
+    pub(crate) user_mappings: String,
     /// Where its group attribute mappings are edited.
-    pub group_mappings: String,
+    pub(crate) group_mappings: String,
     /// How to stop it from provisioning groups.
-    pub no_groups: String,
+    pub(crate) no_groups: String,
     /// The User attributes it sends.
-    pub users: Vec<Sent>,
+    pub(crate) users: Vec<Sent>,
     /// The Group attributes it sends.
-    pub groups: Vec<Sent>,
+    pub(crate) groups: Vec<Sent>,
 }
 
 /// One attribute an identity provider sends.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// The target attribute as the identity provider's mapping writes it, a SCIM PATCH path
     /// (`emails[type eq "work"].value`).
     pub attribute: String,
@@ -60,7 +60,7 @@ pub struct Sent {
 
 /// What an app does with an attribute an identity provider sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The script receives it.
     Store,
     /// It is dropped before the script, and the request goes on.
@@ -71,7 +71,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// The word `check` prints.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Store => "store",
             Self::Ignore => "ignore",
@@ -84,15 +84,15 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     /// User or Group.
-    pub kind: ResourceKind,
+    pub(crate) kind: ResourceKind,
     /// The attribute as the identity provider names it.
-    pub attribute: String,
+    pub(crate) attribute: String,
     /// The identity provider's source of the value.
-    pub from: String,
+    pub(crate) from: String,
     /// What the app does with it.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// Why, and what to change on either side; empty when nothing needs to.
-    pub advice: String,
+    pub(crate) advice: String,
 }
 
 /// The profile of an identity provider named in [`NAMES`].

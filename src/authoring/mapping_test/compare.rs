@@ -10,7 +10,7 @@ use similar::{ChangeTag, TextDiff};
 /// An expected object matches when every key it names matches (other keys are ignored, and
 /// `null` means "absent or null"); arrays match element by element and must have the same
 /// length; numbers compare by value; other scalars must be equal.
-pub fn matches(expected: &Value, actual: Option<&Value>) -> bool {
+pub(crate) fn matches(expected: &Value, actual: Option<&Value>) -> bool {
     match (expected, actual) {
         (Value::Null, None | Some(Value::Null)) => true,
         (_, None) => false,
@@ -28,7 +28,7 @@ pub fn matches(expected: &Value, actual: Option<&Value>) -> bool {
 
 /// The actual value cut down to what `expected` names, so that a diff shows only what matters
 /// (or whole, when it has none of what is expected).
-pub fn prune(expected: &Value, actual: &Value) -> Value {
+pub(crate) fn prune(expected: &Value, actual: &Value) -> Value {
     let pruned = cut(expected, actual);
     match (&pruned, actual) {
         (Value::Object(p), Value::Object(a)) if p.is_empty() && !a.is_empty() => actual.clone(),
@@ -64,7 +64,7 @@ fn cut(expected: &Value, actual: &Value) -> Value {
 }
 
 /// Pretty JSON, the form diffs are made of.
-pub fn pretty(value: &Value) -> String {
+pub(crate) fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
@@ -72,7 +72,7 @@ pub fn pretty(value: &Value) -> String {
 ///
 /// `similar`'s Myers diff over lines (a line ending is no difference). Past a second, which only
 /// texts far larger than a SCIM resource take, the rest is shown as removed, then added lines.
-pub fn diff(expected: &str, actual: &str) -> String {
+pub(crate) fn diff(expected: &str, actual: &str) -> String {
     let expected: Vec<&str> = expected.lines().collect();
     let actual: Vec<&str> = actual.lines().collect();
     let lines = TextDiff::configure().timeout(Duration::from_secs(1)).diff_slices(&expected, &actual);

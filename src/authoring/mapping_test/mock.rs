@@ -21,7 +21,7 @@ use crate::recording::fixture::Reply;
 
 /// A call the stand-in received.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub method: String,
     /// Path below the base URL, and query, as sent: `/users/7?x=1`.
     pub target: String,
@@ -37,7 +37,7 @@ struct State {
 
 /// A running stand-in legacy app.
 #[derive(Debug)]
-pub struct MockLegacy {
+pub(crate) struct MockLegacy {
     pub addr: SocketAddr,
     state: Arc<State>,
     stop: watch::Sender<bool>,
@@ -45,11 +45,11 @@ pub struct MockLegacy {
 }
 
 /// What the stand-in answers a call the test file did not script.
-pub const UNSCRIPTED: &str = "scim-proxy test: the test file scripts no answer for this call";
+pub(crate) const UNSCRIPTED: &str = "scim-proxy test: the test file scripts no answer for this call";
 
 impl MockLegacy {
     /// Starts the stand-in; `base_path` is the path of the app's `legacy.base_url`.
-    pub async fn start(base_path: &str) -> std::io::Result<Self> {
+    pub(crate) async fn start(base_path: &str) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());
@@ -82,18 +82,18 @@ impl MockLegacy {
     }
 
     /// Sets the replies of the next calls, in order (replacing any left over).
-    pub fn script(&self, replies: Vec<Reply>) {
+    pub(crate) fn script(&self, replies: Vec<Reply>) {
         *lock(&self.state.replies) = replies.into();
         lock(&self.state.received).clear();
     }
 
     /// The calls received since the last `script`.
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         lock(&self.state.received).clone()
     }
 
     /// Stops the stand-in.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }

@@ -5,8 +5,8 @@
 //! replies. The case's SCIM requests go to the proxy over HTTP; the calls the stand-in
 //! received and the proxy's answers are compared with the file's expectations.
 
-pub mod compare;
-pub mod mock;
+pub(crate) mod compare;
+pub(crate) mod mock;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -39,7 +39,7 @@ pub struct Options {
 /// Counts of a run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
-    pub passed: usize,
+    pub(crate) passed: usize,
     pub failed: usize,
 }
 

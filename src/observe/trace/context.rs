@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderValue};
 
 /// The identity of one span within its trace, as a `traceparent` header carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpanContext {
+pub(crate) struct SpanContext {
     /// 16 bytes, never all zero.
     pub trace_id: [u8; 16],
     /// 8 bytes, never all zero.
@@ -23,7 +23,7 @@ impl SpanContext {
     ///
     /// Version `00` is exactly `00-<32 hex>-<16 hex>-<2 hex>`, lower case. A later version may
     /// append fields after a `-`, which are ignored; version `ff` is invalid.
-    pub fn parse(value: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
         let bytes = value.as_bytes();
         if bytes.len() < 55 {
             return None;
@@ -43,17 +43,17 @@ impl SpanContext {
 
     /// The `traceparent` value naming this span as the parent: version `00`, and of the
     /// flags only `sampled`, the one version `00` defines.
-    pub fn traceparent(&self) -> String {
+    pub(crate) fn traceparent(&self) -> String {
         format!("00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.span_id), u8::from(self.sampled))
     }
 
     /// A new span of the same trace.
-    pub fn child(&self) -> Self {
+    pub(crate) fn child(&self) -> Self {
         Self { span_id: random_span_id(), ..*self }
     }
 
     /// The first span of a new trace.
-    pub fn root(sampled: bool) -> Self {
+    pub(crate) fn root(sampled: bool) -> Self {
         let mut trace_id = [0; 16];
         while trace_id.iter().all(|b| *b == 0) {
             fastrand::fill(&mut trace_id);
@@ -69,7 +69,7 @@ fn random_span_id() -> [u8; 8] {
 
 /// The trace context a request came with: the caller's span and the vendors' `tracestate`.
 #[derive(Debug, Clone, Default)]
-pub struct Incoming {
+pub(crate) struct Incoming {
     pub parent: Option<SpanContext>,
     /// Passed on as it came, and only with a valid `traceparent`.
     pub tracestate: Option<HeaderValue>,
@@ -77,7 +77,7 @@ pub struct Incoming {
 
 impl Incoming {
     /// Reads the `traceparent` (exactly one, valid) and `tracestate` (every line, joined) headers.
-    pub fn read(headers: &HeaderMap) -> Self {
+    pub(crate) fn read(headers: &HeaderMap) -> Self {
         let mut parents = headers.get_all("traceparent").iter();
         let parent = match (parents.next(), parents.next()) {
             (Some(value), None) => value.to_str().ok().and_then(SpanContext::parse),
@@ -96,7 +96,7 @@ impl Incoming {
 }
 
 /// `bytes` as lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
         let _ = write!(text, "{b:02x}");

@@ -7,7 +7,7 @@
 //! spans go into a bounded queue that a background task sends in batches ([`export`]): a full
 //! queue drops spans and counts them, and never holds up a request.
 
-pub mod context;
+pub(crate) mod context;
 mod export;
 
 use std::borrow::Cow;
@@ -19,13 +19,13 @@ use http::HeaderValue;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use context::{Incoming, SpanContext};
+pub(crate) use context::{Incoming, SpanContext};
 
 use crate::config::TracesConfig;
 
 /// What a span stands for, as OTLP tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpanKind {
+pub(crate) enum SpanKind {
     /// A SCIM request the proxy serves.
     Server,
     /// Work within the proxy: a script call.
@@ -36,7 +36,7 @@ pub enum SpanKind {
 
 /// The value of a span attribute.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Str(String),
     Int(i64),
 }
@@ -93,7 +93,7 @@ struct Finished {
 
 /// Where a running proxy's finished spans go, and what became of them.
 #[derive(Debug)]
-pub struct Tracer {
+pub(crate) struct Tracer {
     queue: mpsc::Sender<Finished>,
     sample_ratio: f64,
     /// Spans dropped because the queue was full.
@@ -109,7 +109,7 @@ impl Tracer {
     /// Starts the exporter when `config` names an endpoint (`None` when traces are off). It
     /// runs until `stop`, then waits up to `drain` for the spans of requests still being
     /// answered, and sends what is left.
-    pub fn start(
+    pub(crate) fn start(
         config: &TracesConfig,
         stop: watch::Receiver<bool>,
         drain: Duration,
@@ -133,13 +133,8 @@ impl Tracer {
     }
 
     /// Spans dropped so far because the export queue was full.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Spans the collector has accepted so far.
-    pub fn exported(&self) -> u64 {
-        self.exported.load(Ordering::Relaxed)
     }
 
     /// Queues a finished span, or drops it when the queue is full: never waits.
@@ -166,7 +161,7 @@ impl Tracer {
 
 /// A tracer and the task that exports its spans.
 #[derive(Debug)]
-pub struct Exporting {
+pub(crate) struct Exporting {
     pub tracer: Arc<Tracer>,
     /// Ends after the last export once the proxy stops.
     pub task: JoinHandle<()>,
@@ -174,7 +169,7 @@ pub struct Exporting {
 
 /// The `traceparent` (and `tracestate`) a legacy call is sent with.
 #[derive(Debug, Clone)]
-pub struct TraceHeaders {
+pub(crate) struct TraceHeaders {
     pub traceparent: HeaderValue,
     pub tracestate: Option<HeaderValue>,
 }
@@ -192,7 +187,7 @@ impl TraceScope {
     /// A span below this scope's: recorded when traces are on and the trace is sampled. With
     /// traces off it is the parent itself, so that its `traceparent` is the caller's unchanged.
     /// `name` is called only for a recorded span.
-    pub fn child(&self, kind: SpanKind, name: impl FnOnce() -> String) -> Span {
+    pub(crate) fn child(&self, kind: SpanKind, name: impl FnOnce() -> String) -> Span {
         let Some(tracer) = &self.tracer else {
             return Span { context: self.parent, tracestate: self.tracestate.clone(), tracer: None, record: None };
         };
@@ -205,7 +200,7 @@ impl TraceScope {
 /// queued for export when recorded, when it is dropped, so that every way out of the code it
 /// times (an early return, a cancelled request) ends it once.
 #[derive(Debug)]
-pub struct Span {
+pub(crate) struct Span {
     /// What children and legacy calls continue; none without any trace.
     context: Option<SpanContext>,
     tracestate: Option<HeaderValue>,
@@ -230,7 +225,7 @@ impl Span {
     /// The span of a SCIM request that came with `incoming`. With traces on it continues the
     /// caller's trace (keeping its sampled flag) or starts one, sampled by `traces.sample_ratio`;
     /// with traces off (`tracer` none) it stands for the caller's span, passed on unchanged.
-    pub fn request(tracer: Option<&Arc<Tracer>>, incoming: Incoming) -> Span {
+    pub(crate) fn request(tracer: Option<&Arc<Tracer>>, incoming: Incoming) -> Span {
         let Incoming { parent, tracestate } = incoming;
         let Some(tracer) = tracer else {
             return Span { context: parent, tracestate, tracer: None, record: None };
@@ -266,35 +261,35 @@ impl Span {
     }
 
     /// Whether the span will be exported: worth computing attributes for.
-    pub fn recording(&self) -> bool {
+    pub(crate) fn recording(&self) -> bool {
         self.record.is_some()
     }
 
     /// The scope of the calls made within this span.
-    pub fn scope(&self) -> TraceScope {
+    pub(crate) fn scope(&self) -> TraceScope {
         TraceScope { parent: self.context, tracestate: self.tracestate.clone(), tracer: self.tracer.clone() }
     }
 
     /// The trace id, in hex, when there is a trace.
-    pub fn trace_id(&self) -> Option<String> {
+    pub(crate) fn trace_id(&self) -> Option<String> {
         self.context.map(|c| context::hex(&c.trace_id))
     }
 
     /// The headers that make this span the parent of what the receiver does.
-    pub fn headers(&self) -> Option<TraceHeaders> {
+    pub(crate) fn headers(&self) -> Option<TraceHeaders> {
         let traceparent = HeaderValue::from_str(&self.context?.traceparent()).ok()?;
         Some(TraceHeaders { traceparent, tracestate: self.tracestate.clone() })
     }
 
     /// Names the span; `name` is called only for a recorded span.
-    pub fn rename(&mut self, name: impl FnOnce() -> String) {
+    pub(crate) fn rename(&mut self, name: impl FnOnce() -> String) {
         if let Some(record) = &mut self.record {
             record.name = name().into();
         }
     }
 
     /// Sets an attribute (OpenTelemetry's names where one exists: `http.response.status_code`).
-    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+    pub(crate) fn set(&mut self, key: &'static str, value: impl Into<Value>) {
         if let Some(record) = &mut self.record {
             match record.attributes.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, old)) => *old = value.into(),
@@ -304,7 +299,7 @@ impl Span {
     }
 
     /// Takes back a failure set before: the work ended well after all.
-    pub fn succeed(&mut self) {
+    pub(crate) fn succeed(&mut self) {
         if let Some(record) = &mut self.record {
             record.error = None;
             record.attributes.retain(|(key, _)| *key != "error.type");
@@ -313,7 +308,7 @@ impl Span {
 
     /// Marks the span failed: `error.type` says what kind of failure, `message` (called only
     /// for a recorded span) the specifics.
-    pub fn fail(&mut self, kind: &str, message: impl FnOnce() -> String) {
+    pub(crate) fn fail(&mut self, kind: &str, message: impl FnOnce() -> String) {
         if self.record.is_some() {
             self.set("error.type", kind);
         }

@@ -12,10 +12,10 @@ use crate::scim::unpublished::Unpublished;
 use crate::scim::value::kind_of;
 
 /// The URN a PATCH body must list in `schemas` (RFC 7644 §3.5.2).
-pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub(crate) const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// The most operations one PATCH body may carry; more is an `invalidValue` error on `Operations`.
-pub const MAX_OPERATIONS: usize = 1000;
+pub(crate) const MAX_OPERATIONS: usize = 1000;
 
 /// Reads a PATCH request body (RFC 7644 §3.5.2) and checks every operation against the
 /// resource type, before the stored resource is read.

@@ -74,6 +74,8 @@ mod fixtures;
 
 pub use apply::apply_patch;
 pub use members::{MemberChanges, member_changes};
-pub use message::{MAX_OPERATIONS, PATCH_OP_SCHEMA, parse_patch};
-pub use operation::{PatchKind, PatchOp, PatchPath};
+pub use message::parse_patch;
+#[cfg(test)]
+pub(crate) use message::{MAX_OPERATIONS, PATCH_OP_SCHEMA};
+pub use operation::{PatchOp, PatchPath};
 pub use target::parse_patch_path;

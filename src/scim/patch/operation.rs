@@ -9,7 +9,7 @@ use crate::scim::path::AttrPath;
 
 /// The three PATCH operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PatchKind {
+pub(crate) enum PatchKind {
     Add,
     Remove,
     Replace,
@@ -17,7 +17,7 @@ pub enum PatchKind {
 
 impl PatchKind {
     /// The operation's name in lowercase, as printed and handed to mapping scripts.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Add => "add",
             Self::Remove => "remove",
@@ -26,7 +26,7 @@ impl PatchKind {
     }
 
     /// The operation an `op` names, in any case (`add`, `Add`); `None` for any other word.
-    pub fn from_keyword(word: &str) -> Option<Self> {
+    pub(crate) fn from_keyword(word: &str) -> Option<Self> {
         [Self::Add, Self::Remove, Self::Replace].into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(word))
     }
 }
@@ -71,12 +71,12 @@ impl fmt::Display for PatchPath {
 /// One PATCH operation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchOp {
-    pub kind: PatchKind,
+    pub(crate) kind: PatchKind,
     /// The target; `None` means the resource itself (add and replace only).
-    pub path: Option<PatchPath>,
+    pub(crate) path: Option<PatchPath>,
     /// The value as sent (an explicit JSON `null` is `Some(Value::Null)`); normalised to the
     /// attribute's type and shape in operations [`parse_patch`](super::parse_patch) returns.
-    pub value: Option<Value>,
+    pub(crate) value: Option<Value>,
 }
 
 impl PatchOp {
