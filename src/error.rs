@@ -10,67 +10,150 @@ use crate::script::ScriptError;
 /// A failure of a SCIM request, whatever its origin.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The request broke a rule of the SCIM core: answered 4xx (or 501) with its `scimType`.
     #[error(transparent)]
     Scim(#[from] ScimError),
+    /// The mapping script failed, threw an answer, or found no free slot.
     #[error(transparent)]
     Script(#[from] ScriptError),
+    /// A legacy call failed without an HTTP answer: answered 502, 503 or 504.
     // `LegacyError` stays crate-internal: outside the crate it is read through `Display` only.
     #[allow(private_interfaces)]
     #[error(transparent)]
     Legacy(#[from] LegacyError),
+    /// The HTTP request itself was refused before the SCIM core saw it.
     #[error(transparent)]
     Request(#[from] RequestError),
     /// A failure after some of a request's writes were made: answered as `error` is, and the
     /// detail lists what was already done.
     #[error("{error}; already done before the failure: {}", .done.join(", "))]
-    Partial { error: Box<Error>, done: Vec<String> },
+    Partial {
+        /// The failure that stopped the request.
+        error: Box<Error>,
+        /// The writes already made, one line each, as the detail lists them.
+        done: Vec<String>,
+    },
 }
 
 /// Problems with the HTTP request itself, found before the SCIM core sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// No credentials, or ones the app does not accept: answered 401.
     #[error("missing or invalid credentials")]
     Unauthorized,
     /// The request conflicts with itself or the state it needs (a Bulk request whose
     /// operations refer to each other in a circle, RFC 7644 §3.7.1).
     #[error("{detail}")]
-    Conflict { detail: String },
+    Conflict {
+        /// What conflicts, shown to the client as the whole message.
+        detail: String,
+    },
+    /// A bearer token that looks like a JWT and fails the app's JWT checks: answered 401.
     #[error("invalid bearer token: {reason}")]
-    InvalidToken { reason: String },
+    InvalidToken {
+        /// Why the token was refused.
+        reason: String,
+    },
+    /// No app serves the request's path: answered 404.
     #[error("no SCIM endpoint at {}", echoed(.path))]
-    NoRoute { path: String },
+    NoRoute {
+        /// The request's path, as sent.
+        path: String,
+    },
+    /// The endpoint exists but not for this HTTP method: answered 405.
     #[error("{} is not allowed here; allowed: {allowed}", echoed(.method))]
-    MethodNotAllowed { method: String, allowed: &'static str },
+    MethodNotAllowed {
+        /// The method the client sent.
+        method: String,
+        /// The methods the endpoint takes, as the `Allow` header lists them.
+        allowed: &'static str,
+    },
+    /// The body is over the size limit: answered 413.
     #[error("the request body is larger than {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body's JSON holds more values than the parser accepts: answered 413.
     #[error("the request body holds more than {limit} JSON values")]
-    TooManyValues { limit: usize },
+    TooManyValues {
+        /// The most JSON values a body may hold.
+        limit: usize,
+    },
+    /// A Bulk request with more operations than the app accepts: answered 413.
     #[error("the bulk request has {given} operations; at most {limit} are accepted")]
-    TooManyOperations { limit: usize, given: usize },
+    TooManyOperations {
+        /// The most operations a Bulk request may have.
+        limit: usize,
+        /// How many operations the request has.
+        given: usize,
+    },
+    /// A body in a media type other than SCIM or plain JSON: answered 415.
     #[error("content type {} is not accepted: send application/scim+json or application/json", quoted(.content_type))]
-    UnsupportedMediaType { content_type: String },
+    UnsupportedMediaType {
+        /// The `Content-Type` the client sent.
+        content_type: String,
+    },
+    /// The body could not be read or is not JSON: answered 400 `invalidSyntax`.
     #[error("cannot read the request body: {detail}")]
-    Body { detail: String },
+    Body {
+        /// What went wrong reading or parsing it.
+        detail: String,
+    },
+    /// The resource the request names does not exist: answered 404.
     #[error("{resource} {} not found", echoed(.id))]
-    NotFound { resource: &'static str, id: String },
+    NotFound {
+        /// The kind of resource: `User`, `Group`, `Schema` or `ResourceType`.
+        resource: &'static str,
+        /// The SCIM id asked for.
+        id: String,
+    },
+    /// An `If-Match` version the resource no longer has: answered 412.
     #[error("the resource changed: its version is no longer {expected}")]
-    PreconditionFailed { expected: String },
+    PreconditionFailed {
+        /// The ETag the client sent.
+        expected: String,
+    },
+    /// The request's deadline passed before it was done: answered 504 with `Retry-After`.
     #[error("the request took longer than its deadline of {millis} ms")]
-    Deadline { millis: u128 },
+    Deadline {
+        /// The deadline, in milliseconds from the request's arrival.
+        millis: u128,
+    },
     /// The deadline passed while a change was being made in the legacy app: the change goes
     /// on to its end, and its audit record says how it ended.
     #[error("the request took longer than its deadline of {millis} ms while its change was being made")]
-    WriteDeadline { millis: u128 },
+    WriteDeadline {
+        /// The deadline, in milliseconds from the request's arrival.
+        millis: u128,
+    },
+    /// A SCIM feature the proxy does not offer: answered 501.
     #[error("{feature} is not implemented by this proxy")]
-    NotImplemented { feature: String },
+    NotImplemented {
+        /// The feature asked for, as the message names it.
+        feature: String,
+    },
+    /// A request header with a value the proxy cannot use: answered 400 `invalidValue`.
     #[error("header {name}: {detail}")]
-    BadHeader { name: &'static str, detail: String },
+    BadHeader {
+        /// The header's name.
+        name: &'static str,
+        /// What is wrong with its value.
+        detail: String,
+    },
+    /// The body did not arrive in time: answered 408.
     #[error("the request body did not arrive within the request's deadline of {millis} ms")]
-    BodyTimeout { millis: u128 },
+    BodyTimeout {
+        /// The deadline, in milliseconds from the request's arrival.
+        millis: u128,
+    },
     /// The proxy was shutting down and its `server.shutdown_grace` ran out before the request
     /// finished; `write` when it may have changed something.
     #[error("the proxy shut down before this request finished")]
-    ShutDown { write: bool },
+    ShutDown {
+        /// True when the request may have changed something in the legacy app.
+        write: bool,
+    },
 }
 
 /// Whose fault an error is: decides the log level and how much detail the client sees.

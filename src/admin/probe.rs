@@ -35,16 +35,48 @@ impl Probe {
 /// Why a probe failed, in one line naming the URL asked: what, then the cause in parentheses.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// The admin address does not make a plain `http://` URL.
     #[error("{url}: {detail}")]
-    BadUrl { url: String, detail: String },
+    BadUrl {
+        /// The URL the probe would ask.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// No connection to the admin listener could be made.
     #[error("{url}: cannot connect ({detail})")]
-    Connect { url: String, detail: String },
+    Connect {
+        /// The URL asked.
+        url: String,
+        /// The last connect error.
+        detail: String,
+    },
+    /// No complete answer within the probe's timeout.
     #[error("{url}: no answer within {timeout_ms} ms")]
-    Timeout { url: String, timeout_ms: u128 },
+    Timeout {
+        /// The URL asked.
+        url: String,
+        /// The timeout, in milliseconds.
+        timeout_ms: u128,
+    },
+    /// The request could not be sent or the answer could not be read as HTTP.
     #[error("{url}: {detail}")]
-    Exchange { url: String, detail: String },
+    Exchange {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The proxy answered with a status other than `200`.
     #[error("{url}: answered {status}{}", status_text(.body))]
-    NotOk { url: String, status: u16, body: String },
+    NotOk {
+        /// The URL asked.
+        url: String,
+        /// The HTTP status of the answer.
+        status: u16,
+        /// The answer's body; its `status` field, when it has one, is shown.
+        body: String,
+    },
 }
 
 /// The largest answer read: `/readyz` of many apps stays well under it.

@@ -26,9 +26,23 @@ pub enum AppError {
     /// The script's error is in the message, not the error's source: shown once wherever it
     /// is printed.
     #[error("app {app}: {error}")]
-    Script { app: String, error: Box<ScriptError> },
+    Script {
+        /// The app's name.
+        app: String,
+        /// Why its script cannot be served.
+        error: Box<ScriptError>,
+    },
+    /// A setting of the app cannot be put into effect: the script's contract, the schema
+    /// settings, the legacy client or the recording directory.
     #[error("app {app}: {key}: {detail}")]
-    Setup { app: String, key: String, detail: String },
+    Setup {
+        /// The app's name.
+        app: String,
+        /// The key of the setting, below the app.
+        key: String,
+        /// What is wrong and the fix.
+        detail: String,
+    },
 }
 
 /// An application served by the proxy.
@@ -40,6 +54,7 @@ pub struct App {
     pub(crate) users: ResourceSchema,
     /// The Group resource type, when the app serves groups.
     pub(crate) groups: Option<ResourceSchema>,
+    /// The app's compiled mapping script and its slots: what every operation calls.
     pub script: AppScript,
     pub(crate) ids: Arc<IdCache>,
     pub(crate) capabilities: Capabilities,

@@ -12,10 +12,13 @@ pub(super) const DAY: u64 = 24 * HOUR;
 /// Why a text is not a duration of the configuration; each message quotes the text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// The text is not a number followed by a unit.
     #[error("{0:?} is not a duration: write e.g. 500ms, 10s, 5m or 1h")]
     NotADuration(String),
+    /// The number is followed by a unit other than `ms`, `s`, `m` or `h`.
     #[error("{0:?} has an unknown unit: use ms, s, m or h")]
     UnknownUnit(String),
+    /// The number overflows: the duration cannot be represented.
     #[error("{0:?} is too long")]
     TooLong(String),
 }

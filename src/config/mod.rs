@@ -44,11 +44,30 @@ pub use variables::Variables;
 pub enum ConfigError {
     /// The cause is in the message, not the error's source: shown once wherever it is printed.
     #[error("{file}: cannot read ({error})")]
-    Read { file: String, error: std::io::Error },
+    Read {
+        /// The configuration file.
+        file: String,
+        /// Why it could not be read.
+        error: std::io::Error,
+    },
+    /// The file is not YAML at all.
     #[error("{file}: not valid YAML: {detail}")]
-    Yaml { file: String, detail: String },
+    Yaml {
+        /// The configuration file.
+        file: String,
+        /// The YAML parser's message, with its line and column.
+        detail: String,
+    },
+    /// One key is missing, unknown or wrong.
     #[error("{file}: {key}: {detail}")]
-    Key { file: String, key: String, detail: String },
+    Key {
+        /// The configuration file.
+        file: String,
+        /// The key's path from the top of the file, e.g. `apps[0].legacy.timeout`.
+        key: String,
+        /// What is wrong and the fix.
+        detail: String,
+    },
 }
 
 /// One key that is wrong and how to fix it, as expansion, deserialization and validation find

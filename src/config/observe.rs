@@ -38,8 +38,10 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Compact, human-readable lines for a terminal (the default).
     #[default]
     Pretty,
+    /// One JSON object a line, for log collection.
     Json,
 }
 

@@ -34,13 +34,21 @@ use crate::state::{ConfigReload, Listeners, Shared, State};
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// An app could not be set up: its script or its schema settings.
     #[error(transparent)]
     App(#[from] AppError),
     /// The cause is in the message, not the error's source: shown once wherever it is printed.
     #[error("cannot listen on {addr} ({error})")]
-    Bind { addr: SocketAddr, error: std::io::Error },
+    Bind {
+        /// The address of `listen` or `admin_listen`.
+        addr: SocketAddr,
+        /// Why the socket could not be bound.
+        error: std::io::Error,
+    },
+    /// The SCIM listener's certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The trace exporter could not be started; the message says why.
     #[error("{0}")]
     Traces(String),
 }
@@ -48,8 +56,11 @@ pub enum StartError {
 /// A running proxy: its bound addresses and a way to stop it.
 #[derive(Debug)]
 pub struct Running {
+    /// Where the SCIM listener was bound (the port chosen when `listen` asked for port 0).
     pub scim_addr: SocketAddr,
+    /// Where the admin listener was bound.
     pub admin_addr: SocketAddr,
+    /// The state every request handler shares: the apps now serving and their counters.
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,

@@ -21,14 +21,23 @@ pub(crate) const MAX_FILTER_DEPTH: usize = 32;
 /// An attribute operator comparing an attribute's value with a literal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CompareOp {
+    /// `eq`: equal.
     Eq,
+    /// `ne`: not equal.
     Ne,
+    /// `co`: the value contains the literal.
     Co,
+    /// `sw`: the value starts with the literal.
     Sw,
+    /// `ew`: the value ends with the literal.
     Ew,
+    /// `gt`: greater than.
     Gt,
+    /// `lt`: less than.
     Lt,
+    /// `ge`: greater than or equal.
     Ge,
+    /// `le`: less than or equal.
     Le,
 }
 
@@ -67,9 +76,19 @@ impl fmt::Display for CompareOp {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     /// `path op value`; `value` is a JSON literal: string, number, boolean or null.
-    Compare { path: AttrPath, op: CompareOp, value: Value },
+    Compare {
+        /// The attribute compared.
+        path: AttrPath,
+        /// The operator.
+        op: CompareOp,
+        /// The literal compared with.
+        value: Value,
+    },
     /// `path pr`: the attribute has a non-empty value.
-    Present { path: AttrPath },
+    Present {
+        /// The attribute that must have a value.
+        path: AttrPath,
+    },
     /// Both filters match.
     And(Box<Filter>, Box<Filter>),
     /// Either filter matches.
@@ -78,7 +97,12 @@ pub enum Filter {
     Not(Box<Filter>),
     /// `path[filter]`: one value of the complex attribute `path` (which has no sub-attribute)
     /// matches `filter`, whose paths are sub-attribute names of `path` without prefix.
-    ValuePath { path: AttrPath, filter: Box<Filter> },
+    ValuePath {
+        /// The complex attribute whose values are tried.
+        path: AttrPath,
+        /// The filter one of its values must match.
+        filter: Box<Filter>,
+    },
 }
 
 impl Filter {

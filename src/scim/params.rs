@@ -6,14 +6,19 @@ use crate::scim::ScimError;
 /// The query parameters of a list or search request (RFC 7644 §3.4.2), validated.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListParams {
+    /// The `filter` expression, not yet parsed.
     pub filter: Option<String>,
     /// 1-based; values below 1 are taken as 1.
     pub start_index: usize,
     /// Page size, capped at the app's maximum; `None` means the default.
     pub count: Option<usize>,
+    /// The `sortBy` attribute path, not yet parsed.
     pub sort_by: Option<String>,
+    /// True for `sortOrder=descending`.
     pub descending: bool,
+    /// The `attributes` parameter: the comma-separated attributes to return.
     pub attributes: Option<String>,
+    /// The `excludedAttributes` parameter: the comma-separated attributes to leave out.
     pub excluded_attributes: Option<String>,
 }
 

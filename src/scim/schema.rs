@@ -15,7 +15,9 @@ pub(crate) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Gro
 /// The resource types the proxy serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
+    /// `/Users`: the core User schema and its extensions.
     User,
+    /// `/Groups`: the core Group schema.
     Group,
 }
 

@@ -7,6 +7,7 @@ use super::{CONTRACT, Compiled};
 pub struct Finding {
     /// 1-based line of the function it is about (0 when unknown).
     pub line: usize,
+    /// What is wrong and the fix, in one line.
     pub message: String,
 }
 

@@ -47,30 +47,79 @@ pub(crate) const CONTRACT: &[(&str, &[usize])] = &[
 pub enum ScriptError {
     /// The script does not compile.
     #[error("{file}:{line}:{column}: {message}")]
-    Compile { file: String, line: usize, column: usize, message: String },
+    Compile {
+        /// The script file, as the configuration names it.
+        file: String,
+        /// The line of the error, from 1.
+        line: usize,
+        /// The column of the error, from 1.
+        column: usize,
+        /// Rhai's description of the error.
+        message: String,
+    },
     /// The script is not served: it is over a bound of `script.*` (its size, its compile
     /// time), or its compile could not run.
     #[error("{file}: {reason}")]
-    Refused { file: String, reason: String },
+    Refused {
+        /// The script file, as the configuration names it.
+        file: String,
+        /// Which bound it is over, or why the compile could not run.
+        reason: String,
+    },
     /// The script threw a SCIM error on purpose (`throw #{ status, scimType, detail }`).
     #[error("script error {status}: {detail}")]
-    Thrown { status: u16, scim_type: Option<String>, detail: String },
+    Thrown {
+        /// The HTTP status the script chose.
+        status: u16,
+        /// The `scimType` the script chose, if any; an unknown one is not passed on.
+        scim_type: Option<String>,
+        /// The message for the client.
+        detail: String,
+    },
     /// The script failed in a way it did not mean to.
     #[error("script {file}: {function}: line {line}: {message}")]
-    Runtime { file: String, function: String, line: usize, message: String },
+    Runtime {
+        /// The script file, as the configuration names it.
+        file: String,
+        /// The script function that failed.
+        function: String,
+        /// The line of the failure, from 1.
+        line: usize,
+        /// Rhai's description of the failure.
+        message: String,
+    },
     /// The script returned something that is not what its contract says.
     #[error("script {}{function} returned {detail}", if file.is_empty() { String::new() } else { format!("{file}: ") })]
-    BadReturn { file: String, function: String, detail: String },
+    BadReturn {
+        /// The script file; empty when an operation, not the script runner, found the value wrong.
+        file: String,
+        /// The contract function whose return value is wrong.
+        function: String,
+        /// What was returned and what was expected.
+        detail: String,
+    },
     /// The script ran past its operation or nesting limit and was stopped.
     ///
     /// Rhai reports no position for a stop (it passes such errors up unwrapped, each call
     /// level overwriting the position), so `function` is the contract function called.
     #[error("script {file}: {function}: stopped: {reason}")]
-    Stopped { file: String, function: String, reason: String },
+    Stopped {
+        /// The script file, as the configuration names it.
+        file: String,
+        /// The contract function called.
+        function: String,
+        /// Which limit stopped it.
+        reason: String,
+    },
     /// The script was still running when the request's deadline passed, and was stopped.
     /// As for [`ScriptError::Stopped`], `function` is the contract function called.
     #[error("script {file}: {function}: stopped: the request's deadline passed")]
-    Late { file: String, function: String },
+    Late {
+        /// The script file, as the configuration names it.
+        file: String,
+        /// The contract function called.
+        function: String,
+    },
     /// A legacy call the script made failed without an HTTP answer, and the script let it through.
     // `LegacyError` stays crate-internal: outside the crate it is read through `Display` only.
     #[allow(private_interfaces)]
@@ -78,13 +127,26 @@ pub enum ScriptError {
     Legacy(#[from] LegacyError),
     /// No script slot became free before the request's deadline.
     #[error("app {app}: all {limit} script slots are busy")]
-    Overloaded { app: String, limit: usize },
+    Overloaded {
+        /// The app whose slots are busy.
+        app: String,
+        /// How many script slots the app has.
+        limit: usize,
+    },
     /// Every slot was busy and the queue for them full.
     #[error("app {app}: {limit} requests are already waiting for a script slot")]
-    QueueFull { app: String, limit: usize },
+    QueueFull {
+        /// The app whose queue is full.
+        app: String,
+        /// How many requests may wait for a slot.
+        limit: usize,
+    },
     /// The script does not define the function a request needs.
     #[error("the mapping does not define {function}")]
-    Missing { function: String },
+    Missing {
+        /// The contract function the request needs.
+        function: String,
+    },
 }
 
 /// The process-wide Rhai engine, with every limit set and the host API registered.

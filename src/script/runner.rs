@@ -19,8 +19,11 @@ use crate::observe::trace::{SpanKind, TraceScope};
 /// What a script call needs from the request that makes it.
 #[derive(Debug, Clone)]
 pub struct CallScope {
+    /// The request's id, written on the log lines of the call.
     pub request_id: Arc<str>,
+    /// When the request's time is up: the call waits for a slot and runs until then at most.
     pub deadline: Instant,
+    /// Where the call's legacy calls and their time are counted for the request.
     pub stats: Arc<CallStats>,
     /// Where the request's legacy calls are written down (dry run, recording), if anywhere.
     pub journal: Option<Arc<Journal>>,

@@ -92,6 +92,7 @@ impl ConfigReload {
 pub struct State {
     /// The apps, each shared so that a reload of one app's script replaces that app alone.
     pub apps: Vec<Arc<App>>,
+    /// The `server` section now in force: timeouts, limits and shutdown times.
     pub server: ServerConfig,
     /// `log.bodies`: each request's bodies are logged, redacted.
     pub(crate) log_bodies: bool,

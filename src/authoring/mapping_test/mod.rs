@@ -29,6 +29,7 @@ const TOKEN: &str = "scim-proxy-test-token-0000000000";
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The configuration file whose apps' scripts are tested.
     pub config: PathBuf,
     /// Only this app (by name).
     pub app: Option<String>,
@@ -40,6 +41,7 @@ pub struct Options {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub(crate) passed: usize,
+    /// Test cases whose answers differ from the expected ones: the run fails when not zero.
     pub failed: usize,
 }
 
