@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use super::schema::{AttrType, Attribute};
 
 /// The JSON type of a value, for error messages: `a string`, `an array`, `null`…
-pub fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
