@@ -6,34 +6,74 @@
 pub enum ScimError {
     /// A filter expression that does not parse, or that names something unusable.
     #[error("invalid filter at position {position}: {detail}")]
-    InvalidFilter { position: usize, detail: String },
+    InvalidFilter {
+        /// Where in the filter text the problem is, counted in characters from 0.
+        position: usize,
+        /// What is wrong there.
+        detail: String,
+    },
     /// An attribute path (in a PATCH, `sortBy`, `attributes`) that does not parse or resolve.
     #[error("invalid path {}: {detail}", quoted(.path))]
-    InvalidPath { path: String, detail: String },
+    InvalidPath {
+        /// The path as written.
+        path: String,
+        /// Why it does not parse or resolve.
+        detail: String,
+    },
     /// A request body that is not the JSON or the SCIM message it should be.
     #[error("invalid syntax: {detail}")]
-    InvalidSyntax { detail: String },
+    InvalidSyntax {
+        /// What is wrong with the body.
+        detail: String,
+    },
     /// A value of the wrong type, a missing required attribute, a value outside canonical values.
     #[error("invalid value for {}: {detail}", echoed(.attribute))]
-    InvalidValue { attribute: String, detail: String },
+    InvalidValue {
+        /// The attribute whose value is wrong.
+        attribute: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// An attempt to change a readOnly attribute or an immutable one once set.
     #[error("attribute {} cannot be changed: {detail}", echoed(.attribute))]
-    Mutability { attribute: String, detail: String },
+    Mutability {
+        /// The attribute the request tried to change.
+        attribute: String,
+        /// Why it cannot be changed.
+        detail: String,
+    },
     /// A PATCH path whose filter matched nothing where a match is required.
     #[error("no target for path {}", quoted(.path))]
-    NoTarget { path: String },
+    NoTarget {
+        /// The PATCH path as written.
+        path: String,
+    },
     /// More results than the service provider will process.
     #[error("too many results: {detail}")]
-    TooMany { detail: String },
+    TooMany {
+        /// The limit the request would pass, and how to narrow it.
+        detail: String,
+    },
     /// The request would create a duplicate of a unique attribute.
     #[error("uniqueness violated: {detail}")]
-    Uniqueness { detail: String },
+    Uniqueness {
+        /// Which value is already taken.
+        detail: String,
+    },
     /// A query parameter with an unusable value (`count=abc`, `sortOrder=sideways`).
     #[error("invalid parameter {}: {detail}", echoed(.name))]
-    InvalidParameter { name: String, detail: String },
+    InvalidParameter {
+        /// The parameter's name.
+        name: String,
+        /// What is wrong with its value.
+        detail: String,
+    },
     /// A SCIM feature this proxy does not implement (answered 501, never faked).
     #[error("not implemented: {feature}")]
-    NotImplemented { feature: String },
+    NotImplemented {
+        /// The feature asked for, as the message names it.
+        feature: String,
+    },
 }
 
 impl ScimError {

@@ -15,7 +15,7 @@ pub mod unpublished;
 pub mod validate;
 pub(crate) mod value;
 
-pub(crate) use error::ScimError;
+pub use error::ScimError;
 
 /// FNV-1a, 64 bits: a stable, fast fingerprint (resource versions, script texts) that every
 /// replica computes alike.

@@ -1,7 +1,7 @@
 //! Mapping scripts: the one Rhai engine, compiled scripts, and the errors of running them.
 
 mod host;
-pub(crate) mod journal;
+pub mod journal;
 pub mod lint;
 pub(crate) mod reload;
 mod runner;
@@ -16,7 +16,7 @@ use rhai::{Dynamic, EvalAltResult, Position};
 
 pub use host::CallStats;
 pub(crate) use host::{NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, format_time, shorten};
-pub(crate) use runner::AppScript;
+pub use runner::AppScript;
 pub use runner::CallScope;
 
 use crate::config::ScriptConfig;

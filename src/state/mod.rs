@@ -4,7 +4,7 @@
 //!
 //! May import: `app`, `listener`, `observe`, `recording`, `script`, `config`.
 
-pub(crate) mod recent;
+pub mod recent;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
