@@ -2,6 +2,8 @@
 //!
 //! A hint that saves legacy calls, never the truth: every answer it gives is checked
 //! against the legacy app by the caller, so a cold or stale cache changes only speed.
+//!
+//! May import: the foundation only.
 
 use std::sync::Arc;
 

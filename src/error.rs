@@ -1,4 +1,6 @@
 //! The one table from every error to its SCIM answer: HTTP status, `scimType`, and whose fault it is.
+//!
+//! May import: `script`, `legacy`, and the foundation.
 
 use http::StatusCode;
 

@@ -1,5 +1,8 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (it can serve), `/metrics`,
 //! and `/requests` (each app's last requests, for whoever holds the admin token).
+//!
+//! May import: `pipeline` (the response helpers) and everything after it; never `runtime`,
+//! which starts it.
 
 pub mod probe;
 pub(crate) mod requests;

@@ -1,4 +1,7 @@
 //! One application at run time: its schema, tokens, script, legacy client and ID cache.
+//!
+//! May import: `auth`, `listener`, `error`, `recording`, `script`, `cache`, `legacy`, and the
+//! foundation (`config`, `observe`, `scim`).
 
 pub(crate) mod flight;
 pub mod health;

@@ -1,5 +1,8 @@
 //! Inbound authentication: bearer tokens (inline or in files, compared in constant time), HTTP
 //! Basic, signed JWTs and verified client certificates, each answering who the caller is.
+//!
+//! May import: `listener` (the connection and its client certificate), `error`, `legacy`
+//! (bounded JWKS reads), and the foundation.
 
 mod jwt;
 mod token_file;

@@ -4,6 +4,8 @@
 //! structs, defaults and checks sit in the module named after it. A section whose every key
 //! may be left out takes its `Default` (`#[serde(default)]` on the struct); a section with
 //! required keys states the default of each optional one at the key (`secs::<10>`).
+//!
+//! May import: `scim` only.
 
 mod app;
 mod auth;

@@ -1,4 +1,6 @@
 //! The HTTP client of one app's in-house API: pooled, confined to its base URL, bounded in time and size.
+//!
+//! May import: the foundation only (`config`, `observe`, `scim`).
 
 pub(crate) mod auth;
 pub(crate) mod body;

@@ -1,4 +1,7 @@
 //! SCIM operations on an app: plan what the script must do, call it, and finish its answer per RFC 7644.
+//!
+//! May import: `app` and what is listed after it in `lib.rs` (`auth` … `legacy`), and the
+//! foundation; never `pipeline`, `state` or `runtime`.
 
 pub(crate) mod audit;
 pub(crate) mod bulk;

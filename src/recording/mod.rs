@@ -1,5 +1,7 @@
 //! Recording: each SCIM request of an app, with the legacy calls it caused, written as a
 //! mapping test file (redacted), ready for `scim-proxy test --file`.
+//!
+//! May import: `script` (the journal of legacy calls), and the foundation.
 
 pub(crate) mod fixture;
 

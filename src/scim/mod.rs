@@ -1,4 +1,6 @@
 //! The SCIM core (RFC 7643/7644): pure, I/O-free rules every request goes through.
+//!
+//! May import: nothing else of the crate: no I/O, no tokio, no rhai.
 
 pub mod definitions;
 pub(crate) mod discovery;

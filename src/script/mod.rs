@@ -1,4 +1,6 @@
 //! Mapping scripts: the one Rhai engine, compiled scripts, and the errors of running them.
+//!
+//! May import: `cache`, `legacy`, and the foundation (`config`, `observe`, `scim`).
 
 mod host;
 pub mod journal;
