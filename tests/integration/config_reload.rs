@@ -47,14 +47,14 @@ async fn an_edited_config_is_applied_and_a_broken_edit_keeps_the_running_one() {
         1,
     );
     assert_ne!(text, rotated);
-    std::fs::write(&file, &rotated).unwrap();
+    write_whole(&file, &rotated);
     eventually("the new token is accepted", async || status_with(&env, ROTATED).await == StatusCode::OK).await;
     assert_eq!(status_with(&env, TOKEN).await, StatusCode::OK);
     let (_, ready) = readyz(&env).await;
     assert_eq!(ready["config"]["reloads"], 1);
 
     // A broken edit is refused: the running configuration keeps serving, /readyz says why.
-    std::fs::write(&file, rotated.replacen("max_body_bytes: 65536", "max_body_bytes: lots", 1)).unwrap();
+    write_whole(&file, &rotated.replacen("max_body_bytes: 65536", "max_body_bytes: lots", 1));
     eventually("the broken edit is reported", async || readyz(&env).await.1["config"]["error"].is_string()).await;
     let (status, ready) = readyz(&env).await;
     assert_eq!(status, StatusCode::OK, "a refused edit does not make the proxy unready: {ready}");
@@ -84,7 +84,7 @@ async fn an_edited_config_is_applied_and_a_broken_edit_keeps_the_running_one() {
     assert_eq!(status_with(&env, ROTATED).await, StatusCode::OK);
 
     // Undoing the edit clears the error.
-    std::fs::write(&file, &rotated).unwrap();
+    write_whole(&file, &rotated);
     eventually("the error is cleared", async || readyz(&env).await.1["config"]["error"].is_null()).await;
 }
 
@@ -302,4 +302,13 @@ async fn a_reloaded_shutdown_grace_is_the_one_shutdown_waits() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?} with a grace time of 1 s");
     in_flight.abort();
+}
+
+/// Writes a configuration whole at once, as an editor saving or a ConfigMap update does: a
+/// reload that read a half-written file would refuse it, and count a refusal the test did not
+/// make.
+fn write_whole(file: &std::path::Path, text: &str) {
+    let next = file.with_extension("yaml.next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, file).unwrap();
 }

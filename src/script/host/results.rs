@@ -1,0 +1,177 @@
+//! `results()`: the lists a script fills a page at a time, held by the host and measured once
+//! as they grow, and the size and depth checks of what a script hands back.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
+
+use crate::script::host::{current, runtime_error};
+
+/// A list a script fills a page at a time and returns: `let users = results(); users += page;`.
+///
+/// Rhai measures a whole array (every nested map and string) after each change to it, so a
+/// listing gathered in a script array costs time quadratic in its length (1.7 s for 10,000
+/// users). This list is held by the host: what is appended is measured once, and counted
+/// against the same size limits for everything `results()` lists hold in one script call.
+/// Copies of it share one list.
+///
+/// A list may hold lists one level deep (a listing of groups, each with its list of members):
+/// a list held by another holds no list, and a list holding lists is held by none. So no chain
+/// or cycle of lists can form, whatever the order of the appends, and converting or dropping
+/// one never recurses deeper than its data.
+#[derive(Debug, Clone, Default)]
+pub(in crate::script) struct Results(Arc<List>);
+
+#[derive(Debug, Default)]
+struct List {
+    items: Mutex<Vec<Dynamic>>,
+    /// Another list holds this one.
+    held: std::sync::atomic::AtomicBool,
+    /// This list holds another.
+    holds_lists: std::sync::atomic::AtomicBool,
+}
+
+impl Results {
+    /// Appends items after counting them against the call's budget.
+    pub(in crate::script) fn append(&mut self, items: Array) -> Result<(), Box<EvalAltResult>> {
+        let ctx = current()?;
+        // Only plain data: a function pointer (which may hold anything) or lists chained in
+        // lists would let a script nest values as deep as it likes at no cost, deeper than any
+        // stack that converts or drops them.
+        let mut added = DataSizes::default();
+        let mut lists = Vec::new();
+        for item in &items {
+            added =
+                added
+                    .plus(DataSizes::of(item, crate::script::limits::MAX_VALUE_DEPTH, &mut lists).ok_or_else(|| {
+                    runtime_error(format!(
+                        "results() holds data (maps, arrays, strings, numbers, booleans, ()) nested at most {} levels",
+                        crate::script::limits::MAX_VALUE_DEPTH
+                    ))
+                })?);
+        }
+        let chained = !lists.is_empty()
+            && (self.0.held.load(Ordering::SeqCst)
+                || lists.iter().any(|list| Arc::ptr_eq(&list.0, &self.0) || list.0.holds_lists.load(Ordering::SeqCst)));
+        if chained {
+            return Err(runtime_error(
+                "results() lists nest one level at most: a list in another list cannot hold lists itself",
+            ));
+        }
+        ctx.held
+            .lock()
+            .map_err(|_| runtime_error("results() is unavailable"))?
+            .take(added.plus(DataSizes { array: items.len(), ..DataSizes::default() }))?;
+        let mut list = self.0.items.lock().map_err(|_| runtime_error("results() is unavailable"))?;
+        list.extend(items);
+        for held in &lists {
+            held.0.held.store(true, Ordering::SeqCst);
+        }
+        if !lists.is_empty() {
+            self.0.holds_lists.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    pub(in crate::script) fn len(&mut self) -> i64 {
+        self.0.items.lock().map_or(0, |list| list.len() as i64)
+    }
+
+    /// The items as JSON, the list being found `depth` levels down.
+    pub(in crate::script) fn to_json(&self, depth: usize) -> Result<serde_json::Value, String> {
+        let list = self.0.items.lock().map_err(|_| "results() is unavailable".to_owned())?;
+        list.iter()
+            .map(|item| crate::script::ScriptEngine::to_json_within(item, depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(serde_json::Value::Array)
+    }
+}
+
+/// Array elements, map entries and string bytes in a value, counted as Rhai's limits count them.
+#[derive(Debug, Default, Clone, Copy)]
+pub(in crate::script) struct DataSizes {
+    array: usize,
+    map: usize,
+    string: usize,
+}
+
+impl DataSizes {
+    /// The sizes of a plain data value nesting at most `depth` levels; `None` for anything else.
+    /// The `results()` lists in it are gathered in `lists` and count nothing (what they hold
+    /// was counted as they were filled).
+    pub(in crate::script) fn of(value: &Dynamic, depth: usize, lists: &mut Vec<Results>) -> Option<Self> {
+        if let Some(items) = value.read_lock::<Array>() {
+            let below = depth.checked_sub(1)?;
+            let inner = items
+                .iter()
+                .try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below, lists)?)))?;
+            return Some(inner.plus(Self { array: items.len(), ..Self::default() }));
+        }
+        if let Some(map) = value.read_lock::<Map>() {
+            let below = depth.checked_sub(1)?;
+            let inner = map
+                .values()
+                .try_fold(Self::default(), |sizes, item| Some(sizes.plus(Self::of(item, below, lists)?)))?;
+            return Some(inner.plus(Self { map: map.len(), ..Self::default() }));
+        }
+        if let Some(list) = value.read_lock::<Results>() {
+            lists.push(list.clone());
+            return Some(Self::default());
+        }
+        if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+            return Some(Self { string: text.len(), ..Self::default() });
+        }
+        let plain = value.is_unit()
+            || value.is_bool()
+            || value.is_int()
+            || value.is_float()
+            || value.is_char()
+            || value.is_blob()
+            || value.is_timestamp();
+        plain.then(Self::default)
+    }
+
+    pub(in crate::script) fn plus(self, other: Self) -> Self {
+        Self {
+            array: self.array.saturating_add(other.array),
+            map: self.map.saturating_add(other.map),
+            string: self.string.saturating_add(other.string),
+        }
+    }
+
+    /// Adds `more` to what is held, or refuses it when that would pass a limit.
+    pub(in crate::script) fn take(&mut self, more: Self) -> Result<(), Box<EvalAltResult>> {
+        let total = self.plus(more);
+        let over = if total.array > crate::script::limits::MAX_ARRAY_LEN {
+            Some("Size of array")
+        } else if total.map > crate::script::limits::MAX_MAP_LEN {
+            Some("Size of object map")
+        } else if total.string > crate::script::limits::MAX_STRING_BYTES {
+            Some("Length of string")
+        } else {
+            None
+        };
+        if let Some(what) = over {
+            return Err(Box::new(EvalAltResult::ErrorDataTooLarge(format!("{what} in results()"), Position::NONE)));
+        }
+        *self = total;
+        Ok(())
+    }
+}
+
+/// Whether a script's answer is plain data nested at most [`crate::script::limits::MAX_VALUE_DEPTH`]
+/// levels. A `results()` list in it counts as plain: it holds only plain data nested as much
+/// at most (checked as it is filled), and lists one level deep at most.
+pub(in crate::script) fn is_plain(value: &Dynamic) -> bool {
+    pub(in crate::script) fn within(value: &Dynamic, depth: usize) -> bool {
+        if let Some(items) = value.read_lock::<Array>() {
+            return depth > 0 && items.iter().all(|item| within(item, depth - 1));
+        }
+        if let Some(map) = value.read_lock::<Map>() {
+            return depth > 0 && map.values().all(|item| within(item, depth - 1));
+        }
+        DataSizes::of(value, 0, &mut Vec::new()).is_some()
+    }
+    within(value, crate::script::limits::MAX_VALUE_DEPTH)
+}
