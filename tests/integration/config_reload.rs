@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::{TOKEN, TestEnv, repo_file};
+use crate::support::{TOKEN, TestEnv, repo_file, write_whole};
 
 const ROTATED: &str = "rotated-token-0123456789abcdef";
 
@@ -180,7 +180,7 @@ async fn reload_with(env: &TestEnv, from: &str, to: &str) {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains(from), "the test configuration no longer has {from}");
     let before = readyz(env).await.1["config"]["reloads"].as_u64().unwrap();
-    std::fs::write(&file, text.replacen(from, to, 1)).unwrap();
+    write_whole(&file, &text.replacen(from, to, 1));
     eventually("the edit is applied", async || readyz(env).await.1["config"]["reloads"] == before + 1).await;
 }
 
@@ -302,13 +302,4 @@ async fn a_reloaded_shutdown_grace_is_the_one_shutdown_waits() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?} with a grace time of 1 s");
     in_flight.abort();
-}
-
-/// Writes a configuration whole at once, as an editor saving or a ConfigMap update does: a
-/// reload that read a half-written file would refuse it, and count a refusal the test did not
-/// make.
-fn write_whole(file: &std::path::Path, text: &str) {
-    let next = file.with_extension("yaml.next");
-    std::fs::write(&next, text).unwrap();
-    std::fs::rename(&next, file).unwrap();
 }

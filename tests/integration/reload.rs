@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::support::{TestEnv, readyz_until};
+use crate::support::{TestEnv, readyz_until, write_whole};
 
 const VERSION_ONE: &str = r#"fn get_user(id) { #{ id: id, userName: "one" } }"#;
 const VERSION_TWO: &str = r#"fn get_user(id) { #{ id: id, userName: "two" } }"#;
@@ -21,11 +21,7 @@ async fn an_edit_is_served_and_a_broken_edit_keeps_the_previous_script() {
 
     // Written whole at once (as an editor or a ConfigMap update does): a watcher that looked
     // at a half-written file would see an empty script, which compiles.
-    let replace = |text: &str| {
-        let next = script.with_extension("rhai.next");
-        std::fs::write(&next, text).unwrap();
-        std::fs::rename(&next, &script).unwrap();
-    };
+    let replace = |text: &str| write_whole(&script, text);
     replace(VERSION_TWO);
     readyz_until(&env, Duration::from_secs(10), |app| app["script_reloads"] == 1).await;
     assert_eq!(env.get("/Users/1").await.body["userName"], "two");
@@ -37,13 +33,6 @@ async fn an_edit_is_served_and_a_broken_edit_keeps_the_previous_script() {
     let reply = env.get("/Users/1").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["userName"], "two", "the previous script keeps serving");
-}
-
-/// Writes a script whole at once, as an editor or a ConfigMap update does.
-fn swap_file(script: &std::path::Path, text: &str) {
-    let next = script.with_extension("rhai.next");
-    std::fs::write(&next, text).unwrap();
-    std::fs::rename(&next, script).unwrap();
 }
 
 const WITH_GROUPS: &str = r#"fn get_user(id) { #{ id: id, userName: "one" } }
@@ -63,7 +52,7 @@ async fn a_reloaded_script_brings_its_groups_and_takes_them_away_with_it() {
     assert_eq!(env.get("/Groups/7").await.status, StatusCode::NOT_IMPLEMENTED);
 
     // The script now reads groups: the app is built again around it, Groups and all.
-    swap_file(&env.script_path(), WITH_GROUPS);
+    write_whole(&env.script_path(), WITH_GROUPS);
     readyz_until(&env, Duration::from_secs(10), |app| app["script_reloads"] == 1).await;
     assert_eq!(types(&env.get("/ResourceTypes").await.body), ["User", "Group"]);
     let group = env.get("/Groups/7").await;
@@ -73,7 +62,7 @@ async fn a_reloaded_script_brings_its_groups_and_takes_them_away_with_it() {
     assert!(schemas.to_string().contains("urn:ietf:params:scim:schemas:core:2.0:Group"), "{schemas}");
 
     // And without get_group again, Groups go with it.
-    swap_file(&env.script_path(), VERSION_TWO);
+    write_whole(&env.script_path(), VERSION_TWO);
     readyz_until(&env, Duration::from_secs(10), |app| app["script_reloads"] == 2).await;
     assert_eq!(types(&env.get("/ResourceTypes").await.body), ["User"]);
     assert_eq!(env.get("/Groups/7").await.status, StatusCode::NOT_IMPLEMENTED);
@@ -98,7 +87,7 @@ async fn an_unreadable_script_file_is_reported_and_the_loaded_script_keeps_servi
     assert_eq!(lines.len(), 1, "logged once, not at every look: {lines:?}");
 
     // Back, unchanged: nothing to report any more, nothing reloaded.
-    swap_file(&script, VERSION_ONE);
+    write_whole(&script, VERSION_ONE);
     let app = readyz_until(&env, Duration::from_secs(10), |app| app["script_error"].is_null()).await;
     assert_eq!(app["script_reloads"], 0, "{app}");
 }
@@ -135,7 +124,7 @@ async fn a_script_reload_under_way_does_not_give_the_app_a_second_set_of_slots()
         assert!(std::time::Instant::now() < deadline, "the first request never took its slot");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    swap_file(&env.script_path(), &slow("two"));
+    write_whole(&env.script_path(), &slow("two"));
     readyz_until(&env, Duration::from_secs(10), |app| app["script_reloads"] == 1).await;
 
     // The reloaded app shares the slot the first request holds: a second is refused at once.

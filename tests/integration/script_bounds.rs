@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::support::{TestEnv, readyz_until, repo_file};
+use crate::support::{TestEnv, readyz_until, repo_file, write_whole};
 
 const VERSION_ONE: &str = r#"fn get_user(id) { #{ id: id, userName: "one" } }"#;
 const VERSION_TWO: &str = r#"fn get_user(id) { #{ id: id, userName: "two" } }"#;
@@ -110,13 +110,6 @@ async fn script_bounds_the_proxy_does_not_start_on_a_script_over_the_bounds() {
     assert!(error.contains("over script.max_functions"), "{error}");
 }
 
-/// Replaces the script file whole, as an editor or a ConfigMap update does.
-fn replace(script: &Path, text: &str) {
-    let next = script.with_extension("rhai.next");
-    std::fs::write(&next, text).unwrap();
-    std::fs::rename(&next, script).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_bounds_a_reload_over_the_bounds_is_refused_and_the_previous_script_serves() {
     let env = TestEnv::start_script(Some(VERSION_ONE), |t| {
@@ -129,7 +122,7 @@ async fn script_bounds_a_reload_over_the_bounds_is_refused_and_the_previous_scri
         (many_functions(1001), "app.rhai:1001:1: more than 1000 functions"),
     ];
     for (failures, (text, says)) in (1..).zip(cases) {
-        replace(&script, &text);
+        write_whole(&script, &text);
         let app = readyz_until(&env, Duration::from_secs(10), |app| app["script_reload_failures"] == failures).await;
         let error = app["script_error"].as_str().unwrap();
         assert!(error.contains(says), "{error}");
@@ -153,13 +146,13 @@ async fn script_bounds_a_good_script_after_one_too_slow_to_compile_is_served_whi
     .await;
     let script = env.script_path();
     // Within the raised size bound, but some 10 s to compile: abandoned at the timeout.
-    replace(&script, &slow_to_compile(512 * 1024));
+    write_whole(&script, &slow_to_compile(512 * 1024));
     let app = readyz_until(&env, Duration::from_secs(10), |app| app["script_reload_failures"] == 1).await;
     let error = app["script_error"].as_str().unwrap();
     assert!(error.contains("not compiled within script.compile_timeout (300ms)"), "{error}");
     assert_eq!(env.get("/Users/1").await.body["userName"], "one", "the previous script serves");
     // The good edit is compiled beside the abandoned compile, not after it.
-    replace(&script, VERSION_TWO);
+    write_whole(&script, VERSION_TWO);
     readyz_until(&env, Duration::from_secs(5), |app| app["script_reloads"] == 1).await;
     assert_eq!(env.get("/Users/1").await.body["userName"], "two");
 }
@@ -195,7 +188,7 @@ async fn script_bounds_sigterm_during_a_long_compile_exits_at_once() {
         assert!(started.elapsed() < Duration::from_secs(10), "the proxy did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    replace(&script, &slow_to_compile(2 * 1024 * 1024));
+    write_whole(&script, &slow_to_compile(2 * 1024 * 1024));
     let compiling = Instant::now();
     while !thread_names(child.id()).iter().any(|name| name == "scim-compile") {
         assert!(compiling.elapsed() < Duration::from_secs(10), "no compile started: {:?}", thread_names(child.id()));

@@ -660,3 +660,12 @@ pub(crate) async fn readyz_until(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Writes a file whole at once, as an editor saving or a Kubernetes ConfigMap update does (a
+/// new file renamed over the old): a watcher never reads it half-written.
+pub(crate) fn write_whole(file: &std::path::Path, text: &str) {
+    let mut next = file.as_os_str().to_owned();
+    next.push(".next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, file).unwrap();
+}
