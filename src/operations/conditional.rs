@@ -44,9 +44,26 @@ enum Member<'a> {
 /// Writes `{"key":value,…}` with the members in byte order of their keys.
 fn write_object(out: &mut Fingerprinter, mut members: Vec<(&str, Member<'_>)>) {
     members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    write_members(out, members.into_iter());
+}
+
+/// Writes a map as [`write_object`] does, leaving out the key `skip` if any: as it iterates when its
+/// keys already come in byte order (serde_json's default map, so no list is built for each
+/// object of every resource answered), else sorted first.
+fn write_map(out: &mut Fingerprinter, map: &Map<String, Value>, skip: Option<&str>) {
+    let members = map.iter().filter(|(key, _)| Some(key.as_str()) != skip).map(|(k, v)| (k.as_str(), Member::Value(v)));
+    if map.keys().is_sorted() {
+        write_members(out, members);
+    } else {
+        write_object(out, members.collect());
+    }
+}
+
+/// Writes members already in key order as `{"key":value,…}`.
+fn write_members<'a>(out: &mut Fingerprinter, members: impl Iterator<Item = (&'a str, Member<'a>)>) {
     // Writing to a hasher cannot fail.
     let _ = out.write_all(b"{");
-    for (index, (key, member)) in members.into_iter().enumerate() {
+    for (index, (key, member)) in members.enumerate() {
         if index > 0 {
             let _ = out.write_all(b",");
         }
@@ -54,13 +71,7 @@ fn write_object(out: &mut Fingerprinter, mut members: Vec<(&str, Member<'_>)>) {
         let _ = out.write_all(b":");
         match member {
             Member::Value(value) => write_value(out, value),
-            Member::Meta(meta) => write_object(
-                out,
-                meta.iter()
-                    .filter(|(k, _)| k.as_str() != "location")
-                    .map(|(k, v)| (k.as_str(), Member::Value(v)))
-                    .collect(),
-            ),
+            Member::Meta(meta) => write_map(out, meta, Some("location")),
         }
     }
     let _ = out.write_all(b"}");
@@ -69,7 +80,7 @@ fn write_object(out: &mut Fingerprinter, mut members: Vec<(&str, Member<'_>)>) {
 /// Writes a value as compact JSON, its objects in key order.
 fn write_value(out: &mut Fingerprinter, value: &Value) {
     match value {
-        Value::Object(map) => write_object(out, map.iter().map(|(k, v)| (k.as_str(), Member::Value(v))).collect()),
+        Value::Object(map) => write_map(out, map, None),
         Value::Array(items) => {
             let _ = out.write_all(b"[");
             for (index, item) in items.iter().enumerate() {
