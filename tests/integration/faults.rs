@@ -126,21 +126,9 @@ async fn serve(mut stream: TcpStream, plan: Arc<Mutex<Plan>>) {
         let queued = plan.queued.get_mut(&method).and_then(VecDeque::pop_front);
         queued.or(plan.otherwise).unwrap_or(Fault::Healthy)
     };
-    let answer = |status: &str, extra: &str, body: &str| {
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
-            body.len()
-        )
-    };
+    let answer = |status: &str, extra: &str, body: &str| http_answer(status, extra, body, false);
     let text = match fault {
-        Fault::Healthy => {
-            let record = r#"{"id": 1, "login": "healthy", "enabled": true}"#;
-            match method.as_str() {
-                "POST" => answer("201 Created", "", record),
-                _ if path.contains("/teams") => answer("200 OK", "", r#"{"data": [], "total": 0}"#),
-                _ => answer("200 OK", "", record),
-            }
-        }
+        Fault::Healthy => healthy_answer(&method, &path, false),
         Fault::Reset => {
             let _ = stream.set_zero_linger();
             return;
@@ -173,6 +161,49 @@ async fn serve(mut stream: TcpStream, plan: Arc<Mutex<Plan>>) {
     };
     let _ = stream.write_all(text.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+/// An HTTP/1.1 answer with a JSON body; `keep_alive` false closes the connection after it.
+fn http_answer(status: &str, extra: &str, body: &str, keep_alive: bool) -> String {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: {connection}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+}
+
+/// What a healthy Acme answers: user 1 for a GET or PUT (no teams), 201 for a POST.
+fn healthy_answer(method: &str, path: &str, keep_alive: bool) -> String {
+    let record = r#"{"id": 1, "login": "healthy", "enabled": true}"#;
+    match method {
+        "POST" => http_answer("201 Created", "", record, keep_alive),
+        _ if path.contains("/teams") => http_answer("200 OK", "", r#"{"data": [], "total": 0}"#, keep_alive),
+        _ => http_answer("200 OK", "", record, keep_alive),
+    }
+}
+
+/// A healthy legacy app that keeps connections alive and closes one idle for `idle`, as
+/// servers do (gunicorn after 2 s, Node.js after 5 s); it counts the requests of each method.
+async fn closing_idle_server(idle: Duration) -> (String, Arc<Mutex<HashMap<String, usize>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let seen = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                while let Ok(Some((method, path))) = tokio::time::timeout(idle, read_request(&mut stream)).await {
+                    *seen.lock().unwrap().entry(method.clone()).or_insert(0) += 1;
+                    if stream.write_all(healthy_answer(&method, &path, true).as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (url, counts)
 }
 
 /// The test proxy with its first app, named `name`, in front of `legacy_url` with `legacy`
@@ -381,6 +412,24 @@ async fn writes_are_retried_only_when_the_script_marks_them_idempotent() {
     let reply = env.put("/Users/1", replacement).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(server.requests("PUT"), 3);
+}
+
+#[tokio::test]
+async fn a_write_after_the_legacy_app_closed_idle_connections_is_sent_once_and_succeeds() {
+    // The legacy app closes a connection idle for 150 ms; the proxy is left idle for longer,
+    // then writes. Every write must reach the app exactly once and succeed: a connection the
+    // app closed must not be used for it.
+    let (url, counts) = closing_idle_server(Duration::from_millis(150)).await;
+    let env = proxy_before("idle-closed", &url, "").await;
+    for (round, pause) in [200u64, 300, 450, 700, 1100, 1600].into_iter().enumerate() {
+        let reply = env.get("/Users/1").await;
+        assert_eq!(reply.status, StatusCode::OK, "round {round}: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let posts = counts.lock().unwrap().get("POST").copied().unwrap_or(0);
+        let reply = env.post("/Users", user(&format!("idle{round}"))).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "round {round}, after {pause} ms idle: {}", reply.text);
+        assert_eq!(counts.lock().unwrap().get("POST").copied().unwrap_or(0), posts + 1, "round {round}");
+    }
 }
 
 /// The admin listener's view of the first app: `/readyz` status, its breaker entry, `/metrics`.
