@@ -1,8 +1,9 @@
 //! Sending a legacy call: prepared once, tried within the request's deadline (retried where
 //! that is safe, past the circuit breaker), its answer read to a bound and its failure named.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,26 +15,75 @@ use crate::legacy::auth::{Authorization, Credentials, TokenError};
 use crate::legacy::body::{BodyError, read_bounded};
 use crate::legacy::breaker::{Breaker, Verdict};
 use crate::legacy::retry::{MIN_ATTEMPT_TIME, transient_status};
-use crate::legacy::tls::{find_tls_error, tls_fault, tls_reason, with_tls};
+use crate::legacy::tls::{TlsSettings, find_tls_error, tls_fault, tls_reason};
 use crate::observe::error_chain;
 use crate::observe::trace::TraceHeaders;
 
-impl LegacyClient {
-    /// Builds the pooled client of an app; runs once at start. `resolve` turns the paths of
-    /// the configuration (CA and client certificate files) into paths to open.
-    pub(crate) fn new(app: &str, config: &LegacyConfig, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, String> {
+/// How an app's HTTP clients are built: once for the process at start, and once more on each
+/// thread that keeps its own legacy connections (see [`keep_connections_on_this_thread`]).
+pub(super) struct Recipe {
+    connect_timeout: Duration,
+    tls: TlsSettings,
+}
+
+impl std::fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipe").field("connect_timeout", &self.connect_timeout).finish_non_exhaustive()
+    }
+}
+
+impl Recipe {
+    /// A pooled client whose idle connections are kept for `idle`.
+    fn build(&self, idle: Duration) -> Result<reqwest::Client, String> {
         let builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(idle)
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             // Scripts reach their own base URL only: a redirect could lead anywhere.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(concat!("scim-proxy/", env!("CARGO_PKG_VERSION")));
-        let client = with_tls(builder, config, resolve)?
-            .build()
-            .map_err(|e| format!("cannot build the legacy HTTP client: {}", error_chain(&e)))?;
+        self.tls.apply(builder).build().map_err(|e| format!("cannot build the legacy HTTP client: {}", error_chain(&e)))
+    }
+}
+
+/// How long the process's shared client keeps an idle connection.
+const SHARED_IDLE: Duration = Duration::from_secs(60);
+
+/// How long a thread's own client keeps an idle connection. Its connections are watched only
+/// while the thread makes calls, so a legacy server that closed one while the thread was idle
+/// is seen closing it only when the connection is next wanted; kept this short, a connection
+/// idle longer than a legacy server's keep-alive timeout (2 s and up for common servers) is
+/// not used again but replaced.
+const THREAD_IDLE: Duration = Duration::from_secs(1);
+
+/// A thread's own clients, one an app, each with the recipe it was built from.
+type OwnClients = Vec<(Weak<Recipe>, reqwest::Client)>;
+
+thread_local! {
+    /// The clients of a thread that keeps its own legacy connections; `None` on every other
+    /// thread.
+    static OWN_CLIENTS: RefCell<Option<OwnClients>> = const { RefCell::new(None) };
+}
+
+/// Makes this thread keep its own legacy connections: the legacy calls made on it use
+/// clients of its own, whose connections are driven by the thread's own runtime, not the
+/// process's. For threads that run every legacy call to its end on a runtime of their own
+/// (script threads): the answer then wakes no other thread.
+pub(crate) fn keep_connections_on_this_thread() {
+    OWN_CLIENTS.with(|own| {
+        own.borrow_mut().get_or_insert_with(Vec::new);
+    });
+}
+
+impl LegacyClient {
+    /// Builds the pooled client of an app; runs once at start. `resolve` turns the paths of
+    /// the configuration (CA and client certificate files) into paths to open.
+    pub(crate) fn new(app: &str, config: &LegacyConfig, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, String> {
+        let recipe =
+            Arc::new(Recipe { connect_timeout: config.connect_timeout, tls: TlsSettings::load(config, resolve)? });
+        let client = recipe.build(SHARED_IDLE)?;
         if config.insecure_skip_verify {
             tracing::warn!(
                 app,
@@ -56,6 +106,7 @@ impl LegacyClient {
         Ok(Self {
             app: app.to_owned(),
             client,
+            recipe,
             credentials,
             base,
             headers,
@@ -63,6 +114,29 @@ impl LegacyClient {
             max_response_bytes: config.max_response_bytes,
             retry: config.retry.clone(),
             breaker: Arc::new(Breaker::new(app, &config.breaker)),
+        })
+    }
+
+    /// The client for a call made on this thread: the thread's own when it keeps its own
+    /// connections, else the process's.
+    fn http(&self) -> reqwest::Client {
+        OWN_CLIENTS.with(|own| {
+            let mut own = own.borrow_mut();
+            let Some(clients) = own.as_mut() else { return self.client.clone() };
+            let recipe = Arc::as_ptr(&self.recipe);
+            if let Some((_, client)) = clients.iter().find(|(r, _)| r.as_ptr() == recipe) {
+                return client.clone();
+            }
+            // Clients of apps that a reload replaced go with them.
+            clients.retain(|(r, _)| r.strong_count() > 0);
+            match self.recipe.build(THREAD_IDLE) {
+                Ok(client) => {
+                    clients.push((Arc::downgrade(&self.recipe), client.clone()));
+                    client
+                }
+                // It was built once already with the same settings: not expected to fail.
+                Err(_) => self.client.clone(),
+            }
         })
     }
 
@@ -213,14 +287,15 @@ impl LegacyClient {
         let call = &prepared.call;
         let started = Instant::now();
         let token_error = |source: TokenError| LegacyError::Token { app: self.app.clone(), source };
+        let client = self.http();
         let exchange = async {
-            let authorization = self.credentials.authorization(&self.client).await.map_err(token_error)?;
+            let authorization = self.credentials.authorization(&client).await.map_err(token_error)?;
             let send = |authorization: Option<Authorization>| {
                 let mut headers = prepared.headers.clone();
                 if let Some(authorization) = authorization {
                     headers.insert(http::header::AUTHORIZATION, authorization.value);
                 }
-                let mut builder = self.client.request(prepared.method.clone(), prepared.url.clone()).headers(headers);
+                let mut builder = client.request(prepared.method.clone(), prepared.url.clone()).headers(headers);
                 if let Some(body) = &prepared.body {
                     builder = builder.body(body.clone());
                 }
@@ -229,7 +304,7 @@ impl LegacyClient {
             let response = send(authorization.clone()).await?;
             if response.status == 401 {
                 if let Some(used) = &authorization {
-                    if let Some(renewed) = self.credentials.renew(&self.client, used).await.map_err(token_error)? {
+                    if let Some(renewed) = self.credentials.renew(&client, used).await.map_err(token_error)? {
                         tracing::info!(
                             app = self.app,
                             "the legacy app refused the access token: retrying once with a new one"

@@ -20,6 +20,7 @@ use crate::config::RetryConfig;
 use crate::legacy::auth::{Credentials, TokenError};
 use crate::legacy::breaker::Breaker;
 
+pub(crate) use client::keep_connections_on_this_thread;
 pub(crate) use retry::retry_after;
 
 /// A legacy call that did not produce an HTTP answer the script can read.
@@ -166,6 +167,7 @@ pub(crate) struct LegacyResponse {
 pub(crate) struct LegacyClient {
     app: String,
     client: reqwest::Client,
+    recipe: Arc<client::Recipe>,
     credentials: Credentials,
     base: url::Url,
     headers: HeaderMap,

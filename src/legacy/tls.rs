@@ -7,53 +7,74 @@ use super::TlsFault;
 use crate::config::LegacyConfig;
 use crate::observe::error_chain;
 
-/// Applies an app's TLS settings (trusted CAs, client certificate, verification) to its client.
-pub(super) fn with_tls(
-    mut builder: reqwest::ClientBuilder,
-    config: &LegacyConfig,
-    resolve: impl Fn(&Path) -> PathBuf,
-) -> Result<reqwest::ClientBuilder, String> {
-    let read = |key: &str, path: &Path| {
-        let path = resolve(path);
-        std::fs::read(&path)
-            .map(|bytes| (bytes, path.clone()))
-            .map_err(|e| format!("{key} {}: cannot read: {e}", path.display()))
-    };
-    if let Some(ca_file) = &config.ca_file {
-        let (pem, path) = read("ca_file", ca_file)?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("ca_file {}: not a PEM certificate bundle: {}", path.display(), error_chain(&e)))?;
-        if certificates.is_empty() {
-            return Err(format!(
-                "ca_file {}: holds no certificate: expected PEM blocks starting -----BEGIN CERTIFICATE-----",
-                path.display()
-            ));
+/// An app's TLS settings, read once at start: every client of the app is built with them.
+#[derive(Clone, Default)]
+pub(super) struct TlsSettings {
+    /// A private CA bundle, trusted instead of the public CAs.
+    roots: Option<Vec<reqwest::Certificate>>,
+    identity: Option<reqwest::Identity>,
+    insecure_skip_verify: bool,
+}
+
+impl TlsSettings {
+    /// Reads the app's CA bundle and client certificate (`resolve` turns the configuration's
+    /// paths into paths to open).
+    pub(super) fn load(config: &LegacyConfig, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, String> {
+        let read = |key: &str, path: &Path| {
+            let path = resolve(path);
+            std::fs::read(&path)
+                .map(|bytes| (bytes, path.clone()))
+                .map_err(|e| format!("{key} {}: cannot read: {e}", path.display()))
+        };
+        let mut settings = Self { insecure_skip_verify: config.insecure_skip_verify, ..Self::default() };
+        if let Some(ca_file) = &config.ca_file {
+            let (pem, path) = read("ca_file", ca_file)?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!("ca_file {}: not a PEM certificate bundle: {}", path.display(), error_chain(&e))
+            })?;
+            if certificates.is_empty() {
+                return Err(format!(
+                    "ca_file {}: holds no certificate: expected PEM blocks starting -----BEGIN CERTIFICATE-----",
+                    path.display()
+                ));
+            }
+            settings.roots = Some(certificates);
         }
-        // A private CA is trusted instead of the public ones, not besides them.
-        builder = builder.tls_built_in_root_certs(false);
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
+        if let Some(client) = &config.client_certificate {
+            let (mut pem, cert_path) = read("client_certificate.cert", &client.cert)?;
+            let (key, key_path) = read("client_certificate.key", &client.key)?;
+            pem.push(b'\n');
+            pem.extend_from_slice(&key);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                format!(
+                    "client_certificate: {} and {} are not a PEM certificate and an unencrypted PEM private key: {}",
+                    cert_path.display(),
+                    key_path.display(),
+                    error_chain(&e)
+                )
+            })?;
+            settings.identity = Some(identity);
         }
+        Ok(settings)
     }
-    if let Some(client) = &config.client_certificate {
-        let (mut pem, cert_path) = read("client_certificate.cert", &client.cert)?;
-        let (key, key_path) = read("client_certificate.key", &client.key)?;
-        pem.push(b'\n');
-        pem.extend_from_slice(&key);
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            format!(
-                "client_certificate: {} and {} are not a PEM certificate and an unencrypted PEM private key: {}",
-                cert_path.display(),
-                key_path.display(),
-                error_chain(&e)
-            )
-        })?;
-        builder = builder.identity(identity);
+
+    /// Applies the settings to a client being built.
+    pub(super) fn apply(&self, mut builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        if let Some(roots) = &self.roots {
+            // A private CA is trusted instead of the public ones, not besides them.
+            builder = builder.tls_built_in_root_certs(false);
+            for certificate in roots {
+                builder = builder.add_root_certificate(certificate.clone());
+            }
+        }
+        if let Some(identity) = &self.identity {
+            builder = builder.identity(identity.clone());
+        }
+        if self.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        builder
     }
-    if config.insecure_skip_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    Ok(builder)
 }
 
 /// The TLS error somewhere in a failed call's chain of causes, if TLS is what failed.

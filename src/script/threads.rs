@@ -9,8 +9,16 @@
 //! within the longest `request_timeout` allowed (1 h) a script reaches about 300,000 levels,
 //! which need some 140 MiB of stack. [`STACK_BYTES`] is reserved, not committed: a thread
 //! uses the memory only of the depth it reaches.
+//!
+//! Each thread drives its script's legacy calls itself, on a runtime of its own, with
+//! connections of its own ([`crate::legacy::keep_connections_on_this_thread`]): a request
+//! crosses threads once on its way to its script and once back, however many legacy calls the
+//! script makes, and no other thread is woken for a legacy answer. A script thread runs one
+//! call at a time, so a slow legacy app or a long script holds up its own request only.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -66,8 +74,48 @@ pub(super) fn run<T: Send + 'static>(
     Ok(receiver)
 }
 
-/// A script thread: its first job, then queued ones until idle for [`KEEP_ALIVE`].
+thread_local! {
+    /// The runtime a script thread drives its legacy calls on; `None` on other threads, and
+    /// on a script thread whose runtime could not be made.
+    static OWN_RUNTIME: RefCell<Option<tokio::runtime::Runtime>> = const { RefCell::new(None) };
+}
+
+/// Runs `future` to its end: on this script thread's own runtime, or on `elsewhere` (the
+/// process's runtime) when the thread has none.
+///
+/// The thread's connections were not watched while it ran script code or waited for work: a
+/// legacy server may have closed one since. The runtime first takes in what its connections
+/// heard meanwhile (two turns: one to poll for I/O, one to run the connections' tasks), so a
+/// connection closed by the server is dropped from the pool before a call could be sent on it.
+pub(crate) fn block_on<F: Future>(future: F, elsewhere: &tokio::runtime::Handle) -> F::Output {
+    OWN_RUNTIME.with_borrow(|own| match own {
+        Some(runtime) => runtime.block_on(async {
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            future.await
+        }),
+        None => elsewhere.block_on(future),
+    })
+}
+
+/// A script thread: its own runtime made, then its jobs.
 fn work(first: Job) {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => {
+            crate::legacy::keep_connections_on_this_thread();
+            OWN_RUNTIME.set(Some(runtime));
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "a script thread could not make a runtime: its legacy calls run on the process's");
+        }
+    }
+    serve(first);
+    // Dropped while the thread is whole, not among its thread-locals' destructors.
+    drop(OWN_RUNTIME.take());
+}
+
+/// The jobs of a script thread: its first, then queued ones until idle for [`KEEP_ALIVE`].
+fn serve(first: Job) {
     run_one(first);
     let mut queue = lock();
     loop {

@@ -12,6 +12,7 @@ use crate::legacy::{LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
 use crate::observe::trace::SpanKind;
 use crate::script::host::{FAULT_KEY, current, runtime_error};
 use crate::script::journal::{self, Exchange};
+use crate::script::threads::block_on;
 use crate::script::{NOTED_PATH_BYTES, NotedCall, shorten};
 
 /// `legacy.request(#{ method, path, query, headers, body, idempotent })`.
@@ -183,9 +184,9 @@ pub(super) fn send(
     let method_label = request.method.clone();
     let writes = journal::is_write(&request.method);
     let sent = if ctx.probe {
-        ctx.runtime.block_on(ctx.legacy.send_past_breaker(request, &ctx.request_id, trace.as_ref(), remaining))
+        block_on(ctx.legacy.send_past_breaker(request, &ctx.request_id, trace.as_ref(), remaining), &ctx.runtime)
     } else {
-        ctx.runtime.block_on(ctx.legacy.send(request, &ctx.request_id, trace.as_ref(), remaining))
+        block_on(ctx.legacy.send(request, &ctx.request_id, trace.as_ref(), remaining), &ctx.runtime)
     };
     let result = sent.result;
     if sent.retries > 0 {
