@@ -11,11 +11,11 @@ use moka::sync::Cache;
 
 use crate::config::CacheConfig;
 
-pub(crate) use crate::scim::schema::ResourceKind as Kind;
+pub use crate::scim::schema::ResourceKind as Kind;
 
 /// What the cache remembers of one resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub struct Entry {
     /// The legacy key, when the script linked one that differs from the SCIM id.
     pub legacy_key: Option<String>,
     /// `userName` (Users) or `displayName` (Groups) as last seen.
@@ -27,7 +27,7 @@ pub(crate) struct Entry {
 /// What [`IdCache::observe`] noticed about an id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
-pub(crate) enum Observed {
+pub enum Observed {
     /// Nothing to report.
     Fine,
     /// The id is also a resource of the other type, seen for the first time.
@@ -36,13 +36,13 @@ pub(crate) enum Observed {
 
 /// Counts of lookups, for logs and tests.
 #[derive(Debug, Default)]
-pub(crate) struct Stats {
+pub struct Stats {
     pub hits: std::sync::atomic::AtomicU64,
     pub misses: std::sync::atomic::AtomicU64,
 }
 
 /// The ID-mapping cache of one app.
-pub(crate) struct IdCache {
+pub struct IdCache {
     by_id: Cache<(Kind, Arc<str>), Entry>,
     by_name: Cache<(Kind, String), Arc<str>>,
     by_external: Cache<(Kind, String), Arc<str>>,
@@ -61,7 +61,7 @@ impl std::fmt::Debug for IdCache {
 
 impl IdCache {
     /// Builds an empty cache with the configured size and lifetime.
-    pub(crate) fn new(config: &CacheConfig) -> Self {
+    pub fn new(config: &CacheConfig) -> Self {
         Self {
             by_id: build(config),
             by_name: build(config),
@@ -79,7 +79,7 @@ impl IdCache {
     /// a User's and as a Group's, which RFC 7643 §3.1 forbids: the caller reports it. Only an
     /// id new to its resource type is looked up under the other one, so the check costs one
     /// cache read per new id and nothing on the reads that see what is known already.
-    pub(crate) fn observe(&self, kind: Kind, id: &str, name: Option<&str>, external_id: Option<&str>) -> Observed {
+    pub fn observe(&self, kind: Kind, id: &str, name: Option<&str>, external_id: Option<&str>) -> Observed {
         let key: Arc<str> = Arc::from(id);
         let previous = self.by_id.get(&(kind, key.clone()));
         let other = match kind {
@@ -138,7 +138,7 @@ impl IdCache {
     }
 
     /// Forgets a resource that was deleted (or found missing).
-    pub(crate) fn forget(&self, kind: Kind, id: &str) {
+    pub fn forget(&self, kind: Kind, id: &str) {
         let key: Arc<str> = Arc::from(id);
         if let Some(entry) = self.by_id.remove(&(kind, key)) {
             if let Some(name) = entry.name {
@@ -157,7 +157,7 @@ impl IdCache {
     }
 
     /// The id last seen with this `userName` / `displayName` (compared case-insensitively).
-    pub(crate) fn id_for_name(&self, kind: Kind, name: &str) -> Option<String> {
+    pub fn id_for_name(&self, kind: Kind, name: &str) -> Option<String> {
         self.count(self.by_name.get(&(kind, fold(name)))).map(|id| id.to_string())
     }
 
@@ -168,22 +168,33 @@ impl IdCache {
     }
 
     /// A script's own entry.
-    pub(crate) fn custom_get(&self, namespace: &str, key: &str) -> Option<String> {
+    pub fn custom_get(&self, namespace: &str, key: &str) -> Option<String> {
         self.count(self.custom.get(&(namespace.to_owned(), key.to_owned())))
     }
 
     /// Sets a script's own entry.
-    pub(crate) fn custom_set(&self, namespace: &str, key: &str, value: &str) {
+    pub fn custom_set(&self, namespace: &str, key: &str, value: &str) {
         self.custom.insert((namespace.to_owned(), key.to_owned()), value.to_owned());
     }
 
     /// Removes a script's own entry.
-    pub(crate) fn custom_remove(&self, namespace: &str, key: &str) {
+    pub fn custom_remove(&self, namespace: &str, key: &str) {
         self.custom.invalidate(&(namespace.to_owned(), key.to_owned()));
     }
 
+    /// Does now the upkeep the caches otherwise do a little at a time as they are used: admits
+    /// the entries written last to the eviction order, evicts over the bound, drops the expired.
+    /// For measurements, which want the memory of a settled cache.
+    pub fn run_pending_tasks(&self) {
+        self.by_id.run_pending_tasks();
+        self.by_name.run_pending_tasks();
+        self.by_external.run_pending_tasks();
+        self.custom.run_pending_tasks();
+        self.shared.run_pending_tasks();
+    }
+
     /// Lookup hit and miss counts.
-    pub(crate) fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &Stats {
         &self.stats
     }
 

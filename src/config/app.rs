@@ -55,7 +55,7 @@ pub struct AppConfig {
 /// Sizes and lifetime of the ID-mapping cache.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct CacheConfig {
+pub struct CacheConfig {
     /// Entries kept per resource type and per index.
     pub max_entries: u64,
     /// Time after which an entry is dropped.

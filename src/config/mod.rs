@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use app::{AppConfig, ListConfig, SchemaConfig, UserDelete};
-pub(crate) use app::{AttributeOverride, CacheConfig};
+pub use app::{AppConfig, CacheConfig, ListConfig, SchemaConfig, UserDelete};
+pub(crate) use app::AttributeOverride;
 pub(crate) use auth::{BasicCredential, ClientCertificates, InboundAuth, JwtConfig};
 pub(crate) use duration::written;
 pub use duration::{DurationError, parse_duration};
