@@ -8,7 +8,9 @@
 //! lets the cache settle (its pending upkeep done) and reports the growth of the resident set
 //! divided by the resources it holds. With `n` above `bound` the cache is full and evicting,
 //! which is the state of a replica after a long load: that row is the figure to size a bound
-//! with. The bytes include everything the cache keeps: the strings, moka's own entry, its
+//! with. The `everything` rows fill every cache of the app at once (resources of both types,
+//! the ids seen as both, script entries) and divide by the bound: the cost of one unit of
+//! `cache.max_entries` when all is full. The bytes include everything the cache keeps: the strings, moka's own entry, its
 //! eviction and expiry order and its frequency sketch, and the allocator's rounding.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -23,13 +25,15 @@ use scim_proxy::config::CacheConfig;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The cases: what is written, how many, and the cache's bound.
-const CASES: [(&str, u64, u64); 6] = [
+const CASES: [(&str, u64, u64); 8] = [
     ("resources", 10_000, 10_000),
     ("resources", 100_000, 100_000),
     ("resources", 300_000, 100_000),
-    ("resources", 300_000, 20_000),
+    ("resources", 300_000, 10_000),
     ("custom", 100_000, 100_000),
     ("custom", 300_000, 100_000),
+    ("everything", 300_000, 10_000),
+    ("everything", 300_000, 100_000),
 ];
 
 fn main() {
@@ -66,7 +70,16 @@ fn run_case(case: &str, n: u64, bound: u64) {
                 let external_id = uuid::Uuid::new_v4().to_string();
                 let _ = cache.observe(Kind::User, &id, Some(&name), Some(&external_id));
             }
-            _ => cache.custom_set("roles", &format!("role-name-{i}"), &id),
+            "custom" => cache.custom_set("roles", &format!("role-name-{i}"), &id),
+            // Every cache full at once: users, groups sharing their ids (so the cache of ids
+            // seen as both fills too), and script entries.
+            _ => {
+                let name = format!("firstname.lastname{i}@example.com");
+                let external_id = uuid::Uuid::new_v4().to_string();
+                let _ = cache.observe(Kind::User, &id, Some(&name), Some(&external_id));
+                let _ = cache.observe(Kind::Group, &id, Some(&format!("group {i}")), Some(&external_id));
+                cache.custom_set("roles", &format!("role-name-{i}"), &external_id);
+            }
         }
         // As a replica under load would: upkeep keeps pace with the writes.
         if i % 1024 == 0 {

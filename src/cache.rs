@@ -54,7 +54,7 @@ pub struct Stats {
 /// answers only while the resource's entry still carries that key. A moka entry costs some
 /// 300 bytes of its own (its eviction and expiry order, its frequency counter, its slot), a plain
 /// map's slot a tenth of that: the indices as moka caches of their own made a resource cost three
-/// moka entries (`cargo bench --bench cache_memory`, README "ID cache").
+/// moka entries (`cargo bench --bench cache_memory`, the README's ID-cache paragraphs).
 pub struct IdCache {
     by_id: Cache<(Kind, Arc<str>), Entry>,
     indices: Arc<Indices>,
