@@ -56,7 +56,8 @@ pub struct AppConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Entries kept per resource type and per index.
+    /// Resources (users and groups together) the ID cache remembers; the entries scripts keep
+    /// are bounded by it separately. Sized in the README's ID-cache paragraphs.
     pub max_entries: u64,
     /// Time after which an entry is dropped.
     #[serde(with = "duration")]
@@ -65,7 +66,7 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { max_entries: 100_000, ttl: Duration::from_secs(3600) }
+        Self { max_entries: 10_000, ttl: Duration::from_secs(3600) }
     }
 }
 
