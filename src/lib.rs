@@ -41,7 +41,7 @@ pub mod listener;
 pub mod error;
 pub(crate) mod recording;
 pub mod script;
-pub(crate) mod cache;
+pub mod cache;
 pub(crate) mod legacy;
 pub mod scim;
 pub mod authoring;

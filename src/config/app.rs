@@ -55,8 +55,9 @@ pub struct AppConfig {
 /// Sizes and lifetime of the ID-mapping cache.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct CacheConfig {
-    /// Entries kept per resource type and per index.
+pub struct CacheConfig {
+    /// Resources (users and groups together) the ID cache remembers; the entries scripts keep
+    /// are bounded by it separately. Sized in the README's ID-cache paragraphs.
     pub max_entries: u64,
     /// Time after which an entry is dropped.
     #[serde(with = "duration")]
@@ -65,7 +66,7 @@ pub(crate) struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { max_entries: 100_000, ttl: Duration::from_secs(3600) }
+        Self { max_entries: 10_000, ttl: Duration::from_secs(3600) }
     }
 }
 

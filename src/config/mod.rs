@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use app::{AppConfig, ListConfig, SchemaConfig, UserDelete};
-pub(crate) use app::{AttributeOverride, CacheConfig};
+pub(crate) use app::AttributeOverride;
+pub use app::{AppConfig, CacheConfig, ListConfig, SchemaConfig, UserDelete};
 pub(crate) use auth::{BasicCredential, ClientCertificates, InboundAuth, JwtConfig};
 pub(crate) use duration::written;
 pub use duration::{DurationError, parse_duration};
@@ -331,7 +331,7 @@ mod tests {
         );
         assert_eq!(
             (app.user_delete, app.cache.max_entries, app.cache.ttl),
-            (UserDelete::Delete, 100_000, Duration::from_secs(3600))
+            (UserDelete::Delete, 10_000, Duration::from_secs(3600))
         );
         assert_eq!((app.list.default_count, app.list.max_results, app.list.max_scan), (100, 1000, 50_000));
         assert_eq!((app.bulk.enabled, app.bulk.max_operations, app.bulk.max_payload_bytes), (true, 100, 1_048_576));
