@@ -16,6 +16,10 @@ use scim_proxy::config::{Config, Variables};
 use scim_proxy::runtime;
 use tokio::net::TcpListener;
 
+/// The allocator the `scim-proxy` binary runs with, so that figures match production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USERS: usize = 10_000;
 const TOKEN: &str = "bench-token-0123456789abcdef";
 

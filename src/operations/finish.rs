@@ -8,7 +8,7 @@ use super::conditional::version_hash;
 use super::{Call, bad_return};
 use crate::error::Error;
 use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind, ResourceSchema};
-use crate::scim::validate::without_never_returned;
+use crate::scim::validate::{has_never_returned, without_never_returned};
 use crate::script::ScriptEngine;
 
 /// Turns a script's answer into a finished SCIM resource; `()` means "no such resource".
@@ -28,6 +28,22 @@ pub(super) fn finish(
 /// Adds what the proxy owns to a resource the script returned: `schemas`, `meta`, the
 /// version; drops what is never returned; remembers it in the ID cache.
 pub(super) fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, value: Value) -> Result<Value, Error> {
+    finish_value_unsealed(call, kind, function, value, true)
+}
+
+/// [`finish_value`], leaving out `meta.location` and `meta.version` when `seal` is false and
+/// leaving them out changes nothing else: a listing finishes every resource the script listed
+/// for its filter, but only the page it answers needs them ([`seal`] adds them then).
+///
+/// A resource holding attributes that are never returned is sealed at once all the same: its
+/// version is a hash of the resource as the script gave it, those attributes included.
+pub(super) fn finish_value_unsealed(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    function: &str,
+    value: Value,
+    seal_now: bool,
+) -> Result<Value, Error> {
     let rs = call.app.resource(kind)?;
     let Value::Object(mut object) = value else {
         return Err(bad_return(function, "a value that is not a map").into());
@@ -50,14 +66,13 @@ pub(super) fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, 
         _ => Map::new(),
     };
     meta.insert("resourceType".into(), Value::String(rs.name.clone()));
-    let location = format!("{}/{}/{}", call.base_url, kind.endpoint(), crate::legacy::path::encode_segment(&id));
-    meta.insert("location".into(), Value::String(location));
-    let version = match meta.remove("version").and_then(|v| v.as_str().map(str::to_owned)) {
-        Some(v) if v.starts_with("W/\"") || v.starts_with('"') => v,
-        Some(v) => format!("W/\"{v}\""),
-        None => format!("W/\"{:016x}\"", version_hash(&object, &meta)),
-    };
-    meta.insert("version".into(), Value::String(version));
+    let seal_now = seal_now || has_never_returned(rs, &object);
+    if seal_now {
+        seal_meta(call, kind, &id, &object, &mut meta);
+    } else {
+        // No `location` marks the resource for [`seal`], which writes it over the script's anyway.
+        meta.remove("location");
+    }
     object.insert("meta".into(), Value::Object(meta));
     let mut resource = Value::Object(object);
     without_never_returned(rs, &mut resource);
@@ -76,6 +91,38 @@ pub(super) fn finish_value(call: &Call<'_>, kind: ResourceKind, function: &str, 
         );
     }
     Ok(resource)
+}
+
+/// Adds `meta.location` and `meta.version` to a resource [`finish_value_unsealed`] left
+/// without them; a resource that has them is left as it is. The version is the one
+/// [`finish_value`] would have given it.
+pub(super) fn seal(call: &Call<'_>, kind: ResourceKind, resource: &mut Value) {
+    let Some(object) = resource.as_object_mut() else { return };
+    let Some(Value::Object(mut meta)) = object.remove("meta") else { return };
+    if !meta.contains_key("location") {
+        let id = object.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        seal_meta(call, kind, &id, object, &mut meta);
+    }
+    object.insert("meta".into(), Value::Object(meta));
+}
+
+/// `meta.location`, and `meta.version`: the script's, quoted as a weak ETag, or a hash of
+/// the resource (`object`, whose own `meta` is not read, and `meta`).
+fn seal_meta(
+    call: &Call<'_>,
+    kind: ResourceKind,
+    id: &str,
+    object: &Map<String, Value>,
+    meta: &mut Map<String, Value>,
+) {
+    let location = format!("{}/{}/{}", call.base_url, kind.endpoint(), crate::legacy::path::encode_segment(id));
+    meta.insert("location".into(), Value::String(location));
+    let version = match meta.remove("version").and_then(|v| v.as_str().map(str::to_owned)) {
+        Some(v) if v.starts_with("W/\"") || v.starts_with('"') => v,
+        Some(v) => format!("W/\"{v}\""),
+        None => format!("W/\"{:016x}\"", version_hash(object, meta)),
+    };
+    meta.insert("version".into(), Value::String(version));
 }
 
 /// Adds the absolute `$ref` of references the script gave by `value` only — a group's

@@ -4,7 +4,7 @@
 use rhai::Dynamic;
 use serde_json::{Value, json};
 
-use super::finish::finish_value;
+use super::finish::{finish_value_unsealed, seal};
 use super::read::{Wanted, fetch};
 use super::{Call, Reply, bad_return, functions, text_at};
 use crate::error::{Error, RequestError};
@@ -142,12 +142,22 @@ pub(super) fn settle_listing(
     answer: Dynamic,
     (start_index, count): (usize, usize),
 ) -> Result<(Vec<Value>, usize), Error> {
-    let listed = read_listing(call, kind, function, answer)?;
+    // `meta.location` and `meta.version` are built for the page answered only, unless the
+    // filter or the sort reads `meta`.
+    let reads_meta = query.filter.as_ref().is_some_and(|f| f.names_attribute("meta"))
+        || query.sort_by.as_ref().is_some_and(|p| p.name.eq_ignore_ascii_case("meta"));
+    let listed = read_listing(call, kind, function, answer, reads_meta)?;
+    let sealed = |mut resources: Vec<Value>| {
+        for resource in &mut resources {
+            seal(call, kind, resource);
+        }
+        resources
+    };
     if listed.paged {
         let total = listed.total.unwrap_or(listed.resources.len());
         let mut resources = listed.resources;
         resources.truncate(count);
-        return Ok((resources, total));
+        return Ok((sealed(resources), total));
     }
     let mut matching = listed.resources;
     if let (Some(matcher), false) = (&query.matcher, listed.filtered) {
@@ -157,7 +167,7 @@ pub(super) fn settle_listing(
         sort::sort_resources(&mut matching, path, query.descending, rs)?;
     }
     let total = matching.len();
-    Ok((page_of(matching, start_index, count), total))
+    Ok((sealed(page_of(matching, start_index, count)), total))
 }
 
 /// `POST /.search`: the same query over every resource type the app serves (RFC 7644 §3.4.3).
@@ -285,12 +295,14 @@ pub(super) struct Listing {
     filtered: bool,
 }
 
-/// Reads a listing: an array of resources, or `#{ resources, total_results, paged }`.
+/// Reads a listing: an array of resources, or `#{ resources, total_results, paged }`; its
+/// resources are finished, and sealed only when `seal_now` (else [`seal`] them once paged).
 pub(super) fn read_listing(
     call: &Call<'_>,
     kind: ResourceKind,
     function: &str,
     answer: Dynamic,
+    seal_now: bool,
 ) -> Result<Listing, Error> {
     let value = ScriptEngine::to_json(&answer).map_err(|e| bad_return(function, &e))?;
     let (items, total, paged, filtered) = match value {
@@ -314,8 +326,10 @@ pub(super) fn read_listing(
     if !paged && items.len() > max_scan {
         return Err(too_many(max_scan).into());
     }
-    let resources =
-        items.into_iter().map(|item| finish_value(call, kind, function, item)).collect::<Result<Vec<_>, _>>()?;
+    let resources = items
+        .into_iter()
+        .map(|item| finish_value_unsealed(call, kind, function, item, seal_now))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Listing { resources, total, paged, filtered })
 }
 

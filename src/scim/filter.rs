@@ -115,6 +115,18 @@ impl Filter {
         }
     }
 
+    /// Whether any path of the filter names the attribute `name` (ignoring case), at the top
+    /// level or inside a `[ ]`, whatever its schema URN: what a listing must build before it
+    /// filters.
+    pub(crate) fn names_attribute(&self, name: &str) -> bool {
+        match self {
+            Self::Compare { path, .. } | Self::Present { path } => path.name.eq_ignore_ascii_case(name),
+            Self::And(a, b) | Self::Or(a, b) => a.names_attribute(name) || b.names_attribute(name),
+            Self::Not(inner) => inner.names_attribute(name),
+            Self::ValuePath { path, filter } => path.name.eq_ignore_ascii_case(name) || filter.names_attribute(name),
+        }
+    }
+
     /// The filters of the top-level `and` chain, left to right; the filter itself when it is
     /// no `and`. A resource matches when it matches every one of them.
     pub(crate) fn conjuncts(&self) -> Vec<&Filter> {
@@ -929,6 +941,21 @@ pub(crate) mod tests {
         assert_eq!(parse("not pr"), pr("not"));
         assert_eq!(parse("and eq 1 and or pr"), and(cmp("and", CompareOp::Eq, 1.into()), pr("or")));
         assert_round_trip(&parse("not (not eq true)"));
+    }
+
+    #[test]
+    fn names_attribute_finds_a_name_anywhere_in_the_tree() {
+        let cases = [
+            ("meta.version eq \"W/\\\"1\\\"\"", true),
+            ("userName co \"42\"", false),
+            ("userName co \"42\" or not (META.lastModified gt \"2024-01-01T00:00:00Z\")", true),
+            ("urn:ietf:params:scim:schemas:core:2.0:User:meta.created pr", true),
+            ("emails[type eq \"work\" and value co \"meta\"]", false),
+            ("userName eq \"meta\"", false),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_filter(text).unwrap().names_attribute("meta"), expected, "{text}");
+        }
     }
 
     #[test]

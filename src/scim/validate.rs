@@ -169,6 +169,30 @@ pub(crate) fn without_never_returned(rs: &ResourceSchema, resource: &mut Value) 
     });
 }
 
+/// Whether [`without_never_returned`] would take anything out of `object` (a resource's
+/// members): a `returned: never` attribute or sub-attribute the resource holds.
+pub(crate) fn has_never_returned(rs: &ResourceSchema, object: &Map<String, Value>) -> bool {
+    let never = |attribute: Option<&Attribute>, value: &Value| {
+        let Some(attribute) = attribute else { return false };
+        if attribute.returned == Returned::Never {
+            return true;
+        }
+        let holds = |item: &Value| {
+            item.as_object().is_some_and(|object| {
+                object.keys().any(|name| attribute.sub_attribute(name).is_some_and(|s| s.returned == Returned::Never))
+            })
+        };
+        match value {
+            Value::Array(items) => items.iter().any(holds),
+            item => holds(item),
+        }
+    };
+    object.iter().any(|(key, value)| match rs.extension(key) {
+        Some(ext) => value.as_object().is_some_and(|data| data.iter().any(|(name, v)| never(ext.attribute(name), v))),
+        None => never(rs.core_attribute(key), value),
+    })
+}
+
 /// False for a `returned: never` attribute; strips `never` sub-attributes from the value in place.
 fn keep_returned(attribute: Option<&Attribute>, value: &mut Value) -> bool {
     let Some(attribute) = attribute else { return true };
@@ -719,6 +743,24 @@ mod tests {
                 "emails": [{ "value": "b@example.com" }],
             })
         );
+    }
+
+    #[test]
+    fn has_never_returned_says_whether_stripping_would_change_anything() {
+        let cases = [
+            (json!({ "userName": "bjensen", "password": "p" }), true),
+            (json!({ "userName": "bjensen", ACME: { "pin": "1234" } }), true),
+            (json!({ "userName": "bjensen", ACME: { "site": { "secret": "s" } } }), true),
+            (json!({ "userName": "bjensen", ACME: { "badge": "B-7", "site": { "code": "HQ" } } }), false),
+            (json!({ "userName": "bjensen", "emails": [{ "value": "b@example.com" }] }), false),
+        ];
+        for (mut resource, expected) in cases {
+            let before = resource.clone();
+            assert_eq!(has_never_returned(&users(), resource.as_object().unwrap()), expected, "{before}");
+            without_never_returned(&users(), &mut resource);
+            assert_eq!(resource != before, expected, "{before}");
+            assert!(!has_never_returned(&users(), resource.as_object().unwrap()), "{resource}");
+        }
     }
 
     #[test]

@@ -170,6 +170,31 @@ async fn etags_make_conditional_requests_work() {
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
 }
 
+/// A listing filtered in the proxy builds `meta.location` and `meta.version` only for the page
+/// it answers (and for every resource when the filter reads `meta`): either way they are what
+/// `GET /Users/{id}` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_filtered_in_the_proxy_carry_the_version_get_gives() {
+    let env = TestEnv::start().await;
+    env.legacy.store().seed_users(300);
+    let got = env.get("/Users/142").await;
+    let (version, location) = (got.body["meta"]["version"].clone(), got.body["meta"]["location"].clone());
+    assert!(version.as_str().is_some_and(|v| v.starts_with("W/\"")), "{}", got.text);
+    assert_eq!(got.header("etag"), version.as_str());
+    let listed = env.get(&format!("/Users?filter={}&startIndex=2&count=2", urlencode("userName co \"42\""))).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(listed.body["totalResults"], 3, "user00042, user00142, user00242: {}", listed.text);
+    assert_eq!(listed.body["Resources"][0]["id"], "142", "{}", listed.text);
+    assert_eq!(listed.body["Resources"][0]["meta"]["version"], version);
+    assert_eq!(listed.body["Resources"][0]["meta"]["location"], location);
+    assert_eq!(listed.body["Resources"][1]["id"], "242", "{}", listed.text);
+    assert!(listed.body["Resources"][1]["meta"]["version"].as_str().is_some_and(|v| v != version), "{}", listed.text);
+    let filter = format!("meta.version eq {version} and meta.location ew \"/Users/142\"");
+    let by_meta = env.get(&format!("/Users?filter={}", urlencode(&filter))).await;
+    assert_eq!(by_meta.body["totalResults"], 1, "{filter}: {}", by_meta.text);
+    assert_eq!(by_meta.body["Resources"][0]["meta"]["version"], version);
+}
+
 pub(crate) fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
