@@ -16,11 +16,11 @@
 //! script makes, and no other thread is woken for a legacy answer. A script thread runs one
 //! call at a time, so a slow legacy app or a long script holds up its own request only.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The stack of each script thread.
 pub(super) const STACK_BYTES: usize = 256 * 1024 * 1024;
@@ -83,19 +83,36 @@ thread_local! {
 /// Runs `future` to its end: on this script thread's own runtime, or on `elsewhere` (the
 /// process's runtime) when the thread has none.
 ///
-/// The thread's connections were not watched while it ran script code or waited for work: a
-/// legacy server may have closed one since. The runtime first takes in what its connections
-/// heard meanwhile (two turns: one to poll for I/O, one to run the connections' tasks), so a
-/// connection closed by the server is dropped from the pool before a call could be sent on it.
+/// The thread's connections are watched only while the thread waits on its runtime: a
+/// legacy server may have closed one while the thread ran script code or waited for work.
+/// After such a pause ([`UNWATCHED`]), the runtime first takes in what its connections heard
+/// meanwhile (two turns: one to poll for I/O, one to run the connections' tasks), so that a
+/// connection the server closed is dropped from the pool before a call could be sent on it.
+/// A thread that turned its runtime a moment ago has seen it all already.
 pub(crate) fn block_on<F: Future>(future: F, elsewhere: &tokio::runtime::Handle) -> F::Output {
     OWN_RUNTIME.with_borrow(|own| match own {
-        Some(runtime) => runtime.block_on(async {
-            tokio::task::yield_now().await;
-            tokio::task::yield_now().await;
-            future.await
-        }),
+        Some(runtime) => {
+            let paused = LAST_TURN.get().is_none_or(|last| last.elapsed() > UNWATCHED);
+            let output = runtime.block_on(async {
+                if paused {
+                    tokio::task::yield_now().await;
+                    tokio::task::yield_now().await;
+                }
+                future.await
+            });
+            LAST_TURN.set(Some(Instant::now()));
+            output
+        }
         None => elsewhere.block_on(future),
     })
+}
+
+/// How long a thread's connections may go unwatched before a call looks at them first.
+const UNWATCHED: Duration = Duration::from_millis(20);
+
+thread_local! {
+    /// When this thread's runtime last ended a turn.
+    static LAST_TURN: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// A script thread: its own runtime made, then its jobs.
