@@ -314,7 +314,7 @@ async fn run_connection<I, F, Fut>(
     let cut_counted = connections.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         // Called once a request head is complete (HTTP/1.1 head, h2 HEADERS with END_HEADERS).
-        let in_flight = InFlight::start(counted.clone());
+        let in_flight = InFlight::start(counted.clone(), request.version() >= http::Version::HTTP_2);
         let handler = handler.clone();
         let connection = connection.clone();
         let mut cut = cut_rx.clone();
@@ -422,6 +422,10 @@ struct Activity {
     /// True while idle with nothing read since: the next read starts the head clock. Read on
     /// every read without the lock.
     listening: AtomicBool,
+    /// The connection speaks h2: bytes read while idle are not a request head (a client
+    /// sends PINGs, WINDOW_UPDATEs and SETTINGS between requests), so an idle h2 connection is
+    /// timed by `idle_timeout` only, and its first request by `header_read_timeout`.
+    h2: AtomicBool,
     /// Woken on every change of `phase`; the connection's task is the only waiter.
     changed: Notify,
 }
@@ -443,6 +447,7 @@ impl Activity {
             accepted,
             phase: Mutex::new(Phase { in_flight: 0, served: false, idle_since: accepted, heard: None, evicted: false }),
             listening: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -487,7 +492,7 @@ impl Activity {
 
     /// Bytes were read while the connection was idle: a request head has begun.
     fn heard(&self) {
-        if self.listening.swap(false, Ordering::AcqRel) {
+        if self.listening.swap(false, Ordering::AcqRel) && !self.h2.load(Ordering::Acquire) {
             let mut phase = self.phase();
             if phase.in_flight == 0 && phase.heard.is_none() {
                 phase.heard = Some(Instant::now());
@@ -501,7 +506,10 @@ impl Activity {
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    fn start(activity: Arc<Activity>) -> Self {
+    fn start(activity: Arc<Activity>, h2: bool) -> Self {
+        if h2 {
+            activity.h2.store(true, Ordering::Release);
+        }
         {
             let mut phase = activity.phase();
             phase.in_flight += 1;

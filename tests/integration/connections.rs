@@ -156,9 +156,12 @@ async fn connections_idle_ones_are_closed_after_idle_timeout_and_a_stalled_head_
         closed_after(&mut stalled, Instant::now(), Duration::from_secs(15)).await.expect("a stalled head stayed open");
     assert!(after >= Duration::from_millis(800) && after < Duration::from_millis(2500), "closed after {after:?}");
 
-    // h2: one request, then nothing: a GOAWAY at idle_timeout ends the connection.
+    // h2: one request, then a PING and nothing more: a GOAWAY at idle_timeout ends the
+    // connection. Frames between requests (PING, WINDOW_UPDATE, SETTINGS) are no request head,
+    // so they do not start header_read_timeout.
     let tcp = TcpStream::connect(scim_addr(&env)).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut ping_pong = connection.ping_pong().unwrap();
     let connection = tokio::spawn(connection);
     let request = http::Request::get(format!("http://{}/scim/v2/Users?count=1", scim_addr(&env)))
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -168,6 +171,7 @@ async fn connections_idle_ones_are_closed_after_idle_timeout_and_a_stalled_head_
     let (response, _) = client.clone().ready().await.unwrap().send_request(request, true).unwrap();
     assert_eq!(response.await.unwrap().status(), StatusCode::OK);
     let started = Instant::now();
+    ping_pong.ping(h2::Ping::opaque()).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(15), connection).await;
     assert!(ended.is_ok(), "an idle h2 connection stayed open");
     drop(client);
