@@ -137,7 +137,7 @@ fn work(first: Job) {
 /// The jobs of a script thread: its first, then each one handed to it, until it has been
 /// idle for [`KEEP_ALIVE`].
 fn serve(first: Job) {
-    run_one(first);
+    run_and_settle(first);
     let mailbox = Arc::new(Mailbox::default());
     loop {
         idle().push(mailbox.clone());
@@ -165,8 +165,23 @@ fn serve(first: Job) {
                 }
             }
         };
-        run_one(next);
+        run_and_settle(next);
     }
+}
+
+/// Runs a job, then lets the thread's runtime run what the job's legacy calls left ready: a
+/// connection whose answer was refused unread (over `max_response_bytes`, a token answer too
+/// large) is closed then, not when the thread next makes a call.
+fn run_and_settle(job: Job) {
+    run_one(job);
+    OWN_RUNTIME.with_borrow(|own| {
+        if let Some(runtime) = own {
+            runtime.block_on(async {
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+            });
+        }
+    });
 }
 
 fn run_one(job: Job) {
