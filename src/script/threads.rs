@@ -98,8 +98,7 @@ pub(crate) fn block_on<F: Future>(future: F, elsewhere: &tokio::runtime::Handle)
             let paused = LAST_TURN.get().is_none_or(|last| last.elapsed() > UNWATCHED);
             let output = runtime.block_on(async {
                 if paused {
-                    tokio::task::yield_now().await;
-                    tokio::task::yield_now().await;
+                    catch_up().await;
                 }
                 future.await
             });
@@ -108,6 +107,13 @@ pub(crate) fn block_on<F: Future>(future: F, elsewhere: &tokio::runtime::Handle)
         }
         None => elsewhere.block_on(future),
     })
+}
+
+/// Two turns of the thread's runtime: one to poll for I/O, one to run the tasks it woke (its
+/// connections'), so that what they heard, or were told, while the thread was elsewhere is done.
+async fn catch_up() {
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
 }
 
 /// How long a thread's connections may go unwatched before a call looks at them first.
@@ -176,10 +182,7 @@ fn run_and_settle(job: Job) {
     run_one(job);
     OWN_RUNTIME.with_borrow(|own| {
         if let Some(runtime) = own {
-            runtime.block_on(async {
-                tokio::task::yield_now().await;
-                tokio::task::yield_now().await;
-            });
+            runtime.block_on(catch_up());
         }
     });
 }
