@@ -437,6 +437,12 @@ const GET_ONE_CALL: &str = "GET /Users/{id} excluding groups";
 const GET: &str = "GET /Users/{id}";
 const POST: &str = "POST /Users";
 
+/// A title no request wrote before, so that every PATCH and PUT changes the user: a title
+/// already set, as a later round or target would send again, makes the proxy skip the write.
+fn fresh_title(worker: u64, i: u64) -> String {
+    format!("Title {worker}-{i}-{}", RUN.fetch_add(1, Ordering::Relaxed))
+}
+
 fn cases(team: u64, spare_first: u64) -> Vec<Case> {
     let login = |id: u64| format!("user{id:05}");
     let spare = move |worker: u64, i: u64| spare_first + (worker * 1_009 + i * 37) % SPARE as u64;
@@ -493,7 +499,7 @@ fn cases(team: u64, spare_first: u64) -> Vec<Case> {
             name: "PATCH /Users/{id} (replace title)",
             scim: Arc::new(|w, i| {
                 let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                    "Operations": [{"op": "replace", "path": "title", "value": format!("Title {w}-{i}")}]});
+                    "Operations": [{"op": "replace", "path": "title", "value": fresh_title(w, i)}]});
                 vec![call(Method::PATCH, format!("/scim/v2/Users/{}", user_of(w, i)), Some(body))]
             }),
             legacy: read_then_replace.clone(),
@@ -503,7 +509,7 @@ fn cases(team: u64, spare_first: u64) -> Vec<Case> {
             name: "PUT /Users/{id}",
             scim: Arc::new(move |w, i| {
                 let id = user_of(w, i);
-                let body = scim_user(&login(id), id, &format!("Title {w}-{i}"));
+                let body = scim_user(&login(id), id, &fresh_title(w, i));
                 vec![call(Method::PUT, format!("/scim/v2/Users/{id}"), Some(body))]
             }),
             legacy: read_then_replace.clone(),

@@ -63,6 +63,8 @@ mod tls;
 mod inbound_auth;
 #[path = "integration/remote_answers.rs"]
 mod remote_answers;
+#[path = "integration/replay.rs"]
+mod replay;
 #[path = "integration/faults.rs"]
 mod faults;
 #[path = "integration/sandbox.rs"]

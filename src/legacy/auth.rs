@@ -205,10 +205,18 @@ impl TokenSource {
     /// Asks the token endpoint for a new token.
     async fn fetch(&self, client: &reqwest::Client) -> Result<Token, TokenError> {
         let host = crate::legacy::host_of(&self.token_url);
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in &self.params {
-            form.append_pair(name, value);
-        }
+        // Built apart: the serializer is not `Send`, and must not live across an await.
+        let form = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in &self.params {
+                form.append_pair(name, value);
+            }
+            if matches!(self.client_auth, ClientAuth::Body) {
+                form.append_pair("client_id", self.client_id.expose());
+                form.append_pair("client_secret", self.client_secret.expose());
+            }
+            form.finish()
+        };
         let mut request = client
             .post(self.token_url.clone())
             .header(http::header::ACCEPT, "application/json")
@@ -224,13 +232,10 @@ impl TokenSource {
                     .map_err(|_| self.failure(&host, "cannot encode the client credentials", None, false))?;
                 request = request.header(http::header::AUTHORIZATION, value);
             }
-            ClientAuth::Body => {
-                form.append_pair("client_id", self.client_id.expose());
-                form.append_pair("client_secret", self.client_secret.expose());
-            }
+            ClientAuth::Body => {}
         }
         let asked = Instant::now();
-        let response = request.body(form.finish()).send().await.map_err(|e| {
+        let response = request.body(form).send().await.map_err(|e| {
             let (reason, tls) = crate::legacy::client::transport_failure(&e);
             self.failure(&host, &format!("no answer: {reason}"), None, !tls)
         })?;

@@ -122,10 +122,19 @@ pub(crate) enum TlsFault {
 }
 
 /// The path of a legacy call: text (`/users/12`) or segments (`["users", id]`), which are encoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LegacyPath {
     Text(String),
     Segments(Vec<String>),
+}
+
+impl std::fmt::Display for LegacyPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LegacyPath::Text(text) => f.write_str(text),
+            LegacyPath::Segments(segments) => write!(f, "{segments:?}"),
+        }
+    }
 }
 
 /// A request a script makes to the legacy app.

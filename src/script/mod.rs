@@ -9,6 +9,8 @@ pub(crate) mod reload;
 mod runner;
 mod threads;
 
+pub use threads::STACK_BYTES;
+
 use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

@@ -21,8 +21,16 @@ use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The stack of each script thread.
-pub(super) const STACK_BYTES: usize = 256 * 1024 * 1024;
+/// The stack of each script thread, and of the runtime's workers (see `main`), on which
+/// script calls run where they are made.
+pub const STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Whether the thread has the stack a script call needs, most of [`STACK_BYTES`] left: then
+/// a call may run on it instead of on a script thread. Stacks are reserved, not committed, so
+/// a big one costs address space only.
+pub(super) fn stack_is_big_enough() -> bool {
+    stacker::remaining_stack().is_some_and(|left| left >= STACK_BYTES / 2)
+}
 
 /// How long an idle thread waits for work before it ends.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);

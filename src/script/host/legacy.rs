@@ -10,7 +10,8 @@ use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 
 use crate::legacy::{LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
 use crate::observe::trace::SpanKind;
-use crate::script::host::{FAULT_KEY, current, runtime_error};
+use crate::script::host::tape::Answer;
+use crate::script::host::{CallContext, FAULT_KEY, Stop, current, runtime_error, stop_run};
 use crate::script::journal::{self, Exchange};
 use crate::script::threads::block_on;
 use crate::script::{NOTED_PATH_BYTES, NotedCall, shorten};
@@ -127,14 +128,49 @@ pub(super) fn send(
         Some(b) => Some(crate::script::ScriptEngine::to_json(&b).map_err(runtime_error)?),
         None => None,
     };
-    let remaining = ctx.deadline.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
-        return Err(Box::new(EvalAltResult::ErrorTerminated(
+    let request = LegacyRequest { method, path, query, headers, body, idempotent };
+    // A call made by an earlier run of this script call is not made again: its answer is
+    // taken from the tape.
+    let replayed =
+        ctx.tape.lock().map_err(|_| runtime_error("a script call's tape is poisoned"))?.replay_call(&request);
+    match replayed {
+        Err(diverged) => return Err(stop_run(&ctx, Stop::Diverged(diverged))),
+        Ok(Some(answer)) => return to_script(&ctx, answer),
+        Ok(None) => {}
+    }
+    // On a runtime worker the run stops here: the call is made without holding the thread,
+    // and the script runs again with its answer on the tape.
+    if ctx.inline.load(Ordering::Relaxed) {
+        return Err(stop_run(&ctx, Stop::Call(request)));
+    }
+    let answer = block_on(perform(&ctx, request), &ctx.runtime);
+    to_script(&ctx, answer)
+}
+
+/// What the script gets for a call's answer: the response map, or the fault thrown.
+fn to_script(ctx: &CallContext, answer: Answer) -> Result<Map, Box<EvalAltResult>> {
+    match answer {
+        Answer::Response(map) => Ok(map),
+        Answer::Fault(thrown, fault) => {
+            if let Ok(mut slot) = ctx.fault.lock() {
+                *slot = Some(fault);
+            }
+            Err(Box::new(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE)))
+        }
+        Answer::Late => Err(Box::new(EvalAltResult::ErrorTerminated(
             Dynamic::from("the request's deadline passed"),
             Position::NONE,
-        )));
+        ))),
     }
-    let request = LegacyRequest { method, path, query, headers, body, idempotent };
+}
+
+/// Makes one legacy call a script asked for (or holds it back, in a dry run), and notes it
+/// in the request's stats, metrics, journal and trace.
+pub(in crate::script) async fn perform(ctx: &CallContext, request: LegacyRequest) -> Answer {
+    let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Answer::Late;
+    }
     let noted = ctx.journal.as_ref().and_then(|journal| {
         let url = ctx.legacy.url_for(&request.path, &request.query).ok()?;
         Some((journal, ctx.legacy.relative(&url)))
@@ -152,7 +188,7 @@ pub(super) fn send(
                 reply: None,
                 fault: None,
             });
-            return Ok(held_back_map(status, body));
+            return Answer::Response(held_back_map(status, body));
         }
     }
     let (method, body) = match &noted {
@@ -184,9 +220,9 @@ pub(super) fn send(
     let method_label = request.method.clone();
     let writes = journal::is_write(&request.method);
     let sent = if ctx.probe {
-        block_on(ctx.legacy.send_past_breaker(request, &ctx.request_id, trace.as_ref(), remaining), &ctx.runtime)
+        ctx.legacy.send_past_breaker(request, &ctx.request_id, trace.as_ref(), remaining).await
     } else {
-        block_on(ctx.legacy.send(request, &ctx.request_id, trace.as_ref(), remaining), &ctx.runtime)
+        ctx.legacy.send(request, &ctx.request_id, trace.as_ref(), remaining).await
     };
     let result = sent.result;
     if sent.retries > 0 {
@@ -237,15 +273,12 @@ pub(super) fn send(
         journal.push(Exchange { method, path, body, sent: true, status, reply, fault });
     }
     match result {
-        Ok(response) => Ok(response_map(response)),
+        Ok(response) => Answer::Response(response_map(response)),
         Err(fault) => {
             let mut thrown = Map::new();
             thrown.insert(FAULT_KEY.into(), Dynamic::from(fault_kind(&fault)));
             thrown.insert("message".into(), Dynamic::from(fault.to_string()));
-            if let Ok(mut slot) = ctx.fault.lock() {
-                *slot = Some(fault);
-            }
-            Err(Box::new(EvalAltResult::ErrorRuntime(thrown.into(), Position::NONE)))
+            Answer::Fault(thrown, fault)
         }
     }
 }

@@ -1,18 +1,22 @@
 //! What the proxy gives scripts: the `legacy` and `id_cache` objects, logging, JSON, base64, URLs, time.
 //!
-//! Each script call runs on one blocking-pool thread; the call's context (its app, its legacy
-//! client, its deadline) sits in a thread-local for the call's duration, which is how the
-//! functions registered once on the shared engine reach the right app.
+//! A run of a script call happens on one thread (a runtime worker or a script thread); the
+//! call's context (its app, its legacy client, its deadline, its tape) sits in a thread-local
+//! for the run's duration, which is how the functions registered once on the shared engine
+//! reach the right call. What reaches outside the script goes through the call's [`Tape`], so
+//! that a run again does not do it twice.
 
 mod legacy;
 mod results;
+mod tape;
 
-pub(super) use legacy::fault_kind;
 use legacy::{call, request, unexpected};
+pub(super) use legacy::{fault_kind, perform};
 pub(super) use results::{DataSizes, Results, is_plain};
+pub(super) use tape::{Diverged, Tape};
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -114,10 +118,103 @@ pub(super) struct CallContext {
     pub held: Mutex<DataSizes>,
     /// The trace the call's legacy calls continue: the script call's span is their parent.
     pub trace: TraceScope,
+    /// What the call has done so far outside the script, which each run after the first
+    /// takes from here instead of doing it again (see [`Tape`]).
+    pub tape: Mutex<Tape>,
+    /// Whether the call runs on a runtime worker: a legacy call not on the tape then stops
+    /// the run ([`Stop::Call`]) instead of being waited for on the thread.
+    pub inline: AtomicBool,
+    /// Why the proxy stopped the current run, if it did.
+    pub stop: Mutex<Option<Stop>>,
+}
+
+/// Why the proxy stopped a run of a script call before its end.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// The script asked for a legacy call not made yet.
+    Call(crate::legacy::LegacyRequest),
+    /// The run used the operations a run on a runtime worker may use.
+    Budget,
+    /// The run asked for something else than the earlier runs did at the same point.
+    Diverged(Diverged),
+}
+
+/// The most operations a run of a script on a runtime worker may use before it is moved to
+/// a script thread of its own: well past what mapping one resource takes, short enough (a
+/// millisecond or two) that other requests on the worker do not notice.
+pub(super) const INLINE_OPERATIONS: u64 = 20_000;
+
+impl CallContext {
+    /// Readies the context for a run of the script from its start.
+    pub(super) fn rewind(&self) {
+        if let Ok(mut tape) = self.tape.lock() {
+            tape.rewind();
+        }
+        if let Ok(mut fault) = self.fault.lock() {
+            *fault = None;
+        }
+        if let Ok(mut held) = self.held.lock() {
+            *held = DataSizes::default();
+        }
+        if let Ok(mut stop) = self.stop.lock() {
+            *stop = None;
+        }
+    }
+
+    /// Why the last run was stopped by the proxy, if it was.
+    pub(super) fn take_stop(&self) -> Option<Stop> {
+        self.stop.lock().ok().and_then(|mut stop| stop.take())
+    }
+}
+
+/// Stops the current run with an error no `try`/`catch` of the script can catch, noting why.
+fn stop_run(ctx: &CallContext, stop: Stop) -> Box<EvalAltResult> {
+    if let Ok(mut slot) = ctx.stop.lock() {
+        slot.get_or_insert(stop);
+    }
+    Box::new(EvalAltResult::ErrorTerminated(Dynamic::from("the proxy stopped the run"), Position::NONE))
+}
+
+/// The value `live` gives, read outside the script: taken from the tape on a run again. Without
+/// a script call (a function tried outside the proxy's calls) it is simply read.
+fn taped_value(what: &'static str, key: &str, live: impl FnOnce() -> Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+    let Some(ctx) = CURRENT.with(|c| c.borrow().clone()) else { return Ok(live()) };
+    let replayed = ctx.tape.lock().map_err(|_| runtime_error("a script call's tape is poisoned"))?.value(
+        what,
+        key,
+        ctx.inline.load(Ordering::Relaxed),
+        live,
+    );
+    replayed.map_err(|diverged| stop_run(&ctx, Stop::Diverged(diverged)))
+}
+
+/// Does `live` (a change or a log line) unless an earlier run of the call did it already.
+fn taped_once(what: &'static str, key: &str, live: impl FnOnce()) -> Result<(), Box<EvalAltResult>> {
+    let Some(ctx) = CURRENT.with(|c| c.borrow().clone()) else {
+        live();
+        return Ok(());
+    };
+    if ctx.stop.lock().is_ok_and(|stop| stop.is_some()) {
+        return Err(stop_run(&ctx, Stop::Budget));
+    }
+    let replayed = ctx.tape.lock().map_err(|_| runtime_error("a script call's tape is poisoned"))?.once(
+        what,
+        key,
+        ctx.inline.load(Ordering::Relaxed),
+        live,
+    );
+    replayed.map_err(|diverged| stop_run(&ctx, Stop::Diverged(diverged)))
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<CallContext>>> = const { RefCell::new(None) };
+    /// The operations the run on this thread has used so far.
+    static OPERATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The operations the last run on this thread used (up to where it ended or was stopped).
+pub(super) fn operations_used() -> u64 {
+    OPERATIONS.get()
 }
 
 /// Installs a call's context on this thread until dropped.
@@ -126,6 +223,7 @@ pub(super) struct Installed;
 impl Installed {
     pub(super) fn new(context: Arc<CallContext>) -> Self {
         CURRENT.with(|c| *c.borrow_mut() = Some(context));
+        OPERATIONS.set(0);
         Installed
     }
 }
@@ -192,6 +290,14 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_global_module(globals.into());
     engine.on_def_var(|_, info, _| Ok(!RESERVED.contains(&info.name())));
     engine.on_progress(|operations| {
+        OPERATIONS.set(operations);
+        if operations == INLINE_OPERATIONS {
+            let inline = CURRENT.with(|c| c.borrow().clone()).filter(|ctx| ctx.inline.load(Ordering::Relaxed));
+            if let Some(ctx) = inline {
+                drop(stop_run(&ctx, Stop::Budget));
+                return Some(Dynamic::from("the proxy stopped the run"));
+            }
+        }
         // Reading the clock on every operation would cost more than the script itself.
         if operations % 4096 != 0 {
             return None;
@@ -199,10 +305,14 @@ pub(super) fn register(engine: &mut rhai::Engine) {
         let late = CURRENT.with(|c| c.borrow().as_ref().is_some_and(|ctx| Instant::now() >= ctx.deadline));
         late.then(|| Dynamic::from("the request's deadline passed"))
     });
+    // `print` and `debug` cannot fail: a line that does not match the tape is not written,
+    // and the run is stopped at its next call of the proxy's functions.
     engine.on_print(|text| log_line(tracing::Level::INFO, text));
     engine.on_debug(|text, _, position| {
         let line = position.line().unwrap_or(0);
-        with_names(|app, file| tracing::debug!(app, script = file, line, text, "script debug"));
+        let _ = taped_once("debug", text, || {
+            with_names(|app, file| tracing::debug!(app, script = file, line, text, "script debug"))
+        });
     });
 
     for (name, method) in [
@@ -251,22 +361,26 @@ pub(super) fn register(engine: &mut rhai::Engine) {
         if ctx.journal.as_ref().is_some_and(|j| j.is_recording()) {
             return Ok(Dynamic::UNIT);
         }
-        Ok(ctx.ids.custom_get(namespace, key).map_or(Dynamic::UNIT, Dynamic::from))
+        taped_value("id_cache.get", &format!("{namespace}/{key}"), || {
+            ctx.ids.custom_get(namespace, key).map_or(Dynamic::UNIT, Dynamic::from)
+        })
     });
     engine.register_fn(
         "set",
         |_: &mut IdsApi, namespace: &str, key: &str, value: &str| -> Result<(), Box<EvalAltResult>> {
             let ctx = current()?;
             // A dry run's answers are made up: nothing learnt from them is kept.
-            if !ctx.journal.as_ref().is_some_and(|j| j.is_dry_run()) {
-                ctx.ids.custom_set(namespace, key, value);
+            if ctx.journal.as_ref().is_some_and(|j| j.is_dry_run()) {
+                return Ok(());
             }
-            Ok(())
+            taped_once("id_cache.set", &format!("{namespace}/{key}={value}"), || {
+                ctx.ids.custom_set(namespace, key, value)
+            })
         },
     );
     engine.register_fn("remove", |_: &mut IdsApi, namespace: &str, key: &str| -> Result<(), Box<EvalAltResult>> {
-        current()?.ids.custom_remove(namespace, key);
-        Ok(())
+        let ctx = current()?;
+        taped_once("id_cache.remove", &format!("{namespace}/{key}"), || ctx.ids.custom_remove(namespace, key))
     });
 
     engine.register_type_with_name::<Results>("Results");
@@ -306,8 +420,11 @@ pub(super) fn register(engine: &mut rhai::Engine) {
         percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
     });
     engine.register_fn("path_segment", |text: &str| crate::legacy::path::encode_segment(text));
-    engine.register_fn("now", || format_time(time::OffsetDateTime::now_utc()));
-    engine.register_fn("unix_time", || time::OffsetDateTime::now_utc().unix_timestamp());
+    engine
+        .register_fn("now", || taped_value("now", "", || Dynamic::from(format_time(time::OffsetDateTime::now_utc()))));
+    engine.register_fn("unix_time", || {
+        taped_value("unix_time", "", || Dynamic::from(time::OffsetDateTime::now_utc().unix_timestamp()))
+    });
 }
 
 /// `compact(value)`: the value without its `()` map entries and array items, and without the
@@ -359,12 +476,15 @@ fn with_names(f: impl FnOnce(&str, &str)) {
 
 /// A script's `print` or `log_*` line. What the script wrote is the `text` field: a field
 /// named `message` as well as the fixed message would be two `message` keys in a JSON line.
+/// Written once, however many times the call's script is run.
 fn log_line(level: tracing::Level, text: &str) {
-    with_names(|app, file| match level {
-        tracing::Level::ERROR => tracing::error!(app, script = file, text, "script log"),
-        tracing::Level::WARN => tracing::warn!(app, script = file, text, "script log"),
-        tracing::Level::INFO => tracing::info!(app, script = file, text, "script log"),
-        _ => tracing::debug!(app, script = file, text, "script log"),
+    let _ = taped_once("log", text, || {
+        with_names(|app, file| match level {
+            tracing::Level::ERROR => tracing::error!(app, script = file, text, "script log"),
+            tracing::Level::WARN => tracing::warn!(app, script = file, text, "script log"),
+            tracing::Level::INFO => tracing::info!(app, script = file, text, "script log"),
+            _ => tracing::debug!(app, script = file, text, "script log"),
+        })
     });
 }
 

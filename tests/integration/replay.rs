@@ -1,0 +1,147 @@
+//! Script calls on the runtime's workers: each legacy call a script asks for stops its run, is
+//! made without holding the thread, and the script runs again from its start with the answers
+//! so far. What the script did outside itself — legacy calls, log lines, ID cache writes, clock
+//! readings — happens once however many times it runs; a script that does something else when
+//! run again is stopped; a long script, or one making many calls, goes on on a script thread.
+
+use std::sync::Arc;
+
+use crate::support::{TestEnv, log_lines_with};
+
+/// `get_user` takes its steps from the id: `taped-<tag>` makes three calls with a log line,
+/// an ID cache write and clock readings between them; `drift-<tag>` asks for a call whose
+/// query changes from run to run; `long-<tag>` computes between two calls for longer than a
+/// run on a worker may; `many-<tag>` makes twelve calls.
+const SCRIPT: &str = r#"
+fn get_user(id) {
+    let kind = id.split("-")[0];
+    if kind == "drift" {
+        // Rhai's own clock is not the proxy's: it reads differently in every run.
+        let moment = timestamp().elapsed;
+        legacy.get("/users", #{ page: 1, per_page: 1, at: moment.to_string() });
+        return #{ id: id, userName: id, active: true };
+    }
+    if kind == "long" {
+        legacy.get("/users", #{ page: 1, per_page: 1 });
+        let sum = 0;
+        for i in 0..30000 { sum += i; }
+        legacy.get("/users", #{ page: 2, per_page: 1 });
+        return #{ id: id, userName: `${id}-${sum}`, active: true };
+    }
+    if kind == "many" {
+        for page in 1..=12 { legacy.get("/users", #{ page: page, per_page: 1 }); }
+        return #{ id: id, userName: id, active: true };
+    }
+    log_info(`before the first call of ${id}`);
+    let first_stamp = now();
+    let seconds = unix_time();
+    let first = legacy.get("/users", #{ page: 1, per_page: 1 });
+    id_cache.set("replay", id, `${first.status}`);
+    log_info(`between the calls of ${id}`);
+    // Both readings go into the calls: a run that read them afresh would ask for other calls.
+    legacy.get("/users", #{ page: 2, per_page: 1, at: first_stamp });
+    legacy.get("/users", #{ page: 3, per_page: 1, at: seconds });
+    #{ id: id, userName: `${id}-${id_cache.get("replay", id)}`, active: true, title: first_stamp }
+}
+"#;
+
+async fn env() -> TestEnv {
+    TestEnv::start_script(Some(SCRIPT), |text| text).await
+}
+
+/// The lines logged for a request, by its id.
+fn lines_of(request_id: &str, needle: &str) -> Vec<String> {
+    log_lines_with(&[request_id, needle])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_log_line_and_cache_write_happens_once_however_often_the_script_runs_again() {
+    let env = env().await;
+    let before = env.legacy.requests_served();
+    let reply = env.get("/Users/taped-a").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(env.legacy.requests_served() - before, 3, "each of the three calls made once");
+    assert_eq!(reply.body["userName"], "taped-a-200", "the cache write is read back: {}", reply.text);
+    let stamp = reply.body["title"].as_str().unwrap_or_default();
+    assert!(stamp.len() >= 20 && stamp.ends_with('Z'), "{}", reply.text);
+    let request_id = reply.header("x-request-id").unwrap_or_default().to_owned();
+    assert_eq!(lines_of(&request_id, "before the first call of taped-a").len(), 1);
+    assert_eq!(lines_of(&request_id, "between the calls of taped-a").len(), 1);
+    assert!(
+        lines_of(&request_id, "script call runs on a script thread").is_empty(),
+        "a short script making three calls runs where it is made"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_of_one_script_each_make_their_own_calls_once() {
+    // All start before any has ended: each runs on a worker, with a tape of its own.
+    let env = Arc::new(env().await);
+    let before = env.legacy.requests_served();
+    let callers: Vec<_> = (0..24)
+        .map(|i| {
+            let env = env.clone();
+            tokio::spawn(async move { env.get(&format!("/Users/taped-c{i}")).await })
+        })
+        .collect();
+    for (i, caller) in callers.into_iter().enumerate() {
+        let reply = caller.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["userName"], format!("taped-c{i}-200"), "{}", reply.text);
+    }
+    assert_eq!(env.legacy.requests_served() - before, 24 * 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_asks_for_another_call_when_run_again_fails_without_making_it() {
+    let env = env().await;
+    let before = env.legacy.requests_served();
+    let reply = env.get("/Users/drift-a").await;
+    reply.assert_error(500, None);
+    assert_eq!(env.legacy.requests_served() - before, 1, "the call of the first run only");
+    let request_id = reply.header("x-request-id").unwrap_or_default().to_owned();
+    let lines = lines_of(&request_id, "did not do the same when run again");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_script_goes_on_on_a_script_thread_and_makes_each_call_once() {
+    let env = env().await;
+    let before = env.legacy.requests_served();
+    let reply = env.get("/Users/long-a").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["userName"], format!("long-a-{}", (0..30000).sum::<i64>()), "{}", reply.text);
+    assert_eq!(env.legacy.requests_served() - before, 2);
+    let request_id = reply.header("x-request-id").unwrap_or_default().to_owned();
+    let moved = lines_of(&request_id, "script call runs on a script thread");
+    assert!(moved.len() == 1 && moved[0].contains("long_run"), "{moved:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_making_many_calls_goes_on_on_a_script_thread_and_makes_each_once() {
+    let env = env().await;
+    let before = env.legacy.requests_served();
+    let reply = env.get("/Users/many-a").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(env.legacy.requests_served() - before, 12);
+    let request_id = reply.header("x-request-id").unwrap_or_default().to_owned();
+    let moved = lines_of(&request_id, "script call runs on a script thread");
+    assert!(moved.len() == 1 && moved[0].contains("many_calls"), "{moved:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_whose_runs_on_a_worker_are_costly_starts_on_a_script_thread_next_time() {
+    // A call that ran on a worker until it had to move costs a run done twice: the function's
+    // next calls start on a script thread, each call still made once.
+    let env = env().await;
+    assert_eq!(env.get("/Users/long-h0").await.status, 200);
+    let before = env.legacy.requests_served();
+    for i in 1..4 {
+        let reply = env.get(&format!("/Users/long-h{i}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let request_id = reply.header("x-request-id").unwrap_or_default().to_owned();
+        let moved = lines_of(&request_id, "script call runs on a script thread");
+        assert!(moved.len() == 1 && moved[0].contains("costly_reruns"), "{moved:?}");
+    }
+    assert_eq!(env.legacy.requests_served() - before, 3 * 2);
+}
