@@ -3,6 +3,7 @@
 //!
 //! May import: `config`.
 
+mod json_log;
 pub mod metrics;
 pub(crate) mod process;
 pub mod telemetry;

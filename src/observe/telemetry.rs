@@ -22,7 +22,9 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
     let result = match config.format {
         // The event's fields at the top level, and the span it happened in (the request's:
         // its id and app) as `span`; the list of every enclosing span would only repeat it.
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => {
+            builder.fmt_fields(super::json_log::SpanFields).event_format(super::json_log::JsonLine).try_init()
+        }
         LogFormat::Pretty => builder.compact().try_init(),
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))

@@ -335,9 +335,9 @@ pub(super) fn response_map(response: LegacyResponse) -> Map {
         }
     }
     map.insert("headers".into(), headers.into());
-    let json = serde_json::from_slice::<serde_json::Value>(&response.body)
-        .map(|v| crate::script::ScriptEngine::to_dynamic(&v))
-        .unwrap_or(Dynamic::UNIT);
+    // Read straight into the script's values, with serde_json's nesting bound: JSON nested
+    // deeper than that is no JSON to the script.
+    let json = serde_json::from_slice::<Dynamic>(&response.body).unwrap_or(Dynamic::UNIT);
     map.insert("json".into(), json);
     map.insert("body".into(), Dynamic::from(String::from_utf8_lossy(&response.body).into_owned()));
     map
