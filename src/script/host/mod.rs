@@ -140,9 +140,9 @@ pub(super) enum Stop {
 }
 
 /// The most operations a run of a script on a runtime worker may use before it is moved to
-/// a script thread of its own: well past what mapping one resource takes, short enough (a
-/// millisecond or two) that other requests on the worker do not notice.
-pub(super) const INLINE_OPERATIONS: u64 = 20_000;
+/// a script thread of its own: some 40 times what mapping one user takes, about 2 ms of a
+/// core, so that other requests on the worker wait no longer than that.
+pub(super) const INLINE_OPERATIONS: u64 = 5_000;
 
 impl CallContext {
     /// Readies the context for a run of the script from its start.
