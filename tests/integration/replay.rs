@@ -3,6 +3,8 @@
 //! so far. What the script did outside itself — legacy calls, log lines, ID cache writes, clock
 //! readings — happens once however many times it runs; a script that does something else when
 //! run again is stopped; a long script, or one making many calls, goes on on a script thread.
+//!
+//! Calls run so on a runtime with one worker (a proxy on one core): each test's runtime is one.
 
 use std::sync::Arc;
 
@@ -54,7 +56,7 @@ fn lines_of(request_id: &str, needle: &str) -> Vec<String> {
     log_lines_with(&[request_id, needle])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn each_call_log_line_and_cache_write_happens_once_however_often_the_script_runs_again() {
     let env = env().await;
     let before = env.legacy.requests_served();
@@ -73,7 +75,7 @@ async fn each_call_log_line_and_cache_write_happens_once_however_often_the_scrip
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn concurrent_calls_of_one_script_each_make_their_own_calls_once() {
     // All start before any has ended: each runs on a worker, with a tape of its own.
     let env = Arc::new(env().await);
@@ -92,7 +94,7 @@ async fn concurrent_calls_of_one_script_each_make_their_own_calls_once() {
     assert_eq!(env.legacy.requests_served() - before, 24 * 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_script_that_asks_for_another_call_when_run_again_fails_without_making_it() {
     let env = env().await;
     let before = env.legacy.requests_served();
@@ -104,7 +106,7 @@ async fn a_script_that_asks_for_another_call_when_run_again_fails_without_making
     assert_eq!(lines.len(), 1, "{lines:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_long_script_goes_on_on_a_script_thread_and_makes_each_call_once() {
     let env = env().await;
     let before = env.legacy.requests_served();
@@ -117,7 +119,7 @@ async fn a_long_script_goes_on_on_a_script_thread_and_makes_each_call_once() {
     assert!(moved.len() == 1 && moved[0].contains("long_run"), "{moved:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_script_making_many_calls_goes_on_on_a_script_thread_and_makes_each_once() {
     let env = env().await;
     let before = env.legacy.requests_served();
@@ -129,7 +131,7 @@ async fn a_script_making_many_calls_goes_on_on_a_script_thread_and_makes_each_on
     assert!(moved.len() == 1 && moved[0].contains("many_calls"), "{moved:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_function_whose_runs_on_a_worker_are_costly_starts_on_a_script_thread_next_time() {
     // A call that ran on a worker until it had to move costs a run done twice: the function's
     // next calls start on a script thread, each call still made once.
@@ -144,4 +146,18 @@ async fn a_function_whose_runs_on_a_worker_are_costly_starts_on_a_script_thread_
         assert!(moved.len() == 1 && moved[0].contains("costly_reruns"), "{moved:?}");
     }
     assert_eq!(env.legacy.requests_served() - before, 3 * 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_workers_a_call_runs_on_a_script_thread_and_makes_each_call_once() {
+    let env = env().await;
+    let before = env.legacy.requests_served();
+    let reply = env.get("/Users/taped-w").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["userName"], "taped-w-200", "{}", reply.text);
+    assert_eq!(env.legacy.requests_served() - before, 3);
+    let request_id = reply.header("x-request-id").unwrap_or_default().to_owned();
+    let moved = lines_of(&request_id, "script call runs on a script thread");
+    assert!(moved.len() == 1 && moved[0].contains("several_cores"), "{moved:?}");
+    assert_eq!(lines_of(&request_id, "between the calls of taped-w").len(), 1);
 }
