@@ -144,19 +144,21 @@ impl Proc {
         (field(11) + field(12)) / self.ticks_per_second
     }
 
-    /// Context switches of every live thread so far, voluntary and not.
-    fn context_switches(&self) -> u64 {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else { return 0 };
-        let mut total = 0;
+    /// Context switches of every live thread so far, voluntary and not, by thread id.
+    fn context_switches(&self) -> BTreeMap<String, u64> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else { return BTreeMap::new() };
+        let mut by_thread = BTreeMap::new();
         for task in tasks.flatten() {
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let mut total = 0;
             for line in status.lines() {
                 if line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:") {
                     total += line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
                 }
             }
+            by_thread.insert(task.file_name().to_string_lossy().into_owned(), total);
         }
-        total
+        by_thread
     }
 
     fn status_mib(&self, key: &str) -> f64 {
@@ -861,7 +863,14 @@ async fn orchestrate() {
                     let requests = outcome.requests.max(1) as f64;
                     let calls = (after.calls - before.calls) as f64 / requests;
                     let cpu_us = process.map(|_| (after.cpu - before.cpu) * 1e6 / requests);
-                    let switches = process.map(|_| (after.switches - before.switches) as f64 / requests);
+                    // Per thread: a thread that ended during the run (an idle script thread)
+                    // takes its count with it, and one started during it counts from zero.
+                    let switched: u64 = after
+                        .switches
+                        .iter()
+                        .map(|(thread, n)| n.saturating_sub(before.switches.get(thread).copied().unwrap_or(0)))
+                        .sum();
+                    let switches = process.map(|_| switched as f64 / requests);
                     let app_cpu_us = (after.app_cpu - before.app_cpu) * 1e6 / requests;
                     if let Some(e) = &outcome.first_error {
                         eprintln!("{} {} x{n}: {} errors, first: {e}", case.name, target.name(), outcome.errors);
@@ -917,7 +926,7 @@ async fn orchestrate() {
 #[derive(Default)]
 struct Counters {
     cpu: f64,
-    switches: u64,
+    switches: BTreeMap<String, u64>,
     app_cpu: f64,
     calls: u64,
 }
@@ -926,7 +935,7 @@ impl Counters {
     fn read(process: Option<&Proc>, legacy: &Legacy, instance: char) -> Self {
         Self {
             cpu: process.map_or(0.0, Proc::cpu_seconds),
-            switches: process.map_or(0, Proc::context_switches),
+            switches: process.map_or_else(BTreeMap::new, Proc::context_switches),
             app_cpu: legacy.process.cpu_seconds(),
             calls: legacy.served(instance),
         }
