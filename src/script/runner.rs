@@ -1,4 +1,4 @@
-//! Running one app's script: a bounded number of calls at once, each on a script thread, before a deadline.
+//! Running one app's script: a bounded number of calls at once, each on the worker that received the request (one core) or on a script thread, before a deadline.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

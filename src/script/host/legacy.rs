@@ -129,6 +129,10 @@ pub(super) fn send(
         None => None,
     };
     let request = LegacyRequest { method, path, query, headers, body, idempotent };
+    // A run the proxy stopped (a `print` that did not match the tape) makes no further call.
+    if ctx.stop.lock().is_ok_and(|stop| stop.is_some()) {
+        return Err(stop_run(&ctx, Stop::Budget));
+    }
     // A call made by an earlier run of this script call is not made again: its answer is
     // taken from the tape.
     let replayed =
@@ -335,9 +339,9 @@ pub(super) fn response_map(response: LegacyResponse) -> Map {
         }
     }
     map.insert("headers".into(), headers.into());
-    // Read straight into the script's values, with serde_json's nesting bound: JSON nested
-    // deeper than that is no JSON to the script.
-    let json = serde_json::from_slice::<Dynamic>(&response.body).unwrap_or(Dynamic::UNIT);
+    let json = serde_json::from_slice::<serde_json::Value>(&response.body)
+        .map(|v| crate::script::ScriptEngine::to_dynamic(&v))
+        .unwrap_or(Dynamic::UNIT);
     map.insert("json".into(), json);
     map.insert("body".into(), Dynamic::from(String::from_utf8_lossy(&response.body).into_owned()));
     map
