@@ -143,6 +143,7 @@ const SLOW_SCRIPT: &str = r#"
 fn create_user(user) {
     let response = legacy.post("/users", #{ login: user.userName });
     if response.status != 201 { throw legacy.unexpected(response); }
+    log_info(`created ${response.json.login}`);
     #{ id: response.json.id.to_string(), userName: response.json.login }
 }
 fn get_user(id) {
@@ -184,6 +185,17 @@ async fn audit_line(request_id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_cut_off_by_its_deadline_is_audited_and_its_retry_makes_no_second_account() {
+    create_cut_off_by_its_deadline().await;
+}
+
+/// The same on a runtime with one worker, where the script call runs on the worker itself
+/// (its legacy call made there as a task of its own) rather than on a script thread.
+#[tokio::test]
+async fn a_create_cut_off_by_its_deadline_on_one_worker_makes_no_second_account() {
+    create_cut_off_by_its_deadline().await;
+}
+
+async fn create_cut_off_by_its_deadline() {
     let directory = Arc::new(SlowDirectory::default());
     *directory.post_delay.lock().unwrap() = Duration::from_millis(2500);
     let env = slow_env(&directory).await;
@@ -205,6 +217,17 @@ async fn a_create_cut_off_by_its_deadline_is_audited_and_its_retry_makes_no_seco
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_client_hangs_up_is_finished_and_remembered() {
+    create_whose_client_hangs_up().await;
+}
+
+/// The same with the script call on the runtime's one worker: the request's future is dropped
+/// with its connection, the call's task goes on.
+#[tokio::test]
+async fn a_create_whose_client_hangs_up_on_one_worker_is_finished_and_remembered() {
+    create_whose_client_hangs_up().await;
+}
+
+async fn create_whose_client_hangs_up() {
     let directory = Arc::new(SlowDirectory::default());
     *directory.post_delay.lock().unwrap() = Duration::from_millis(600);
     let env = slow_env(&directory).await;
@@ -252,4 +275,40 @@ async fn a_bulk_cut_off_by_its_deadline_reports_what_it_did() {
         let detail = result["response"]["detail"].as_str().unwrap_or_default();
         assert!(detail.contains("may or may not"), "{result}");
     }
+}
+
+/// An h2 client that resets its stream while the create's legacy call is out, on a runtime
+/// with one worker (the script call runs on it, stopped and run again around its legacy
+/// call): the write still runs to its end — the legacy call is not cut in half, the script
+/// goes on after it, and the proxy learns the account.
+#[tokio::test]
+async fn a_create_whose_h2_stream_is_reset_on_one_worker_is_finished() {
+    let directory = Arc::new(SlowDirectory::default());
+    *directory.post_delay.lock().unwrap() = Duration::from_millis(600);
+    let env = slow_env(&directory).await;
+    let request_id = format!("reset-{}", uuid::Uuid::new_v4());
+    let tcp = tokio::net::TcpStream::connect(env.proxy.as_ref().unwrap().scim_addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("{}/Users", env.base()))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/scim+json")
+        .header("x-request-id", request_id.as_str())
+        .body(())
+        .unwrap();
+    let (response, mut body) = client.ready().await.unwrap().send_request(request, false).unwrap();
+    body.send_data(Bytes::from(new_user("reset.rosa").to_string()), true).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    body.send_reset(h2::Reason::CANCEL);
+    drop(response);
+    // The legacy app answers after its 600 ms, and the script goes on to its end: the line
+    // it logs after the write is there, under the request's id.
+    let started = Instant::now();
+    while log_lines_with(&[request_id.as_str(), "created reset.rosa"]).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the script stopped with its request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retry = env.post("/Users", new_user("reset.rosa")).await;
+    retry.assert_error(409, Some("uniqueness"));
+    assert_eq!(directory.logins(), ["reset.rosa"], "one account");
 }
