@@ -252,14 +252,18 @@ mod tests {
 
     use super::*;
 
-    fn recorder() -> Recorder {
-        let dir = std::env::temp_dir().join(format!("scim-proxy-record-{}", std::process::id()));
-        Recorder::new("acme", dir, Redactor::new(&["SSN".into()], std::iter::empty())).unwrap()
+    /// A recorder writing into a temporary folder, removed with the returned guard.
+    fn recorder() -> (Recorder, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder =
+            Recorder::new("acme", dir.path().join("recorded"), Redactor::new(&["SSN".into()], std::iter::empty()))
+                .unwrap();
+        (recorder, dir)
     }
 
     #[test]
     fn redacts_secret_names_configured_names_and_patch_values() {
-        let r = recorder().redactor;
+        let r = recorder().0.redactor;
         let mut body = json!({
             "userName": "b", "password": "hunter2", "ssn": "123", "nested": [{"api_key": "k", "x": 1}],
             "Operations": [
@@ -282,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_recording_becomes_a_test_file() {
-        let r = recorder();
+        let (r, _dir) = recorder();
         let file = r.test_file(Recording {
             request_id: "r1".into(),
             method: "POST".into(),

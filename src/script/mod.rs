@@ -379,14 +379,17 @@ impl ScriptEngine {
             });
         }
         // Closures are compiled to `anon$…` functions: not the script's own names.
-        let functions = ast
+        let functions: BTreeSet<(String, usize)> = ast
             .iter_functions()
             .filter(|f| !f.name.starts_with("anon$"))
             .map(|f| (f.name.to_owned(), f.params.len()))
             .collect();
+        // The set is ordered by arity within a name: the last one seen is the highest.
+        let arities = functions.iter().map(|(name, arity)| (name.clone(), *arity)).collect();
         Ok(Compiled {
             ast: Arc::new(ast),
             functions,
+            arities,
             path: path.to_path_buf(),
             file: Arc::from(file),
             fingerprint: crate::scim::fingerprint(text.as_bytes()),
@@ -529,6 +532,8 @@ impl Default for ScriptEngine {
 pub struct Compiled {
     ast: Arc<rhai::AST>,
     functions: BTreeSet<(String, usize)>,
+    /// The highest arity of each function, looked up for every script call.
+    arities: std::collections::HashMap<String, usize>,
     path: PathBuf,
     file: Arc<str>,
     /// A fingerprint of the text it was compiled from.
@@ -538,9 +543,7 @@ pub struct Compiled {
 impl Compiled {
     /// The arity the script defines `name` with (the highest, when several), if it defines it.
     pub fn arity(&self, name: &str) -> Option<usize> {
-        // A range, not a scan: `check` asks this for each function the script defines.
-        let name = name.to_owned();
-        self.functions.range((name.clone(), 0)..=(name, usize::MAX)).next_back().map(|(_, a)| *a)
+        self.arities.get(name).copied()
     }
 
     /// A fingerprint of the text the script was compiled from.
