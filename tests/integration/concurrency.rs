@@ -33,6 +33,17 @@ async fn send(env: &TestEnv, method: Method, path: &str, headers: &[(&str, &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_patches_of_different_attributes_keep_every_change() {
+    concurrent_patches_keep_every_change().await;
+}
+
+/// The same on a runtime with one worker, where each PATCH's script calls run on the worker,
+/// stopped and run again around their legacy calls, interleaved with the others'.
+#[tokio::test]
+async fn concurrent_patches_on_one_worker_keep_every_change() {
+    concurrent_patches_keep_every_change().await;
+}
+
+async fn concurrent_patches_keep_every_change() {
     let env = Arc::new(TestEnv::start().await);
     let id = env.create_user("busy").await;
     let paths = ["title", "displayName", "name.givenName", "name.familyName", "externalId"];

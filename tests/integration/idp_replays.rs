@@ -511,3 +511,30 @@ async fn okta_group_cycle_against_the_documents_example() {
     let env = crate::example_documents::Env::start().await;
     okta_group_cycle(&Target::documents(&env)).await;
 }
+
+// On a runtime with one worker (a proxy on one core) the script calls run on the worker,
+// stopped and run again around each legacy call: the same cycles, the same answers.
+
+#[tokio::test]
+async fn entra_id_user_cycle_against_the_demo_on_one_worker() {
+    let env = TestEnv::start_shipped_config().await;
+    entra_user_cycle(&Target::demo(&env)).await;
+}
+
+#[tokio::test]
+async fn entra_id_group_cycle_against_the_demo_on_one_worker() {
+    let env = TestEnv::start_shipped_config().await;
+    entra_group_cycle(&Target::demo(&env)).await;
+}
+
+#[tokio::test]
+async fn okta_user_cycle_against_the_demo_on_one_worker() {
+    let env = TestEnv::start_shipped_config().await;
+    okta_user_cycle(&Target::demo(&env)).await;
+}
+
+#[tokio::test]
+async fn okta_group_cycle_against_the_demo_on_one_worker() {
+    let env = TestEnv::start_shipped_config().await;
+    okta_group_cycle(&Target::demo(&env)).await;
+}
