@@ -32,16 +32,12 @@ enum Event {
         request: Box<LegacyRequest>,
         answer: Answer,
     },
-    /// A value read outside the script: `what` names the function, `key` its arguments.
+    /// A value read outside the script, or `()` for a change made or a line written: `what`
+    /// names the function, `key` its arguments.
     Value {
         what: &'static str,
         key: String,
         value: Dynamic,
-    },
-    /// A change made or a line written.
-    Done {
-        what: &'static str,
-        key: String,
     },
 }
 
@@ -131,21 +127,11 @@ impl Tape {
         record: bool,
         live: impl FnOnce(),
     ) -> Result<(), Diverged> {
-        if !self.at_end() {
-            return match &self.events[self.next] {
-                Event::Done { what: w, key: k } if *w == what && k == key => {
-                    self.next += 1;
-                    Ok(())
-                }
-                other => Err(Diverged { expected: describe(other), found: format!("{what}({key})") }),
-            };
-        }
-        live();
-        if record {
-            self.events.push(Event::Done { what, key: key.to_owned() });
-            self.next = self.events.len();
-        }
-        Ok(())
+        self.value(what, key, record, || {
+            live();
+            Dynamic::UNIT
+        })
+        .map(drop)
     }
 }
 
@@ -166,7 +152,7 @@ fn call_name(request: &LegacyRequest) -> String {
 fn describe(event: &Event) -> String {
     match event {
         Event::Call { request, .. } => call_name(request),
-        Event::Value { what, key, .. } | Event::Done { what, key } => format!("{what}({key})"),
+        Event::Value { what, key, .. } => format!("{what}({key})"),
     }
 }
 
