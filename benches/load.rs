@@ -24,6 +24,8 @@
 //!   /Users?filter=userName eq "…"` (not found), `POST /Users` with Entra's default body, then
 //!   `PATCH /Groups/{id}` adding the new user to a group — and the same legacy calls made
 //!   directly; total time, CPU seconds of the proxy and of Acme, legacy calls.
+//! - `LOAD_LISTINGS` (default 6): how many times the in-proxy filter over the full listing
+//!   is timed (a larger number, with `LOAD_CASES=none`, to profile that listing alone).
 //! - `LOAD_PIN=1`: the sidecar layout. The proxy, the byte-forwarding reference and the Acme
 //!   instances are pinned to CPU 0 (a sidecar and its app sharing one core), the load
 //!   generator to CPU 1 with one runtime thread (`taskset`). Unset, nothing is pinned.
@@ -993,8 +995,9 @@ fn print_table(rows: &[Row]) {
 
 /// Times in ms of a few runs of a listing the proxy filters itself, sorted.
 async fn in_proxy_listing(http: &reqwest::Client, url: &str) -> Vec<f64> {
+    let runs = std::env::var("LOAD_LISTINGS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(6).max(1);
     let mut times = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..runs {
         let started = Instant::now();
         let response = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
         assert!(response.status().is_success(), "in-proxy filter: {}", response.status());

@@ -173,6 +173,18 @@ fn main() {
         let v: Value = serde_json::from_slice(black_box(&bytes)).unwrap();
         let _ = black_box(ScriptEngine::to_dynamic(&v));
     });
+    measure(&filter, "json: Acme record bytes → Dynamic", || {
+        let _ = black_box(ScriptEngine::parse_json(black_box(&bytes)).unwrap());
+    });
+    // A listing page as Acme answers it: 100 records.
+    let page = serde_json::to_vec(&json!({"data": vec![record.clone(); 100], "total": 10_000})).unwrap();
+    measure(&filter, "json: a 100-record page bytes → Dynamic", || {
+        let _ = black_box(ScriptEngine::parse_json(black_box(&page)).unwrap());
+    });
+    let scim_page = ScriptEngine::to_dynamic(&Value::Array(vec![user.clone(); 100]));
+    measure(&filter, "json: 100 SCIM users Dynamic → JSON", || {
+        black_box(ScriptEngine::to_json(black_box(&scim_page)).unwrap());
+    });
     let scope = CallScope {
         request_id: Arc::from("bench"),
         deadline: Instant::now() + Duration::from_secs(3600),

@@ -66,7 +66,8 @@ pub(super) fn finish_value_unsealed(
         _ => Map::new(),
     };
     meta.insert("resourceType".into(), Value::String(rs.name.clone()));
-    let seal_now = seal_now || has_never_returned(rs, &object);
+    let never_returned = has_never_returned(rs, &object);
+    let seal_now = seal_now || never_returned;
     if seal_now {
         seal_meta(call, kind, &id, &object, &mut meta);
     } else {
@@ -75,7 +76,9 @@ pub(super) fn finish_value_unsealed(
     }
     object.insert("meta".into(), Value::Object(meta));
     let mut resource = Value::Object(object);
-    without_never_returned(rs, &mut resource);
+    if never_returned {
+        without_never_returned(rs, &mut resource);
+    }
     // A dry run's answers are made up: nothing learnt from them is kept.
     let dry_run = call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run());
     if !dry_run

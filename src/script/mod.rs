@@ -3,6 +3,7 @@
 //! May import: `cache`, `legacy`, and the foundation (`config`, `observe`, `scim`).
 
 mod host;
+mod json;
 pub mod journal;
 pub mod lint;
 pub(crate) mod reload;
@@ -398,68 +399,15 @@ impl ScriptEngine {
 
     /// Converts JSON into a script value: `null` is `()`, integers that fit are `INT`, other
     /// numbers `FLOAT` (as `rhai::serde::to_dynamic` does, without its serializer's overhead:
-    /// this runs on every legacy answer and every resource given to a script).
-    ///
-    /// Iterative, so no nesting can exhaust the stack of the thread converting.
+    /// this runs on every resource given to a script).
     pub fn to_dynamic(value: &serde_json::Value) -> Dynamic {
-        use serde_json::Value;
-        /// A container being filled: its remaining children, and what is converted so far.
-        enum Open<'v> {
-            Array(std::slice::Iter<'v, Value>, rhai::Array),
-            Object(serde_json::map::Iter<'v>, rhai::Map, Option<&'v str>),
-        }
-        let leaf = |value: &Value| match value {
-            Value::Null => Some(Dynamic::UNIT),
-            Value::Bool(b) => Some(Dynamic::from_bool(*b)),
-            Value::Number(n) => Some(match n.as_i64() {
-                Some(i) => Dynamic::from_int(i),
-                None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
-            }),
-            Value::String(s) => Some(s.as_str().into()),
-            Value::Array(_) | Value::Object(_) => None,
-        };
-        fn open(value: &Value) -> Open<'_> {
-            match value {
-                Value::Array(items) => Open::Array(items.iter(), rhai::Array::with_capacity(items.len())),
-                Value::Object(map) => Open::Object(map.iter(), rhai::Map::new(), None),
-                _ => Open::Array([].iter(), rhai::Array::new()),
-            }
-        }
-        if let Some(done) = leaf(value) {
-            return done;
-        }
-        let mut stack = vec![open(value)];
-        loop {
-            let Some(top) = stack.last_mut() else { return Dynamic::UNIT };
-            let next = match top {
-                Open::Array(items, _) => items.next(),
-                Open::Object(entries, _, key) => entries.next().map(|(k, v)| {
-                    *key = Some(k.as_str());
-                    v
-                }),
-            };
-            let finished = match next {
-                Some(child) => match leaf(child) {
-                    Some(done) => done,
-                    None => {
-                        stack.push(open(child));
-                        continue;
-                    }
-                },
-                None => match stack.pop() {
-                    Some(Open::Array(_, items)) => Dynamic::from_array(items),
-                    Some(Open::Object(_, map, _)) => Dynamic::from_map(map),
-                    None => return Dynamic::UNIT,
-                },
-            };
-            match stack.last_mut() {
-                None => return finished,
-                Some(Open::Array(_, items)) => items.push(finished),
-                Some(Open::Object(_, map, key)) => {
-                    map.insert(key.take().unwrap_or_default().into(), finished);
-                }
-            }
-        }
+        json::to_dynamic(value)
+    }
+
+    /// Parses JSON text straight into a script value, the same value [`ScriptEngine::to_dynamic`]
+    /// makes of it: every legacy answer is read this way, without a `serde_json::Value` between.
+    pub fn parse_json(text: &[u8]) -> Result<Dynamic, serde_json::Error> {
+        json::from_slice(text)
     }
 
     /// Converts a script value into JSON; `()` becomes `null`, a `results()` list an array.
@@ -468,51 +416,12 @@ impl ScriptEngine {
     /// custom types) goes through `rhai::serde`, whose answer this matches. A value nested
     /// deeper than [`limits::MAX_VALUE_DEPTH`] is refused.
     pub fn to_json(value: &Dynamic) -> Result<serde_json::Value, String> {
-        Self::to_json_within(value, 0)
+        json::to_json_within(value, 0)
     }
 
     /// [`ScriptEngine::to_json`] of a value found `depth` levels down.
     pub(crate) fn to_json_within(value: &Dynamic, depth: usize) -> Result<serde_json::Value, String> {
-        use serde_json::Value;
-        if value.is_unit() {
-            return Ok(Value::Null);
-        }
-        if value.is_shared() {
-            return Self::to_json_within(&value.flatten_clone(), depth);
-        }
-        if let Ok(b) = value.as_bool() {
-            return Ok(Value::Bool(b));
-        }
-        if let Ok(i) = value.as_int() {
-            return Ok(Value::from(i));
-        }
-        if let Ok(f) = value.as_float() {
-            return Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number));
-        }
-        if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
-            return Ok(Value::String(s.as_str().to_owned()));
-        }
-        if depth >= limits::MAX_VALUE_DEPTH {
-            return Err(too_deep());
-        }
-        if let Some(items) = value.read_lock::<rhai::Array>() {
-            return items
-                .iter()
-                .map(|item| Self::to_json_within(item, depth + 1))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array);
-        }
-        if let Some(map) = value.read_lock::<rhai::Map>() {
-            let mut object = serde_json::Map::new();
-            for (k, v) in map.iter() {
-                object.insert(k.to_string(), Self::to_json_within(v, depth + 1)?);
-            }
-            return Ok(Value::Object(object));
-        }
-        if let Some(results) = value.read_lock::<host::Results>() {
-            return results.to_json(depth);
-        }
-        rhai::serde::from_dynamic(value).map_err(|e| e.to_string())
+        json::to_json_within(value, depth)
     }
 }
 

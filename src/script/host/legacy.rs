@@ -339,10 +339,13 @@ pub(super) fn response_map(response: LegacyResponse) -> Map {
         }
     }
     map.insert("headers".into(), headers.into());
-    let json = serde_json::from_slice::<serde_json::Value>(&response.body)
-        .map(|v| crate::script::ScriptEngine::to_dynamic(&v))
-        .unwrap_or(Dynamic::UNIT);
+    let json = crate::script::ScriptEngine::parse_json(&response.body).unwrap_or(Dynamic::UNIT);
     map.insert("json".into(), json);
-    map.insert("body".into(), Dynamic::from(String::from_utf8_lossy(&response.body).into_owned()));
+    // Checked whole first: most answers are valid UTF-8, and the lossy conversion's scan is slower.
+    let text = match std::str::from_utf8(&response.body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(&response.body).into_owned(),
+    };
+    map.insert("body".into(), Dynamic::from(text));
     map
 }

@@ -1,0 +1,279 @@
+//! JSON in and out of script values: legacy answers parsed into them, resources converted
+//! both ways, on every script call.
+
+use std::fmt;
+
+use rhai::{Array, Dynamic};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::{host, limits, too_deep};
+
+/// The key type of a script map, which Rhai does not name outside its internals.
+type Identifier = <rhai::Map as Keyed>::Key;
+
+/// Names the key type of a map.
+trait Keyed {
+    type Key;
+}
+
+impl<K, V> Keyed for std::collections::BTreeMap<K, V> {
+    type Key = K;
+}
+
+/// A JSON number as a script value: an integer that fits is `INT`, any other number `FLOAT`.
+fn number(n: &serde_json::Number) -> Dynamic {
+    match n.as_i64() {
+        Some(i) => Dynamic::from_int(i),
+        None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+/// [`ScriptEngine::to_dynamic`](super::ScriptEngine::to_dynamic): iterative, so no nesting can
+/// exhaust the stack of the thread converting.
+pub(super) fn to_dynamic(value: &Value) -> Dynamic {
+    /// A container being filled: its remaining children, and what is converted so far.
+    enum Open<'v> {
+        Array(std::slice::Iter<'v, Value>, Array),
+        Object(serde_json::map::Iter<'v>, rhai::Map, Option<&'v str>),
+    }
+    let leaf = |value: &Value| match value {
+        Value::Null => Some(Dynamic::UNIT),
+        Value::Bool(b) => Some(Dynamic::from_bool(*b)),
+        Value::Number(n) => Some(number(n)),
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Array(_) | Value::Object(_) => None,
+    };
+    fn open(value: &Value) -> Open<'_> {
+        match value {
+            Value::Array(items) => Open::Array(items.iter(), Array::with_capacity(items.len())),
+            Value::Object(map) => Open::Object(map.iter(), rhai::Map::new(), None),
+            _ => Open::Array([].iter(), Array::new()),
+        }
+    }
+    if let Some(done) = leaf(value) {
+        return done;
+    }
+    let mut stack = vec![open(value)];
+    loop {
+        let Some(top) = stack.last_mut() else { return Dynamic::UNIT };
+        let next = match top {
+            Open::Array(items, _) => items.next(),
+            Open::Object(entries, _, key) => entries.next().map(|(k, v)| {
+                *key = Some(k.as_str());
+                v
+            }),
+        };
+        let finished = match next {
+            Some(child) => match leaf(child) {
+                Some(done) => done,
+                None => {
+                    stack.push(open(child));
+                    continue;
+                }
+            },
+            None => match stack.pop() {
+                Some(Open::Array(_, items)) => Dynamic::from_array(items),
+                Some(Open::Object(_, map, _)) => Dynamic::from_map(map),
+                None => return Dynamic::UNIT,
+            },
+        };
+        match stack.last_mut() {
+            None => return finished,
+            Some(Open::Array(_, items)) => items.push(finished),
+            Some(Open::Object(_, map, key)) => {
+                map.insert(key.take().unwrap_or_default().into(), finished);
+            }
+        }
+    }
+}
+
+/// [`ScriptEngine::parse_json`](super::ScriptEngine::parse_json). `serde_json` refuses text
+/// nested deeper than 127 levels before the visitor below recurses further.
+pub(super) fn from_slice(text: &[u8]) -> Result<Dynamic, serde_json::Error> {
+    let mut parser = serde_json::Deserializer::from_slice(text);
+    let value = Script.deserialize(&mut parser)?;
+    parser.end()?;
+    Ok(value)
+}
+
+/// Reads one JSON value as a script value.
+#[derive(Clone, Copy)]
+struct Script;
+
+impl<'de> DeserializeSeed<'de> for Script {
+    type Value = Dynamic;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Dynamic, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Script {
+    type Value = Dynamic;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Dynamic, E> {
+        Ok(Dynamic::from_bool(b))
+    }
+
+    fn visit_i64<E>(self, i: i64) -> Result<Dynamic, E> {
+        Ok(Dynamic::from_int(i))
+    }
+
+    fn visit_u64<E>(self, u: u64) -> Result<Dynamic, E> {
+        Ok(number(&u.into()))
+    }
+
+    fn visit_f64<E>(self, f: f64) -> Result<Dynamic, E> {
+        Ok(Dynamic::from_float(f))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Dynamic, E> {
+        Ok(s.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Dynamic, E> {
+        Ok(Dynamic::UNIT)
+    }
+
+    fn visit_none<E>(self) -> Result<Dynamic, E> {
+        Ok(Dynamic::UNIT)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Dynamic, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dynamic, A::Error> {
+        let mut items = Array::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Dynamic::from_array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dynamic, A::Error> {
+        let mut entries = rhai::Map::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            // Of a key given twice, the last value is kept, as `serde_json` keeps it.
+            entries.insert(key, map.next_value_seed(self)?);
+        }
+        Ok(Dynamic::from_map(entries))
+    }
+}
+
+/// Reads an object's key straight into a map key (short keys are kept inline, not allocated).
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Identifier;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Identifier, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Key {
+    type Value = Identifier;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Identifier, E> {
+        Ok(s.into())
+    }
+}
+
+/// [`ScriptEngine::to_json_within`](super::ScriptEngine::to_json_within).
+pub(super) fn to_json_within(value: &Dynamic, depth: usize) -> Result<Value, String> {
+    if value.is_unit() {
+        return Ok(Value::Null);
+    }
+    if value.is_shared() {
+        return to_json_within(&value.flatten_clone(), depth);
+    }
+    if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
+        return Ok(Value::String(s.as_str().to_owned()));
+    }
+    if let Ok(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = value.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = value.as_float() {
+        return Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number));
+    }
+    if depth >= limits::MAX_VALUE_DEPTH {
+        return Err(too_deep());
+    }
+    if let Some(items) = value.read_lock::<Array>() {
+        return items
+            .iter()
+            .map(|item| to_json_within(item, depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
+    }
+    if let Some(map) = value.read_lock::<rhai::Map>() {
+        let mut object = serde_json::Map::new();
+        for (k, v) in map.iter() {
+            object.insert(k.as_str().to_owned(), to_json_within(v, depth + 1)?);
+        }
+        return Ok(Value::Object(object));
+    }
+    if let Some(results) = value.read_lock::<host::Results>() {
+        return results.to_json(depth);
+    }
+    rhai::serde::from_dynamic(value).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{from_slice, to_dynamic, to_json_within};
+
+    /// Parsing text gives the value converting its parsed JSON gives, numbers and repeated
+    /// keys included.
+    #[test]
+    fn text_parses_to_the_value_its_json_converts_to() {
+        let cases: &[&str] = &[
+            r#"{"id": 7, "login": "bjensen", "enabled": true, "phone": null, "score": 1.5}"#,
+            r#"{"big": 18446744073709551615, "neg": -9223372036854775808, "exp": 1e3, "one": 1.0}"#,
+            r#"{"a": 1, "a": 2, "b": [{"x": "y", "x": "z"}], "c": {}, "d": []}"#,
+            r#"[1, "two", [3, [4, [5]]], {"k\u00e9y": "v\n\"q\""}]"#,
+            r#""just a string""#,
+            "42",
+            "null",
+        ];
+        for text in cases {
+            let parsed = from_slice(text.as_bytes()).unwrap();
+            let via_value = to_dynamic(&serde_json::from_str(text).unwrap());
+            assert_eq!(format!("{parsed:?}"), format!("{via_value:?}"), "{text}");
+            assert_eq!(to_json_within(&parsed, 0).unwrap(), to_json_within(&via_value, 0).unwrap(), "{text}");
+        }
+        assert_eq!(from_slice(b"18446744073709551615").unwrap().as_float(), Ok(18_446_744_073_709_551_615.0));
+        assert_eq!(from_slice(br#"{"a": 1, "a": 2}"#).unwrap().cast::<rhai::Map>()["a"].as_int(), Ok(2));
+    }
+
+    /// What `serde_json` refuses is refused: trailing text, bad syntax, nesting past its limit.
+    #[test]
+    fn what_is_not_json_is_refused() {
+        for text in ["{\"a\": 1} x", "{\"a\": }", "[1, 2", "", "\u{feff}{}"] {
+            assert!(from_slice(text.as_bytes()).is_err(), "{text:?}");
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(from_slice(deep.as_bytes()).is_err());
+        let fits = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(from_slice(fits.as_bytes()).is_ok());
+        assert_eq!(
+            to_json_within(&from_slice(br#"{"a": [null, {"b": false}]}"#).unwrap(), 0).unwrap(),
+            json!({"a": [null, {"b": false}]})
+        );
+    }
+}
