@@ -48,17 +48,8 @@ pub(super) fn finish_value_unsealed(
     let Value::Object(mut object) = value else {
         return Err(bad_return(function, "a value that is not a map").into());
     };
-    let id = match object.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad_return(function, "a resource without an id").into()),
-    };
-    object.insert("id".into(), Value::String(id.clone()));
-    let name = match object.get(kind.name_attribute()) {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return Err(bad_return(function, &format!("a resource without a {}", kind.name_attribute())).into()),
-    };
-    let external_id = object.get("externalId").and_then(Value::as_str).map(str::to_owned);
+    let identity = identify(kind, function, &object)?;
+    object.insert("id".into(), Value::String(identity.id.clone()));
     object.insert("schemas".into(), Value::Array(schemas_of(rs, &object)));
     fill_references(rs, &mut object, &call.base_url);
     let mut meta = match object.remove("meta") {
@@ -69,7 +60,7 @@ pub(super) fn finish_value_unsealed(
     let never_returned = has_never_returned(rs, &object);
     let seal_now = seal_now || never_returned;
     if seal_now {
-        seal_meta(call, kind, &id, &object, &mut meta);
+        seal_meta(call, kind, &identity.id, &object, &mut meta);
     } else {
         // No `location` marks the resource for [`seal`], which writes it over the script's anyway.
         meta.remove("location");
@@ -79,21 +70,51 @@ pub(super) fn finish_value_unsealed(
     if never_returned {
         without_never_returned(rs, &mut resource);
     }
+    remember(call, kind, &rs.name, &identity);
+    Ok(resource)
+}
+
+/// What names a resource a script answered: its id (a number is taken as its text), its
+/// `userName` or `displayName`, its `externalId`.
+pub(super) struct Identity {
+    id: String,
+    name: String,
+    external_id: Option<String>,
+}
+
+/// The [`Identity`] of a resource a script answered (its members), or the script's fault
+/// when it has no id or no name.
+pub(super) fn identify(kind: ResourceKind, function: &str, object: &Map<String, Value>) -> Result<Identity, Error> {
+    let id = match object.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad_return(function, "a resource without an id").into()),
+    };
+    let name = match object.get(kind.name_attribute()) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(bad_return(function, &format!("a resource without a {}", kind.name_attribute())).into()),
+    };
+    let external_id = object.get("externalId").and_then(Value::as_str).map(str::to_owned);
+    Ok(Identity { id, name, external_id })
+}
+
+/// Keeps what a script answered about a resource in the ID cache, as every answer is kept.
+pub(super) fn remember(call: &Call<'_>, kind: ResourceKind, resource_type: &str, identity: &Identity) {
     // A dry run's answers are made up: nothing learnt from them is kept.
     let dry_run = call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run());
+    let Identity { id, name, external_id } = identity;
     if !dry_run
-        && call.app.ids.observe(kind, &id, Some(&name), external_id.as_deref()) == crate::cache::Observed::SharedId
+        && call.app.ids.observe(kind, id, Some(name), external_id.as_deref()) == crate::cache::Observed::SharedId
     {
         // Clients keep resources by id alone (a member's `value`, a Bulk `location`):
         // a shared id makes one resource stand for the other (RFC 7643 §3.1).
         tracing::warn!(
             app = call.app.name(),
             id = %id,
-            resource_type = rs.name.as_str(),
+            resource_type,
             "a user and a group share an id: give each resource type ids of its own"
         );
     }
-    Ok(resource)
 }
 
 /// Adds `meta.location` and `meta.version` to a resource [`finish_value_unsealed`] left

@@ -4,7 +4,7 @@
 use rhai::Dynamic;
 use serde_json::{Value, json};
 
-use super::finish::{finish_value_unsealed, seal};
+use super::finish::{finish_value_unsealed, identify, remember, seal};
 use super::read::{Wanted, fetch};
 use super::{Call, Reply, bad_return, functions, text_at};
 use crate::error::{Error, RequestError};
@@ -14,7 +14,7 @@ use crate::scim::filter::{Filter, parse_filter};
 use crate::scim::params::{self, ListParams};
 use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
-use crate::scim::schema::{ResourceKind, ResourceSchema};
+use crate::scim::schema::{ResourceKind, ResourceSchema, Returned};
 use crate::scim::{ScimError, discovery, sort};
 use crate::script::ScriptEngine;
 
@@ -121,15 +121,13 @@ pub(super) async fn select(
 /// Listings longer than this are settled with the worker thread's other tasks handed away.
 pub(super) const LARGE_LISTING: usize = 256;
 
-/// How many resources a listing function answered (an array, or a map's `resources`).
+/// How many resources a listing function answered (an array or a `results()` list, or a
+/// map's `resources`).
 pub(super) fn listed_count(answer: &Dynamic) -> usize {
-    if let Some(items) = answer.read_lock::<rhai::Array>() {
-        return items.len();
+    if let Some(count) = ScriptEngine::item_count(answer) {
+        return count;
     }
-    answer
-        .read_lock::<rhai::Map>()
-        .and_then(|map| map.get("resources").and_then(|r| r.read_lock::<rhai::Array>().map(|items| items.len())))
-        .unwrap_or(0)
+    answer.read_lock::<rhai::Map>().and_then(|map| map.get("resources").and_then(ScriptEngine::item_count)).unwrap_or(0)
 }
 
 /// The script's answer to a listing, read, finished, filtered, sorted and paged.
@@ -146,7 +144,8 @@ pub(super) fn settle_listing(
     // filter or the sort reads `meta`.
     let reads_meta = query.filter.as_ref().is_some_and(|f| f.names_attribute("meta"))
         || query.sort_by.as_ref().is_some_and(|p| p.name.eq_ignore_ascii_case("meta"));
-    let listed = read_listing(call, kind, function, answer, reads_meta)?;
+    let pretest = query.matcher.as_ref().and_then(|matcher| Pretest::new(matcher, rs));
+    let listed = read_listing(call, kind, function, answer, reads_meta, pretest.as_ref())?;
     let sealed = |mut resources: Vec<Value>| {
         for resource in &mut resources {
             seal(call, kind, resource);
@@ -295,42 +294,121 @@ pub(super) struct Listing {
     filtered: bool,
 }
 
-/// Reads a listing: an array of resources, or `#{ resources, total_results, paged }`; its
-/// resources are finished, and sealed only when `seal_now` (else [`seal`] them once paged).
+/// Reads a listing: an array of resources (or a `results()` list), or `#{ resources,
+/// total_results, paged }`; its resources are finished, and sealed only when `seal_now` (else
+/// [`seal`] them once paged). With a `pretest`, a resource it turns away is not converted nor
+/// finished, only checked and kept in the ID cache as every listed resource is.
 pub(super) fn read_listing(
     call: &Call<'_>,
     kind: ResourceKind,
     function: &str,
     answer: Dynamic,
     seal_now: bool,
+    pretest: Option<&Pretest<'_>>,
 ) -> Result<Listing, Error> {
-    let value = ScriptEngine::to_json(&answer).map_err(|e| bad_return(function, &e))?;
-    let (items, total, paged, filtered) = match value {
-        Value::Array(items) => (items, None, false, false),
-        Value::Object(mut map) => {
-            let items = match map.remove("resources") {
-                Some(Value::Array(items)) => items,
-                _ => return Err(bad_return(function, "a map without a resources array").into()),
-            };
-            let total = map.get("total_results").and_then(Value::as_u64).map(|n| n as usize);
-            let paged = map.get("paged").and_then(Value::as_bool).unwrap_or(false);
-            let filtered = paged || map.get("filtered").and_then(Value::as_bool).unwrap_or(false);
-            if paged && total.is_none() {
-                return Err(bad_return(function, "paged: true without total_results").into());
-            }
-            (items, total, paged, filtered)
+    let answer = answer.flatten();
+    // How deep the resources lie in the answer, for the nesting bound of what is converted.
+    let (list, depth, total, paged, filtered) = if answer.is_map() {
+        let mut map = answer.cast::<rhai::Map>();
+        let Some(list) =
+            map.remove("resources").map(Dynamic::flatten).filter(|l| ScriptEngine::item_count(l).is_some())
+        else {
+            return Err(bad_return(function, "a map without a resources array").into());
+        };
+        let rest = ScriptEngine::to_json(&Dynamic::from_map(map)).map_err(|e| bad_return(function, &e))?;
+        let total = rest.get("total_results").and_then(Value::as_u64).map(|n| n as usize);
+        let paged = rest.get("paged").and_then(Value::as_bool).unwrap_or(false);
+        let filtered = paged || rest.get("filtered").and_then(Value::as_bool).unwrap_or(false);
+        if paged && total.is_none() {
+            return Err(bad_return(function, "paged: true without total_results").into());
         }
-        _ => return Err(bad_return(function, "neither an array nor a map").into()),
+        (list, 2, total, paged, filtered)
+    } else if ScriptEngine::item_count(&answer).is_some() {
+        (answer, 1, None, false, false)
+    } else {
+        return Err(bad_return(function, "neither an array nor a map").into());
     };
     let max_scan = call.app.config.list.max_scan;
-    if !paged && items.len() > max_scan {
+    let count = ScriptEngine::item_count(&list).unwrap_or(0);
+    if !paged && count > max_scan {
         return Err(too_many(max_scan).into());
     }
-    let resources = items
-        .into_iter()
-        .map(|item| finish_value_unsealed(call, kind, function, item, seal_now))
-        .collect::<Result<Vec<_>, _>>()?;
+    // A listing the script filtered itself is not filtered again.
+    let pretest = pretest.filter(|_| !filtered);
+    let rs = call.app.resource(kind)?;
+    let mut resources = Vec::with_capacity(if pretest.is_some() { 0 } else { count });
+    let read = ScriptEngine::each_item(&list, |item| {
+        if let Some(pretest) = pretest {
+            if !pretest.admits(call, kind, rs, function, item, depth)? {
+                return Ok(());
+            }
+        }
+        let json = ScriptEngine::to_json_within(item, depth).map_err(|e| bad_return(function, &e))?;
+        resources.push(finish_value_unsealed(call, kind, function, json, seal_now)?);
+        Ok::<(), Error>(())
+    });
+    read.unwrap_or_else(|| Err(bad_return(function, "a results() list that is unavailable").into()))?;
     Ok(Listing { resources, total, paged, filtered })
+}
+
+/// A listing's filter, tested on the few members of each listed resource it reads before the
+/// resource is converted and finished whole: of a listing of thousands, only what matches is.
+///
+/// Only where finishing leaves those members as the script gave them, so for filters reading
+/// none of: `id` (a number becomes text), `schemas` and `meta` (the proxy writes them),
+/// `members`, `groups` and extension attributes (references are filled in there), attributes
+/// never returned or holding sub-attributes never returned (they are taken out).
+pub(super) struct Pretest<'m> {
+    matcher: &'m Matcher<'m>,
+    /// The top-level attributes the filter reads.
+    names: Vec<&'m str>,
+}
+
+impl<'m> Pretest<'m> {
+    fn new(matcher: &'m Matcher<'m>, rs: &ResourceSchema) -> Option<Self> {
+        let mut names = Vec::new();
+        for (extension, name) in matcher.reads() {
+            if extension.is_some()
+                || ["id", "schemas", "meta", "members", "groups"].iter().any(|n| n.eq_ignore_ascii_case(name))
+            {
+                return None;
+            }
+            let attribute = rs.core_attribute(name)?;
+            let never = |a: &crate::scim::schema::Attribute| a.returned == Returned::Never;
+            if never(attribute) || attribute.sub_attributes.iter().any(never) {
+                return None;
+            }
+            names.push(name);
+        }
+        Some(Self { matcher, names })
+    }
+
+    /// False for a listed item (found `depth` levels down) that does not match: its id and
+    /// name checked and kept in the ID cache first, as finishing checks and keeps them.
+    fn admits(
+        &self,
+        call: &Call<'_>,
+        kind: ResourceKind,
+        rs: &ResourceSchema,
+        function: &str,
+        item: &Dynamic,
+        depth: usize,
+    ) -> Result<bool, Error> {
+        let name = kind.name_attribute();
+        let read = |key: &str| {
+            key == "id" || key == name || key == "externalId" || self.names.iter().any(|n| n.eq_ignore_ascii_case(key))
+        };
+        // Anything but a map is refused by finishing, with the same words.
+        let Some(members) = ScriptEngine::to_json_entries(item, depth, read) else { return Ok(true) };
+        let members = members.map_err(|e| bad_return(function, &e))?;
+        let identity = identify(kind, function, &members)?;
+        let resource = Value::Object(members);
+        if self.matcher.matches(&resource) {
+            return Ok(true);
+        }
+        remember(call, kind, &rs.name, &identity);
+        Ok(false)
+    }
 }
 
 pub(super) fn page_of(mut items: Vec<Value>, start_index: usize, count: usize) -> Vec<Value> {

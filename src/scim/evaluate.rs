@@ -48,6 +48,25 @@ impl<'s> Matcher<'s> {
     pub fn matches(&self, resource: &Value) -> bool {
         self.root.test(resource)
     }
+
+    /// The top-level members of a resource the filter reads, each as its extension's URN (for
+    /// extension attributes, read inside that member) and the attribute's name: a resource
+    /// holding only these members matches as the whole resource does.
+    pub fn reads(&self) -> Vec<(Option<&str>, &str)> {
+        let mut reads = Vec::new();
+        let mut nodes = vec![&self.root];
+        while let Some(node) = nodes.pop() {
+            match node {
+                // What a `[ ]` filter reads lies inside the attribute it filters.
+                Node::Compare { at, .. } | Node::Present { at } | Node::ValuePath { at, .. } => {
+                    reads.push((at.extension, at.name));
+                }
+                Node::All(all) | Node::Any(all) => nodes.extend(all),
+                Node::Not(inner) => nodes.push(inner),
+            }
+        }
+        reads
+    }
 }
 
 /// What a path is resolved in: the resource type, or the complex attribute of a `[ ]` filter.
@@ -677,5 +696,38 @@ pub(crate) mod tests {
         assert_eq!(selected, [true, true, true]);
         assert!(!matcher.matches(&json!("not an object")));
         assert!(!matcher.matches(&json!({"emails": "work"})));
+    }
+
+    /// What a filter reads is the top-level members it looks into: a `[ ]` filter's inner
+    /// paths lie inside its attribute, an extension attribute inside the extension's member.
+    #[test]
+    fn a_matcher_names_the_members_it_reads() {
+        let schema = user_schema();
+        type Read<'a> = (Option<&'a str>, &'a str);
+        let cases: &[(&str, &[Read<'_>])] = &[
+            ("USERNAME eq \"x\"", &[(None, "userName")]),
+            (
+                "emails[type eq \"work\" and value co \"@\"] or not (name.familyName pr)",
+                &[(None, "emails"), (None, "name")],
+            ),
+            (
+                "title pr and (active eq true or userName sw \"a\")",
+                &[(None, "title"), (None, "active"), (None, "userName")],
+            ),
+            (
+                &format!("{ENTERPRISE_USER_SCHEMA}:employeeNumber eq \"7\""),
+                &[(Some(ENTERPRISE_USER_SCHEMA), "employeeNumber")],
+            ),
+            ("schemas eq \"x\"", &[(None, "schemas")]),
+        ];
+        for (text, expected) in cases {
+            let filter = parse_filter(text).unwrap();
+            let matcher = Matcher::new(&filter, &schema).unwrap();
+            let mut reads = matcher.reads();
+            reads.sort_unstable();
+            let mut expected = expected.to_vec();
+            expected.sort_unstable();
+            assert_eq!(reads, expected, "{text}");
+        }
     }
 }

@@ -419,6 +419,44 @@ impl ScriptEngine {
         json::to_json_within(value, 0)
     }
 
+    /// Hands each item of a list a script answered (an array or a `results()` list) to `each`,
+    /// in order; `None` when the value is no such list.
+    pub(crate) fn each_item<E>(
+        list: &Dynamic,
+        mut each: impl FnMut(&Dynamic) -> Result<(), E>,
+    ) -> Option<Result<(), E>> {
+        if let Some(items) = list.read_lock::<rhai::Array>() {
+            return Some(items.iter().try_for_each(each));
+        }
+        list.read_lock::<host::Results>().and_then(|results| results.each(&mut each))
+    }
+
+    /// How many items a list a script answered holds (an array or a `results()` list).
+    pub(crate) fn item_count(list: &Dynamic) -> Option<usize> {
+        if let Some(items) = list.read_lock::<rhai::Array>() {
+            return Some(items.len());
+        }
+        list.read_lock::<host::Results>().map(|results| results.count())
+    }
+
+    /// The entries of a script map found `depth` levels down whose key `keep` accepts, as
+    /// JSON (each as [`ScriptEngine::to_json`] converts it); `None` when the value is no map.
+    pub(crate) fn to_json_entries(
+        value: &Dynamic,
+        depth: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> Option<Result<serde_json::Map<String, serde_json::Value>, String>> {
+        let map = value.read_lock::<rhai::Map>()?;
+        let mut object = serde_json::Map::new();
+        for (key, value) in map.iter().filter(|(key, _)| keep(key.as_str())) {
+            match json::to_json_within(value, depth + 1) {
+                Ok(value) => object.insert(key.as_str().to_owned(), value),
+                Err(e) => return Some(Err(e)),
+            };
+        }
+        Some(Ok(object))
+    }
+
     /// [`ScriptEngine::to_json`] of a value found `depth` levels down.
     pub(crate) fn to_json_within(value: &Dynamic, depth: usize) -> Result<serde_json::Value, String> {
         json::to_json_within(value, depth)

@@ -198,3 +198,74 @@ async fn listings_filtered_in_the_proxy_carry_the_version_get_gives() {
 pub(crate) fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+/// Users a script lists without a legacy call; `get_user` makes one (to `/users/{id}`, whose
+/// answer it ignores), so that a test can tell a read by id from a listing.
+const LISTED: &str = r#"
+    fn people() {
+        [
+            #{ id: 1, userName: "ann", displayName: "Ann", emails: [#{ value: "ann@example.com" }], title: "Chief" },
+            #{ id: 2, userName: "bob", DisplayName: "Bob", emails: [#{ value: "bob@example.com" }] },
+            #{ id: "3", userName: "cy", displayName: "Cy", externalId: "ext-cy", password: "never shown" },
+        ]
+    }
+    fn get_user(id) {
+        legacy.get(["users", id]);
+        let found = people().filter(|p| p.id.to_string() == id);
+        if found.len() == 0 { () } else { found[0] }
+    }
+    fn list_users(query) {
+        let users = results();
+        users += people();
+        if query.filter_text == "displayName eq \"Broken\"" {
+            users += [#{ id: 9, displayName: "no userName" }];
+        }
+        users
+    }
+"#;
+
+/// A filter evaluated in the proxy is tested on the members of each listed resource it reads
+/// before the resource is finished whole: the answer is the one finishing every resource first
+/// gives — for filters the shortcut takes and for those it leaves (`id`, `meta`, `schemas`, a
+/// never-returned attribute), attribute names in any case — every listed resource's id and
+/// name are still checked, and those that do not match still land in the ID cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_filtered_in_the_proxy_answers_as_if_each_resource_were_finished_first() {
+    let env = TestEnv::start_script(Some(LISTED), |t| t).await;
+    let cases: &[(&str, &[&str])] = &[
+        ("userName sw \"a\"", &["1"]),
+        ("USERNAME eq \"BOB\" or title pr", &["1", "2"]),
+        ("emails co \"bob@\"", &["2"]),
+        ("DISPLAYNAME eq \"Bob\"", &["2"]),
+        ("emails[value ew \"example.com\"] and not (displayName eq \"Ann\")", &["2"]),
+        ("externalId eq \"ext-cy\"", &["3"]),
+        ("id eq \"1\"", &["1"]),
+        ("meta.resourceType eq \"User\" and displayName sw \"C\"", &["3"]),
+        ("schemas eq \"urn:ietf:params:scim:schemas:core:2.0:User\" and userName co \"o\"", &["2"]),
+        ("password pr", &[]),
+    ];
+    for (filter, ids) in cases {
+        let reply = env.get(&format!("/Users?filter={}", urlencode(filter))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{filter}: {}", reply.text);
+        let got: Vec<&str> =
+            reply.body["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(&got, ids, "{filter}: {}", reply.text);
+        for resource in reply.body["Resources"].as_array().unwrap() {
+            let id = resource["id"].as_str().unwrap();
+            let read = env.get(&format!("/Users/{id}")).await;
+            assert_eq!(resource, &read.body, "{filter}: the listed resource is the one GET gives");
+            assert!(resource.get("password").is_none(), "{filter}: {resource}");
+        }
+    }
+    // A listed resource without a userName is the script's fault, matching or not.
+    let broken = env.get(&format!("/Users?filter={}", urlencode("displayName eq \"Broken\""))).await;
+    broken.assert_error(500, None);
+    // Bob did not match `userName sw "a"`, but the listing taught the ID cache his name: a
+    // lookup by name is one read by id, not a listing.
+    let env2 = TestEnv::start_script(Some(LISTED), |t| t).await;
+    assert_eq!(env2.get(&format!("/Users?filter={}", urlencode("userName sw \"a\""))).await.body["totalResults"], 1);
+    let before = env2.legacy.requests_served();
+    let bob = env2.get(&format!("/Users?filter={}", urlencode("userName eq \"bob\""))).await;
+    assert_eq!(bob.body["Resources"][0]["id"], "2", "{}", bob.text);
+    assert_eq!(env2.legacy.requests_served() - before, 1, "a read by id (one legacy call), not a listing (none)");
+}

@@ -75,7 +75,19 @@ impl Results {
     }
 
     pub(in crate::script) fn len(&mut self) -> i64 {
-        self.0.items.lock().map_or(0, |list| list.len() as i64)
+        self.count() as i64
+    }
+
+    /// How many items the list holds.
+    pub(in crate::script) fn count(&self) -> usize {
+        self.0.items.lock().map_or(0, |list| list.len())
+    }
+
+    /// Hands each item to `each`, in order, with the list locked: for the proxy reading a
+    /// listing once the script call is over.
+    pub(in crate::script) fn each<E>(&self, each: impl FnMut(&Dynamic) -> Result<(), E>) -> Option<Result<(), E>> {
+        let list = self.0.items.lock().ok()?;
+        Some(list.iter().try_for_each(each))
     }
 
     /// The items as JSON, the list being found `depth` levels down.
