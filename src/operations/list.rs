@@ -354,10 +354,10 @@ pub(super) fn read_listing(
 /// A listing's filter, tested on the few members of each listed resource it reads before the
 /// resource is converted and finished whole: of a listing of thousands, only what matches is.
 ///
-/// Only where finishing leaves those members as the script gave them, so for filters reading
-/// none of: `id` (a number becomes text), `schemas` and `meta` (the proxy writes them),
-/// `members`, `groups` and extension attributes (references are filled in there), attributes
-/// never returned or holding sub-attributes never returned (they are taken out).
+/// Only where finishing leaves what the filter reads as the script gave it, so for filters
+/// reading none of: `id` (a number becomes text), `schemas` and `meta` (the proxy writes
+/// them), `members`, `groups` and attributes with a `$ref` (references are filled in),
+/// attributes never returned or holding sub-attributes never returned (they are taken out).
 pub(super) struct Pretest<'m> {
     matcher: &'m Matcher<'m>,
     /// The top-level attributes the filter reads.
@@ -368,17 +368,23 @@ impl<'m> Pretest<'m> {
     fn new(matcher: &'m Matcher<'m>, rs: &ResourceSchema) -> Option<Self> {
         let mut names = Vec::new();
         for (extension, name) in matcher.reads() {
-            if extension.is_some()
-                || ["id", "schemas", "meta", "members", "groups"].iter().any(|n| n.eq_ignore_ascii_case(name))
+            let attribute = match extension {
+                Some(urn) => rs.extension(urn)?.attribute(name)?,
+                None if ["id", "schemas", "meta", "members", "groups"].iter().any(|n| n.eq_ignore_ascii_case(name)) => {
+                    return None;
+                }
+                None => rs.core_attribute(name)?,
+            };
+            let never = |a: &crate::scim::schema::Attribute| a.returned == Returned::Never;
+            // A `$ref` is filled in by finishing (an enterprise user's `manager`).
+            if never(attribute)
+                || attribute.sub_attributes.iter().any(never)
+                || attribute.sub_attribute("$ref").is_some()
             {
                 return None;
             }
-            let attribute = rs.core_attribute(name)?;
-            let never = |a: &crate::scim::schema::Attribute| a.returned == Returned::Never;
-            if never(attribute) || attribute.sub_attributes.iter().any(never) {
-                return None;
-            }
-            names.push(name);
+            // An extension attribute is read inside the extension's member.
+            names.push(extension.unwrap_or(name));
         }
         Some(Self { matcher, names })
     }

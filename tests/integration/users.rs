@@ -205,7 +205,8 @@ const LISTED: &str = r#"
     fn people() {
         [
             #{ id: 1, userName: "ann", displayName: "Ann", emails: [#{ value: "ann@example.com" }], title: "Chief" },
-            #{ id: 2, userName: "bob", DisplayName: "Bob", emails: [#{ value: "bob@example.com" }] },
+            #{ id: 2, userName: "bob", DisplayName: "Bob", emails: [#{ value: "bob@example.com" }],
+               "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": #{ department: "R&D", manager: #{ value: "1" } } },
             #{ id: "3", userName: "cy", displayName: "Cy", externalId: "ext-cy", password: "never shown" },
         ]
     }
@@ -227,7 +228,8 @@ const LISTED: &str = r#"
 /// A filter evaluated in the proxy is tested on the members of each listed resource it reads
 /// before the resource is finished whole: the answer is the one finishing every resource first
 /// gives — for filters the shortcut takes and for those it leaves (`id`, `meta`, `schemas`, a
-/// never-returned attribute), attribute names in any case — every listed resource's id and
+/// never-returned attribute, `manager` and its `$ref`), attribute names in any case, extension
+/// attributes with and without their URN — every listed resource's id and
 /// name are still checked, and those that do not match still land in the ID cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_filtered_in_the_proxy_answers_as_if_each_resource_were_finished_first() {
@@ -239,6 +241,10 @@ async fn a_listing_filtered_in_the_proxy_answers_as_if_each_resource_were_finish
         ("DISPLAYNAME eq \"Bob\"", &["2"]),
         ("emails[value ew \"example.com\"] and not (displayName eq \"Ann\")", &["2"]),
         ("externalId eq \"ext-cy\"", &["3"]),
+        ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"R&D\"", &["2"]),
+        ("department pr or userName eq \"cy\"", &["2", "3"]),
+        ("manager.value eq \"1\"", &["2"]),
+        ("manager.$ref ew \"/Users/1\"", &["2"]),
         ("id eq \"1\"", &["1"]),
         ("meta.resourceType eq \"User\" and displayName sw \"C\"", &["3"]),
         ("schemas eq \"urn:ietf:params:scim:schemas:core:2.0:User\" and userName co \"o\"", &["2"]),
