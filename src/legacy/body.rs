@@ -16,21 +16,47 @@ pub(crate) enum BodyError {
 /// the limit is dropped there, which closes its connection; the rest is never read. For the
 /// legacy app's answers, the token endpoint's and the JWKS document.
 pub(crate) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
-    if response.content_length().is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body: Vec<u8> = Vec::new();
+    let mut body = Bounded::new(limit, response.content_length()).ok_or(BodyError::TooLarge)?;
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
-        let needed = body.len() + chunk.len();
-        if needed > limit {
+        if !body.push(&chunk) {
             return Err(BodyError::TooLarge);
         }
-        if needed > body.capacity() {
-            // Doubling, as a Vec grows, but never reserving past the limit.
-            let grown = needed.max(body.capacity().saturating_mul(2)).min(limit);
-            body.reserve_exact(grown - body.len());
-        }
-        body.extend_from_slice(&chunk);
     }
-    Ok(Bytes::from(body))
+    Ok(body.finish())
+}
+
+/// A body gathered chunk by chunk, never past a limit.
+pub(crate) struct Bounded {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl Bounded {
+    /// An empty body; `None` when the length the answer declares is over the limit already.
+    pub(crate) fn new(limit: usize, declared: Option<u64>) -> Option<Self> {
+        if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+            return None;
+        }
+        Some(Self { bytes: Vec::new(), limit })
+    }
+
+    /// Adds a chunk; false when it would take the body past the limit.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> bool {
+        let needed = self.bytes.len() + chunk.len();
+        if needed > self.limit {
+            return false;
+        }
+        if needed > self.bytes.capacity() {
+            // Doubling, as a Vec grows, but never reserving past the limit.
+            let grown = needed.max(self.bytes.capacity().saturating_mul(2)).min(self.limit);
+            self.bytes.reserve_exact(grown - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(chunk);
+        true
+    }
+
+    /// The body gathered.
+    pub(crate) fn finish(self) -> Bytes {
+        Bytes::from(self.bytes)
+    }
 }

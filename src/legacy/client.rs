@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+use super::plain::{self, PlainClient, PlainError};
 use super::{Call, LegacyClient, LegacyError, LegacyRequest, LegacyResponse, Prepared, Sent, TlsFailure, host_of};
 use crate::config::LegacyConfig;
 use crate::legacy::auth::{Authorization, Credentials, TokenError};
@@ -24,6 +25,16 @@ use crate::observe::trace::TraceHeaders;
 pub(super) struct Recipe {
     connect_timeout: Duration,
     tls: TlsSettings,
+    /// The base URL is plain HTTP: calls go out on hyper's client (see [`super::plain`]).
+    plain: bool,
+}
+
+/// The clients a call is made with: reqwest's (HTTPS calls, tokens), and hyper's for a
+/// plain-HTTP base URL.
+#[derive(Debug, Clone)]
+pub(super) struct Clients {
+    web: reqwest::Client,
+    plain: Option<PlainClient>,
 }
 
 impl std::fmt::Debug for Recipe {
@@ -33,8 +44,14 @@ impl std::fmt::Debug for Recipe {
 }
 
 impl Recipe {
-    /// A pooled client whose idle connections are kept for `idle`.
-    fn build(&self, idle: Duration) -> Result<reqwest::Client, String> {
+    /// Pooled clients whose idle connections are kept for `idle`.
+    fn build(&self, idle: Duration) -> Result<Clients, String> {
+        let plain = self.plain.then(|| plain::build(self.connect_timeout, idle));
+        Ok(Clients { web: self.build_web(idle)?, plain })
+    }
+
+    /// reqwest's pooled client, whose idle connections are kept for `idle`.
+    fn build_web(&self, idle: Duration) -> Result<reqwest::Client, String> {
         let builder = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(idle)
@@ -59,7 +76,7 @@ const SHARED_IDLE: Duration = Duration::from_secs(60);
 const THREAD_IDLE: Duration = Duration::from_secs(1);
 
 /// A thread's own clients, one an app, each with the recipe it was built from.
-type OwnClients = Vec<(Weak<Recipe>, reqwest::Client)>;
+type OwnClients = Vec<(Weak<Recipe>, Clients)>;
 
 thread_local! {
     /// The clients of a thread that keeps its own legacy connections; `None` on every other
@@ -81,9 +98,12 @@ impl LegacyClient {
     /// Builds the pooled client of an app; runs once at start. `resolve` turns the paths of
     /// the configuration (CA and client certificate files) into paths to open.
     pub(crate) fn new(app: &str, config: &LegacyConfig, resolve: impl Fn(&Path) -> PathBuf) -> Result<Self, String> {
-        let recipe =
-            Arc::new(Recipe { connect_timeout: config.connect_timeout, tls: TlsSettings::load(config, resolve)? });
-        let client = recipe.build(SHARED_IDLE)?;
+        let recipe = Arc::new(Recipe {
+            connect_timeout: config.connect_timeout,
+            tls: TlsSettings::load(config, resolve)?,
+            plain: config.base_url.scheme() == "http",
+        });
+        let clients = recipe.build(SHARED_IDLE)?;
         if config.insecure_skip_verify {
             tracing::warn!(
                 app,
@@ -105,7 +125,7 @@ impl LegacyClient {
         }
         Ok(Self {
             app: app.to_owned(),
-            client,
+            clients,
             recipe,
             credentials,
             base,
@@ -119,10 +139,10 @@ impl LegacyClient {
 
     /// The client for a call made on this thread: the thread's own when it keeps its own
     /// connections, else the process's.
-    fn http(&self) -> reqwest::Client {
+    fn http(&self) -> Clients {
         OWN_CLIENTS.with(|own| {
             let mut own = own.borrow_mut();
-            let Some(clients) = own.as_mut() else { return self.client.clone() };
+            let Some(clients) = own.as_mut() else { return self.clients.clone() };
             let recipe = Arc::as_ptr(&self.recipe);
             if let Some((_, client)) = clients.iter().find(|(r, _)| r.as_ptr() == recipe) {
                 return client.clone();
@@ -135,7 +155,7 @@ impl LegacyClient {
                     client
                 }
                 // It was built once already with the same settings: not expected to fail.
-                Err(_) => self.client.clone(),
+                Err(_) => self.clients.clone(),
             }
         })
     }
@@ -287,24 +307,28 @@ impl LegacyClient {
         let call = &prepared.call;
         let started = Instant::now();
         let token_error = |source: TokenError| LegacyError::Token { app: self.app.clone(), source };
-        let client = self.http();
+        let clients = self.http();
+        let client = &clients.web;
         let exchange = async {
-            let authorization = self.credentials.authorization(&client).await.map_err(token_error)?;
-            let send = |authorization: Option<Authorization>| {
+            let authorization = self.credentials.authorization(client).await.map_err(token_error)?;
+            let send = async |authorization: Option<Authorization>| {
                 let mut headers = prepared.headers.clone();
                 if let Some(authorization) = authorization {
                     headers.insert(http::header::AUTHORIZATION, authorization.value);
+                }
+                if let Some(plain) = &clients.plain {
+                    return self.exchange_plain(plain, prepared, headers, timeout).await;
                 }
                 let mut builder = client.request(prepared.method.clone(), prepared.url.clone()).headers(headers);
                 if let Some(body) = &prepared.body {
                     builder = builder.body(body.clone());
                 }
-                self.exchange(builder, call, timeout)
+                self.exchange(builder, call, timeout).await
             };
             let response = send(authorization.clone()).await?;
             if response.status == 401 {
                 if let Some(used) = &authorization {
-                    if let Some(renewed) = self.credentials.renew(&client, used).await.map_err(token_error)? {
+                    if let Some(renewed) = self.credentials.renew(client, used).await.map_err(token_error)? {
                         tracing::info!(
                             app = self.app,
                             "the legacy app refused the access token: retrying once with a new one"
@@ -345,6 +369,53 @@ impl LegacyClient {
         }
     }
 
+    /// Sends one prepared request on hyper's client and reads its whole answer, bounded in
+    /// size; its failures named as [`Self::classify`] names reqwest's.
+    async fn exchange_plain(
+        &self,
+        client: &PlainClient,
+        prepared: &Prepared,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<LegacyResponse, LegacyError> {
+        let call = &prepared.call;
+        let answer = plain::exchange(
+            client,
+            prepared.method.clone(),
+            &prepared.url,
+            headers,
+            prepared.body.clone(),
+            self.max_response_bytes,
+        )
+        .await;
+        let (app, method, path) = (self.app.clone(), call.method.clone(), call.path.clone());
+        match answer {
+            Ok(answer) => Ok(LegacyResponse { status: answer.status, headers: answer.headers, body: answer.body }),
+            Err(PlainError::TooLarge) => Err(self.too_large(call)),
+            Err(PlainError::Uri(e)) => Err(LegacyError::BadPath { app, path, detail: e.to_string() }),
+            // A connect timeout sent nothing: it is a connection failure, not a slow answer.
+            Err(PlainError::Send(e)) if e.is_connect() => {
+                Err(LegacyError::Connect { app, method, path, detail: error_chain(&e) })
+            }
+            Err(PlainError::Send(e)) => Err(self.failed(call, error_chain(&e), is_parse_error(&e))),
+            Err(PlainError::Body(e)) if e.is_timeout() => {
+                Err(LegacyError::Timeout { app, method, path, timeout_ms: timeout.as_millis(), write: call.write })
+            }
+            Err(PlainError::Body(e)) => Err(self.failed(call, error_chain(&e), is_parse_error(&e))),
+        }
+    }
+
+    /// A call that failed on the way: the answer was not HTTP (`malformed`), or the
+    /// connection failed.
+    fn failed(&self, call: &Call, detail: String, malformed: bool) -> LegacyError {
+        let (app, method, path) = (self.app.clone(), call.method.clone(), call.path.clone());
+        if malformed {
+            LegacyError::Malformed { app, method, path, detail }
+        } else {
+            LegacyError::Transport { app, method, path, detail, write: call.write }
+        }
+    }
+
     fn too_large(&self, call: &Call) -> LegacyError {
         LegacyError::TooLarge {
             app: self.app.clone(),
@@ -369,12 +440,7 @@ impl LegacyClient {
         if e.is_timeout() {
             return LegacyError::Timeout { app, method, path, timeout_ms: timeout.as_millis(), write: call.write };
         }
-        let detail = error_chain(&e);
-        if is_parse_error(&e) {
-            LegacyError::Malformed { app, method, path, detail }
-        } else {
-            LegacyError::Transport { app, method, path, detail, write: call.write }
-        }
+        self.failed(call, error_chain(&e), is_parse_error(&e))
     }
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod body;
 pub(crate) mod breaker;
 mod client;
+mod plain;
 mod retry;
 mod tls;
 pub(crate) mod path;
@@ -175,7 +176,7 @@ pub(crate) struct LegacyResponse {
 #[derive(Debug)]
 pub(crate) struct LegacyClient {
     app: String,
-    client: reqwest::Client,
+    clients: client::Clients,
     recipe: Arc<client::Recipe>,
     credentials: Credentials,
     base: url::Url,
