@@ -197,6 +197,8 @@ struct Seen {
     tokens_issued: AtomicUsize,
     /// Failed TLS handshakes, as the server saw them.
     handshake_errors: Mutex<Vec<String>>,
+    /// The `User-Agent`, `Host`, `Accept` and `X-Request-Id` headers of each API call.
+    heads: Mutex<Vec<[String; 4]>>,
 }
 
 pub(crate) struct Running {
@@ -344,6 +346,13 @@ async fn answer(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         return Ok(reply(200, json!({"access_token": token, "token_type": "Bearer", "expires_in": policy.expires_in})));
     }
     state.seen.authorizations.lock().unwrap().push(authorization.clone());
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    state.seen.heads.lock().unwrap().push([
+        header("user-agent"),
+        header("host"),
+        header("accept"),
+        header("x-request-id"),
+    ]);
     if state.policy.is_some() {
         let token = authorization.strip_prefix("Bearer ").unwrap_or("");
         if !state.valid.lock().unwrap().contains(token) {
@@ -545,6 +554,35 @@ async fn outbound_unreadable_tls_files_stop_the_start_with_the_key_named() {
 
 // ---------------------------------------------------------------------------------------
 // Credentials
+
+/// A plain-HTTP base URL is called through hyper's client, an HTTPS one through reqwest: the
+/// legacy app sees the same request either way, naming the proxy and the request it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_calls_over_http_and_https_carry_the_same_headers() {
+    let pki = Pki::new();
+    for tls in [false, true] {
+        let legacy = if tls { FakeLegacy::new().tls(&pki).start().await } else { FakeLegacy::new().start().await };
+        let trust = if tls { pki.trust_and_identity() } else { String::new() };
+        let env = proxy_with(&format!("{}{trust}", legacy_lines(&legacy, tls))).await;
+        let reply = env
+            .client
+            .get(format!("{}/Users/7", env.base()))
+            .bearer_auth(crate::support::TOKEN)
+            .header("x-request-id", "req-outbound-7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "tls {tls}");
+        let heads = legacy.seen.heads.lock().unwrap().clone();
+        let expected = [
+            concat!("scim-proxy/", env!("CARGO_PKG_VERSION")).to_owned(),
+            legacy.addr.to_string(),
+            "application/json".to_owned(),
+            "req-outbound-7".to_owned(),
+        ];
+        assert_eq!(heads, vec![expected], "tls {tls}");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_basic_and_bearer_credentials_reach_the_legacy_app() {
