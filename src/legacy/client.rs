@@ -60,7 +60,7 @@ impl Recipe {
             // Scripts reach their own base URL only: a redirect could lead anywhere.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .user_agent(concat!("scim-proxy/", env!("CARGO_PKG_VERSION")));
+            .user_agent(plain::USER_AGENT);
         self.tls.apply(builder).build().map_err(|e| format!("cannot build the legacy HTTP client: {}", error_chain(&e)))
     }
 }

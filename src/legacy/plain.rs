@@ -80,5 +80,5 @@ pub(super) async fn exchange(
     Ok(PlainAnswer { status: head.status.as_u16(), headers: head.headers, body: body.finish() })
 }
 
-/// What every legacy call says it is, as reqwest's client says it.
-const USER_AGENT: &str = concat!("scim-proxy/", env!("CARGO_PKG_VERSION"));
+/// What every legacy call says it is, on either client.
+pub(super) const USER_AGENT: &str = concat!("scim-proxy/", env!("CARGO_PKG_VERSION"));
