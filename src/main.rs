@@ -179,10 +179,12 @@ fn main() -> ExitCode {
             let code = match rt.block_on(run(config, listen, admin_listen)) {
                 Ok(code) => code,
                 Err(error) => {
+                    telemetry::flush_log();
                     eprintln!("{}", telemetry::failure(&describe(&error)));
                     CANNOT_RUN
                 }
             };
+            telemetry::flush_log();
             // Exit with the runtime still alive: dropping it would shut its drivers down under
             // script threads still running a request cut short (they would panic), and wait
             // for them past the grace time they were given.
@@ -197,6 +199,7 @@ fn main() -> ExitCode {
             "this scim-proxy was built without the demo (the cargo feature `demo`, on by default): build it with the default features"
         ))),
     };
+    telemetry::flush_log();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failed { code, error }) => failed(&error, code),
@@ -205,6 +208,7 @@ fn main() -> ExitCode {
 
 /// Prints a failure as the log format asks and answers its exit code.
 fn failed(error: &anyhow::Error, code: u8) -> ExitCode {
+    telemetry::flush_log();
     eprintln!("{}", telemetry::failure(&describe(error)));
     ExitCode::from(code)
 }
@@ -246,6 +250,7 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, admin_listen: Option<Soc
     tokio::spawn(async move {
         signals.next().await;
         tracing::warn!("second signal: exiting now, requests in flight get no answer");
+        telemetry::flush_log();
         std::process::exit(CUT_SHORT.into());
     });
     reloader.abort();

@@ -16,6 +16,9 @@ pub(crate) const DEFAULT_LATENCY_BUCKETS: [f64; 14] =
 /// histogram series.
 pub(crate) const MAX_LATENCY_BUCKETS: usize = 32;
 
+/// How long a log line waits at most for the lines after it, unless `log.flush_interval` says.
+pub(crate) const DEFAULT_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How logs are written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,11 +29,20 @@ pub struct LogConfig {
     pub level: String,
     /// Log each request's SCIM and legacy bodies, redacted (target `scim_proxy::bodies`).
     pub bodies: bool,
+    /// How long a log line may wait to be written to stderr with the lines made after it
+    /// (0 to 10s); `0s` writes each line as it is made.
+    #[serde(with = "duration")]
+    pub flush_interval: Duration,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::default(), level: "info".into(), bodies: false }
+        Self {
+            format: LogFormat::default(),
+            level: "info".into(),
+            bodies: false,
+            flush_interval: DEFAULT_LOG_FLUSH_INTERVAL,
+        }
     }
 }
 

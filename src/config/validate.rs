@@ -127,6 +127,9 @@ impl Config {
         check_interval("server.config_reload_interval", server.config_reload_interval)?;
         check_size("script.max_bytes", self.script.max_bytes, (1024, MAX_SCRIPT_BYTES))?;
         check_size("script.max_functions", self.script.max_functions, (1, 100_000))?;
+        // Lines waiting longer are lost when the process is killed, and an operator watching
+        // the log waits for them.
+        check_duration("log.flush_interval", self.log.flush_interval, (0, 10_000))?;
         check_duration("script.compile_timeout", self.script.compile_timeout, (100, 10 * 60_000))?;
         if let Some(tls) = &self.tls {
             check_interval("tls.reload_interval", tls.reload_interval)?;

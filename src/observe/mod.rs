@@ -4,6 +4,7 @@
 //! May import: `config`.
 
 mod json_log;
+pub(crate) mod log_writer;
 pub mod metrics;
 pub(crate) mod process;
 pub mod telemetry;

@@ -12,9 +12,17 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
     }
     .map_err(|e| format!("log.level {:?} is not a valid filter: {e}", config.level))?;
     use std::io::IsTerminal as _;
+    if !config.flush_interval.is_zero() && super::log_writer::install(config.flush_interval) {
+        // A panic's report follows the lines made before it.
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            super::log_writer::flush();
+            report(info);
+        }));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| super::log_writer::GatheredWriter)
         // A reader of stderr that went away (a log collector restarting) must not take the
         // proxy down: the default reports a failed write with `eprintln!`, which panics then.
         .log_internal_errors(false)
@@ -28,6 +36,12 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
         LogFormat::Pretty => builder.compact().try_init(),
     };
     result.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Writes the log lines still waiting (`log.flush_interval`) to stderr: before the process
+/// exits, and before anything else is written to stderr.
+pub fn flush_log() {
+    super::log_writer::flush();
 }
 
 /// Writes one line of a command's report to stdout. A reader that went away (`check | head`)

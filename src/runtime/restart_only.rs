@@ -17,7 +17,7 @@ struct Key {
 ///
 /// Why each is here: the listeners are bound and their connection slots counted at start
 /// (`listen`, `admin_listen`, `*.max_connections`), the logger is installed once (`log.format`,
-/// `log.level`), the watchers run at the intervals they started with (`*_interval`), the
+/// `log.level`, `log.flush_interval`), the watchers run at the intervals they started with (`*_interval`), the
 /// histograms keep the buckets they were made with (`metrics.latency_buckets`), and the TLS
 /// acceptor and its certificate watcher are built at start (`tls.*`; the certificate files
 /// themselves are read again every `tls.reload_interval`).
@@ -31,6 +31,11 @@ const KEYS: &[Key] = &[
     },
     Key { name: "log.format", read: |c| format!("{:?}", c.log.format), keep: |c, s| c.log.format = s.log.format },
     Key { name: "log.level", read: |c| c.log.level.clone(), keep: |c, s| c.log.level.clone_from(&s.log.level) },
+    Key {
+        name: "log.flush_interval",
+        read: |c| format!("{:?}", c.log.flush_interval),
+        keep: |c, s| c.log.flush_interval = s.log.flush_interval,
+    },
     Key {
         name: "server.max_connections",
         read: |c| c.server.max_connections.to_string(),
@@ -126,6 +131,7 @@ apps:
         ("admin.max_connections", "apps:", "admin: {max_connections: 8}\napps:"),
         ("log.format", "apps:", "log: {format: json}\napps:"),
         ("log.level", "apps:", "log: {level: debug}\napps:"),
+        ("log.flush_interval", "apps:", "log: {flush_interval: 1s}\napps:"),
         ("server.max_connections", "apps:", "server: {max_connections: 10}\napps:"),
         ("server.script_reload_interval", "apps:", "server: {script_reload_interval: 1s}\napps:"),
         ("server.config_reload_interval", "apps:", "server: {config_reload_interval: 1s}\napps:"),

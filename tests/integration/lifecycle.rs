@@ -176,6 +176,8 @@ async fn past_the_grace_time_requests_still_running_are_answered_and_the_exit_co
     let cut: Vec<&String> = lines.iter().filter(|l| l.contains("request cut short")).collect();
     assert_eq!(cut.len(), 2, "{lines:#?}");
     assert!(cut.iter().any(|l| l.contains("cut-GET")) && cut.iter().any(|l| l.contains("cut-POST")), "{cut:#?}");
+    // The last line, made just before the exit: the log lines still gathered
+    // (`log.flush_interval`) are written before the process exits.
     assert!(lines.iter().any(|l| l.contains("stopped before every request finished")), "{lines:#?}");
 }
 
