@@ -85,7 +85,10 @@ impl Gathered {
 
     /// Writes what waits now; `spare` is the buffer to hand back for the next lines.
     fn write_waiting(&self, spare: &mut Vec<u8>) {
-        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.write_waiting_to(self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner), spare);
+    }
+
+    fn write_waiting_to(&self, mut out: MutexGuard<'_, Box<dyn std::io::Write + Send>>, spare: &mut Vec<u8>) {
         {
             let mut pending = self.lock();
             std::mem::swap(&mut pending.lines, spare);
@@ -146,10 +149,20 @@ fn start(out: Box<dyn std::io::Write + Send>, interval: Duration) -> std::io::Re
 }
 
 /// Writes the lines gathered so far to stderr now: before the process exits, and before a line
-/// written to stderr directly (a failure, a panic) so that it follows them.
+/// written to stderr directly (a failure) so that it follows them.
 pub(crate) fn flush() {
     if let Some(gathered) = GATHERED.get() {
         gathered.write_waiting(&mut Vec::new());
+    }
+}
+
+/// [`flush`] before a panic's report, unless stderr is being written to at that moment (by
+/// the log thread, or by the thread that panicked): a panic never waits on the log.
+pub(crate) fn flush_before_panic() {
+    if let Some(gathered) = GATHERED.get() {
+        if let Ok(out) = gathered.out.try_lock() {
+            gathered.write_waiting_to(out, &mut Vec::new());
+        }
     }
 }
 

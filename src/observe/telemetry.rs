@@ -16,7 +16,7 @@ pub fn init(config: &LogConfig) -> Result<(), String> {
         // A panic's report follows the lines made before it.
         let report = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            super::log_writer::flush();
+            super::log_writer::flush_before_panic();
             report(info);
         }));
     }

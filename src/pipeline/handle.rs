@@ -405,5 +405,55 @@ fn request_id(headers: &http::HeaderMap) -> Arc<str> {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
         .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()))
+        .unwrap_or_else(new_request_id)
+}
+
+/// A new request id: a random (version 4) UUID.
+///
+/// Its bits come from a generator of the thread's own (SplitMix64, seeded once from the
+/// operating system's randomness), not from a `getrandom` syscall per request as
+/// `Uuid::new_v4` takes them: a request id must be unique, not secret. Two threads' sequences,
+/// each 2^64 long from a random start, do not meet in practice.
+fn new_request_id() -> Arc<str> {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or_default(),
+        ));
+    }
+    let next = || {
+        STATE.with(|state| {
+            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let bits = (u128::from(next()) << 64) | u128::from(next());
+    let id = uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid();
+    let mut text = uuid::Uuid::encode_buffer();
+    Arc::from(&*id.hyphenated().encode_lower(&mut text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_request_ids_are_version_4_uuids_and_never_repeat_across_threads() {
+        let threads: Vec<_> =
+            (0..4).map(|_| std::thread::spawn(|| (0..50_000).map(|_| new_request_id()).collect::<Vec<_>>())).collect();
+        let mut seen = std::collections::HashSet::new();
+        for thread in threads {
+            for id in thread.join().unwrap() {
+                let parsed = uuid::Uuid::parse_str(&id).unwrap();
+                assert_eq!(parsed.get_version(), Some(uuid::Version::Random), "{id}");
+                assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{id}");
+                assert_eq!(id.len(), 36, "{id}");
+                assert!(seen.insert(id.clone()), "{id} twice");
+            }
+        }
+        assert_eq!(seen.len(), 200_000);
+    }
 }
