@@ -10,7 +10,6 @@ use super::finish::finish;
 use super::{Call, Reply, bad_return, functions, projection, text_at, trim_args};
 use crate::error::{Error, RequestError};
 use crate::scim::filter::Filter;
-use crate::scim::path::AttrPath;
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 use crate::script::ScriptEngine;
@@ -57,8 +56,7 @@ impl Wanted {
                 .attributes
                 .iter()
                 .map(|a| {
-                    let wanted = named.contains(&a.name.to_ascii_lowercase())
-                        || projection.wants(rs, &AttrPath::simple(a.name.clone()));
+                    let wanted = named.iter().any(|n| n.eq_ignore_ascii_case(&a.name)) || projection.wants_core(rs, a);
                     (a.name.clone(), Value::Bool(wanted))
                 })
                 .collect(),
