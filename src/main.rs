@@ -404,7 +404,12 @@ fn probe(what: &str, admin: &str, timeout: std::time::Duration) -> ExitCode {
 /// `scim-proxy test`: 0 when every case passes, 1 when one fails, 2 when the run cannot start.
 fn test(options: mapping_test::Options, verbose: bool) -> ExitCode {
     if verbose {
-        let log = scim_proxy::config::LogConfig { level: "scim_proxy=debug,warn".into(), ..Default::default() };
+        // Each line as it is made: they go between the lines of the report on stdout.
+        let log = scim_proxy::config::LogConfig {
+            level: "scim_proxy=debug,warn".into(),
+            flush_interval: std::time::Duration::ZERO,
+            ..Default::default()
+        };
         let _ = telemetry::init(&log);
     }
     let outcome = runtime().map_err(|e| describe(&e)).and_then(|rt| {
