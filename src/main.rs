@@ -222,14 +222,10 @@ fn describe(error: &anyhow::Error) -> String {
     if causes.is_empty() { error.to_string() } else { format!("{error} ({})", causes.join(": ")) }
 }
 
-/// The process's runtime. Its workers get a script thread's stack (reserved, not committed), so
-/// that script calls run on them where they are made instead of waking another thread.
+/// The process's runtime. Script calls run on its workers in fibers, each on a stack of its
+/// own (`scim_proxy::script`), so the workers keep the default stack.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .thread_stack_size(scim_proxy::script::STACK_BYTES)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 /// Serves until SIGTERM or SIGINT, then drains; answers the exit code: 0, or [`CUT_SHORT`]

@@ -20,6 +20,8 @@ mod cli;
 mod protocol;
 #[path = "integration/patch.rs"]
 mod patch;
+#[path = "integration/fibers.rs"]
+mod fibers;
 #[path = "integration/groups.rs"]
 mod groups;
 #[path = "integration/reload.rs"]
@@ -63,8 +65,6 @@ mod tls;
 mod inbound_auth;
 #[path = "integration/remote_answers.rs"]
 mod remote_answers;
-#[path = "integration/replay.rs"]
-mod replay;
 #[path = "integration/faults.rs"]
 mod faults;
 #[path = "integration/sandbox.rs"]

@@ -7,10 +7,9 @@ mod json;
 pub mod journal;
 pub mod lint;
 pub(crate) mod reload;
+mod fiber;
 mod runner;
 mod threads;
-
-pub use threads::STACK_BYTES;
 
 use std::collections::BTreeSet;
 use std::io::Read as _;

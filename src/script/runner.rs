@@ -1,13 +1,16 @@
-//! Running one app's script: a bounded number of calls at once, each on the worker that received the request (one core) or on a script thread, before a deadline.
+//! Running one app's script: a bounded number of calls at once, each in a fiber on the worker
+//! that received the request (one core) or on a script thread, before a deadline.
 
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rhai::{CallFnOptions, Dynamic};
 use tokio::sync::Semaphore;
 
-use super::host::{CallContext, CallStats, Diverged, Installed, Stop, perform};
+use super::fiber::{self, Fiber, Resumed, SuspendPoint, Suspended};
+use super::host::{CallContext, CallStats, Installed, perform};
 use super::journal::Journal;
 use super::{Compiled, ScriptEngine, ScriptError, classify, failure_site};
 use crate::cache::IdCache;
@@ -49,57 +52,6 @@ pub struct AppScript {
     max_queued: usize,
     legacy: Arc<LegacyClient>,
     ids: Arc<IdCache>,
-    habits: Arc<Habits>,
-}
-
-/// What running each of a script's functions on a runtime worker costs in runs stopped and
-/// run again (see [`Run::inline`]). A run stopped at a legacy call is work done twice: nothing
-/// for a function whose first call comes first, a whole mapping for one that maps a body
-/// before its call or between two calls. Where that costs more than handing the call to a
-/// script thread ([`HAND_OVER`]), the function runs on a script thread from the start; one
-/// call in [`RETRY_EVERY`] of it runs on the worker still, to notice when that changes.
-#[derive(Debug, Default)]
-struct Habits(Mutex<Vec<Habit>>);
-
-#[derive(Debug)]
-struct Habit {
-    function: String,
-    /// The operations of the stopped runs of its recent calls on a worker, an average that
-    /// weighs the latest call a quarter.
-    redone: u64,
-    /// Its calls since the last one that ran on a worker.
-    since_inline: u32,
-}
-
-/// What handing a call to a script thread and back costs, in script operations of about the
-/// same CPU time: two thread wake-ups, and a thread waiting on its own runtime for each legacy
-/// answer.
-const HAND_OVER: u64 = 50;
-
-/// How often a function that runs on script threads is tried on a worker again.
-const RETRY_EVERY: u32 = 32;
-
-impl Habits {
-    /// Whether the next call of `function` runs on the worker.
-    fn inline(&self, function: &str) -> bool {
-        let Ok(mut habits) = self.0.lock() else { return true };
-        let Some(habit) = habits.iter_mut().find(|h| h.function == function) else { return true };
-        if habit.redone <= HAND_OVER || habit.since_inline >= RETRY_EVERY {
-            habit.since_inline = 0;
-            return true;
-        }
-        habit.since_inline += 1;
-        false
-    }
-
-    /// Notes the operations a call of `function` on a worker spent in stopped runs.
-    fn note(&self, function: &str, redone: u64) {
-        let Ok(mut habits) = self.0.lock() else { return };
-        match habits.iter_mut().find(|h| h.function == function) {
-            Some(habit) => habit.redone = (habit.redone.saturating_mul(3).saturating_add(redone)) / 4,
-            None => habits.push(Habit { function: function.to_owned(), redone, since_inline: 0 }),
-        }
-    }
 }
 
 /// A place in an app's queue for a script slot, given back when dropped.
@@ -146,7 +98,6 @@ impl AppScript {
             max_queued,
             legacy,
             ids,
-            habits: Arc::default(),
         }
     }
 
@@ -258,22 +209,9 @@ impl AppScript {
                 }
             }
         };
-        // On the one worker of a runtime on one core, with a script thread's stack, the call
-        // runs where it is: no thread is woken for it, and its legacy calls are made on the
-        // worker's runtime.
-        let place = if !super::threads::stack_is_big_enough() {
-            Some("small_stack")
-        } else if tokio::runtime::Handle::current().metrics().num_workers() > 1 {
-            // With a core of its own, a script thread runs beside the worker, and the hand-over
-            // costs less than the runs done again: measured, running here gained 10–18 % of
-            // throughput on one core and lost 13 % on two.
-            Some("several_cores")
-        } else if !self.habits.inline(function) {
-            Some("costly_reruns")
-        } else {
-            None
-        };
-        let inline = place.is_none();
+        // On the one worker of a runtime on one core, the call runs where it is, in a fiber: no
+        // thread is woken for it, and its legacy calls are made on the worker's runtime.
+        let inline = tokio::runtime::Handle::current().metrics().num_workers() == 1;
         let context = Arc::new(CallContext {
             app: self.app.clone(),
             file: compiled.file.clone(),
@@ -289,9 +227,8 @@ impl AppScript {
             probe: function == "health",
             held: Mutex::default(),
             trace: span.scope(),
-            tape: Mutex::default(),
             inline: AtomicBool::new(inline),
-            stop: Mutex::new(None),
+            suspender: SuspendPoint::default(),
         });
         let run = Run {
             engine: self.engine.clone(),
@@ -310,18 +247,12 @@ impl AppScript {
         // legacy write it makes is never cut in half: on a worker as a task of its own, else
         // on a script thread.
         let outcome = if inline {
-            let habits = self.habits.clone();
-            let function = function.to_owned();
-            let call = async move {
-                let (outcome, redone) = run.inline().await;
-                habits.note(&function, redone);
-                outcome
-            };
             // Within the request's span, so what the call logs names the request.
-            let call = tracing::Instrument::in_current_span(call);
+            let call = tracing::Instrument::in_current_span(run.inline());
             tokio::spawn(call).await.unwrap_or_else(|_| Err("the script call panicked".to_owned()))
         } else {
-            run.elsewhere(place.unwrap_or("small_stack")).await
+            // With a core of its own, a script thread runs beside the workers.
+            run.elsewhere("several_cores").await
         };
         scope.metrics.script_call(&self.app, function, started.elapsed());
         match outcome {
@@ -333,12 +264,7 @@ impl AppScript {
     }
 }
 
-/// The most legacy calls a script call makes on a runtime worker: each one runs the script
-/// again from its start, so a script making more goes on on a script thread, where it waits for
-/// each answer in place.
-const INLINE_CALLS: usize = 8;
-
-/// One script call: the script, its arguments, and what its runs share.
+/// One script call: the script, its arguments, and what its run needs.
 struct Run {
     engine: Arc<ScriptEngine>,
     compiled: Arc<Compiled>,
@@ -351,142 +277,113 @@ struct Run {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// How a run of a script call ended.
-enum Step {
-    /// The script returned or failed.
-    Ended(Result<Dynamic, ScriptError>),
-    /// The proxy stopped it.
-    Stopped(Stop),
+/// What a script call's run needs on the thread or in the fiber it runs in.
+struct Script {
+    engine: Arc<ScriptEngine>,
+    compiled: Arc<Compiled>,
+    function: String,
+    args: Vec<Dynamic>,
+    context: Arc<CallContext>,
 }
 
+/// A script call's fiber, ending with the call's result.
+type CallFiber = Fiber<Result<Dynamic, ScriptError>>;
+
 impl Run {
-    /// Runs the call on the worker it was made on, as far as it can go there: each legacy call
-    /// the script asks for ends the run, is made without holding the thread, and the script runs
-    /// again with the answer on its tape. A script that runs long or makes many calls is moved
-    /// to a script thread, which goes on from what the tape holds.
-    /// Also gives the operations of the runs that were stopped (work done again).
-    async fn inline(mut self) -> (Result<Result<Dynamic, ScriptError>, String>, u64) {
-        let mut redone = 0;
+    /// Runs the call in a fiber on the worker it was made on: at each legacy call the script
+    /// asks for, the fiber suspends itself, the worker makes the call without holding the
+    /// thread, then resumes the script with the answer. A call that runs long goes on on a
+    /// script thread ([`Run::finish_on_thread`]).
+    async fn inline(mut self) -> Result<Result<Dynamic, ScriptError>, String> {
+        let stack = match fiber::stack() {
+            Ok(stack) => stack,
+            Err(error) => {
+                tracing::warn!(error = %error, "no stack could be mapped for a script call: it runs on a script thread");
+                return self.elsewhere("no_stack").await;
+            }
+        };
+        let script = self.script();
+        let context = self.context.clone();
+        let mut fiber = Fiber::new(stack, move |inside| context.suspender.during(inside, || script.run()));
+        let mut input = Resumed::Go;
         loop {
-            let step = self.once(false);
-            let used = super::host::operations_used();
-            match step {
-                Step::Ended(result) => return (Ok(self.end(result)), redone),
-                Step::Stopped(Stop::Diverged(diverged)) => {
-                    let error = self.diverged(diverged);
-                    return (Ok(self.end(Err(error))), redone);
+            match resume(&mut fiber, input, &self.log_span, &self.context) {
+                fiber::Step::Ended(result) => return Ok(self.end(result)),
+                fiber::Step::Suspended(Suspended::Call(request)) => {
+                    input = Resumed::Answer(perform(&self.context, request).await);
                 }
-                // Run again from its start on a script thread.
-                Step::Stopped(Stop::Budget) => {
-                    redone += used;
-                    return (self.elsewhere("long_run").await, redone);
-                }
-                Step::Stopped(Stop::Call(request)) => {
-                    redone += used;
-                    let answer = perform(&self.context, request.clone()).await;
-                    let calls = match self.context.tape.lock() {
-                        Ok(mut tape) => {
-                            tape.record_call(request, answer);
-                            tape.calls()
-                        }
-                        Err(_) => return (Err("a script call's tape is poisoned".to_owned()), redone),
-                    };
-                    if calls >= INLINE_CALLS {
-                        return (self.elsewhere("many_calls").await, redone);
-                    }
-                }
+                fiber::Step::Suspended(Suspended::Budget) => return self.finish_on_thread(fiber).await,
             }
         }
     }
 
-    /// Runs the call to its end on a script thread, its legacy calls waited for in place;
-    /// `reason` says why it does not run on the worker (`small_stack`, `several_cores`,
-    /// `costly_reruns`, `long_run`, `many_calls`).
+    /// Goes on with a call suspended in its fiber on a script thread, from where it stopped,
+    /// each legacy answer waited for in place.
+    async fn finish_on_thread(self, mut fiber: CallFiber) -> Result<Result<Dynamic, ScriptError>, String> {
+        self.moved("long_run");
+        // The stack of a long call may have been used deep: it is not kept for others.
+        fiber.discard_stack();
+        let (log_span, context) = (self.log_span.clone(), self.context.clone());
+        self.end_on_thread(move || {
+            let mut input = Resumed::Go;
+            loop {
+                match resume(&mut fiber, input, &log_span, &context) {
+                    fiber::Step::Ended(result) => return result,
+                    fiber::Step::Suspended(Suspended::Call(request)) => {
+                        input = Resumed::Answer(super::threads::block_on(perform(&context, request), &context.runtime));
+                    }
+                    // The call no longer runs on a worker: it does not suspend itself for that again.
+                    fiber::Step::Suspended(Suspended::Budget) => input = Resumed::Go,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs the call from its start to its end on a script thread, its legacy calls waited
+    /// for in place; `reason` says why it does not run on the worker (`several_cores`,
+    /// `no_stack`).
     async fn elsewhere(mut self, reason: &'static str) -> Result<Result<Dynamic, ScriptError>, String> {
-        let _entered = self.log_span.enter();
-        tracing::debug!(app = %self.context.app, function = %self.function, reason, "script call runs on a script thread");
-        drop(_entered);
-        self.context.inline.store(false, Ordering::Relaxed);
-        let task = super::threads::run(move || match self.once(true) {
-            Step::Ended(result) => self.end(result),
-            Step::Stopped(Stop::Diverged(diverged)) => {
-                let error = self.diverged(diverged);
-                self.end(Err(error))
-            }
-            Step::Stopped(stop) => {
-                let error = ScriptError::Runtime {
-                    file: self.compiled.file.to_string(),
-                    function: self.function.clone(),
-                    line: 0,
-                    message: format!("a run on a script thread was stopped: {stop:?}"),
-                };
-                self.end(Err(error))
-            }
-        });
-        match task {
-            Ok(receiver) => receiver.await.map_err(|_| "the script call panicked".to_owned()),
+        self.moved(reason);
+        let script = self.script();
+        let (log_span, context) = (self.log_span.clone(), self.context.clone());
+        self.end_on_thread(move || {
+            let _entered = log_span.enter();
+            let _installed = Installed::new(context);
+            script.run()
+        })
+        .await
+    }
+
+    /// Runs `job`, the rest of the call, on a script thread, and ends the call with its result.
+    async fn end_on_thread(
+        self,
+        job: impl FnOnce() -> Result<Dynamic, ScriptError> + Send + 'static,
+    ) -> Result<Result<Dynamic, ScriptError>, String> {
+        match super::threads::run(job) {
+            Ok(receiver) => match receiver.await {
+                Ok(result) => Ok(self.end(result)),
+                Err(_) => Err("the script call panicked".to_owned()),
+            },
             Err(e) => Err(format!("cannot start a script thread: {e}")),
         }
     }
 
-    /// One run of the script from its start, what earlier runs did taken from the tape. The
-    /// `last` run gets the arguments themselves, the others a copy.
-    fn once(&mut self, last: bool) -> Step {
-        let args = if last { std::mem::take(&mut self.args) } else { self.args.clone() };
-        let context = &self.context;
-        context.rewind();
+    /// Notes that the call runs on a script thread, and why.
+    fn moved(&self, reason: &'static str) {
         let _entered = self.log_span.enter();
-        let _installed = Installed::new(context.clone());
-        let mut rhai_scope = rhai::Scope::new();
-        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        let result = self.engine.engine.call_fn_with_options::<Dynamic>(
-            options,
-            &mut rhai_scope,
-            &self.compiled.ast,
-            &self.function,
-            args,
-        );
-        if let Some(stop) = context.take_stop() {
-            return Step::Stopped(stop);
-        }
-        let result = result.map_err(|error| {
-            let fault = context.fault.lock().ok().and_then(|mut f| f.take());
-            let (at, line) = failure_site(&error, &self.function);
-            let at = at.to_owned();
-            let error = classify(*error, &self.compiled.file, &self.function, fault);
-            log_where_it_failed(&error, context, &at, line);
-            error
-        });
-        let result = match result {
-            Ok(result) => result.flatten(),
-            Err(error) => return Step::Ended(Err(error)),
-        };
-        // Only plain data nested no deeper than the proxy converts goes back; anything else
-        // is refused here and dropped on this thread's big stack (dropping a deep value on a
-        // thread with a smaller stack would overflow it).
-        if !super::host::is_plain(&result) {
-            return Step::Ended(Err(ScriptError::BadReturn {
-                file: self.compiled.file.to_string(),
-                function: self.function.clone(),
-                detail: format!(
-                    "a value that is not plain data (maps, arrays, strings, numbers, booleans, ()) nested at most {} levels",
-                    super::limits::MAX_VALUE_DEPTH
-                ),
-            }));
-        }
-        Step::Ended(Ok(result))
+        tracing::debug!(app = %self.context.app, function = %self.function, reason, "script call runs on a script thread");
+        self.context.inline.store(false, Ordering::Relaxed);
     }
 
-    /// The fault of a script whose run asked for something else than its earlier runs did.
-    fn diverged(&self, diverged: Diverged) -> ScriptError {
-        ScriptError::Runtime {
-            file: self.compiled.file.to_string(),
+    /// What the run needs, the arguments taken.
+    fn script(&mut self) -> Script {
+        Script {
+            engine: self.engine.clone(),
+            compiled: self.compiled.clone(),
             function: self.function.clone(),
-            line: 0,
-            message: format!(
-                "the script did not do the same when run again after a legacy answer: it asked for {} where it had asked for {}; a mapping must decide what it does from its arguments and what the proxy's functions give it",
-                diverged.found, diverged.expected
-            ),
+            args: std::mem::take(&mut self.args),
+            context: self.context.clone(),
         }
     }
 
@@ -498,6 +395,61 @@ impl Run {
             }
         }
         result
+    }
+}
+
+/// Resumes a call's fiber on this thread, the call's context installed and its log span
+/// entered while it runs.
+fn resume(
+    fiber: &mut CallFiber,
+    input: Resumed,
+    log_span: &tracing::Span,
+    context: &Arc<CallContext>,
+) -> fiber::Step<Result<Dynamic, ScriptError>> {
+    let _entered = log_span.enter();
+    let _installed = Installed::new(context.clone());
+    fiber.resume(input).unwrap_or_else(|| {
+        fiber::Step::Ended(Err(ScriptError::Runtime {
+            file: context.file.to_string(),
+            function: "?".into(),
+            line: 0,
+            message: "a script call that had ended was resumed".into(),
+        }))
+    })
+}
+
+impl Script {
+    /// Runs the script function from its start to its end, on the thread or in the fiber it
+    /// is on, the call's context installed.
+    fn run(self) -> Result<Dynamic, ScriptError> {
+        let Script { engine, compiled, function, args, context } = self;
+        let mut rhai_scope = rhai::Scope::new();
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let result =
+            engine.engine.call_fn_with_options::<Dynamic>(options, &mut rhai_scope, &compiled.ast, &function, args);
+        let result = result.map_err(|error| {
+            let fault = context.fault.lock().ok().and_then(|mut f| f.take());
+            let (at, line) = failure_site(&error, &function);
+            let at = at.to_owned();
+            let error = classify(*error, &compiled.file, &function, fault);
+            log_where_it_failed(&error, &context, &at, line);
+            error
+        })?;
+        let result = result.flatten();
+        // Only plain data nested no deeper than the proxy converts goes back; anything else
+        // is refused here and dropped on this stack, made for the depth a script reaches (a
+        // deep value dropped on a smaller stack would overflow it).
+        if !super::host::is_plain(&result) {
+            return Err(ScriptError::BadReturn {
+                file: compiled.file.to_string(),
+                function,
+                detail: format!(
+                    "a value that is not plain data (maps, arrays, strings, numbers, booleans, ()) nested at most {} levels",
+                    super::limits::MAX_VALUE_DEPTH
+                ),
+            });
+        }
+        Ok(result)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The threads script calls run on: started on demand with a stack big enough for Rhai's own
-//! recursion, kept a while when idle, shared by every app of the process.
+//! The threads script calls run on when they do not run in a fiber on a runtime worker (with
+//! more than one worker, or once a call has run long there): started on demand with a stack big
+//! enough for Rhai's own recursion, kept a while when idle, shared by every app of the process.
 //!
 //! Rhai measures, clones and drops nested maps and arrays recursively, so how deep a value a
 //! script can build is bounded by the stack of the thread running it, not by an engine limit;
@@ -7,8 +8,8 @@
 //! (about 4,500 levels), reached by a script in a few seconds. Rhai measures a value whole each
 //! time it grows, so nesting costs time quadratic in the depth (10,000 levels take about 4 s):
 //! within the longest `request_timeout` allowed (1 h) a script reaches about 300,000 levels,
-//! which need some 140 MiB of stack. [`STACK_BYTES`] is reserved, not committed: a thread
-//! uses the memory only of the depth it reaches.
+//! which need some 140 MiB of stack. [`STACK_BYTES`] is reserved, not committed: a thread (or
+//! a fiber) uses the memory only of the depth it reaches.
 //!
 //! Each thread drives its script's legacy calls itself, on a runtime of its own, with
 //! connections of its own ([`crate::legacy::keep_connections_on_this_thread`]): a request
@@ -21,16 +22,8 @@ use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The stack of each script thread, and of the runtime's workers (see `main`), on which
-/// script calls run where they are made.
-pub const STACK_BYTES: usize = 256 * 1024 * 1024;
-
-/// Whether the thread has the stack a script call needs, most of [`STACK_BYTES`] left: then
-/// a call may run on it instead of on a script thread. Stacks are reserved, not committed, so
-/// a big one costs address space only.
-pub(super) fn stack_is_big_enough() -> bool {
-    stacker::remaining_stack().is_some_and(|left| left >= STACK_BYTES / 2)
-}
+/// The stack of each script thread, and of each script call's fiber (`super::fiber`).
+pub(super) const STACK_BYTES: usize = 256 * 1024 * 1024;
 
 /// How long an idle thread waits for work before it ends.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);

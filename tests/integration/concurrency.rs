@@ -36,8 +36,8 @@ async fn concurrent_patches_of_different_attributes_keep_every_change() {
     concurrent_patches_keep_every_change().await;
 }
 
-/// The same on a runtime with one worker, where each PATCH's script calls run on the worker,
-/// stopped and run again around their legacy calls, interleaved with the others'.
+/// The same on a runtime with one worker, where each PATCH's script calls run in fibers on
+/// the worker, suspended at their legacy calls, interleaved with the others'.
 #[tokio::test]
 async fn concurrent_patches_on_one_worker_keep_every_change() {
     concurrent_patches_keep_every_change().await;
@@ -289,8 +289,8 @@ async fn a_bulk_cut_off_by_its_deadline_reports_what_it_did() {
 }
 
 /// An h2 client that resets its stream while the create's legacy call is out, on a runtime
-/// with one worker (the script call runs on it, stopped and run again around its legacy
-/// call): the write still runs to its end — the legacy call is not cut in half, the script
+/// with one worker (the script call runs in a fiber on it, suspended at its legacy call):
+/// the write still runs to its end — the legacy call is not cut in half, the script
 /// goes on after it, and the proxy learns the account.
 #[tokio::test]
 async fn a_create_whose_h2_stream_is_reset_on_one_worker_is_finished() {

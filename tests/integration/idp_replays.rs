@@ -512,8 +512,8 @@ async fn okta_group_cycle_against_the_documents_example() {
     okta_group_cycle(&Target::documents(&env)).await;
 }
 
-// On a runtime with one worker (a proxy on one core) the script calls run on the worker,
-// stopped and run again around each legacy call: the same cycles, the same answers.
+// On a runtime with one worker (a proxy on one core) the script calls run in fibers on the
+// worker, suspended at each legacy call: the same cycles, the same answers.
 
 #[tokio::test]
 async fn entra_id_user_cycle_against_the_demo_on_one_worker() {

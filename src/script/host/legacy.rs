@@ -10,8 +10,8 @@ use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 
 use crate::legacy::{LegacyError, LegacyPath, LegacyRequest, LegacyResponse};
 use crate::observe::trace::SpanKind;
-use crate::script::host::tape::Answer;
-use crate::script::host::{CallContext, FAULT_KEY, Stop, current, runtime_error, stop_run};
+use crate::script::fiber::{Resumed, Suspended};
+use crate::script::host::{CallContext, FAULT_KEY, current, runtime_error};
 use crate::script::journal::{self, Exchange};
 use crate::script::threads::block_on;
 use crate::script::{NOTED_PATH_BYTES, NotedCall, shorten};
@@ -129,26 +129,28 @@ pub(super) fn send(
         None => None,
     };
     let request = LegacyRequest { method, path, query, headers, body, idempotent };
-    // A run the proxy stopped (a `print` that did not match the tape) makes no further call.
-    if ctx.stop.lock().is_ok_and(|stop| stop.is_some()) {
-        return Err(stop_run(&ctx, Stop::Budget));
-    }
-    // A call made by an earlier run of this script call is not made again: its answer is
-    // taken from the tape.
-    let replayed =
-        ctx.tape.lock().map_err(|_| runtime_error("a script call's tape is poisoned"))?.replay_call(&request);
-    match replayed {
-        Err(diverged) => return Err(stop_run(&ctx, Stop::Diverged(diverged))),
-        Ok(Some(answer)) => return to_script(&ctx, answer),
-        Ok(None) => {}
-    }
-    // On a runtime worker the run stops here: the call is made without holding the thread,
-    // and the script runs again with its answer on the tape.
-    if ctx.inline.load(Ordering::Relaxed) {
-        return Err(stop_run(&ctx, Stop::Call(request)));
+    // In a fiber on a runtime worker, the call suspends itself here: the worker makes the
+    // legacy call without waiting for it, and resumes the script with the answer. On a script
+    // thread, the answer is waited for in place.
+    if ctx.in_fiber() {
+        return match ctx.suspend(Suspended::Call(request)) {
+            Some(Resumed::Answer(answer)) => to_script(&ctx, answer),
+            _ => Err(runtime_error("a script call was resumed without its legacy answer")),
+        };
     }
     let answer = block_on(perform(&ctx, request), &ctx.runtime);
     to_script(&ctx, answer)
+}
+
+/// The outcome of one legacy call as the script sees it.
+#[derive(Debug)]
+pub(in crate::script) enum Answer {
+    /// The legacy app's answer (or, in a dry run, the made-up answer to a write held back).
+    Response(Map),
+    /// No answer the script can read: the value thrown into the script, and the fault itself.
+    Fault(Map, LegacyError),
+    /// The request's deadline had passed when the call was due: it was not sent.
+    Late,
 }
 
 /// What the script gets for a call's answer: the response map, or the fault thrown.

@@ -1,19 +1,17 @@
 //! What the proxy gives scripts: the `legacy` and `id_cache` objects, logging, JSON, base64, URLs, time.
 //!
-//! A run of a script call happens on one thread (a runtime worker or a script thread); the
-//! call's context (its app, its legacy client, its deadline, its tape) sits in a thread-local
-//! for the run's duration, which is how the functions registered once on the shared engine
-//! reach the right call. What reaches outside the script goes through the call's [`Tape`], so
-//! that a run again does not do it twice.
+//! A script call runs once, from its start to its end, in a fiber on a runtime worker or on
+//! a script thread; while it runs on a thread, its context (its app, its legacy client, its
+//! deadline) sits in a thread-local of that thread, which is how the functions registered once
+//! on the shared engine reach the right call.
 
 mod legacy;
 mod results;
-mod tape;
 
+pub(in crate::script) use legacy::Answer;
 use legacy::{call, request, unexpected};
 pub(super) use legacy::{fault_kind, perform};
 pub(super) use results::{DataSizes, Results, is_plain};
-pub(super) use tape::{Diverged, Tape};
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -24,6 +22,7 @@ use base64::Engine as _;
 use http::Method;
 use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 
+use super::fiber::{Resumed, SuspendPoint, Suspended};
 use super::journal::Journal;
 use crate::cache::IdCache;
 use crate::legacy::{LegacyClient, LegacyError};
@@ -118,112 +117,41 @@ pub(super) struct CallContext {
     pub held: Mutex<DataSizes>,
     /// The trace the call's legacy calls continue: the script call's span is their parent.
     pub trace: TraceScope,
-    /// What the call has done so far outside the script, which each run after the first
-    /// takes from here instead of doing it again (see [`Tape`]).
-    pub tape: Mutex<Tape>,
-    /// Whether the call runs on a runtime worker: a legacy call not on the tape then stops
-    /// the run ([`Stop::Call`]) instead of being waited for on the thread.
+    /// Whether the call runs on a runtime worker: having used [`INLINE_OPERATIONS`] there, it
+    /// suspends itself to go on on a script thread.
     pub inline: AtomicBool,
-    /// Why the proxy stopped the current run, if it did.
-    pub stop: Mutex<Option<Stop>>,
+    /// The fiber the call runs in, if it runs in one.
+    pub suspender: SuspendPoint,
 }
 
-/// Why the proxy stopped a run of a script call before its end.
-#[derive(Debug)]
-pub(super) enum Stop {
-    /// The script asked for a legacy call not made yet.
-    Call(crate::legacy::LegacyRequest),
-    /// The run used the operations a run on a runtime worker may use.
-    Budget,
-    /// The run asked for something else than the earlier runs did at the same point.
-    Diverged(Diverged),
-}
-
-/// The most operations a run of a script on a runtime worker may use before it is moved to
-/// a script thread of its own: some 40 times what mapping one user takes, about 2 ms of a
-/// core, so that other requests on the worker wait no longer than that.
+/// The most operations a script call may use on a runtime worker before it is moved to a
+/// script thread of its own: some 40 times what mapping one user takes, about 2 ms of a core,
+/// so that other requests on the worker wait no longer than that.
 pub(super) const INLINE_OPERATIONS: u64 = 5_000;
 
 impl CallContext {
-    /// Readies the context for a run of the script from its start.
-    pub(super) fn rewind(&self) {
-        if let Ok(mut tape) = self.tape.lock() {
-            tape.rewind();
-        }
-        if let Ok(mut fault) = self.fault.lock() {
-            *fault = None;
-        }
-        if let Ok(mut held) = self.held.lock() {
-            *held = DataSizes::default();
-        }
-        if let Ok(mut stop) = self.stop.lock() {
-            *stop = None;
-        }
+    /// Whether the call runs in a fiber, and so can suspend itself.
+    pub(super) fn in_fiber(&self) -> bool {
+        self.suspender.is_set()
     }
 
-    /// Why the last run was stopped by the proxy, if it was.
-    pub(super) fn take_stop(&self) -> Option<Stop> {
-        self.stop.lock().ok().and_then(|mut stop| stop.take())
+    /// Suspends the call's fiber, if it runs in one, and gives what it is resumed with.
+    fn suspend(&self, why: Suspended) -> Option<Resumed> {
+        self.suspender.suspend(why)
     }
-}
-
-/// Stops the current run with an error no `try`/`catch` of the script can catch, noting why.
-fn stop_run(ctx: &CallContext, stop: Stop) -> Box<EvalAltResult> {
-    if let Ok(mut slot) = ctx.stop.lock() {
-        slot.get_or_insert(stop);
-    }
-    Box::new(EvalAltResult::ErrorTerminated(Dynamic::from("the proxy stopped the run"), Position::NONE))
-}
-
-/// The value `live` gives, read outside the script: taken from the tape on a run again. Without
-/// a script call (a function tried outside the proxy's calls) it is simply read.
-fn taped_value(what: &'static str, key: &str, live: impl FnOnce() -> Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
-    let Some(ctx) = CURRENT.with(|c| c.borrow().clone()) else { return Ok(live()) };
-    let replayed = ctx.tape.lock().map_err(|_| runtime_error("a script call's tape is poisoned"))?.value(
-        what,
-        key,
-        ctx.inline.load(Ordering::Relaxed),
-        live,
-    );
-    replayed.map_err(|diverged| stop_run(&ctx, Stop::Diverged(diverged)))
-}
-
-/// Does `live` (a change or a log line) unless an earlier run of the call did it already.
-fn taped_once(what: &'static str, key: &str, live: impl FnOnce()) -> Result<(), Box<EvalAltResult>> {
-    let Some(ctx) = CURRENT.with(|c| c.borrow().clone()) else {
-        live();
-        return Ok(());
-    };
-    if ctx.stop.lock().is_ok_and(|stop| stop.is_some()) {
-        return Err(stop_run(&ctx, Stop::Budget));
-    }
-    let replayed = ctx.tape.lock().map_err(|_| runtime_error("a script call's tape is poisoned"))?.once(
-        what,
-        key,
-        ctx.inline.load(Ordering::Relaxed),
-        live,
-    );
-    replayed.map_err(|diverged| stop_run(&ctx, Stop::Diverged(diverged)))
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<CallContext>>> = const { RefCell::new(None) };
-    /// The operations the run on this thread has used so far.
-    static OPERATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// The operations the last run on this thread used (up to where it ended or was stopped).
-pub(super) fn operations_used() -> u64 {
-    OPERATIONS.get()
-}
-
-/// Installs a call's context on this thread until dropped.
+/// Installs a call's context on this thread until dropped: around each resumption of the
+/// call's fiber, or around the whole call on a script thread.
 pub(super) struct Installed;
 
 impl Installed {
     pub(super) fn new(context: Arc<CallContext>) -> Self {
         CURRENT.with(|c| *c.borrow_mut() = Some(context));
-        OPERATIONS.set(0);
         Installed
     }
 }
@@ -290,12 +218,12 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_global_module(globals.into());
     engine.on_def_var(|_, info, _| Ok(!RESERVED.contains(&info.name())));
     engine.on_progress(|operations| {
-        OPERATIONS.set(operations);
         if operations == INLINE_OPERATIONS {
+            // Resumed on a script thread, the call goes on from here.
             let inline = CURRENT.with(|c| c.borrow().clone()).filter(|ctx| ctx.inline.load(Ordering::Relaxed));
             if let Some(ctx) = inline {
-                drop(stop_run(&ctx, Stop::Budget));
-                return Some(Dynamic::from("the proxy stopped the run"));
+                ctx.inline.store(false, Ordering::Relaxed);
+                let _ = ctx.suspend(Suspended::Budget);
             }
         }
         // Reading the clock on every operation would cost more than the script itself.
@@ -305,14 +233,10 @@ pub(super) fn register(engine: &mut rhai::Engine) {
         let late = CURRENT.with(|c| c.borrow().as_ref().is_some_and(|ctx| Instant::now() >= ctx.deadline));
         late.then(|| Dynamic::from("the request's deadline passed"))
     });
-    // `print` and `debug` cannot fail: a line that does not match the tape is not written,
-    // and the run is stopped at its next call of the proxy's functions.
     engine.on_print(|text| log_line(tracing::Level::INFO, text));
     engine.on_debug(|text, _, position| {
         let line = position.line().unwrap_or(0);
-        let _ = taped_once("debug", text, || {
-            with_names(|app, file| tracing::debug!(app, script = file, line, text, "script debug"))
-        });
+        with_names(|app, file| tracing::debug!(app, script = file, line, text, "script debug"));
     });
 
     for (name, method) in [
@@ -361,9 +285,7 @@ pub(super) fn register(engine: &mut rhai::Engine) {
         if ctx.journal.as_ref().is_some_and(|j| j.is_recording()) {
             return Ok(Dynamic::UNIT);
         }
-        taped_value("id_cache.get", &format!("{namespace}/{key}"), || {
-            ctx.ids.custom_get(namespace, key).map_or(Dynamic::UNIT, Dynamic::from)
-        })
+        Ok(ctx.ids.custom_get(namespace, key).map_or(Dynamic::UNIT, Dynamic::from))
     });
     engine.register_fn(
         "set",
@@ -373,14 +295,14 @@ pub(super) fn register(engine: &mut rhai::Engine) {
             if ctx.journal.as_ref().is_some_and(|j| j.is_dry_run()) {
                 return Ok(());
             }
-            taped_once("id_cache.set", &format!("{namespace}/{key}={value}"), || {
-                ctx.ids.custom_set(namespace, key, value)
-            })
+            ctx.ids.custom_set(namespace, key, value);
+            Ok(())
         },
     );
     engine.register_fn("remove", |_: &mut IdsApi, namespace: &str, key: &str| -> Result<(), Box<EvalAltResult>> {
         let ctx = current()?;
-        taped_once("id_cache.remove", &format!("{namespace}/{key}"), || ctx.ids.custom_remove(namespace, key))
+        ctx.ids.custom_remove(namespace, key);
+        Ok(())
     });
 
     engine.register_type_with_name::<Results>("Results");
@@ -420,11 +342,8 @@ pub(super) fn register(engine: &mut rhai::Engine) {
         percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
     });
     engine.register_fn("path_segment", |text: &str| crate::legacy::path::encode_segment(text));
-    engine
-        .register_fn("now", || taped_value("now", "", || Dynamic::from(format_time(time::OffsetDateTime::now_utc()))));
-    engine.register_fn("unix_time", || {
-        taped_value("unix_time", "", || Dynamic::from(time::OffsetDateTime::now_utc().unix_timestamp()))
-    });
+    engine.register_fn("now", || format_time(time::OffsetDateTime::now_utc()));
+    engine.register_fn("unix_time", || time::OffsetDateTime::now_utc().unix_timestamp());
 }
 
 /// `compact(value)`: the value without its `()` map entries and array items, and without the
@@ -476,15 +395,12 @@ fn with_names(f: impl FnOnce(&str, &str)) {
 
 /// A script's `print` or `log_*` line. What the script wrote is the `text` field: a field
 /// named `message` as well as the fixed message would be two `message` keys in a JSON line.
-/// Written once, however many times the call's script is run.
 fn log_line(level: tracing::Level, text: &str) {
-    let _ = taped_once("log", text, || {
-        with_names(|app, file| match level {
-            tracing::Level::ERROR => tracing::error!(app, script = file, text, "script log"),
-            tracing::Level::WARN => tracing::warn!(app, script = file, text, "script log"),
-            tracing::Level::INFO => tracing::info!(app, script = file, text, "script log"),
-            _ => tracing::debug!(app, script = file, text, "script log"),
-        })
+    with_names(|app, file| match level {
+        tracing::Level::ERROR => tracing::error!(app, script = file, text, "script log"),
+        tracing::Level::WARN => tracing::warn!(app, script = file, text, "script log"),
+        tracing::Level::INFO => tracing::info!(app, script = file, text, "script log"),
+        _ => tracing::debug!(app, script = file, text, "script log"),
     });
 }
 
