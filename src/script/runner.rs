@@ -209,9 +209,6 @@ impl AppScript {
                 }
             }
         };
-        // On the one worker of a runtime on one core, the call runs where it is, in a fiber: no
-        // thread is woken for it, and its legacy calls are made on the worker's runtime.
-        let inline = tokio::runtime::Handle::current().metrics().num_workers() == 1;
         let context = Arc::new(CallContext {
             app: self.app.clone(),
             file: compiled.file.clone(),
@@ -227,7 +224,7 @@ impl AppScript {
             probe: function == "health",
             held: Mutex::default(),
             trace: span.scope(),
-            inline: AtomicBool::new(inline),
+            inline: AtomicBool::new(true),
             suspender: SuspendPoint::default(),
         });
         let run = Run {
@@ -243,17 +240,12 @@ impl AppScript {
         };
         let started = Instant::now();
         let file = run.compiled.file.clone();
-        // Either way the call runs to its end even when its request is abandoned, so that a
-        // legacy write it makes is never cut in half: on a worker as a task of its own, else
-        // on a script thread.
-        let outcome = if inline {
-            // Within the request's span, so what the call logs names the request.
-            let call = tracing::Instrument::in_current_span(run.inline());
-            tokio::spawn(call).await.unwrap_or_else(|_| Err("the script call panicked".to_owned()))
-        } else {
-            // With a core of its own, a script thread runs beside the workers.
-            run.elsewhere("several_cores").await
-        };
+        // The call runs where it is, in a fiber: no thread is woken for it, and its legacy calls
+        // are made on the worker's runtime. It is a task of its own, so that it runs to its end
+        // even when its request is abandoned: a legacy write it makes is never cut in half.
+        // Within the request's span, so what the call logs names the request.
+        let call = tracing::Instrument::in_current_span(run.inline());
+        let outcome = tokio::spawn(call).await.unwrap_or_else(|_| Err("the script call panicked".to_owned()));
         scope.metrics.script_call(&self.app, function, started.elapsed());
         match outcome {
             Ok(result) => result,
@@ -290,7 +282,8 @@ struct Script {
 type CallFiber = Fiber<Result<Dynamic, ScriptError>>;
 
 impl Run {
-    /// Runs the call in a fiber on the worker it was made on: at each legacy call the script
+    /// Runs the call in a fiber on the worker it was made on (or the one that takes its task
+    /// over): at each legacy call the script
     /// asks for, the fiber suspends itself, the worker makes the call without holding the
     /// thread, then resumes the script with the answer. A call that runs long goes on on a
     /// script thread ([`Run::finish_on_thread`]).
@@ -299,7 +292,7 @@ impl Run {
             Ok(stack) => stack,
             Err(error) => {
                 tracing::warn!(error = %error, "no stack could be mapped for a script call: it runs on a script thread");
-                return self.elsewhere("no_stack").await;
+                return self.elsewhere().await;
             }
         };
         let script = self.script();
@@ -341,10 +334,9 @@ impl Run {
     }
 
     /// Runs the call from its start to its end on a script thread, its legacy calls waited
-    /// for in place; `reason` says why it does not run on the worker (`several_cores`,
-    /// `no_stack`).
-    async fn elsewhere(mut self, reason: &'static str) -> Result<Result<Dynamic, ScriptError>, String> {
-        self.moved(reason);
+    /// for in place: when no stack could be mapped for its fiber.
+    async fn elsewhere(mut self) -> Result<Result<Dynamic, ScriptError>, String> {
+        self.moved("no_stack");
         let script = self.script();
         let (log_span, context) = (self.log_span.clone(), self.context.clone());
         self.end_on_thread(move || {

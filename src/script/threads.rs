@@ -1,6 +1,7 @@
-//! The threads script calls run on when they do not run in a fiber on a runtime worker (with
-//! more than one worker, or once a call has run long there): started on demand with a stack big
-//! enough for Rhai's own recursion, kept a while when idle, shared by every app of the process.
+//! The threads script calls go on on once they have run long in their fiber on a runtime
+//! worker (or run on from their start, when no stack could be mapped for a fiber): started on
+//! demand with a stack big enough for Rhai's own recursion, kept a while when idle, shared by
+//! every app of the process.
 //!
 //! Rhai measures, clones and drops nested maps and arrays recursively, so how deep a value a
 //! script can build is bounded by the stack of the thread running it, not by an engine limit;
