@@ -117,10 +117,13 @@ pub(super) fn stack() -> std::io::Result<Stack> {
 /// its first pages again would cost more than a short call.
 static STACKS: Mutex<Vec<Stack>> = Mutex::new(Vec::new());
 
-/// The most stacks kept. A kept stack holds the memory its calls touched, a few pages for a
-/// call that stays on a worker ([`crate::script::host::INLINE_OPERATIONS`] bounds how deep it
-/// can nest a value); a call taken over by a script thread gives its stack back to the system.
-const KEPT: usize = 64;
+/// The most stacks kept: as many as an app's script calls at once by default
+/// (`max_concurrent_scripts`), so that under steady load every call finds one. A kept stack
+/// holds the memory its calls touched: tens of KiB for a mapping, a few MiB at most for one that
+/// nests values or calls as deep as the engine allows within the operations a call may use on
+/// a worker ([`crate::script::host::INLINE_OPERATIONS`]). The stack of a call that went on on
+/// a script thread is given back to the system, since that call may have gone deeper.
+const KEPT: usize = 16;
 
 fn stacks() -> std::sync::MutexGuard<'static, Vec<Stack>> {
     STACKS.lock().unwrap_or_else(PoisonError::into_inner)
@@ -273,6 +276,23 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_in_a_fiber_goes_on_in_its_caller_and_leaves_nothing_published() {
+        let point = Arc::new(SuspendPoint::default());
+        let inner = point.clone();
+        let mut fiber = Fiber::new(stack().unwrap(), move |inside| {
+            inner.during(inside, || -> usize {
+                let _ = inner.suspend(a_call());
+                panic!("a host function panics after a legacy answer");
+            })
+        });
+        assert!(matches!(fiber.resume(Resumed::Go), Some(Step::Suspended(_))));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fiber.resume(answer(200))));
+        assert!(panicked.is_err());
+        assert!(!point.is_set());
+        assert!(fiber.resume(Resumed::Go).is_none(), "a fiber that panicked has ended");
+    }
+
+    #[test]
     fn a_fiber_goes_as_deep_as_a_script_thread() {
         // 64 MiB on the stack: far past a worker's 2 MiB.
         fn deep(n: usize) -> usize {
@@ -280,6 +300,8 @@ mod tests {
             if n == 0 { pad[0] as usize } else { deep(n - 1) + pad[n % 1024] as usize }
         }
         let mut fiber = Fiber::new(stack().unwrap(), |_| deep(64 * 1024));
+        // As the runner does for a long call: 64 MiB touched is not kept for other fibers.
+        fiber.discard_stack();
         assert!(matches!(fiber.resume(Resumed::Go), Some(Step::Ended(0))));
     }
 }
