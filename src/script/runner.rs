@@ -1,9 +1,8 @@
-//! Running one app's script: a bounded number of calls at once, each in a fiber on the worker
-//! that received the request (one core) or on a script thread, before a deadline.
+//! Running one app's script: a bounded number of calls at once, each in a fiber on a runtime
+//! worker (on a script thread once it has run long there), before a deadline.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rhai::{CallFnOptions, Dynamic};
@@ -181,8 +180,9 @@ impl AppScript {
 
     /// Calls a script function with JSON-shaped arguments.
     ///
-    /// Waits for a free slot until the request's deadline, then runs on a script thread (`threads`).
-    /// The call keeps running if the request is abandoned, so a legacy write is never cut in half.
+    /// Waits for a free slot until the request's deadline, then runs in a fiber on this worker
+    /// ([`Run::inline`]). The call keeps running if the request is abandoned, so a legacy write is
+    /// never cut in half.
     pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
         let compiled = self.compiled();
         if compiled.arity(function).is_none() {

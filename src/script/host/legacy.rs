@@ -129,9 +129,10 @@ pub(super) fn send(
         None => None,
     };
     let request = LegacyRequest { method, path, query, headers, body, idempotent };
-    // In a fiber on a runtime worker, the call suspends itself here: the worker makes the
-    // legacy call without waiting for it, and resumes the script with the answer. On a script
-    // thread, the answer is waited for in place.
+    // In a fiber, the call suspends itself here: whoever runs the fiber makes the legacy call
+    // (a worker without waiting for it, a script thread that took the call over in place) and
+    // resumes the script with the answer. Outside a fiber (a call on a script thread from its
+    // start), the answer is waited for in place.
     if ctx.in_fiber() {
         return match ctx.suspend(Suspended::Call(request)) {
             Some(Resumed::Answer(answer)) => to_script(&ctx, answer),
