@@ -193,12 +193,12 @@ fn main() {
         metrics: Arc::new(Metrics::default()),
         trace: scim_proxy::observe::trace::TraceScope::default(),
     };
-    measure(&filter, "rhai: call to_scim(record) on the blocking pool, to JSON", || {
+    measure(&filter, "rhai: script call to_scim(record) from outside, to JSON", || {
         let args = vec![ScriptEngine::to_dynamic(&record)];
         let out = runtime.block_on(app.script.call("to_scim", args, &scope)).unwrap();
         black_box(ScriptEngine::to_json(&out).unwrap());
     });
-    measure(&filter, "rhai: call to_acme(user) on the blocking pool, to JSON", || {
+    measure(&filter, "rhai: script call to_acme(user) from outside, to JSON", || {
         let args = vec![ScriptEngine::to_dynamic(&user)];
         let out = runtime.block_on(app.script.call("to_acme", args, &scope)).unwrap();
         black_box(ScriptEngine::to_json(&out).unwrap());
