@@ -193,6 +193,8 @@ fn main() {
         metrics: Arc::new(Metrics::default()),
         trace: scim_proxy::observe::trace::TraceScope::default(),
     };
+    // From this thread, not a runtime worker: the figures include handing each call to a worker
+    // and back, which a request's call does not pay.
     measure(&filter, "rhai: script call to_scim(record) from outside, to JSON", || {
         let args = vec![ScriptEngine::to_dynamic(&record)];
         let out = runtime.block_on(app.script.call("to_scim", args, &scope)).unwrap();
