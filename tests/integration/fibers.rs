@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::support::{TestEnv, log_lines_with};
+use crate::support::{Reply, TestEnv, log_lines_with};
 
 /// `get_user` takes its steps from the id: `taped-<tag>` makes three calls with a log line,
 /// an ID cache write and clock readings between them; `drift-<tag>` asks for a call whose
@@ -87,24 +87,34 @@ async fn each_call_log_line_and_cache_write_happens_once() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_calls_of_one_script_each_make_their_own_calls_once() {
-    // All start before any has ended: each runs in a fiber of its own on the one worker, the
-    // others running while it waits for its legacy answers.
+/// `count` GETs of `taped-<tag><i>` sent at once, so that all start before any has ended: their
+/// replies in order, and the legacy calls they made.
+async fn taped_at_once(tag: &str, count: usize) -> (Vec<Reply>, u64) {
     let env = Arc::new(env().await);
     let before = env.legacy.requests_served();
-    let callers: Vec<_> = (0..24)
+    let callers: Vec<_> = (0..count)
         .map(|i| {
-            let env = env.clone();
-            tokio::spawn(async move { env.get(&format!("/Users/taped-c{i}")).await })
+            let (env, path) = (env.clone(), format!("/Users/taped-{tag}{i}"));
+            tokio::spawn(async move { env.get(&path).await })
         })
         .collect();
-    for (i, caller) in callers.into_iter().enumerate() {
-        let reply = caller.await.unwrap();
+    let mut replies = Vec::new();
+    for caller in callers {
+        replies.push(caller.await.unwrap());
+    }
+    (replies, env.legacy.requests_served() - before)
+}
+
+#[tokio::test]
+async fn concurrent_calls_of_one_script_each_make_their_own_calls_once() {
+    // Each runs in a fiber of its own on the one worker, the others running while it waits for
+    // its legacy answers.
+    let (replies, calls) = taped_at_once("c", 24).await;
+    for (i, reply) in replies.iter().enumerate() {
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.body["userName"], format!("taped-c{i}-200"), "{}", reply.text);
     }
-    assert_eq!(env.legacy.requests_served() - before, 24 * 3);
+    assert_eq!(calls, 24 * 3);
 }
 
 #[tokio::test]
@@ -163,21 +173,13 @@ async fn a_script_mapping_bodies_before_its_calls_stays_on_the_worker_call_after
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_several_workers_calls_run_in_fibers_and_make_each_call_once() {
     // Either worker may resume a fiber the other one started.
-    let env = Arc::new(env().await);
-    let before = env.legacy.requests_served();
-    let callers: Vec<_> = (0..24)
-        .map(|i| {
-            let env = env.clone();
-            tokio::spawn(async move { env.get(&format!("/Users/taped-w{i}")).await })
-        })
-        .collect();
-    for (i, caller) in callers.into_iter().enumerate() {
-        let reply = caller.await.unwrap();
+    let (replies, calls) = taped_at_once("w", 24).await;
+    for (i, reply) in replies.iter().enumerate() {
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.body["userName"], format!("taped-w{i}-200"), "{}", reply.text);
         let request_id = reply.header("x-request-id").unwrap_or_default().to_owned();
         assert!(lines_of(&request_id, "script call runs on a script thread").is_empty());
         assert_eq!(lines_of(&request_id, &format!("between the calls of taped-w{i}")).len(), 1);
     }
-    assert_eq!(env.legacy.requests_served() - before, 24 * 3);
+    assert_eq!(calls, 24 * 3);
 }
