@@ -219,10 +219,10 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.on_def_var(|_, info, _| Ok(!RESERVED.contains(&info.name())));
     engine.on_progress(|operations| {
         if operations == INLINE_OPERATIONS {
-            // Resumed on a script thread, the call goes on from here.
+            // Resumed on a script thread (which marks the call no longer inline), the call goes
+            // on from here.
             let inline = CURRENT.with(|c| c.borrow().clone()).filter(|ctx| ctx.inline.load(Ordering::Relaxed));
             if let Some(ctx) = inline {
-                ctx.inline.store(false, Ordering::Relaxed);
                 let _ = ctx.suspend(Suspended::Budget);
             }
         }
