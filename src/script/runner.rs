@@ -241,70 +241,17 @@ impl AppScript {
         let started = Instant::now();
         let file = run.compiled.file.clone();
         // The call runs where it is, in a fiber: no thread is woken for it, and its legacy calls
-        // are made on the worker's runtime. It runs to its end even when its request is
-        // abandoned (`RunsToEnd`): a legacy write it makes is never cut in half. Within the
-        // request's span, so what the call logs names the request.
+        // are made on the worker's runtime. It is a task of its own, so that it runs to its end
+        // even when its request is abandoned: a legacy write it makes is never cut in half.
+        // Within the request's span, so what the call logs names the request.
         let call = tracing::Instrument::in_current_span(run.inline());
-        let outcome = RunsToEnd::new(call).await.unwrap_or_else(|Panicked| Err("the script call panicked".to_owned()));
+        let outcome = tokio::spawn(call).await.unwrap_or_else(|_| Err("the script call panicked".to_owned()));
         scope.metrics.script_call(&self.app, function, started.elapsed());
         match outcome {
             Ok(result) => result,
             Err(message) => {
                 Err(ScriptError::Runtime { file: file.to_string(), function: "?".into(), line: 0, message })
             }
-        }
-    }
-}
-
-/// A script call, polled in the task of the request that makes it, that goes on in a task of
-/// its own when the request drops it before its end (a client that hangs up, a request past
-/// its deadline): a legacy write it makes is never cut in half. Only an abandoned call pays
-/// for a task; spawning every call as one cost a task and a hand-over through the scheduler
-/// each.
-struct RunsToEnd<F: Future<Output: Send> + Send + 'static> {
-    call: Option<std::pin::Pin<Box<F>>>,
-}
-
-/// A script call that panicked; the panic was reported by the panic hook.
-struct Panicked;
-
-impl<F: Future<Output: Send> + Send + 'static> RunsToEnd<F> {
-    fn new(call: F) -> Self {
-        Self { call: Some(Box::pin(call)) }
-    }
-}
-
-impl<F: Future<Output: Send> + Send + 'static> Future for RunsToEnd<F> {
-    type Output = Result<F::Output, Panicked>;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        let Some(call) = self.call.as_mut() else {
-            return std::task::Poll::Ready(Err(Panicked));
-        };
-        // A panic stays within the call, as it would in a task of its own: the request answers
-        // with an error and its connection goes on.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(output)) => {
-                self.call = None;
-                std::task::Poll::Ready(Ok(output))
-            }
-            Err(_) => {
-                self.call = None;
-                std::task::Poll::Ready(Err(Panicked))
-            }
-        }
-    }
-}
-
-impl<F: Future<Output: Send> + Send + 'static> Drop for RunsToEnd<F> {
-    fn drop(&mut self) {
-        let Some(call) = self.call.take() else { return };
-        // Without a runtime (it is shutting down) the call is dropped, as its task would be.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                call.await;
-            });
         }
     }
 }
@@ -543,54 +490,5 @@ fn log_where_it_failed(error: &ScriptError, context: &CallContext, function: &st
             error = %error,
             "script stopped"
         );
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
-
-    use super::{Panicked, RunsToEnd};
-
-    #[tokio::test]
-    async fn a_call_dropped_before_its_end_goes_on_to_it() {
-        let (go, wait) = tokio::sync::oneshot::channel::<()>();
-        let ended = Arc::new(AtomicBool::new(false));
-        let seen = ended.clone();
-        let call = RunsToEnd::new(async move {
-            let _ = wait.await;
-            seen.store(true, Ordering::SeqCst);
-        });
-        // Polled once, then given up, as a request abandoned during a legacy call.
-        assert!(tokio::time::timeout(Duration::from_millis(20), call).await.is_err());
-        assert!(!ended.load(Ordering::SeqCst));
-        go.send(()).unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !ended.load(Ordering::SeqCst) {
-            assert!(tokio::time::Instant::now() < deadline, "the abandoned call never ended");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn a_call_that_ends_answers_where_it_was_made() {
-        let answer = RunsToEnd::new(async { 42 }).await;
-        assert!(matches!(answer, Ok(42)));
-    }
-
-    #[tokio::test]
-    async fn a_call_that_panics_answers_panicked_and_the_caller_goes_on() {
-        let answer = RunsToEnd::new(async {
-            if std::hint::black_box(true) {
-                panic!("a script call's bug");
-            }
-            1
-        })
-        .await;
-        assert!(matches!(answer, Err(Panicked)));
-        assert_eq!(RunsToEnd::new(async { 2 }).await.ok(), Some(2));
     }
 }
