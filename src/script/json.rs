@@ -35,7 +35,8 @@ pub(super) fn to_dynamic(value: &Value) -> Dynamic {
     /// A container being filled: its remaining children, and what is converted so far.
     enum Open<'v> {
         Array(std::slice::Iter<'v, Value>, Array),
-        Object(serde_json::map::Iter<'v>, rhai::Map, Option<&'v str>),
+        // Members gathered in order and built into a map at once when the object ends.
+        Object(serde_json::map::Iter<'v>, Vec<(Identifier, Dynamic)>, Option<&'v str>),
     }
     let leaf = |value: &Value| match value {
         Value::Null => Some(Dynamic::UNIT),
@@ -47,7 +48,7 @@ pub(super) fn to_dynamic(value: &Value) -> Dynamic {
     fn open(value: &Value) -> Open<'_> {
         match value {
             Value::Array(items) => Open::Array(items.iter(), Array::with_capacity(items.len())),
-            Value::Object(map) => Open::Object(map.iter(), rhai::Map::new(), None),
+            Value::Object(map) => Open::Object(map.iter(), Vec::with_capacity(map.len()), None),
             _ => Open::Array([].iter(), Array::new()),
         }
     }
@@ -74,16 +75,14 @@ pub(super) fn to_dynamic(value: &Value) -> Dynamic {
             },
             None => match stack.pop() {
                 Some(Open::Array(_, items)) => Dynamic::from_array(items),
-                Some(Open::Object(_, map, _)) => Dynamic::from_map(map),
+                Some(Open::Object(_, members, _)) => Dynamic::from_map(members.into_iter().collect()),
                 None => return Dynamic::UNIT,
             },
         };
         match stack.last_mut() {
             None => return finished,
             Some(Open::Array(_, items)) => items.push(finished),
-            Some(Open::Object(_, map, key)) => {
-                map.insert(key.take().unwrap_or_default().into(), finished);
-            }
+            Some(Open::Object(_, members, key)) => members.push((key.take().unwrap_or_default().into(), finished)),
         }
     }
 }
@@ -157,12 +156,14 @@ impl<'de> Visitor<'de> for Script {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dynamic, A::Error> {
-        let mut entries = rhai::Map::new();
+        // Gathered first and built at once: sorting a few keys and building the tree from them
+        // in order costs less than inserting them one at a time.
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
         while let Some(key) = map.next_key_seed(Key)? {
-            // Of a key given twice, the last value is kept, as `serde_json` keeps it.
-            entries.insert(key, map.next_value_seed(self)?);
+            entries.push((key, map.next_value_seed(self)?));
         }
-        Ok(Dynamic::from_map(entries))
+        // Of a key given twice, the last value is kept, as `serde_json` keeps it.
+        Ok(Dynamic::from_map(entries.into_iter().collect()))
     }
 }
 
