@@ -804,12 +804,14 @@ async fn orchestrate() {
     // connection. The baseline is put through the same, so that both start the cases alike.
     let listing = |addr: SocketAddr| format!("http://{addr}/scim/v2/Users?filter=userName%20co%20%2242%22&count=10");
     let before = legacy.served('a');
-    let times = in_proxy_listing(&http, &listing(proxy_addr)).await;
-    let listing_calls = (legacy.served('a') - before) / times.len() as u64;
-    let baseline_times = match &baseline {
-        Some((_, addr, _)) => Some(in_proxy_listing(&http, &listing(*addr)).await),
-        None => None,
-    };
+    let mut urls = vec![listing(proxy_addr)];
+    if let Some((_, addr, _)) = &baseline {
+        urls.push(listing(*addr));
+    }
+    let mut all_times = in_proxy_listing(&http, &urls).await;
+    let times = all_times.remove(0);
+    let listing_calls = (legacy.served('a') - before) / (times.len() * urls.len()) as u64;
+    let baseline_times = all_times.pop();
     let idle_rss = proxy.rss_mib();
 
     if let Some(users) = std::env::var("LOAD_CYCLE").ok().and_then(|v| v.parse::<u64>().ok()) {
@@ -993,18 +995,24 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// Times in ms of a few runs of a listing the proxy filters itself, sorted.
-async fn in_proxy_listing(http: &reqwest::Client, url: &str) -> Vec<f64> {
+/// Times in ms of a few runs of a listing the proxy filters itself, sorted, for each of `urls`
+/// (this build, and the baseline if any). The builds take turns run after run, so that a
+/// noisy spell of the machine falls on both.
+async fn in_proxy_listing(http: &reqwest::Client, urls: &[String]) -> Vec<Vec<f64>> {
     let runs = std::env::var("LOAD_LISTINGS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(6).max(1);
-    let mut times = Vec::new();
+    let mut times = vec![Vec::new(); urls.len()];
     for _ in 0..runs {
-        let started = Instant::now();
-        let response = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
-        assert!(response.status().is_success(), "in-proxy filter: {}", response.status());
-        let _ = response.bytes().await.unwrap();
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        for (url, times) in urls.iter().zip(&mut times) {
+            let started = Instant::now();
+            let response = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            assert!(response.status().is_success(), "in-proxy filter: {}", response.status());
+            let _ = response.bytes().await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
     }
-    times.sort_by(f64::total_cmp);
+    for times in &mut times {
+        times.sort_by(f64::total_cmp);
+    }
     times
 }
 
