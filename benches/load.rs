@@ -13,8 +13,8 @@
 //! - `LOAD_PROXY_BIN`: another `scim-proxy` binary to measure (say, the build before a change).
 //! - `LOAD_BASELINE_BIN`: a second `scim-proxy` binary measured in the same run as a fourth
 //!   target, `baseline`, beside the proxy in every round (the two swap places every other
-//!   round): an A/B of two builds on one machine at one time, the only comparison a shared
-//!   machine allows.
+//!   round) and taking turns with it in the in-proxy listing runs: an A/B of two builds on one
+//!   machine at one time, the only comparison a shared machine allows.
 //! - `LOAD_ROUNDS` (default 1): every case is run this many times, round after round, and
 //!   each figure of the table is the median over the rounds (memory: the first round's).
 //! - `LOAD_CASES` (a word of the request column, e.g. `POST`) and `LOAD_TARGETS` (e.g.
