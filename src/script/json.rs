@@ -156,34 +156,14 @@ impl<'de> Visitor<'de> for Script {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dynamic, A::Error> {
-        // The first members are gathered and the map built from them at once: sorting a few
-        // keys and building the tree in order costs less than inserting them one at a time.
-        // Past [`GATHERED`] members they go into the map one by one, so that an answer
-        // repeating one key cannot make the list grow with it.
-        let mut gathered = Vec::with_capacity(map.size_hint().unwrap_or(0).min(GATHERED));
-        let mut entries: Option<rhai::Map> = None;
+        let mut entries = rhai::Map::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            let value = map.next_value_seed(self)?;
-            // Of a key given twice, the last value is kept, as `serde_json` keeps it (and as
-            // building a map from a list keeps it).
-            match &mut entries {
-                Some(entries) => {
-                    entries.insert(key, value);
-                }
-                None if gathered.len() < GATHERED => gathered.push((key, value)),
-                None => {
-                    let mut built: rhai::Map = std::mem::take(&mut gathered).into_iter().collect();
-                    built.insert(key, value);
-                    entries = Some(built);
-                }
-            }
+            // Of a key given twice, the last value is kept, as `serde_json` keeps it.
+            entries.insert(key, map.next_value_seed(self)?);
         }
-        Ok(Dynamic::from_map(entries.unwrap_or_else(|| gathered.into_iter().collect())))
+        Ok(Dynamic::from_map(entries))
     }
 }
-
-/// How many members of an object are gathered before its map is built ([`Script::visit_map`]).
-const GATHERED: usize = 64;
 
 /// Reads an object's key straight into a map key (short keys are kept inline, not allocated).
 struct Key;
@@ -278,20 +258,20 @@ mod tests {
         }
         assert_eq!(from_slice(b"18446744073709551615").unwrap().as_float(), Ok(18_446_744_073_709_551_615.0));
         assert_eq!(from_slice(br#"{"a": 1, "a": 2}"#).unwrap().cast::<rhai::Map>()["a"].as_int(), Ok(2));
-        // Past the members gathered before the map is built: keys given again on either side
-        // of that point keep their last value too.
-        let mut members: Vec<String> = (0..super::GATHERED + 40).map(|i| format!(r#""k{i}": {i}"#)).collect();
-        members.insert(super::GATHERED / 2, r#""k3": "again, before""#.to_owned());
-        members.push(r#""k5": "again, after""#.to_owned());
-        members.push(format!(r#""k{}": "again, after""#, super::GATHERED + 10));
+        // A larger object, keys given again near its start and at its end: the last value is
+        // kept, by the parse and by the conversion of a `serde_json` value alike.
+        let mut members: Vec<String> = (0..104).map(|i| format!(r#""k{i}": {i}"#)).collect();
+        members.insert(32, r#""k3": "again, near the start""#.to_owned());
+        members.push(r#""k5": "again, at the end""#.to_owned());
+        members.push(r#""k74": "again, at the end""#.to_owned());
         let text = format!("{{{}}}", members.join(", "));
         let parsed = from_slice(text.as_bytes()).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", to_dynamic(&serde_json::from_str(&text).unwrap())));
         let map = parsed.cast::<rhai::Map>();
-        assert_eq!(map.len(), super::GATHERED + 40);
-        assert_eq!(map["k3"].clone().into_string().unwrap(), "again, before");
-        assert_eq!(map["k5"].clone().into_string().unwrap(), "again, after");
-        assert_eq!(map["k74"].clone().into_string().unwrap(), "again, after");
+        assert_eq!(map.len(), 104);
+        assert_eq!(map["k3"].clone().into_string().unwrap(), "again, near the start");
+        assert_eq!(map["k5"].clone().into_string().unwrap(), "again, at the end");
+        assert_eq!(map["k74"].clone().into_string().unwrap(), "again, at the end");
         assert_eq!(map["k100"].as_int(), Ok(100));
     }
 
