@@ -283,10 +283,9 @@ type CallFiber = Fiber<Result<Dynamic, ScriptError>>;
 
 impl Run {
     /// Runs the call in a fiber on the worker it was made on (or the one that takes its task
-    /// over): at each legacy call the script
-    /// asks for, the fiber suspends itself, the worker makes the call without holding the
-    /// thread, then resumes the script with the answer. A call that runs long goes on on a
-    /// script thread ([`Run::finish_on_thread`]).
+    /// over): at each legacy call the script asks for, the fiber suspends itself, the worker
+    /// makes the call without holding the thread, then resumes the script with the answer. A
+    /// call that runs long goes on on a script thread ([`Run::finish_on_thread`]).
     async fn inline(mut self) -> Result<Result<Dynamic, ScriptError>, String> {
         let stack = match fiber::stack() {
             Ok(stack) => stack,
