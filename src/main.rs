@@ -222,10 +222,11 @@ fn describe(error: &anyhow::Error) -> String {
     if causes.is_empty() { error.to_string() } else { format!("{error} ({})", causes.join(": ")) }
 }
 
-/// The process's runtime. Script calls run on its workers in fibers, each on a stack of its
-/// own (`scim_proxy::script`), so the workers keep the default stack.
+/// The process's runtime: one thread on one core ([`scim_proxy::runtime::workers`]). Script
+/// calls run on its threads in fibers, each on a stack of its own (`scim_proxy::script`), so
+/// they keep the default stack.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    scim_proxy::runtime::workers::build().map_err(anyhow::Error::msg).context("cannot start the async runtime")
 }
 
 /// Serves until SIGTERM or SIGINT, then drains; answers the exit code: 0, or [`CUT_SHORT`]

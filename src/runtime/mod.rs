@@ -8,6 +8,7 @@ pub(crate) mod reload;
 pub(crate) mod restart_only;
 pub mod signals;
 pub(crate) mod tasks;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -200,7 +201,8 @@ pub async fn start(
     for app in &shared.state().apps {
         tracing::info!(app = app.name(), base_path = %app.config.base_path, script = %app.script.compiled().path().display(), legacy = %app.config.legacy.base_url, "app ready");
     }
-    tracing::info!(%scim_addr, %admin_addr, "listening");
+    let runtime_threads = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(%scim_addr, %admin_addr, runtime_threads, "listening");
     Ok(Running { scim_addr, admin_addr, shared, stop, tasks })
 }
 

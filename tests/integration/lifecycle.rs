@@ -1,7 +1,8 @@
 //! The process's end, as a platform team checks it with a real child process: past
 //! `server.shutdown_grace` the requests still running are answered (`503`, `Connection:
 //! close`, a write saying its outcome is unknown) and logged, nothing panics, and the exit code
-//! says the drain was cut short; a second SIGTERM exits at once.
+//! says the drain was cut short; a second SIGTERM exits at once. Each on a multi-threaded
+//! runtime and on the single thread the proxy runs on with one core.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -49,32 +50,23 @@ fn list_users(query) { [] }
 fn create_user(user) { legacy.post("/users", user); user.id = "1"; user }
 "#;
 
-/// The proxy in a child process with `server` settings, logging JSON lines to a pipe.
-fn start(dir: &std::path::Path, legacy: &str, server: &str) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    std::fs::write(dir.join("app.rhai"), SCRIPT).unwrap();
-    let config = format!(
-        r#"
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-log: {{format: json, level: info}}
-server:
-{server}
-  health_interval: 0s
-apps:
-  - name: acme
-    base_path: /scim/v2
-    script: app.rhai
-    request_timeout: 60s
-    auth: {{bearer_tokens: ["${{env.TOKEN}}"]}}
-    legacy: {{base_url: "{legacy}", timeout: 60s}}
-"#
-    );
-    std::fs::write(dir.join("proxy.yaml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
-        .args(["run", "--config"])
-        .arg(dir.join("proxy.yaml"))
-        .env("TOKEN", TOKEN)
+/// The runtimes a process is checked on: one worker a core of this machine, and the single
+/// thread it runs on when it has one core (`TOKIO_WORKER_THREADS=1`, as on a sidecar's core).
+const RUNTIMES: [Option<&str>; 2] = [None, Some("1")];
+
+/// The proxy in a child process with `server` settings, logging JSON lines to a pipe, on
+/// `threads` runtime threads (`None`: as many as it chooses).
+fn start(
+    dir: &std::path::Path,
+    legacy: &str,
+    server: &str,
+    threads: Option<&str>,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    write_project(dir, legacy, server);
+    let mut child = run_command(dir)
         .env_remove("RUST_LOG")
+        .env_remove("TOKIO_WORKER_THREADS")
+        .envs(threads.map(|n| ("TOKIO_WORKER_THREADS", n)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -97,8 +89,54 @@ apps:
         };
         let parsed: Value = serde_json::from_str(&line).unwrap_or_default();
         if parsed["message"] == "listening" {
+            if let Some(threads) = threads {
+                assert_eq!(parsed["runtime_threads"].to_string(), threads, "{line}");
+            }
             return (child, parsed["scim_addr"].as_str().unwrap().to_owned(), lines);
         }
+    }
+}
+
+/// The app's script and a `proxy.yaml` with `server` settings in `dir`.
+fn write_project(dir: &std::path::Path, legacy: &str, server: &str) {
+    std::fs::write(dir.join("app.rhai"), SCRIPT).unwrap();
+    let config = format!(
+        r#"
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+log: {{format: json, level: info}}
+server:
+{server}
+  health_interval: 0s
+apps:
+  - name: acme
+    base_path: /scim/v2
+    script: app.rhai
+    request_timeout: 60s
+    auth: {{bearer_tokens: ["${{env.TOKEN}}"]}}
+    legacy: {{base_url: "{legacy}", timeout: 60s}}
+"#
+    );
+    std::fs::write(dir.join("proxy.yaml"), config).unwrap();
+}
+
+/// `scim-proxy run` with the configuration [`write_project`] wrote in `dir`.
+fn run_command(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scim-proxy"));
+    command.args(["run", "--config"]).arg(dir.join("proxy.yaml")).env("TOKEN", TOKEN);
+    command
+}
+
+#[test]
+fn a_runtime_thread_count_that_is_no_count_stops_the_start_with_the_variable_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), "http://127.0.0.1:9/api", "  shutdown_grace: 1s");
+    for bad in ["0", "two"] {
+        let output = run_command(dir.path()).env("TOKIO_WORKER_THREADS", bad).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("TOKIO_WORKER_THREADS is \"{bad}\"")), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
 
@@ -141,9 +179,15 @@ async fn exchange(addr: &str, method: &str, path: &str, body: Option<Value>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_grace_time_requests_still_running_are_answered_and_the_exit_code_says_so() {
+    for threads in RUNTIMES {
+        cut_short_on(threads).await;
+    }
+}
+
+async fn cut_short_on(threads: Option<&str>) {
     let (legacy, heard) = silent_legacy().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, scim, lines) = start(dir.path(), &legacy, "  shutdown_grace: 1s");
+    let (mut child, scim, lines) = start(dir.path(), &legacy, "  shutdown_grace: 1s", threads);
     let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "cut"});
     let read = tokio::spawn(exchange_owned(scim.clone(), "GET", "/scim/v2/Users/7", None));
     let write = tokio::spawn(exchange_owned(scim.clone(), "POST", "/scim/v2/Users", Some(user)));
@@ -192,16 +236,22 @@ async fn exchange_owned(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_drain_exits_zero_and_a_second_sigterm_exits_at_once() {
+    for threads in RUNTIMES {
+        drained_on(threads).await;
+    }
+}
+
+async fn drained_on(threads: Option<&str>) {
     let (legacy, _) = silent_legacy().await;
     let dir = tempfile::tempdir().unwrap();
     // Nothing in flight: the drain ends at once, exit code 0. Its log's reader is gone (the
     // receiver is dropped, the pipe closed): the proxy logs on without it, and without dying.
-    let (mut child, _, _) = start(dir.path(), &legacy, "  shutdown_grace: 5s");
+    let (mut child, _, _) = start(dir.path(), &legacy, "  shutdown_grace: 5s", threads);
     signal(&child, "TERM");
     let code = tokio::task::spawn_blocking(move || exit_code(&mut child, Duration::from_secs(10))).await.unwrap();
     assert_eq!(code, Some(0));
     // A 60 s shutdown delay: the first SIGTERM starts it, the second ends the process now.
-    let (mut child, _, _) = start(dir.path(), &legacy, "  shutdown_delay: 60s");
+    let (mut child, _, _) = start(dir.path(), &legacy, "  shutdown_delay: 60s", threads);
     signal(&child, "TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = Instant::now();
