@@ -108,30 +108,11 @@ pub(super) async fn select(
     let function = functions(kind).list;
     let argument = script_query(call, params, query.filter.as_ref(), wanted, start_index, count);
     let answer = call.app.script.call(function, vec![argument], &call.scope).await?;
-    let large = listed_count(&answer) > LARGE_LISTING;
-    let settle = || settle_listing(call, kind, rs, query, function, answer, (start_index, count));
-    // Converting, finishing, filtering and sorting thousands of resources takes milliseconds of
-    // CPU: the worker thread hands its other tasks to the rest of the runtime meanwhile, so one
-    // large listing does not stall the requests queued behind it.
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread && large { tokio::task::block_in_place(settle) } else { settle() }
-}
-
-/// Listings longer than this are settled with the worker thread's other tasks handed away.
-pub(super) const LARGE_LISTING: usize = 256;
-
-/// How many resources a listing function answered (an array or a `results()` list, or a
-/// map's `resources`).
-pub(super) fn listed_count(answer: &Dynamic) -> usize {
-    if let Some(count) = ScriptEngine::item_count(answer) {
-        return count;
-    }
-    answer.read_lock::<rhai::Map>().and_then(|map| map.get("resources").and_then(ScriptEngine::item_count)).unwrap_or(0)
+    settle_listing(call, kind, rs, query, function, answer, (start_index, count)).await
 }
 
 /// The script's answer to a listing, read, finished, filtered, sorted and paged.
-pub(super) fn settle_listing(
+pub(super) async fn settle_listing(
     call: &Call<'_>,
     kind: ResourceKind,
     rs: &ResourceSchema,
@@ -145,7 +126,7 @@ pub(super) fn settle_listing(
     let reads_meta = query.filter.as_ref().is_some_and(|f| f.names_attribute("meta"))
         || query.sort_by.as_ref().is_some_and(|p| p.name.eq_ignore_ascii_case("meta"));
     let pretest = query.matcher.as_ref().and_then(|matcher| Pretest::new(matcher, rs));
-    let listed = read_listing(call, kind, function, answer, reads_meta, pretest.as_ref())?;
+    let listed = read_listing(call, kind, function, answer, reads_meta, pretest.as_ref()).await?;
     let sealed = |mut resources: Vec<Value>| {
         for resource in &mut resources {
             seal(call, kind, resource);
@@ -298,7 +279,7 @@ pub(super) struct Listing {
 /// total_results, paged }`; its resources are finished, and sealed only when `seal_now` (else
 /// [`seal`] them once paged). With a `pretest`, a resource it turns away is not converted nor
 /// finished, only checked and kept in the ID cache as every listed resource is.
-pub(super) fn read_listing(
+pub(super) async fn read_listing(
     call: &Call<'_>,
     kind: ResourceKind,
     function: &str,
@@ -328,28 +309,37 @@ pub(super) fn read_listing(
     } else {
         return Err(bad_return(function, "neither an array nor a map").into());
     };
+    let items =
+        ScriptEngine::into_items(list).ok_or_else(|| bad_return(function, "a results() list that is unavailable"))?;
     let max_scan = call.app.config.list.max_scan;
-    let count = ScriptEngine::item_count(&list).unwrap_or(0);
-    if !paged && count > max_scan {
+    if !paged && items.len() > max_scan {
         return Err(too_many(max_scan).into());
     }
     // A listing the script filtered itself is not filtered again.
     let pretest = pretest.filter(|_| !filtered);
     let rs = call.app.resource(kind)?;
-    let mut resources = Vec::with_capacity(if pretest.is_some() { 0 } else { count });
-    let read = ScriptEngine::each_item(&list, |item| {
+    let mut resources = Vec::with_capacity(if pretest.is_some() { 0 } else { items.len() });
+    // Each item is dropped once read, and the thread serves other requests between turns:
+    // reading thousands takes tens of milliseconds, which on a single-threaded runtime would
+    // otherwise hold up every request behind it.
+    for (read, item) in items.into_iter().enumerate() {
+        if read > 0 && read % LISTING_TURN == 0 {
+            tokio::task::yield_now().await;
+        }
         if let Some(pretest) = pretest {
-            if !pretest.admits(call, kind, rs, function, item, depth)? {
-                return Ok(());
+            if !pretest.admits(call, kind, rs, function, &item, depth)? {
+                continue;
             }
         }
-        let json = ScriptEngine::to_json_within(item, depth).map_err(|e| bad_return(function, &e))?;
+        let json = ScriptEngine::to_json_within(&item, depth).map_err(|e| bad_return(function, &e))?;
         resources.push(finish_value_unsealed(call, kind, function, json, seal_now)?);
-        Ok::<(), Error>(())
-    });
-    read.unwrap_or_else(|| Err(bad_return(function, "a results() list that is unavailable").into()))?;
+    }
     Ok(Listing { resources, total, paged, filtered })
 }
+
+/// How many listed items are read in one turn of the thread, between which it serves other
+/// requests: a turn of a few hundred microseconds to a millisecond or two.
+const LISTING_TURN: usize = 256;
 
 /// A listing's filter, tested on the few members of each listed resource it reads before the
 /// resource is converted and finished whole: of a listing of thousands, only what matches is.

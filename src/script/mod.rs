@@ -418,16 +418,15 @@ impl ScriptEngine {
         json::to_json_within(value, 0)
     }
 
-    /// Hands each item of a list a script answered (an array or a `results()` list) to `each`,
-    /// in order; `None` when the value is no such list.
-    pub(crate) fn each_item<E>(
-        list: &Dynamic,
-        mut each: impl FnMut(&Dynamic) -> Result<(), E>,
-    ) -> Option<Result<(), E>> {
-        if let Some(items) = list.read_lock::<rhai::Array>() {
-            return Some(items.iter().try_for_each(each));
+    /// The items of a list a script answered (an array or a `results()` list), taken out of
+    /// it for the proxy to read once the script call is over; `None` when the value is no such
+    /// list, or a `results()` list that is unavailable.
+    pub(crate) fn into_items(list: Dynamic) -> Option<Vec<Dynamic>> {
+        let list = list.flatten();
+        if list.is_array() {
+            return list.try_cast::<rhai::Array>();
         }
-        list.read_lock::<host::Results>().and_then(|results| results.each(&mut each))
+        list.try_cast::<host::Results>()?.take()
     }
 
     /// How many items a list a script answered holds (an array or a `results()` list).

@@ -3,7 +3,9 @@
 //! where it stopped with the answer. Nothing of a script runs twice: each legacy call, log line,
 //! ID cache write and clock reading happens once, and a script may decide its calls from
 //! anything, Rhai's own clock included. A long script goes on on a script thread from where it
-//! was; one making many calls or mapping a body before its call stays on the worker.
+//! was; one making many calls or mapping a body before its call stays on the worker. What the
+//! proxy does with a long listing once its script has ended is done in turns, between which the
+//! worker serves other requests.
 //!
 //! Each test's runtime has one worker (a proxy on one core), but the last one's, which has two.
 
@@ -182,4 +184,51 @@ async fn with_several_workers_calls_run_in_fibers_and_make_each_call_once() {
         assert_eq!(lines_of(&request_id, &format!("between the calls of taped-w{i}")).len(), 1);
     }
     assert_eq!(calls, 24 * 3);
+}
+
+/// `list_users` lists 20,000 users without asking the legacy app for them, then makes one
+/// legacy call just before it ends; `get_user` makes none.
+const LISTING_SCRIPT: &str = r#"
+fn get_user(id) { #{ id: id, userName: `user-${id}` } }
+fn list_users(query) {
+    let users = results();
+    for chunk in 0..40 {
+        let page = [];
+        for i in 0..500 { let n = chunk * 500 + i; page.push(#{ id: `${n}`, userName: `user-${n}`, title: "listed" }); }
+        users += page;
+    }
+    legacy.get("/users", #{ page: 1, per_page: 1 });
+    users
+}
+"#;
+
+#[tokio::test]
+async fn a_long_listing_is_read_in_turns_between_which_other_requests_are_served() {
+    let env =
+        Arc::new(TestEnv::start_script(Some(LISTING_SCRIPT), |t| t.replace("max_scan: 2000", "max_scan: 20000")).await);
+    let before = env.legacy.requests_served();
+    let listing = {
+        let env = env.clone();
+        tokio::spawn(async move { env.get("/Users?count=1").await })
+    };
+    // GETs one after the other until the listing is answered. Those answered after the
+    // listing's script made its last legacy call were served while the proxy read its 20,000
+    // users: read at once, the listing would hold the one worker for all of that.
+    let mut after_the_script = 0;
+    loop {
+        let reply = env.get("/Users/7").await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["userName"], "user-7", "{}", reply.text);
+        if listing.is_finished() {
+            break;
+        }
+        if env.legacy.requests_served() > before {
+            after_the_script += 1;
+        }
+    }
+    let listed = listing.await.unwrap();
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.body["totalResults"], 20_000, "{}", listed.text);
+    assert_eq!(listed.body["Resources"][0]["userName"], "user-0", "{}", listed.text);
+    assert!(after_the_script >= 5, "{after_the_script} requests served while the listing was read");
 }

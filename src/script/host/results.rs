@@ -83,11 +83,11 @@ impl Results {
         self.0.items.lock().map_or(0, |list| list.len())
     }
 
-    /// Hands each item to `each`, in order, with the list locked: for the proxy reading a
-    /// listing once the script call is over.
-    pub(in crate::script) fn each<E>(&self, each: impl FnMut(&Dynamic) -> Result<(), E>) -> Option<Result<(), E>> {
-        let list = self.0.items.lock().ok()?;
-        Some(list.iter().try_for_each(each))
+    /// The items, taken out of the list (copies of it included): for the proxy reading a
+    /// listing once the script call is over. `None` when the list is unavailable.
+    pub(in crate::script) fn take(&self) -> Option<Vec<Dynamic>> {
+        let mut list = self.0.items.lock().ok()?;
+        Some(std::mem::take(&mut *list))
     }
 
     /// The items as JSON, the list being found `depth` levels down.
