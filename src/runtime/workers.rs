@@ -1,12 +1,11 @@
 //! The process's async runtime: a single thread when the proxy has one core to run on, one
 //! worker a core otherwise.
 //!
-//! On one core a multi-threaded runtime's one worker pays for what only several workers need:
-//! its tasks go through queues and wake-ups built to be shared between threads, and its I/O
-//! and timers are reached through locks. tokio's single-threaded runtime does the same work
-//! without them. Measured on the sidecar layout (`LOAD_PIN=1 cargo bench --bench load`, the
-//! two builds side by side), it served the same requests at 0.77–0.92× the CPU a request; see
-//! docs/performance.md.
+//! A multi-threaded runtime is built for workers that share work (queues others may steal
+//! from, parking that hands the I/O driver between threads); with one worker that is cost
+//! without use. Measured on the sidecar layout (`LOAD_PIN=1 cargo bench --bench load`, the two
+//! builds side by side), the single-threaded runtime served the same requests at 0.77–0.92×
+//! the CPU a request; see docs/performance.md.
 
 use std::num::NonZeroUsize;
 
