@@ -12,7 +12,7 @@ use std::num::NonZeroUsize;
 use tokio::runtime::{Builder, Runtime};
 
 /// The variable that sets how many threads the runtime has: tokio's own name for it.
-pub const WORKER_THREADS_VAR: &str = "TOKIO_WORKER_THREADS";
+const WORKER_THREADS_VAR: &str = "TOKIO_WORKER_THREADS";
 
 /// Builds the runtime the proxy serves on: `TOKIO_WORKER_THREADS` threads when it is set, else
 /// one a core the process may use (its CPU affinity and its cgroup's CPU limit, as
