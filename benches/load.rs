@@ -15,6 +15,8 @@
 //!   target, `baseline`, beside the proxy in every round (the two swap places every other
 //!   round) and taking turns with it in the in-proxy listing runs: an A/B of two builds on one
 //!   machine at one time, the only comparison a shared machine allows.
+//! - `LOAD_BASELINE_SCRIPT`: the mapping the baseline runs instead of `scripts/demo.rhai`
+//!   (the demo's mapping as it was, for a build that predates what the mapping now uses).
 //! - `LOAD_ROUNDS` (default 1): every case is run this many times, round after round, and
 //!   each figure of the table is the median over the rounds (memory: the first round's).
 //! - `LOAD_CASES` (a word of the request column, e.g. `POST`) and `LOAD_TARGETS` (e.g.
@@ -301,8 +303,10 @@ async fn legacy_role() {
     let _ = questions.await;
 }
 
-fn start_proxy(dir: &std::path::Path, binary: &str, legacy: &Legacy) -> (Killed, SocketAddr) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai");
+/// The demo's mapping, which the proxy runs unless told otherwise.
+const DEMO_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai");
+
+fn start_proxy(dir: &std::path::Path, binary: &str, script: &str, legacy: &Legacy) -> (Killed, SocketAddr) {
     let demo_config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml")).unwrap();
     // The demo's app settings (schema, limits, cache), pointed at the two Acme instances.
     let app = demo_config.split_once("apps:\n").unwrap().1;
@@ -780,9 +784,10 @@ async fn orchestrate() {
     let legacy = Legacy::start();
     let dir = tempfile::tempdir().unwrap();
     let binary = std::env::var("LOAD_PROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-proxy").to_owned());
-    let (proxy_child, proxy_addr) = start_proxy(dir.path(), &binary, &legacy);
+    let (proxy_child, proxy_addr) = start_proxy(dir.path(), &binary, DEMO_SCRIPT, &legacy);
     let baseline = std::env::var("LOAD_BASELINE_BIN").ok().filter(|b| !b.is_empty()).map(|binary| {
-        let (child, addr) = start_proxy(dir.path(), &binary, &legacy);
+        let script = std::env::var("LOAD_BASELINE_SCRIPT").unwrap_or_else(|_| DEMO_SCRIPT.to_owned());
+        let (child, addr) = start_proxy(dir.path(), &binary, &script, &legacy);
         let process = Proc::new(child.0.id());
         (child, addr, process)
     });

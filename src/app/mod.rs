@@ -54,9 +54,10 @@ pub struct App {
     pub(crate) config: AppConfig,
     /// How callers authenticate, with the token files and JWT keys it reads.
     pub(crate) auth: crate::auth::AppAuth,
-    pub(crate) users: ResourceSchema,
+    /// Shared, so that a listing's sieve can hold the schema while the script runs.
+    pub(crate) users: Arc<ResourceSchema>,
     /// The Group resource type, when the app serves groups.
-    pub(crate) groups: Option<ResourceSchema>,
+    pub(crate) groups: Option<Arc<ResourceSchema>>,
     /// The app's compiled mapping script and its slots: what every operation calls.
     pub script: AppScript,
     pub(crate) ids: Arc<IdCache>,
@@ -219,8 +220,8 @@ impl App {
         Ok(Self {
             config: app.clone(),
             auth,
-            users,
-            groups,
+            users: Arc::new(users),
+            groups: groups.map(Arc::new),
             script,
             ids,
             capabilities,
@@ -294,16 +295,24 @@ impl App {
     /// The schema of a resource type, or 501 when this app does not serve it.
     pub fn resource(&self, kind: ResourceKind) -> Result<&ResourceSchema, ScimError> {
         match kind {
-            ResourceKind::User => Ok(&self.users),
-            ResourceKind::Group => self.groups.as_ref().ok_or_else(|| ScimError::NotImplemented {
+            ResourceKind::User => Ok(&*self.users),
+            ResourceKind::Group => self.groups.as_deref().ok_or_else(|| ScimError::NotImplemented {
                 feature: "the /Groups endpoint for this application".into(),
             }),
         }
     }
 
+    /// The schema of a resource type as a handle of its own, `None` when this app does not serve it.
+    pub(crate) fn shared_resource(&self, kind: ResourceKind) -> Option<Arc<ResourceSchema>> {
+        match kind {
+            ResourceKind::User => Some(self.users.clone()),
+            ResourceKind::Group => self.groups.clone(),
+        }
+    }
+
     /// The resource types this app serves.
     pub(crate) fn resource_types(&self) -> impl Iterator<Item = &ResourceSchema> {
-        std::iter::once(&self.users).chain(self.groups.as_ref())
+        std::iter::once(&*self.users).chain(self.groups.as_deref())
     }
 
     /// Every schema this app publishes, each once.

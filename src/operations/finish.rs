@@ -100,20 +100,38 @@ pub(super) fn identify(kind: ResourceKind, function: &str, object: &Map<String, 
 
 /// Keeps what a script answered about a resource in the ID cache, as every answer is kept.
 pub(super) fn remember(call: &Call<'_>, kind: ResourceKind, resource_type: &str, identity: &Identity) {
-    // A dry run's answers are made up: nothing learnt from them is kept.
-    let dry_run = call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run());
-    let Identity { id, name, external_id } = identity;
-    if !dry_run
-        && call.app.ids.observe(kind, id, Some(name), external_id.as_deref()) == crate::cache::Observed::SharedId
-    {
-        // Clients keep resources by id alone (a member's `value`, a Bulk `location`):
-        // a shared id makes one resource stand for the other (RFC 7643 §3.1).
-        tracing::warn!(
-            app = call.app.name(),
-            id = %id,
-            resource_type,
-            "a user and a group share an id: give each resource type ids of its own"
-        );
+    Keeper::of(call).keep(kind, resource_type, identity);
+}
+
+/// Where what a request's script answers about resources is kept: the app's ID cache, unless
+/// the request is a dry run, whose answers are made up.
+pub(super) struct Keeper<'a> {
+    pub ids: &'a crate::cache::IdCache,
+    /// The app's name, for the log.
+    pub app: &'a str,
+    pub dry_run: bool,
+}
+
+impl<'a> Keeper<'a> {
+    pub(super) fn of(call: &'a Call<'_>) -> Self {
+        let dry_run = call.scope.journal.as_ref().is_some_and(|j| j.is_dry_run());
+        Self { ids: &call.app.ids, app: call.app.name(), dry_run }
+    }
+
+    pub(super) fn keep(&self, kind: ResourceKind, resource_type: &str, identity: &Identity) {
+        let Identity { id, name, external_id } = identity;
+        if !self.dry_run
+            && self.ids.observe(kind, id, Some(name), external_id.as_deref()) == crate::cache::Observed::SharedId
+        {
+            // Clients keep resources by id alone (a member's `value`, a Bulk `location`):
+            // a shared id makes one resource stand for the other (RFC 7643 §3.1).
+            tracing::warn!(
+                app = self.app,
+                id = %id,
+                resource_type,
+                "a user and a group share an id: give each resource type ids of its own"
+            );
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, Position};
 
-pub use host::CallStats;
+pub use host::{CallStats, Sieve};
 pub(crate) use host::{NOTED_CALLS, NOTED_PATH_BYTES, NotedCall, format_time, shorten};
 pub use runner::AppScript;
 pub use runner::CallScope;

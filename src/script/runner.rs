@@ -184,6 +184,18 @@ impl AppScript {
     /// ([`Run::inline`]). The call keeps running if the request is abandoned, so a legacy write is
     /// never cut in half.
     pub async fn call(&self, function: &str, args: Vec<Dynamic>, scope: &CallScope) -> Result<Dynamic, ScriptError> {
+        self.call_sifted(function, args, scope, None).await
+    }
+
+    /// [`AppScript::call`] for a listing, whose `results(query)` lists keep only what `sieve`
+    /// keeps of what is appended to them.
+    pub(crate) async fn call_sifted(
+        &self,
+        function: &str,
+        args: Vec<Dynamic>,
+        scope: &CallScope,
+        sieve: Option<Arc<dyn super::Sieve>>,
+    ) -> Result<Dynamic, ScriptError> {
         let compiled = self.compiled();
         if compiled.arity(function).is_none() {
             return Err(ScriptError::Missing { function: function.to_owned() });
@@ -223,6 +235,7 @@ impl AppScript {
             metrics: scope.metrics.clone(),
             probe: function == "health",
             held: Mutex::default(),
+            sieve,
             trace: span.scope(),
             inline: AtomicBool::new(true),
             suspender: SuspendPoint::default(),

@@ -231,9 +231,18 @@ const LISTED: &str = r#"
 /// never-returned attribute, `manager` and its `$ref`), attribute names in any case, extension
 /// attributes with and without their URN — every listed resource's id and
 /// name are still checked, and those that do not match still land in the ID cache.
+///
+/// The same whether the script gathers the listing in `results()` or in `results(query)`,
+/// whose sieve drops what cannot match as it is appended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_filtered_in_the_proxy_answers_as_if_each_resource_were_finished_first() {
-    let env = TestEnv::start_script(Some(LISTED), |t| t).await;
+    for script in [LISTED.to_owned(), LISTED.replace("results()", "results(query)")] {
+        listed_as_if_finished_first(&script).await;
+    }
+}
+
+async fn listed_as_if_finished_first(script: &str) {
+    let env = TestEnv::start_script(Some(script), |t| t).await;
     let cases: &[(&str, &[&str])] = &[
         ("userName sw \"a\"", &["1"]),
         ("USERNAME eq \"BOB\" or title pr", &["1", "2"]),
@@ -268,10 +277,59 @@ async fn a_listing_filtered_in_the_proxy_answers_as_if_each_resource_were_finish
     broken.assert_error(500, None);
     // Bob did not match `userName sw "a"`, but the listing taught the ID cache his name: a
     // lookup by name is one read by id, not a listing.
-    let env2 = TestEnv::start_script(Some(LISTED), |t| t).await;
+    let env2 = TestEnv::start_script(Some(script), |t| t).await;
     assert_eq!(env2.get(&format!("/Users?filter={}", urlencode("userName sw \"a\""))).await.body["totalResults"], 1);
     let before = env2.legacy.requests_served();
     let bob = env2.get(&format!("/Users?filter={}", urlencode("userName eq \"bob\""))).await;
     assert_eq!(bob.body["Resources"][0]["id"], "2", "{}", bob.text);
     assert_eq!(env2.legacy.requests_served() - before, 1, "a read by id (one legacy call), not a listing (none)");
+}
+
+/// A listing a script pages through: 200 pages of 10 users (2000, the test configuration's
+/// `max_scan`), or 300 pages (past it) when the filter mentions `all`, each holding the same
+/// 1 MiB string, which `results()` lists count for every user that holds it. Gathered in
+/// `results()` when the filter mentions `held`, else in `results(query)`.
+const PAGED: &str = r#"
+    fn get_user(id) { () }
+    fn list_users(query) {
+        let big = "x";
+        for i in 0..20 { big += big; }
+        let users = if query.filter_text.contains("held") { results() } else { results(query) };
+        let stop = if query.filter_text.contains("all") { 300 } else { 200 };
+        for page in 0..stop {
+            let listed = [];
+            for i in 0..10 {
+                let n = page * 10 + i;
+                listed.push(#{ id: n, userName: `user${n}`, displayName: if n == 1234 { "sought" } else { "other" }, title: big });
+            }
+            users += listed;
+            if users.len() > query.max_scan { break; }
+        }
+        users
+    }
+"#;
+
+/// `results(query)` holds what can match the filter, not all it scanned: a listing whose
+/// scanned users hold far more than a call's `results()` lists may (64 MiB of strings) answers
+/// its one match, where the same listing in `results()` is refused. Its count is still of all
+/// it scanned: past `max_scan` the listing is `tooMany` however few matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_in_results_of_the_query_holds_its_matches_and_counts_all_it_scanned() {
+    let env = TestEnv::start_script(Some(PAGED), |t| t).await;
+    let sought = env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\""))).await;
+    assert_eq!(sought.status, StatusCode::OK, "{}", sought.text);
+    assert_eq!(sought.body["totalResults"], 1, "{}", sought.text);
+    assert_eq!(sought.body["Resources"][0]["userName"], "user1234");
+    assert_eq!(
+        sought.body["Resources"][0]["title"].as_str().map(str::len),
+        Some(1 << 20),
+        "{}",
+        &sought.text[..sought.text.len().min(600)]
+    );
+
+    let held = env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or title eq \"held\""))).await;
+    held.assert_error(500, None);
+
+    let all = env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or title eq \"all\""))).await;
+    all.assert_error(400, Some("tooMany"));
 }

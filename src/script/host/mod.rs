@@ -11,6 +11,7 @@ mod results;
 pub(in crate::script) use legacy::Answer;
 use legacy::{call, request, unexpected};
 pub(super) use legacy::{fault_kind, perform};
+pub use results::Sieve;
 pub(super) use results::{DataSizes, Results, is_plain};
 
 use std::cell::RefCell;
@@ -115,6 +116,9 @@ pub(super) struct CallContext {
     pub probe: bool,
     /// What the call's `results()` lists hold, bounded by the engine's size limits.
     pub held: Mutex<DataSizes>,
+    /// What a listing's `results(query)` lists keep of what is appended, for a listing whose
+    /// filter the proxy can test on resources as the script gives them.
+    pub sieve: Option<Arc<dyn Sieve>>,
     /// The trace the call's legacy calls continue: the script call's span is their parent.
     pub trace: TraceScope,
     /// Whether the call runs on a runtime worker: having used [`INLINE_OPERATIONS`] there, it
@@ -309,6 +313,10 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("results", || -> Result<Results, Box<EvalAltResult>> {
         current()?;
         Ok(Results::default())
+    });
+    // A listing's list: what cannot match the request's filter is dropped as it is appended.
+    engine.register_fn("results", |_query: Map| -> Result<Results, Box<EvalAltResult>> {
+        Ok(Results::sifted(current()?.sieve.clone()))
     });
     engine.register_fn("+=", |list: &mut Results, items: Array| list.append(items));
     engine.register_fn("append", |list: &mut Results, items: Array| list.append(items));

@@ -20,12 +20,28 @@ use crate::script::host::{current, runtime_error};
 /// a list held by another holds no list, and a list holding lists is held by none. So no chain
 /// or cycle of lists can form, whatever the order of the appends, and converting or dropping
 /// one never recurses deeper than its data.
+///
+/// A list made with `results(query)` in a listing keeps only the resources that can match the
+/// request's filter: the proxy's [`Sieve`] takes the others out of each page as it is appended,
+/// so a listing holds its matches, not everything it scanned. It counts them all.
 #[derive(Debug, Clone, Default)]
 pub(in crate::script) struct Results(Arc<List>);
+
+/// What a listing's `results(query)` lists keep of each page a script appends to them: the
+/// resources that can match the request's filter. The proxy gives one to a listing's call when
+/// it can test its filter on resources as the script gave them.
+pub trait Sieve: Send + Sync + std::fmt::Debug {
+    /// The items of `items`, a page of resources, to keep (in their order).
+    fn sift(&self, items: Array) -> Array;
+}
 
 #[derive(Debug, Default)]
 struct List {
     items: Mutex<Vec<Dynamic>>,
+    /// What takes the resources that cannot match out of what is appended, if anything.
+    sieve: Option<Arc<dyn Sieve>>,
+    /// How many appended items the sieve took out.
+    dropped: std::sync::atomic::AtomicUsize,
     /// Another list holds this one.
     held: std::sync::atomic::AtomicBool,
     /// This list holds another.
@@ -33,9 +49,24 @@ struct List {
 }
 
 impl Results {
-    /// Appends items after counting them against the call's budget.
+    /// A list whose appended items go through `sieve` first, when there is one.
+    pub(in crate::script) fn sifted(sieve: Option<Arc<dyn Sieve>>) -> Self {
+        Self(Arc::new(List { sieve, ..List::default() }))
+    }
+
+    /// Appends items after counting them against the call's budget; those the list's sieve
+    /// takes out are counted as appended, not held.
     pub(in crate::script) fn append(&mut self, items: Array) -> Result<(), Box<EvalAltResult>> {
         let ctx = current()?;
+        let items = match &self.0.sieve {
+            Some(sieve) => {
+                let appended = items.len();
+                let kept = sieve.sift(items);
+                self.0.dropped.fetch_add(appended.saturating_sub(kept.len()), Ordering::Relaxed);
+                kept
+            }
+            None => items,
+        };
         // Only plain data: a function pointer (which may hold anything) or lists chained in
         // lists would let a script nest values as deep as it likes at no cost, deeper than any
         // stack that converts or drops them.
@@ -78,9 +109,9 @@ impl Results {
         self.count() as i64
     }
 
-    /// How many items the list holds.
+    /// How many items were appended to the list: those it holds and those its sieve took out.
     pub(in crate::script) fn count(&self) -> usize {
-        self.0.items.lock().map_or(0, |list| list.len())
+        self.0.items.lock().map_or(0, |list| list.len()) + self.0.dropped.load(Ordering::Relaxed)
     }
 
     /// The items, taken out of the list (copies of it included): for the proxy reading a
