@@ -356,36 +356,36 @@ pub(super) fn register(engine: &mut rhai::Engine) {
 
 /// `compact(value)`: the value without its `()` map entries and array items, and without the
 /// maps that leaves empty, at every depth — so a mapping can be one map literal whose
-/// absent parts are `()`. The value is taken as it is (a literal is not copied) and compacted
-/// in place: its maps and arrays are kept, only what is left out is dropped.
-fn compact(mut value: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
-    if compact_within(&mut value, super::limits::MAX_VALUE_DEPTH) {
-        Ok(value)
-    } else {
-        Err(runtime_error(format!("compact: {}", super::too_deep())))
-    }
+/// absent parts are `()`. The value is taken as it is (a literal is not copied).
+fn compact(value: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+    compact_within(value, super::limits::MAX_VALUE_DEPTH)
+        .ok_or_else(|| runtime_error(format!("compact: {}", super::too_deep())))
 }
 
-/// [`compact`] of a value that may nest `depth` more levels; false when it nests deeper.
-fn compact_within(value: &mut Dynamic, depth: usize) -> bool {
-    if value.is_shared() {
-        *value = std::mem::take(value).flatten();
-    }
+/// [`compact`] of a value that may nest `depth` more levels; `None` when it nests deeper.
+fn compact_within(value: Dynamic, depth: usize) -> Option<Dynamic> {
+    let value = value.flatten();
     let absent = |v: &Dynamic| v.is_unit() || v.read_lock::<Map>().is_some_and(|m| m.is_empty());
-    if let Some(mut map) = value.write_lock::<Map>() {
-        let Some(below) = depth.checked_sub(1) else { return false };
-        if !map.values_mut().all(|v| compact_within(v, below)) {
-            return false;
+    if value.is_map() {
+        let below = depth.checked_sub(1)?;
+        // In place: the map's own nodes are kept, only what is left out is dropped.
+        let mut map = value.cast::<Map>();
+        for v in map.values_mut() {
+            *v = compact_within(std::mem::take(v), below)?;
         }
         map.retain(|_, v| !absent(v));
-    } else if let Some(mut items) = value.write_lock::<Array>() {
-        let Some(below) = depth.checked_sub(1) else { return false };
-        if !items.iter_mut().all(|v| compact_within(v, below)) {
-            return false;
+        Some(Dynamic::from_map(map))
+    } else if value.is_array() {
+        let below = depth.checked_sub(1)?;
+        let mut items = value.cast::<Array>();
+        for v in &mut items {
+            *v = compact_within(std::mem::take(v), below)?;
         }
         items.retain(|v| !absent(v));
+        Some(Dynamic::from_array(items))
+    } else {
+        Some(value)
     }
-    true
 }
 
 /// Formats a time as SCIM writes it: RFC 3339 in UTC, whole seconds.
