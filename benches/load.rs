@@ -306,7 +306,9 @@ async fn legacy_role() {
 /// The demo's mapping, which the proxy runs unless told otherwise.
 const DEMO_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.rhai");
 
-fn start_proxy(dir: &std::path::Path, binary: &str, script: &str, legacy: &Legacy) -> (Killed, SocketAddr) {
+/// Starts `binary` with the demo's settings and `script`, its configuration written to
+/// `dir/{name}.yaml`: a file of its own, since the proxy reloads its file when it changes.
+fn start_proxy(dir: &std::path::Path, name: &str, binary: &str, script: &str, legacy: &Legacy) -> (Killed, SocketAddr) {
     let demo_config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml")).unwrap();
     // The demo's app settings (schema, limits, cache), pointed at the two Acme instances.
     let app = demo_config.split_once("apps:\n").unwrap().1;
@@ -321,7 +323,7 @@ fn start_proxy(dir: &std::path::Path, binary: &str, script: &str, legacy: &Legac
         "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nlog: {{format: json, level: {level}}}\n\
          server: {{max_body_bytes: 1048576}}\napps:\n{users}{groups}"
     );
-    let path = dir.join("proxy.yaml");
+    let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, text).unwrap();
     // A free port picked here, so that any log level works (the proxy's own "listening" line
     // is at `info`).
@@ -784,10 +786,10 @@ async fn orchestrate() {
     let legacy = Legacy::start();
     let dir = tempfile::tempdir().unwrap();
     let binary = std::env::var("LOAD_PROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-proxy").to_owned());
-    let (proxy_child, proxy_addr) = start_proxy(dir.path(), &binary, DEMO_SCRIPT, &legacy);
+    let (proxy_child, proxy_addr) = start_proxy(dir.path(), "proxy", &binary, DEMO_SCRIPT, &legacy);
     let baseline = std::env::var("LOAD_BASELINE_BIN").ok().filter(|b| !b.is_empty()).map(|binary| {
         let script = std::env::var("LOAD_BASELINE_SCRIPT").unwrap_or_else(|_| DEMO_SCRIPT.to_owned());
-        let (child, addr) = start_proxy(dir.path(), &binary, &script, &legacy);
+        let (child, addr) = start_proxy(dir.path(), "baseline", &binary, &script, &legacy);
         let process = Proc::new(child.0.id());
         (child, addr, process)
     });
