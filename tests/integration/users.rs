@@ -327,9 +327,11 @@ async fn a_listing_in_results_of_the_query_holds_its_matches_and_counts_all_it_s
         &sought.text[..sought.text.len().min(600)]
     );
 
-    let held = env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or title eq \"held\""))).await;
+    let held =
+        env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or userName eq \"held\""))).await;
     held.assert_error(500, None);
 
-    let all = env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or title eq \"all\""))).await;
+    let all =
+        env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or userName eq \"all\""))).await;
     all.assert_error(400, Some("tooMany"));
 }
