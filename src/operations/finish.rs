@@ -21,7 +21,7 @@ pub(super) fn finish(
     if value.is_unit() {
         return Ok(None);
     }
-    let json = ScriptEngine::to_json(&value).map_err(|e| bad_return(function, &e))?;
+    let json = ScriptEngine::resource_to_json(&value).map_err(|e| bad_return(function, &e))?;
     finish_value(call, kind, function, json).map(Some)
 }
 

@@ -334,7 +334,7 @@ pub(super) async fn read_listing(
                 continue;
             }
         }
-        let json = ScriptEngine::to_json_within(&item, depth).map_err(|e| bad_return(function, &e))?;
+        let json = ScriptEngine::resource_to_json_within(&item, depth).map_err(|e| bad_return(function, &e))?;
         resources.push(finish_value_unsealed(call, kind, function, json, seal_now)?);
     }
     Ok(Listing { resources, total, paged, filtered })

@@ -188,47 +188,77 @@ impl Visitor<'_> for Key {
     }
 }
 
-/// [`ScriptEngine::to_json_within`](super::ScriptEngine::to_json_within).
+/// [`ScriptEngine::to_json`]: every value kept, `()` as `null`.
 pub(super) fn to_json_within(value: &Dynamic, depth: usize) -> Result<Value, String> {
+    Ok(convert(value, depth, false)?.unwrap_or(Value::Null))
+}
+
+/// [`ScriptEngine::resource_to_json`]: what a resource lacks left out at every depth, as
+/// `compact` leaves it out — `()` map entries and array items, and the maps that leaves empty
+/// (a map at the top stays, even empty).
+pub(super) fn resource_to_json_within(value: &Dynamic, depth: usize) -> Result<Value, String> {
+    if value.is_shared() {
+        return resource_to_json_within(&value.flatten_clone(), depth);
+    }
+    match convert(value, depth, true)? {
+        Some(json) => Ok(json),
+        None if value.is_map() => Ok(Value::Object(serde_json::Map::new())),
+        None => Ok(Value::Null),
+    }
+}
+
+/// A member of a resource as [`resource_to_json_within`] converts it; `None` when it is absent.
+pub(super) fn resource_member_within(value: &Dynamic, depth: usize) -> Result<Option<Value>, String> {
+    convert(value, depth, true)
+}
+
+/// One value as JSON, nested `depth` levels down; with `leave_out`, `None` for what is absent
+/// (`()`, and a map with nothing left in it), and each map and array without its absent parts.
+fn convert(value: &Dynamic, depth: usize, leave_out: bool) -> Result<Option<Value>, String> {
     if value.is_unit() {
-        return Ok(Value::Null);
+        return Ok((!leave_out).then_some(Value::Null));
     }
     if value.is_shared() {
-        return to_json_within(&value.flatten_clone(), depth);
+        return convert(&value.flatten_clone(), depth, leave_out);
     }
     if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
-        return Ok(Value::String(s.as_str().to_owned()));
+        return Ok(Some(Value::String(s.as_str().to_owned())));
     }
     if let Ok(b) = value.as_bool() {
-        return Ok(Value::Bool(b));
+        return Ok(Some(Value::Bool(b)));
     }
     if let Ok(i) = value.as_int() {
-        return Ok(Value::from(i));
+        return Ok(Some(Value::from(i)));
     }
     if let Ok(f) = value.as_float() {
-        return Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number));
+        return Ok(Some(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)));
     }
     if depth >= limits::MAX_VALUE_DEPTH {
         return Err(too_deep());
     }
-    if let Some(items) = value.read_lock::<Array>() {
-        return items
-            .iter()
-            .map(|item| to_json_within(item, depth + 1))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array);
+    let items = |items: &[Dynamic]| -> Result<Option<Value>, String> {
+        let mut array = Vec::with_capacity(items.len());
+        for item in items {
+            array.extend(convert(item, depth + 1, leave_out)?);
+        }
+        Ok(Some(Value::Array(array)))
+    };
+    if let Some(list) = value.read_lock::<Array>() {
+        return items(&list);
     }
     if let Some(map) = value.read_lock::<rhai::Map>() {
         let mut object = serde_json::Map::new();
         for (k, v) in map.iter() {
-            object.insert(k.as_str().to_owned(), to_json_within(v, depth + 1)?);
+            if let Some(json) = convert(v, depth + 1, leave_out)? {
+                object.insert(k.as_str().to_owned(), json);
+            }
         }
-        return Ok(Value::Object(object));
+        return Ok((!leave_out || !object.is_empty()).then_some(Value::Object(object)));
     }
     if let Some(results) = value.read_lock::<host::Results>() {
-        return results.to_json(depth);
+        return results.with_items(|list| items(list))?;
     }
-    rhai::serde::from_dynamic(value).map_err(|e| e.to_string())
+    rhai::serde::from_dynamic(value).map(Some).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

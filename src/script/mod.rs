@@ -418,6 +418,15 @@ impl ScriptEngine {
         json::to_json_within(value, 0)
     }
 
+    /// Converts a resource a script answered into JSON as [`ScriptEngine::to_json`] does, but
+    /// with what it lacks left out at every depth, as `compact` leaves it out: `()` map entries
+    /// and array items, and the maps that leaves empty. A resource is read the same whether
+    /// its mapping wrote `()` for an absent part or left it out (RFC 7643 §2.5: null and
+    /// unassigned are one state), down to its `schemas` and its version.
+    pub fn resource_to_json(value: &Dynamic) -> Result<serde_json::Value, String> {
+        json::resource_to_json_within(value, 0)
+    }
+
     /// The items of a list a script answered (an array or a `results()` list), taken out of
     /// it for the proxy to read once the script call is over; `None` when the value is no such
     /// list, or a `results()` list that is unavailable.
@@ -437,8 +446,9 @@ impl ScriptEngine {
         list.read_lock::<host::Results>().map(|results| results.count())
     }
 
-    /// The entries of a script map found `depth` levels down whose key `keep` accepts, as
-    /// JSON (each as [`ScriptEngine::to_json`] converts it); `None` when the value is no map.
+    /// The entries of a resource found `depth` levels down whose key `keep` accepts, as JSON
+    /// (each as [`ScriptEngine::resource_to_json`] converts it, absent ones left out); `None`
+    /// when the value is no map.
     pub(crate) fn to_json_entries(
         value: &Dynamic,
         depth: usize,
@@ -447,17 +457,20 @@ impl ScriptEngine {
         let map = value.read_lock::<rhai::Map>()?;
         let mut object = serde_json::Map::new();
         for (key, value) in map.iter().filter(|(key, _)| keep(key.as_str())) {
-            match json::to_json_within(value, depth + 1) {
-                Ok(value) => object.insert(key.as_str().to_owned(), value),
+            match json::resource_member_within(value, depth + 1) {
+                Ok(Some(value)) => {
+                    object.insert(key.as_str().to_owned(), value);
+                }
+                Ok(None) => {}
                 Err(e) => return Some(Err(e)),
-            };
+            }
         }
         Some(Ok(object))
     }
 
-    /// [`ScriptEngine::to_json`] of a value found `depth` levels down.
-    pub(crate) fn to_json_within(value: &Dynamic, depth: usize) -> Result<serde_json::Value, String> {
-        json::to_json_within(value, depth)
+    /// [`ScriptEngine::resource_to_json`] of a resource found `depth` levels down.
+    pub(crate) fn resource_to_json_within(value: &Dynamic, depth: usize) -> Result<serde_json::Value, String> {
+        json::resource_to_json_within(value, depth)
     }
 }
 

@@ -285,6 +285,66 @@ async fn listed_as_if_finished_first(script: &str) {
     assert_eq!(env2.legacy.requests_served() - before, 1, "a read by id (one legacy call), not a listing (none)");
 }
 
+/// A mapping that writes `()` for what a record lacks, and so leaves `name` and the
+/// enterprise part with nothing but `()`; `COMPACTED` is the same mapping through `compact`.
+const ABSENT_AS_UNIT: &str = r#"
+    fn person(id) {
+        #{
+            id: id, userName: `user${id}`, title: if id == "1" { "Chief" },
+            name: #{ givenName: (), familyName: if id == "1" { "Smith" } },
+            emails: [(), #{ value: (), type: () }],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": #{ department: (), manager: #{ value: () } },
+        }
+    }
+    fn get_user(id) { if id == "1" || id == "2" { person(id) } }
+    fn list_users(query) { let users = results(query); users += [person("1"), person("2")]; users }
+"#;
+
+/// A resource whose mapping writes `()` for what the record lacks is the resource without
+/// it, as `compact` would leave it: the same body, `schemas` and version for a read and a
+/// listing, and the absent parts neither shown nor present to a filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_answers_as_if_its_absent_parts_were_never_written() {
+    let compacted = ABSENT_AS_UNIT.replace("fn person(id) {\n        #{", "fn person(id) {\n        compact(#{").replace(
+        "manager: #{ value: () } },\n        }",
+        "manager: #{ value: () } },\n        })",
+    );
+    assert!(compacted.contains("compact(#{") && compacted.contains("})\n    }"), "{compacted}");
+    let units = TestEnv::start_script(Some(ABSENT_AS_UNIT), |t| t).await;
+    let compact = TestEnv::start_script(Some(&compacted), |t| t).await;
+    // The two proxies listen on ports of their own: `meta.location` is all that differs.
+    let located = |text: &str, env: &TestEnv| text.replace(&env.base(), "BASE");
+    for path in ["/Users/1", "/Users/2"] {
+        let (got, expected) = (units.get(path).await, compact.get(path).await);
+        assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+        assert_eq!(located(&got.text, &units), located(&expected.text, &compact), "{path}");
+        assert_eq!(got.header("etag"), expected.header("etag"), "{path}");
+    }
+    let two = units.get("/Users/2").await.body;
+    assert_eq!(two["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]), "{two}");
+    for absent in ["name", "emails", "title", ENTERPRISE] {
+        assert!(two.get(absent).is_none(), "{absent}: {two}");
+    }
+    assert_eq!(units.get("/Users/1").await.body["name"], json!({"familyName": "Smith"}));
+    let cases: &[(&str, &[&str])] = &[
+        ("name pr", &["1"]),
+        ("emails pr or department pr or manager pr", &[]),
+        ("not (name.givenName pr) and userName sw \"user\"", &["1", "2"]),
+        ("title pr", &["1"]),
+    ];
+    for (filter, ids) in cases {
+        let (got, expected) = (
+            units.get(&format!("/Users?filter={}", urlencode(filter))).await,
+            compact.get(&format!("/Users?filter={}", urlencode(filter))).await,
+        );
+        assert_eq!(got.status, StatusCode::OK, "{filter}: {}", got.text);
+        assert_eq!(located(&got.text, &units), located(&expected.text, &compact), "{filter}");
+        let listed: Vec<&str> =
+            got.body["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(&listed, ids, "{filter}: {}", got.text);
+    }
+}
+
 /// A listing a script pages through: 200 pages of 10 users (2000, the test configuration's
 /// `max_scan`), or 300 pages (past it) when the filter mentions `all`, each holding the same
 /// 1 MiB string, which `results()` lists count for every user that holds it. Gathered in

@@ -516,4 +516,33 @@ mod tests {
         assert_eq!(eval("compact([(), 1, #{}])"), serde_json::json!([1]));
         assert_eq!(eval(r#"compact("text")"#), serde_json::json!("text"));
     }
+
+    /// A resource is converted as if `compact` had been applied first: its mapping may write
+    /// `()` for what the record lacks and need not call `compact` at all.
+    #[test]
+    fn a_resource_converts_as_its_compacted_self() {
+        let engine = super::super::ScriptEngine::new();
+        let cases = [
+            r#"#{ id: "7", title: (), active: false, count: 0, note: "", tags: [], empty: #{},
+                name: #{ givenName: (), familyName: () },
+                emails: [#{ value: "a@x", type: () }, (), #{ value: () }, [(), #{}]],
+                ext: #{ manager: #{ value: () }, department: () } }"#,
+            "#{}",
+            "#{ a: () }",
+            "()",
+            "[(), 1, #{}]",
+            r#""text""#,
+        ];
+        for text in cases {
+            let value: Dynamic = engine.engine.eval(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let compacted = compact(value.clone()).unwrap();
+            assert_eq!(
+                super::super::ScriptEngine::resource_to_json(&value).unwrap(),
+                super::super::ScriptEngine::to_json(&compacted).unwrap(),
+                "{text}"
+            );
+        }
+        // Everything else is converted as it is: `()` is null.
+        assert_eq!(eval("#{ a: (), b: [()] }"), serde_json::json!({"a": null, "b": [null]}));
+    }
 }

@@ -121,13 +121,10 @@ impl Results {
         Some(std::mem::take(&mut *list))
     }
 
-    /// The items as JSON, the list being found `depth` levels down.
-    pub(in crate::script) fn to_json(&self, depth: usize) -> Result<serde_json::Value, String> {
+    /// What `read` makes of the items, the list held meanwhile.
+    pub(in crate::script) fn with_items<T>(&self, read: impl FnOnce(&[Dynamic]) -> T) -> Result<T, String> {
         let list = self.0.items.lock().map_err(|_| "results() is unavailable".to_owned())?;
-        list.iter()
-            .map(|item| crate::script::ScriptEngine::to_json_within(item, depth + 1))
-            .collect::<Result<Vec<_>, _>>()
-            .map(serde_json::Value::Array)
+        Ok(read(&list))
     }
 }
 
