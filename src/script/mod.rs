@@ -393,6 +393,7 @@ impl ScriptEngine {
             path: path.to_path_buf(),
             file: Arc::from(file),
             fingerprint: crate::scim::fingerprint(text.as_bytes()),
+            templates: Arc::default(),
         })
     }
 
@@ -496,6 +497,8 @@ pub struct Compiled {
     file: Arc<str>,
     /// A fingerprint of the text it was compiled from.
     fingerprint: u64,
+    /// The templates its functions answered, made on first use (`fill`).
+    templates: Arc<host::Templates>,
 }
 
 impl Compiled {

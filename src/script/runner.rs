@@ -239,6 +239,7 @@ impl AppScript {
             trace: span.scope(),
             inline: AtomicBool::new(true),
             suspender: SuspendPoint::default(),
+            templates: compiled.templates.clone(),
         });
         let run = Run {
             engine: self.engine.clone(),

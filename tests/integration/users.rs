@@ -305,10 +305,9 @@ const ABSENT_AS_UNIT: &str = r#"
 /// listing, and the absent parts neither shown nor present to a filter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_answers_as_if_its_absent_parts_were_never_written() {
-    let compacted = ABSENT_AS_UNIT.replace("fn person(id) {\n        #{", "fn person(id) {\n        compact(#{").replace(
-        "manager: #{ value: () } },\n        }",
-        "manager: #{ value: () } },\n        })",
-    );
+    let compacted = ABSENT_AS_UNIT
+        .replace("fn person(id) {\n        #{", "fn person(id) {\n        compact(#{")
+        .replace("manager: #{ value: () } },\n        }", "manager: #{ value: () } },\n        })");
     assert!(compacted.contains("compact(#{") && compacted.contains("})\n    }"), "{compacted}");
     let units = TestEnv::start_script(Some(ABSENT_AS_UNIT), |t| t).await;
     let compact = TestEnv::start_script(Some(&compacted), |t| t).await;

@@ -7,12 +7,14 @@
 
 mod legacy;
 mod results;
+mod template;
 
 pub(in crate::script) use legacy::Answer;
 use legacy::{call, request, unexpected};
 pub(super) use legacy::{fault_kind, perform};
 pub use results::Sieve;
 pub(super) use results::{DataSizes, Results, is_plain};
+pub(crate) use template::Templates;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -126,6 +128,8 @@ pub(super) struct CallContext {
     pub inline: AtomicBool,
     /// The fiber the call runs in, if it runs in one.
     pub suspender: SuspendPoint,
+    /// The templates of the call's script, kept once made (`fill`).
+    pub templates: Arc<Templates>,
 }
 
 /// The most operations a script call may use on a runtime worker before it is moved to a
@@ -330,6 +334,11 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("log_error", |text: &str| log_line(tracing::Level::ERROR, text));
 
     engine.register_fn("compact", compact);
+    engine.register_type_with_name::<template::Field>("Field");
+    engine.register_fn("field", template::Field::named);
+    engine.register_fn("as_text", template::Field::as_text);
+    engine.register_fn("fill", template::fill);
+    engine.register_fn("fill", template::fill_each);
     engine.register_fn("json_encode", |value: Dynamic| -> Result<String, Box<EvalAltResult>> {
         let json = super::ScriptEngine::to_json(&value).map_err(runtime_error)?;
         Ok(json.to_string())
