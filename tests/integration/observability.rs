@@ -639,3 +639,56 @@ apps:
         assert!(line["bytes_out"].as_u64().is_some_and(|n| n > 50), "{line}");
     }
 }
+
+/// A request's access line is written by its connection once the answer is: one line for
+/// every request, in the request's span, over an HTTP/1.1 connection kept alive, over h2 with
+/// requests on it at once, and over a connection that closes with its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_has_one_access_line_in_its_span_written_after_its_answer() {
+    let env = TestEnv::start().await;
+    env.legacy.store().seed_users(3);
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let send = |client: &reqwest::Client, request_id: String, close: bool| {
+        let mut request =
+            client.get(format!("{}/Users/2", env.base())).bearer_auth(TOKEN).header("x-request-id", request_id);
+        if close {
+            request = request.header("connection", "close");
+        }
+        request.send()
+    };
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = format!("after-answer-h1-{i}");
+        assert_eq!(send(&h1, id.clone(), false).await.unwrap().status(), StatusCode::OK);
+        ids.push(id);
+    }
+    let at_once: Vec<String> = (0..8).map(|i| format!("after-answer-h2-{i}")).collect();
+    let mut answers = tokio::task::JoinSet::new();
+    for id in &at_once {
+        answers.spawn(send(&h2, id.clone(), false));
+    }
+    while let Some(answer) = answers.join_next().await {
+        assert_eq!(answer.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    ids.extend(at_once);
+    let closing = "after-answer-closing".to_owned();
+    let reply = send(&h1, closing.clone(), true).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    drop(reply);
+    ids.push(closing);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for id in &ids {
+        let lines = loop {
+            let lines = support::log_lines_with(&["request done", &format!("request_id={id} ")]);
+            if !lines.is_empty() || std::time::Instant::now() > deadline {
+                break lines;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(lines.len(), 1, "{id}: {lines:?}");
+        // The span's fields lead the line: the request's id and app.
+        assert!(lines[0].contains(&format!("request{{request_id={id} app=\"acme\"}}: ")), "{}", lines[0]);
+        assert!(lines[0].contains("status=200 ") && lines[0].contains("route=\"/scim/v2/Users/{id}\""), "{}", lines[0]);
+    }
+}
