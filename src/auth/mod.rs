@@ -240,7 +240,6 @@ mod tests {
             client: None,
             body_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
             body_budget_bytes: 0,
-            after: std::sync::Arc::default(),
         }
     }
 

@@ -53,51 +53,6 @@ pub(crate) struct Connection {
     /// The bytes `body_budget` holds in all: a request larger than that (the limit raised by a
     /// reload since the connection was accepted) takes all of it.
     pub body_budget_bytes: usize,
-    /// What the connection's requests leave to be done once their answers are written.
-    pub after: Arc<AfterAnswers>,
-}
-
-/// Work a request leaves for after its answer: its access log line. The connection does it
-/// once the turn that wrote the answer is over, so that the client is not kept waiting for
-/// it (at one request at a time, the line was about 5 µs of each answer's latency). Whatever
-/// is left when the connection ends, however it ends, is done then.
-#[derive(Default)]
-pub(crate) struct AfterAnswers(Mutex<Vec<(tracing::Span, Deferred)>>);
-
-/// One piece of work left for after an answer.
-type Deferred = Box<dyn FnOnce() + Send>;
-
-impl AfterAnswers {
-    /// Leaves `work` for after the answer, to be done within `span`.
-    pub(crate) fn defer(&self, span: tracing::Span, work: Deferred) {
-        match self.0.lock() {
-            Ok(mut waiting) => waiting.push((span, work)),
-            Err(_) => span.in_scope(work),
-        }
-    }
-
-    /// Does what was left so far.
-    fn run(&self) {
-        let waiting = match self.0.lock() {
-            Ok(mut waiting) if !waiting.is_empty() => std::mem::take(&mut *waiting),
-            _ => return,
-        };
-        for (span, work) in waiting {
-            span.in_scope(work);
-        }
-    }
-}
-
-impl Drop for AfterAnswers {
-    fn drop(&mut self) {
-        self.run();
-    }
-}
-
-impl std::fmt::Debug for AfterAnswers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AfterAnswers")
-    }
 }
 
 /// Limits applied to every connection of a listener.
@@ -267,14 +222,7 @@ pub(crate) async fn serve<F, Fut>(
         tokio::spawn(async move {
             let _slot = slot;
             let Some(acceptor) = tls else {
-                let connection = Connection {
-                    peer,
-                    tls: false,
-                    client: None,
-                    body_budget,
-                    body_budget_bytes,
-                    after: Arc::default(),
-                };
+                let connection = Connection { peer, tls: false, client: None, body_budget, body_budget_bytes };
                 let limits = (limits, &source);
                 run_connection(
                     name,
@@ -309,8 +257,7 @@ pub(crate) async fn serve<F, Fut>(
                 .and_then(|chain| chain.first())
                 .and_then(ClientIdentity::from_der)
                 .map(Arc::new);
-            let connection =
-                Connection { peer, tls: true, client, body_budget, body_budget_bytes, after: Arc::default() };
+            let connection = Connection { peer, tls: true, client, body_budget, body_budget_bytes };
             let limits = (limits, &source);
             run_connection(
                 name,
@@ -361,7 +308,6 @@ async fn run_connection<I, F, Fut>(
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let peer = connection.peer;
-    let connection_after = connection.after.clone();
     let counted = activity.clone();
     // Turned on when shutdown's grace time is over: what is still running is answered then.
     let (cut_tx, cut_rx) = watch::channel(false);
@@ -396,7 +342,6 @@ async fn run_connection<I, F, Fut>(
             Ok::<_, Infallible>(response)
         }
     });
-    let after = connection_after;
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
     // Set once the connection was asked to close: at this instant what still runs is answered
@@ -406,15 +351,8 @@ async fn run_connection<I, F, Fut>(
     loop {
         let expiry = activity.expiry(&limits);
         let wakeup = closing.or(expiry.map(|(at, _)| at));
-        // What the requests answered in a turn left for after their answers is done once the
-        // turn is over: their answers are written by then.
-        let turn = std::future::poll_fn(|cx| {
-            let polled = served.as_mut().poll(cx);
-            after.run();
-            polled
-        });
         tokio::select! {
-            result = turn => {
+            result = served.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(listener = name, %peer, error = %error, "connection ended with an error");
                 }

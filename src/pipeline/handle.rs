@@ -143,33 +143,24 @@ async fn serve(
     let legacy_calls = stats.calls.load(Ordering::Relaxed);
     let legacy_ms = stats.micros.load(Ordering::Relaxed) as f64 / 1000.0;
     let bytes_in = stats.request_bytes.load(Ordering::Relaxed);
-    // The access log line, written once the answer is (or now, on a connection that does
-    // not wait): one set of fields, at the level and with the message of the outcome.
-    let after = connection.after.clone();
-    let access = |response: Response<Full<Bytes>>, outcome: Outcome| {
-        let line = AccessLine {
-            request_id: request_id.clone(),
-            app: app_name.to_owned(),
-            op,
-            method: method.clone(),
-            route: route.clone(),
-            status: response.status().as_u16(),
-            latency_ms,
-            legacy_calls,
-            legacy_ms,
-            peer,
-            user_agent: user_agent.clone(),
-            bytes_in,
-            bytes_out: hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0),
-            outcome,
-        };
-        after.defer(tracing::Span::current(), Box::new(move || line.write()));
-        response
-    };
+    // The access log line: one set of fields, at the level and with the message of the outcome.
+    macro_rules! access {
+        ($level:ident, $response:expr, $message:literal $(, $extra:ident = %$value:expr)?) => {{
+            let response = $response;
+            let status = response.status().as_u16();
+            let bytes_out = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+            tracing::$level!(
+                request_id = %request_id, app = app_name, op, %method, route = route.as_str(), status,
+                latency_ms, legacy_calls, legacy_ms, client = %peer, user_agent = user_agent.as_str(),
+                bytes_in, bytes_out $(, $extra = %$value)?, $message
+            );
+            response
+        }};
+    }
     let mut failure = None;
     let mut fault = None;
     let response = match outcome {
-        Ok(reply) => access(response::reply(reply, &request_id), Outcome::Done),
+        Ok(reply) => access!(info, response::reply(reply, &request_id), "request done"),
         Err(error) => {
             let mut answer = answer(&error);
             if state.server.reveal_faults && answer.detail == crate::error::GENERIC {
@@ -205,9 +196,9 @@ async fn serve(
                 }
             }
             match answer.source {
-                Source::Client => access(response, Outcome::Refused(error.to_string())),
+                Source::Client => access!(info, response, "request refused", reason = %error),
                 Source::Legacy | Source::Script | Source::Internal => {
-                    access(response, Outcome::Failed(error.to_string()))
+                    access!(warn, response, "request failed", error = %error)
                 }
             }
         }
@@ -262,68 +253,6 @@ async fn serve(
         }
     }
     response
-}
-
-/// How a request ended, as its access line says it.
-enum Outcome {
-    Done,
-    /// The client's mistake, and why.
-    Refused(String),
-    /// The legacy app's, the script's or the proxy's fault, and what it was.
-    Failed(String),
-}
-
-/// One request's access line: what a platform team investigates with.
-struct AccessLine {
-    request_id: Arc<str>,
-    app: String,
-    op: &'static str,
-    method: Method,
-    route: String,
-    status: u16,
-    latency_ms: f64,
-    legacy_calls: u32,
-    legacy_ms: f64,
-    peer: SocketAddr,
-    user_agent: String,
-    bytes_in: usize,
-    bytes_out: u64,
-    outcome: Outcome,
-}
-
-impl AccessLine {
-    fn write(self) {
-        let AccessLine {
-            request_id,
-            app,
-            op,
-            method,
-            route,
-            status,
-            latency_ms,
-            legacy_calls,
-            legacy_ms,
-            peer,
-            user_agent,
-            bytes_in,
-            bytes_out,
-            outcome,
-        } = self;
-        macro_rules! line {
-            ($level:ident, $message:literal $(, $extra:ident = %$value:expr)?) => {
-                tracing::$level!(
-                    request_id = %request_id, app = app.as_str(), op, %method, route = route.as_str(), status,
-                    latency_ms, legacy_calls, legacy_ms, client = %peer, user_agent = user_agent.as_str(),
-                    bytes_in, bytes_out $(, $extra = %$value)?, $message
-                )
-            };
-        }
-        match outcome {
-            Outcome::Done => line!(info, "request done"),
-            Outcome::Refused(reason) => line!(info, "request refused", reason = %reason),
-            Outcome::Failed(error) => line!(warn, "request failed", error = %error),
-        }
-    }
 }
 
 /// The challenges of a `401` (RFC 7235 §4.1): one for each scheme some app accepts — the
