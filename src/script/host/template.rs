@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext};
 
@@ -134,29 +135,39 @@ impl Node {
             Self::Constant(value) => Ok(Some(value.clone())),
             Self::Map(members, reads) => {
                 let mut map = Map::new();
-                let mut found = false;
-                for (key, node) in members {
-                    if let Some(value) = node.fill(record)? {
-                        found |= node.reads();
-                        map.insert(key.as_str().into(), value);
-                    }
-                }
+                let found = fill_in(members.iter().map(|(key, node)| (node, key)), record, |key, value| {
+                    map.insert(key.as_str().into(), value);
+                })?;
                 Ok((found || !reads).then(|| Dynamic::from_map(map)))
             }
             Self::Array(items, reads) => {
                 let mut filled = Array::with_capacity(items.len());
-                let mut found = false;
-                for node in items {
-                    if let Some(value) = node.fill(record)? {
-                        found |= node.reads();
-                        filled.push(value);
-                    }
-                }
+                let found = fill_in(items.iter().map(|node| (node, ())), record, |(), value| filled.push(value))?;
                 Ok((found || !reads).then(|| Dynamic::from_array(filled)))
             }
         }
     }
 }
+
+/// Fills in the members of a map or the items of an array, handing each that is there to
+/// `keep` with its place; whether any of them read the record and found something.
+fn fill_in<'a, T>(
+    nodes: impl Iterator<Item = (&'a Node, T)>,
+    record: &Map,
+    mut keep: impl FnMut(T, Dynamic),
+) -> Result<bool, String> {
+    let mut found = false;
+    for (node, place) in nodes {
+        if let Some(value) = node.fill(record)? {
+            found |= node.reads();
+            keep(place, value);
+        }
+    }
+    Ok(found)
+}
+
+/// How many records of an array `fill` fills between two looks at the request's deadline.
+const DEADLINE_EVERY: usize = 4096;
 
 /// A compiled script's templates, by the name of the function that answered each: a template
 /// function is called once for each compiled script.
@@ -217,12 +228,19 @@ pub(super) fn fill_each(
     function: FnPtr,
 ) -> Result<Array, Box<EvalAltResult>> {
     let node = template(&context, &function)?;
+    // Filling counts no script operations: the request's deadline is looked at here instead.
+    let deadline = current().ok().map(|call| call.deadline);
     records
         .iter()
         .enumerate()
-        .map(|(index, record)| match record.read_lock::<Map>() {
-            Some(record) => filled(&node, &record).map(Dynamic::from_map),
-            None => Err(format!("fill: item {index} is {}, not a map", record.type_name())),
+        .map(|(index, record)| {
+            if index % DEADLINE_EVERY == DEADLINE_EVERY - 1 && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err("the request's deadline passed".to_owned());
+            }
+            match record.read_lock::<Map>() {
+                Some(record) => filled(&node, &record).map(Dynamic::from_map),
+                None => Err(format!("fill: item {index} is {}, not a map", record.type_name())),
+            }
         })
         .collect::<Result<Array, _>>()
         .map_err(runtime_error)
