@@ -135,3 +135,41 @@ async fn a_script_reload_under_way_does_not_give_the_app_a_second_set_of_slots()
     // Given back, the slot serves the new script.
     assert_eq!(env.get("/Users/3").await.body["userName"], "two");
 }
+
+/// A template as a script answers it: `fill` keeps it with the compiled script.
+fn templated(user_name: &str) -> String {
+    format!(
+        r#"fn shape() {{ #{{ id: field("id").as_text(), userName: "{user_name}", title: field("title") }} }}
+fn get_user(id) {{ #{{ id: parse_int(id), title: "T" + id }}.fill(Fn("shape")) }}
+"#
+    )
+}
+
+/// A template is kept with the script that answered it: many requests making it at once all
+/// get it, and a reloaded script's template is its own, not the one kept before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_is_made_once_per_script_and_a_reload_brings_its_own() {
+    let env = TestEnv::start_script(Some(&templated("one")), |t| {
+        t.replace("  max_body_bytes: 65536", "  max_body_bytes: 65536\n  script_reload_interval: 50ms")
+    })
+    .await;
+    let mut at_once = tokio::task::JoinSet::new();
+    for id in 1..=16 {
+        let (client, url) = (env.client.clone(), format!("{}/Users/{id}", env.base()));
+        at_once.spawn(async move {
+            let reply = client.get(url).bearer_auth(crate::support::TOKEN).send().await.unwrap();
+            (id, reply.status(), reply.json::<serde_json::Value>().await.unwrap())
+        });
+    }
+    while let Some(answer) = at_once.join_next().await {
+        let (id, status, body) = answer.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (&body["id"], &body["userName"], &body["title"]),
+            (&id.to_string().into(), &"one".into(), &format!("T{id}").into())
+        );
+    }
+    write_whole(&env.script_path(), &templated("two"));
+    readyz_until(&env, Duration::from_secs(10), |app| app["script_reloads"] == 1).await;
+    assert_eq!(env.get("/Users/3").await.body["userName"], "two");
+}
