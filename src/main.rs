@@ -225,7 +225,7 @@ fn describe(error: &anyhow::Error) -> String {
 /// The process's runtime: one thread on one core ([`scim_proxy::runtime::workers`]). Script
 /// calls run on its threads in fibers, each on a stack of its own (`scim_proxy::script`), so
 /// they keep the default stack.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> anyhow::Result<scim_proxy::runtime::workers::Workers> {
     scim_proxy::runtime::workers::build().map_err(anyhow::Error::msg).context("cannot start the async runtime")
 }
 

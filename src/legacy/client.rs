@@ -75,8 +75,12 @@ const SHARED_IDLE: Duration = Duration::from_secs(60);
 /// not used again but replaced.
 const THREAD_IDLE: Duration = Duration::from_secs(1);
 
-/// A thread's own clients, one an app, each with the recipe it was built from.
-type OwnClients = Vec<(Weak<Recipe>, Clients)>;
+/// A thread's own clients, one an app, each with the recipe it was built from, and how long
+/// they keep an idle connection.
+struct OwnClients {
+    idle: Duration,
+    clients: Vec<(Weak<Recipe>, Clients)>,
+}
 
 thread_local! {
     /// The clients of a thread that keeps its own legacy connections; `None` on every other
@@ -85,12 +89,15 @@ thread_local! {
 }
 
 /// Makes this thread keep its own legacy connections: the legacy calls made on it use
-/// clients of its own, whose connections are driven by the thread's own runtime, not the
-/// process's. For threads that run every legacy call to its end on a runtime of their own
-/// (script threads): the answer then wakes no other thread.
-pub(crate) fn keep_connections_on_this_thread() {
+/// clients of its own, whose connections are driven by the thread's own runtime, not another
+/// thread's, so that an answer wakes no other thread. For threads that run every legacy call
+/// to its end on a runtime of their own: serving threads, whose runtime always turns
+/// (`watched`), and script threads, whose runtime turns only while they make a call (their
+/// idle connections are kept [`THREAD_IDLE`]).
+pub(crate) fn keep_connections_on_this_thread(watched: bool) {
+    let idle = if watched { SHARED_IDLE } else { THREAD_IDLE };
     OWN_CLIENTS.with(|own| {
-        own.borrow_mut().get_or_insert_with(Vec::new);
+        own.borrow_mut().get_or_insert_with(|| OwnClients { idle, clients: Vec::new() });
     });
 }
 
@@ -142,16 +149,16 @@ impl LegacyClient {
     fn http(&self) -> Clients {
         OWN_CLIENTS.with(|own| {
             let mut own = own.borrow_mut();
-            let Some(clients) = own.as_mut() else { return self.clients.clone() };
+            let Some(own) = own.as_mut() else { return self.clients.clone() };
             let recipe = Arc::as_ptr(&self.recipe);
-            if let Some((_, client)) = clients.iter().find(|(r, _)| r.as_ptr() == recipe) {
+            if let Some((_, client)) = own.clients.iter().find(|(r, _)| r.as_ptr() == recipe) {
                 return client.clone();
             }
             // Clients of apps that a reload replaced go with them.
-            clients.retain(|(r, _)| r.strong_count() > 0);
-            match self.recipe.build(THREAD_IDLE) {
+            own.clients.retain(|(r, _)| r.strong_count() > 0);
+            match self.recipe.build(own.idle) {
                 Ok(client) => {
-                    clients.push((Arc::downgrade(&self.recipe), client.clone()));
+                    own.clients.push((Arc::downgrade(&self.recipe), client.clone()));
                     client
                 }
                 // It was built once already with the same settings: not expected to fail.

@@ -4,4 +4,5 @@
 //! requests: the handler it serves is given to it.
 
 pub(crate) mod server;
+pub mod shards;
 pub mod tls;

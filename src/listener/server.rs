@@ -22,6 +22,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::listener::shards;
 use crate::listener::tls::ClientIdentity;
 
 /// The h2 flow-control window of a connection: body bytes a client may send that no request
@@ -214,13 +215,13 @@ pub(crate) async fn serve<F, Fut>(
             open.retain(|weak| weak.strong_count() > 0);
         }
         open.push(Arc::downgrade(&activity));
-        let stream = Heard { io: stream, activity: activity.clone() };
         let (handler, builder, stop, source) = (handler.clone(), builder.1.clone(), shutdown.clone(), source.clone());
         let connections = connections.clone();
         let (body_budget, body_budget_bytes) = (Arc::new(Semaphore::new(limits.body_budget)), limits.body_budget);
         let tls = tls.clone();
-        tokio::spawn(async move {
+        shards::spawn(stream, move |stream| async move {
             let _slot = slot;
+            let stream = Heard { io: stream, activity: activity.clone() };
             let Some(acceptor) = tls else {
                 let connection = Connection { peer, tls: false, client: None, body_budget, body_budget_bytes };
                 let limits = (limits, &source);

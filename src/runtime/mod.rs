@@ -201,7 +201,7 @@ pub async fn start(
     for app in &shared.state().apps {
         tracing::info!(app = app.name(), base_path = %app.config.base_path, script = %app.script.compiled().path().display(), legacy = %app.config.legacy.base_url, "app ready");
     }
-    let runtime_threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let runtime_threads = crate::listener::shards::serving_threads();
     tracing::info!(%scim_addr, %admin_addr, runtime_threads, "listening");
     Ok(Running { scim_addr, admin_addr, shared, stop, tasks })
 }

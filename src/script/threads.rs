@@ -130,7 +130,7 @@ thread_local! {
 fn work(first: Job) {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => {
-            crate::legacy::keep_connections_on_this_thread();
+            crate::legacy::keep_connections_on_this_thread(false);
             OWN_RUNTIME.set(Some(runtime));
         }
         Err(error) => {

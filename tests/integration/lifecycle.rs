@@ -50,9 +50,11 @@ fn list_users(query) { [] }
 fn create_user(user) { legacy.post("/users", user); user.id = "1"; user }
 "#;
 
-/// The runtimes a process is checked on: one worker a core of this machine, and the single
-/// thread it runs on when it has one core (`TOKIO_WORKER_THREADS=1`, as on a sidecar's core).
-const RUNTIMES: [Option<&str>; 2] = [None, Some("1")];
+/// The threads a process is checked on: as many as it chooses (one a core of this machine),
+/// two serving threads whatever the machine (the connections of one test on different
+/// threads), and the single thread it runs on when it has one core (`TOKIO_WORKER_THREADS=1`,
+/// as on a sidecar's core).
+const RUNTIMES: [Option<&str>; 3] = [None, Some("2"), Some("1")];
 
 /// The proxy in a child process with `server` settings, logging JSON lines to a pipe, on
 /// `threads` runtime threads (`None`: as many as it chooses).
