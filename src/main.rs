@@ -222,9 +222,9 @@ fn describe(error: &anyhow::Error) -> String {
     if causes.is_empty() { error.to_string() } else { format!("{error} ({})", causes.join(": ")) }
 }
 
-/// The process's runtime: one thread on one core ([`scim_proxy::runtime::workers`]). Script
-/// calls run on its threads in fibers, each on a stack of its own (`scim_proxy::script`), so
-/// they keep the default stack.
+/// The threads the process serves on: one a core, each a runtime of its own
+/// ([`scim_proxy::runtime::workers`]). Script calls run on them in fibers, each on a stack of
+/// its own (`scim_proxy::script`), so they keep the default stack.
 fn runtime() -> anyhow::Result<scim_proxy::runtime::workers::Workers> {
     scim_proxy::runtime::workers::build().map_err(anyhow::Error::msg).context("cannot start the async runtime")
 }

@@ -42,14 +42,12 @@ impl Shards {
         self.threads.len()
     }
 
-    /// The thread serving the fewest connections now; among equals, the next in turn.
-    fn least_busy(&self) -> &Shard {
+    /// The thread serving the fewest connections now, among equals the next in turn; `None`
+    /// when there is no thread to serve on.
+    fn least_busy(&self) -> Option<&Shard> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.threads.len();
-        (0..n)
-            .map(|i| &self.threads[(start + i) % n])
-            .min_by_key(|shard| shard.open.load(Ordering::Relaxed))
-            .unwrap_or(&self.threads[0])
+        (0..n).map(|i| &self.threads[(start + i) % n]).min_by_key(|shard| shard.open.load(Ordering::Relaxed))
     }
 
     /// Connections each thread serves now, in the order of [`Self::new`].
@@ -99,11 +97,11 @@ where
     F: FnOnce(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(shards) = SHARDS.with(|s| s.borrow().clone()) else {
+    let shards = SHARDS.with(|s| s.borrow().clone());
+    let Some(shard) = shards.as_deref().and_then(Shards::least_busy) else {
         tokio::spawn(serve(stream));
         return;
     };
-    let shard = shards.least_busy();
     let open = shard.open.clone();
     open.fetch_add(1, Ordering::Relaxed);
     let counted = Counted(open);

@@ -36,6 +36,7 @@ impl Workers {
     /// Runs `future` on this thread to its end, the connections it accepts served on every
     /// serving thread.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        crate::legacy::keep_connections_on_this_thread(true);
         let _accepting = self.shards.clone().map(shards::accept_for);
         self.runtime.block_on(future)
     }
@@ -54,7 +55,6 @@ pub fn build() -> Result<Workers, String> {
 /// The thread that calls it and `threads - 1` serving threads more.
 fn with_threads(threads: usize) -> Result<Workers, String> {
     let runtime = single_threaded()?;
-    crate::legacy::keep_connections_on_this_thread(true);
     if threads == 1 {
         return Ok(Workers { runtime, shards: None, _stop: Vec::new() });
     }
