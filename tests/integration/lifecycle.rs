@@ -1,8 +1,9 @@
 //! The process's end, as a platform team checks it with a real child process: past
 //! `server.shutdown_grace` the requests still running are answered (`503`, `Connection:
 //! close`, a write saying its outcome is unknown) and logged, nothing panics, and the exit code
-//! says the drain was cut short; a second SIGTERM exits at once. Each on a multi-threaded
-//! runtime and on the single thread the proxy runs on with one core.
+//! says the drain was cut short; a second SIGTERM exits at once; h2 and HTTP/1.1 connections
+//! are served at once. Each on as many serving threads as the machine has cores, on two, and
+//! on the single thread the proxy runs on with one core.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -261,4 +262,36 @@ async fn drained_on(threads: Option<&str>) {
     let code = tokio::task::spawn_blocking(move || exit_code(&mut child, Duration::from_secs(10))).await.unwrap();
     assert_eq!(code, Some(3));
     assert!(second.elapsed() < Duration::from_secs(3), "{:?} after the second SIGTERM", second.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_and_http1_connections_at_once_are_served_on_every_runtime() {
+    let acme = crate::support::TestEnv::start().await; // only for its Acme Directory
+    for threads in RUNTIMES {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, scim, _) = start(dir.path(), &acme.legacy.base_url(), "  shutdown_grace: 5s", threads);
+        let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+        let http1 = reqwest::Client::builder().http1_only().build().unwrap();
+        let create = |client: &reqwest::Client, name: String| {
+            let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
+            client.post(format!("http://{scim}/scim/v2/Users")).bearer_auth(TOKEN).json(&user).send()
+        };
+        // One h2 connection: requests one after another, then many at once beside HTTP/1.1 ones.
+        for n in 0..3 {
+            let reply = create(&h2, format!("seq-{n}")).await.unwrap();
+            assert_eq!((reply.version(), reply.status().as_u16()), (reqwest::Version::HTTP_2, 201), "{threads:?}");
+        }
+        let mut sent = Vec::new();
+        for n in 0..16 {
+            sent.push((reqwest::Version::HTTP_2, tokio::spawn(create(&h2, format!("h2-{n}")))));
+            sent.push((reqwest::Version::HTTP_11, tokio::spawn(create(&http1, format!("h1-{n}")))));
+        }
+        for (version, reply) in sent {
+            let reply = reply.await.unwrap().unwrap();
+            assert_eq!((reply.version(), reply.status().as_u16()), (version, 201), "{threads:?}");
+        }
+        signal(&child, "TERM");
+        let code = tokio::task::spawn_blocking(move || exit_code(&mut child, Duration::from_secs(10))).await.unwrap();
+        assert_eq!(code, Some(0), "{threads:?}");
+    }
 }

@@ -44,6 +44,18 @@ async fn http2_without_tls_is_served() {
     let reply = client.get(format!("{}/ServiceProviderConfig", env.base())).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(reply.version(), reqwest::Version::HTTP_2);
     assert_eq!(reply.status(), StatusCode::OK);
+    // The same connection again, one request after another, then eight at once.
+    for count in 1..=3 {
+        let reply = client.get(format!("{}/Users?count={count}", env.base())).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!((reply.version(), reply.status()), (reqwest::Version::HTTP_2, StatusCode::OK));
+    }
+    let at_once: Vec<_> = (1..=8)
+        .map(|count| tokio::spawn(client.get(format!("{}/Users?count={count}", env.base())).bearer_auth(TOKEN).send()))
+        .collect();
+    for reply in at_once {
+        let reply = reply.await.unwrap().unwrap();
+        assert_eq!((reply.version(), reply.status()), (reqwest::Version::HTTP_2, StatusCode::OK));
+    }
 }
 
 /// A legacy app that answers every request after `delay`, with one fixed user; `arrived` is
