@@ -6,8 +6,8 @@
 //! worker is free); that sharing is paid on every request. Measured with `cargo bench --bench
 //! load`, the two builds side by side: on one core the single-threaded runtime served the same
 //! requests at 0.77–0.92× the CPU a request of a multi-threaded runtime with one worker, and on
-//! two cores two serving threads at 0.63–0.82× the CPU and 1.19–1.52× the throughput of a
-//! multi-threaded runtime with two workers; see docs/performance.md.
+//! two cores, at 32 connections, two serving threads at 0.63–0.87× the CPU and 1.18–1.52× the
+//! throughput of a multi-threaded runtime with two workers; see docs/performance.md.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
