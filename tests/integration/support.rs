@@ -569,6 +569,15 @@ pub(crate) fn spawn_proxy_binary(
     config: &std::path::Path,
     legacy_base_url: &str,
 ) -> (std::process::Child, std::net::SocketAddr, std::net::SocketAddr) {
+    spawn_proxy_binary_with(config, legacy_base_url, &[])
+}
+
+/// [`spawn_proxy_binary`] with more environment variables (`TOKIO_WORKER_THREADS`, say).
+pub(crate) fn spawn_proxy_binary_with(
+    config: &std::path::Path,
+    legacy_base_url: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr, std::net::SocketAddr) {
     let scim = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_scim-proxy"))
@@ -579,6 +588,7 @@ pub(crate) fn spawn_proxy_binary(
         .env("OTHER_TOKEN", OTHER_TOKEN)
         .env("ACME_BASE_URL", legacy_base_url)
         .env("ACME_API_KEY", API_KEY)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -636,3 +636,38 @@ async fn metrics_show_when_the_served_certificate_expires_and_follow_a_rotation(
     }
     assert_eq!(served_name(&pki, &format!("{}/Users", https_base(&env))).await, "renewed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_the_binary_on_two_serving_threads_answers_http1_and_h2_connections_at_once() {
+    let pki = Pki::new("test ca");
+    let files = TlsFiles::new(&pki.server("scim-proxy-1"), None);
+    let acme = TestEnv::start().await; // only for its Acme Directory
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.yaml");
+    let script = crate::support::repo_file("scripts/demo.rhai");
+    std::fs::write(&config, format!("{}{}", crate::support::config_text(&script), files.config("10s", false))).unwrap();
+    let threads = [("TOKIO_WORKER_THREADS", "2")];
+    let (mut child, scim, _) = crate::support::spawn_proxy_binary_with(&config, &acme.legacy.base_url(), &threads);
+    let url = format!("https://{scim}/scim/v2/Users");
+    // Every HTTP/1.1 request on a connection (and a handshake) of its own; the h2 ones share one.
+    let http1 = https_client(&pki).http1_only().build().unwrap();
+    let h2 = https_client(&pki).pool_max_idle_per_host(1).build().unwrap();
+    let started = Instant::now();
+    while http1.get(&url).bearer_auth(TOKEN).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the proxy did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sent = Vec::new();
+    for n in 0..8 {
+        let body = crate::support::user(&format!("tls-threads-{n}")).to_string();
+        let create = http1.post(&url).bearer_auth(TOKEN).header("content-type", "application/scim+json").body(body);
+        sent.push((reqwest::Version::HTTP_11, StatusCode::CREATED, tokio::spawn(create.send())));
+        sent.push((reqwest::Version::HTTP_2, StatusCode::OK, tokio::spawn(h2.get(&url).bearer_auth(TOKEN).send())));
+    }
+    for (version, status, reply) in sent {
+        let reply = reply.await.unwrap().unwrap();
+        assert_eq!((reply.version(), reply.status()), (version, status));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
