@@ -267,9 +267,15 @@ async fn drained_on(threads: Option<&str>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_and_http1_connections_at_once_are_served_on_every_runtime() {
     let acme = crate::support::TestEnv::start().await; // only for its Acme Directory
+    let server = "  shutdown_grace: 5s\n  header_read_timeout: 1s";
     for threads in RUNTIMES {
         let dir = tempfile::tempdir().unwrap();
-        let (mut child, scim, _) = start(dir.path(), &acme.legacy.base_url(), "  shutdown_grace: 5s", threads);
+        let (mut child, scim, _) = start(dir.path(), &acme.legacy.base_url(), server, threads);
+        // Clients that connect and send nothing, spread over the threads like the others.
+        let mut silent = Vec::new();
+        for _ in 0..4 {
+            silent.push(tokio::net::TcpStream::connect(&scim).await.unwrap());
+        }
         let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
         let http1 = reqwest::Client::builder().http1_only().build().unwrap();
         let create = |client: &reqwest::Client, name: String| {
@@ -289,6 +295,12 @@ async fn h2_and_http1_connections_at_once_are_served_on_every_runtime() {
         for (version, reply) in sent {
             let reply = reply.await.unwrap().unwrap();
             assert_eq!((reply.version(), reply.status().as_u16()), (version, 201), "{threads:?}");
+        }
+        // Each silent one is closed by its thread once `header_read_timeout` is over.
+        for mut stream in silent {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await;
+            assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{threads:?}: a silent connection stayed open");
         }
         signal(&child, "TERM");
         let code = tokio::task::spawn_blocking(move || exit_code(&mut child, Duration::from_secs(10))).await.unwrap();
