@@ -53,7 +53,10 @@ pub(super) async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply,
     // An earlier create of this name ended without an answer (its deadline passed, or the
     // legacy app timed out): it may have made the account. Look for it before making another,
     // whether or not the legacy app would refuse a duplicate.
-    if unique_names && call.app.uncertain_creates.contains_key(&create_key) {
+    // Creates of one name run one at a time (`_one_at_a_time`): nothing marks this name
+    // uncertain or clears it until this create ends.
+    let uncertain = call.app.uncertain_creates.contains_key(&create_key);
+    if unique_names && uncertain {
         if let Some(id) = find_by_name(call, kind, rs, given).await? {
             return Err(exists(&id));
         }
@@ -70,7 +73,9 @@ pub(super) async fn create(call: &Call<'_>, kind: ResourceKind) -> Result<Reply,
             return Err(error.into());
         }
     };
-    call.app.uncertain_creates.invalidate(&create_key);
+    if uncertain {
+        call.app.uncertain_creates.invalidate(&create_key);
+    }
     let created = finish(call, kind, function, created)?
         .ok_or_else(|| bad_return(function, "() instead of the created resource"))?;
     Ok(Reply::resource(StatusCode::CREATED, created, &projection, rs))

@@ -334,6 +334,8 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("log_error", |text: &str| log_line(tracing::Level::ERROR, text));
 
     engine.register_fn("compact", compact);
+    engine.register_fn("preferred", |values: &mut Dynamic| preferred(values, None));
+    engine.register_fn("preferred", |values: &mut Dynamic, kind: &str| preferred(values, Some(kind)));
     engine.register_type_with_name::<template::Field>("Field");
     engine.register_fn("field", template::Field::named);
     engine.register_fn("as_text", template::Field::as_text);
@@ -395,6 +397,33 @@ fn compact_within(value: Dynamic, depth: usize) -> Option<Dynamic> {
     } else {
         Some(value)
     }
+}
+
+/// `values.preferred()`, `values.preferred(type)`: the item of a multi-valued attribute to keep
+/// where the legacy app holds one value: the one marked `primary` (RFC 7643 §2.4), else the
+/// first whose `type` is `type` (compared without case), else the first; `()` for `()` or an
+/// empty array. Read in place, as a method (`user.emails.preferred("work")`): only the item
+/// answered is copied, where a script function would copy the whole array to receive it.
+fn preferred(values: &mut Dynamic, kind: Option<&str>) -> Result<Dynamic, Box<EvalAltResult>> {
+    if values.is_unit() {
+        return Ok(Dynamic::UNIT);
+    }
+    let Some(items) = values.read_lock::<Array>() else {
+        return Err(runtime_error(format!("preferred: {} is not an array", values.type_name())));
+    };
+    let is_primary = |item: &&Dynamic| {
+        item.read_lock::<Map>().is_some_and(|m| m.get("primary").is_some_and(|p| p.as_bool() == Ok(true)))
+    };
+    let of_kind = |item: &&Dynamic| {
+        let Some(kind) = kind else { return false };
+        item.read_lock::<Map>().is_some_and(|m| {
+            m.get("type")
+                .and_then(|t| t.read_lock::<rhai::ImmutableString>())
+                .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+        })
+    };
+    let chosen = items.iter().find(is_primary).or_else(|| items.iter().find(of_kind)).or_else(|| items.first());
+    Ok(chosen.cloned().unwrap_or(Dynamic::UNIT))
 }
 
 /// Formats a time as SCIM writes it: RFC 3339 in UTC, whole seconds.
@@ -524,6 +553,38 @@ mod tests {
         assert_eq!(eval("compact(())"), serde_json::Value::Null);
         assert_eq!(eval("compact([(), 1, #{}])"), serde_json::json!([1]));
         assert_eq!(eval(r#"compact("text")"#), serde_json::json!("text"));
+    }
+
+    #[test]
+    fn preferred_is_the_primary_item_else_the_first_of_the_type_else_the_first() {
+        let emails = r#"[#{ value: "home@x", type: "home" }, #{ value: "work@x", type: "Work" },
+                         #{ value: "main@x", type: "other", primary: true }]"#;
+        assert_eq!(
+            eval(&format!("{emails}.preferred()")),
+            serde_json::json!({"value": "main@x", "type": "other", "primary": true})
+        );
+        assert_eq!(eval(&format!("{emails}.preferred(\"work\").value")), serde_json::json!("main@x"));
+        let unmarked = r#"[#{ value: "home@x", type: "home" }, #{ value: "work@x", type: "Work", primary: false }]"#;
+        assert_eq!(eval(&format!("{unmarked}.preferred(\"work\").value")), serde_json::json!("work@x"));
+        assert_eq!(eval(&format!("{unmarked}.preferred(\"fax\").value")), serde_json::json!("home@x"));
+        assert_eq!(eval(&format!("{unmarked}.preferred().value")), serde_json::json!("home@x"));
+        // `primary` must be the boolean true; items that are not maps are passed over.
+        assert_eq!(
+            eval(r#"[1, #{ value: "a", primary: "true" }, #{ value: "b", primary: true }].preferred().value"#),
+            serde_json::json!("b")
+        );
+        assert_eq!(eval("[].preferred()"), serde_json::Value::Null);
+        assert_eq!(eval("().preferred(\"work\")"), serde_json::Value::Null);
+        // Read where it is: an absent attribute of a map is `()`, and so is its preferred value.
+        assert_eq!(
+            eval(
+                r#"let user = #{ emails: [#{ value: "a@x" }] }; [user.emails.preferred()?.value, user.phoneNumbers.preferred("work")?.value]"#
+            ),
+            serde_json::json!(["a@x", null])
+        );
+        let engine = super::super::ScriptEngine::new();
+        let error = engine.engine.eval::<Dynamic>(r#"#{ value: "a@x" }.preferred()"#).unwrap_err();
+        assert!(error.to_string().contains("preferred: map is not an array"), "{error}");
     }
 
     /// A resource is converted as if `compact` had been applied first: its mapping may write
