@@ -394,3 +394,41 @@ async fn a_listing_in_results_of_the_query_holds_its_matches_and_counts_all_it_s
         env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or userName eq \"all\""))).await;
     all.assert_error(400, Some("tooMany"));
 }
+
+/// Acme keeps one e-mail and one phone: the demo keeps the one marked primary, else the first
+/// work one, else the first, as Okta and Entra ID send them (primary not always first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_email_and_phone_are_kept_else_the_first_work_one_else_the_first() {
+    let env = TestEnv::start().await;
+    let mut body = user("pat");
+    body["emails"] = json!([
+        {"value": "pat@home.example", "type": "home"},
+        {"value": "pat@work.example", "type": "work"},
+        {"value": "pat@main.example", "type": "other", "primary": true}
+    ]);
+    body["phoneNumbers"] =
+        json!([{"value": "+1 555 0101", "type": "mobile"}, {"value": "+1 555 0102", "type": "Work"}]);
+    let created = env.post("/Users", body.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id: u64 = created.body["id"].as_str().unwrap().parse().unwrap();
+    let stored = env.legacy.store().get_user(id).unwrap();
+    assert_eq!(stored.mail.as_deref(), Some("pat@main.example"));
+    assert_eq!(stored.phone.as_deref(), Some("+1 555 0102"), "type compared without case");
+
+    body["emails"] =
+        json!([{"value": "pat@home.example", "type": "home"}, {"value": "pat@work.example", "type": "work"}]);
+    body["phoneNumbers"] = json!([{"value": "+1 555 0101", "type": "mobile"}]);
+    let replaced = env.put(&format!("/Users/{id}"), body.clone()).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    let stored = env.legacy.store().get_user(id).unwrap();
+    assert_eq!(stored.mail.as_deref(), Some("pat@work.example"));
+    assert_eq!(stored.phone.as_deref(), Some("+1 555 0101"));
+
+    body["emails"] = json!([{"value": "pat@home.example", "type": "home"}]);
+    body.as_object_mut().unwrap().remove("phoneNumbers");
+    let replaced = env.put(&format!("/Users/{id}"), body).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    let stored = env.legacy.store().get_user(id).unwrap();
+    assert_eq!(stored.mail.as_deref(), Some("pat@home.example"));
+    assert_eq!(stored.phone, None, "a replace without phoneNumbers clears the phone");
+}

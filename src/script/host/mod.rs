@@ -582,6 +582,11 @@ mod tests {
             ),
             serde_json::json!(["a@x", null])
         );
+        // A script's own function of that name, as scripts wrote before, is still the one called.
+        assert_eq!(
+            eval(r#"fn preferred(values) { "mine" } preferred([#{ value: "a@x" }])"#),
+            serde_json::json!("mine")
+        );
         let engine = super::super::ScriptEngine::new();
         let error = engine.engine.eval::<Dynamic>(r#"#{ value: "a@x" }.preferred()"#).unwrap_err();
         assert!(error.to_string().contains("preferred: map is not an array"), "{error}");
