@@ -27,7 +27,8 @@
 //!   `PATCH /Groups/{id}` adding the new user to a group — and the same legacy calls made
 //!   directly; total time, CPU seconds of the proxy and of Acme, legacy calls.
 //! - `LOAD_LISTINGS` (default 6): how many times the in-proxy filter over the full listing
-//!   is timed (a larger number, with `LOAD_CASES=none`, to profile that listing alone).
+//!   is timed, and the sorted page of it with the proxy's peak memory (a larger number, with
+//!   `LOAD_CASES=none`, to profile those listings alone).
 //! - `LOAD_PIN=1`: the sidecar layout. The proxy, the byte-forwarding reference and the Acme
 //!   instances are pinned to CPU 0 (a sidecar and its app sharing one core), the load
 //!   generator to CPU 1 with one runtime thread (`taskset`). Unset, nothing is pinned.
@@ -820,6 +821,18 @@ async fn orchestrate() {
     let listing_calls = (legacy.served('a') - before) / (times.len() * urls.len()) as u64;
     let baseline_times = all_times.pop();
     let idle_rss = proxy.rss_mib();
+    // A sorted page of every user: the proxy reads the whole listing and answers ten. Its
+    // peak memory is what it holds meanwhile.
+    let sorted =
+        |addr: SocketAddr| format!("http://{addr}/scim/v2/Users?sortBy=userName&sortOrder=descending&count=10");
+    let mut sorted_urls = vec![sorted(proxy_addr)];
+    proxy.reset_peak();
+    if let Some((_, addr, process)) = &baseline {
+        sorted_urls.push(sorted(*addr));
+        process.reset_peak();
+    }
+    let sorted_times = in_proxy_listing(&http, &sorted_urls).await;
+    let sorted_peaks = (proxy.peak_mib(), baseline.as_ref().map(|(_, _, process)| process.peak_mib()));
 
     if let Some(users) = std::env::var("LOAD_CYCLE").ok().and_then(|v| v.parse::<u64>().ok()) {
         provisioning_cycle(users, proxy_addr, &proxy, reference_addr, &reference, &legacy).await;
@@ -920,6 +933,17 @@ async fn orchestrate() {
             "baseline: the same in-proxy filter p50 {:.1} ms, max {:.1} ms",
             times[times.len() / 2],
             times[times.len() - 1]
+        );
+    }
+    for (at, (times, peak)) in sorted_times.iter().zip([Some(sorted_peaks.0), sorted_peaks.1]).enumerate() {
+        println!(
+            "{}sorted page of the full listing (GET /Users?sortBy=userName&sortOrder=descending&count=10, \
+             {USERS} users): p50 {:.1} ms, max {:.1} ms over {} runs, peak RSS {:.1} MiB",
+            if at == 0 { "" } else { "baseline: the same " },
+            times[times.len() / 2],
+            times[times.len() - 1],
+            times.len(),
+            peak.unwrap_or(0.0)
         );
     }
     println!(

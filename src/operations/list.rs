@@ -107,7 +107,7 @@ pub(super) async fn select(
     }
     let function = functions(kind).list;
     let argument = script_query(call, params, query.filter.as_ref(), wanted, start_index, count);
-    let sieve = ListingSieve::for_listing(call, kind, rs, query, function);
+    let sieve = ListingSieve::for_listing(call, kind, rs, query, function, (start_index, count));
     let answer = call.app.script.call_sifted(function, vec![argument], &call.scope, sieve).await?;
     settle_listing(call, kind, rs, query, function, answer, (start_index, count)).await
 }
@@ -135,7 +135,7 @@ pub(super) async fn settle_listing(
         resources
     };
     if listed.paged {
-        let total = listed.total.unwrap_or(listed.resources.len());
+        let total = listed.total.unwrap_or(listed.resources.len() + listed.beyond);
         let mut resources = listed.resources;
         resources.truncate(count);
         return Ok((sealed(resources), total));
@@ -147,7 +147,8 @@ pub(super) async fn settle_listing(
     if let Some(path) = &query.sort_by {
         sort::sort_resources(&mut matching, path, query.descending, rs)?;
     }
-    let total = matching.len();
+    // The matches cut out of a `results(query)` list as past this page count as matches.
+    let total = matching.len() + listed.beyond;
     Ok((sealed(page_of(matching, start_index, count)), total))
 }
 
@@ -274,6 +275,8 @@ pub(super) struct Listing {
     paged: bool,
     /// The script applied the whole filter exactly (its legacy search is exact).
     filtered: bool,
+    /// How many matching resources a `results(query)` list cut out as past the page.
+    beyond: usize,
 }
 
 /// Reads a listing: an array of resources (or a `results()` list), or `#{ resources,
@@ -312,7 +315,7 @@ pub(super) async fn read_listing(
     };
     // A `results(query)` list counts the resources its sieve took out: they were scanned too.
     let scanned = ScriptEngine::item_count(&list).unwrap_or(0);
-    let items =
+    let (items, beyond) =
         ScriptEngine::into_items(list).ok_or_else(|| bad_return(function, "a results() list that is unavailable"))?;
     let max_scan = call.app.config.list.max_scan;
     if !paged && scanned.max(items.len()) > max_scan {
@@ -337,7 +340,7 @@ pub(super) async fn read_listing(
         let json = ScriptEngine::resource_to_json_within(&item, depth).map_err(|e| bad_return(function, &e))?;
         resources.push(finish_value_unsealed(call, kind, function, json, seal_now)?);
     }
-    Ok(Listing { resources, total, paged, filtered })
+    Ok(Listing { resources, total, paged, filtered, beyond })
 }
 
 /// How many listed items are read in one turn of the thread, between which it serves other
@@ -359,26 +362,11 @@ pub(super) struct Pretest<'m> {
 
 impl<'m> Pretest<'m> {
     fn new(matcher: &'m Matcher<'m>, rs: &ResourceSchema) -> Option<Self> {
-        let mut names = Vec::new();
-        for (extension, name) in matcher.reads() {
-            let attribute = match extension {
-                Some(urn) => rs.extension(urn)?.attribute(name)?,
-                None if ["id", "schemas", "meta", "members", "groups"].iter().any(|n| n.eq_ignore_ascii_case(name)) => {
-                    return None;
-                }
-                None => rs.core_attribute(name)?,
-            };
-            let never = |a: &crate::scim::schema::Attribute| a.returned == Returned::Never;
-            // A `$ref` is filled in by finishing (an enterprise user's `manager`).
-            if never(attribute)
-                || attribute.sub_attributes.iter().any(never)
-                || attribute.sub_attribute("$ref").is_some()
-            {
-                return None;
-            }
-            // An extension attribute is read inside the extension's member.
-            names.push(extension.unwrap_or(name));
-        }
+        let names = matcher
+            .reads()
+            .into_iter()
+            .map(|(extension, name)| as_given(rs, extension, name))
+            .collect::<Option<_>>()?;
         Some(Self { matcher, names })
     }
 
@@ -410,14 +398,43 @@ impl<'m> Pretest<'m> {
     }
 }
 
+/// The member of a listed resource that holds the attribute `name` (of the extension
+/// `extension`, if any), where finishing leaves the attribute as the script gave it; `None`
+/// where it does not: `id` (a number becomes text), `schemas` and `meta` (the proxy writes
+/// them), `members`, `groups` and attributes with a `$ref` (references are filled in),
+/// attributes never returned or holding sub-attributes never returned (they are taken out).
+fn as_given<'n>(rs: &ResourceSchema, extension: Option<&'n str>, name: &'n str) -> Option<&'n str> {
+    let attribute = match extension {
+        Some(urn) => rs.extension(urn)?.attribute(name)?,
+        None if ["id", "schemas", "meta", "members", "groups"].iter().any(|n| n.eq_ignore_ascii_case(name)) => {
+            return None;
+        }
+        None => rs.core_attribute(name)?,
+    };
+    let never = |a: &crate::scim::schema::Attribute| a.returned == Returned::Never;
+    // A `$ref` is filled in by finishing (an enterprise user's `manager`).
+    if never(attribute) || attribute.sub_attributes.iter().any(never) || attribute.sub_attribute("$ref").is_some() {
+        return None;
+    }
+    // An extension attribute is read inside the extension's member.
+    Some(extension.unwrap_or(name))
+}
+
 /// The [`Sieve`] of a listing's `results(query)` lists: its filter's [`Pretest`], applied to
 /// each page the script appends, so that the listing holds what can match rather than all it
-/// scanned (a listing of 10,000 users held some 70 MiB until the proxy read it).
+/// scanned (a listing of 10,000 users held some 70 MiB until the proxy read it); and of the
+/// matches, those that can still make the page the request answers with, by its `sortBy`
+/// (else in the order listed), so that a sorted listing of everything holds a page or two
+/// rather than all (10,000 users sorted held some 70 MiB too).
 #[derive(Debug)]
 struct ListingSieve {
     kind: ResourceKind,
     schema: std::sync::Arc<ResourceSchema>,
-    filter: Filter,
+    filter: Option<Filter>,
+    /// `sortBy` and whether descending.
+    sort: Option<(AttrPath, bool)>,
+    /// How many matches the page needs at most: `startIndex - 1 + count`.
+    bound: Option<usize>,
     function: &'static str,
     ids: std::sync::Arc<crate::cache::IdCache>,
     app: String,
@@ -425,34 +442,57 @@ struct ListingSieve {
 }
 
 impl ListingSieve {
-    /// A sieve for a listing whose filter a [`Pretest`] can test; `None` for any other.
+    /// A sieve for the listing of the page `[start_index, start_index + count)` of `query`:
+    /// its filter, when it has one, is tested with a [`Pretest`] (`None` for a filter no
+    /// pretest can test), and its matches are cut back to the page where its sort value can
+    /// be read on resources as the script gave them. `None` when it would do neither.
     fn for_listing(
         call: &Call<'_>,
         kind: ResourceKind,
         rs: &ResourceSchema,
         query: &Query<'_>,
         function: &'static str,
+        (start_index, count): (usize, usize),
     ) -> Option<std::sync::Arc<dyn Sieve>> {
-        let (filter, matcher) = (query.filter.as_ref()?, query.matcher.as_ref()?);
-        Pretest::new(matcher, rs)?;
+        if query.filter.is_some() {
+            Pretest::new(query.matcher.as_ref()?, rs)?;
+        }
+        let ranked = query.sort_by.as_ref().is_none_or(|path| {
+            sort::SortKey::new(path, rs).is_ok_and(|key| {
+                let (extension, name) = key.member();
+                as_given(rs, extension, name).is_some()
+            })
+        });
+        let bound = start_index.saturating_sub(1).saturating_add(count);
+        let bound = (ranked && bound < call.app.config.list.max_scan).then_some(bound);
+        if query.filter.is_none() && bound.is_none() {
+            return None;
+        }
         let keeper = Keeper::of(call);
         Some(std::sync::Arc::new(Self {
             kind,
             schema: call.app.shared_resource(kind)?,
-            filter: filter.clone(),
+            filter: query.filter.clone(),
+            sort: query.sort_by.clone().map(|path| (path, query.descending)),
+            bound,
             function,
             ids: call.app.ids.clone(),
             app: keeper.app.to_owned(),
             dry_run: keeper.dry_run,
         }))
     }
+
+    fn keeper(&self) -> Keeper<'_> {
+        Keeper { ids: &self.ids, app: &self.app, dry_run: self.dry_run }
+    }
 }
 
 impl Sieve for ListingSieve {
     fn sift(&self, items: rhai::Array) -> rhai::Array {
-        let Ok(matcher) = Matcher::new(&self.filter, &self.schema) else { return items };
+        let Some(filter) = &self.filter else { return items };
+        let Ok(matcher) = Matcher::new(filter, &self.schema) else { return items };
         let Some(pretest) = Pretest::new(&matcher, &self.schema) else { return items };
-        let keeper = Keeper { ids: &self.ids, app: &self.app, dry_run: self.dry_run };
+        let keeper = self.keeper();
         // The resources lie two levels down in an answer `#{ resources: list }`, the deeper of
         // the two places a list can be. An item the pretest cannot read is kept: reading the
         // listing refuses it with the words it always has.
@@ -460,6 +500,57 @@ impl Sieve for ListingSieve {
             .into_iter()
             .filter(|item| pretest.admits(&keeper, self.kind, &self.schema, self.function, item, 2).unwrap_or(true))
             .collect()
+    }
+
+    fn bound(&self) -> Option<usize> {
+        self.bound
+    }
+
+    fn cut(&self, held: &mut Vec<Dynamic>) -> Vec<Dynamic> {
+        let Some(bound) = self.bound else { return Vec::new() };
+        let (key, descending) = match &self.sort {
+            Some((path, descending)) => match sort::SortKey::new(path, &self.schema) {
+                Ok(key) => (Some(key), *descending),
+                Err(_) => return Vec::new(),
+            },
+            None => (None, false),
+        };
+        let member = key.as_ref().map(|key| {
+            let (extension, name) = key.member();
+            extension.unwrap_or(name)
+        });
+        let name = self.kind.name_attribute();
+        let read =
+            |k: &str| k == "id" || k == name || k == "externalId" || member.is_some_and(|m| m.eq_ignore_ascii_case(k));
+        // Each resource's sort value, place and identity. One that cannot be read this way is
+        // kept: reading the listing refuses it with the words it always has.
+        let mut ranked = Vec::with_capacity(held.len());
+        for (at, item) in held.iter().enumerate() {
+            let Some(Ok(members)) = ScriptEngine::to_json_entries(item, 2, read) else { continue };
+            let Ok(identity) = identify(self.kind, self.function, &members) else { continue };
+            let value = key.as_ref().and_then(|key| key.read(&Value::Object(members)));
+            ranked.push((value, at, identity));
+        }
+        if ranked.len() <= bound {
+            return Vec::new();
+        }
+        // The page's order is a stable sort's: by sort value, ties in the order listed.
+        ranked.select_nth_unstable_by(bound, |(a, at_a, _), (b, at_b, _)| {
+            sort::order(a.as_ref(), b.as_ref(), descending).then(at_a.cmp(at_b))
+        });
+        // What is cut out was listed, and lands in the ID cache as every listed resource does.
+        let keeper = self.keeper();
+        let mut out = vec![false; held.len()];
+        for (_, at, identity) in &ranked[bound..] {
+            out[*at] = true;
+            keeper.keep(self.kind, &self.schema.name, identity);
+        }
+        let (mut kept, mut cut) = (Vec::with_capacity(held.len() - (ranked.len() - bound)), Vec::new());
+        for (item, out) in std::mem::take(held).into_iter().zip(out) {
+            if out { cut.push(item) } else { kept.push(item) }
+        }
+        *held = kept;
+        cut
     }
 }
 

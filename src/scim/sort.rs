@@ -28,23 +28,27 @@ pub fn sort_resources(
     let mut keyed: Vec<(Option<TypedValue>, Value)> =
         resources.iter_mut().map(|resource| (key.read(resource), std::mem::take(resource))).collect();
     // a stable sort, and descending is the exact reverse, so ties stay in input order
-    keyed.sort_by(|(a, _), (b, _)| {
-        let ascending = match (a, b) {
-            (Some(a), Some(b)) => compare_typed(a, b).unwrap_or(Ordering::Equal),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        if descending { ascending.reverse() } else { ascending }
-    });
+    keyed.sort_by(|(a, _), (b, _)| order(a.as_ref(), b.as_ref(), descending));
     for (slot, (_, resource)) in resources.iter_mut().zip(keyed) {
         *slot = resource;
     }
     Ok(())
 }
 
+/// The order of two sort values ([`SortKey::read`]) in a listing sorted by them: a resource
+/// without one comes last ascending, first descending; equal values are ties.
+pub(crate) fn order(a: Option<&TypedValue>, b: Option<&TypedValue>, descending: bool) -> Ordering {
+    let ascending = match (a, b) {
+        (Some(a), Some(b)) => compare_typed(a, b).unwrap_or(Ordering::Equal),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    if descending { ascending.reverse() } else { ascending }
+}
+
 /// Where the sort value of a resource is, and how to read it.
-struct SortKey<'s> {
+pub(crate) struct SortKey<'s> {
     extension: Option<&'s str>,
     name: &'s str,
     sub: Option<&'s str>,
@@ -52,7 +56,8 @@ struct SortKey<'s> {
 }
 
 impl<'s> SortKey<'s> {
-    fn new(sort_by: &AttrPath, schema: &'s ResourceSchema) -> Result<Self, ScimError> {
+    /// The key of `sort_by`; `ScimError::InvalidPath` for an unknown or complex one.
+    pub(crate) fn new(sort_by: &AttrPath, schema: &'s ResourceSchema) -> Result<Self, ScimError> {
         let resolved = schema
             .resolve(sort_by)
             .ok_or_else(|| ScimError::invalid_path(sort_by.to_string(), "unknown attribute for sortBy"))?;
@@ -80,7 +85,14 @@ impl<'s> SortKey<'s> {
         })
     }
 
-    fn read(&self, resource: &Value) -> Option<TypedValue> {
+    /// The extension URN the attribute is in, if any, and its name: the member of a resource
+    /// the sort value is read from.
+    pub(crate) fn member(&self) -> (Option<&'s str>, &'s str) {
+        (self.extension, self.name)
+    }
+
+    /// The sort value of `resource`; `None` when it has none.
+    pub(crate) fn read(&self, resource: &Value) -> Option<TypedValue> {
         let base = match self.extension {
             Some(urn) => get_key(resource, urn)?,
             None => resource,

@@ -429,17 +429,22 @@ impl ScriptEngine {
     }
 
     /// The items of a list a script answered (an array or a `results()` list), taken out of
-    /// it for the proxy to read once the script call is over; `None` when the value is no such
-    /// list, or a `results()` list that is unavailable.
-    pub(crate) fn into_items(list: Dynamic) -> Option<Vec<Dynamic>> {
+    /// it for the proxy to read once the script call is over, and how many matching items a
+    /// `results(query)` list cut out as past the page the request answers with (they count in
+    /// the listing's total); `None` when the value is no such list, or a `results()` list that
+    /// is unavailable.
+    pub(crate) fn into_items(list: Dynamic) -> Option<(Vec<Dynamic>, usize)> {
         let list = list.flatten();
         if list.is_array() {
-            return list.try_cast::<rhai::Array>();
+            return list.try_cast::<rhai::Array>().map(|items| (items, 0));
         }
-        list.try_cast::<host::Results>()?.take()
+        let results = list.try_cast::<host::Results>()?;
+        let items = results.take()?;
+        Some((items, results.beyond()))
     }
 
-    /// How many items a list a script answered holds (an array or a `results()` list).
+    /// How many items a list a script answered counts (an array's items; the items appended
+    /// to a `results()` list, those its sieve took out included).
     pub(crate) fn item_count(list: &Dynamic) -> Option<usize> {
         if let Some(items) = list.read_lock::<rhai::Array>() {
             return Some(items.len());

@@ -353,8 +353,9 @@ const PAGED: &str = r#"
     fn list_users(query) {
         let big = "x";
         for i in 0..20 { big += big; }
-        let users = if query.filter_text.contains("held") { results() } else { results(query) };
-        let stop = if query.filter_text.contains("all") { 300 } else { 200 };
+        let filter = if query.filter_text == () { "" } else { query.filter_text };
+        let users = if filter.contains("held") { results() } else { results(query) };
+        let stop = if filter.contains("all") { 300 } else { 200 };
         for page in 0..stop {
             let listed = [];
             for i in 0..10 {
@@ -393,6 +394,119 @@ async fn a_listing_in_results_of_the_query_holds_its_matches_and_counts_all_it_s
     let all =
         env.get(&format!("/Users?filter={}", urlencode("displayName eq \"sought\" or userName eq \"all\""))).await;
     all.assert_error(400, Some("tooMany"));
+}
+
+/// Of the matches, `results(query)` holds those that can still make the page asked for, by
+/// `sortBy`, else in the order listed: a page of a listing whose users together hold far more
+/// than a call's `results()` lists may is answered, sorted or not, with every user counted in
+/// `totalResults`; the same listing gathered in `results()` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_in_results_of_the_query_holds_only_what_can_make_the_page() {
+    let env = TestEnv::start_script(Some(PAGED), |t| t).await;
+    let names = |reply: &crate::support::Reply| -> Vec<String> {
+        reply.body["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap().to_owned()).collect()
+    };
+    let sorted = env.get("/Users?sortBy=userName&sortOrder=descending&count=3&attributes=userName").await;
+    assert_eq!(sorted.status, StatusCode::OK, "{}", &sorted.text[..sorted.text.len().min(600)]);
+    assert_eq!(sorted.body["totalResults"], 2000, "{}", sorted.text);
+    assert_eq!(names(&sorted), ["user999", "user998", "user997"]);
+
+    let filtered = env
+        .get(&format!(
+            "/Users?filter={}&sortBy=userName&startIndex=4&count=2&attributes=userName",
+            urlencode("userName sw \"user1\"")
+        ))
+        .await;
+    assert_eq!(filtered.status, StatusCode::OK, "{}", &filtered.text[..filtered.text.len().min(600)]);
+    // user1, user10, user100, user1000: the fourth and fifth are user1000 and user1001.
+    assert_eq!(filtered.body["totalResults"], 1111, "{}", filtered.text);
+    assert_eq!(names(&filtered), ["user1000", "user1001"]);
+
+    let first = env.get("/Users?startIndex=2&count=2&attributes=userName").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", &first.text[..first.text.len().min(600)]);
+    assert_eq!(first.body["totalResults"], 2000, "{}", first.text);
+    assert_eq!(names(&first), ["user1", "user2"]);
+
+    let held = env
+        .get(&format!(
+            "/Users?filter={}&sortBy=userName&count=3",
+            urlencode("userName sw \"user\" or userName eq \"held\"")
+        ))
+        .await;
+    held.assert_error(500, None);
+}
+
+/// Users a script lists in pages of 100, gathered in `LIST`: sort values with ties (`title`
+/// in two cases of one word), missing (`title`, the enterprise `department`, `name` for all),
+/// multi-valued (`emails`, whose primary is not always first).
+const SORTED: &str = r#"
+    fn person(n) {
+        let titles = ["Chief", "chief", "Engineer", "analyst", ()];
+        let user = #{
+            id: n, userName: `u${(n * 7919) % 1200}`, displayName: `D${n % 37}`,
+            emails: [#{ value: `w${n % 11}@example.com`, type: "work" }, #{ value: `p${n % 13}@example.com`, primary: n % 3 == 0 }],
+        };
+        let title = titles[n % 5];
+        if title != () { user.title = title; }
+        if n % 4 != 0 { user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] = #{ department: `dep${n % 7}` }; }
+        user
+    }
+    fn get_user(id) { person(parse_int(id)) }
+    fn list_users(query) {
+        let users = LIST;
+        for page in 0..12 {
+            let listed = [];
+            for i in 0..100 { listed.push(person(page * 100 + i)); }
+            users += listed;
+        }
+        users
+    }
+"#;
+
+/// A page of a listing gathered in `results(query)`, which holds only what can still make
+/// the page, is the page of the same listing gathered whole in `results()`: for every kind of
+/// sort value (ties in the order listed, missing ones last ascending and first descending,
+/// multi-valued by their primary), with and without a filter, for pages at the start, in the
+/// middle and past the end; `totalResults` counts every match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_a_listing_in_results_of_the_query_is_the_page_of_the_whole_listing() {
+    let whole = TestEnv::start_script(Some(&SORTED.replace("LIST", "results()")), |t| t).await;
+    let paged = TestEnv::start_script(Some(&SORTED.replace("LIST", "results(query)")), |t| t).await;
+    let sorts = [
+        "userName",
+        "title",
+        "displayName",
+        "emails",
+        "emails.value",
+        "name.familyName",
+        "department",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        "id",
+    ];
+    let pages = [(1, 10), (1, 0), (7, 3), (1195, 20), (250, 50), (1, 300)];
+    let filters = [None, Some("title pr"), Some("displayName sw \"D1\""), Some("meta.resourceType eq \"User\"")];
+    let mut queries = Vec::new();
+    for (i, sort) in sorts.iter().enumerate() {
+        for (j, order) in ["ascending", "descending"].iter().enumerate() {
+            let (start, count) = pages[(2 * i + j) % pages.len()];
+            let filter =
+                filters[(i + j) % filters.len()].map(|f| format!("&filter={}", urlencode(f))).unwrap_or_default();
+            queries.push(format!("/Users?sortBy={sort}&sortOrder={order}&startIndex={start}&count={count}{filter}"));
+        }
+    }
+    for (start, count) in pages {
+        queries.push(format!("/Users?startIndex={start}&count={count}&filter={}", urlencode("title pr")));
+    }
+    let (mut cut, mut sorted_pages) = (0, 0);
+    for query in &queries {
+        let (expected, got) = (whole.get(query).await, paged.get(query).await);
+        assert_eq!(expected.status, StatusCode::OK, "{query}: {}", expected.text);
+        assert_eq!(got.text.replace(&paged.base(), "BASE"), expected.text.replace(&whole.base(), "BASE"), "{query}");
+        let shown = expected.body["Resources"].as_array().map_or(0, Vec::len);
+        cut += usize::from(expected.body["totalResults"].as_u64().unwrap() as usize > shown + 300);
+        sorted_pages += usize::from(query.contains("sortBy") && shown > 1);
+    }
+    assert!(cut >= 10 && sorted_pages >= 10, "{cut} pages of far fewer than their matches, {sorted_pages} sorted");
 }
 
 /// Acme keeps one e-mail and one phone: the demo keeps the one marked primary, else the first

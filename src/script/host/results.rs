@@ -23,25 +23,43 @@ use crate::script::host::{current, runtime_error};
 ///
 /// A list made with `results(query)` in a listing keeps only the resources that can match the
 /// request's filter: the proxy's [`Sieve`] takes the others out of each page as it is appended,
-/// so a listing holds its matches, not everything it scanned. It counts them all.
+/// so a listing holds its matches, not everything it scanned. Where the request answers with
+/// a page of its matches, the list holds those that can still make that page, not all of
+/// them: the first ones in the listing's order, cut back as it grows. It counts them all.
 #[derive(Debug, Clone, Default)]
 pub(in crate::script) struct Results(Arc<List>);
 
 /// What a listing's `results(query)` lists keep of each page a script appends to them: the
-/// resources that can match the request's filter. The proxy gives one to a listing's call when
-/// it can test its filter on resources as the script gave them.
+/// resources that can match the request's filter, and of those no more than the request's
+/// page needs. The proxy gives one to a listing's call when it can test its filter and read
+/// its sort key on resources as the script gave them.
 pub trait Sieve: Send + Sync + std::fmt::Debug {
-    /// The items of `items`, a page of resources, to keep (in their order).
+    /// The items of `items`, a page of resources, that can match the filter (in their order).
     fn sift(&self, items: Array) -> Array;
+
+    /// How many matching resources the answer can show at most, the first ones in the
+    /// listing's order (the request's `startIndex - 1 + count`); `None` when it may need all.
+    fn bound(&self) -> Option<usize>;
+
+    /// Takes out of `held`, matching resources in the order they were appended, all but the
+    /// first [`Sieve::bound`] ones in the listing's order, and gives them; the rest keep their
+    /// order. A resource whose place it cannot tell is kept.
+    fn cut(&self, held: &mut Vec<Dynamic>) -> Vec<Dynamic>;
 }
+
+/// How far past its bound a list grows before it is cut back: cutting costs a pass over what
+/// is held, so a list is cut when it has grown by its bound again (and by this much at least).
+const CUT_SLACK: usize = 256;
 
 #[derive(Debug, Default)]
 struct List {
     items: Mutex<Vec<Dynamic>>,
     /// What takes the resources that cannot match out of what is appended, if anything.
     sieve: Option<Arc<dyn Sieve>>,
-    /// How many appended items the sieve took out.
+    /// How many appended items the sieve took out as not matching.
     dropped: std::sync::atomic::AtomicUsize,
+    /// How many matching items were cut out as past the page the request answers with.
+    beyond: std::sync::atomic::AtomicUsize,
     /// Another list holds this one.
     held: std::sync::atomic::AtomicBool,
     /// This list holds another.
@@ -90,11 +108,18 @@ impl Results {
                 "results() lists nest one level at most: a list in another list cannot hold lists itself",
             ));
         }
-        ctx.held
-            .lock()
-            .map_err(|_| runtime_error("results() is unavailable"))?
-            .take(added.plus(DataSizes { array: items.len(), ..DataSizes::default() }))?;
+        let added = added.plus(DataSizes { array: items.len(), ..DataSizes::default() });
         let mut list = self.0.items.lock().map_err(|_| runtime_error("results() is unavailable"))?;
+        let mut held = ctx.held.lock().map_err(|_| runtime_error("results() is unavailable"))?;
+        if let Err(over) = held.take(added) {
+            // Cut back to the bound, what is held may leave room for the page.
+            let cut = self.cut(&mut list, |bound| bound);
+            if cut.is_empty() {
+                return Err(over);
+            }
+            held.give_back(DataSizes::held_by(&cut));
+            held.take(added)?;
+        }
         list.extend(items);
         for held in &lists {
             held.0.held.store(true, Ordering::SeqCst);
@@ -102,7 +127,24 @@ impl Results {
         if !lists.is_empty() {
             self.0.holds_lists.store(true, Ordering::SeqCst);
         }
+        // What was cut out is no longer held: its share of the budget is given back.
+        let cut = self.cut(&mut list, |bound| bound.saturating_add(bound.max(CUT_SLACK)));
+        held.give_back(DataSizes::held_by(&cut));
         Ok(())
+    }
+
+    /// Cuts `list` back to its sieve's bound once it holds more than `past(bound)` items;
+    /// gives what was cut out (nothing for a list without a sieve or bound).
+    fn cut(&self, list: &mut Vec<Dynamic>, past: impl FnOnce(usize) -> usize) -> Vec<Dynamic> {
+        let Some((sieve, bound)) = self.0.sieve.as_ref().and_then(|sieve| Some((sieve, sieve.bound()?))) else {
+            return Vec::new();
+        };
+        if list.len() <= past(bound) {
+            return Vec::new();
+        }
+        let cut = sieve.cut(list);
+        self.0.beyond.fetch_add(cut.len(), Ordering::Relaxed);
+        cut
     }
 
     pub(in crate::script) fn len(&mut self) -> i64 {
@@ -111,19 +153,30 @@ impl Results {
 
     /// How many items were appended to the list: those it holds and those its sieve took out.
     pub(in crate::script) fn count(&self) -> usize {
-        self.0.items.lock().map_or(0, |list| list.len()) + self.0.dropped.load(Ordering::Relaxed)
+        self.0.items.lock().map_or(0, |list| list.len())
+            + self.0.dropped.load(Ordering::Relaxed)
+            + self.0.beyond.load(Ordering::Relaxed)
     }
 
-    /// The items, taken out of the list (copies of it included): for the proxy reading a
-    /// listing once the script call is over. `None` when the list is unavailable.
+    /// How many matching items were cut out as past the page the request answers with: they
+    /// count in its `totalResults`.
+    pub(in crate::script) fn beyond(&self) -> usize {
+        self.0.beyond.load(Ordering::Relaxed)
+    }
+
+    /// The items, taken out of the list (copies of it included), cut back to the sieve's
+    /// bound: for the proxy reading a listing once the script call is over. `None` when the
+    /// list is unavailable.
     pub(in crate::script) fn take(&self) -> Option<Vec<Dynamic>> {
         let mut list = self.0.items.lock().ok()?;
+        self.cut(&mut list, |bound| bound);
         Some(std::mem::take(&mut *list))
     }
 
-    /// What `read` makes of the items, the list held meanwhile.
+    /// What `read` makes of the items (cut back to the sieve's bound), the list held meanwhile.
     pub(in crate::script) fn with_items<T>(&self, read: impl FnOnce(&[Dynamic]) -> T) -> Result<T, String> {
-        let list = self.0.items.lock().map_err(|_| "results() is unavailable".to_owned())?;
+        let mut list = self.0.items.lock().map_err(|_| "results() is unavailable".to_owned())?;
+        self.cut(&mut list, |bound| bound);
         Ok(read(&list))
     }
 }
@@ -197,6 +250,20 @@ impl DataSizes {
         }
         *self = total;
         Ok(())
+    }
+
+    /// What `items`, taken out of a list, held: the sizes [`Results::append`] counted.
+    fn held_by(items: &[Dynamic]) -> Self {
+        items.iter().fold(Self { array: items.len(), ..Self::default() }, |sizes, item| {
+            sizes.plus(Self::of(item, crate::script::limits::MAX_VALUE_DEPTH, &mut Vec::new()).unwrap_or_default())
+        })
+    }
+
+    /// Takes `less`, no longer held, off what is held.
+    pub(in crate::script) fn give_back(&mut self, less: Self) {
+        self.array = self.array.saturating_sub(less.array);
+        self.map = self.map.saturating_sub(less.map);
+        self.string = self.string.saturating_sub(less.string);
     }
 }
 
