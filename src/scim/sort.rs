@@ -37,8 +37,22 @@ pub fn sort_resources(
 
 /// The order of two sort values ([`SortKey::read`]) in a listing sorted by them: a resource
 /// without one comes last ascending, first descending; equal values are ties.
+///
+/// A total order, as Rust's sorts require (they may panic on one that is not): numbers that
+/// do not both fit one integer type are ordered by their `f64` values, and where those are
+/// equal, a decimal before an integer and integers by their exact values. (Compared exactly
+/// where they can be and through `f64` where not, 2^53 + 1 would be above 2^53 yet equal to
+/// 9007199254740992.0, as 2^53 is.)
 pub(crate) fn order(a: Option<&TypedValue>, b: Option<&TypedValue>, descending: bool) -> Ordering {
     let ascending = match (a, b) {
+        (Some(TypedValue::Number(a)), Some(TypedValue::Number(b))) => {
+            let exact = |n: &serde_json::Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+            let float = |n: &serde_json::Number| n.as_f64().unwrap_or(f64::NAN);
+            match (exact(a), exact(b)) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                (exact_a, exact_b) => float(a).total_cmp(&float(b)).then(exact_a.cmp(&exact_b)),
+            }
+        }
         (Some(a), Some(b)) => compare_typed(a, b).unwrap_or(Ordering::Equal),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
@@ -136,6 +150,41 @@ mod tests {
         let mut resources = resources;
         sort_resources(&mut resources, &AttrPath::parse(sort_by).unwrap(), descending, &user_schema()).unwrap();
         resources.iter().map(|r| r["id"].as_str().unwrap_or("?").to_owned()).collect()
+    }
+
+    /// Integers past 2^53 beside decimals that `f64` cannot tell from them: the order is
+    /// still total (every pair compared both ways agrees, and it is transitive), so sorting
+    /// cannot panic, and integers keep their exact order.
+    #[test]
+    fn the_order_of_numbers_is_total() {
+        let numbers: Vec<TypedValue> =
+            ["9007199254740993", "9007199254740992.0", "9007199254740992", "-1", "1.5", "18446744073709551615"]
+                .iter()
+                .map(|n| TypedValue::Number(serde_json::from_str(n).unwrap()))
+                .collect();
+        for a in &numbers {
+            for b in &numbers {
+                assert_eq!(order(Some(a), Some(b), false), order(Some(b), Some(a), false).reverse(), "{a:?} {b:?}");
+                for c in &numbers {
+                    if order(Some(a), Some(b), false).is_le() && order(Some(b), Some(c), false).is_le() {
+                        assert!(order(Some(a), Some(c), false).is_le(), "{a:?} <= {b:?} <= {c:?}");
+                    }
+                }
+            }
+        }
+        let mut sorted = numbers.clone();
+        sorted.sort_by(|a, b| order(Some(a), Some(b), false));
+        let text: Vec<String> = sorted
+            .iter()
+            .map(|n| match n {
+                TypedValue::Number(n) => n.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            text,
+            ["-1", "1.5", "9007199254740992.0", "9007199254740992", "9007199254740993", "18446744073709551615"]
+        );
     }
 
     #[test]
