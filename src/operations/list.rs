@@ -381,10 +381,7 @@ impl<'m> Pretest<'m> {
         item: &Dynamic,
         depth: usize,
     ) -> Result<bool, Error> {
-        let name = kind.name_attribute();
-        let read = |key: &str| {
-            key == "id" || key == name || key == "externalId" || self.names.iter().any(|n| n.eq_ignore_ascii_case(key))
-        };
+        let read = |key: &str| identifies(kind, key) || self.names.iter().any(|n| n.eq_ignore_ascii_case(key));
         // Anything but a map is refused by finishing, with the same words.
         let Some(members) = ScriptEngine::to_json_entries(item, depth, read) else { return Ok(true) };
         let members = members.map_err(|e| bad_return(function, &e))?;
@@ -396,6 +393,12 @@ impl<'m> Pretest<'m> {
         keeper.keep(kind, &rs.name, &identity);
         Ok(false)
     }
+}
+
+/// Whether `key` is a member of a listed resource that [`identify`] reads: `id`, the name
+/// attribute, `externalId`.
+fn identifies(kind: ResourceKind, key: &str) -> bool {
+    key == "id" || key == kind.name_attribute() || key == "externalId"
 }
 
 /// The member of a listed resource that holds the attribute `name` (of the extension
@@ -519,9 +522,7 @@ impl Sieve for ListingSieve {
             let (extension, name) = key.member();
             extension.unwrap_or(name)
         });
-        let name = self.kind.name_attribute();
-        let read =
-            |k: &str| k == "id" || k == name || k == "externalId" || member.is_some_and(|m| m.eq_ignore_ascii_case(k));
+        let read = |key: &str| identifies(self.kind, key) || member.is_some_and(|m| m.eq_ignore_ascii_case(key));
         // Each resource's sort value, place and identity. One that cannot be read this way is
         // kept: reading the listing refuses it with the words it always has.
         let mut ranked = Vec::with_capacity(held.len());
