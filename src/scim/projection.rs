@@ -102,32 +102,36 @@ impl Projection {
     /// [`Projection::apply`] to a resource no longer needed otherwise: what is kept is moved,
     /// not copied.
     pub(crate) fn apply_owned(&self, rs: &ResourceSchema, resource: Value) -> Value {
-        let Value::Object(object) = resource else { return resource };
-        let mut out = Map::new();
-        for (key, value) in object {
+        let Value::Object(mut object) = resource else { return resource };
+        // Projected where it is: the members left out are removed, the kept ones stay in their
+        // nodes, and no map is built again for each resource of every answer.
+        let mut respelt = Vec::new();
+        object.retain(|key, value| {
             if key.eq_ignore_ascii_case("schemas") {
-                out.insert(key, value);
-            } else if let Some(ext) = rs.extension(&key) {
-                let Value::Object(data) = value else { continue };
-                let data: Map<String, Value> = data
-                    .into_iter()
-                    .filter_map(|(name, value)| {
-                        let attribute = ext.attribute(&name)?;
-                        let kept = project(attribute, value, &self.keep(&ext.id, attribute)?)?;
-                        Some((canonical(name, &attribute.name), kept))
-                    })
-                    .collect();
-                if !data.is_empty() {
-                    out.insert(ext.id.clone(), Value::Object(data));
-                }
-            } else if let Some(attribute) = rs.core_attribute(&key) {
-                let kept = self.keep(&rs.core.id, attribute).and_then(|keep| project(attribute, value, &keep));
-                if let Some(kept) = kept {
-                    out.insert(canonical(key, &attribute.name), kept);
-                }
+                return true;
             }
-        }
-        Value::Object(out)
+            let (kept, name) = if let Some(ext) = rs.extension(key) {
+                let kept = match value {
+                    Value::Object(data) => {
+                        project_members(data, |name| {
+                            let attribute = ext.attribute(name)?;
+                            Some((attribute, self.keep(&ext.id, attribute)?))
+                        });
+                        !data.is_empty()
+                    }
+                    _ => false,
+                };
+                (kept, ext.id.as_str())
+            } else if let Some(attribute) = rs.core_attribute(key) {
+                let kept = self.keep(&rs.core.id, attribute).is_some_and(|keep| project(attribute, value, &keep));
+                (kept, attribute.name.as_str())
+            } else {
+                (false, "")
+            };
+            respell(kept, key, name, value, &mut respelt)
+        });
+        put_respelt(&mut object, respelt);
+        Value::Object(object)
     }
 
     /// [`Projection::wants`] for a top-level attribute of the resource's core schema, without
@@ -207,34 +211,66 @@ fn keeps_sub(keep: &Keep<'_>, sub: &Attribute) -> bool {
     }
 }
 
-/// The kept part of one attribute's value; `None` when nothing of it is left.
-fn project(attribute: &Attribute, value: Value, keep: &Keep<'_>) -> Option<Value> {
+/// Keeps of one attribute's value what `keep` keeps, in place; false when nothing of it is
+/// left.
+fn project(attribute: &Attribute, value: &mut Value, keep: &Keep<'_>) -> bool {
     if attribute.sub_attributes.is_empty() {
-        return (!value.is_null()).then_some(value);
+        return !value.is_null();
     }
-    let one = |item: Value| -> Option<Value> {
-        let Value::Object(item) = item else { return None };
-        let object: Map<String, Value> = item
-            .into_iter()
-            .filter_map(|(name, value)| {
-                let sub = attribute.sub_attribute(&name)?;
-                (keeps_sub(keep, sub) && !value.is_null()).then(|| (canonical(name, &sub.name), value))
-            })
-            .collect();
-        (!object.is_empty()).then_some(Value::Object(object))
+    let one = |item: &mut Value| -> bool {
+        let Value::Object(item) = item else { return false };
+        project_members(item, |name| {
+            let sub = attribute.sub_attribute(name)?;
+            keeps_sub(keep, sub).then_some((sub, Keep::All))
+        });
+        !item.is_empty()
     };
     match value {
         Value::Array(items) => {
-            let items: Vec<Value> = items.into_iter().filter_map(one).collect();
-            (!items.is_empty()).then_some(Value::Array(items))
+            items.retain_mut(one);
+            !items.is_empty()
         }
         item => one(item),
     }
 }
 
-/// A name as the schema spells it, reusing the one given when it is spelt so already.
-fn canonical(given: String, schema_name: &str) -> String {
-    if given == schema_name { given } else { schema_name.to_owned() }
+/// Keeps the members of an object that `kept` finds an attribute and a [`Keep`] for, each
+/// projected, null ones dropped, and spelt as the schema spells them.
+fn project_members<'a, 's>(object: &mut Map<String, Value>, kept: impl Fn(&str) -> Option<(&'a Attribute, Keep<'s>)>) {
+    let mut respelt = Vec::new();
+    object.retain(|name, value| {
+        let Some((attribute, keep)) = kept(name) else { return false };
+        let kept = !value.is_null() && project(attribute, value, &keep);
+        respell(kept, name, &attribute.name, value, &mut respelt)
+    });
+    put_respelt(object, respelt);
+}
+
+/// Whether a kept member stays where it is: one spelt otherwise than the schema spells it
+/// (`username` for `userName`) is taken out with its schema spelling, to be put back by
+/// [`put_respelt`].
+fn respell(kept: bool, given: &str, name: &str, value: &mut Value, respelt: &mut Vec<(String, String, Value)>) -> bool {
+    if !kept {
+        return false;
+    }
+    if given == name {
+        return true;
+    }
+    respelt.push((given.to_owned(), name.to_owned(), std::mem::take(value)));
+    false
+}
+
+/// Puts back the members [`respell`] took out, under the schema's spelling. Where several
+/// spellings of one name were kept, the last in the map's (byte) order wins.
+fn put_respelt(object: &mut Map<String, Value>, respelt: Vec<(String, String, Value)>) {
+    let mut filled: Vec<String> = Vec::new();
+    // `respelt` is in the map's order, so each one comes after those put back before it.
+    for (given, name, value) in respelt {
+        if !object.contains_key(&name) || filled.contains(&name) || given > name {
+            filled.push(name.clone());
+            object.insert(name, value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +329,38 @@ mod tests {
         object[ACME] = json!({ "badge": "B-7", "site": { "code": "HQ", "key": "k1" } });
         assert_eq!(shown, expected, "password is never returned, request-returned values only on request");
         assert_eq!(project(Some(" "), Some("")), expected, "empty parameters are absent ones");
+    }
+
+    #[test]
+    fn members_come_back_as_the_schema_spells_them_the_last_of_two_spellings_winning() {
+        let rs = users();
+        let given = json!({
+            "schemas": [CORE, ACME],
+            "id": ID,
+            // 'U' sorts before 'u': "USERNAME" comes first, the schema's spelling last
+            "USERNAME": "first", "userName": "last",
+            // the other way round: "userName" is before "username", which wins
+            "displayName": "Babs", "DISPLAYNAME": "Babs Jensen", "displayname": "B. Jensen",
+            "NAME": { "GIVENNAME": "Barbara", "familyName": "Jensen", "unknown": 1, "middleName": null },
+            "emails": [{ "VALUE": "b@example.com", "Type": "work" }, "not an object", { "display": null }],
+            "phoneNumbers": [{ "value": null }],
+            "password": "never shown",
+            "title": null,
+            "urn:example:scim:acme:1.0:user": { "Badge": "B-7", "Clearance": "secret", "site": { "CODE": "HQ" } },
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": { "department": null }
+        });
+        let shown = Projection::parse(&rs, None, None).unwrap().apply(&rs, &given);
+        let expected = json!({
+            "schemas": [CORE, ACME],
+            "id": ID,
+            "userName": "last",
+            "displayName": "B. Jensen",
+            "name": { "givenName": "Barbara", "familyName": "Jensen" },
+            "emails": [{ "value": "b@example.com", "type": "work" }],
+            ACME: { "badge": "B-7", "site": { "code": "HQ" } }
+        });
+        assert_eq!(shown, expected);
+        assert_eq!(Projection::parse(&rs, None, None).unwrap().apply_owned(&rs, given), expected, "owned or not");
     }
 
     #[test]
