@@ -55,8 +55,12 @@ impl LegacyClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
-        // Defence in depth: whatever the path was, the result stays under the base URL.
-        if url.origin() != self.base.origin() || !url.path().starts_with(self.base.path()) {
+        // Defence in depth: whatever the path was, the result stays under the base URL (its
+        // scheme, host and port compared as they are, where `origin()` would copy them twice).
+        let same_origin = url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default();
+        if !same_origin || !url.path().starts_with(self.base.path()) {
             return Err(self.bad_path(&relative, "leaves the legacy base URL"));
         }
         Ok(url)
