@@ -111,8 +111,8 @@ async fn members_change_in_every_patch_shape_without_reading_the_members() {
         let mut want: Vec<u64> = expected.iter().map(|i: &usize| users[*i].parse().unwrap()).collect();
         want.sort_unstable();
         assert_eq!(members_of(&env, &id), want, "{operations}");
-        // One read of the group without members, then one call per member changed (adds also
-        // check the user exists): never a listing of members.
+        // One read of the group without members, then one call per member changed (an add of
+        // several also reads each user first): never a listing of members.
         assert!(
             env.legacy.requests_served() - before <= 5,
             "{operations}: {} legacy calls",
@@ -167,6 +167,23 @@ async fn membership_changes_for_unknown_users_or_groups_change_nothing() {
     reply.assert_error(400, Some("invalidValue"));
     assert!(reply.body["detail"].as_str().unwrap().contains("424242"), "{}", reply.text);
     assert_eq!(members_of(&env, &id), vec![alice.parse::<u64>().unwrap()], "bob was not added either");
+    // One member alone, as Entra ID and Okta add them: the legacy app's own refusal of an
+    // unknown user is the same 400, and nothing is added; a known one takes two calls, the
+    // group's read and the add.
+    let before = env.legacy.requests_served();
+    let reply = patch(&env, &id, json!([{"op": "add", "path": "members", "value": [{"value": "424242"}]}])).await;
+    reply.assert_error(400, Some("invalidValue"));
+    assert!(reply.body["detail"].as_str().unwrap().contains("424242"), "{}", reply.text);
+    assert_eq!(members_of(&env, &id), vec![alice.parse::<u64>().unwrap()]);
+    assert_eq!(env.legacy.requests_served() - before, 2, "the group's read and the refused add");
+    let before = env.legacy.requests_served();
+    let reply = patch(&env, &id, json!([{"op": "add", "path": "members", "value": [{"value": bob}]}])).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    assert_eq!(env.legacy.requests_served() - before, 2, "the group's read and the add");
+    let mut both = vec![alice.parse::<u64>().unwrap(), bob.parse::<u64>().unwrap()];
+    both.sort_unstable();
+    assert_eq!(members_of(&env, &id), both);
+    env.legacy.store().remove_member(team_number(&id), bob.parse().unwrap()).unwrap();
     // An unknown team, and the team's own number without the prefix of group ids.
     for unknown in ["team-9999", &team_number(&id).to_string()] {
         patch(&env, unknown, json!([{"op": "add", "path": "members", "value": [{"value": bob}]}]))
