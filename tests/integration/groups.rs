@@ -196,6 +196,49 @@ async fn membership_changes_for_unknown_users_or_groups_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_all_groups_reads_the_members_of_its_own_groups_only() {
+    // Okta imports groups page after page, unfiltered: each page must cost the legacy calls of
+    // its own groups, not of every group before and after it.
+    let env = TestEnv::start().await;
+    let ids = env.legacy.store().seed_users(30);
+    for n in 0..12 {
+        let team = env
+            .legacy
+            .store()
+            .create_team(acme::store::NewTeam { name: format!("Team {n:02}"), ..Default::default() })
+            .unwrap();
+        env.legacy.store().seed_team_members(team.id, &ids[n..n + 3]).unwrap();
+    }
+    let before = env.legacy.requests_served();
+    let page = env.get("/Groups?startIndex=4&count=3").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.body["totalResults"], 12);
+    assert_eq!(page.body["startIndex"], 4);
+    let groups = page.body["Resources"].as_array().unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g["displayName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Team 03", "Team 04", "Team 05"]);
+    for (n, group) in (3..6).zip(groups) {
+        let mut members: Vec<u64> = group["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["value"].as_str().unwrap().parse().unwrap())
+            .collect();
+        members.sort_unstable();
+        assert_eq!(members, ids[n..n + 3], "{}", group["displayName"]);
+    }
+    assert_eq!(env.legacy.requests_served() - before, 4, "one page of teams, then the members of three teams");
+    // Past the end: the total, nothing else.
+    let past = env.get("/Groups?startIndex=13&count=5").await;
+    assert_eq!(
+        (past.body["totalResults"].as_u64(), past.body["Resources"].as_array().map(Vec::len)),
+        (Some(12), Some(0))
+    );
+    let counted = env.get("/Groups?count=0").await;
+    assert_eq!(counted.body["totalResults"], 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_without_members_does_not_fetch_them() {
     let env = TestEnv::start().await;
     let ids = env.legacy.store().seed_users(250);
