@@ -396,6 +396,48 @@ async fn a_listing_in_results_of_the_query_holds_its_matches_and_counts_all_it_s
     all.assert_error(400, Some("tooMany"));
 }
 
+/// A listing of 200 groups, each with its members in a `results()` list of their own: one
+/// member whose `display` is the same 1 MiB string, 200 MiB in all where a call's lists may
+/// hold 64 MiB.
+const GROUPS_PAGED: &str = r#"
+    fn get_user(id) { () }
+    fn get_group(id) { () }
+    fn list_groups(query) {
+        let big = "x";
+        for i in 0..20 { big += big; }
+        let groups = results(query);
+        for page in 0..20 {
+            let listed = [];
+            for i in 0..10 {
+                let n = page * 10 + i;
+                let members = results();
+                members.push(#{ value: `${n}`, display: big });
+                listed.push(#{ id: `g${n}`, displayName: if n == 123 { "sought" } else { `group${n}` }, members: members });
+            }
+            groups += listed;
+        }
+        groups
+    }
+"#;
+
+/// The members of the groups a listing drops (they cannot match) are let go with them, and
+/// what they held is given back: the listing answers its one match, though the members of
+/// all it read would pass the call's bound, and a page of all 200 groups is answered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_gives_back_what_the_members_of_the_groups_it_drops_held() {
+    let env = TestEnv::start_script(Some(GROUPS_PAGED), |t| t).await;
+    let sought = env.get(&format!("/Groups?filter={}", urlencode("displayName eq \"sought\""))).await;
+    assert_eq!(sought.status, StatusCode::OK, "{}", &sought.text[..sought.text.len().min(600)]);
+    assert_eq!(sought.body["totalResults"], 1);
+    assert_eq!(sought.body["Resources"][0]["id"], "g123");
+    assert_eq!(sought.body["Resources"][0]["members"][0]["display"].as_str().map(str::len), Some(1 << 20));
+    let page = env.get("/Groups?startIndex=11&count=2").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", &page.text[..page.text.len().min(600)]);
+    assert_eq!(page.body["totalResults"], 200);
+    let ids: Vec<&str> = page.body["Resources"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["g10", "g11"]);
+}
+
 /// Of the matches, `results(query)` holds those that can still make the page asked for, by
 /// `sortBy`, else in the order listed: a page of a listing whose users together hold far more
 /// than a call's `results()` lists may is answered, sorted or not, with every user counted in

@@ -13,7 +13,7 @@ pub(in crate::script) use legacy::Answer;
 use legacy::{call, request, unexpected};
 pub(super) use legacy::{fault_kind, perform};
 pub use results::Sieve;
-pub(super) use results::{DataSizes, Results, is_plain};
+pub(super) use results::{Held, Results, is_plain};
 pub(crate) use template::Templates;
 
 use std::cell::RefCell;
@@ -117,7 +117,7 @@ pub(super) struct CallContext {
     /// hide the legacy app from it, and do not move it.
     pub probe: bool,
     /// What the call's `results()` lists hold, bounded by the engine's size limits.
-    pub held: Mutex<DataSizes>,
+    pub held: Mutex<Held>,
     /// What a listing's `results(query)` lists keep of what is appended, for a listing whose
     /// filter the proxy can test on resources as the script gives them.
     pub sieve: Option<Arc<dyn Sieve>>,

@@ -13,8 +13,8 @@ use crate::script::host::{current, runtime_error};
 /// Rhai measures a whole array (every nested map and string) after each change to it, so a
 /// listing gathered in a script array costs time quadratic in its length (1.7 s for 10,000
 /// users). This list is held by the host: what is appended is measured once, and counted
-/// against the same size limits for everything `results()` lists hold in one script call.
-/// Copies of it share one list.
+/// against the same size limits for everything `results()` lists hold in one script call
+/// ([`Held`]), until no value refers to the list any more. Copies of it share one list.
 ///
 /// A list may hold lists one level deep (a listing of groups, each with its list of members):
 /// a list held by another holds no list, and a list holding lists is held by none. So no chain
@@ -64,6 +64,62 @@ struct List {
     held: std::sync::atomic::AtomicBool,
     /// This list holds another.
     holds_lists: std::sync::atomic::AtomicBool,
+    /// What this list's items hold of its call's budget.
+    counted: Mutex<DataSizes>,
+    /// Whether its call's [`Held`] lists it among the lists that hold some of the budget.
+    listed: std::sync::atomic::AtomicBool,
+}
+
+/// What a script call's `results()` lists hold, bounded by the engine's size limits, and the
+/// lists that hold it.
+///
+/// A list no script value refers to any more (a group's members, the group dropped by its
+/// listing's sieve or cut out past its page) is freed, and what it held is given back: so a
+/// listing of groups holds the members of the groups it keeps, not of every group it read.
+#[derive(Debug, Default)]
+pub(in crate::script) struct Held {
+    sizes: DataSizes,
+    /// The lists holding some of `sizes`, each as a copy that shares the list.
+    lists: Vec<Results>,
+}
+
+impl Held {
+    /// Gives back what the lists that only this one refers to hold, and lets them go.
+    fn sweep(&mut self) {
+        let mut freed = DataSizes::default();
+        self.lists.retain(|list| {
+            if Arc::strong_count(&list.0) > 1 {
+                return true;
+            }
+            freed = freed.plus(list.counted());
+            false
+        });
+        self.sizes.give_back(freed);
+    }
+
+    /// The lists beside `list` that a sieve may cut back to a page.
+    fn listings_beside(&self, list: &Results) -> Vec<Results> {
+        self.lists.iter().filter(|other| other.0.sieve.is_some() && !Arc::ptr_eq(&other.0, &list.0)).cloned().collect()
+    }
+
+    /// Gives back what `cut`, taken out of `list`, held.
+    fn release(&mut self, list: &Results, cut: &[Dynamic]) {
+        let freed = DataSizes::held_by(cut);
+        self.sizes.give_back(freed);
+        if let Ok(mut counted) = list.0.counted.lock() {
+            counted.give_back(freed);
+        }
+    }
+
+    /// Counts `added`, now held by `list`.
+    fn count(&mut self, list: &Results, added: DataSizes) {
+        if let Ok(mut counted) = list.0.counted.lock() {
+            *counted = counted.plus(added);
+        }
+        if !list.0.listed.swap(true, Ordering::Relaxed) {
+            self.lists.push(list.clone());
+        }
+    }
 }
 
 impl Results {
@@ -111,26 +167,55 @@ impl Results {
         let added = added.plus(DataSizes { array: items.len(), ..DataSizes::default() });
         let mut list = self.0.items.lock().map_err(|_| runtime_error("results() is unavailable"))?;
         let mut held = ctx.held.lock().map_err(|_| runtime_error("results() is unavailable"))?;
-        if let Err(over) = held.take(added) {
-            // Cut back to the bound, what is held may leave room for the page.
+        if self.0.sieve.is_some() {
+            // What the sieve dropped is gone: so are the lists only it held.
+            held.sweep();
+        }
+        if held.sizes.take(added).is_err() {
+            // Cut back to their pages, the call's listings (this one or the one whose groups
+            // this list is the members of) may leave room for what is appended.
+            let mut freed = false;
             let cut = self.cut(&mut list, |bound| bound);
-            if cut.is_empty() {
-                return Err(over);
+            if !cut.is_empty() {
+                held.release(self, &cut);
+                freed = true;
             }
-            held.give_back(DataSizes::held_by(&cut));
-            held.take(added)?;
+            drop(cut);
+            for listing in held.listings_beside(self) {
+                let Ok(mut items) = listing.0.items.lock() else { continue };
+                let cut = listing.cut(&mut items, |bound| bound);
+                if !cut.is_empty() {
+                    held.release(&listing, &cut);
+                    freed = true;
+                }
+            }
+            if freed {
+                held.sweep();
+            }
+            held.sizes.take(added)?;
         }
         list.extend(items);
+        held.count(self, added);
         for held in &lists {
             held.0.held.store(true, Ordering::SeqCst);
         }
         if !lists.is_empty() {
             self.0.holds_lists.store(true, Ordering::SeqCst);
         }
-        // What was cut out is no longer held: its share of the budget is given back.
+        // What was cut out is no longer held: its share of the budget is given back, and so is
+        // that of the lists only it held.
         let cut = self.cut(&mut list, |bound| bound.saturating_add(bound.max(CUT_SLACK)));
-        held.give_back(DataSizes::held_by(&cut));
+        if !cut.is_empty() {
+            held.release(self, &cut);
+            drop(cut);
+            held.sweep();
+        }
         Ok(())
+    }
+
+    /// What this list's items hold of its call's budget.
+    fn counted(&self) -> DataSizes {
+        self.0.counted.lock().map_or_else(|_| DataSizes::default(), |counted| *counted)
     }
 
     /// Cuts `list` back to its sieve's bound once it holds more than `past(bound)` items;
