@@ -99,6 +99,9 @@ async fn concurrent_writes_with_the_same_if_match_give_one_success() {
 struct SlowDirectory {
     users: Mutex<Vec<String>>,
     post_delay: Mutex<Duration>,
+    /// The members of its one team (team 1), each kept the moment it is received and answered
+    /// after `post_delay`.
+    members: Mutex<Vec<u64>>,
 }
 
 impl SlowDirectory {
@@ -134,6 +137,14 @@ async fn slow_directory(
             tokio::time::sleep(delay).await;
             json(201, record(index, &login))
         }
+        ("GET", "/teams/1") => json(200, json!({"id": 1, "name": "Team"})),
+        ("POST", "/teams/1/members") => {
+            let user = serde_json::from_slice::<Value>(&body).unwrap()["user_id"].as_u64().unwrap();
+            state.members.lock().unwrap().push(user);
+            let delay = *state.post_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            json(201, json!({"user_id": user}))
+        }
         ("GET", "/users") => {
             let users = state.logins();
             json(200, Value::Array(users.iter().enumerate().map(|(i, login)| record(i, login)).collect()))
@@ -164,6 +175,19 @@ fn get_user(id) {
 }
 fn list_users(query) {
     legacy.get("/users").json.map(|u| #{ id: u.id.to_string(), userName: u.login })
+}
+fn get_group(id, wanted) {
+    let response = legacy.get(["teams", id]);
+    if response.status == 404 { return (); }
+    #{ id: response.json.id.to_string(), displayName: response.json.name }
+}
+fn list_groups(query) { [] }
+fn add_members(group_id, ids) {
+    for id in ids {
+        let response = legacy.post(["teams", group_id, "members"], #{ user_id: parse_int(id) });
+        if response.status != 201 { throw legacy.unexpected(response); }
+        log_info(`added ${id}`);
+    }
 }
 "#;
 
@@ -322,4 +346,56 @@ async fn a_create_whose_h2_stream_is_reset_on_one_worker_is_finished() {
     let retry = env.post("/Users", new_user("reset.rosa")).await;
     retry.assert_error(409, Some("uniqueness"));
     assert_eq!(directory.logins(), ["reset.rosa"], "one account");
+}
+
+/// A one-member PATCH of a group (what Entra ID and Okta send), its client gone before the
+/// legacy app answers the add: the add goes on to its end, is audited as done, and is made
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_add_whose_client_hangs_up_is_finished_once() {
+    let directory = Arc::new(SlowDirectory::default());
+    *directory.post_delay.lock().unwrap() = Duration::from_millis(600);
+    let env = slow_env(&directory).await;
+    let request_id = format!("member-hangup-{}", uuid::Uuid::new_v4());
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(150)).build().unwrap();
+    let body = patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "7"}]}]));
+    let gone = impatient
+        .patch(format!("{}/Groups/1", env.base()))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .header("x-request-id", request_id.as_str())
+        .body(body.to_string())
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up before the answer");
+    let audit = audit_line(&request_id).await;
+    assert!(audit.contains("outcome=\"success\"") && audit.contains("status=204"), "{audit}");
+    assert!(audit.contains("legacy_writes=1"), "{audit}");
+    assert!(!log_lines_with(&[request_id.as_str(), "added 7"]).is_empty(), "the script ran to its end");
+    assert_eq!(*directory.members.lock().unwrap(), [7], "one add");
+}
+
+/// One-member PATCHes of one group at the same time, some adding the same user: each is
+/// answered 204 and each add reaches the legacy app once, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_member_adds_to_one_group_each_reach_the_legacy_app() {
+    let directory = Arc::new(SlowDirectory::default());
+    *directory.post_delay.lock().unwrap() = Duration::from_millis(30);
+    let env = Arc::new(slow_env(&directory).await);
+    let users: [u64; 8] = [1, 2, 3, 4, 5, 6, 3, 3];
+    let writers: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let env = env.clone();
+            let body = patch_body(json!([{"op": "add", "path": "members", "value": [{"value": user.to_string()}]}]));
+            tokio::spawn(async move { send(&env, Method::PATCH, "/Groups/1", &[], body).await })
+        })
+        .collect();
+    for writer in writers {
+        let reply = writer.await.unwrap();
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    }
+    let mut added = directory.members.lock().unwrap().clone();
+    added.sort_unstable();
+    assert_eq!(added, [1, 2, 3, 3, 3, 4, 5, 6], "every add made, once");
 }
