@@ -54,7 +54,7 @@ pub fn validate_resource(
     let Some(body) = body.as_object() else {
         return Err(ScimError::invalid_syntax(format!("a {} must be a JSON object", rs.name)));
     };
-    reject_duplicates(body, "")?;
+    reject_duplicates(body, &At::Body)?;
     let listed = listed_schemas(rs, body)?;
     let mut out = Map::new();
     for (key, value) in body {
@@ -63,13 +63,8 @@ pub fn validate_resource(
         }
         if let Some(ext) = rs.extension(key) {
             let Some(object) = value_object(value, &ext.id)? else { continue };
-            let cleaned = clean_members(
-                object,
-                &ext.name,
-                &|name| ext.attribute(name),
-                &|name| format!("{}:{name}", ext.id),
-                unpublished,
-            )?;
+            let cleaned =
+                clean_members(object, &ext.name, &|name| ext.attribute(name), &At::Extension(&ext.id), unpublished)?;
             if !cleaned.is_empty() {
                 out.insert(ext.id.clone(), Value::Object(cleaned));
             }
@@ -84,7 +79,7 @@ pub fn validate_resource(
                 }
             }
         };
-        if let Some(cleaned) = clean_value(attribute, value, &attribute.name, unpublished)? {
+        if let Some(cleaned) = clean_value(attribute, value, &At::Body.member(&attribute.name), unpublished)? {
             out.insert(attribute.name.clone(), cleaned);
         }
     }
@@ -253,25 +248,85 @@ fn unknown_attribute(rs: &ResourceSchema, key: &str) -> Unknown {
     }
 }
 
-/// Cleans the members of a JSON object against the attributes `lookup` finds, naming
-/// each in errors through `path`; members `lookup` does not find go to `unpublished`.
+/// Where a value sits in the body, as the errors about it name it (`emails[0].value`,
+/// `urn:…:User:manager.value`): written out only when an error is raised, since every value
+/// of a body is cleaned and few are wrong.
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    /// The body itself.
+    Body,
+    /// The object of an extension, under its URN.
+    Extension(&'a str),
+    /// A member of an object.
+    Member(&'a At<'a>, &'a str),
+    /// An element of an array.
+    Element(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn member<'b>(&'b self, name: &'b str) -> At<'b> {
+        At::Member(self, name)
+    }
+
+    /// The path, as errors name it.
+    fn text(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    /// What the names of this object's members follow: `emails[0].`, `urn:…:User:`.
+    fn prefix(&self) -> String {
+        let mut out = self.text();
+        if matches!(self, At::Member(..) | At::Element(..)) {
+            out.push('.');
+        }
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            At::Body => {}
+            At::Extension(urn) => {
+                out.push_str(urn);
+                out.push(':');
+            }
+            At::Member(parent, name) => {
+                parent.write(out);
+                if matches!(parent, At::Member(..) | At::Element(..)) {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            At::Element(parent, index) => {
+                parent.write(out);
+                out.push('[');
+                out.push_str(&index.to_string());
+                out.push(']');
+            }
+        }
+    }
+}
+
+/// Cleans the members of a JSON object (the one at `at`) against the attributes `lookup`
+/// finds; members `lookup` does not find go to `unpublished`.
 fn clean_members<'a>(
     object: &Map<String, Value>,
     owner: &str,
     lookup: &dyn Fn(&str) -> Option<&'a Attribute>,
-    path: &dyn Fn(&str) -> String,
+    at: &At<'_>,
     unpublished: &mut Unpublished,
 ) -> Result<Map<String, Value>, ScimError> {
-    reject_duplicates(object, &path(""))?;
+    reject_duplicates(object, at)?;
     let mut out = Map::new();
     for (key, value) in object {
         let Some(attribute) = lookup(key) else {
-            let at = path(key);
+            let at = at.member(key).text();
             let refusal = ScimError::invalid_value(at.as_str(), format!("no such attribute in {owner}"));
             unpublished.skip(at, refusal)?;
             continue;
         };
-        if let Some(cleaned) = clean_value(attribute, value, &path(&attribute.name), unpublished)? {
+        if let Some(cleaned) = clean_value(attribute, value, &at.member(&attribute.name), unpublished)? {
             out.insert(attribute.name.clone(), cleaned);
         }
     }
@@ -282,7 +337,7 @@ fn clean_members<'a>(
 fn clean_value(
     attribute: &Attribute,
     value: &Value,
-    path: &str,
+    at: &At<'_>,
     unpublished: &mut Unpublished,
 ) -> Result<Option<Value>, ScimError> {
     if value.is_null() || attribute.mutability == Mutability::ReadOnly {
@@ -290,9 +345,9 @@ fn clean_value(
     }
     if !attribute.multi_valued {
         if value.is_array() {
-            return Err(ScimError::invalid_value(path, "expected a single value, not an array"));
+            return Err(ScimError::invalid_value(at.text(), "expected a single value, not an array"));
         }
-        return clean_single(attribute, value, path, unpublished);
+        return clean_single(attribute, value, at, unpublished);
     }
     let items = match value {
         Value::Array(items) => items.as_slice(),
@@ -300,14 +355,14 @@ fn clean_value(
     };
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        if let Some(item) = clean_single(attribute, item, &format!("{path}[{index}]"), unpublished)? {
+        if let Some(item) = clean_single(attribute, item, &At::Element(at, index), unpublished)? {
             out.push(item);
         }
     }
     let primaries = out.iter().filter(|item| item.get("primary") == Some(&Value::Bool(true))).count();
     if primaries > 1 {
         return Err(ScimError::invalid_value(
-            path,
+            at.text(),
             format!("{primaries} values are marked primary; at most one may be"),
         ));
     }
@@ -318,11 +373,12 @@ fn clean_value(
 fn clean_single(
     attribute: &Attribute,
     value: &Value,
-    path: &str,
+    at: &At<'_>,
     unpublished: &mut Unpublished,
 ) -> Result<Option<Value>, ScimError> {
-    let wrong =
-        |expected: &str| Err(ScimError::invalid_value(path, format!("expected {expected}, got {}", kind_of(value))));
+    let wrong = |expected: &str| {
+        Err(ScimError::invalid_value(at.text(), format!("expected {expected}, got {}", kind_of(value))))
+    };
     let ok = |value: &Value| Ok(Some(value.clone()));
     match (attribute.kind, value) {
         (_, Value::Null) => Ok(None),
@@ -341,17 +397,12 @@ fn clean_single(
         (AttrType::DateTime, Value::String(s)) if OffsetDateTime::parse(s, &Rfc3339).is_ok() => ok(value),
         (AttrType::DateTime, _) => wrong("a date and time such as 2015-09-30T12:00:00Z"),
         (AttrType::Complex, Value::Object(object)) => {
-            let cleaned = clean_members(
-                object,
-                &attribute.name,
-                &|name| attribute.sub_attribute(name),
-                &|name| format!("{path}.{name}"),
-                unpublished,
-            )?;
+            let cleaned =
+                clean_members(object, &attribute.name, &|name| attribute.sub_attribute(name), at, unpublished)?;
             if cleaned.is_empty() {
                 return Ok(None);
             }
-            check_required(attribute.sub_attributes.iter(), &cleaned, &|name| format!("{path}.{name}"))?;
+            check_required(attribute.sub_attributes.iter(), &cleaned, &|name| at.member(name).text())?;
             Ok(Some(Value::Object(cleaned)))
         }
         (AttrType::Complex, _) => wrong("an object"),
@@ -386,9 +437,9 @@ fn value_object<'a>(value: &'a Value, urn: &str) -> Result<Option<&'a Map<String
 
 /// Fails when two keys of one object differ only in case: names are case-insensitive
 /// (RFC 7643 §2.1), so they would name the same attribute twice.
-fn reject_duplicates(object: &Map<String, Value>, prefix: &str) -> Result<(), ScimError> {
+fn reject_duplicates(object: &Map<String, Value>, at: &At<'_>) -> Result<(), ScimError> {
     let duplicate = |key: &String| {
-        ScimError::invalid_value(format!("{prefix}{key}"), "given more than once (names are case-insensitive)")
+        ScimError::invalid_value(format!("{}{key}", at.prefix()), "given more than once (names are case-insensitive)")
     };
     let keys: Vec<&String> = object.keys().collect();
     // Pairwise for the objects SCIM bodies hold; a set for a body of thousands of names, so
@@ -705,6 +756,14 @@ mod tests {
             (user(json!({ ACME: { "hired": "yesterday" } })), acme("hired")),
             (user(json!({ ACME: { "hired": "2015-09-30" } })), acme("hired")),
             (user(json!({ ACME: { "site": { "secret": "x" } } })), acme("site.code")),
+            // names given twice, at every depth, named with the path to them
+            (user(json!({ "name": { "givenName": "a", "GIVENNAME": "b" } })), "name.GIVENNAME".into()),
+            (
+                user(json!({ "emails": [{ "value": "a@x" }, { "value": "b@x", "VALUE": "c@x" }] })),
+                "emails[1].VALUE".into(),
+            ),
+            (user(json!({ ENTERPRISE: { "department": "a", "Department": "b" } })), enterprise("Department")),
+            (user(json!({ ENTERPRISE: { "manager": { "value": "1", "Value": "2" } } })), enterprise("manager.Value")),
         ];
         // the same with a body of many names, which is checked through a set
         let mut many = user(json!({ "USERNAME": "again" }));
