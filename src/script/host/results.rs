@@ -279,6 +279,15 @@ impl DataSizes {
     /// The `results()` lists in it are gathered in `lists` and count nothing (what they hold
     /// was counted as they were filled).
     pub(in crate::script) fn of(value: &Dynamic, depth: usize, lists: &mut Vec<Results>) -> Option<Self> {
+        // Strings, numbers and booleans first, told by the value's tag: most of a value.
+        if value.is_string() {
+            if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+                return Some(Self { string: text.len(), ..Self::default() });
+            }
+        }
+        if value.is_int() || value.is_bool() || value.is_unit() || value.is_float() {
+            return Some(Self::default());
+        }
         if let Some(items) = value.read_lock::<Array>() {
             let below = depth.checked_sub(1)?;
             let inner = items
@@ -357,6 +366,11 @@ impl DataSizes {
 /// at most (checked as it is filled), and lists one level deep at most.
 pub(in crate::script) fn is_plain(value: &Dynamic) -> bool {
     pub(in crate::script) fn within(value: &Dynamic, depth: usize) -> bool {
+        // Most of an answer is strings, numbers and booleans: told by the value's tag alone,
+        // before the checks that look for a type.
+        if value.is_string() || value.is_int() || value.is_bool() || value.is_unit() || value.is_float() {
+            return true;
+        }
         if let Some(items) = value.read_lock::<Array>() {
             return depth > 0 && items.iter().all(|item| within(item, depth - 1));
         }
