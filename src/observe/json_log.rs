@@ -24,17 +24,17 @@ pub(super) struct SpanFields;
 
 impl<'w> FormatFields<'w> for SpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut members = Members { out: &mut writer, first: true, result: Ok(()) };
+        let mut members = Members { out: String::with_capacity(128), first: true };
         fields.record(&mut members);
-        members.result
+        writer.write_str(&members.out)
     }
 
     fn add_fields(&self, current: &'w mut FormattedFields<Self>, fields: &tracing::span::Record<'_>) -> fmt::Result {
         let first = current.fields.is_empty();
-        let mut writer = current.as_writer();
-        let mut members = Members { out: &mut writer, first, result: Ok(()) };
+        let mut members = Members { out: std::mem::take(&mut current.fields), first };
         fields.record(&mut members);
-        members.result
+        current.fields = members.out;
+        Ok(())
     }
 }
 
@@ -52,134 +52,173 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        // The line is made in a string of its own, written to directly, and handed over
+        // whole: each piece written through the subscriber's writer is a call through a
+        // trait object, and a line has a hundred pieces.
         let meta = event.metadata();
-        writer.write_str("{\"timestamp\":\"")?;
-        timestamp(&mut writer, time::OffsetDateTime::now_utc())?;
-        write!(writer, "\",\"level\":\"{}\"", meta.level())?;
-        let mut members = Members { out: &mut writer, first: false, result: Ok(()) };
+        let mut members = Members { out: String::with_capacity(512), first: false };
+        let out = &mut members.out;
+        out.push_str("{\"timestamp\":\"");
+        timestamp(out, time::OffsetDateTime::now_utc());
+        out.push_str("\",\"level\":\"");
+        out.push_str(meta.level().as_str());
+        out.push('"');
         event.record(&mut members);
-        members.result?;
-        writer.write_str(",\"target\":")?;
-        string(&mut writer, meta.target())?;
+        let out = &mut members.out;
+        out.push_str(",\"target\":");
+        string(out, meta.target());
         let span = event.parent().and_then(|id| ctx.span(id)).or_else(|| ctx.lookup_current());
         if let Some(span) = span {
-            writer.write_str(",\"span\":{")?;
+            out.push_str(",\"span\":{");
             let extensions = span.extensions();
             if let Some(fields) = extensions.get::<FormattedFields<SpanFields>>() {
                 if !fields.fields.is_empty() {
-                    writer.write_str(&fields.fields)?;
-                    writer.write_char(',')?;
+                    out.push_str(&fields.fields);
+                    out.push(',');
                 }
             }
-            writer.write_str("\"name\":")?;
-            string(&mut writer, span.name())?;
-            writer.write_char('}')?;
+            out.push_str("\"name\":");
+            string(out, span.name());
+            out.push('}');
         }
-        writer.write_str("}\n")
+        out.push_str("}\n");
+        writer.write_str(out)
     }
 }
 
 /// Writes fields as `"name":value` members, a comma before each but the first.
-struct Members<'a, 'w> {
-    out: &'a mut Writer<'w>,
+struct Members {
+    out: String,
     first: bool,
-    result: fmt::Result,
 }
 
-impl Members<'_, '_> {
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
+impl Members {
+    /// Starts a member: its name, and the colon its value follows.
+    fn name(&mut self, field: &Field) -> &mut String {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
         }
-        self.result = (|| {
-            if !std::mem::take(&mut self.first) {
-                self.out.write_char(',')?;
-            }
-            string(self.out, field.name())?;
-            self.out.write_char(':')?;
-            value(self.out)
-        })();
+        string(&mut self.out, field.name());
+        self.out.push(':');
+        &mut self.out
     }
 }
 
-impl Visit for Members<'_, '_> {
+impl Visit for Members {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, |out| string(out, value));
+        string(self.name(field), value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.name(field).push_str(if value { "true" } else { "false" });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |out| write!(out, "{value}"));
+        let out = self.name(field);
+        if value < 0 {
+            out.push('-');
+        }
+        digits(out, value.unsigned_abs());
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |out| write!(out, "{value}"));
+        digits(self.name(field), value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
+        let out = self.name(field);
         // JSON has no NaN or infinity: those are written as null, as serde_json does.
         if value.is_finite() {
-            self.member(field, |out| write!(out, "{value}"));
+            let _ = write!(out, "{value}");
         } else {
-            self.member(field, |out| out.write_str("null"));
+            out.push_str("null");
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |out| {
-            out.write_char('"')?;
-            write!(Escaped(&mut *out), "{value:?}")?;
-            out.write_char('"')
-        });
+        let out = self.name(field);
+        out.push('"');
+        let _ = write!(Escaped(&mut *out), "{value:?}");
+        out.push('"');
     }
 }
 
+/// A whole number in decimal.
+fn digits(out: &mut String, value: u64) {
+    padded(out, value, 1);
+}
+
+/// A whole number in decimal, zeros in front up to `width` digits.
+fn padded(out: &mut String, mut value: u64, width: usize) {
+    let mut buffer = [b'0'; 20];
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    let at = at.min(buffer.len().saturating_sub(width));
+    // Only ASCII digits are in the buffer.
+    out.push_str(std::str::from_utf8(&buffer[at..]).unwrap_or_default());
+}
+
 /// A JSON string.
-fn string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
-    out.write_char('"')?;
-    Escaped(&mut *out).write_str(text)?;
-    out.write_char('"')
+fn string(out: &mut String, text: &str) {
+    out.push('"');
+    let _ = Escaped(&mut *out).write_str(text);
+    out.push('"');
 }
 
 /// Text written into a JSON string, escaped on the way.
-struct Escaped<W>(W);
+struct Escaped<'a>(&'a mut String);
 
-impl<W: fmt::Write> fmt::Write for Escaped<W> {
+impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut rest = text;
-        while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
-            self.0.write_str(&rest[..at])?;
-            let c = rest[at..].chars().next().unwrap_or(' ');
-            match c {
-                '"' => self.0.write_str("\\\"")?,
-                '\\' => self.0.write_str("\\\\")?,
-                '\n' => self.0.write_str("\\n")?,
-                '\r' => self.0.write_str("\\r")?,
-                '\t' => self.0.write_str("\\t")?,
-                other => write!(self.0, "\\u{:04x}", u32::from(other))?,
+        // What is escaped is ASCII, so the text is scanned byte by byte, not char by char, and
+        // every cut falls between two chars.
+        let mut clean = 0;
+        for (at, &byte) in text.as_bytes().iter().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..0x20 => "",
+                _ => continue,
+            };
+            self.0.push_str(&text[clean..at]);
+            if escape.is_empty() {
+                let _ = write!(self.0, "\\u{byte:04x}");
+            } else {
+                self.0.push_str(escape);
             }
-            rest = &rest[at + c.len_utf8()..];
+            clean = at + 1;
         }
-        self.0.write_str(rest)
+        self.0.push_str(&text[clean..]);
+        Ok(())
     }
 }
 
 /// RFC 3339 in UTC with microseconds, as tracing's JSON lines have it.
-fn timestamp(out: &mut impl fmt::Write, t: time::OffsetDateTime) -> fmt::Result {
-    write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+fn timestamp(out: &mut String, t: time::OffsetDateTime) {
+    // A year before 1 or past 9999 does not come from the system clock.
+    padded(out, u64::try_from(t.year()).unwrap_or(0), 4);
+    for (separator, value, width) in [
+        ('-', u64::from(u8::from(t.month())), 2),
+        ('-', u64::from(t.day()), 2),
+        ('T', u64::from(t.hour()), 2),
+        (':', u64::from(t.minute()), 2),
+        (':', u64::from(t.second()), 2),
+        ('.', u64::from(t.microsecond()), 6),
+    ] {
+        out.push(separator);
+        padded(out, value, width);
+    }
+    out.push('Z');
 }
 
 #[cfg(test)]
@@ -201,33 +240,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lines_are_json_with_the_event_and_span_fields_escaped_and_added_later_fields_kept() {
-        let lines = Lines::default();
+    /// A subscriber writing these lines to `lines`.
+    fn writing_to(lines: &Lines) -> impl tracing::Subscriber + Send + Sync {
         let writer = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
+        tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .fmt_fields(SpanFields)
             .event_format(JsonLine)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+            .finish()
+    }
+
+    #[test]
+    fn lines_are_json_with_the_event_and_span_fields_escaped_and_added_later_fields_kept() {
+        let lines = Lines::default();
+        tracing::subscriber::with_default(writing_to(&lines), || {
             let span = tracing::info_span!("request", request_id = "r-1", app = tracing::field::Empty);
             let _entered = span.enter();
             span.record("app", "a\"pp");
             let error = "bad\nline\u{1}";
             tracing::warn!(status = 502_u64, ratio = 0.5, missing = f64::NAN, ok = false, %error, "request failed");
         });
-        tracing::subscriber::with_default(
-            tracing_subscriber::fmt()
-                .with_writer({
-                    let writer = lines.clone();
-                    move || writer.clone()
-                })
-                .fmt_fields(SpanFields)
-                .event_format(JsonLine)
-                .finish(),
-            || tracing::info!(n = -3_i64, "outside any span"),
-        );
+        tracing::subscriber::with_default(writing_to(&lines), || tracing::info!(n = -3_i64, "outside any span"));
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         let parsed: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
         assert_eq!(parsed.len(), 2, "{text}");
@@ -240,5 +273,27 @@ mod tests {
         let stamp = line["timestamp"].as_str().unwrap();
         assert!(time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).is_ok(), "{stamp}");
         assert_eq!((&parsed[1]["n"], parsed[1].get("span")), (&(-3).into(), None));
+    }
+
+    #[test]
+    fn numbers_and_timestamps_are_written_as_the_formatter_writes_them() {
+        for value in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            let mut out = String::new();
+            digits(&mut out, value);
+            assert_eq!(out, value.to_string());
+        }
+        let lines = Lines::default();
+        tracing::subscriber::with_default(writing_to(&lines), || {
+            tracing::info!(min = i64::MIN, neg = -1_i64, zero = 0_u64, max = u64::MAX, "numbers");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains(&format!(r#""min":{},"neg":-1,"zero":0,"max":{}"#, i64::MIN, u64::MAX)), "{text}");
+        let mut out = String::new();
+        let t = time::macros::datetime!(2026-01-02 03:04:05.000_006 UTC);
+        timestamp(&mut out, t);
+        assert_eq!(out, "2026-01-02T03:04:05.000006Z");
+        out.clear();
+        timestamp(&mut out, time::macros::datetime!(0999-12-31 23:59:59.999_999 UTC));
+        assert_eq!(out, "0999-12-31T23:59:59.999999Z");
     }
 }
