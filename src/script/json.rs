@@ -247,12 +247,15 @@ fn convert(value: &Dynamic, depth: usize, leave_out: bool) -> Result<Option<Valu
         return items(&list);
     }
     if let Some(map) = value.read_lock::<rhai::Map>() {
-        let mut object = serde_json::Map::new();
+        // The members come in key order, which is the object's: collected, they are laid out
+        // at once instead of each searched for a place.
+        let mut members = Vec::with_capacity(map.len());
         for (k, v) in map.iter() {
             if let Some(json) = convert(v, depth + 1, leave_out)? {
-                object.insert(k.as_str().to_owned(), json);
+                members.push((k.as_str().to_owned(), json));
             }
         }
+        let object: serde_json::Map<String, Value> = members.into_iter().collect();
         return Ok((!leave_out || !object.is_empty()).then_some(Value::Object(object)));
     }
     if let Some(results) = value.read_lock::<host::Results>() {
