@@ -177,24 +177,20 @@ struct Escaped<'a>(&'a mut String);
 
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        // What is escaped is ASCII, so the text is scanned byte by byte, not char by char, and
-        // every cut falls between two chars.
+        // What is escaped is ASCII, so every cut falls between two chars.
         let mut clean = 0;
-        for (at, &byte) in text.as_bytes().iter().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..0x20 => "",
-                _ => continue,
-            };
+        while let Some(found) = crate::scim::first_escaped(&text.as_bytes()[clean..]) {
+            let at = clean + found;
             self.0.push_str(&text[clean..at]);
-            if escape.is_empty() {
-                let _ = write!(self.0, "\\u{byte:04x}");
-            } else {
-                self.0.push_str(escape);
+            match text.as_bytes()[at] {
+                b'"' => self.0.push_str("\\\""),
+                b'\\' => self.0.push_str("\\\\"),
+                b'\n' => self.0.push_str("\\n"),
+                b'\r' => self.0.push_str("\\r"),
+                b'\t' => self.0.push_str("\\t"),
+                byte => {
+                    let _ = write!(self.0, "\\u{byte:04x}");
+                }
             }
             clean = at + 1;
         }

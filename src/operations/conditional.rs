@@ -67,7 +67,7 @@ fn write_members<'a>(out: &mut Fingerprinter, members: impl Iterator<Item = (&'a
         if index > 0 {
             let _ = out.write_all(b",");
         }
-        let _ = serde_json::to_writer(&mut *out, key);
+        write_string(out, key);
         let _ = out.write_all(b":");
         match member {
             Member::Value(value) => write_value(out, value),
@@ -91,9 +91,22 @@ fn write_value(out: &mut Fingerprinter, value: &Value) {
             }
             let _ = out.write_all(b"]");
         }
+        Value::String(text) => write_string(out, text),
         scalar => {
             let _ = serde_json::to_writer(&mut *out, scalar);
         }
+    }
+}
+
+/// Writes a string as serde_json writes it: as it is between quotes when nothing in it is
+/// escaped (almost every string), else by serde_json.
+fn write_string(out: &mut Fingerprinter, text: &str) {
+    if crate::scim::first_escaped(text.as_bytes()).is_none() {
+        out.update(b"\"");
+        out.update(text.as_bytes());
+        out.update(b"\"");
+    } else {
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
