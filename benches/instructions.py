@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Instructions a request: the user-space instructions the proxy executes for one request of
-each case, counted by valgrind's callgrind. Unlike time and CPU figures, the count is the same
-from run to run (within about 0.3 %) on a noisy machine, so two builds can be compared by it
-one change at a time. It leaves out the kernel (a quarter of a request's CPU in the load
-benchmark) and waiting, so it says which build does less work, not how fast either is.
+each case, counted by valgrind's callgrind. Unlike time and CPU figures, the count repeats
+within about 0.3 % in back-to-back runs on a noisy machine, so two builds can be compared by
+it one change at a time; run them alternately, since a busier machine adds up to 1 % (the
+proxy's timers and its cache's upkeep run more often a request while valgrind slows it). It
+leaves out the kernel (a quarter of a request's CPU in the load benchmark) and waiting, so it
+says which build does less work, not how fast either is.
 
     cargo bench --bench load --no-run          # the Acme instances and the release build
     python3 benches/instructions.py target/release/scim-proxy scripts/demo.rhai 300 get1 get2 post patch
