@@ -13,6 +13,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{Error, RequestError};
 use crate::scim::ScimError;
 
+/// How long a request holding its share of the connection's body budget waits for the first
+/// bytes of its body before it gives the share back and queues for it again.
+const FIRST_BYTES_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Reads a whole request body, refusing more than `limit` bytes before reading them.
 ///
 /// First takes the body's share of its connection's `budget` (the declared length, or `limit`
@@ -21,6 +25,12 @@ use crate::scim::ScimError;
 /// waiting for its share reads nothing, and h2 flow control stops its client. A share larger
 /// than the whole budget (`budget_bytes`, when a reload raised `limit` since the connection
 /// was accepted) is cut to all of it: the request waits to be alone, not for ever.
+///
+/// A stream may hold its share before any of its body has come: the client spreads the
+/// connection's flow-control window over its streams, and when other streams' bodies fill
+/// it, this one's bytes cannot come until those are read, which wait for the share. A share
+/// whose body sends nothing for [`FIRST_BYTES_WAIT`] is given back and queued for again
+/// (the queue is first come, first served), so the streams whose bytes did come are read.
 pub(crate) async fn read_body<B>(
     headers: &HeaderMap,
     body: B,
@@ -37,17 +47,34 @@ where
         return Err(RequestError::TooLarge { limit }.into());
     }
     let wanted = declared.map_or(limit, |n| n as usize).min(budget_bytes);
-    let mut share = budget
-        .clone()
-        .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))
-        .await
-        .map_err(|_| RequestError::Body { detail: "the connection is closing".into() })?;
-    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(RequestError::TooLarge { limit }.into());
+    let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+    let (mut share, mut next) = loop {
+        let share = budget
+            .clone()
+            .acquire_many_owned(u32::try_from(wanted).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| RequestError::Body { detail: "the connection is closing".into() })?;
+        tokio::select! {
+            biased;
+            frame = body.frame() => break (share, frame),
+            () = tokio::time::sleep(FIRST_BYTES_WAIT) => drop(share),
         }
-        Err(e) => return Err(RequestError::Body { detail: e.to_string() }.into()),
+    };
+    let mut chunks: Vec<Bytes> = Vec::new();
+    while let Some(frame) = next {
+        match frame {
+            Ok(frame) => chunks.extend(frame.into_data().ok()),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(RequestError::TooLarge { limit }.into());
+            }
+            Err(e) => return Err(RequestError::Body { detail: e.to_string() }.into()),
+        }
+        next = body.frame().await;
+    }
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.remove(0),
+        _ => Bytes::from(chunks.concat()),
     };
     // An undeclared length took the whole limit: what the body did not use goes back now.
     drop(share.split(wanted.saturating_sub(bytes.len()).min(share.num_permits())));
