@@ -6,7 +6,7 @@ use std::io::Write as _;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::text_at;
+use super::meta_text;
 use crate::error::RequestError;
 use crate::scim::Fingerprinter;
 
@@ -115,7 +115,7 @@ pub(super) fn check_if_match(headers: &HeaderMap, current: &Value) -> Result<(),
     let Some(wanted) = headers.get(http::header::IF_MATCH) else {
         return Ok(());
     };
-    let current = text_at(current, "/meta/version").unwrap_or_default();
+    let current = meta_text(current, "version").unwrap_or_default();
     if etag_matches(wanted, &current) {
         Ok(())
     } else {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::finish::{Keeper, finish_value_unsealed, identify, seal};
 use super::read::{Wanted, fetch};
-use super::{Call, Reply, bad_return, functions, text_at};
+use super::{Call, Reply, bad_return, functions, meta_text};
 use crate::error::{Error, RequestError};
 use crate::operations::operation::ListSource;
 use crate::scim::evaluate::Matcher;
@@ -186,7 +186,7 @@ pub(super) async fn search_all(call: &Call<'_>) -> Result<Reply, Error> {
     let total = all.len();
     let mut resources = Vec::new();
     for resource in page_of(all, params.start_index, count) {
-        let kind_name = text_at(&resource, "/meta/resourceType").unwrap_or_default();
+        let kind_name = meta_text(&resource, "resourceType").unwrap_or_default();
         let Some(rs) = call.app.resource_types().find(|rs| rs.name == kind_name) else { continue };
         let projection = Projection::parse(rs, params.attributes.as_deref(), params.excluded_attributes.as_deref())?;
         resources.push(projection.apply_owned(rs, resource));

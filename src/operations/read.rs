@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::conditional::etag_matches;
 use super::finish::finish;
-use super::{Call, Reply, bad_return, functions, projection, text_at, trim_args};
+use super::{Call, Reply, bad_return, functions, meta_text, projection, trim_args};
 use crate::error::{Error, RequestError};
 use crate::scim::filter::Filter;
 use crate::scim::projection::Projection;
@@ -18,7 +18,7 @@ pub(super) async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result
     let rs = call.app.resource(kind)?;
     let projection = projection(call, rs)?;
     let resource = fetch(call, kind, id, &Wanted::by(rs, &projection, None)).await?;
-    let etag = text_at(&resource, "/meta/version");
+    let etag = meta_text(&resource, "version");
     if let (Some(etag), Some(wanted)) = (&etag, call.headers.get(http::header::IF_NONE_MATCH)) {
         if etag_matches(wanted, etag) {
             return Ok(Reply {
