@@ -14,7 +14,8 @@ Cases: get1 (GET /Users/{id}?excludedAttributes=groups, 1 legacy call), get2 (GE
 /Users/{id}, 2 calls), filter (GET /Users?filter=userName eq, 2 calls), post (POST /Users, the
 load benchmark's body), patch (PATCH /Users/{id} replacing the title). Each case is warmed up
 with N/5 requests (at least 50), then N requests are counted, one connection, one after
-another. LEVEL=warn runs the proxy at that log level. Needs valgrind and python3.
+another. LEVEL=warn runs the proxy at that log level; KEEP=DIR keeps each case's callgrind
+dump there (DIR/CASE.out, for callgrind_annotate). Needs valgrind and python3.
 """
 import glob
 import http.client
@@ -129,6 +130,9 @@ def main():
             dump = max(glob.glob(out + ".*"), key=os.path.getmtime)
             total = next(int(line.split()[1]) for line in open(dump) if line.startswith("summary:"))
             results.append(f"{case} {total / count / 1000:.1f}k")
+            if os.environ.get("KEEP"):
+                os.makedirs(os.environ["KEEP"], exist_ok=True)
+                shutil.copy(dump, os.path.join(os.environ["KEEP"], f"{case}.out"))
         print(" ".join(results))
     finally:
         proxy.terminate()

@@ -588,3 +588,49 @@ async fn the_primary_email_and_phone_are_kept_else_the_first_work_one_else_the_f
     assert_eq!(stored.mail.as_deref(), Some("pat@home.example"));
     assert_eq!(stored.phone, None, "a replace without phoneNumbers clears the phone");
 }
+
+/// The enterprise manager reaches Acme as the number it stores; a manager id that is no number
+/// is the client's mistake, a 400 `invalidValue` naming the attribute, and nothing is written,
+/// on create and on replace. An empty one is no manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_is_written_as_a_number_and_one_that_is_none_is_refused() {
+    let env = TestEnv::start().await;
+    let boss = env.create_user("the-boss").await;
+    let mut body = user("managed");
+    body[ENTERPRISE] = json!({"employeeNumber": "E-9", "manager": {"value": boss}});
+    let created = env.post("/Users", body.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id: u64 = created.body["id"].as_str().unwrap().parse().unwrap();
+    let stored = env.legacy.store().get_user(id).unwrap();
+    assert_eq!(stored.manager_id, Some(boss.parse().unwrap()));
+    assert_eq!(stored.employee_no.as_deref(), Some("E-9"));
+    assert!(stored.enabled, "a user without `active` is enabled");
+    assert_eq!(created.body[ENTERPRISE]["manager"]["value"], boss.as_str());
+
+    let users = || env.legacy.store().list_users(&acme::store::UserQuery { per_page: 100, ..Default::default() }).total;
+    let before = users();
+    for (manager, shown) in
+        [(json!({"value": "not-a-number"}), "\"not-a-number\""), (json!({"value": "7.5"}), "\"7.5\"")]
+    {
+        let mut bad = user("badly-managed");
+        bad[ENTERPRISE] = json!({"manager": manager});
+        let refused = env.post("/Users", bad.clone()).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+        assert_eq!(refused.body["scimType"], "invalidValue", "{}", refused.text);
+        let detail = refused.body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("{ENTERPRISE}:manager.value: {shown} is not an integer")), "{detail}");
+        assert_eq!(users(), before, "nothing was created");
+
+        let replaced = env.put(&format!("/Users/{id}"), bad).await;
+        assert_eq!(replaced.status, StatusCode::BAD_REQUEST, "{}", replaced.text);
+        let stored = env.legacy.store().get_user(id).unwrap();
+        assert_eq!((stored.login.as_str(), stored.manager_id), ("managed", Some(boss.parse().unwrap())), "unchanged");
+    }
+
+    body[ENTERPRISE] = json!({"manager": {"value": ""}});
+    body["active"] = json!(false);
+    let replaced = env.put(&format!("/Users/{id}"), body).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    let stored = env.legacy.store().get_user(id).unwrap();
+    assert_eq!((stored.manager_id, stored.enabled, stored.employee_no), (None, false, None));
+}

@@ -339,6 +339,10 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_type_with_name::<template::Field>("Field");
     engine.register_fn("field", template::Field::named);
     engine.register_fn("as_text", template::Field::as_text);
+    engine.register_fn("as_int", template::Field::as_int);
+    engine.register_fn("or", template::Field::or);
+    engine.register_fn("preferred", |field: &mut template::Field| field.preferred(None));
+    engine.register_fn("preferred", |field: &mut template::Field, kind: &str| field.preferred(Some(kind)));
     engine.register_fn("fill", template::fill);
     engine.register_fn("fill", template::fill_each);
     engine.register_fn("json_encode", |value: Dynamic| -> Result<String, Box<EvalAltResult>> {
@@ -411,6 +415,11 @@ fn preferred(values: &mut Dynamic, kind: Option<&str>) -> Result<Dynamic, Box<Ev
     let Some(items) = values.read_lock::<Array>() else {
         return Err(runtime_error(format!("preferred: {} is not an array", values.type_name())));
     };
+    Ok(preferred_item(&items, kind).cloned().unwrap_or(Dynamic::UNIT))
+}
+
+/// The item [`preferred`] chooses among `items`, if any.
+pub(super) fn preferred_item<'a>(items: &'a [Dynamic], kind: Option<&str>) -> Option<&'a Dynamic> {
     let is_primary = |item: &&Dynamic| {
         item.read_lock::<Map>().is_some_and(|m| m.get("primary").is_some_and(|p| p.as_bool() == Ok(true)))
     };
@@ -422,8 +431,7 @@ fn preferred(values: &mut Dynamic, kind: Option<&str>) -> Result<Dynamic, Box<Ev
                 .is_some_and(|t| t.eq_ignore_ascii_case(kind))
         })
     };
-    let chosen = items.iter().find(is_primary).or_else(|| items.iter().find(of_kind)).or_else(|| items.first());
-    Ok(chosen.cloned().unwrap_or(Dynamic::UNIT))
+    items.iter().find(is_primary).or_else(|| items.iter().find(of_kind)).or_else(|| items.first())
 }
 
 /// Formats a time as SCIM writes it: RFC 3339 in UTC, whole seconds.

@@ -24,57 +24,158 @@ use crate::script::limits;
 /// `field(name)` of a template: what a record holds at a name.
 #[derive(Debug, Clone)]
 pub(in crate::script) struct Field {
-    /// The name, split at its dots: each but the last names a map within the one before.
+    /// The name as the template gave it.
+    name: ImmutableString,
+    /// The name, split into the keys of the maps walked, outermost first.
     path: Vec<ImmutableString>,
-    /// The value as text (numbers and booleans written out, text as it is).
-    text: bool,
+    /// How the value found is written.
+    form: Form,
+    /// `.preferred(type)`: an array met along the path is walked into at the item
+    /// `preferred` chooses (`Some(None)` without a type); without it, at no item.
+    pick: Option<Option<ImmutableString>>,
+    /// `.or(value)`: the value when the record holds nothing there.
+    default: Option<Dynamic>,
+}
+
+/// How a [`Field`] writes what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    AsIs,
+    /// `.as_text()`: numbers and booleans written out, text as it is.
+    Text,
+    /// `.as_int()`: integers as they are, text of one read as it.
+    Int,
 }
 
 impl Field {
-    /// `field(name)`.
+    /// `field(name)`: keys joined by dots; a name starting with `urn:` is a SCIM extension's
+    /// attribute as SCIM writes it (`urn:…:2.0:User:manager.value`): the schema URN, dots and
+    /// all, up to its last colon, then keys joined by dots.
     pub(super) fn named(name: &str) -> Result<Self, Box<EvalAltResult>> {
-        let path: Vec<ImmutableString> = name.split('.').map(ImmutableString::from).collect();
+        let (schema, rest) = match name.get(..4) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("urn:") => match name.rfind(':') {
+                Some(colon) if colon > 3 => (Some(&name[..colon]), &name[colon + 1..]),
+                _ => (None, name),
+            },
+            _ => (None, name),
+        };
+        let path: Vec<ImmutableString> = schema.into_iter().chain(rest.split('.')).map(ImmutableString::from).collect();
         if path.iter().any(|segment| segment.is_empty()) {
-            return Err(runtime_error(format!("field(\"{name}\"): a name, or names joined by dots")));
+            return Err(runtime_error(format!(
+                "field(\"{name}\"): a name, or names joined by dots (after `urn:…:` for an extension)"
+            )));
         }
-        Ok(Self { path, text: false })
+        Ok(Self { name: name.into(), path, form: Form::AsIs, pick: None, default: None })
     }
 
     /// `.as_text()`.
     pub(super) fn as_text(&mut self) -> Self {
-        Self { path: self.path.clone(), text: true }
+        Self { form: Form::Text, ..self.clone() }
     }
 
-    fn name(&self) -> String {
-        self.path.iter().map(ImmutableString::as_str).collect::<Vec<_>>().join(".")
+    /// `.as_int()`.
+    pub(super) fn as_int(&mut self) -> Self {
+        Self { form: Form::Int, ..self.clone() }
     }
 
-    /// What `record` holds at the field's name; `None` when it holds nothing there (or `()`).
-    fn read(&self, record: &Map) -> Result<Option<Dynamic>, String> {
-        let Some(value) = lookup(record, &self.path) else { return Ok(None) };
-        if value.is_unit() || !self.text || value.is_string() {
-            return Ok((!value.is_unit()).then_some(value));
+    /// `.preferred()`, `.preferred(type)`.
+    pub(super) fn preferred(&mut self, kind: Option<&str>) -> Self {
+        Self { pick: Some(kind.map(ImmutableString::from)), ..self.clone() }
+    }
+
+    /// `.or(value)`: a constant, like those a template holds.
+    pub(super) fn or(&mut self, value: Dynamic) -> Result<Self, Box<EvalAltResult>> {
+        if !is_constant(&value) {
+            return Err(runtime_error(format!(
+                "field(\"{}\").or(…): a text, number or boolean, not {}",
+                self.name(),
+                value.type_name()
+            )));
+        }
+        Ok(Self { default: Some(value), ..self.clone() })
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What `record` holds at the field's name, written in the field's form; `None` when it
+    /// holds nothing there (or `()`) and the field has no default.
+    fn read(&self, record: &Map) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
+        let pick = self.pick.as_ref().map(|kind| kind.as_ref().map(ImmutableString::as_str));
+        let found = lookup(record, &self.path, pick).filter(|value| !value.is_unit());
+        let written = match (found, self.form) {
+            (None, _) => None,
+            (Some(value), Form::AsIs) => Some(value),
+            (Some(value), Form::Text) => Some(self.as_text_of(value)?),
+            (Some(value), Form::Int) => self.as_int_of(value)?,
+        };
+        Ok(written.or_else(|| self.default.clone()))
+    }
+
+    fn as_text_of(&self, value: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+        if value.is_string() {
+            return Ok(value);
         }
         if value.is_int() || value.is_float() || value.is_bool() || value.is_char() {
-            return Ok(Some(Dynamic::from(value.to_string())));
+            return Ok(Dynamic::from(value.to_string()));
         }
-        Err(format!(
+        Err(runtime_error(format!(
             "field(\"{}\").as_text(): the record holds {} there, not a value to write as text",
             self.name(),
             value.type_name()
-        ))
+        )))
+    }
+
+    /// An integer, or text of one; empty text is no value. Anything else is a value the
+    /// record should not hold there: the record a template reads with `.as_int()` is what
+    /// a client sent, so the request fails as invalid (400 `invalidValue`).
+    fn as_int_of(&self, value: Dynamic) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
+        if value.is_int() {
+            return Ok(Some(value));
+        }
+        if let Some(text) = value.read_lock::<ImmutableString>() {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            if let Ok(number) = text.parse::<i64>() {
+                return Ok(Some(Dynamic::from_int(number)));
+            }
+            return Err(invalid_value(format!("{}: \"{}\" is not an integer", self.name(), text.as_str())));
+        }
+        Err(invalid_value(format!("{}: {} is not an integer", self.name(), value.type_name())))
     }
 }
 
-/// The value at `path` within `map`, nested maps walked in place.
-fn lookup(map: &Map, path: &[ImmutableString]) -> Option<Dynamic> {
+/// A value a client sent that cannot be written where the template writes it, thrown as the
+/// script would throw it.
+fn invalid_value(detail: String) -> Box<EvalAltResult> {
+    let mut error = Map::new();
+    error.insert("status".into(), Dynamic::from_int(400));
+    error.insert("scimType".into(), Dynamic::from("invalidValue"));
+    error.insert("detail".into(), Dynamic::from(detail));
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from_map(error), rhai::Position::NONE))
+}
+
+/// True for what a template holds as a constant.
+fn is_constant(value: &Dynamic) -> bool {
+    value.is_string() || value.is_int() || value.is_float() || value.is_bool() || value.is_char()
+}
+
+/// The value at `path` within `map`, nested maps walked in place; an array met before the
+/// path's end is walked into at its preferred item when `pick` says so (with its type).
+fn lookup(map: &Map, path: &[ImmutableString], pick: Option<Option<&str>>) -> Option<Dynamic> {
     let (first, rest) = path.split_first()?;
     let value = map.get(first.as_str())?;
+    let chosen = match (pick, value.read_lock::<Array>()) {
+        (Some(kind), Some(items)) => super::preferred_item(&items, kind)?.clone(),
+        _ => value.clone(),
+    };
     if rest.is_empty() {
-        return Some(value.clone());
+        return Some(chosen);
     }
-    let inner = value.read_lock::<Map>()?;
-    lookup(&inner, rest)
+    let inner = chosen.read_lock::<Map>()?;
+    lookup(&inner, rest, pick)
 }
 
 /// A template as the proxy keeps it.
@@ -114,7 +215,7 @@ impl Node {
             let reads = items.iter().any(Self::reads);
             return Ok(Self::Array(items, reads));
         }
-        if value.is_string() || value.is_int() || value.is_float() || value.is_bool() || value.is_char() {
+        if is_constant(value) {
             return Ok(Self::Constant(value.clone()));
         }
         Err(format!("{} in a template: only maps, arrays, constants and field(…) are", value.type_name()))
@@ -129,7 +230,7 @@ impl Node {
     }
 
     /// The node filled in from `record`; `None` when it reads the record and finds nothing.
-    fn fill(&self, record: &Map) -> Result<Option<Dynamic>, String> {
+    fn fill(&self, record: &Map) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
         match self {
             Self::Field(field) => field.read(record),
             Self::Constant(value) => Ok(Some(value.clone())),
@@ -155,7 +256,7 @@ fn fill_in<'a, T>(
     nodes: impl Iterator<Item = (&'a Node, T)>,
     record: &Map,
     mut keep: impl FnMut(T, Dynamic),
-) -> Result<bool, String> {
+) -> Result<bool, Box<EvalAltResult>> {
     let mut found = false;
     for (node, place) in nodes {
         if let Some(value) = node.fill(record)? {
@@ -218,7 +319,7 @@ pub(super) fn fill(
     function: FnPtr,
 ) -> Result<Map, Box<EvalAltResult>> {
     let node = template(&context, &function)?;
-    filled(&node, record).map_err(runtime_error)
+    filled(&node, record)
 }
 
 /// `records.fill(Fn("template"))`: each record filled in, in order.
@@ -235,19 +336,18 @@ pub(super) fn fill_each(
         .enumerate()
         .map(|(index, record)| {
             if index % DEADLINE_EVERY == DEADLINE_EVERY - 1 && deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err("the request's deadline passed".to_owned());
+                return Err(runtime_error("the request's deadline passed"));
             }
             match record.read_lock::<Map>() {
                 Some(record) => filled(&node, &record).map(Dynamic::from_map),
-                None => Err(format!("fill: item {index} is {}, not a map", record.type_name())),
+                None => Err(runtime_error(format!("fill: item {index} is {}, not a map", record.type_name()))),
             }
         })
         .collect::<Result<Array, _>>()
-        .map_err(runtime_error)
 }
 
 /// A template (always a map) filled in from one record.
-fn filled(node: &Node, record: &Map) -> Result<Map, String> {
+fn filled(node: &Node, record: &Map) -> Result<Map, Box<EvalAltResult>> {
     Ok(node.fill(record)?.and_then(|value| value.try_cast::<Map>()).unwrap_or_default())
 }
 
@@ -317,10 +417,25 @@ mod tests {
             (r#"fn t() { #{ a: field("a") } } [#{}, 3].fill(Fn("t"))"#, "item 1 is i64, not a map"),
             (r#"fn t() { #{ a: field("a..b") } } #{}.fill(Fn("t"))"#, "names joined by dots"),
             (r#"#{}.fill(Fn("missing"))"#, "missing"),
+            (r#"fn t() { #{ a: field("urn:x:") } } #{}.fill(Fn("t"))"#, "after `urn:…:` for an extension"),
+            (r#"fn t() { #{ a: field("urn:x:y.") } } #{}.fill(Fn("t"))"#, "names joined by dots"),
+            (r#"fn t() { #{ a: field("a").or([1]) } } #{}.fill(Fn("t"))"#, "a text, number or boolean, not array"),
+            (r#"fn t() { #{ a: field("a").or(#{}) } } #{}.fill(Fn("t"))"#, "not map"),
         ];
         for (text, expected) in cases {
             let error = eval(text).unwrap_err();
             assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    /// The demo with `extra` after it, compiled: a call of one of its functions with one value.
+    fn demo_with(extra: &str) -> impl Fn(&str, &serde_json::Value) -> rhai::Dynamic {
+        let engine = crate::script::ScriptEngine::new();
+        let demo = include_str!("../../../scripts/demo.rhai");
+        let ast = engine.engine.compile_with_scope(&super::super::compile_scope(), format!("{demo}\n{extra}")).unwrap();
+        move |function, value| {
+            let argument = (crate::script::ScriptEngine::to_dynamic(value),);
+            engine.engine.call_fn(&mut rhai::Scope::new(), &ast, function, argument).unwrap()
         }
     }
 
@@ -354,24 +469,139 @@ mod tests {
             partial[key] = serde_json::Value::Null;
             records.push(partial);
         }
-        let engine = crate::script::ScriptEngine::new();
-        let demo = include_str!("../../../scripts/demo.rhai");
-        let ast =
-            engine.engine.compile_with_scope(&super::super::compile_scope(), format!("{demo}\n{literal}")).unwrap();
+        let call = demo_with(literal);
         for record in records {
-            let map = |function: &str| {
-                let value: rhai::Dynamic = engine
-                    .engine
-                    .call_fn(
-                        &mut rhai::Scope::new(),
-                        &ast,
-                        function,
-                        (crate::script::ScriptEngine::to_dynamic(&record),),
-                    )
-                    .unwrap();
-                crate::script::ScriptEngine::resource_to_json(&value).unwrap()
-            };
+            let map = |function: &str| crate::script::ScriptEngine::resource_to_json(&call(function, &record)).unwrap();
             assert_eq!(map("to_scim"), map("literal"), "{record}");
+        }
+    }
+
+    /// A template reads a SCIM resource as well: extension attributes under their URN (dots
+    /// and all), the preferred item of a multi-valued attribute, integers from text, defaults.
+    #[test]
+    fn a_template_reads_a_scim_resource() {
+        let template = r#"
+            fn body() {
+                #{
+                    login: field("userName"),
+                    given: field("name.givenName"),
+                    mail: field("emails.value").preferred("work"),
+                    mail_any: field("emails.value").preferred(),
+                    no_pick: field("emails.value"),
+                    department: field("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+                    manager: field("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value").as_int(),
+                    enabled: field("active").or(true),
+                    kind: field("userType").or("employee"),
+                }
+            }
+        "#;
+        let fill = |user: &str| eval(&format!("{template} let u = {user}; u.fill(Fn(\"body\"))"));
+        let full = fill(
+            r#"#{ userName: "ann", name: #{ givenName: "Ann" }, active: false,
+                  emails: [#{ value: "home@x", type: "home" }, #{ value: "work@x", type: "Work" }],
+                  phoneNumbers: [#{ value: 5550100 }],
+                  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": #{ department: "R&D", manager: #{ value: "42" } } }"#,
+        );
+        assert_eq!(
+            full.unwrap(),
+            json!({"login": "ann", "given": "Ann", "mail": "work@x", "mail_any": "home@x", "department": "R&D",
+                   "manager": 42, "enabled": false, "kind": "employee"})
+        );
+        // An item is no text: the template's fault, said so.
+        let phone = eval(
+            r#"fn t() { #{ p: field("phoneNumbers").preferred().as_text() } }
+                            #{ phoneNumbers: [#{ value: "1" }] }.fill(Fn("t"))"#,
+        )
+        .unwrap_err();
+        assert!(phone.contains(r#"field("phoneNumbers").as_text(): the record holds map there"#), "{phone}");
+        // The primary item wins over the type; an empty manager is none; defaults fill in.
+        let bare = fill(
+            r#"#{ userName: "bo", emails: [#{ value: "a@x", type: "work" }, #{ value: "b@x", primary: true }],
+                  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": #{ manager: #{ value: "" } } }"#,
+        );
+        assert_eq!(
+            bare.unwrap(),
+            json!({"login": "bo", "mail": "b@x", "mail_any": "b@x", "enabled": true, "kind": "employee"})
+        );
+    }
+
+    /// `.as_int()` of text that is no integer is the client's mistake: thrown as the script
+    /// would throw a 400 `invalidValue`, naming the attribute as SCIM does.
+    #[test]
+    fn a_value_that_is_no_integer_is_an_invalid_value() {
+        let engine = crate::script::ScriptEngine::new();
+        let template = r#"fn t() { #{ m: field("urn:x:y:2.0:User:manager.value").as_int() } }"#;
+        for (value, shown) in [
+            (r#""12a""#, r#""12a""#),
+            ("1.5", "f64"),
+            ("true", "bool"),
+            (r#""9999999999999999999""#, r#""9999999999999999999""#),
+        ] {
+            let text =
+                format!(r#"{template} #{{ "urn:x:y:2.0:User": #{{ manager: #{{ value: {value} }} }} }}.fill(Fn("t"))"#);
+            let error = *engine.engine.eval::<rhai::Dynamic>(&text).unwrap_err();
+            let rhai::EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = error else {
+                let rhai::EvalAltResult::ErrorRuntime(thrown, _) = error else { panic!("{value}: {error}") };
+                let thrown = crate::script::ScriptEngine::to_json(&thrown).unwrap();
+                assert_eq!(thrown["status"], 400);
+                assert_eq!(thrown["scimType"], "invalidValue");
+                assert_eq!(thrown["detail"], format!("urn:x:y:2.0:User:manager.value: {shown} is not an integer"));
+                continue;
+            };
+            panic!("{value}: raised in a function call: {inner}");
+        }
+    }
+
+    /// The demo's `acme_user` template writes Acme's body as the map literal it replaced did,
+    /// compared as JSON with null members dropped (Acme takes a missing field as null), for
+    /// a full user, a bare one and those between.
+    #[test]
+    fn the_demo_template_writes_acme_bodies_as_its_map_literal_did() {
+        let literal = r#"
+            fn literal(user) {
+                let ent = user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
+                let manager = ent?.manager?.value;
+                let record = #{
+                    login: user.userName, first_name: user.name?.givenName, last_name: user.name?.familyName,
+                    display_name: user.displayName, mail: user.emails.preferred("work")?.value,
+                    phone: user.phoneNumbers.preferred("work")?.value, title: user.title,
+                    enabled: user.active ?? true, external_ref: user.externalId,
+                    employee_no: ent?.employeeNumber, department: ent?.department,
+                    manager_id: if manager != () && manager != "" { parse_int(manager) },
+                };
+                if user.password != () { record.password = user.password; }
+                record
+            }
+            fn template(user) { user.fill(Fn("acme_user")) }
+        "#;
+        let full = json!({"userName": "ann", "name": {"givenName": "Ann", "familyName": "Lee"}, "displayName": "Ann Lee",
+            "emails": [{"value": "h@x", "type": "home"}, {"value": "w@x", "type": "work"}],
+            "phoneNumbers": [{"value": "+1 555 0007", "type": "mobile", "primary": true}], "title": "Chief",
+            "active": false, "externalId": "x-7", "password": "S3cret!",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":
+                {"employeeNumber": "E7", "department": "R&D", "manager": {"value": "12"}}});
+        let mut users = vec![full.clone(), json!({"userName": "bo"})];
+        for key in ["name", "emails", "phoneNumbers", "active", "password", "displayName"] {
+            let mut partial = full.clone();
+            partial.as_object_mut().unwrap().remove(key);
+            users.push(partial);
+        }
+        for manager in [json!({"value": ""}), json!({}), json!({"value": "0"})] {
+            let mut other = full.clone();
+            other["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["manager"] = manager;
+            users.push(other);
+        }
+        let mut ungiven = full.clone();
+        ungiven["name"] = json!({"familyName": "Lee"});
+        users.push(ungiven);
+        let call = demo_with(literal);
+        for user in users {
+            let map = |function: &str| {
+                let mut json = crate::script::ScriptEngine::to_json(&call(function, &user)).unwrap();
+                json.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+                json
+            };
+            assert_eq!(map("template"), map("literal"), "{user}");
         }
     }
 }
