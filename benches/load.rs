@@ -11,6 +11,8 @@
 //!   `LOAD_SOAK=300` for five minutes).
 //! - `LOAD_LOG` (default `info`, as in production): the proxy's log level.
 //! - `LOAD_PROXY_BIN`: another `scim-proxy` binary to measure (say, the build before a change).
+//! - `LOAD_PROXY_SCRIPT`: the mapping it runs instead of `scripts/demo.rhai` (the demo as it
+//!   was, for a build that predates what the mapping now uses; the cycle's A/B needs it).
 //! - `LOAD_BASELINE_BIN`: a second `scim-proxy` binary measured in the same run as a fourth
 //!   target, `baseline`, beside the proxy in every round (the two swap places every other
 //!   round) and taking turns with it in the in-proxy listing runs: an A/B of two builds on one
@@ -787,7 +789,8 @@ async fn orchestrate() {
     let legacy = Legacy::start();
     let dir = tempfile::tempdir().unwrap();
     let binary = std::env::var("LOAD_PROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-proxy").to_owned());
-    let (proxy_child, proxy_addr) = start_proxy(dir.path(), "proxy", &binary, DEMO_SCRIPT, &legacy);
+    let script = std::env::var("LOAD_PROXY_SCRIPT").unwrap_or_else(|_| DEMO_SCRIPT.to_owned());
+    let (proxy_child, proxy_addr) = start_proxy(dir.path(), "proxy", &binary, &script, &legacy);
     let baseline = std::env::var("LOAD_BASELINE_BIN").ok().filter(|b| !b.is_empty()).map(|binary| {
         let script = std::env::var("LOAD_BASELINE_SCRIPT").unwrap_or_else(|_| DEMO_SCRIPT.to_owned());
         let (child, addr) = start_proxy(dir.path(), "baseline", &binary, &script, &legacy);
