@@ -7,6 +7,11 @@
 //! keeps what it answered, and fills that in natively for every record after: a renaming of
 //! a dozen fields costs a third of what the same map literal costs Rhai to evaluate.
 //!
+//! The record is a legacy app's (the template a SCIM resource) or the SCIM resource a request
+//! carries (the template the legacy app's body): `field` names an extension's attributes under
+//! their URN as SCIM does, `.preferred(type)` walks into a multi-valued attribute's preferred
+//! item, `.as_int()` reads an integer from text, `.or(value)` is a default.
+//!
 //! What the record lacks is left out as `compact` would leave it out, with one rule of its
 //! own: a map or an array of the template that reads the record is left out when nothing it
 //! reads is there, constants beside them notwithstanding — so `[#{ value: field("mail"),
