@@ -93,15 +93,11 @@ impl Field {
         if !is_constant(&value) {
             return Err(runtime_error(format!(
                 "field(\"{}\").or(…): a text, number or boolean, not {}",
-                self.name(),
+                self.name,
                 value.type_name()
             )));
         }
         Ok(Self { default: Some(value), ..self.clone() })
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 
     /// What `record` holds at the field's name, written in the field's form; `None` when it
@@ -127,7 +123,7 @@ impl Field {
         }
         Err(runtime_error(format!(
             "field(\"{}\").as_text(): the record holds {} there, not a value to write as text",
-            self.name(),
+            self.name,
             value.type_name()
         )))
     }
@@ -146,9 +142,9 @@ impl Field {
             if let Ok(number) = text.parse::<i64>() {
                 return Ok(Some(Dynamic::from_int(number)));
             }
-            return Err(invalid_value(format!("{}: \"{}\" is not an integer", self.name(), text.as_str())));
+            return Err(invalid_value(format!("{}: \"{}\" is not an integer", self.name, text.as_str())));
         }
-        Err(invalid_value(format!("{}: {} is not an integer", self.name(), value.type_name())))
+        Err(invalid_value(format!("{}: {} is not an integer", self.name, value.type_name())))
     }
 }
 
