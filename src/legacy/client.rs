@@ -238,7 +238,7 @@ impl LegacyClient {
     ) -> Result<Prepared, LegacyError> {
         let url = self.url_for(&request.path, &request.query)?;
         let write = !matches!(request.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        let call = Call { method: request.method.to_string(), host: host_of(&url), path: url.path().to_owned(), write };
+        let call = Call { method: request.method.to_string(), path: url.path().to_owned(), write };
         let mut headers = self.headers.clone();
         for (name, value) in &request.headers {
             let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| LegacyError::BadHeader {
@@ -436,8 +436,10 @@ impl LegacyClient {
         let (app, method, path) = (self.app.clone(), call.method.clone(), call.path.clone());
         if let Some(tls) = find_tls_error(&e) {
             let (fault, reason) = (tls_fault(tls), tls_reason(tls));
-            tracing::warn!(app, host = call.host, reason, "TLS with the legacy app failed");
-            let failure = Box::new(TlsFailure { host: call.host.clone(), reason, fault });
+            // Every call goes to the base URL's host (`url_for` refuses any other).
+            let host = host_of(&self.base);
+            tracing::warn!(app, host, reason, "TLS with the legacy app failed");
+            let failure = Box::new(TlsFailure { host, reason, fault });
             return LegacyError::Tls { app, method, path, failure };
         }
         // A connect timeout sent nothing: it is a connection failure, not a slow answer.

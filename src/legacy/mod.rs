@@ -201,8 +201,6 @@ struct Prepared {
 /// What a legacy error says about the call it failed: for messages and logs.
 struct Call {
     method: String,
-    /// `host` or `host:port` of the URL.
-    host: String,
     path: String,
     /// Any method but GET, HEAD and OPTIONS: a change may have been made when it fails.
     write: bool,

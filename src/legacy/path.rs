@@ -28,9 +28,10 @@ pub(super) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b';')
     .add(b'=');
 
-/// Encodes a value for use as one path segment.
-pub(crate) fn encode_segment(segment: &str) -> String {
-    utf8_percent_encode(segment, SEGMENT).to_string()
+/// Encodes a value for use as one path segment (borrowed when nothing in it needs encoding,
+/// as almost no id does).
+pub(crate) fn encode_segment(segment: &str) -> std::borrow::Cow<'_, str> {
+    utf8_percent_encode(segment, SEGMENT).into()
 }
 
 impl LegacyClient {

@@ -232,7 +232,7 @@ fn target(op: &BulkOp, created: &BTreeMap<String, String>) -> Result<Operation, 
         .path
         .split('/')
         .map(|segment| match segment.strip_prefix("bulkId:").and_then(|r| created.get(r)) {
-            Some(id) => crate::legacy::path::encode_segment(id),
+            Some(id) => crate::legacy::path::encode_segment(id).into_owned(),
             None => segment.to_owned(),
         })
         .collect();
@@ -256,12 +256,9 @@ fn target(op: &BulkOp, created: &BTreeMap<String, String>) -> Result<Operation, 
 /// (RFC 7644 §3.7.3).
 fn location(base_url: &str, operation: &Operation) -> Option<String> {
     match operation {
-        Operation::Replace(kind, id) | Operation::Patch(kind, id) | Operation::Delete(kind, id) => Some(format!(
-            "{}/{}/{}",
-            base_url.trim_end_matches('/'),
-            kind.endpoint(),
-            crate::legacy::path::encode_segment(id)
-        )),
+        Operation::Replace(kind, id) | Operation::Patch(kind, id) | Operation::Delete(kind, id) => {
+            Some(super::finish::resource_url(base_url.trim_end_matches('/'), kind.endpoint(), id))
+        }
         _ => None,
     }
 }

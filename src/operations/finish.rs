@@ -157,14 +157,32 @@ fn seal_meta(
     object: &Map<String, Value>,
     meta: &mut Map<String, Value>,
 ) {
-    let location = format!("{}/{}/{}", call.base_url, kind.endpoint(), crate::legacy::path::encode_segment(id));
+    let location = resource_url(&call.base_url, kind.endpoint(), id);
     meta.insert("location".into(), Value::String(location));
     let version = match meta.remove("version").and_then(|v| v.as_str().map(str::to_owned)) {
         Some(v) if v.starts_with("W/\"") || v.starts_with('"') => v,
         Some(v) => format!("W/\"{v}\""),
-        None => format!("W/\"{:016x}\"", version_hash(object, meta)),
+        None => weak_etag(version_hash(object, meta)),
     };
     meta.insert("version".into(), Value::String(version));
+}
+
+/// The URL of a resource: `{base_url}/{endpoint}/{id}`, the id encoded as a path segment.
+pub(super) fn resource_url(base_url: &str, endpoint: &str, id: &str) -> String {
+    [base_url, "/", endpoint, "/", &crate::legacy::path::encode_segment(id)].concat()
+}
+
+/// `W/"…"` around a version hash written as 16 lower-case hex digits (as `{:016x}` writes
+/// it, without the formatting machinery: every resource answered has one).
+fn weak_etag(hash: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(20);
+    text.push_str("W/\"");
+    for shift in (0..16).rev() {
+        text.push(char::from(HEX[((hash >> (shift * 4)) & 0xf) as usize]));
+    }
+    text.push('"');
+    text
 }
 
 /// Adds the absolute `$ref` of references the script gave by `value` only — a group's
@@ -177,7 +195,7 @@ pub(super) fn fill_references(rs: &ResourceSchema, object: &mut Map<String, Valu
             Some(t) if t.eq_ignore_ascii_case("User") => "Users",
             _ => default_endpoint,
         };
-        Some(format!("{base_url}/{endpoint}/{}", crate::legacy::path::encode_segment(id)))
+        Some(resource_url(base_url, endpoint, id))
     };
     let publishes_ref =
         |attribute: Option<&crate::scim::schema::Attribute>| attribute.and_then(|a| a.sub_attribute("$ref")).is_some();
@@ -219,4 +237,22 @@ pub(super) fn schemas_of(rs: &ResourceSchema, object: &Map<String, Value>) -> Ve
         }
     }
     schemas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_weak_etag_is_the_hash_in_sixteen_hex_digits() {
+        for hash in [0, 1, 0xabc, 0x0123_4567_89ab_cdef, u64::MAX] {
+            assert_eq!(weak_etag(hash), format!("W/\"{hash:016x}\""));
+        }
+    }
+
+    #[test]
+    fn a_resource_url_encodes_its_id_as_one_segment() {
+        assert_eq!(resource_url("https://x/scim/v2", "Users", "2819c223"), "https://x/scim/v2/Users/2819c223");
+        assert_eq!(resource_url("https://x", "Groups", "a/b c"), "https://x/Groups/a%2Fb%20c");
+    }
 }

@@ -262,9 +262,12 @@ pub(super) fn script_query(
         "attributes": attributes,
         "excluded_attributes": excluded,
         "max_scan": call.app.config.list.max_scan,
-        "wanted": wanted.0,
     });
-    ScriptEngine::to_dynamic(&query)
+    let mut query = ScriptEngine::to_dynamic(&query);
+    if let Some(mut map) = query.write_lock::<rhai::Map>() {
+        map.insert("wanted".into(), wanted.to_dynamic());
+    }
+    query
 }
 
 /// What a `list_*` function returned, finished.

@@ -11,8 +11,7 @@ use super::{Call, Reply, bad_return, functions, meta_text, projection, trim_args
 use crate::error::{Error, RequestError};
 use crate::scim::filter::Filter;
 use crate::scim::projection::Projection;
-use crate::scim::schema::{ResourceKind, ResourceSchema};
-use crate::script::ScriptEngine;
+use crate::scim::schema::{Attribute, Mutability, ResourceKind, ResourceSchema};
 
 pub(super) async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result<Reply, Error> {
     let rs = call.app.resource(kind)?;
@@ -34,15 +33,25 @@ pub(super) async fn get(call: &Call<'_>, kind: ResourceKind, id: &str) -> Result
 
 /// Which top-level attributes a read must produce: the script may skip fetching the others
 /// (a group's members, a user's groups). Passed to `get_*` as a second argument and to
-/// `list_*` as `query.wanted`, a map of attribute name to boolean.
-pub(super) struct Wanted(pub(super) Value);
+/// `list_*` as `query.wanted`, a map of attribute name to boolean. Built as the script's map
+/// itself: every read passes one.
+pub(super) struct Wanted(rhai::Map);
 
 impl Wanted {
+    /// Each core attribute of `rs`, wanted or not as `wanted` says.
+    fn of(rs: &ResourceSchema, wanted: impl Fn(&Attribute) -> bool) -> Self {
+        Self(rs.core.attributes.iter().map(|a| (a.name.as_str().into(), Dynamic::from_bool(wanted(a)))).collect())
+    }
+
     /// Everything a client can write: the reads before a write. readOnly attributes (a
     /// user's `groups`) are not written, so they are not read either.
     pub(super) fn writable(rs: &ResourceSchema) -> Self {
-        let writable = |a: &crate::scim::schema::Attribute| a.mutability != crate::scim::schema::Mutability::ReadOnly;
-        Self(Value::Object(rs.core.attributes.iter().map(|a| (a.name.clone(), Value::Bool(writable(a)))).collect()))
+        Self::of(rs, |a| a.mutability != Mutability::ReadOnly)
+    }
+
+    /// Nothing at all: a read that only asks whether the resource is there.
+    pub(super) fn nothing(rs: &ResourceSchema) -> Self {
+        Self::of(rs, |_| false)
     }
 
     /// What a response will show, plus what a filter must see.
@@ -51,25 +60,19 @@ impl Wanted {
         if let Some(filter) = filter {
             filter_attributes(filter, &mut named);
         }
-        Self(Value::Object(
-            rs.core
-                .attributes
-                .iter()
-                .map(|a| {
-                    let wanted = named.iter().any(|n| n.eq_ignore_ascii_case(&a.name)) || projection.wants_core(rs, a);
-                    (a.name.clone(), Value::Bool(wanted))
-                })
-                .collect(),
-        ))
+        Self::of(rs, |a| named.iter().any(|n| n.eq_ignore_ascii_case(&a.name)) || projection.wants_core(rs, a))
     }
 
     /// What a write reads, less one attribute (a group's members).
     pub(super) fn writable_except(rs: &ResourceSchema, name: &str) -> Self {
         let mut wanted = Self::writable(rs);
-        if let Some(map) = wanted.0.as_object_mut() {
-            map.insert(name.to_owned(), Value::Bool(false));
-        }
+        wanted.0.insert(name.into(), Dynamic::FALSE);
         wanted
+    }
+
+    /// The map the script receives.
+    pub(super) fn to_dynamic(&self) -> Dynamic {
+        Dynamic::from_map(self.0.clone())
     }
 }
 
@@ -90,7 +93,7 @@ pub(super) fn filter_attributes(filter: &Filter, out: &mut std::collections::BTr
 /// Reads one resource through the script; one the script does not find is a 404.
 pub(super) async fn fetch(call: &Call<'_>, kind: ResourceKind, id: &str, wanted: &Wanted) -> Result<Value, Error> {
     let function = functions(kind).get;
-    let args = vec![Dynamic::from(id.to_owned()), ScriptEngine::to_dynamic(&wanted.0)];
+    let args = vec![Dynamic::from(id.to_owned()), wanted.to_dynamic()];
     let found = call.app.script.call(function, trim_args(call.app, function, args), &call.scope).await?;
     match finish(call, kind, function, found)? {
         Some(resource) if resource.get("id").and_then(Value::as_str) == Some(id) => Ok(resource),

@@ -313,11 +313,7 @@ pub(super) async fn refused_body(call: &Call<'_>, kind: ResourceKind, id: &str, 
         Ok(rs) => rs,
         Err(other) => return other.into(),
     };
-    let mut wanted = Wanted::writable(rs);
-    if let Some(map) = wanted.0.as_object_mut() {
-        map.values_mut().for_each(|v| *v = Value::Bool(false));
-    }
-    match fetch(call, kind, id, &wanted).await {
+    match fetch(call, kind, id, &Wanted::nothing(rs)).await {
         Err(missing @ Error::Request(RequestError::NotFound { .. })) => missing,
         _ => error.into(),
     }

@@ -135,10 +135,9 @@ async fn serve(
     };
     let app_name = app.map_or("-", |a| a.name());
     let op = operation.as_ref().map_or("-", Operation::name);
-    let route = match (app, &operation) {
-        (Some(app), Some(operation)) => format!("{}{}", app.config.base_path, operation.template()),
-        _ => "-".to_owned(),
-    };
+    let route = Route(
+        app.zip(operation.as_ref()).map(|(app, operation)| (app.config.base_path.as_str(), operation.template())),
+    );
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let legacy_calls = stats.calls.load(Ordering::Relaxed);
     let legacy_ms = stats.micros.load(Ordering::Relaxed) as f64 / 1000.0;
@@ -150,7 +149,7 @@ async fn serve(
             let status = response.status().as_u16();
             let bytes_out = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
             tracing::$level!(
-                request_id = %request_id, app = app_name, op, %method, route = route.as_str(), status,
+                request_id = %request_id, app = app_name, op, %method, route = %route, status,
                 latency_ms, legacy_calls, legacy_ms, client = %peer, user_agent = user_agent.as_str(),
                 bytes_in, bytes_out $(, $extra = %$value)?, $message
             );
@@ -235,9 +234,9 @@ async fn serve(
     shared.metrics.request(app_name, op, response.status().as_u16(), started.elapsed());
     if trace.recording() {
         let status = response.status().as_u16();
-        trace.rename(|| if route == "-" { method.to_string() } else { format!("{method} {route}") });
-        if route != "-" {
-            trace.set("http.route", route.as_str());
+        trace.rename(|| if route.0.is_none() { method.to_string() } else { format!("{method} {route}") });
+        if route.0.is_some() {
+            trace.set("http.route", route.to_string().as_str());
         }
         trace.set("http.response.status_code", status);
         trace.set("client.address", peer.ip().to_string());
@@ -253,6 +252,23 @@ async fn serve(
         }
     }
     response
+}
+
+/// The route of a request as logs and traces name it: the app's base path and the
+/// operation's template (`/scim/v2/Users/{id}`), or `-` for one not routed. Written where it
+/// is shown, not built for each request.
+struct Route<'a>(Option<(&'a str, &'static str)>);
+
+impl std::fmt::Display for Route<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some((base_path, template)) => {
+                f.write_str(base_path)?;
+                f.write_str(template)
+            }
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// The challenges of a `401` (RFC 7235 §4.1): one for each scheme some app accepts — the
@@ -306,7 +322,6 @@ async fn perform(
 ) -> Result<operations::Reply, Error> {
     let Context { state, index, metrics, principal, request_id, stats, started, scim_addr, tls, body_budget, trace } =
         context;
-    let scim_host = scim_addr.to_string();
     let (parts, body) = request.into_parts();
     let query = crate::scim::params::query_pairs(parts.uri.query());
     let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
@@ -330,7 +345,7 @@ async fn perform(
         *kept = Some(recent::body_text(&app.redactor, body));
     }
     let base_url =
-        request::base_url(&parts.headers, state.server.trust_forwarded_headers, tls, &scim_host, &app.config.base_path);
+        request::base_url(&parts.headers, state.server.trust_forwarded_headers, tls, &scim_addr, &app.config.base_path);
     let journal = noted.as_mut().map(|noted| {
         noted.body.clone_from(&body);
         noted.base_url.clone_from(&base_url);

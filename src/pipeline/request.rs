@@ -218,7 +218,7 @@ pub(crate) fn base_url(
     headers: &HeaderMap,
     trust_forwarded: bool,
     tls: bool,
-    fallback_host: &str,
+    fallback_host: &dyn std::fmt::Display,
     base_path: &str,
 ) -> String {
     let header =
@@ -230,12 +230,22 @@ pub(crate) fn base_url(
         _ if tls => "https",
         _ => "http",
     };
-    let host = forwarded("x-forwarded-host")
-        .filter(|h| is_host(h))
-        .or_else(|| header("host").filter(|h| is_host(h)))
-        .unwrap_or(fallback_host);
+    let host = forwarded("x-forwarded-host").filter(|h| is_host(h)).or_else(|| header("host").filter(|h| is_host(h)));
     let base_path = if base_path == "/" { "" } else { base_path };
-    format!("{scheme}://{host}{base_path}")
+    // Written piece by piece: this runs for every request (the fallback, the address the
+    // request came in on, is formatted only for a client that sent no usable Host).
+    let mut url = String::with_capacity(scheme.len() + 3 + host.map_or(24, str::len) + base_path.len());
+    url.push_str(scheme);
+    url.push_str("://");
+    match host {
+        Some(host) => url.push_str(host),
+        None => {
+            use std::fmt::Write as _;
+            let _ = write!(url, "{fallback_host}");
+        }
+    }
+    url.push_str(base_path);
+    url
 }
 
 /// A host and optional port: letters, digits, '.', '-', ':' and IPv6 brackets only.
@@ -281,9 +291,12 @@ mod tests {
         h.insert("host", "proxy.local:8080".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         h.insert("x-forwarded-host", "scim.example.com".parse().unwrap());
-        assert_eq!(base_url(&h, true, false, "x", "/scim/v2"), "https://scim.example.com/scim/v2");
-        assert_eq!(base_url(&h, false, false, "x", "/scim/v2"), "http://proxy.local:8080/scim/v2");
+        assert_eq!(base_url(&h, true, false, &"x", "/scim/v2"), "https://scim.example.com/scim/v2");
+        assert_eq!(base_url(&h, false, false, &"x", "/scim/v2"), "http://proxy.local:8080/scim/v2");
         h.insert("x-forwarded-host", "evil\"host".parse().unwrap());
-        assert_eq!(base_url(&h, true, false, "x", "/s"), "https://proxy.local:8080/s");
+        assert_eq!(base_url(&h, true, false, &"x", "/s"), "https://proxy.local:8080/s");
+        // no usable Host: the address the request came in on
+        let addr: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        assert_eq!(base_url(&HeaderMap::new(), false, true, &addr, "/"), "https://127.0.0.1:8443");
     }
 }

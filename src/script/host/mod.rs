@@ -364,7 +364,7 @@ pub(super) fn register(engine: &mut rhai::Engine) {
     engine.register_fn("url_encode", |text: &str| {
         percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
     });
-    engine.register_fn("path_segment", |text: &str| crate::legacy::path::encode_segment(text));
+    engine.register_fn("path_segment", |text: &str| crate::legacy::path::encode_segment(text).into_owned());
     engine.register_fn("now", || format_time(time::OffsetDateTime::now_utc()));
     engine.register_fn("unix_time", || time::OffsetDateTime::now_utc().unix_timestamp());
 }
