@@ -258,7 +258,9 @@ impl AppScript {
         // are made on the worker's runtime. It is a task of its own, so that it runs to its end
         // even when its request is abandoned: a legacy write it makes is never cut in half.
         // Within the request's span, so what the call logs names the request.
-        let call = tracing::Instrument::in_current_span(run.inline());
+        // Boxed: the task then holds a pointer, not the whole call, which its cell would copy
+        // at each change of stage.
+        let call = tracing::Instrument::in_current_span(Box::pin(run.inline()));
         let outcome = tokio::spawn(call).await.unwrap_or_else(|_| Err("the script call panicked".to_owned()));
         scope.metrics.script_call(&self.app, function, started.elapsed());
         match outcome {

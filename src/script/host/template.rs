@@ -163,17 +163,19 @@ fn is_constant(value: &Dynamic) -> bool {
     value.is_string() || value.is_int() || value.is_float() || value.is_bool() || value.is_char()
 }
 
-/// The value at `path` within `map`, nested maps walked in place; an array met before the
-/// path's end is walked into at its preferred item when `pick` says so (with its type).
+/// The value at `path` within `map`, nested maps walked in place (only the value found is
+/// copied); an array met before the path's end is walked into at its preferred item when
+/// `pick` says so (with its type).
 fn lookup(map: &Map, path: &[ImmutableString], pick: Option<Option<&str>>) -> Option<Dynamic> {
     let (first, rest) = path.split_first()?;
     let value = map.get(first.as_str())?;
-    let chosen = match (pick, value.read_lock::<Array>()) {
-        (Some(kind), Some(items)) => super::preferred_item(&items, kind)?.clone(),
-        _ => value.clone(),
+    let items = pick.and_then(|_| value.read_lock::<Array>());
+    let chosen = match (pick, &items) {
+        (Some(kind), Some(items)) => super::preferred_item(items, kind)?,
+        _ => value,
     };
     if rest.is_empty() {
-        return Some(chosen);
+        return Some(chosen.clone());
     }
     let inner = chosen.read_lock::<Map>()?;
     lookup(&inner, rest, pick)
