@@ -12,9 +12,10 @@ says which build does less work, not how fast either is.
 
 Cases: get1 (GET /Users/{id}?excludedAttributes=groups, 1 legacy call), get2 (GET
 /Users/{id}, 2 calls), filter (GET /Users?filter=userName eq, 2 calls), post (POST /Users, the
-load benchmark's body), patch (PATCH /Users/{id} replacing the title). Each case is warmed up
-with N/5 requests (at least 50), then N requests are counted, one connection, one after
-another. LEVEL=warn runs the proxy at that log level; KEEP=DIR keeps each case's callgrind
+load benchmark's body), patch (PATCH /Users/{id} replacing the title), scan (the in-proxy
+filter: GET /Users?filter=userName co "42"&count=10 over all 10,000 users, 101 calls; give it
+an N of 2 or 3, each takes seconds under valgrind). Each case is warmed up with N/5 requests
+(at least 50; scan 2), then N requests are counted, one connection, one after another. LEVEL=warn runs the proxy at that log level; KEEP=DIR keeps each case's callgrind
 dump there (DIR/CASE.out, for callgrind_annotate). Needs valgrind and python3.
 """
 import glob
@@ -98,6 +99,8 @@ def main():
                 method, path = "GET", f"/scim/v2/Users/{uid}"
             elif case == "filter":
                 method, path = "GET", f"/scim/v2/Users?filter=userName%20eq%20%22user{uid:05}%22"
+            elif case == "scan":
+                method, path = "GET", "/scim/v2/Users?filter=userName%20co%20%2242%22&count=10"
             elif case == "post":
                 method, path, body = "POST", "/scim/v2/Users", user(f"i{os.getpid()}-{sent[0]}", i)
             elif case == "patch":
@@ -118,7 +121,7 @@ def main():
 
         results = []
         for case in cases:
-            for i in range(max(50, count // 5)):
+            for i in range(2 if case == "scan" else max(50, count // 5)):
                 request(case, i + 20000)
             control("-i", "on")
             control("-z")

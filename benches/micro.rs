@@ -178,12 +178,12 @@ fn main() {
         let _ = black_box(ScriptEngine::to_dynamic(&v));
     });
     measure(&filter, "json: Acme record bytes → Dynamic", || {
-        let _ = black_box(ScriptEngine::parse_json(black_box(&bytes)).unwrap());
+        let _ = black_box(ScriptEngine::parse_json(black_box(std::str::from_utf8(&bytes).unwrap())).unwrap());
     });
     // A listing page as Acme answers it: 100 records.
     let page = serde_json::to_vec(&json!({"data": vec![record.clone(); 100], "total": 10_000})).unwrap();
     measure(&filter, "json: a 100-record page bytes → Dynamic", || {
-        let _ = black_box(ScriptEngine::parse_json(black_box(&page)).unwrap());
+        let _ = black_box(ScriptEngine::parse_json(black_box(std::str::from_utf8(&page).unwrap())).unwrap());
     });
     let scim_page = ScriptEngine::to_dynamic(&Value::Array(vec![user.clone(); 100]));
     measure(&filter, "json: 100 SCIM users Dynamic → JSON", || {

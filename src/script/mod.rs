@@ -406,8 +406,8 @@ impl ScriptEngine {
 
     /// Parses JSON text straight into a script value, the same value [`ScriptEngine::to_dynamic`]
     /// makes of it: every legacy answer is read this way, without a `serde_json::Value` between.
-    pub fn parse_json(text: &[u8]) -> Result<Dynamic, serde_json::Error> {
-        json::from_slice(text)
+    pub fn parse_json(text: &str) -> Result<Dynamic, serde_json::Error> {
+        json::from_str(text)
     }
 
     /// Converts a script value into JSON; `()` becomes `null`, a `results()` list an array.

@@ -342,13 +342,48 @@ pub(super) fn response_map(response: LegacyResponse) -> Map {
         }
     }
     map.insert("headers".into(), headers.into());
-    let json = crate::script::ScriptEngine::parse_json(&response.body).unwrap_or(Dynamic::UNIT);
-    map.insert("json".into(), json);
-    // Checked whole first: most answers are valid UTF-8, and the lossy conversion's scan is slower.
-    let text = match std::str::from_utf8(&response.body) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(&response.body).into_owned(),
+    // Checked whole once: most answers are valid UTF-8 (the lossy conversion's scan is slower),
+    // and the JSON is then parsed as text, each string not checked again. A body that is not
+    // UTF-8 is not JSON either.
+    let (json, text) = match std::str::from_utf8(&response.body) {
+        Ok(text) => (crate::script::ScriptEngine::parse_json(text).unwrap_or(Dynamic::UNIT), text.to_owned()),
+        Err(_) => (Dynamic::UNIT, String::from_utf8_lossy(&response.body).into_owned()),
     };
+    map.insert("json".into(), json);
     map.insert("body".into(), Dynamic::from(text));
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: &'static [u8]) -> Map {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", http::HeaderValue::from_static("application/json"));
+        response_map(LegacyResponse { status: 200, headers, body: bytes::Bytes::from_static(body) })
+    }
+
+    /// `json` is the parsed body when it is JSON, `()` otherwise; `body` is always the text,
+    /// bytes that are not UTF-8 replaced.
+    #[test]
+    fn an_answer_is_its_status_headers_text_and_json() {
+        let map = answer(br#"{"id": 7, "login": "b\u00e9", "tags": ["x"]}"#);
+        assert_eq!(map["status"].as_int(), Ok(200));
+        let headers = map["headers"].clone().cast::<Map>();
+        assert_eq!(headers["content-type"].clone().into_string().unwrap(), "application/json");
+        let json = map["json"].clone().cast::<Map>();
+        assert_eq!(json["id"].as_int(), Ok(7));
+        assert_eq!(json["login"].clone().into_string().unwrap(), "bé");
+        assert_eq!(map["body"].clone().into_string().unwrap(), r#"{"id": 7, "login": "b\u00e9", "tags": ["x"]}"#);
+
+        let not_json = answer(b"<html>down</html>");
+        assert!(not_json["json"].is_unit());
+        assert_eq!(not_json["body"].clone().into_string().unwrap(), "<html>down</html>");
+
+        // JSON but for one byte that is not UTF-8: not JSON, and its text says where.
+        let broken = answer(b"{\"login\": \"b\xff\"}");
+        assert!(broken["json"].is_unit());
+        assert_eq!(broken["body"].clone().into_string().unwrap(), "{\"login\": \"b\u{fffd}\"}");
+    }
 }
