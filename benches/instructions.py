@@ -14,8 +14,10 @@ Cases: get1 (GET /Users/{id}?excludedAttributes=groups, 1 legacy call), get2 (GE
 /Users/{id}, 2 calls), filter (GET /Users?filter=userName eq, 2 calls), post (POST /Users, the
 load benchmark's body), patch (PATCH /Users/{id} replacing the title), scan (the in-proxy
 filter: GET /Users?filter=userName co "42"&count=10 over all 10,000 users, 101 calls; give it
-an N of 2 or 3, each takes seconds under valgrind). Each case is warmed up with N/5 requests
-(at least 50; scan 2), then N requests are counted, one connection, one after another. LEVEL=warn runs the proxy at that log level; KEEP=DIR keeps each case's callgrind
+an N of 2 or 3, each takes seconds under valgrind). A case given as CASE:N is counted over N
+requests instead (`scan:2 post` runs creates after a scan filled the ID cache to its bound).
+Each case is warmed up with N/5 requests (at least 50; scan 2), then N requests are counted,
+one connection, one after another. LEVEL=warn runs the proxy at that log level; KEEP=DIR keeps each case's callgrind
 dump there (DIR/CASE.out, for callgrind_annotate). Needs valgrind and python3.
 """
 import glob
@@ -120,19 +122,21 @@ def main():
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
         results = []
-        for case in cases:
-            for i in range(2 if case == "scan" else max(50, count // 5)):
+        for given in cases:
+            case, _, times = given.partition(":")
+            times = int(times) if times else count
+            for i in range(2 if case == "scan" else max(50, times // 5)):
                 request(case, i + 20000)
             control("-i", "on")
             control("-z")
-            for i in range(count):
+            for i in range(times):
                 request(case, i)
             control("-d", case)
             control("-i", "off")
             time.sleep(0.5)
             dump = max(glob.glob(out + ".*"), key=os.path.getmtime)
             total = next(int(line.split()[1]) for line in open(dump) if line.startswith("summary:"))
-            results.append(f"{case} {total / count / 1000:.1f}k")
+            results.append(f"{case} {total / times / 1000:.1f}k")
             if os.environ.get("KEEP"):
                 os.makedirs(os.environ["KEEP"], exist_ok=True)
                 shutil.copy(dump, os.path.join(os.environ["KEEP"], f"{case}.out"))
